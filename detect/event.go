@@ -1,0 +1,70 @@
+package detect
+
+import (
+	"time"
+)
+
+// Line is one log line as a source read it. Field names mirror what CrowdSec
+// hub expressions address (evt.Line.Raw, evt.Line.Labels.type, ...).
+type Line struct {
+	Raw    string
+	Src    string            // file path or journald unit, for datasource_path
+	Module string            // "file", "journalctl", ...
+	Labels map[string]string // acquisition labels; "type" selects parsers
+	// Time is the time the source knows for the line (journald's realtime
+	// stamp); zero when only the parsers can tell.
+	Time time.Time
+	// ReadAt is when moat read the line, on the local clock.
+	ReadAt time.Time
+	// Process is false for lines that only advance a position.
+	Process bool
+}
+
+// Event is a line on its way through parser stages and into buckets. Field
+// names are those hub expressions use (evt.Parsed.x, evt.Meta.x, evt.StrTime).
+type Event struct {
+	Line        Line
+	Parsed      map[string]string
+	Meta        map[string]string
+	Enriched    map[string]string
+	Unmarshaled map[string]any
+	// Stage is the parser stage the event is in ("s00-raw", ...).
+	Stage string
+	// StrTime is the timestamp text a parser extracted; dateparse turns it
+	// into Time and MarshaledTime.
+	StrTime       string
+	StrTimeFormat string
+	MarshaledTime string
+	// Time is the event's time: log time when known, else when it was read.
+	Time time.Time
+	// Whitelisted events are parsed but never poured into buckets.
+	Whitelisted     bool
+	WhitelistReason string
+	// Process is false once a parser stage rejected the event.
+	Process bool
+}
+
+// NewEvent starts an event from a line with empty maps, ready for stage one.
+func NewEvent(l Line) *Event {
+	return &Event{
+		Line:        l,
+		Parsed:      map[string]string{},
+		Meta:        map[string]string{},
+		Enriched:    map[string]string{},
+		Unmarshaled: map[string]any{},
+		Time:        l.Time,
+		Process:     true,
+	}
+}
+
+// GetMeta returns a meta value or "" (hub expressions call evt.GetMeta).
+func (e *Event) GetMeta(key string) string { return e.Meta[key] }
+
+// SetMeta sets a meta value.
+func (e *Event) SetMeta(key, value string) { e.Meta[key] = value }
+
+// SetParsed sets a parsed value.
+func (e *Event) SetParsed(key, value string) { e.Parsed[key] = value }
+
+// GetType returns "log"; overflow events are represented by model.Alert.
+func (e *Event) GetType() string { return "log" }
