@@ -44,4 +44,3 @@ func TestVethPairCarriesTraffic(t *testing.T) {
 		t.Fatalf("read %q over the veth pair, want %q", got, "moat")
 	}
 }
-
