@@ -1,0 +1,328 @@
+// Package config loads /etc/moat/moat.yaml strictly: defaults first, then the
+// file decoded with unknown keys rejected, then validation. Every error names
+// the file and line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPath is where moat looks for its configuration.
+const DefaultPath = "/etc/moat/moat.yaml"
+
+// Config is moat's configuration. Every key is optional; Default fills the rest.
+type Config struct {
+	StateDir    string      `yaml:"state_dir"`
+	LogLevel    string      `yaml:"log_level"`
+	API         API         `yaml:"api"`
+	Metrics     Metrics     `yaml:"metrics"`
+	Hub         Hub         `yaml:"hub"`
+	Acquisition Acquisition `yaml:"acquisition"`
+	Profiles    string      `yaml:"profiles"`
+	Enforce     Enforce     `yaml:"enforce"`
+	Allowlist   []string    `yaml:"allowlist"`
+	// Simulation lists scenarios whose alerts produce simulated decisions,
+	// stored and shown but never enforced.
+	Simulation []string `yaml:"simulation"`
+
+	// Source is the file the config came from, or "" for the embedded default.
+	Source string `yaml:"-"`
+}
+
+type API struct {
+	Socket string `yaml:"socket"`
+	Listen string `yaml:"listen"`
+}
+
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+type Hub struct {
+	Dir      string   `yaml:"dir"`
+	Patterns string   `yaml:"patterns"`
+	Data     string   `yaml:"data"`
+	Items    []string `yaml:"items"`
+	// MaxBuckets bounds live scenario buckets so a flood of distinct
+	// sources cannot exhaust memory.
+	MaxBuckets int `yaml:"max_buckets"`
+}
+
+type Acquisition struct {
+	// Dir holds acquisition files in the CrowdSec acquis.yaml shape.
+	Dir string `yaml:"dir"`
+}
+
+type Enforce struct {
+	// BatchWindow is how long the reconciler gathers decisions before it
+	// writes one kernel transaction; BatchMax ends a batch early.
+	BatchWindow    time.Duration `yaml:"batch_window"`
+	BatchMax       int           `yaml:"batch_max"`
+	VerifyInterval time.Duration `yaml:"verify_interval"`
+	// IPv6BanPrefix widens a ban on a single IPv6 address to its covering
+	// prefix (64 bans the whole /64); 128 bans the address alone.
+	IPv6BanPrefix int `yaml:"ipv6_ban_prefix"`
+	// MinRangeBits4/6 refuse ranges wider than /N, so a typo cannot ban a
+	// continent.
+	MinRangeBits4 int     `yaml:"min_range_bits_v4"`
+	MinRangeBits6 int     `yaml:"min_range_bits_v6"`
+	NFTables      NFT     `yaml:"nftables"`
+	XDP           XDPConf `yaml:"xdp"`
+}
+
+type NFT struct {
+	Enabled  bool   `yaml:"enabled"`
+	Hook     string `yaml:"hook"`
+	Priority int    `yaml:"priority"`
+	// Interfaces get an extra netdev ingress chain each.
+	Interfaces []string `yaml:"interfaces"`
+}
+
+type XDPConf struct {
+	Enabled    bool     `yaml:"enabled"`
+	Interfaces []string `yaml:"interfaces"`
+	PinDir     string   `yaml:"pin_dir"`
+	MaxSingles int      `yaml:"max_singles"`
+	MaxRanges  int      `yaml:"max_ranges"`
+}
+
+// Default returns the built-in configuration, the one moat runs with when
+// no file exists.
+func Default() Config {
+	return Config{
+		StateDir: "/var/lib/moat",
+		LogLevel: "info",
+		API:      API{Socket: "/run/moat/moat.sock", Listen: "127.0.0.1:8088"},
+		Metrics:  Metrics{Listen: "127.0.0.1:9641"},
+		Hub: Hub{
+			Dir:        "/etc/moat/hub",
+			Patterns:   "/etc/moat/patterns",
+			Data:       "/var/lib/moat/data",
+			MaxBuckets: 100000,
+		},
+		Acquisition: Acquisition{Dir: "/etc/moat/acquis.d"},
+		Profiles:    "/etc/moat/profiles.yaml",
+		Enforce: Enforce{
+			BatchWindow:    time.Millisecond,
+			BatchMax:       4096,
+			VerifyInterval: time.Minute,
+			IPv6BanPrefix:  128,
+			MinRangeBits4:  8,
+			MinRangeBits6:  32,
+			NFTables:       NFT{Enabled: true, Hook: "prerouting", Priority: -300},
+			XDP:            XDPConf{PinDir: "/sys/fs/bpf/moat", MaxSingles: 1 << 20, MaxRanges: 1 << 16},
+		},
+	}
+}
+
+// Error is a configuration error at a place in a file.
+type Error struct {
+	File string
+	Line int // 0 when unknown
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// ErrNotExist is returned (wrapped) by Load when the file does not exist.
+var ErrNotExist = errors.New("config file does not exist")
+
+// Load reads path. A missing file yields an error wrapping ErrNotExist so the
+// caller can decide to use Default.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf("%s: %w", path, ErrNotExist)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data (named path in errors) over the defaults and validates it.
+func Parse(path string, data []byte) (Config, error) {
+	cfg := Default()
+	cfg.Source = path
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return Config{}, yamlError(path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, yamlError(path, err)
+	}
+	if err := cfg.validate(&root); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError turns yaml.v3's messages into one "file:line: message" per error,
+// naming the offending key, and keeps only the first when there are several.
+func yamlError(path string, err error) error {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	m := yamlLine.FindStringSubmatch(strings.TrimSpace(msgs[0]))
+	if m == nil {
+		return &Error{File: path, Msg: strings.TrimPrefix(msgs[0], "yaml: ")}
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg := m[2]
+	if f := regexp.MustCompile(`^field (\S+) not found in type \S+$`).FindStringSubmatch(msg); f != nil {
+		msg = fmt.Sprintf("unknown key %q", f[1])
+	}
+	return &Error{File: path, Line: line, Msg: msg}
+}
+
+func (c *Config) validate(root *yaml.Node) error {
+	bad := func(msg string, keys ...any) error {
+		return &Error{File: c.Source, Line: lineOf(root, keys...), Msg: msg}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad(fmt.Sprintf("log_level %q: want debug, info, warn or error", c.LogLevel), "log_level")
+	}
+	if c.StateDir == "" {
+		return bad("state_dir must not be empty", "state_dir")
+	}
+	for _, l := range []struct {
+		v   string
+		key []any
+	}{{c.API.Listen, []any{"api", "listen"}}, {c.Metrics.Listen, []any{"metrics", "listen"}}} {
+		if l.v == "" {
+			continue
+		}
+		if _, err := netip.ParseAddrPort(l.v); err != nil {
+			return bad(fmt.Sprintf("%s: want address:port (%v)", l.v, err), l.key...)
+		}
+	}
+	for i, s := range c.Allowlist {
+		if _, err := ParsePrefix(s); err != nil {
+			return bad(fmt.Sprintf("allowlist entry %q: %v", s, err), "allowlist", i)
+		}
+	}
+	e := c.Enforce
+	switch e.NFTables.Hook {
+	case "prerouting", "input":
+	default:
+		return bad(fmt.Sprintf("nftables hook %q: want prerouting or input", e.NFTables.Hook), "enforce", "nftables", "hook")
+	}
+	if e.BatchWindow < 0 || e.BatchWindow > time.Second {
+		return bad("batch_window must be between 0 and 1s", "enforce", "batch_window")
+	}
+	if e.BatchMax < 1 {
+		return bad("batch_max must be at least 1", "enforce", "batch_max")
+	}
+	if e.IPv6BanPrefix < 1 || e.IPv6BanPrefix > 128 {
+		return bad("ipv6_ban_prefix must be between 1 and 128", "enforce", "ipv6_ban_prefix")
+	}
+	if e.MinRangeBits4 < 0 || e.MinRangeBits4 > 32 {
+		return bad("min_range_bits_v4 must be between 0 and 32", "enforce", "min_range_bits_v4")
+	}
+	if e.MinRangeBits6 < 0 || e.MinRangeBits6 > 128 {
+		return bad("min_range_bits_v6 must be between 0 and 128", "enforce", "min_range_bits_v6")
+	}
+	if e.XDP.Enabled && len(e.XDP.Interfaces) == 0 {
+		return bad("xdp is enabled but lists no interfaces", "enforce", "xdp", "interfaces")
+	}
+	if e.XDP.MaxSingles < 1 || e.XDP.MaxRanges < 1 {
+		return bad("xdp max_singles and max_ranges must be positive", "enforce", "xdp")
+	}
+	if c.Hub.MaxBuckets < 1 {
+		return bad("hub max_buckets must be positive", "hub", "max_buckets")
+	}
+	return nil
+}
+
+// ParsePrefix accepts an address ("198.18.0.1") or a CIDR ("198.18.0.0/15")
+// and returns it as a masked prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// AllowlistPrefixes returns the parsed allowlist; Parse has validated it.
+func (c *Config) AllowlistPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.Allowlist))
+	for _, s := range c.Allowlist {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Marshal renders the effective configuration as YAML.
+func (c *Config) Marshal() ([]byte, error) {
+	return yaml.Marshal(c)
+}
+
+// lineOf finds the line of the value at a path of mapping keys (string) and
+// sequence indexes (int); it falls back to the deepest node found.
+func lineOf(root *yaml.Node, path ...any) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, p := range path {
+		var next *yaml.Node
+		switch k := p.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == k {
+						next = n.Content[i+1]
+						line = n.Content[i].Line
+						break
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
+				next = n.Content[k]
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		line = n.Line
+	}
+	return line
+}
