@@ -1,0 +1,273 @@
+// Package exprenv is the expr-lang environment hub expressions run in: the
+// CrowdSec-compatible helper functions, the data files they read and the
+// stash parsers fill. Nothing is global; every cache lives in an Env.
+package exprenv
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// DataSpec is one entry of a hub file's `data:` list.
+type DataSpec struct {
+	SourceURL string `yaml:"source_url"`
+	DestFile  string `yaml:"dest_file"`
+	// Type is "string" (one value per line), "regexp" (one regexp per line)
+	// or "map" (JSON lines of {tag, pattern, type}).
+	Type string `yaml:"type"`
+	// Strategy, Size and TTL tune CrowdSec's regexp cache; moat compiles
+	// every regexp once, so they are accepted and ignored.
+	Strategy string `yaml:"strategy"`
+	Size     *int   `yaml:"size"`
+	TTL      string `yaml:"ttl"`
+}
+
+// lookupEntry is one line of a "map" data file.
+type lookupEntry struct {
+	Tag     string `json:"tag"`
+	Pattern string `json:"pattern"`
+	Type    string `json:"type"`
+	re      *regexp.Regexp
+}
+
+// Env holds the helper functions, the loaded data files and the stash.
+// Programs compiled by an Env may run concurrently; the stash and the
+// regexp caches are guarded.
+type Env struct {
+	dataDir string
+	opts    []expr.Option
+
+	mu       sync.RWMutex
+	strs     map[string][]string
+	strSet   map[string]map[string]struct{}
+	regexps  map[string][]*regexp.Regexp
+	lookups  map[string][]lookupEntry
+	dataPath map[string]string // base name -> path under dataDir, built lazily
+	stashes  map[string]*stash
+	reCache  map[string]*regexp.Regexp
+
+	vms sync.Pool
+}
+
+// New returns an Env reading data files under dataDir (searched
+// recursively by base name; moat never downloads).
+func New(dataDir string) *Env {
+	e := &Env{
+		dataDir: dataDir,
+		strs:    map[string][]string{},
+		strSet:  map[string]map[string]struct{}{},
+		regexps: map[string][]*regexp.Regexp{},
+		lookups: map[string][]lookupEntry{},
+		stashes: map[string]*stash{},
+		reCache: map[string]*regexp.Regexp{},
+	}
+	e.vms.New = func() any { return &vm.VM{} }
+	e.opts = e.functions()
+	return e
+}
+
+// DataDir is the directory data files are read from.
+func (e *Env) DataDir() string { return e.dataDir }
+
+func (e *Env) findData(name string) (string, error) {
+	base := filepath.Base(name)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.dataPath == nil {
+		e.dataPath = map[string]string{}
+		if e.dataDir != "" {
+			err := filepath.WalkDir(e.dataDir, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				if !d.IsDir() {
+					if _, ok := e.dataPath[d.Name()]; !ok {
+						e.dataPath[d.Name()] = p
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				e.dataPath = nil
+				return "", fmt.Errorf("scan data dir %s: %w", e.dataDir, err)
+			}
+		}
+	}
+	p, ok := e.dataPath[base]
+	if !ok {
+		return "", fmt.Errorf("data file %s: %w", base, fs.ErrNotExist)
+	}
+	return p, nil
+}
+
+// LoadData reads the data file a `data:` entry names, once per name and type.
+func (e *Env) LoadData(d DataSpec) error {
+	if d.DestFile == "" {
+		return fmt.Errorf("data entry without dest_file")
+	}
+	name := filepath.Base(d.DestFile)
+	e.mu.RLock()
+	_, s := e.strs[name]
+	_, r := e.regexps[name]
+	_, l := e.lookups[name]
+	e.mu.RUnlock()
+	switch d.Type {
+	case "string", "":
+		if s {
+			return nil
+		}
+	case "regexp":
+		if r {
+			return nil
+		}
+	case "map":
+		if l {
+			return nil
+		}
+	default:
+		return fmt.Errorf("data file %s: unknown type %q", name, d.Type)
+	}
+	path, err := e.findData(name)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load data file: %w", err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		t := sc.Text()
+		if t == "" {
+			continue
+		}
+		lines = append(lines, t)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read data file %s: %w", path, err)
+	}
+	switch d.Type {
+	case "string", "":
+		set := make(map[string]struct{}, len(lines))
+		for _, l := range lines {
+			set[l] = struct{}{}
+		}
+		e.mu.Lock()
+		e.strs[name] = lines
+		e.strSet[name] = set
+		e.mu.Unlock()
+	case "regexp":
+		res := make([]*regexp.Regexp, 0, len(lines))
+		for i, l := range lines {
+			if strings.HasPrefix(l, "#") {
+				continue
+			}
+			re, err := regexp.Compile(l)
+			if err != nil {
+				return fmt.Errorf("data file %s:%d: %w", path, i+1, err)
+			}
+			res = append(res, re)
+		}
+		e.mu.Lock()
+		e.regexps[name] = res
+		e.mu.Unlock()
+	case "map":
+		var ents []lookupEntry
+		for i, l := range lines {
+			l = strings.TrimSpace(l)
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			var le lookupEntry
+			if err := json.Unmarshal([]byte(l), &le); err != nil {
+				return fmt.Errorf("data file %s:%d: %w", path, i+1, err)
+			}
+			if le.Type == "regex" || le.Type == "regexp" {
+				re, err := regexp.Compile(le.Pattern)
+				if err != nil {
+					return fmt.Errorf("data file %s:%d: %w", path, i+1, err)
+				}
+				le.re = re
+			}
+			ents = append(ents, le)
+		}
+		e.mu.Lock()
+		e.lookups[name] = ents
+		e.mu.Unlock()
+	}
+	return nil
+}
+
+// Compile compiles src once against the helper functions and the variable
+// types in vars (e.g. {"evt": &detect.Event{}}).
+func (e *Env) Compile(src string, vars map[string]any) (*vm.Program, error) {
+	opts := make([]expr.Option, 0, len(e.opts)+1)
+	opts = append(opts, expr.Env(vars))
+	opts = append(opts, e.opts...)
+	p, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("compile %q: %w", src, err)
+	}
+	return p, nil
+}
+
+// Run runs a compiled program over vars.
+func (e *Env) Run(p *vm.Program, vars map[string]any) (any, error) {
+	m := e.vms.Get().(*vm.VM)
+	out, err := m.Run(p, vars)
+	e.vms.Put(m)
+	return out, err
+}
+
+// RunBool runs p and requires a boolean result; nil counts as false.
+func (e *Env) RunBool(p *vm.Program, vars map[string]any) (bool, error) {
+	out, err := e.Run(p, vars)
+	if err != nil {
+		return false, err
+	}
+	switch v := out.(type) {
+	case bool:
+		return v, nil
+	case nil:
+		return false, nil
+	default:
+		return false, fmt.Errorf("expression returned %T, want bool", out)
+	}
+}
+
+// RunString runs p and renders the result as CrowdSec does for statics:
+// strings as they are, nil as "", anything else with %v.
+func (e *Env) RunString(p *vm.Program, vars map[string]any) (string, error) {
+	out, err := e.Run(p, vars)
+	if err != nil {
+		return "", err
+	}
+	return ToString(out), nil
+}
+
+// ToString renders an expression result as a static value.
+func ToString(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case fmt.Stringer:
+		return x.String()
+	default:
+		return fmt.Sprintf("%v", v)
+	}
+}
