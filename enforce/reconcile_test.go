@@ -1,0 +1,280 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moatsec/moat/internal/model"
+)
+
+// memBackend is a kernel stand-in that records what it holds.
+type memBackend struct {
+	mu      sync.Mutex
+	held    map[netip.Prefix]time.Time
+	applies int
+	fail    error
+}
+
+func newMem() *memBackend { return &memBackend{held: map[netip.Prefix]time.Time{}} }
+
+func (m *memBackend) Name() string { return "mem" }
+
+func (m *memBackend) Apply(_ context.Context, d Diff) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.applies++
+	for _, p := range d.Delete {
+		delete(m.held, p)
+	}
+	for _, e := range d.Set {
+		m.held[e.Prefix] = e.Expiry
+	}
+	return nil
+}
+
+func (m *memBackend) List(context.Context) ([]Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Entry
+	for p, e := range m.held {
+		out = append(out, Entry{Prefix: p, Expiry: e})
+	}
+	return out, nil
+}
+
+func (m *memBackend) get(p string) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.held[netip.MustParsePrefix(p)]
+	return e, ok
+}
+
+func startReconciler(t *testing.T, cfg ReconcilerConfig, seed []model.Decision, backends ...Backend) *Reconciler {
+	t.Helper()
+	r := NewReconciler(cfg, backends...)
+	if err := r.Seed(seed); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+func ban(id int64, value string, d time.Duration) model.Decision {
+	p := netip.MustParsePrefix(value)
+	var until time.Time
+	if d > 0 {
+		until = time.Now().Add(d)
+	}
+	return model.Decision{ID: id, Value: p, Type: "ban", Origin: model.OriginCLI, Until: until}
+}
+
+func TestReconcilerRefcountsOverlappingDecisions(t *testing.T) {
+	mem := newMem()
+	r := startReconciler(t, ReconcilerConfig{}, nil, mem)
+	ctx := context.Background()
+	short, long := ban(1, "198.18.0.7/32", time.Hour), ban(2, "198.18.0.7/32", 3*time.Hour)
+	if err := r.Apply(ctx, []model.Decision{short, long}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := mem.get("198.18.0.7/32")
+	if !ok || !got.Equal(long.Until) {
+		t.Fatalf("kernel expiry = %v (held %v), want the latest, %v", got, ok, long.Until)
+	}
+	if err := r.Apply(ctx, nil, []model.Decision{long}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok = mem.get("198.18.0.7/32")
+	if !ok || !got.Equal(short.Until) {
+		t.Fatalf("after removing one of two decisions: expiry %v held %v, want %v", got, ok, short.Until)
+	}
+	if err := r.Apply(ctx, nil, []model.Decision{short}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mem.get("198.18.0.7/32"); ok {
+		t.Fatal("address still held after its last decision was removed")
+	}
+}
+
+func TestReconcilerRebanExtendsExpiry(t *testing.T) {
+	mem := newMem()
+	r := startReconciler(t, ReconcilerConfig{}, nil, mem)
+	ctx := context.Background()
+	first := ban(1, "2001:db8::5/128", time.Minute)
+	if err := r.Apply(ctx, []model.Decision{first}, nil); err != nil {
+		t.Fatal(err)
+	}
+	again := first
+	again.Until = first.Until.Add(time.Hour)
+	if err := r.Apply(ctx, []model.Decision{again}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := mem.get("2001:db8::5/128"); !got.Equal(again.Until) {
+		t.Fatalf("expiry after re-ban = %v, want %v", got, again.Until)
+	}
+}
+
+func TestReconcilerExpiresDecisions(t *testing.T) {
+	mem := newMem()
+	r := startReconciler(t, ReconcilerConfig{}, nil, mem)
+	if err := r.Apply(context.Background(), []model.Decision{ban(1, "198.18.1.0/24", 50*time.Millisecond)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, ok := mem.get("198.18.1.0/24"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("expired decision still held after 2s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.Stats().Entries != 0 {
+		t.Fatalf("entries = %d after expiry, want 0", r.Stats().Entries)
+	}
+}
+
+func TestReconcilerWidensIPv6(t *testing.T) {
+	mem := newMem()
+	r := startReconciler(t, ReconcilerConfig{IPv6Prefix: 64}, nil, mem)
+	if err := r.Apply(context.Background(), []model.Decision{ban(1, "2001:db8:1:2:3:4:5:6/128", time.Hour)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mem.get("2001:db8:1:2::/64"); !ok {
+		t.Fatal("IPv6 ban was not widened to its /64")
+	}
+}
+
+func TestReconcilerSeedConvergesWithoutFlush(t *testing.T) {
+	mem := newMem()
+	keep, stale := netip.MustParsePrefix("198.18.0.1/32"), netip.MustParsePrefix("198.18.0.2/32")
+	d := ban(1, keep.String(), time.Hour)
+	mem.held[keep] = d.Until
+	mem.held[stale] = time.Now().Add(time.Hour)
+	r := startReconciler(t, ReconcilerConfig{}, []model.Decision{d, ban(2, "198.18.0.3/32", time.Hour)}, mem)
+	drift, err := r.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drift.Total() != 0 {
+		t.Fatalf("second verify found drift %+v; the start should have converged", drift)
+	}
+	if _, ok := mem.get("198.18.0.2/32"); ok {
+		t.Fatal("an address no decision covers survived the start")
+	}
+	if _, ok := mem.get("198.18.0.3/32"); !ok {
+		t.Fatal("a seeded decision is missing after the start")
+	}
+	// The entry that was already right must not have been rewritten: one
+	// apply for the start (delete stale + add missing) and none since.
+	if mem.applies != 1 {
+		t.Fatalf("backend applied %d times, want 1", mem.applies)
+	}
+}
+
+func TestReconcilerVerifyRepairsDrift(t *testing.T) {
+	mem := newMem()
+	r := startReconciler(t, ReconcilerConfig{}, nil, mem)
+	ctx := context.Background()
+	if err := r.Apply(ctx, []model.Decision{ban(1, "198.18.0.9/32", time.Hour), ban(2, "198.18.2.0/24", time.Hour)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mem.mu.Lock()
+	delete(mem.held, netip.MustParsePrefix("198.18.0.9/32"))
+	mem.held[netip.MustParsePrefix("198.18.2.0/24")] = time.Now().Add(time.Second)
+	mem.mu.Unlock()
+	drift, err := r.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd := drift.Backends[0]
+	if len(bd.Missing) != 1 || len(bd.Expiry) != 1 || len(bd.Extra) != 0 {
+		t.Fatalf("drift = %+v, want one missing and one expiry difference", bd)
+	}
+	if _, ok := mem.get("198.18.0.9/32"); !ok {
+		t.Fatal("verify did not restore the deleted element")
+	}
+	if drift, _ := r.Verify(ctx); drift.Total() != 0 {
+		t.Fatalf("drift remains after repair: %+v", drift)
+	}
+}
+
+func TestReconcilerRefusesGuardedPrefixes(t *testing.T) {
+	mem := newMem()
+	guard := NewGuard(GuardConfig{
+		Allowlist: []netip.Prefix{netip.MustParsePrefix("198.18.9.0/24")},
+		MinBits4:  16, MinBits6: 32,
+		HostAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("198.18.5.5")}, nil },
+	})
+	r := startReconciler(t, ReconcilerConfig{Guard: guard}, nil, mem)
+	for _, v := range []string{"127.0.0.1/32", "::1/128", "198.18.9.7/32", "198.18.0.0/15", "198.18.5.5/32", "198.18.5.0/24", "fe80::1/128", "10.0.0.0/8"} {
+		err := r.Apply(context.Background(), []model.Decision{ban(1, v, time.Hour)}, nil)
+		if !errors.Is(err, ErrRefused) {
+			t.Errorf("ban on %s: err = %v, want ErrRefused", v, err)
+		}
+		if _, ok := mem.get(netip.MustParsePrefix(v).Masked().String()); ok {
+			t.Errorf("refused prefix %s reached the kernel", v)
+		}
+	}
+	if err := r.Apply(context.Background(), []model.Decision{ban(2, "198.18.7.7/32", time.Hour)}, nil); err != nil {
+		t.Fatalf("an ordinary ban was refused: %v", err)
+	}
+	if got := r.Stats().Refused; got != 8 {
+		t.Fatalf("refused counter = %d, want 8", got)
+	}
+}
+
+func TestReconcilerSkipsSimulatedAndOtherTypes(t *testing.T) {
+	mem := newMem()
+	r := startReconciler(t, ReconcilerConfig{}, nil, mem)
+	sim := ban(1, "198.18.0.1/32", time.Hour)
+	sim.Simulated = true
+	captcha := ban(2, "198.18.0.2/32", time.Hour)
+	captcha.Type = "captcha"
+	if err := r.Apply(context.Background(), []model.Decision{sim, captcha}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(mem.held) != 0 {
+		t.Fatalf("kernel holds %v; simulated and non-ban decisions must not be enforced", mem.held)
+	}
+}
+
+func TestReconcilerRetriesFailedBackend(t *testing.T) {
+	mem := newMem()
+	mem.fail = errors.New("netlink: resource busy")
+	r := startReconciler(t, ReconcilerConfig{RetryInterval: 20 * time.Millisecond}, nil, mem)
+	if err := r.Apply(context.Background(), []model.Decision{ban(1, "198.18.0.1/32", time.Hour)}, nil); err == nil {
+		t.Fatal("Apply succeeded while the backend fails")
+	}
+	mem.mu.Lock()
+	mem.fail = nil
+	mem.mu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, ok := mem.get("198.18.0.1/32"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed apply was not retried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.Stats().ApplyErrors == 0 {
+		t.Fatal("apply errors were not counted")
+	}
+}
