@@ -1,0 +1,62 @@
+# moat — build, test and package.
+#
+# `make test` and `make run` install the Debian packages they need when run
+# as root and something is missing (they say what they install).
+
+GO          ?= go
+BIN         := bin/moat
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X github.com/moatsec/moat/internal/version.Version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+CLANG       ?= clang-14
+
+# Needed to build (sdjournal's cgo headers) and to run the kernel tests.
+BUILD_DEBS  := gcc libc6-dev libsystemd-dev
+TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl
+GEN_DEBS    := clang-14 llvm libbpf-dev
+DEB_DEBS    := debhelper dh-golang dpkg-dev fakeroot lintian debootstrap
+
+.PHONY: all build test test-unit run generate lint bench clean deb deps-build deps-test deps-gen deps-deb help
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: deps-build ## build bin/moat
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/moat
+
+test: deps-test ## run every test (kernel tests too when root)
+	$(GO) test -count=1 -timeout 75m ./...
+
+test-unit: ## run the tests that need neither root nor Debian packages beyond the build
+	$(GO) test -count=1 -short ./...
+
+run: build ## run the daemon on /etc/moat/moat.yaml, or the built-in default
+	./$(BIN) run
+
+generate: deps-gen ## rebuild the committed eBPF objects with bpf2go
+	cd bpf && BPF_CLANG=$(CLANG) $(GO) generate ./...
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: deps-test ## run the benchmarks (5 runs each; compare with benchstat)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 120m ./... | tee bench.out
+
+deb: deps-deb ## build the Debian package into dist/
+	packaging/build-deb.sh
+
+clean: ## remove build output
+	rm -rf bin dist bench.out
+
+deps-build:
+	@./.ci/debs $(BUILD_DEBS)
+deps-test:
+	@./.ci/debs $(TEST_DEBS)
+deps-gen:
+	@./.ci/debs $(GEN_DEBS)
+deps-deb:
+	@./.ci/debs $(DEB_DEBS)
