@@ -1,0 +1,178 @@
+//go:build ignore
+
+// moat's XDP ban filter. The source address of every IPv4 and IPv6 packet is
+// looked up first in a hash map of single addresses, then in an LPM trie of
+// ranges, per family. A hit whose expiry (CLOCK_BOOTTIME ns, 0 = never) has
+// not passed drops the packet; an expired hit is ignored, so a ban ends on
+// time even if userspace never removes it.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char __license[] SEC("license") = "GPL";
+
+struct ban {
+	__u64 expires_ns;
+};
+
+struct lpm4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct lpm6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct addr6 {
+	__u8 addr[16];
+};
+
+// max_entries are placeholders: the Go loader sets them before load.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ban);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} moat_single4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, struct addr6);
+	__type(value, struct ban);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} moat_single6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, struct lpm4);
+	__type(value, struct ban);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} moat_range4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, struct lpm6);
+	__type(value, struct ban);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} moat_range6 SEC(".maps");
+
+enum {
+	STAT_DROP_PACKETS = 0,
+	STAT_DROP_BYTES = 1,
+	STAT_PASS_PACKETS = 2,
+	STAT_EXPIRED_HITS = 3,
+	STAT_MAX = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} moat_stats SEC(".maps");
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&moat_stats, &idx);
+	if (v)
+		*v += n;
+}
+
+// verdict returns 1 for an active ban, 0 for none. *expired is set when a
+// ban was found whose time has passed.
+static __always_inline int verdict(struct ban *b, __u64 *now, int *expired)
+{
+	if (!b)
+		return 0;
+	if (b->expires_ns == 0)
+		return 1;
+	if (*now == 0)
+		*now = bpf_ktime_get_boot_ns();
+	if (b->expires_ns > *now)
+		return 1;
+	*expired = 1;
+	return 0;
+}
+
+SEC("xdp")
+int moat_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u64 now = 0;
+	int expired = 0;
+	int hit = 0;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+
+	__u16 proto = eth->h_proto;
+	void *cur = eth + 1;
+
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlan_hdr *vh = cur;
+		if ((void *)(vh + 1) > data_end)
+			return XDP_PASS;
+		proto = vh->proto;
+		cur = vh + 1;
+	}
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = cur;
+		if ((void *)(ip + 1) > data_end)
+			return XDP_PASS;
+		__u32 src = ip->saddr;
+		hit = verdict(bpf_map_lookup_elem(&moat_single4, &src), &now, &expired);
+		if (!hit) {
+			struct lpm4 k = {.prefixlen = 32};
+			__builtin_memcpy(k.addr, &src, 4);
+			hit = verdict(bpf_map_lookup_elem(&moat_range4, &k), &now, &expired);
+		}
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = cur;
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		struct addr6 a;
+		__builtin_memcpy(a.addr, &ip6->saddr, 16);
+		hit = verdict(bpf_map_lookup_elem(&moat_single6, &a), &now, &expired);
+		if (!hit) {
+			struct lpm6 k = {.prefixlen = 128};
+			__builtin_memcpy(k.addr, a.addr, 16);
+			hit = verdict(bpf_map_lookup_elem(&moat_range6, &k), &now, &expired);
+		}
+	}
+
+	if (expired)
+		count(STAT_EXPIRED_HITS, 1);
+	if (hit) {
+		count(STAT_DROP_PACKETS, 1);
+		count(STAT_DROP_BYTES, (__u64)(data_end - data));
+		return XDP_DROP;
+	}
+	count(STAT_PASS_PACKETS, 1);
+	return XDP_PASS;
+}
