@@ -1,0 +1,128 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/moatsec/moat/packaging"
+)
+
+func TestBadConfigs(t *testing.T) {
+	want := map[string]string{
+		"unknown-key.bad.yaml":       `testdata/unknown-key.bad.yaml:4: unknown key "lisen"`,
+		"wrong-type.bad.yaml":        "testdata/wrong-type.bad.yaml:2: cannot unmarshal !!str `many` into int",
+		"bad-allowlist.bad.yaml":     `testdata/bad-allowlist.bad.yaml:3: allowlist entry "300.1.2.3": ParseAddr("300.1.2.3"): IPv4 field has value >255`,
+		"bad-hook.bad.yaml":          `testdata/bad-hook.bad.yaml:3: nftables hook "forward": want prerouting or input`,
+		"bad-listen.bad.yaml":        `testdata/bad-listen.bad.yaml:2: localhost: want address:port (not an ip:port)`,
+		"xdp-no-interfaces.bad.yaml": `testdata/xdp-no-interfaces.bad.yaml:3: xdp is enabled but lists no interfaces`,
+		"syntax.bad.yaml":            `testdata/syntax.bad.yaml:1: did not find expected ',' or ']'`,
+		"bad-level.bad.yaml":         `testdata/bad-level.bad.yaml:1: log_level "loud": want debug, info, warn or error`,
+	}
+	files, err := filepath.Glob("testdata/*.bad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Fatalf("%d bad configs in testdata, %d expectations", len(files), len(want))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load = %v, want a *config.Error", err)
+			}
+			if got := err.Error(); got != want[filepath.Base(f)] {
+				t.Fatalf("error\n got: %s\nwant: %s", got, want[filepath.Base(f)])
+			}
+		})
+	}
+}
+
+func TestShippedConfigIsTheDefault(t *testing.T) {
+	cfg, err := Parse("moat.yaml", packaging.DefaultConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := Default()
+	def.Source = "moat.yaml"
+	if diff := cmp.Diff(def, cfg, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("the shipped moat.yaml and Default() disagree (-Default +moat.yaml):\n%s", diff)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	in := Default()
+	in.Allowlist = []string{"198.18.0.0/24", "2001:db8::/48"}
+	in.Enforce.BatchWindow = 3 * time.Millisecond
+	in.Enforce.XDP = XDPConf{Enabled: true, Interfaces: []string{"eth0"}, PinDir: "/sys/fs/bpf/moat", MaxSingles: 10, MaxRanges: 5}
+	out, err := in.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse("rt.yaml", out)
+	if err != nil {
+		t.Fatalf("parse marshalled config: %v\n%s", err, out)
+	}
+	in.Source = "rt.yaml"
+	if diff := cmp.Diff(in, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("round trip changed the config:\n%s", diff)
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "none.yaml"))
+	if !errors.Is(err, ErrNotExist) {
+		t.Fatalf("Load of a missing file = %v, want ErrNotExist", err)
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.18.0.1":        "198.18.0.1/32",
+		"198.18.3.9/16":     "198.18.0.0/16",
+		"2001:db8::1":       "2001:db8::1/128",
+		"::ffff:198.18.0.1": "198.18.0.1/32",
+	} {
+		p, err := ParsePrefix(in)
+		if err != nil || p.String() != want {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	if _, err := ParsePrefix("198.18.0.0/33"); err == nil {
+		t.Error("ParsePrefix accepted /33")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(packaging.DefaultConfig)
+	for _, name := range []string{"unknown-key", "wrong-type", "syntax"} {
+		if b, err := os.ReadFile("testdata/" + name + ".bad.yaml"); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error of type %T, want *config.Error: %v", err, err)
+			}
+			return
+		}
+		// Whatever parses must validate again after a round trip.
+		out, err := cfg.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse("rt.yaml", out); err != nil {
+			t.Fatalf("valid config does not survive a round trip: %v\n%s", err, out)
+		}
+	})
+}
