@@ -1,0 +1,10 @@
+// Package scenario runs CrowdSec-hub scenarios: it pours parsed events
+// into leaky, trigger, counter, conditional and bayesian buckets keyed by
+// scenario and groupby value, and turns overflows into alerts.
+//
+// Buckets reason on event time, so a replay and live reading agree. One
+// heap orders every bucket by its next deadline (underflow, a counter's
+// timed overflow, the end of a blackhole); there is no goroutine per
+// bucket, and the number of buckets is capped (Options.MaxBuckets): at the
+// cap the bucket nearest its deadline is evicted and counted.
+package scenario

@@ -1,0 +1,337 @@
+package scenario
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// Source is one source of an overflow, as CrowdSec's Overflow.Sources
+// holds it.
+type Source struct {
+	Scope string
+	Value string
+	IP    string
+	Range string
+}
+
+// GetScope and GetValue mirror CrowdSec's accessors for hub asserts.
+func (s Source) GetScope() string { return s.Scope }
+func (s Source) GetValue() string { return s.Value }
+
+// Overflow is one bucket overflow: the alert for its first source (sorted
+// by value) and every source it names.
+type Overflow struct {
+	Alert   model.Alert
+	Sources map[string]Source
+}
+
+// Alerts gives one alert per source, sorted by value, so every source of
+// the overflow can become a decision.
+func (o Overflow) Alerts() []model.Alert {
+	if len(o.Sources) <= 1 {
+		return []model.Alert{o.Alert}
+	}
+	out := make([]model.Alert, 0, len(o.Sources))
+	for _, v := range slices.Sorted(maps.Keys(o.Sources)) {
+		a := o.Alert
+		setSource(&a, o.Sources[v])
+		out = append(out, a)
+	}
+	return out
+}
+
+func alertsOf(ovs []Overflow) []model.Alert {
+	if len(ovs) == 0 {
+		return nil
+	}
+	out := make([]model.Alert, 0, len(ovs))
+	for _, o := range ovs {
+		out = append(out, o.Alerts()...)
+	}
+	return out
+}
+
+func setSource(a *model.Alert, src Source) {
+	a.Scope = src.Scope
+	a.Value = src.Value
+	a.Source = netip.Prefix{}
+	switch src.Scope {
+	case model.ScopeIP:
+		if ip, err := netip.ParseAddr(src.Value); err == nil {
+			ip = ip.Unmap()
+			a.Source = netip.PrefixFrom(ip, ip.BitLen())
+		}
+	case model.ScopeRange:
+		if p, err := netip.ParsePrefix(src.Value); err == nil {
+			a.Source = p.Masked()
+		}
+	}
+}
+
+func (s *Set) runCond(p *vm.Program, b *bucket, evt *detect.Event) bool {
+	s.cvars["evt"], s.cvars["queue"], s.cvars["leaky"] = evt, &b.queue, &b.leaky
+	ok, err := s.env.RunBool(p, s.cvars)
+	if err != nil {
+		b.sc.stats.Errors++
+		return false
+	}
+	return ok
+}
+
+// bayesian recomputes the posterior from the prior over every condition,
+// as CrowdSec does after each pour; a fired guillotine condition counts as
+// true without running again.
+func (s *Set) bayesian(b *bucket, evt *detect.Event) bool {
+	post := b.sc.spec.BayesianPrior
+	for i, c := range b.sc.bayes {
+		if c.guillotine && b.guill[i] {
+			post = bayesUpdate(post, c.evil, c.benign)
+			continue
+		}
+		if s.runCond(c.prog, b, evt) {
+			post = bayesUpdate(post, c.evil, c.benign)
+			b.guill[i] = true
+		} else {
+			post = bayesUpdate(post, 1-c.evil, 1-c.benign)
+		}
+	}
+	return post > b.sc.spec.BayesianThreshold
+}
+
+func bayesUpdate(prior, evil, benign float32) float32 {
+	num := evil * prior
+	return num / (num + benign*(1-prior))
+}
+
+// overflow turns the bucket's content into an overflow, unless the
+// overflow filter or the blackhole discards it, and empties the bucket.
+func (s *Set) overflow(b *bucket, at time.Time, readAt time.Time) {
+	sc := b.sc
+	b.leaky.Ovflw_ts = at
+	o, err := s.newOverflow(b, at, readAt)
+	defer b.end()
+	if err != nil {
+		sc.stats.Errors++
+		return
+	}
+	if sc.overflowFilter != nil {
+		s.ovars["queue"], s.ovars["signal"], s.ovars["leaky"] = &b.queue, &o.Alert, &b.leaky
+		ok, err := s.env.RunBool(sc.overflowFilter, s.ovars)
+		if err != nil || !ok {
+			if err != nil {
+				sc.stats.Errors++
+			}
+			sc.stats.Filtered++
+			return
+		}
+	}
+	if sc.blackhole > 0 {
+		if b.blackholeUntil.After(at) {
+			sc.stats.Blackholed++
+			return
+		}
+		b.blackholeUntil = at.Add(sc.blackhole)
+	}
+	sc.stats.Overflows++
+	s.outs = append(s.outs, o)
+}
+
+func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
+	sc := b.sc
+	sources := map[string]Source{}
+	for _, e := range b.queue.Queue {
+		src, err := s.sourceOf(sc, e)
+		if err != nil {
+			return Overflow{}, fmt.Errorf("scenario %s: %w", sc.spec.Name, err)
+		}
+		if src.Value != "" {
+			sources[src.Value] = src
+		}
+	}
+	if len(sources) == 0 {
+		return Overflow{}, fmt.Errorf("scenario %s: overflow without source", sc.spec.Name)
+	}
+	sourceStr := ""
+	var first Source
+	keys := slices.Sorted(maps.Keys(sources))
+	first = sources[keys[0]]
+	if len(keys) > 1 {
+		sourceStr = fmt.Sprintf("%d sources", len(keys))
+	} else {
+		sourceStr = keys[0]
+	}
+	a := model.Alert{
+		Scenario:        sc.spec.Name,
+		ScenarioVersion: sc.spec.Version,
+		ScenarioHash:    sc.hash,
+		Message: fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s",
+			sc.scope, sourceStr, sc.spec.Name, b.leaky.Total_count, at.Sub(b.leaky.First_ts), b.leaky.Last_ts),
+		Start:       b.leaky.First_ts,
+		Stop:        at,
+		EventsCount: b.leaky.Total_count,
+		Meta:        map[string]string{},
+		Events:      make([]map[string]string, 0, len(b.queue.Queue)),
+		Labels:      maps.Clone(sc.labels),
+		Remediation: sc.remediate,
+		Simulated:   sc.simulated,
+		ReadAt:      readAt,
+	}
+	for _, e := range b.queue.Queue {
+		if e.Meta == nil {
+			continue
+		}
+		a.Events = append(a.Events, maps.Clone(e.Meta))
+		maps.Copy(a.Meta, e.Meta)
+	}
+	setSource(&a, first)
+	return Overflow{Alert: a, Sources: sources}, nil
+}
+
+var errNoSourceIP = errors.New("no valid meta source_ip")
+
+// sourceOf finds an event's source for the scenario's scope, as CrowdSec:
+// Ip and Range read meta source_ip (and SourceRange), other scopes run the
+// scope expression.
+func (s *Set) sourceOf(sc *scenario, e *detect.Event) (Source, error) {
+	src := Source{Scope: sc.scope}
+	switch sc.scope {
+	case model.ScopeIP, model.ScopeRange:
+		ip, err := netip.ParseAddr(e.Meta["source_ip"])
+		if err != nil {
+			return src, errNoSourceIP
+		}
+		src.IP = e.Meta["source_ip"]
+		if r := e.Meta["SourceRange"]; r != "" {
+			p, err := netip.ParsePrefix(r)
+			if err != nil {
+				return src, fmt.Errorf("bad SourceRange %q of %s", r, ip)
+			}
+			src.Range = p.Masked().String()
+		}
+		if sc.scope == model.ScopeIP {
+			src.Value = src.IP
+			return src, nil
+		}
+		src.Value = src.Range
+	}
+	if sc.scopeExpr != nil {
+		s.vars["evt"] = e
+		out, err := s.env.Run(sc.scopeExpr, s.vars)
+		if err != nil {
+			return src, fmt.Errorf("scope expression: %w", err)
+		}
+		src.Value = exprenv.ToString(out)
+	}
+	return src, nil
+}
+
+// schedule puts a bucket on the timer at its next deadline, or drops it
+// when nothing about it is left to remember.
+func (s *Set) schedule(b *bucket) {
+	var d time.Time
+	if b.live {
+		d = b.liveDeadline()
+	} else if b.blackholeUntil.After(s.now) {
+		d = b.blackholeUntil
+	} else {
+		s.remove(b)
+		return
+	}
+	b.deadline = d
+	if b.heapIdx < 0 {
+		heap.Push(&s.heap, b)
+	} else {
+		heap.Fix(&s.heap, b.heapIdx)
+	}
+}
+
+func (s *Set) remove(b *bucket) {
+	if b.heapIdx >= 0 {
+		heap.Remove(&s.heap, b.heapIdx)
+	}
+	if cur := s.buckets[bucketKey{b.sc.idx, b.key}]; cur == b {
+		delete(s.buckets, bucketKey{b.sc.idx, b.key})
+		b.sc.stats.Buckets--
+	}
+}
+
+// endLive ends a live bucket at its deadline: counters overflow, the rest
+// underflow.
+func (s *Set) endLive(b *bucket) {
+	if b.sc.kind == kindCounter {
+		s.overflow(b, b.liveDeadline(), b.readAt)
+		return
+	}
+	b.sc.stats.Underflows++
+	b.end()
+}
+
+// advance moves the set's clock to now and ends what is due.
+func (s *Set) advance(now time.Time) {
+	if !now.After(s.now) {
+		return
+	}
+	s.now = now
+	for len(s.heap) > 0 && s.heap[0].deadline.Before(now) {
+		b := s.heap[0]
+		if b.live {
+			s.endLive(b)
+		}
+		s.schedule(b)
+	}
+}
+
+// evict drops the bucket nearest its deadline to make room.
+func (s *Set) evict() {
+	if len(s.heap) == 0 {
+		return
+	}
+	b := s.heap[0]
+	b.sc.stats.Evictions++
+	s.evictions++
+	s.remove(b)
+}
+
+// ScenarioStats are one scenario's counters.
+type ScenarioStats struct {
+	Name       string
+	Pours      uint64 // events poured into a bucket (filter matched)
+	Overflows  uint64 // overflows emitted
+	Blackholed uint64 // overflows hidden by the blackhole
+	Filtered   uint64 // overflows dropped by overflow_filter
+	Canceled   uint64 // buckets killed by cancel_on
+	Underflows uint64 // buckets that emptied and ended
+	Evictions  uint64 // buckets dropped at the MaxBuckets cap
+	Errors     uint64 // expression or source errors
+	Buckets    int    // buckets alive now
+}
+
+// Stats are the set's counters.
+type Stats struct {
+	Scenarios []ScenarioStats
+	Buckets   int
+	Evictions uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Set) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Buckets: len(s.buckets), Evictions: s.evictions}
+	st.Scenarios = make([]ScenarioStats, len(s.scenarios))
+	for i, sc := range s.scenarios {
+		st.Scenarios[i] = sc.stats
+	}
+	return st
+}

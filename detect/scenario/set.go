@@ -1,0 +1,351 @@
+package scenario
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// DefaultMaxBuckets caps live buckets when Options.MaxBuckets is 0. A bucket
+// costs a few hundred bytes plus the events it holds (at most capacity+1),
+// so 100k buckets of ssh-bf-like scenarios stay in the tens of MiB (see
+// TestFloodMemoryBound) while far exceeding what real traffic keeps alive.
+const DefaultMaxBuckets = 100_000
+
+// Options tune a Set.
+type Options struct {
+	// Env compiles and runs the expressions and holds the data files
+	// scenarios name. Nil gives an Env without a data directory.
+	Env *exprenv.Env
+	// MaxBuckets caps live buckets (blackhole records included); at the cap
+	// the bucket nearest its end is evicted. 0 means DefaultMaxBuckets.
+	MaxBuckets int
+	// Simulated names scenarios whose alerts are marked Simulated.
+	Simulated []string
+}
+
+type bucketKey struct {
+	sc  int
+	key string
+}
+
+// Set is a loaded group of scenarios and their live buckets. Its methods
+// are safe for concurrent use; time only moves with the event times poured
+// and the clock passed to Tick.
+type Set struct {
+	mu        sync.Mutex
+	env       *exprenv.Env
+	scenarios []*scenario
+	// byMeta indexes prefiltered scenarios: meta key -> value -> scenarios.
+	byMeta    map[string]map[string][]*scenario
+	metaKeys  []string
+	unindexed []*scenario
+
+	buckets   map[bucketKey]*bucket
+	heap      bucketHeap
+	max       int
+	now       time.Time
+	evictions uint64
+
+	warnings []error
+
+	vars  map[string]any
+	cvars map[string]any
+	ovars map[string]any
+	cand  []*scenario
+	outs  []Overflow
+}
+
+// Load reads scenario files (multi-document YAML, as in the hub) and
+// compiles them. A file or scenario that cannot load fails the whole set:
+// the error names the file and line.
+func Load(files []string, opts Options) (*Set, error) {
+	env := opts.Env
+	if env == nil {
+		env = exprenv.New("")
+	}
+	s := &Set{
+		env:     env,
+		byMeta:  map[string]map[string][]*scenario{},
+		buckets: map[bucketKey]*bucket{},
+		max:     opts.MaxBuckets,
+		vars:    map[string]any{"evt": (*detect.Event)(nil)},
+		cvars:   map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
+		ovars:   map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
+	}
+	if s.max <= 0 {
+		s.max = DefaultMaxBuckets
+	}
+	sim := map[string]bool{}
+	for _, n := range opts.Simulated {
+		sim[n] = true
+	}
+	for _, f := range files {
+		specs, lines, hash, err := readFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for i, sp := range specs {
+			sc, warns, err := compile(sp, env)
+			if err != nil {
+				return nil, &LoadError{File: f, Line: lines[i], Name: sp.Name, Err: err}
+			}
+			for _, w := range warns {
+				s.warnings = append(s.warnings, &LoadError{File: f, Line: lines[i], Name: sp.Name, Err: w})
+			}
+			sc.idx = len(s.scenarios)
+			sc.file, sc.line, sc.hash = f, lines[i], hash
+			sc.simulated = sim[sp.Name]
+			sc.stats.Name = sp.Name
+			s.scenarios = append(s.scenarios, sc)
+			if sc.pre.ok() {
+				m := s.byMeta[sc.pre.key]
+				if m == nil {
+					m = map[string][]*scenario{}
+					s.byMeta[sc.pre.key] = m
+					s.metaKeys = append(s.metaKeys, sc.pre.key)
+				}
+				for _, v := range sc.pre.values {
+					if !slices.Contains(m[v], sc) {
+						m[v] = append(m[v], sc)
+					}
+				}
+			} else {
+				s.unindexed = append(s.unindexed, sc)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Warnings are the problems Load tolerated, as CrowdSec does: data files
+// that could not be read.
+func (s *Set) Warnings() []error { return s.warnings }
+
+// Names lists the loaded scenarios in load order.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.scenarios))
+	for i, sc := range s.scenarios {
+		out[i] = sc.spec.Name
+	}
+	return out
+}
+
+// Pour runs one event through every scenario and returns the alerts of the
+// buckets that overflowed, one alert per source (an overflow of a bucket
+// not grouped by source can name several).
+func (s *Set) Pour(evt *detect.Event) []model.Alert {
+	return alertsOf(s.PourOverflows(evt))
+}
+
+// PourOverflows is Pour returning whole overflows, with all their sources,
+// as the hub test suite reads them.
+func (s *Set) PourOverflows(evt *detect.Event) []Overflow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outs = s.outs[:0]
+	s.pour(evt)
+	return s.takeOuts()
+}
+
+// Tick does the time-driven work up to now: counters whose duration ran
+// out overflow, and ended buckets are dropped. Live mode calls it
+// periodically; replays need not, Pour advances time by event time.
+func (s *Set) Tick(now time.Time) []model.Alert {
+	return alertsOf(s.TickOverflows(now))
+}
+
+// TickOverflows is Tick returning whole overflows.
+func (s *Set) TickOverflows(now time.Time) []Overflow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outs = s.outs[:0]
+	s.advance(now)
+	return s.takeOuts()
+}
+
+// Flush ends a replay: counters emit what they counted and every bucket is
+// dropped. Other buckets end silently, as in CrowdSec.
+func (s *Set) Flush() []model.Alert {
+	return alertsOf(s.FlushOverflows())
+}
+
+// FlushOverflows is Flush returning whole overflows.
+func (s *Set) FlushOverflows() []Overflow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outs = s.outs[:0]
+	live := make([]*bucket, 0, len(s.heap))
+	live = append(live, s.heap...)
+	slices.SortFunc(live, func(a, b *bucket) int {
+		if c := cmp.Compare(a.sc.idx, b.sc.idx); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.key, b.key)
+	})
+	for _, b := range live {
+		if b.live && b.sc.kind == kindCounter {
+			s.overflow(b, b.leaky.Last_ts, b.readAt)
+		}
+	}
+	for _, b := range live {
+		b.sc.stats.Buckets--
+	}
+	clear(s.buckets)
+	clear(s.heap)
+	s.heap = s.heap[:0]
+	return s.takeOuts()
+}
+
+func (s *Set) takeOuts() []Overflow {
+	if len(s.outs) == 0 {
+		return nil
+	}
+	out := make([]Overflow, len(s.outs))
+	copy(out, s.outs)
+	clear(s.outs)
+	return out
+}
+
+// eventTime is the time buckets reason on: the event's, else when its
+// line was read.
+func eventTime(evt *detect.Event) time.Time {
+	if !evt.Time.IsZero() {
+		return evt.Time
+	}
+	if !evt.Line.Time.IsZero() {
+		return evt.Line.Time
+	}
+	return evt.Line.ReadAt
+}
+
+func (s *Set) candidates(evt *detect.Event) []*scenario {
+	c := s.cand[:0]
+	for _, k := range s.metaKeys {
+		v, ok := evt.Meta[k]
+		if !ok {
+			continue
+		}
+		c = append(c, s.byMeta[k][v]...)
+	}
+	if len(c) == 0 {
+		s.cand = c
+		return s.unindexed
+	}
+	c = append(c, s.unindexed...)
+	// Keep load order so overflows of one event come out deterministically.
+	slices.SortFunc(c, func(a, b *scenario) int { return cmp.Compare(a.idx, b.idx) })
+	c = slices.Compact(c)
+	s.cand = c
+	return c
+}
+
+func (s *Set) pour(evt *detect.Event) {
+	if evt == nil || evt.Whitelisted {
+		return
+	}
+	t := eventTime(evt)
+	s.advance(t)
+	s.vars["evt"] = evt
+	defer func() { s.vars["evt"] = (*detect.Event)(nil) }()
+	for _, sc := range s.candidates(evt) {
+		ok, err := s.env.RunBool(sc.filter, s.vars)
+		if err != nil {
+			sc.stats.Errors++
+			continue
+		}
+		if !ok {
+			continue
+		}
+		key := ""
+		if sc.groupby != nil {
+			out, err := s.env.Run(sc.groupby, s.vars)
+			if err != nil {
+				sc.stats.Errors++
+				continue
+			}
+			key = exprenv.ToString(out)
+		}
+		s.pourInto(sc, key, evt, t)
+	}
+}
+
+func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time) {
+	bk := bucketKey{sc.idx, key}
+	b := s.buckets[bk]
+	if b != nil && b.live && t.After(b.liveDeadline()) {
+		s.endLive(b)
+	}
+	if b == nil {
+		if len(s.buckets) >= s.max {
+			s.evict()
+		}
+		b = &bucket{sc: sc, key: key, heapIdx: -1}
+		s.buckets[bk] = b
+		sc.stats.Buckets++
+	}
+	if !b.live {
+		b.begin(t)
+	}
+	sc.stats.Pours++
+	b.readAt = evt.Line.ReadAt
+
+	if sc.kind == kindTrigger {
+		b.leaky.Total_count = 1
+		b.leaky.First_ts, b.leaky.Last_ts = t, t
+		b.queue.add(evt)
+		s.overflow(b, t, evt.Line.ReadAt)
+		s.schedule(b)
+		return
+	}
+	if sc.distinct != nil {
+		out, err := s.env.Run(sc.distinct, s.vars)
+		if err != nil {
+			sc.stats.Errors++
+		} else {
+			v := exprenv.ToString(out)
+			if _, dup := b.seen[v]; dup {
+				s.schedule(b)
+				return
+			}
+			b.seen[v] = struct{}{}
+		}
+	}
+	if sc.cancelOn != nil {
+		if ok, err := s.env.RunBool(sc.cancelOn, s.vars); err != nil {
+			sc.stats.Errors++
+		} else if ok {
+			sc.stats.Canceled++
+			b.end()
+			s.schedule(b)
+			return
+		}
+	}
+
+	b.leaky.Total_count++
+	if b.leaky.First_ts.IsZero() {
+		b.leaky.First_ts = t
+	}
+	b.leaky.Last_ts = t
+	b.queue.add(evt)
+	switch sc.kind {
+	case kindLeaky:
+		if !b.allow(t) {
+			s.overflow(b, t, evt.Line.ReadAt)
+		}
+	case kindConditional:
+		if s.runCond(sc.condition, b, evt) {
+			s.overflow(b, b.leaky.Last_ts, evt.Line.ReadAt)
+		}
+	case kindBayesian:
+		if s.bayesian(b, evt) {
+			s.overflow(b, b.leaky.Last_ts, evt.Line.ReadAt)
+		}
+	}
+	s.schedule(b)
+}

@@ -1,0 +1,388 @@
+package scenario
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// Spec is one scenario document as the hub writes it. Field names and YAML
+// keys are CrowdSec's, so hub files decode unchanged; unknown keys are errors.
+type Spec struct {
+	Format      string         `yaml:"format"`
+	Author      string         `yaml:"author"`
+	Name        string         `yaml:"name"`
+	Version     string         `yaml:"version"`
+	Description string         `yaml:"description"`
+	References  []string       `yaml:"references"`
+	Type        string         `yaml:"type"`
+	Filter      string         `yaml:"filter"`
+	GroupBy     string         `yaml:"groupby"`
+	Distinct    string         `yaml:"distinct"`
+	Capacity    int            `yaml:"capacity"`
+	LeakSpeed   string         `yaml:"leakspeed"`
+	Duration    string         `yaml:"duration"`
+	Blackhole   string         `yaml:"blackhole"`
+	Debug       bool           `yaml:"debug"`
+	Reprocess   bool           `yaml:"reprocess"`
+	CacheSize   int            `yaml:"cache_size"`
+	Profiling   bool           `yaml:"profiling"`
+	Labels      map[string]any `yaml:"labels"`
+	// OverflowFilter must return true for an overflow to be kept.
+	OverflowFilter string `yaml:"overflow_filter"`
+	// CancelOn kills the bucket, without overflow, when an event matches.
+	CancelOn  string `yaml:"cancel_on"`
+	Condition string `yaml:"condition"`
+	Scope     struct {
+		Type       string `yaml:"type"`
+		Expression string `yaml:"expression"`
+	} `yaml:"scope"`
+	Data               []exprenv.DataSpec  `yaml:"data"`
+	BayesianPrior      float32             `yaml:"bayesian_prior"`
+	BayesianThreshold  float32             `yaml:"bayesian_threshold"`
+	BayesianConditions []BayesianCondition `yaml:"bayesian_conditions"`
+	// Simulated is accepted for compatibility with dumped CrowdSec specs;
+	// Options.Simulated is what moat reads.
+	Simulated bool `yaml:"simulated"`
+}
+
+// BayesianCondition is one evidence of a bayesian scenario.
+type BayesianCondition struct {
+	Condition       string  `yaml:"condition"`
+	ProbGivenEvil   float32 `yaml:"prob_given_evil"`
+	ProbGivenBenign float32 `yaml:"prob_given_benign"`
+	Guillotine      bool    `yaml:"guillotine"`
+}
+
+type kind uint8
+
+const (
+	kindLeaky kind = iota
+	kindTrigger
+	kindCounter
+	kindConditional
+	kindBayesian
+)
+
+// maxFormat is the newest scenario format moat understands, as CrowdSec's
+// scenario constraint.
+const maxFormat = 3.0
+
+// scenario is a compiled Spec.
+type scenario struct {
+	idx       int
+	spec      Spec
+	file      string
+	line      int
+	hash      string
+	kind      kind
+	leakspeed time.Duration
+	// lifetime is how long a bucket lives after its last pour (CrowdSec's
+	// bucket Duration); for counters it runs from the first pour.
+	lifetime  time.Duration
+	blackhole time.Duration
+	qsize     int // -1: unbounded
+	simulated bool
+
+	filter, groupby, distinct, cancelOn  *vm.Program
+	condition, overflowFilter, scopeExpr *vm.Program
+	bayes                                []bayesCond
+
+	pre       prefilter
+	scope     string
+	labels    map[string]string
+	remediate bool
+
+	stats ScenarioStats
+}
+
+type bayesCond struct {
+	prog       *vm.Program
+	evil       float32
+	benign     float32
+	guillotine bool
+}
+
+// LoadError names the file and line of a scenario that cannot be loaded.
+type LoadError struct {
+	File string
+	Line int
+	Name string
+	Err  error
+}
+
+func (e *LoadError) Error() string {
+	if e.Name != "" {
+		return fmt.Sprintf("%s:%d: scenario %s: %v", e.File, e.Line, e.Name, e.Err)
+	}
+	return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+}
+
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// readFile decodes every document of one scenario file.
+func readFile(path string) ([]Spec, []int, string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("load scenario %s: %w", path, err)
+	}
+	sum := sha256.Sum256(raw)
+	hash := hex.EncodeToString(sum[:])
+
+	// The node pass finds where each document starts and which are empty;
+	// the struct pass does the strict decoding (KnownFields is lost inside
+	// node.Decode, so the two passes stay separate).
+	var lines []int
+	var empty []bool
+	nd := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var n yaml.Node
+		err := nd.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("load scenario %s: %w", path, err)
+		}
+		line := n.Line
+		isEmpty := len(n.Content) == 0
+		if len(n.Content) > 0 {
+			line = n.Content[0].Line
+			isEmpty = n.Content[0].Tag == "!!null"
+		}
+		lines = append(lines, line)
+		empty = append(empty, isEmpty)
+	}
+	var specs []Spec
+	var specLines []int
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	for i := 0; ; i++ {
+		var s Spec
+		err := dec.Decode(&s)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		line := 0
+		if i < len(lines) {
+			line = lines[i]
+		}
+		if err != nil {
+			return nil, nil, "", &LoadError{File: path, Line: line, Err: err}
+		}
+		if i < len(empty) && empty[i] {
+			continue
+		}
+		specs = append(specs, s)
+		specLines = append(specLines, line)
+	}
+	return specs, specLines, hash, nil
+}
+
+// compile validates a spec and compiles its expressions.
+func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
+	sc := &scenario{spec: sp, qsize: sp.Capacity}
+	if sp.Name == "" {
+		return nil, nil, errors.New("scenario without name")
+	}
+	if sp.Description == "" {
+		return nil, nil, errors.New("description is mandatory")
+	}
+	if sp.Format != "" {
+		f, err := strconv.ParseFloat(sp.Format, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bad format %q", sp.Format)
+		}
+		if f > maxFormat {
+			return nil, nil, fmt.Errorf("format %s is newer than the supported %.1f", sp.Format, maxFormat)
+		}
+	}
+	var err error
+	if sp.LeakSpeed != "" {
+		if sc.leakspeed, err = time.ParseDuration(sp.LeakSpeed); err != nil {
+			return nil, nil, fmt.Errorf("bad leakspeed %q: %w", sp.LeakSpeed, err)
+		}
+	}
+	var duration time.Duration
+	if sp.Duration != "" {
+		if duration, err = time.ParseDuration(sp.Duration); err != nil {
+			return nil, nil, fmt.Errorf("bad duration %q: %w", sp.Duration, err)
+		}
+	}
+	if sp.Blackhole != "" {
+		if sc.blackhole, err = time.ParseDuration(sp.Blackhole); err != nil {
+			return nil, nil, fmt.Errorf("bad blackhole %q: %w", sp.Blackhole, err)
+		}
+	}
+	switch sp.Type {
+	case "leaky":
+		sc.kind = kindLeaky
+		if sp.Capacity <= 0 {
+			return nil, nil, fmt.Errorf("bad capacity for leaky %d", sp.Capacity)
+		}
+		if sc.leakspeed <= 0 {
+			return nil, nil, errors.New("leaky needs a positive leakspeed")
+		}
+	case "trigger":
+		sc.kind = kindTrigger
+		if sp.Capacity != 0 {
+			return nil, nil, errors.New("trigger must have capacity 0")
+		}
+	case "counter":
+		sc.kind = kindCounter
+		if duration <= 0 {
+			return nil, nil, errors.New("counter needs a positive duration")
+		}
+		if sp.Capacity != -1 {
+			return nil, nil, errors.New("counter must have capacity -1")
+		}
+	case "conditional":
+		sc.kind = kindConditional
+		if sp.Condition == "" {
+			return nil, nil, errors.New("conditional needs a condition")
+		}
+		if sc.leakspeed <= 0 {
+			return nil, nil, errors.New("conditional needs a positive leakspeed")
+		}
+	case "bayesian":
+		sc.kind = kindBayesian
+		if len(sp.BayesianConditions) == 0 {
+			return nil, nil, errors.New("bayesian needs bayesian_conditions")
+		}
+		if sp.BayesianPrior <= 0 || sp.BayesianPrior > 1 {
+			return nil, nil, errors.New("bayesian needs a prior in (0, 1]")
+		}
+		if sp.BayesianThreshold <= 0 || sp.BayesianThreshold > 1 {
+			return nil, nil, errors.New("bayesian needs a threshold in (0, 1]")
+		}
+		if sp.Capacity != -1 {
+			return nil, nil, errors.New("bayesian must have capacity -1")
+		}
+		if sc.leakspeed <= 0 {
+			return nil, nil, errors.New("bayesian needs a positive leakspeed")
+		}
+	default:
+		return nil, nil, fmt.Errorf("unknown type %q", sp.Type)
+	}
+	if sp.CacheSize > 0 && (sp.CacheSize <= sp.Capacity || sp.Capacity == -1) {
+		sc.qsize = sp.CacheSize
+	}
+	// A trigger's bucket holds the one event that fires it.
+	if sc.kind == kindTrigger {
+		sc.qsize = 0
+	}
+	// Bucket lifetimes as CrowdSec computes them: a leaky bucket dies
+	// (capacity+1) leaks after its last pour, a conditional or bayesian one
+	// a leak after, a counter fires duration after its first pour.
+	switch sc.kind {
+	case kindLeaky:
+		sc.lifetime = time.Duration(sp.Capacity+1) * sc.leakspeed
+	case kindConditional, kindBayesian:
+		sc.lifetime = sc.leakspeed
+	case kindCounter:
+		sc.lifetime = duration
+	}
+
+	// A data file that cannot be read leaves the scenario loaded, as in
+	// CrowdSec: the helpers reading it then see an empty file.
+	var warns []error
+	for _, d := range sp.Data {
+		if err := env.LoadData(d); err != nil {
+			warns = append(warns, fmt.Errorf("data %s: %w", d.DestFile, err))
+		}
+	}
+
+	if strings.TrimSpace(sp.Filter) == "" {
+		return nil, nil, errors.New("scenario without filter")
+	}
+	evtVars := map[string]any{"evt": &detect.Event{}}
+	condVars := map[string]any{"evt": &detect.Event{}, "queue": &Queue{}, "leaky": &Leaky{}}
+	progs := []struct {
+		src  string
+		vars map[string]any
+		dst  **vm.Program
+		what string
+	}{
+		{sp.Filter, evtVars, &sc.filter, "filter"},
+		{sp.GroupBy, evtVars, &sc.groupby, "groupby"},
+		{sp.Distinct, evtVars, &sc.distinct, "distinct"},
+		{sp.CancelOn, evtVars, &sc.cancelOn, "cancel_on"},
+		{sp.Condition, condVars, &sc.condition, "condition"},
+		{sp.Scope.Expression, evtVars, &sc.scopeExpr, "scope expression"},
+		{sp.OverflowFilter, map[string]any{"queue": &Queue{}, "signal": &model.Alert{}, "leaky": &Leaky{}}, &sc.overflowFilter, "overflow_filter"},
+	}
+	for _, p := range progs {
+		if strings.TrimSpace(p.src) == "" {
+			continue
+		}
+		prog, err := env.Compile(p.src, p.vars)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p.what, err)
+		}
+		*p.dst = prog
+	}
+	for i, bc := range sp.BayesianConditions {
+		prog, err := env.Compile(bc.Condition, condVars)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bayesian condition %d: %w", i, err)
+		}
+		sc.bayes = append(sc.bayes, bayesCond{prog: prog, evil: bc.ProbGivenEvil, benign: bc.ProbGivenBenign, guillotine: bc.Guillotine})
+	}
+
+	switch sp.Scope.Type {
+	case "", "Ip", "ip":
+		sc.scope = "Ip"
+	case "Range", "range":
+		sc.scope = "Range"
+	default:
+		sc.scope = sp.Scope.Type
+		if sc.scopeExpr == nil {
+			return nil, nil, fmt.Errorf("scope %s needs an expression", sp.Scope.Type)
+		}
+	}
+	sc.labels, sc.remediate = flattenLabels(sp.Labels)
+	sc.pre = parsePrefilter(sp.Filter)
+	return sc, warns, nil
+}
+
+// flattenLabels turns hub labels into strings: lists are joined with ",",
+// the rest printed. remediation counts only as the boolean true, as in
+// CrowdSec.
+func flattenLabels(in map[string]any) (map[string]string, bool) {
+	out := make(map[string]string, len(in))
+	remediate := false
+	for k, v := range in {
+		if k == "remediation" {
+			if b, ok := v.(bool); ok && b {
+				remediate = true
+			}
+		}
+		switch x := v.(type) {
+		case []any:
+			parts := make([]string, len(x))
+			for i, e := range x {
+				parts[i] = fmt.Sprint(e)
+			}
+			out[k] = strings.Join(parts, ",")
+		case nil:
+			out[k] = ""
+		default:
+			out[k] = fmt.Sprint(x)
+		}
+	}
+	return out, remediate
+}
