@@ -131,7 +131,10 @@ type Error struct {
 	File string
 	Line int // 0 when unknown
 	Msg  string
+	Err  error // what it wraps, if anything
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	if e.Line > 0 {
@@ -148,10 +151,10 @@ var ErrNotExist = errors.New("config file does not exist")
 func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return Config{}, fmt.Errorf("%s: %w", path, ErrNotExist)
+		return Config{}, &Error{File: path, Msg: "no such file", Err: ErrNotExist}
 	}
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return Config{}, &Error{File: path, Msg: err.Error(), Err: err}
 	}
 	return Parse(path, data)
 }
