@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moatsec/moat/internal/testutil"
+)
+
+// repoRoot is the checkout's top directory (tests run in cmd/moat).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	abs, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// e2eHost is a namespace with moat's configuration and log file.
+type e2eHost struct {
+	ns      *testutil.NetNS
+	dir     string
+	cfgPath string
+	logPath string
+}
+
+func newE2EHost(t *testing.T, ns *testutil.NetNS, allowlist []string) *e2eHost {
+	t.Helper()
+	h := &e2eHost{ns: ns, dir: t.TempDir()}
+	h.cfgPath = filepath.Join(h.dir, "moat.yaml")
+	h.logPath = filepath.Join(h.dir, "auth.log")
+	root := repoRoot(t)
+	acquis := filepath.Join(h.dir, "acquis.d")
+	must(t, os.MkdirAll(acquis, 0o755))
+	must(t, os.WriteFile(h.logPath, nil, 0o644))
+	must(t, os.WriteFile(filepath.Join(acquis, "auth.yaml"), []byte(fmt.Sprintf(
+		"source: file\nfilenames:\n  - %s\nlabels:\n  type: syslog\n", h.logPath)), 0o644))
+	cfg := fmt.Sprintf(`state_dir: %[1]s/state
+api:
+  socket: %[1]s/moat.sock
+  listen: ""
+metrics:
+  listen: ""
+hub:
+  dir: %[2]s/packaging/hub
+  patterns: %[2]s/packaging/patterns
+  data: %[1]s/data
+acquisition:
+  dir: %[3]s
+profiles: %[2]s/packaging/profiles.yaml
+enforce:
+  verify_interval: 2s
+allowlist: [%[4]s]
+`, h.dir, root, acquis, strings.Join(allowlist, ", "))
+	must(t, os.WriteFile(h.cfgPath, []byte(cfg), 0o644))
+	return h
+}
+
+// appendLines writes sshd lines as syslog would, stamped now.
+func (h *e2eHost) appendLines(t *testing.T, lines ...string) {
+	t.Helper()
+	f, err := os.OpenFile(h.logPath, os.O_APPEND|os.O_WRONLY, 0)
+	must(t, err)
+	defer f.Close()
+	var b strings.Builder
+	for i, l := range lines {
+		fmt.Fprintf(&b, "%s victim sshd[%d]: %s\n", time.Now().Format(time.Stamp), 4000+i, l)
+	}
+	_, err = f.WriteString(b.String())
+	must(t, err)
+}
+
+// daemon is a moat run process inside a namespace.
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan error
+}
+
+func startDaemon(t *testing.T, h *e2eHost) *daemon {
+	t.Helper()
+	cmd := h.ns.Command(os.Args[0], "run", "--config", h.cfgPath, "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
+	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = d.stderr
+	cmd.Stdout = d.stderr
+	must(t, cmd.Start())
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("daemon output:\n%s", d.stderr.String())
+		}
+	})
+	waitFor(t, 20*time.Second, "the daemon to start", func() bool {
+		select {
+		case err := <-d.done:
+			t.Fatalf("daemon exited at start: %v\n%s", err, d.stderr.String())
+		default:
+		}
+		return strings.Contains(d.stderr.String(), "moat running")
+	})
+	return d
+}
+
+func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	must(t, d.cmd.Process.Signal(sig))
+	select {
+	case err := <-d.done:
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatalf("daemon did not stop within 15s after %v", sig)
+		return nil
+	}
+}
+
+func TestEndToEndBanInNamespaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	victim, attacker, innocent := testutil.NewNetNS(t), testutil.NewNetNS(t), testutil.NewNetNS(t)
+	testutil.VethPair(t, attacker, victim, []string{"198.18.1.2/24", "2001:db8:1::2/64"}, []string{"198.18.1.1/24", "2001:db8:1::1/64"})
+	testutil.VethPair(t, innocent, victim, []string{"198.18.2.2/24", "2001:db8:2::2/64"}, []string{"198.18.2.1/24", "2001:db8:2::1/64"})
+	attacker.Run(t, "ip", "route", "add", "default", "via", "198.18.1.1")
+	innocent.Run(t, "ip", "route", "add", "default", "via", "198.18.2.1")
+
+	host := newE2EHost(t, victim, []string{"198.18.3.0/24"})
+	port := listenTCP(t, victim)
+	d := startDaemon(t, host)
+
+	// Before any ban both clients get through.
+	for _, c := range []struct {
+		ns   *testutil.NetNS
+		addr string
+	}{{attacker, "198.18.1.1"}, {attacker, "2001:db8:1::1"}, {innocent, "198.18.2.1"}} {
+		if err := dialTCP(c.ns, c.addr, port); err != nil {
+			t.Fatalf("before the ban, %s could not reach %s: %v", c.ns.Name, c.addr, err)
+		}
+	}
+
+	var lines []string
+	for i := 0; i < 8; i++ {
+		lines = append(lines,
+			fmt.Sprintf("Failed password for invalid user admin%d from 198.18.1.2 port %d ssh2", i, 40000+i),
+			fmt.Sprintf("Failed password for root from 2001:db8:1::2 port %d ssh2", 41000+i),
+			// Never to be banned: allowlisted, loopback, the victim's own address.
+			fmt.Sprintf("Failed password for root from 198.18.3.9 port %d ssh2", 42000+i),
+			fmt.Sprintf("Failed password for root from 127.0.0.1 port %d ssh2", 43000+i),
+			fmt.Sprintf("Failed password for root from 198.18.2.1 port %d ssh2", 44000+i),
+		)
+	}
+	host.appendLines(t, lines...)
+
+	waitFor(t, 10*time.Second, "the attacker's IPv4 and IPv6 bans", func() bool {
+		return strings.Contains(nftSet(t, victim, "ban4"), "198.18.1.2") &&
+			strings.Contains(nftSet(t, victim, "ban6"), "2001:db8:1::2")
+	})
+	if err := dialTCP(attacker, "198.18.1.1", port); err == nil {
+		t.Fatal("the banned attacker still connects over IPv4")
+	}
+	if err := dialTCP(attacker, "2001:db8:1::1", port); err == nil {
+		t.Fatal("the banned attacker still connects over IPv6")
+	}
+	if err := dialTCP(innocent, "198.18.2.1", port); err != nil {
+		t.Fatalf("the innocent neighbour is blocked: %v", err)
+	}
+	set := nftSet(t, victim, "ban4")
+	for _, never := range []string{"198.18.3.9", "127.0.0.1", "198.18.2.1"} {
+		if strings.Contains(set, never) {
+			t.Errorf("moat banned %s, which it must never ban:\n%s", never, set)
+		}
+	}
+	if !strings.Contains(d.stderr.String(), "refused") {
+		t.Errorf("the refused bans were not logged")
+	}
+
+	// Ctrl-C: a clean exit that leaves the bans in place.
+	if err := d.stop(t, syscall.SIGINT); err != nil {
+		t.Fatalf("daemon exit after SIGINT: %v\n%s", err, d.stderr.String())
+	}
+	if !strings.Contains(nftSet(t, victim, "ban4"), "198.18.1.2") {
+		t.Fatal("the ban did not survive the daemon's exit")
+	}
+	if err := dialTCP(attacker, "198.18.1.1", port); err == nil {
+		t.Fatal("the attacker connects once the daemon stopped")
+	}
+
+	// moat cleanup removes what moat made, and only that.
+	cmd := victim.Command(os.Args[0], "cleanup", "--config", host.cfgPath)
+	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("moat cleanup: %v\n%s", err, out)
+	}
+	if out := victim.Run(t, "nft", "list", "tables"); strings.Contains(out, "moat") {
+		t.Fatalf("table inet moat survives cleanup:\n%s", out)
+	}
+	if err := dialTCP(attacker, "198.18.1.1", port); err != nil {
+		t.Fatalf("after cleanup the attacker is still blocked: %v", err)
+	}
+}
+
+func nftSet(t *testing.T, ns *testutil.NetNS, set string) string {
+	t.Helper()
+	out, err := ns.Command("nft", "list", "set", "inet", "moat", set).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+// listenTCP accepts connections on port 0 of every address in ns and
+// returns the port.
+func listenTCP(t *testing.T, ns *testutil.NetNS) int {
+	t.Helper()
+	var ln net.Listener
+	must(t, ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "[::]:0")
+		return err
+	}))
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("ok\n"))
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// dialTCP connects from ns and reads the listener's greeting.
+func dialTCP(ns *testutil.NetNS, addr string, port int) error {
+	return ns.Do(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 3)
+		if _, err := c.Read(buf); err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
