@@ -29,6 +29,17 @@ func parsePrefilter(filter string) prefilter {
 	if hasTopLevelOr(f) {
 		return prefilter{}
 	}
+	// "(a && b) && c": the leading group is a conjunct when what follows
+	// it is one too.
+	if strings.HasPrefix(f, "(") {
+		if end := closingParen(f); end > 0 {
+			rest := strings.TrimSpace(f[end+1:])
+			if rest == "" || strings.HasPrefix(rest, "&&") || strings.HasPrefix(rest, "and ") || strings.HasPrefix(rest, "and\n") {
+				return parsePrefilter(f[1:end])
+			}
+		}
+		return prefilter{}
+	}
 	var key string
 	var vals []string
 	rest := ""
@@ -51,6 +62,35 @@ func parsePrefilter(filter string) prefilter {
 		return prefilter{}
 	}
 	return prefilter{key: key, values: vals}
+}
+
+// closingParen finds the parenthesis closing f[0], or -1.
+func closingParen(f string) int {
+	depth := 0
+	var quote byte
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if quote != 0 {
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+			continue
+		}
+		switch c {
+		case '\'', '"', '`':
+			quote = c
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // hasTopLevelOr reports an "||", "or" or "?" outside brackets and quotes.

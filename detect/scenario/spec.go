@@ -182,6 +182,14 @@ func readFile(path string) ([]Spec, []int, string, error) {
 			line = lines[i]
 		}
 		if err != nil {
+			// yaml.v3 knows the line of each strict-decoding error.
+			var te *yaml.TypeError
+			if errors.As(err, &te) && len(te.Errors) > 0 {
+				var l int
+				if _, e := fmt.Sscanf(te.Errors[0], "line %d:", &l); e == nil {
+					line = l
+				}
+			}
 			return nil, nil, "", &LoadError{File: path, Line: line, Err: err}
 		}
 		if i < len(empty) && empty[i] {
