@@ -1,0 +1,365 @@
+package parse
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/moatsec/moat/detect"
+)
+
+const (
+	staticParsed = iota
+	staticMeta
+	staticEnriched
+	staticTarget
+	staticMethod
+)
+
+type static struct {
+	kind   int
+	key    string   // parsed/meta/enriched key, or method name
+	path   []string // target path below evt
+	value  string
+	expr   *vm.Program
+	method enricher
+}
+
+type whitelist struct {
+	reason string
+	ips    []netip.Addr
+	cidrs  []netip.Prefix
+	exprs  []*vm.Program
+}
+
+func (w *whitelist) empty() bool {
+	return w == nil || (len(w.ips) == 0 && len(w.cidrs) == 0 && len(w.exprs) == 0)
+}
+
+type stashEntry struct {
+	name       string
+	key, value *vm.Program
+}
+
+// node is a compiled parser node.
+type node struct {
+	name      string // parser name, inherited by children
+	stage     string
+	file      string
+	onSuccess string
+	filter    *vm.Program
+
+	grok        *grok
+	grokApply   string // "Line.Raw" or a Parsed key
+	grokExpr    *vm.Program
+	grokStatics []static
+
+	statics  []static
+	children []*node
+	wl       *whitelist
+	stash    []stashEntry
+
+	hits, ok atomic.Uint64
+}
+
+// run is the state of one event going through the pipeline.
+type run struct {
+	p    *Pipeline
+	evt  *detect.Event
+	root any // *detect.Event or *OverflowEvent: what expressions see as evt
+	vars map[string]any
+	// sources returns the IPs whitelists check.
+	sources func() []string
+}
+
+func (r *run) evalBool(p *vm.Program) bool {
+	ok, err := r.p.env.RunBool(p, r.vars)
+	return err == nil && ok
+}
+
+// process runs the node on the event, as CrowdSec's node.process does.
+func (n *node) process(r *run) (bool, error) {
+	evt := r.evt
+	state := true
+	if n.filter != nil && !r.evalBool(n.filter) {
+		return false, nil
+	}
+	n.hits.Add(1)
+
+	whitelisted := false
+	if !n.wl.empty() {
+		var err error
+		whitelisted, err = n.checkWhitelist(r)
+		if err != nil {
+			return false, nil
+		}
+		if whitelisted && !evt.Whitelisted {
+			evt.Whitelisted = true
+			evt.WhitelistReason = n.wl.reason
+			if o, ok := r.root.(*OverflowEvent); ok {
+				o.Overflow.Whitelisted = true
+			}
+		}
+	}
+
+	grokOK := false
+	if n.grok != nil {
+		var in string
+		switch {
+		case n.grokApply == "Line.Raw":
+			in = evt.Line.Raw
+		case n.grokApply != "":
+			v, ok := evt.Parsed[n.grokApply]
+			if !ok {
+				state = false
+			}
+			in = v
+		case n.grokExpr != nil:
+			out, err := r.p.env.Run(n.grokExpr, r.vars)
+			if err != nil {
+				state = false
+			}
+			switch v := out.(type) {
+			case string:
+				in = v
+			case int:
+				in = strconv.Itoa(v)
+			case float64:
+				in = strconv.FormatFloat(v, 'f', 6, 64)
+			}
+		}
+		if n.grok.match(in, evt.SetParsed) {
+			grokOK = true
+			if err := n.applyStatics(r, n.grokStatics); err != nil {
+				return false, err
+			}
+		} else {
+			state = false
+		}
+	}
+
+	if grokOK || n.grok == nil {
+		for _, s := range n.stash {
+			v, err := r.p.env.Run(s.value, r.vars)
+			vs, ok := v.(string)
+			if err != nil || !ok {
+				continue
+			}
+			k, err := r.p.env.Run(s.key, r.vars)
+			ks, ok := k.(string)
+			if err != nil || !ok {
+				continue
+			}
+			r.p.env.SetInStash(s.name, ks, vs, evt.Time)
+		}
+	}
+
+	for _, c := range n.children {
+		ok, err := c.process(r)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			state = true
+			if n.onSuccess == "next_stage" {
+				break
+			}
+		} else if !grokOK {
+			// A node without a successful grok of its own succeeds only
+			// through its children (CrowdSec keeps the last child's verdict).
+			state = false
+		}
+	}
+
+	if !state {
+		return false, nil
+	}
+	n.ok.Add(1)
+	if len(n.statics) > 0 && (whitelisted || n.wl.empty()) {
+		if err := n.applyStatics(r, n.statics); err != nil {
+			return false, err
+		}
+	}
+	if n.onSuccess == "next_stage" {
+		if i := r.p.stageIndex(evt.Stage); i >= 0 && i+1 < len(r.p.stages) {
+			evt.Stage = r.p.stages[i+1]
+		}
+	}
+	return true, nil
+}
+
+func (n *node) checkWhitelist(r *run) (bool, error) {
+	if len(n.wl.ips) > 0 || len(n.wl.cidrs) > 0 {
+		for _, s := range r.sources() {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				continue
+			}
+			a = a.Unmap()
+			for _, ip := range n.wl.ips {
+				if ip == a {
+					return true, nil
+				}
+			}
+			for _, c := range n.wl.cidrs {
+				if c.Contains(a) {
+					return true, nil
+				}
+			}
+		}
+	}
+	for _, e := range n.wl.exprs {
+		ok, err := r.p.env.RunBool(e, r.vars)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (n *node) applyStatics(r *run, statics []static) error {
+	evt := r.evt
+	for i := range statics {
+		s := &statics[i]
+		value := s.value
+		if s.expr != nil {
+			out, err := r.p.env.Run(s.expr, r.vars)
+			if err != nil {
+				continue
+			}
+			switch v := out.(type) {
+			case string:
+				value = v
+			case int:
+				value = strconv.Itoa(v)
+			case int64:
+				value = strconv.FormatInt(v, 10)
+			case float64:
+				value = strconv.FormatFloat(v, 'f', 6, 64)
+			case bool:
+				value = strconv.FormatBool(v)
+			case nil, map[string]any, []any:
+				continue
+			default:
+				return fmt.Errorf("%s: static expression returned %T", n.name, out)
+			}
+		}
+		if value == "" && s.kind != staticMethod {
+			continue
+		}
+		switch s.kind {
+		case staticMethod:
+			if s.method == nil {
+				continue
+			}
+			if value == "" && s.key != "ParseDate" {
+				continue
+			}
+			s.method(r, value)
+		case staticParsed:
+			evt.Parsed[s.key] = value
+		case staticMeta:
+			evt.Meta[s.key] = value
+		case staticEnriched:
+			evt.Enriched[s.key] = value
+		case staticTarget:
+			setTarget(r, s.path, value)
+		}
+	}
+	return nil
+}
+
+// setTarget sets evt.<path> = value, with fast paths for the fields hub
+// files address and reflection for the rest.
+func setTarget(r *run, path []string, value string) bool {
+	evt := r.evt
+	if len(path) == 1 {
+		switch path[0] {
+		case "StrTime":
+			evt.StrTime = value
+			return true
+		case "StrTimeFormat":
+			evt.StrTimeFormat = value
+			return true
+		case "MarshaledTime":
+			evt.MarshaledTime = value
+			return true
+		}
+	}
+	if len(path) == 2 {
+		switch path[0] {
+		case "Parsed":
+			evt.Parsed[path[1]] = value
+			return true
+		case "Meta":
+			evt.Meta[path[1]] = value
+			return true
+		case "Enriched":
+			evt.Enriched[path[1]] = value
+			return true
+		}
+	}
+	v := reflect.ValueOf(r.root)
+	for i, p := range path {
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return false
+			}
+			v = v.Elem()
+		}
+		switch v.Kind() {
+		case reflect.Struct:
+			v = v.FieldByName(p)
+			if !v.IsValid() {
+				return false
+			}
+		case reflect.Map:
+			if i != len(path)-1 || v.Type().Key().Kind() != reflect.String {
+				return false
+			}
+			ev := reflect.ValueOf(value)
+			if !ev.Type().AssignableTo(v.Type().Elem()) {
+				return false
+			}
+			v.SetMapIndex(reflect.ValueOf(p), ev)
+			return true
+		default:
+			return false
+		}
+	}
+	if v.Kind() == reflect.String && v.CanSet() {
+		v.SetString(value)
+		return true
+	}
+	return false
+}
+
+// parseTargetPath turns "evt.StrTime" or "StrTime" into its path.
+func parseTargetPath(t string) []string {
+	t = strings.TrimPrefix(t, "evt.")
+	return strings.Split(t, ".")
+}
+
+// parseDuration accepts Go durations and bare seconds.
+func parseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q", s)
+	}
+	return time.Duration(n) * time.Second, nil
+}

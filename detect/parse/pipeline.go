@@ -1,0 +1,319 @@
+// Package parse runs CrowdSec-hub parser nodes over events: stages of node
+// trees with expr filters, grok patterns, statics, whitelists, stashes and
+// enrichers. Hub parser files load unchanged.
+package parse
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
+)
+
+// File is one parser file and the stage it belongs to ("s01-parse").
+type File struct {
+	Path  string
+	Stage string
+}
+
+// Options configure a pipeline.
+type Options struct {
+	PatternDir string
+	DataDir    string
+	// Env runs expressions; a new one over DataDir when nil. Share one Env
+	// between parsers and scenarios so the stash and data files are common.
+	Env *exprenv.Env
+	// Year is given to dates without one (syslog); 0 means the year of the
+	// event's read time, or the current year.
+	Year int
+	// LogTime makes parsed log dates the event time (cold replay); when
+	// false the time the source gave is kept (live).
+	LogTime bool
+	// Postoverflow compiles expressions against OverflowEvent.
+	Postoverflow bool
+}
+
+// Pipeline is a loaded set of parser stages.
+type Pipeline struct {
+	env    *exprenv.Env
+	opts   Options
+	stages []string
+	nodes  [][]*node // per stage, in file order
+	grok   *grokLib
+	vars   map[string]any
+
+	unavailable atomic.Uint64
+	missing     []string
+}
+
+// ErrUnknownField is wrapped by errors for keys a parser file must not have.
+var ErrUnknownField = errors.New("unknown field")
+
+// Load reads and compiles parser files. Files of a stage run in the order
+// of their base names; the documents of a file in file order.
+func Load(files []File, opts Options) (*Pipeline, error) {
+	p := &Pipeline{env: opts.Env, opts: opts, grok: newGrokLib()}
+	if p.env == nil {
+		p.env = exprenv.New(opts.DataDir)
+	}
+	if err := p.grok.loadDir(opts.PatternDir); err != nil {
+		return nil, err
+	}
+	sorted := append([]File(nil), files...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if sorted[i].Stage != sorted[j].Stage {
+			return sorted[i].Stage < sorted[j].Stage
+		}
+		return filepath.Base(sorted[i].Path) < filepath.Base(sorted[j].Path)
+	})
+	for _, f := range sorted {
+		if f.Stage == "" {
+			return nil, fmt.Errorf("load parser %s: no stage", f.Path)
+		}
+		si := p.stageIndex(f.Stage)
+		if si < 0 {
+			p.stages = append(p.stages, f.Stage)
+			p.nodes = append(p.nodes, nil)
+			si = len(p.stages) - 1
+		}
+		ns, err := p.loadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		p.nodes[si] = append(p.nodes[si], ns...)
+	}
+	if opts.Postoverflow {
+		p.vars = map[string]any{"evt": &OverflowEvent{}}
+	} else {
+		p.vars = map[string]any{"evt": &detect.Event{}}
+	}
+	return p, nil
+}
+
+// Env returns the expression environment the pipeline uses.
+func (p *Pipeline) Env() *exprenv.Env { return p.env }
+
+// MissingData lists data files named by parsers but absent from the data dir.
+func (p *Pipeline) MissingData() []string { return append([]string(nil), p.missing...) }
+
+// Stages returns the stage names in order.
+func (p *Pipeline) Stages() []string { return append([]string(nil), p.stages...) }
+
+func (p *Pipeline) stageIndex(s string) int {
+	for i, x := range p.stages {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func (p *Pipeline) loadFile(f File) ([]*node, error) {
+	b, err := os.ReadFile(f.Path)
+	if err != nil {
+		return nil, fmt.Errorf("load parser: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var out []*node
+	for {
+		var spec nodeSpec
+		err := dec.Decode(&spec)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if strings.Contains(err.Error(), "not found in type") {
+				return nil, fmt.Errorf("load parser %s: %w: %w", f.Path, ErrUnknownField, err)
+			}
+			return nil, fmt.Errorf("load parser %s: %w", f.Path, err)
+		}
+		if spec.Name == "" && spec.Filter == "" && len(spec.Nodes) == 0 && spec.Grok.Pattern == "" && spec.Grok.Name == "" && len(spec.Statics) == 0 {
+			continue // an empty document
+		}
+		if spec.Name == "" {
+			return nil, fmt.Errorf("load parser %s: node without a name", f.Path)
+		}
+		n, err := p.compileNode(&spec, spec.Name, f)
+		if err != nil {
+			return nil, fmt.Errorf("load parser %s: %s: %w", f.Path, spec.Name, err)
+		}
+		if n.onSuccess == "" {
+			n.onSuccess = "continue"
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (p *Pipeline) compile(src string) (*vm.Program, error) {
+	return p.env.Compile(src, p.typeVars())
+}
+
+func (p *Pipeline) typeVars() map[string]any {
+	if p.opts.Postoverflow {
+		return map[string]any{"evt": &OverflowEvent{}}
+	}
+	return map[string]any{"evt": &detect.Event{}}
+}
+
+func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) {
+	n := &node{name: name, stage: f.Stage, file: f.Path, onSuccess: s.OnSuccess}
+	if s.Name != "" {
+		n.name = s.Name
+	}
+	switch n.onSuccess {
+	case "", "continue", "next_stage":
+	default:
+		return nil, fmt.Errorf("onsuccess %q: want next_stage or continue", s.OnSuccess)
+	}
+	for _, d := range s.Data {
+		switch d.Type {
+		case "string", "regexp", "map":
+			if err := p.env.LoadData(d); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					return nil, err
+				}
+				// A missing data file behaves as an empty one, as when the
+				// hub's data service is unreachable; Missing lists it.
+				p.missing = append(p.missing, d.DestFile)
+			}
+		}
+		// Untyped entries (GeoIP databases) are enricher resources.
+	}
+	var err error
+	if s.Filter != "" {
+		if n.filter, err = p.compile(s.Filter); err != nil {
+			return nil, fmt.Errorf("filter: %w", err)
+		}
+	}
+	for k, v := range s.PatternSyntax {
+		p.grok.add(k, v)
+	}
+	if s.Grok.Pattern != "" || s.Grok.Name != "" {
+		src := s.Grok.Pattern
+		if src == "" {
+			src = "%{" + s.Grok.Name + "}"
+		}
+		if n.grok, err = p.grok.compile(src); err != nil {
+			return nil, fmt.Errorf("grok: %w", err)
+		}
+		switch {
+		case s.Grok.ApplyOn != "":
+			n.grokApply = strings.TrimPrefix(s.Grok.ApplyOn, "evt.")
+			if n.grokApply != "Line.Raw" {
+				n.grokApply = strings.TrimPrefix(n.grokApply, "Parsed.")
+			}
+		case s.Grok.Expression != "":
+			if n.grokExpr, err = p.compile(s.Grok.Expression); err != nil {
+				return nil, fmt.Errorf("grok expression: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("grok without apply_on or expression")
+		}
+		if n.grokStatics, err = p.compileStatics(s.Grok.Statics); err != nil {
+			return nil, err
+		}
+	}
+	if n.statics, err = p.compileStatics(s.Statics); err != nil {
+		return nil, err
+	}
+	if w := s.Whitelist; w.Reason != "" || len(w.IPs)+len(w.CIDRs)+len(w.Expression) > 0 {
+		n.wl = &whitelist{reason: w.Reason}
+		for _, ip := range w.IPs {
+			a, err := netip.ParseAddr(ip)
+			if err != nil {
+				return nil, fmt.Errorf("whitelist ip: %w", err)
+			}
+			n.wl.ips = append(n.wl.ips, a.Unmap())
+		}
+		for _, c := range w.CIDRs {
+			pf, err := netip.ParsePrefix(c)
+			if err != nil {
+				return nil, fmt.Errorf("whitelist cidr: %w", err)
+			}
+			n.wl.cidrs = append(n.wl.cidrs, pf.Masked())
+		}
+		for _, e := range w.Expression {
+			pr, err := p.compile(e)
+			if err != nil {
+				return nil, fmt.Errorf("whitelist expression: %w", err)
+			}
+			n.wl.exprs = append(n.wl.exprs, pr)
+		}
+	}
+	for _, st := range s.Stash {
+		if st.Name == "" || st.Key == "" || st.Value == "" {
+			return nil, fmt.Errorf("stash needs name, key and value")
+		}
+		ttl, err := parseDuration(st.TTL)
+		if err != nil {
+			return nil, fmt.Errorf("stash %s: %w", st.Name, err)
+		}
+		p.env.CreateStash(st.Name, ttl, st.Size)
+		e := stashEntry{name: st.Name}
+		if e.key, err = p.compile(st.Key); err != nil {
+			return nil, fmt.Errorf("stash key: %w", err)
+		}
+		if e.value, err = p.compile(st.Value); err != nil {
+			return nil, fmt.Errorf("stash value: %w", err)
+		}
+		n.stash = append(n.stash, e)
+	}
+	for i := range s.Nodes {
+		c, err := p.compileNode(&s.Nodes[i], n.name, f)
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		n.children = append(n.children, c)
+	}
+	if n.grok == nil && len(n.children) == 0 && len(n.statics) == 0 && n.filter == nil && n.wl.empty() && len(n.stash) == 0 {
+		return nil, fmt.Errorf("node does nothing")
+	}
+	return n, nil
+}
+
+func (p *Pipeline) compileStatics(specs []staticSpec) ([]static, error) {
+	out := make([]static, 0, len(specs))
+	for _, s := range specs {
+		st := static{value: s.Value}
+		switch {
+		case s.Method != "":
+			st.kind, st.key = staticMethod, s.Method
+			st.method = p.enricher(s.Method)
+		case s.Parsed != "":
+			st.kind, st.key = staticParsed, s.Parsed
+		case s.Meta != "":
+			st.kind, st.key = staticMeta, s.Meta
+		case s.Enriched != "":
+			st.kind, st.key = staticEnriched, s.Enriched
+		case s.Target != "":
+			st.kind, st.path = staticTarget, parseTargetPath(s.Target)
+		default:
+			return nil, fmt.Errorf("static without parsed, meta, enriched, target or method")
+		}
+		if s.Value == "" && s.Expression != "" {
+			pr, err := p.compile(s.Expression)
+			if err != nil {
+				return nil, fmt.Errorf("static expression: %w", err)
+			}
+			st.expr = pr
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}

@@ -1,0 +1,179 @@
+package parse
+
+import (
+	"maps"
+
+	"github.com/moatsec/moat/detect"
+)
+
+// NodeResult is the outcome of one top-level node on one event, for the
+// hub test runner and `moat explain`.
+type NodeResult struct {
+	Stage   string
+	Parser  string
+	Idx     int // order in which the parser first ran in its stage, from 1
+	Success bool
+	Evt     *detect.Event // a copy of the event after the node ran
+}
+
+// Trace collects NodeResults; nil disables tracing.
+type Trace struct {
+	Results []NodeResult
+	idx     map[string]map[string]int
+}
+
+func (t *Trace) add(stage, parser string, ok bool, evt *detect.Event) {
+	if t.idx == nil {
+		t.idx = map[string]map[string]int{}
+	}
+	m := t.idx[stage]
+	if m == nil {
+		m = map[string]int{}
+		t.idx[stage] = m
+	}
+	i, seen := m[parser]
+	if !seen {
+		i = len(m) + 1
+		m[parser] = i
+	}
+	t.Results = append(t.Results, NodeResult{Stage: stage, Parser: parser, Idx: i, Success: ok, Evt: CloneEvent(evt)})
+}
+
+// CloneEvent deep-copies an event's maps.
+func CloneEvent(e *detect.Event) *detect.Event {
+	c := *e
+	c.Parsed = maps.Clone(e.Parsed)
+	c.Meta = maps.Clone(e.Meta)
+	c.Enriched = maps.Clone(e.Enriched)
+	c.Unmarshaled = cloneAny(e.Unmarshaled).(map[string]any)
+	c.Line.Labels = maps.Clone(e.Line.Labels)
+	return &c
+}
+
+func cloneAny(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		if x == nil {
+			return map[string]any{}
+		}
+		m := make(map[string]any, len(x))
+		for k, v := range x {
+			m[k] = cloneAny(v)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, v := range x {
+			s[i] = cloneAny(v)
+		}
+		return s
+	}
+	return v
+}
+
+// Parse runs the event through every stage. It returns false when a stage
+// had no successful node (the event is then not poured into scenarios).
+// Not safe for concurrent use.
+func (p *Pipeline) Parse(evt *detect.Event) bool {
+	return p.ParseTrace(evt, nil)
+}
+
+// ParseTrace is Parse that records each node's result in tr.
+func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
+	r := run{p: p, evt: evt, root: evt, vars: p.vars}
+	r.sources = func() []string {
+		if ip, ok := evt.Meta["source_ip"]; ok {
+			return []string{ip}
+		}
+		return nil
+	}
+	p.vars["evt"] = evt
+	ok := p.runStages(&r, tr)
+	p.vars["evt"] = nil
+	return ok
+}
+
+// ProcessOverflow runs postoverflow stages on an overflow. It returns
+// false when a stage had no successful node; whitelisting shows in
+// o.Overflow.Whitelisted.
+func (p *Pipeline) ProcessOverflow(o *OverflowEvent, tr *Trace) bool {
+	r := run{p: p, evt: &o.Event, root: o, vars: p.vars}
+	r.sources = func() []string {
+		out := make([]string, 0, len(o.Overflow.Sources))
+		for _, s := range o.Overflow.Sources {
+			if s.IP != "" {
+				out = append(out, s.IP)
+			}
+		}
+		return out
+	}
+	p.vars["evt"] = o
+	ok := p.runStages(&r, tr)
+	p.vars["evt"] = nil
+	return ok
+}
+
+func (p *Pipeline) runStages(r *run, tr *Trace) bool {
+	evt := r.evt
+	if len(p.stages) == 0 {
+		return true
+	}
+	if evt.Stage == "" {
+		evt.Stage = p.stages[0]
+	}
+	evt.Process = false
+	for si, stage := range p.stages {
+		cur := p.stageIndex(evt.Stage)
+		if cur > si {
+			continue // the event was injected past this stage
+		}
+		if evt.Stage != stage {
+			return false
+		}
+		stageOK := false
+		for _, n := range p.nodes[si] {
+			ok, err := n.process(r)
+			if err != nil {
+				ok = false
+			}
+			if tr != nil {
+				tr.add(stage, n.name, ok, evt)
+			}
+			if ok {
+				stageOK = true
+				if n.onSuccess == "next_stage" {
+					break
+				}
+			}
+			if evt.Stage != stage {
+				break
+			}
+		}
+		if !stageOK {
+			return false
+		}
+	}
+	evt.Process = true
+	return true
+}
+
+// NodeStat counts how a top-level parser node fared.
+type NodeStat struct {
+	Stage, Parser string
+	Hits          uint64 // events that passed the filter
+	Parsed        uint64 // events the node succeeded on
+}
+
+// Stats returns per-node counters, in stage order.
+func (p *Pipeline) Stats() []NodeStat {
+	var out []NodeStat
+	for si, ns := range p.nodes {
+		for _, n := range ns {
+			out = append(out, NodeStat{Stage: p.stages[si], Parser: n.name, Hits: n.hits.Load(), Parsed: n.ok.Load()})
+		}
+	}
+	return out
+}
+
+// Unavailable counts enricher calls skipped for lack of a database.
+func (p *Pipeline) Unavailable() uint64 { return p.unavailable.Load() }
