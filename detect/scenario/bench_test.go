@@ -115,3 +115,22 @@ func BenchmarkFlood1M(b *testing.B) {
 		runtime.KeepAlive(set)
 	}
 }
+
+// BenchmarkPourNoMatchSSH is the unrelated-line cost with prefiltered
+// scenarios only: a map lookup, no expr VM.
+func BenchmarkPourNoMatchSSH(b *testing.B) {
+	set, err := Load([]string{writeScenario(b, sshLike)}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := detect.NewEvent(detect.Line{})
+	e.Time = time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	e.Meta["log_type"] = "cron_job"
+	b.ReportAllocs()
+	for b.Loop() {
+		if set.Pour(e) != nil {
+			b.Fatal("unexpected alert")
+		}
+	}
+	reportRate(b)
+}
