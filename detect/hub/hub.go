@@ -1,0 +1,272 @@
+// Package hub reads a directory in the CrowdSec hub layout (parsers by
+// stage, scenarios, postoverflows, collections) and resolves item names
+// and collections into the files the parser and scenario packages load.
+package hub
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/moatsec/moat/detect/parse"
+)
+
+// Kinds of hub items, named as the hub's directories.
+const (
+	Parsers       = "parsers"
+	Scenarios     = "scenarios"
+	Postoverflows = "postoverflows"
+	Collections   = "collections"
+)
+
+// ErrNotFound is wrapped by errors for items the hub does not hold.
+var ErrNotFound = errors.New("hub item not found")
+
+// Item is one hub file.
+type Item struct {
+	Kind  string
+	Name  string // "author/name"
+	Stage string // parsers and postoverflows only
+	Path  string
+}
+
+// Hub is an indexed hub directory.
+type Hub struct {
+	Dir   string
+	items map[string]map[string]Item // kind -> name -> item
+}
+
+// Open indexes dir. Files are named author/name after their path, as the
+// hub names them; README and .md files are ignored.
+func Open(dir string) (*Hub, error) {
+	h := &Hub{Dir: dir, items: map[string]map[string]Item{}}
+	for _, kind := range []string{Parsers, Postoverflows} {
+		files, err := filepath.Glob(filepath.Join(dir, kind, "*", "*", "*.yaml"))
+		if err != nil {
+			return nil, fmt.Errorf("index hub %s: %w", dir, err)
+		}
+		for _, f := range files {
+			author := filepath.Base(filepath.Dir(f))
+			stage := filepath.Base(filepath.Dir(filepath.Dir(f)))
+			h.add(Item{Kind: kind, Stage: stage, Path: f, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
+		}
+	}
+	for _, kind := range []string{Scenarios, Collections} {
+		files, err := filepath.Glob(filepath.Join(dir, kind, "*", "*.yaml"))
+		if err != nil {
+			return nil, fmt.Errorf("index hub %s: %w", dir, err)
+		}
+		for _, f := range files {
+			author := filepath.Base(filepath.Dir(f))
+			h.add(Item{Kind: kind, Path: f, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
+		}
+	}
+	if len(h.items) == 0 {
+		return nil, fmt.Errorf("index hub %s: no parsers, scenarios or collections", dir)
+	}
+	return h, nil
+}
+
+func (h *Hub) add(it Item) {
+	m := h.items[it.Kind]
+	if m == nil {
+		m = map[string]Item{}
+		h.items[it.Kind] = m
+	}
+	m[it.Name] = it
+}
+
+// Item looks an item up by kind and name.
+func (h *Hub) Item(kind, name string) (Item, bool) {
+	it, ok := h.items[kind][name]
+	return it, ok
+}
+
+// Items returns every item of a kind, sorted by name.
+func (h *Hub) Items(kind string) []Item {
+	out := make([]Item, 0, len(h.items[kind]))
+	for _, it := range h.items[kind] {
+		out = append(out, it)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Ref resolves a reference as hub test configs write them: a name
+// ("crowdsecurity/sshd-logs") or a path relative to the hub dir
+// ("./parsers/s01-parse/crowdsecurity/nginx-logs.yaml").
+func (h *Hub) Ref(kind, ref string) (Item, error) {
+	if strings.HasSuffix(ref, ".yaml") || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "/") {
+		p := ref
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(h.Dir, p)
+		}
+		for _, it := range h.items[kind] {
+			if filepath.Clean(it.Path) == filepath.Clean(p) {
+				return it, nil
+			}
+		}
+		if _, err := os.Stat(p); err != nil {
+			return Item{}, fmt.Errorf("%s %s: %w", kind, ref, ErrNotFound)
+		}
+		it := Item{Kind: kind, Path: p, Name: filepath.Base(filepath.Dir(p)) + "/" + strings.TrimSuffix(filepath.Base(p), ".yaml")}
+		if kind == Parsers || kind == Postoverflows {
+			it.Stage = filepath.Base(filepath.Dir(filepath.Dir(p)))
+		}
+		return it, nil
+	}
+	it, ok := h.items[kind][ref]
+	if !ok {
+		return Item{}, fmt.Errorf("%s %s: %w", kind, ref, ErrNotFound)
+	}
+	return it, nil
+}
+
+// Selection is a resolved set of items, ready to load.
+type Selection struct {
+	Parsers       []parse.File
+	Postoverflows []parse.File
+	Scenarios     []string
+	seen          map[string]bool
+}
+
+func (s *Selection) take(it Item) {
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	if s.seen[it.Path] {
+		return
+	}
+	s.seen[it.Path] = true
+	switch it.Kind {
+	case Parsers:
+		s.Parsers = append(s.Parsers, parse.File{Path: it.Path, Stage: it.Stage})
+	case Postoverflows:
+		s.Postoverflows = append(s.Postoverflows, parse.File{Path: it.Path, Stage: it.Stage})
+	case Scenarios:
+		s.Scenarios = append(s.Scenarios, it.Path)
+	}
+}
+
+// Select resolves item names (collections, parsers, scenarios or
+// postoverflows; "kind/author/name" disambiguates) into files, following
+// collections recursively. No names selects every parser, scenario and
+// postoverflow of the hub.
+func (h *Hub) Select(names []string) (*Selection, error) {
+	sel := &Selection{}
+	if len(names) == 0 {
+		for _, kind := range []string{Parsers, Postoverflows, Scenarios} {
+			for _, it := range h.Items(kind) {
+				sel.take(it)
+			}
+		}
+		return sel, nil
+	}
+	visiting := map[string]bool{}
+	for _, n := range names {
+		if err := h.selectName(sel, n, visiting); err != nil {
+			return nil, err
+		}
+	}
+	return sel, nil
+}
+
+func (h *Hub) selectName(sel *Selection, name string, visiting map[string]bool) error {
+	kinds := []string{Collections, Parsers, Scenarios, Postoverflows}
+	for _, k := range kinds {
+		if rest, ok := strings.CutPrefix(name, k+"/"); ok {
+			kinds, name = []string{k}, rest
+			break
+		}
+	}
+	found := false
+	for _, k := range kinds {
+		it, ok := h.items[k][name]
+		if !ok {
+			continue
+		}
+		found = true
+		if k == Collections {
+			if err := h.selectCollection(sel, it, visiting); err != nil {
+				return err
+			}
+			continue
+		}
+		sel.take(it)
+	}
+	if !found {
+		return fmt.Errorf("select %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// collection is a hub collection file.
+type collection struct {
+	Name          string         `yaml:"name"`
+	Author        string         `yaml:"author"`
+	Description   string         `yaml:"description"`
+	Tags          []string       `yaml:"tags"`
+	Labels        map[string]any `yaml:"labels"`
+	Parsers       []string       `yaml:"parsers"`
+	Scenarios     []string       `yaml:"scenarios"`
+	Postoverflows []string       `yaml:"postoverflows"`
+	Collections   []string       `yaml:"collections"`
+	Contexts      []string       `yaml:"contexts"`
+	AppsecConfigs []string       `yaml:"appsec-configs"`
+	AppsecRules   []string       `yaml:"appsec-rules"`
+}
+
+func (h *Hub) selectCollection(sel *Selection, it Item, visiting map[string]bool) error {
+	if visiting[it.Name] {
+		return nil // collections may include each other; each is read once
+	}
+	visiting[it.Name] = true
+	b, err := os.ReadFile(it.Path)
+	if err != nil {
+		return fmt.Errorf("load collection %s: %w", it.Name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c collection
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("load collection %s: %w", it.Path, err)
+	}
+	for _, p := range c.Parsers {
+		if x, ok := h.items[Parsers][p]; ok {
+			sel.take(x)
+		} else {
+			return fmt.Errorf("collection %s: parser %s: %w", it.Name, p, ErrNotFound)
+		}
+	}
+	for _, p := range c.Scenarios {
+		if x, ok := h.items[Scenarios][p]; ok {
+			sel.take(x)
+		} else {
+			return fmt.Errorf("collection %s: scenario %s: %w", it.Name, p, ErrNotFound)
+		}
+	}
+	for _, p := range c.Postoverflows {
+		if x, ok := h.items[Postoverflows][p]; ok {
+			sel.take(x)
+		} else {
+			return fmt.Errorf("collection %s: postoverflow %s: %w", it.Name, p, ErrNotFound)
+		}
+	}
+	for _, sub := range c.Collections {
+		x, ok := h.items[Collections][sub]
+		if !ok {
+			return fmt.Errorf("collection %s: collection %s: %w", it.Name, sub, ErrNotFound)
+		}
+		if err := h.selectCollection(sel, x, visiting); err != nil {
+			return err
+		}
+	}
+	return nil
+}

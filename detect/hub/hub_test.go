@@ -1,0 +1,75 @@
+package hub
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func sharedHub(t *testing.T) string {
+	t.Helper()
+	dir, _ := filepath.Abs("../../../shared/crowdsec-hub/hub")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("SKIP: hub snapshot missing at %s", dir)
+	}
+	return dir
+}
+
+func TestSelectCollection(t *testing.T) {
+	h, err := Open(sharedHub(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := h.Select([]string{"crowdsecurity/sshd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsers []string
+	for _, p := range sel.Parsers {
+		parsers = append(parsers, filepath.Base(p.Path)+"@"+p.Stage)
+	}
+	if !slices.Contains(parsers, "sshd-logs.yaml@s01-parse") {
+		t.Errorf("sshd collection parsers = %v, want sshd-logs in s01-parse", parsers)
+	}
+	var scen []string
+	for _, s := range sel.Scenarios {
+		scen = append(scen, filepath.Base(s))
+	}
+	if !slices.Contains(scen, "ssh-bf.yaml") {
+		t.Errorf("sshd collection scenarios = %v, want ssh-bf", scen)
+	}
+	// linux pulls sshd and syslog-logs through nested collections.
+	sel, err = h.Select([]string{"crowdsecurity/linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range sel.Parsers {
+		if b := filepath.Base(p.Path); b == "syslog-logs.yaml" || b == "sshd-logs.yaml" || b == "dateparse-enrich.yaml" {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("linux collection: found %d of syslog-logs, sshd-logs, dateparse-enrich", n)
+	}
+	if _, err := h.Select([]string{"nobody/nothing"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown item: err = %v, want ErrNotFound", err)
+	}
+	all, err := h.Select(nil)
+	if err != nil || len(all.Scenarios) < 100 || len(all.Parsers) < 100 {
+		t.Errorf("empty selection: %d parsers, %d scenarios, %v", len(all.Parsers), len(all.Scenarios), err)
+	}
+}
+
+func TestRefPath(t *testing.T) {
+	h, err := Open(sharedHub(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := h.Ref(Parsers, "./parsers/s01-parse/crowdsecurity/nginx-logs.yaml")
+	if err != nil || it.Stage != "s01-parse" || it.Name != "crowdsecurity/nginx-logs" {
+		t.Fatalf("Ref = %+v, %v", it, err)
+	}
+}
