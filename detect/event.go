@@ -60,8 +60,12 @@ func NewEvent(l Line) *Event {
 // GetMeta returns a meta value or "" (hub expressions call evt.GetMeta).
 func (e *Event) GetMeta(key string) string { return e.Meta[key] }
 
-// SetMeta sets a meta value.
-func (e *Event) SetMeta(key, value string) { e.Meta[key] = value }
+// SetMeta sets a meta value and returns true, so hub filters can call it
+// inside an expression.
+func (e *Event) SetMeta(key, value string) bool {
+	e.Meta[key] = value
+	return true
+}
 
 // SetParsed sets a parsed value.
 func (e *Event) SetParsed(key, value string) { e.Parsed[key] = value }
