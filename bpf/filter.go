@@ -394,17 +394,18 @@ type Counters struct {
 
 // Counters reads and sums the per-CPU counters.
 func (f *Filter) Counters() (Counters, error) {
-	var sums [4]uint64
-	for i := range sums {
-		var per []uint64
-		if err := f.objs.MoatStats.Lookup(uint32(i), &per); err != nil {
-			return Counters{}, fmt.Errorf("read xdp counter %d: %w", i, err)
-		}
-		for _, v := range per {
-			sums[i] += v
-		}
+	var per []moatStats
+	if err := f.objs.MoatStats.Lookup(uint32(0), &per); err != nil {
+		return Counters{}, fmt.Errorf("read xdp counters: %w", err)
 	}
-	return Counters{DroppedPackets: sums[0], DroppedBytes: sums[1], PassedPackets: sums[2], ExpiredHits: sums[3]}, nil
+	var c Counters
+	for _, s := range per {
+		c.DroppedPackets += s.DropPackets
+		c.DroppedBytes += s.DropBytes
+		c.PassedPackets += s.PassPackets
+		c.ExpiredHits += s.ExpiredHits
+	}
+	return c, nil
 }
 
 // EnableRunTimeStats makes the kernel account run time for every BPF

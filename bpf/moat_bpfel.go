@@ -35,6 +35,14 @@ type moatLpm6 struct {
 	Addr      [16]uint8
 }
 
+type moatStats struct {
+	_           structs.HostLayout
+	DropPackets uint64
+	DropBytes   uint64
+	PassPackets uint64
+	ExpiredHits uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

@@ -70,19 +70,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } moat_range6 SEC(".maps");
 
-enum {
-	STAT_DROP_PACKETS = 0,
-	STAT_DROP_BYTES = 1,
-	STAT_PASS_PACKETS = 2,
-	STAT_EXPIRED_HITS = 3,
-	STAT_MAX = 4,
+// All counters share one per-CPU slot, so a packet costs one lookup.
+struct stats {
+	__u64 drop_packets;
+	__u64 drop_bytes;
+	__u64 pass_packets;
+	__u64 expired_hits;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } moat_stats SEC(".maps");
 
@@ -90,13 +90,6 @@ struct vlan_hdr {
 	__be16 tci;
 	__be16 proto;
 };
-
-static __always_inline void count(__u32 idx, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(&moat_stats, &idx);
-	if (v)
-		*v += n;
-}
 
 // verdict returns 1 for an active ban, 0 for none. *expired is set when a
 // ban was found whose time has passed.
@@ -166,13 +159,16 @@ int moat_xdp(struct xdp_md *ctx)
 		}
 	}
 
-	if (expired)
-		count(STAT_EXPIRED_HITS, 1);
-	if (hit) {
-		count(STAT_DROP_PACKETS, 1);
-		count(STAT_DROP_BYTES, (__u64)(data_end - data));
-		return XDP_DROP;
+	__u32 zero = 0;
+	struct stats *st = bpf_map_lookup_elem(&moat_stats, &zero);
+	if (st) {
+		st->expired_hits += expired;
+		if (hit) {
+			st->drop_packets++;
+			st->drop_bytes += data_end - data;
+		} else {
+			st->pass_packets++;
+		}
 	}
-	count(STAT_PASS_PACKETS, 1);
-	return XDP_PASS;
+	return hit ? XDP_DROP : XDP_PASS;
 }
