@@ -138,6 +138,13 @@ func (e *Env) LoadData(d DataSpec) error {
 		return fmt.Errorf("data file %s: unknown type %q", name, d.Type)
 	}
 	path, err := e.findData(name)
+	if err != nil && d.SourceURL != "" {
+		// Some hub files rename on download (dest_file differs from the
+		// published name); a local copy may keep either name.
+		if p, err2 := e.findData(filepath.Base(d.SourceURL)); err2 == nil {
+			path, err = p, nil
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -105,8 +105,10 @@ func (h *Hub) Items(kind string) []Item {
 func (h *Hub) Ref(kind, ref string) (Item, error) {
 	if strings.HasSuffix(ref, ".yaml") || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "/") {
 		p := ref
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(h.Dir, p)
+		if _, err := os.Stat(p); err != nil || !filepath.IsAbs(p) {
+			// Test configs write hub-relative paths, sometimes with a
+			// leading slash.
+			p = filepath.Join(h.Dir, ref)
 		}
 		for _, it := range h.items[kind] {
 			if filepath.Clean(it.Path) == filepath.Clean(p) {

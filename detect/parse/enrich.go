@@ -95,7 +95,7 @@ func ParseDate(s, layout string, year int) (time.Time, bool) {
 		if sec > 1e12 { // milliseconds
 			return time.UnixMilli(sec).UTC(), true
 		}
-		return time.Unix(sec, int64((f-float64(sec))*1e9)).UTC(), true
+		return time.Unix(sec, 0).UTC(), true
 	}
 	return time.Time{}, false
 }

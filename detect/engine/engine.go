@@ -1,0 +1,337 @@
+// Package engine glues hub parsers, scenarios and postoverflows into the
+// detection pipeline the daemon and replays drive: a line goes in, alerts
+// come out.
+package engine
+
+import (
+	"maps"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/detect/hub"
+	"github.com/moatsec/moat/detect/parse"
+	"github.com/moatsec/moat/detect/scenario"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// Config selects hub content and tunes the engine.
+type Config struct {
+	HubDir, PatternDir, DataDir string
+	// Items are collections, parsers, scenarios or postoverflows to enable;
+	// empty enables everything in HubDir.
+	Items []string
+	// Selection, when set, names the files directly and Items is ignored.
+	Selection *hub.Selection
+	// Year is given to log dates without one; 0 means the read year.
+	Year       int
+	MaxBuckets int
+	// Replay makes log timestamps drive buckets (cold logs); live reading
+	// keeps the time the source gave.
+	Replay bool
+	// Simulated scenarios produce alerts marked Simulated.
+	Simulated []string
+}
+
+// Overflow is a scenario overflow after postoverflows, with the view hub
+// expressions and asserts read.
+type Overflow struct {
+	Alerts []model.Alert
+	View   *parse.OverflowEvent
+}
+
+// Engine runs lines through parsers, scenarios and postoverflows. Not safe
+// for concurrent use.
+type Engine struct {
+	env  *exprenv.Env
+	pipe *parse.Pipeline
+	post *parse.Pipeline
+	set  *scenario.Set
+
+	lines, parsed, unparsed, whitelisted, poured, alerts, postWhitelisted atomic.Uint64
+}
+
+// New loads the selected hub content.
+func New(cfg Config) (*Engine, error) {
+	sel := cfg.Selection
+	if sel == nil {
+		h, err := hub.Open(cfg.HubDir)
+		if err != nil {
+			return nil, err
+		}
+		if sel, err = h.Select(cfg.Items); err != nil {
+			return nil, err
+		}
+		if len(cfg.Items) == 0 {
+			sel = dropUnsupported(sel)
+		}
+	}
+	e := &Engine{env: exprenv.New(cfg.DataDir)}
+	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay}
+	var err error
+	if e.pipe, err = parse.Load(sel.Parsers, opts); err != nil {
+		return nil, err
+	}
+	if len(sel.Postoverflows) > 0 {
+		opts.Postoverflow = true
+		if e.post, err = parse.Load(sel.Postoverflows, opts); err != nil {
+			return nil, err
+		}
+	}
+	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated}); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// unsupportedParsers address engines moat does not have (the AppSec WAF);
+// an "everything" selection leaves them out rather than failing.
+var unsupportedParsers = map[string]bool{"appsec-logs.yaml": true}
+
+func dropUnsupported(sel *hub.Selection) *hub.Selection {
+	out := *sel
+	out.Parsers = nil
+	for _, p := range sel.Parsers {
+		if !unsupportedParsers[filepath.Base(p.Path)] {
+			out.Parsers = append(out.Parsers, p)
+		}
+	}
+	return &out
+}
+
+// Env is the expression environment shared by parsers and scenarios.
+func (e *Engine) Env() *exprenv.Env { return e.env }
+
+// Process parses one line, pours it into scenarios and returns the alerts
+// of the overflows postoverflows let through.
+func (e *Engine) Process(l detect.Line) []model.Alert {
+	_, ovs := e.ProcessTrace(l, nil)
+	return alertsOf(ovs)
+}
+
+// ProcessTrace is Process recording parser node results in tr (may be
+// nil) and returning the parsed event and whole overflows.
+func (e *Engine) ProcessTrace(l detect.Line, tr *parse.Trace) (*detect.Event, []Overflow) {
+	e.lines.Add(1)
+	if !l.Process {
+		return nil, nil
+	}
+	evt := detect.NewEvent(l)
+	if evt.Time.IsZero() {
+		evt.Time = l.ReadAt
+	}
+	if !e.pipe.ParseTrace(evt, tr) {
+		e.unparsed.Add(1)
+		return evt, nil
+	}
+	e.parsed.Add(1)
+	if evt.Whitelisted {
+		e.whitelisted.Add(1)
+		return evt, nil
+	}
+	e.poured.Add(1)
+	return evt, e.postprocess(e.set.PourOverflows(evt))
+}
+
+// Tick runs time-driven overflows up to now (live mode).
+func (e *Engine) Tick(now time.Time) []model.Alert {
+	return alertsOf(e.postprocess(e.set.TickOverflows(now)))
+}
+
+// Flush ends a replay: counters emit what they counted, buckets are dropped.
+func (e *Engine) Flush() []model.Alert {
+	return alertsOf(e.FlushOverflows())
+}
+
+// FlushOverflows is Flush returning whole overflows.
+func (e *Engine) FlushOverflows() []Overflow {
+	return e.postprocess(e.set.FlushOverflows())
+}
+
+func alertsOf(ovs []Overflow) []model.Alert {
+	var out []model.Alert
+	for _, o := range ovs {
+		out = append(out, o.Alerts...)
+	}
+	return out
+}
+
+func (e *Engine) postprocess(ovs []scenario.Overflow) []Overflow {
+	if len(ovs) == 0 {
+		return nil
+	}
+	out := make([]Overflow, 0, len(ovs))
+	for _, o := range ovs {
+		v := View(o)
+		if e.post != nil {
+			e.post.ProcessOverflow(v, nil)
+			if v.Overflow.Whitelisted || v.Whitelisted {
+				e.postWhitelisted.Add(1)
+				continue
+			}
+		}
+		alerts := o.Alerts()
+		if src := v.Overflow.Alert.Source; src != nil && len(alerts) == 1 && (src.Scope != alerts[0].Scope || src.Value != alerts[0].Value) {
+			setSource(&alerts[0], src.Scope, src.Value)
+		}
+		e.alerts.Add(uint64(len(alerts)))
+		out = append(out, Overflow{Alerts: alerts, View: v})
+	}
+	return out
+}
+
+// setSource applies a source a postoverflow rewrote (ipv6_to_range).
+func setSource(a *model.Alert, scope, value string) {
+	a.Scope, a.Value, a.Source = scope, value, netip.Prefix{}
+	switch scope {
+	case model.ScopeIP:
+		if ip, err := netip.ParseAddr(value); err == nil {
+			ip = ip.Unmap()
+			a.Source = netip.PrefixFrom(ip, ip.BitLen())
+		}
+	case model.ScopeRange:
+		if p, err := netip.ParsePrefix(value); err == nil {
+			a.Source = p.Masked()
+		}
+	}
+}
+
+// View builds what postoverflows and hub asserts see of an overflow.
+func View(o scenario.Overflow) *parse.OverflowEvent {
+	a := o.Alert
+	v := &parse.OverflowEvent{}
+	ev := detect.NewEvent(detect.Line{})
+	v.Event = *ev
+	maps.Copy(v.Meta, a.Meta)
+	v.Time = a.Stop
+	av := &parse.AlertView{
+		Scenario:        a.Scenario,
+		ScenarioVersion: a.ScenarioVersion,
+		ScenarioHash:    a.ScenarioHash,
+		Message:         a.Message,
+		EventsCount:     int32(a.EventsCount),
+		Remediation:     a.Remediation,
+		Simulated:       a.Simulated,
+		StartAt:         a.Start.UTC().Format(time.RFC3339),
+		StopAt:          a.Stop.UTC().Format(time.RFC3339),
+		Labels:          a.Labels,
+	}
+	src := parse.Source{Scope: a.Scope, Value: a.Value}
+	if a.Scope == model.ScopeIP {
+		src.IP = a.Value
+	} else if a.Scope == model.ScopeRange {
+		src.Range = a.Value
+	}
+	av.Source = &src
+	for _, m := range a.Events {
+		av.Events = append(av.Events, &parse.EventView{Timestamp: m["timestamp"], Meta: m})
+	}
+	v.Overflow.Alert = av
+	v.Overflow.Sources = make(map[string]parse.Source, len(o.Sources))
+	for k, s := range o.Sources {
+		v.Overflow.Sources[k] = parse.Source{Scope: s.Scope, Value: s.Value, IP: s.IP, Range: s.Range}
+	}
+	return v
+}
+
+// Stats are the engine's counters, for metrics.
+type Stats struct {
+	Lines, Parsed, Unparsed, Whitelisted, Poured, Alerts, PostWhitelisted uint64
+	Parsers                                                               []parse.NodeStat
+	Postoverflows                                                         []parse.NodeStat
+	Scenarios                                                             scenario.Stats
+	// EnricherUnavailable counts GeoIP/rDNS lookups skipped for lack of a
+	// database or network.
+	EnricherUnavailable uint64
+	MissingData         []string
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	s := Stats{
+		Lines: e.lines.Load(), Parsed: e.parsed.Load(), Unparsed: e.unparsed.Load(),
+		Whitelisted: e.whitelisted.Load(), Poured: e.poured.Load(), Alerts: e.alerts.Load(),
+		PostWhitelisted:     e.postWhitelisted.Load(),
+		Parsers:             e.pipe.Stats(),
+		Scenarios:           e.set.Stats(),
+		EnricherUnavailable: e.pipe.Unavailable(),
+		MissingData:         e.pipe.MissingData(),
+	}
+	if e.post != nil {
+		s.Postoverflows = e.post.Stats()
+	}
+	return s
+}
+
+// Explanation says what the engine did with one line.
+type Explanation struct {
+	Parsed      bool
+	Whitelisted bool
+	// Stages lists, per stage in order, each evaluated node and its outcome.
+	Stages []StageExplanation
+	// Event is the event after parsing.
+	Event *detect.Event
+	// Alerts are the overflows the line caused.
+	Alerts []model.Alert
+}
+
+// StageExplanation is one stage of an explanation.
+type StageExplanation struct {
+	Stage string
+	Nodes []NodeExplanation
+}
+
+// NodeExplanation is one node evaluation: whether it succeeded and what it
+// changed in Parsed, Meta and Enriched.
+type NodeExplanation struct {
+	Parser  string
+	Success bool
+	Set     map[string]string // "Parsed.x", "Meta.y", "Enriched.z" -> value
+}
+
+// Explain processes the line like Process (buckets see it) and reports
+// every node it went through.
+func (e *Engine) Explain(l detect.Line) Explanation {
+	l.Process = true
+	var tr parse.Trace
+	evt, ovs := e.ProcessTrace(l, &tr)
+	x := Explanation{Event: evt, Alerts: alertsOf(ovs)}
+	if evt != nil {
+		x.Parsed, x.Whitelisted = evt.Process, evt.Whitelisted
+	}
+	prev := detect.NewEvent(l)
+	for _, r := range tr.Results {
+		if len(x.Stages) == 0 || x.Stages[len(x.Stages)-1].Stage != r.Stage {
+			x.Stages = append(x.Stages, StageExplanation{Stage: r.Stage})
+		}
+		ne := NodeExplanation{Parser: r.Parser, Success: r.Success, Set: diff(prev, r.Evt)}
+		st := &x.Stages[len(x.Stages)-1]
+		st.Nodes = append(st.Nodes, ne)
+		prev = r.Evt
+	}
+	return x
+}
+
+func diff(a, b *detect.Event) map[string]string {
+	out := map[string]string{}
+	for _, m := range []struct {
+		name string
+		a, b map[string]string
+	}{{"Parsed", a.Parsed, b.Parsed}, {"Meta", a.Meta, b.Meta}, {"Enriched", a.Enriched, b.Enriched}} {
+		keys := make([]string, 0, len(m.b))
+		for k := range m.b {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if v, ok := m.a[k]; !ok || v != m.b[k] {
+				out[m.name+"."+k] = m.b[k]
+			}
+		}
+	}
+	return out
+}
