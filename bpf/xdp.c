@@ -117,11 +117,12 @@ int moat_xdp(struct xdp_md *ctx)
 	int expired = 0;
 	int hit = 0;
 
-	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
-
-	__u16 proto = eth->h_proto;
+	__u16 proto = 0;
 	void *cur = eth + 1;
+
+	if (cur > data_end)
+		goto out;
+	proto = eth->h_proto;
 
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
@@ -129,7 +130,7 @@ int moat_xdp(struct xdp_md *ctx)
 			break;
 		struct vlan_hdr *vh = cur;
 		if ((void *)(vh + 1) > data_end)
-			return XDP_PASS;
+			goto out;
 		proto = vh->proto;
 		cur = vh + 1;
 	}
@@ -137,7 +138,7 @@ int moat_xdp(struct xdp_md *ctx)
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = cur;
 		if ((void *)(ip + 1) > data_end)
-			return XDP_PASS;
+			goto out;
 		__u32 src = ip->saddr;
 		hit = verdict(bpf_map_lookup_elem(&moat_single4, &src), &now, &expired);
 		if (!hit) {
@@ -148,7 +149,7 @@ int moat_xdp(struct xdp_md *ctx)
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
 		if ((void *)(ip6 + 1) > data_end)
-			return XDP_PASS;
+			goto out;
 		struct addr6 a;
 		__builtin_memcpy(a.addr, &ip6->saddr, 16);
 		hit = verdict(bpf_map_lookup_elem(&moat_single6, &a), &now, &expired);
@@ -159,6 +160,9 @@ int moat_xdp(struct xdp_md *ctx)
 		}
 	}
 
+out:;
+	// Malformed frames end up here too, so passed counts every frame that
+	// was not dropped.
 	__u32 zero = 0;
 	struct stats *st = bpf_map_lookup_elem(&moat_stats, &zero);
 	if (st) {

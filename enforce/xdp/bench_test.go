@@ -215,6 +215,7 @@ func (l *lab) sendFast(b *testing.B, src string, n int) {
 func (l *lab) flood(b *testing.B, src string, n int) {
 	pkt := fmt.Sprintf("{ eth(da=%s, sa=%s), ipv4(sa=%s, da=%s), udp(sp=4000, dp=9), fill(0x00, 18) }",
 		l.vb.MAC, l.va.MAC, src, dst4)
+	n = max(n, 10_000) // the per-packet figure needs a sample, whatever b.N
 	cmd := l.a.Command("trafgen", "--dev", l.va.Name, "--no-sock-mem", "--notouch-irq", "-P", "1", "-C",
 		"-n", strconv.Itoa(n), pkt)
 	if out, err := cmd.CombinedOutput(); err != nil {

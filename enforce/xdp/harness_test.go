@@ -51,7 +51,22 @@ func newLab(t testing.TB, srcs ...string) *lab {
 	l.b.Run(t, "ip", "route", "add", "198.18.0.0/15", "dev", l.vb.Name)
 	l.b.Run(t, "ip", "-6", "route", "add", "2001:db8::/32", "dev", l.vb.Name)
 	l.sink = newSink(t, l.b)
+	waitUp(t, l.a, l.va.Name)
+	waitUp(t, l.b, l.vb.Name)
 	return l
+}
+
+// waitUp waits until a fresh veth end has carrier; packets sent before
+// that are lost and trafgen fails outright.
+func waitUp(tb testing.TB, ns *testutil.NetNS, dev string) {
+	tb.Helper()
+	for range 200 {
+		if out, err := ns.Command("cat", "/sys/class/net/"+dev+"/operstate").Output(); err == nil && string(out) == "up\n" {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Fatalf("%s did not come up", dev)
 }
 
 // open opens the backend inside b, where the interface lives.
