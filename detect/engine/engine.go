@@ -176,6 +176,12 @@ func (e *Engine) postprocess(ovs []scenario.Overflow) []Overflow {
 		}
 		alerts := o.Alerts()
 		if src := v.Overflow.Alert.Source; src != nil && len(alerts) == 1 && (src.Scope != alerts[0].Scope || src.Value != alerts[0].Value) {
+			// A postoverflow rewrote the source (ipv6_to_range); the
+			// overflow's source entry follows, as in CrowdSec.
+			if s, ok := v.Overflow.Sources[alerts[0].Value]; ok {
+				s.Scope, s.Value = src.Scope, src.Value
+				v.Overflow.Sources[alerts[0].Value] = s
+			}
 			setSource(&alerts[0], src.Scope, src.Value)
 		}
 		e.alerts.Add(uint64(len(alerts)))

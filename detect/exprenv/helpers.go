@@ -1,6 +1,7 @@
 package exprenv
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -180,11 +181,7 @@ func (e *Env) functions() []expr.Option {
 			if err := arity("JsonExtract", p, 2); err != nil {
 				return nil, err
 			}
-			v, ok := jsonPath(ToString(p[0]), ToString(p[1]))
-			if !ok {
-				return "", nil
-			}
-			return jsonString(v), nil
+			return jsonExtractRaw(ToString(p[0]), ToString(p[1])), nil
 		}},
 		{"JsonExtractUnescape", func(p ...any) (any, error) {
 			if len(p) < 2 {
@@ -556,55 +553,89 @@ func parseKVFunc(lax bool) func(p ...any) (any, error) {
 	}
 }
 
-// ParseKV splits `k=v k2="v 2"` into a map. In lax mode a bare word
-// without "=" becomes a key with an empty value.
-func ParseKV(s string, lax bool) map[string]string {
-	out := map[string]string{}
-	i := 0
-	for i < len(s) {
-		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == ',') {
-			i++
-		}
-		start := i
-		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' {
-			i++
-		}
-		key := s[start:i]
-		if i >= len(s) || s[i] != '=' {
-			if lax && key != "" {
-				out[key] = ""
-			}
+// jsonExtractRaw returns the value at path as JSON spells it: strings
+// without their quotes but still escaped (hub patterns expect the \"),
+// other values as raw JSON text.
+func jsonExtractRaw(blob, path string) string {
+	raw := json.RawMessage(blob)
+	path = strings.ReplaceAll(path, "[", ".")
+	path = strings.ReplaceAll(path, "]", "")
+	for _, k := range strings.Split(path, ".") {
+		if k == "" {
 			continue
 		}
-		i++ // '='
-		var val string
-		if i < len(s) && (s[i] == '"' || s[i] == '\'') {
-			q := s[i]
-			i++
-			vs := i
-			for i < len(s) && s[i] != q {
-				if s[i] == '\\' {
-					i++
-				}
-				i++
-			}
-			if i > len(s) {
-				i = len(s)
-			}
-			val = s[vs:i]
-			if i < len(s) {
-				i++
-			}
-		} else {
-			vs := i
-			for i < len(s) && s[i] != ' ' && s[i] != '\t' {
-				i++
-			}
-			val = s[vs:i]
+		t := bytes.TrimSpace(raw)
+		if len(t) == 0 {
+			return ""
 		}
-		if key != "" {
-			out[key] = val
+		switch t[0] {
+		case '{':
+			var m map[string]json.RawMessage
+			if json.Unmarshal(t, &m) != nil {
+				return ""
+			}
+			n, ok := m[k]
+			if !ok {
+				return ""
+			}
+			raw = n
+		case '[':
+			var a []json.RawMessage
+			i, err := strconv.Atoi(k)
+			if json.Unmarshal(t, &a) != nil || err != nil || i < 0 || i >= len(a) {
+				return ""
+			}
+			raw = a[i]
+		default:
+			return ""
 		}
+	}
+	t := bytes.TrimSpace(raw)
+	if !json.Valid(t) {
+		return ""
+	}
+	if len(t) >= 2 && t[0] == '"' {
+		return string(t[1 : len(t)-1])
+	}
+	if string(t) == "null" {
+		return ""
+	}
+	return string(t)
+}
+
+// kvPattern is CrowdSec's key=value grammar: a quoted value, or a bare
+// one that stops at spaces and at '='.
+var kvPattern = regexp.MustCompile(`([^=\s]+)=(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^=\s]+)|\s*)`)
+
+// kvKeyPattern finds the start of each "key=" for the lax grammar.
+var kvKeyPattern = regexp.MustCompile(`(?:^|\s)([^\s=]+)=`)
+
+// ParseKV splits `k=v k2="v 2"` into a map. In lax mode a bare value runs
+// up to the next " key=", so it may hold spaces.
+func ParseKV(s string, lax bool) map[string]string {
+	out := map[string]string{}
+	if lax {
+		locs := kvKeyPattern.FindAllStringSubmatchIndex(s, -1)
+		for i, l := range locs {
+			key := s[l[2]:l[3]]
+			end := len(s)
+			if i+1 < len(locs) {
+				end = locs[i+1][0]
+			}
+			v := strings.TrimSpace(s[l[1]:end])
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			out[key] = v
+		}
+		return out
+	}
+	for _, m := range kvPattern.FindAllStringSubmatch(s, -1) {
+		v := m[3]
+		if m[2] != "" {
+			v = m[2]
+		}
+		out[m[1]] = v
 	}
 	return out
 }

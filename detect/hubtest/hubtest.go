@@ -184,9 +184,17 @@ func runOne(h *hub.Hub, opts Options, name string) error {
 
 	parserAssert, _ := readAsserts(filepath.Join(dir, "parser.assert"))
 	scenarioAssert, _ := readAsserts(filepath.Join(dir, "scenario.assert"))
+	logName := cfg.LogFile
+	if logName == "" {
+		logName = name + ".log"
+	}
+	logData, err := os.ReadFile(filepath.Join(dir, logName))
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
 	year := opts.Year
 	if year == 0 {
-		year = inferYear(append(append([]string(nil), parserAssert...), scenarioAssert...))
+		year = inferYear(logData, append(append([]string(nil), parserAssert...), scenarioAssert...))
 	}
 	eng, err := engine.New(engine.Config{
 		PatternDir: opts.PatternDir, DataDir: opts.DataDir,
@@ -196,15 +204,6 @@ func runOne(h *hub.Hub, opts Options, name string) error {
 		return fmt.Errorf("load: %w", err)
 	}
 
-	logName := cfg.LogFile
-	if logName == "" {
-		logName = name + ".log"
-	}
-	lf, err := os.Open(filepath.Join(dir, logName))
-	if err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	defer lf.Close()
 	labels := map[string]string{"type": cfg.LogType}
 	for k, v := range cfg.Labels {
 		labels[k] = v
@@ -212,7 +211,7 @@ func runOne(h *hub.Hub, opts Options, name string) error {
 
 	presults := map[string]map[string][]ParserResult{}
 	var overflows []engine.Overflow
-	sc := bufio.NewScanner(lf)
+	sc := bufio.NewScanner(bytes.NewReader(logData))
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	readAt := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)
 	for sc.Scan() {
@@ -309,18 +308,31 @@ func readAsserts(path string) ([]string, error) {
 	return out, nil
 }
 
-var isoYear = regexp.MustCompile(`"((?:19|20)\d\d)-\d\d-\d\dT\d\d:\d\d:\d\d`)
+var (
+	isoStamp    = regexp.MustCompile(`"((?:19|20)\d\d)-(\d\d-\d\dT\d\d:\d\d:\d\d)`)
+	syslogStamp = regexp.MustCompile(`\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) (\d\d:\d\d:\d\d)\b`)
+	monthNum    = map[string]string{"Jan": "01", "Feb": "02", "Mar": "03", "Apr": "04", "May": "05", "Jun": "06", "Jul": "07", "Aug": "08", "Sep": "09", "Oct": "10", "Nov": "11", "Dec": "12"}
+)
 
-// inferYear pins the year for year-less dates to the one the asserts'
-// timestamps carry most often.
-func inferYear(asserts []string) int {
+// inferYear pins the year given to year-less dates: the year the asserts
+// expect for timestamps whose month, day and time appear year-less in the
+// log. The reference runner used the year the test was written in.
+func inferYear(log []byte, asserts []string) int {
+	yearless := map[string]bool{}
+	for _, m := range syslogStamp.FindAllSubmatch(log, -1) {
+		day := string(m[2])
+		if len(day) == 1 {
+			day = "0" + day
+		}
+		yearless[monthNum[string(m[1])]+"-"+day+"T"+string(m[3])] = true
+	}
 	count := map[string]int{}
 	best, n := "", 0
 	for _, a := range asserts {
-		if !strings.Contains(a, "timestamp") && !strings.Contains(a, "MarshaledTime") {
-			continue
-		}
-		for _, m := range isoYear.FindAllStringSubmatch(a, -1) {
+		for _, m := range isoStamp.FindAllStringSubmatch(a, -1) {
+			if !yearless[m[2]] {
+				continue
+			}
 			count[m[1]]++
 			if count[m[1]] > n || (count[m[1]] == n && m[1] > best) {
 				best, n = m[1], count[m[1]]
@@ -339,12 +351,10 @@ func inferYear(asserts []string) int {
 func check(env *exprenv.Env, asserts []string, results any, file string) error {
 	vars := map[string]any{"results": results, "basename": filepath.Base}
 	for i, a := range asserts {
-		src := a
-		if strings.Contains(src, "datasource_path") && !strings.Contains(src, "basename(") {
-			// The reference compares such lines on the base name; the
-			// runner already gives the log's base name as its path.
-		}
-		p, err := env.Compile(src, vars)
+		// Lines naming datasource_path without basename( are compared on
+		// the base name by the reference; the runner gives the log's base
+		// name as the path, so both spellings hold.
+		p, err := env.Compile(a, vars)
 		if err != nil {
 			return fmt.Errorf("%s:%d: %s: %v", file, i+1, a, err)
 		}
@@ -353,7 +363,7 @@ func check(env *exprenv.Env, asserts []string, results any, file string) error {
 			return fmt.Errorf("%s:%d: %s: %v", file, i+1, a, err)
 		}
 		if b, ok := out.(bool); !ok || !b {
-			return fmt.Errorf("%s:%d: %s", file, i+1, a)
+			return fmt.Errorf("%s:%d: %s%s", file, i+1, a, got(env, a, vars))
 		}
 	}
 	return nil
@@ -376,4 +386,22 @@ func overrideFile(statics []map[string]any) (string, error) {
 		return "", err
 	}
 	return f.Name(), f.Close()
+}
+
+// got renders the left side of a failed `x == y` assert, to show what the
+// run produced.
+func got(env *exprenv.Env, a string, vars map[string]any) string {
+	lhs, _, ok := strings.Cut(a, " == ")
+	if !ok {
+		return ""
+	}
+	p, err := env.Compile(lhs, vars)
+	if err != nil {
+		return ""
+	}
+	v, err := env.Run(p, vars)
+	if err != nil {
+		return fmt.Sprintf(" (left side: %v)", err)
+	}
+	return fmt.Sprintf(" (got %#v)", v)
 }
