@@ -214,8 +214,15 @@ func TestSetDeleteEntries(t *testing.T) {
 	for i := range 9 {
 		many = append(many, Ban{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(i)}), 32)})
 	}
-	if err := f.Set(many); err == nil {
-		t.Error("Set of 9 singles into a map of 8 succeeded")
+	if err := f.Set(many); !errors.Is(err, ErrMapFull) {
+		t.Errorf("Set of 9 singles into a map of 8: %v, want ErrMapFull", err)
+	}
+	var ranges []Ban
+	for i := range 5 {
+		ranges = append(ranges, Ban{Prefix: netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 9, byte(i)}), 48)})
+	}
+	if err := f.Set(ranges); !errors.Is(err, ErrMapFull) {
+		t.Errorf("Set of 5 ranges into a trie of 4 holding 1: %v, want ErrMapFull", err)
 	}
 }
 

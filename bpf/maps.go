@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Ban is one entry of the filter: a single address (full-length prefix) or a
@@ -106,10 +107,18 @@ func (f *Filter) Set(bans []Ban) error {
 	return nil
 }
 
+// ErrMapFull is wrapped by Set when a map has no room left; the bans
+// before the failing one are in place.
+var ErrMapFull = errors.New("ban map full")
+
 func batchUpdate(m *ebpf.Map, keys, vals any, n int) error {
 	done, err := m.BatchUpdate(keys, vals, nil)
 	if errors.Is(err, ebpf.ErrNotSupported) {
-		return forEach(keys, vals, n, func(k, v any) error { return m.Update(k, v, ebpf.UpdateAny) })
+		err = forEach(keys, vals, n, func(k, v any) error { return m.Update(k, v, ebpf.UpdateAny) })
+	}
+	// A hash map reports E2BIG when full, an LPM trie ENOSPC.
+	if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("%w (capacity %d, %d of %d written): %w", ErrMapFull, m.MaxEntries(), done, n, err)
 	}
 	if err != nil {
 		return fmt.Errorf("batch update (%d of %d written): %w", done, n, err)

@@ -31,6 +31,9 @@ type Config struct {
 	MaxSingles, MaxRanges int
 }
 
+// ErrMapFull is wrapped by Apply when a ban map has no room left.
+var ErrMapFull = bpf.ErrMapFull
+
 // Counters are the XDP program's packet counters, summed over CPUs.
 type Counters = bpf.Counters
 
@@ -146,7 +149,9 @@ func (c clock) toWall(ns uint64) time.Time {
 
 // Apply implements enforce.Backend: deletions first (they free room), then
 // additions and expiry moves, each as batched map updates. Entries whose
-// expiry has already passed are deleted instead of set.
+// expiry has already passed are deleted instead of set. Deleting an absent
+// prefix is not an error. On error part of the diff may be applied; List
+// tells what the kernel holds.
 func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 	if d.Empty() {
 		return nil

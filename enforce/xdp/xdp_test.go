@@ -367,3 +367,71 @@ func checkList(t *testing.T, be *Backend, want []enforce.Entry) {
 		}
 	}
 }
+
+func TestAttachModesAndReconfigure(t *testing.T) {
+	testutil.RequireRoot(t)
+	l := newLab(t)
+	const bridge = "moatbr0" // a bridge: no driver-mode XDP
+	l.b.Run(t, "ip", "link", "add", bridge, "type", "bridge")
+	l.b.Run(t, "ip", "link", "set", bridge, "up")
+	pinDir := testPinDir(t)
+	ctx := context.Background()
+	open := func(ifaces ...string) *Backend {
+		t.Helper()
+		var be *Backend
+		err := l.b.Do(func() error {
+			var err error
+			be, err = Open(ctx, Config{PinDir: pinDir, Interfaces: ifaces, MaxSingles: 16, MaxRanges: 16})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return be
+	}
+	xdpState := func(dev string) string {
+		out := l.b.Run(t, "ip", "link", "show", "dev", dev)
+		switch {
+		case strings.Contains(out, "xdpgeneric"):
+			return "generic"
+		case strings.Contains(out, "xdp"):
+			return "native"
+		}
+		return "none"
+	}
+
+	be := open(l.vb.Name, bridge)
+	want := map[string]string{l.vb.Name: "native", bridge: "generic"}
+	if got := be.Modes(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Modes = %v, want %v", got, want)
+	}
+	for dev, mode := range want {
+		if got := xdpState(dev); got != mode {
+			t.Errorf("%s: kernel shows %s, want %s", dev, got, mode)
+		}
+	}
+	be.Close()
+
+	// Restart with the bridge no longer configured: it is detached, the
+	// veth keeps its (adopted) native attachment.
+	be = open(l.vb.Name)
+	if got := be.Modes(); fmt.Sprint(got) != fmt.Sprint(map[string]string{l.vb.Name: "native"}) {
+		t.Errorf("Modes after reconfigure = %v", got)
+	}
+	if got := xdpState(bridge); got != "none" {
+		t.Errorf("bridge still has XDP (%s) after it was dropped from the config", got)
+	}
+	if got := xdpState(l.vb.Name); got != "native" {
+		t.Errorf("veth lost its attachment across the restart: %s", got)
+	}
+	be.Close()
+
+	// An interface that does not exist is an error, not a silent skip.
+	err := l.b.Do(func() error {
+		_, err := Open(ctx, Config{PinDir: pinDir, Interfaces: []string{"nosuchdev0"}})
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "nosuchdev0") {
+		t.Errorf("Open on a missing interface: %v", err)
+	}
+}
