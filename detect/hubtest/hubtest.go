@@ -288,7 +288,9 @@ func scenarioResults(ovs []engine.Overflow) []ScenarioResult {
 	key := func(r ScenarioResult) string {
 		return r.Overflow.Alert.GetScenario() + strings.Join(r.Overflow.GetSources(), "")
 	}
-	sort.SliceStable(out, func(i, j int) bool { return key(out[i]) > key(out[j]) })
+	// sort.Slice, not SliceStable: the reference sorts with it over the
+	// overflows in emission order, and asserts index ties in that order.
+	sort.Slice(out, func(i, j int) bool { return key(out[i]) > key(out[j]) })
 	return out
 }
 
