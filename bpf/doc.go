@@ -5,4 +5,16 @@
 // It is the only package of moat that imports github.com/cilium/ebpf.
 // Expiries here are CLOCK_BOOTTIME nanoseconds, the clock the program reads;
 // converting from wall-clock time is the caller's business.
+//
+// Pins in the pin directory (default /sys/fs/bpf/moat), all removed by
+// Cleanup and nothing else:
+//
+//	moat_single4, moat_single6  HASH of single addresses, checked first
+//	moat_range4, moat_range6    LPM_TRIE of ranges
+//	moat_stats                  per-CPU counters
+//	xdp_drv_<ifname>            link in native mode
+//	xdp_skb_<ifname>            link in generic (skb) mode
+//
+// The program itself is not pinned: the links hold it, and a new Load swaps
+// its own program into them.
 package bpf

@@ -294,7 +294,11 @@ func (f *Filter) adoptLink(ifname string, ifindex int) (Mode, bool, error) {
 			return "", false, fmt.Errorf("attach xdp to %s: open pinned link: %w", ifname, err)
 		}
 		info, err := l.Info()
-		if err == nil && info.XDP() != nil && int(info.XDP().Ifindex) == ifindex {
+		if err != nil {
+			l.Close()
+			return "", false, fmt.Errorf("attach xdp to %s: pinned link info: %w", ifname, err)
+		}
+		if info.XDP() != nil && int(info.XDP().Ifindex) == ifindex {
 			if err := l.Update(f.objs.MoatXdp); err != nil {
 				l.Close()
 				return "", false, fmt.Errorf("attach xdp to %s: replace program in pinned link: %w", ifname, err)
@@ -302,7 +306,7 @@ func (f *Filter) adoptLink(ifname string, ifindex int) (Mode, bool, error) {
 			f.links[ifname] = l
 			return mode, true, nil
 		}
-		// Stale: the link's device is gone.
+		// Stale: the link's device is gone (ifindex 0) or was replaced.
 		_ = l.Detach()
 		err = l.Unpin()
 		l.Close()

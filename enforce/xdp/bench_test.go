@@ -282,3 +282,29 @@ func kernelMem(tb testing.TB) int64 {
 	}
 	return sum
 }
+
+// BenchmarkList measures reading back 1M entries (the mix), as the
+// reconciler does after a restart.
+func BenchmarkList(b *testing.B) {
+	ctx := context.Background()
+	be, err := Open(ctx, Config{PinDir: testPinDir(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	set := loadSet(1_000_000, true)
+	if err := be.Apply(ctx, enforce.Diff{Set: set}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		list, err := be.List(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(list) != len(set) {
+			b.Fatalf("List: %d entries, want %d", len(list), len(set))
+		}
+	}
+	b.ReportMetric(float64(len(set))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
