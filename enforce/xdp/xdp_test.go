@@ -116,9 +116,9 @@ func TestDropThroughVeth(t *testing.T) {
 		{"2001:db8:2::1", false},
 	} {
 		sendAndCheck(t, l, be, tc.src, n, tc.drop)
-	}
-	if time.Now().After(soon) {
-		t.Fatal("the expiring bans ran out before they were checked; the machine is too slow for this test")
+		if strings.HasSuffix(tc.src, "::12") && time.Now().After(soon) {
+			t.Fatal("the expiring bans ran out before they were checked; the machine is too slow for this test")
+		}
 	}
 
 	// Let the two bans expire without touching the maps: the program itself
