@@ -84,6 +84,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.configCmd(),
 		a.cleanupCmd(),
 		a.versionCmd(),
+		a.genDocsCmd(),
 		// admin commands that talk to the daemon over api.socket:
 	)
 	return root
