@@ -77,6 +77,8 @@ const (
 	// deleted in the same transaction; it only matters if the kernel had
 	// lost the element, and then the delete removes it anyway.
 	ensureTimeout = time.Second
+	// noTimeout asks for elements without a timeout attribute (deletes).
+	noTimeout time.Duration = -1
 )
 
 // family indexes the per-family state.
@@ -183,9 +185,8 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	b.knownComplete = created[setBan4] && created[setBan6]
 	// Adopt the ranges the kernel holds, so a restart neither drops them nor
 	// has to re-create them.
-	now := b.now()
 	for f := range b.ranged {
-		segs, err := b.readSegments(b.ranged[f], now)
+		segs, err := b.readSegments(b.ranged[f])
 		if err != nil {
 			_ = conn.CloseLasting()
 			return nil, err
@@ -630,7 +631,7 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 	}
 
 	t := &txn{b: b, ctx: ctx, limit: msgsPerTxn}
-	if err := b.applyRanges(t, rangeTouched, now); err != nil {
+	if err := b.applyRanges(t, rangeTouched); err != nil {
 		return err
 	}
 
@@ -641,21 +642,19 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 	}
 	slices.SortFunc(addrs, func(x, y netip.Addr) int { return x.Compare(y) })
 	for f := range b.single {
-		var fresh, refresh, del []nftables.SetElement
+		var fresh, refresh, del []pending
 		for _, a := range addrs {
 			if familyOf(a) != family(f) {
 				continue
 			}
 			o := singles[a]
-			el := nftables.SetElement{Key: a.AsSlice()}
-			if o.del {
+			el := pending{key: a.AsSlice(), expiry: o.expiry}
+			switch _, ok := b.known[a]; {
+			case o.del:
 				del = append(del, el)
-				continue
-			}
-			el.Timeout, _ = timeoutFor(o.expiry, now)
-			if _, ok := b.known[a]; ok || !b.knownComplete {
+			case ok || !b.knownComplete:
 				refresh = append(refresh, el)
-			} else {
+			default:
 				fresh = append(fresh, el)
 			}
 		}
@@ -685,18 +684,41 @@ func chunkSize(s *nftables.Set) int {
 	return chunk4
 }
 
-func withTimeout(els []nftables.SetElement, d time.Duration) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(els))
-	for i, e := range els {
-		out[i] = nftables.SetElement{Key: e.Key, Timeout: d}
+// pending is a single element to send, with its absolute expiry.
+type pending struct {
+	key    []byte
+	expiry time.Time
+}
+
+// elements turns pending elements into set elements. The timeout is taken
+// now, right before the chunk is queued, because the kernel starts the clock
+// when it commits: an Apply of many transactions must not stretch the last
+// ones. fixed, when not zero, replaces every timeout; noTimeout sends none
+// (deletes).
+func (b *Backend) elements(ps []pending, fixed time.Duration) []nftables.SetElement {
+	now := b.now()
+	out := make([]nftables.SetElement, len(ps))
+	for i, p := range ps {
+		to := fixed
+		if to == noTimeout {
+			to = 0
+		} else if to == 0 {
+			var live bool
+			if to, live = timeoutFor(p.expiry, now); !live {
+				// Passed while earlier transactions committed: the kernel's
+				// smallest timeout lets it go at once.
+				to = time.Millisecond
+			}
+		}
+		out[i] = nftables.SetElement{Key: p.key, Timeout: to}
 	}
 	return out
 }
 
-func (b *Backend) queueSingles(t *txn, s *nftables.Set, fresh, refresh, del []nftables.SetElement) error {
+func (b *Backend) queueSingles(t *txn, s *nftables.Set, fresh, refresh, del []pending) error {
 	n := chunkSize(s)
 	for c := range slices.Chunk(fresh, n) {
-		if err := t.queue(true, s, c); err != nil {
+		if err := t.queue(true, s, b.elements(c, 0)); err != nil {
 			return err
 		}
 		if err := t.boundary(s.Name + " elements"); err != nil {
@@ -706,13 +728,13 @@ func (b *Backend) queueSingles(t *txn, s *nftables.Set, fresh, refresh, del []nf
 	// add (no-op if present) + delete + add: the element ends with the new
 	// timeout whether or not the kernel still had it.
 	for c := range slices.Chunk(refresh, n) {
-		if err := t.queue(true, s, withTimeout(c, ensureTimeout)); err != nil {
+		if err := t.queue(true, s, b.elements(c, ensureTimeout)); err != nil {
 			return err
 		}
-		if err := t.queue(false, s, withTimeout(c, 0)); err != nil {
+		if err := t.queue(false, s, b.elements(c, noTimeout)); err != nil {
 			return err
 		}
-		if err := t.queue(true, s, c); err != nil {
+		if err := t.queue(true, s, b.elements(c, 0)); err != nil {
 			return err
 		}
 		if err := t.boundary(s.Name + " elements"); err != nil {
@@ -720,10 +742,10 @@ func (b *Backend) queueSingles(t *txn, s *nftables.Set, fresh, refresh, del []nf
 		}
 	}
 	for c := range slices.Chunk(del, n) {
-		if err := t.queue(true, s, withTimeout(c, ensureTimeout)); err != nil {
+		if err := t.queue(true, s, b.elements(c, ensureTimeout)); err != nil {
 			return err
 		}
-		if err := t.queue(false, s, c); err != nil {
+		if err := t.queue(false, s, b.elements(c, noTimeout)); err != nil {
 			return err
 		}
 		if err := t.boundary(s.Name + " elements"); err != nil {
@@ -740,8 +762,14 @@ func segmentElements(segs []segment, now time.Time, timeout time.Duration) []nft
 	els := make([]nftables.SetElement, 0, 2*len(segs))
 	for _, s := range segs {
 		to := timeout
-		if to == 0 {
-			to, _ = timeoutFor(s.expiry, now)
+		switch to {
+		case noTimeout:
+			to = 0
+		case 0:
+			var live bool
+			if to, live = timeoutFor(s.expiry, now); !live {
+				to = time.Millisecond
+			}
 		}
 		els = append(els, nftables.SetElement{Key: s.start.AsSlice(), Timeout: to})
 		if n := s.end.Next(); n.IsValid() {
@@ -753,8 +781,9 @@ func segmentElements(segs []segment, now time.Time, timeout time.Duration) []nft
 
 // applyRanges queues and commits, in one transaction, the segment changes
 // that bring the kernel's interval sets to the desired ranges.
-func (b *Backend) applyRanges(t *txn, touched [2]bool, now time.Time) error {
+func (b *Backend) applyRanges(t *txn, touched [2]bool) error {
 	queued := false
+	now := b.now()
 	for f := range b.ranged {
 		if !touched[f] {
 			continue
@@ -762,10 +791,11 @@ func (b *Backend) applyRanges(t *txn, touched [2]bool, now time.Time) error {
 		s := b.ranged[f]
 		// The kernel is the truth for what to remove: segments expire and
 		// people flush sets by hand.
-		have, err := b.readSegments(s, now)
+		have, err := b.readSegments(s)
 		if err != nil {
 			return err
 		}
+		b.pruneRanges(family(f), now)
 		want := normalize(b.ranges[f], now)
 		del, add := diffSegments(have, want, expiryTolerance)
 		// Segments expiring on their own are left to the kernel, except
@@ -775,7 +805,7 @@ func (b *Backend) applyRanges(t *txn, touched [2]bool, now time.Time) error {
 			if err := t.queue(true, s, segmentElements(c, now, ensureTimeout)); err != nil {
 				return err
 			}
-			if err := t.queue(false, s, segmentElements(c, now, ensureTimeout)); err != nil {
+			if err := t.queue(false, s, segmentElements(c, now, noTimeout)); err != nil {
 				return err
 			}
 			queued = true
@@ -793,17 +823,28 @@ func (b *Backend) applyRanges(t *txn, touched [2]bool, now time.Time) error {
 	return t.commit("range elements")
 }
 
+// pruneRanges forgets desired ranges whose expiry has passed: the kernel has
+// dropped them, and the reconciler does not delete what expires on its own.
+func (b *Backend) pruneRanges(f family, now time.Time) {
+	for p, exp := range b.ranges[f] {
+		if !exp.IsZero() && !exp.After(now) {
+			delete(b.ranges[f], p)
+		}
+	}
+}
+
 // readSegments reads an interval set and pairs its start and end elements
 // back into segments, sorted.
-func (b *Backend) readSegments(s *nftables.Set, now time.Time) ([]segment, error) {
-	els, err := b.conn.GetSetElements(s)
+func (b *Backend) readSegments(s *nftables.Set) ([]segment, error) {
+	els, now, err := b.readElements(s)
 	if err != nil {
-		return nil, fmt.Errorf("nft: read set %s: %w", s.Name, err)
+		return nil, err
 	}
 	type point struct {
-		addr   netip.Addr
-		end    bool
-		expiry time.Time
+		addr    netip.Addr
+		end     bool
+		expiry  time.Time
+		expired bool
 	}
 	pts := make([]point, 0, len(els))
 	for _, e := range els {
@@ -811,7 +852,10 @@ func (b *Backend) readSegments(s *nftables.Set, now time.Time) ([]segment, error
 		if !ok {
 			return nil, fmt.Errorf("nft: set %s: element key of %d bytes", s.Name, len(e.Key))
 		}
-		pts = append(pts, point{addr: a, end: e.IntervalEnd, expiry: elemExpiry(e, now)})
+		// An expired start waits for the set's garbage collection: it no
+		// longer matches packets and does not block new elements.
+		expired := !e.IntervalEnd && e.Timeout != 0 && e.Expires == 0
+		pts = append(pts, point{addr: a, end: e.IntervalEnd, expiry: elemExpiry(e, now), expired: expired})
 	}
 	// An end and the next start may share an address; the end goes first.
 	slices.SortFunc(pts, func(x, y point) int {
@@ -829,17 +873,22 @@ func (b *Backend) readSegments(s *nftables.Set, now time.Time) ([]segment, error
 	})
 	var segs []segment
 	var open *point
+	emit := func(end netip.Addr) {
+		if !open.expired {
+			segs = append(segs, segment{start: open.addr, end: end, expiry: open.expiry})
+		}
+		open = nil
+	}
 	for i := range pts {
 		p := &pts[i]
 		if p.end {
 			if open != nil {
-				segs = append(segs, segment{start: open.addr, end: p.addr.Prev(), expiry: open.expiry})
-				open = nil
+				emit(p.addr.Prev())
 			}
 			continue
 		}
 		if open != nil {
-			segs = append(segs, segment{start: open.addr, end: p.addr.Prev(), expiry: open.expiry})
+			emit(p.addr.Prev())
 		}
 		open = p
 	}
@@ -848,9 +897,23 @@ func (b *Backend) readSegments(s *nftables.Set, now time.Time) ([]segment, error
 		if open.addr.Is6() {
 			top = netip.IPv6Unspecified()
 		}
-		segs = append(segs, segment{start: open.addr, end: lastAddr(netip.PrefixFrom(top, 0)), expiry: open.expiry})
+		emit(lastAddr(netip.PrefixFrom(top, 0)))
 	}
 	return segs, nil
+}
+
+// readElements dumps a set. The time it returns is the middle of the dump:
+// the kernel reports each element's time left as it writes it, so this
+// halves the error on a dump that takes a while.
+func (b *Backend) readElements(s *nftables.Set) ([]nftables.SetElement, time.Time, error) {
+	start := b.now()
+	els, err := b.conn.GetSetElements(s)
+	if err != nil {
+		b.reconnect()
+		return nil, time.Time{}, fmt.Errorf("nft: read set %s: %w", s.Name, err)
+	}
+	end := b.now()
+	return els, start.Add(end.Sub(start) / 2), nil
 }
 
 // elemExpiry turns an element's remaining timeout into an absolute expiry;
@@ -873,11 +936,10 @@ func (b *Backend) List(ctx context.Context) ([]enforce.Entry, error) {
 	var out []enforce.Entry
 	known := make(map[netip.Addr]struct{}, len(b.known))
 	for _, s := range b.single {
-		els, err := b.conn.GetSetElements(s)
+		els, now, err := b.readElements(s)
 		if err != nil {
-			return nil, fmt.Errorf("nft: read set %s: %w", s.Name, err)
+			return nil, err
 		}
-		now := b.now()
 		for _, e := range els {
 			a, ok := netip.AddrFromSlice(e.Key)
 			if !ok {
@@ -893,10 +955,11 @@ func (b *Backend) List(ctx context.Context) ([]enforce.Entry, error) {
 			return nil, err
 		}
 		now := b.now()
-		have, err := b.readSegments(s, now)
+		have, err := b.readSegments(s)
 		if err != nil {
 			return nil, err
 		}
+		b.pruneRanges(family(f), now)
 		reported := map[netip.Prefix]bool{}
 		for p, exp := range b.ranges[f] {
 			if covered(have, p, exp, expiryTolerance) {
