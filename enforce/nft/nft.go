@@ -64,7 +64,7 @@ const (
 	// grow with the set: medium transactions load 1M elements faster than
 	// one huge one, and keep the send buffer bounded. Interval-set changes
 	// always go in one transaction (their commit costs O(set size)).
-	msgsPerTxn = 64
+	msgsPerTxn = 16
 	// Socket buffers, forced past wmem_max/rmem_max (CAP_NET_ADMIN): a
 	// transaction is sent in one sendmsg, and a 1M-element dump streams back
 	// faster with room to spare.
@@ -635,29 +635,21 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 		return err
 	}
 
-	// Sorted so that element order, and with it chunking, is reproducible.
-	addrs := make([]netip.Addr, 0, len(singles))
-	for a := range singles {
-		addrs = append(addrs, a)
-	}
-	slices.SortFunc(addrs, func(x, y netip.Addr) int { return x.Compare(y) })
-	for f := range b.single {
-		var fresh, refresh, del []pending
-		for _, a := range addrs {
-			if familyOf(a) != family(f) {
-				continue
-			}
-			o := singles[a]
-			el := pending{key: a.AsSlice(), expiry: o.expiry}
-			switch _, ok := b.known[a]; {
-			case o.del:
-				del = append(del, el)
-			case ok || !b.knownComplete:
-				refresh = append(refresh, el)
-			default:
-				fresh = append(fresh, el)
-			}
+	var parts [2]struct{ fresh, refresh, del []pending }
+	for a, o := range singles {
+		part := &parts[familyOf(a)]
+		el := pending{key: a.AsSlice(), expiry: o.expiry}
+		switch _, ok := b.known[a]; {
+		case o.del:
+			part.del = append(part.del, el)
+		case ok || !b.knownComplete:
+			part.refresh = append(part.refresh, el)
+		default:
+			part.fresh = append(part.fresh, el)
 		}
+	}
+	for f := range b.single {
+		fresh, refresh, del := parts[f].fresh, parts[f].refresh, parts[f].del
 		if err := b.queueSingles(t, b.single[f], fresh, refresh, del); err != nil {
 			b.knownComplete = false
 			return err

@@ -3,8 +3,8 @@ package nft
 import (
 	"context"
 	"flag"
-	"net/netip"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
