@@ -897,15 +897,51 @@ func (b *Backend) readSegments(s *nftables.Set) ([]segment, error) {
 // readElements dumps a set. The time it returns is the middle of the dump:
 // the kernel reports each element's time left as it writes it, so this
 // halves the error on a dump that takes a while.
+//
+// A hash set dump walks the kernel's hash table afresh for every netlink
+// message, skipping what it already sent; if the table is resized in
+// between (it grows and shrinks on its own after big changes), the dump
+// repeats some elements and misses others. A repeat is the visible sign, so
+// such a dump is taken again, and the union of the attempts is returned.
 func (b *Backend) readElements(s *nftables.Set) ([]nftables.SetElement, time.Time, error) {
-	start := b.now()
-	els, err := b.conn.GetSetElements(s)
-	if err != nil {
-		b.reconnect()
-		return nil, time.Time{}, fmt.Errorf("nft: read set %s: %w", s.Name, err)
+	type key struct {
+		k   string
+		end bool
 	}
-	end := b.now()
-	return els, start.Add(end.Sub(start) / 2), nil
+	var union map[key]nftables.SetElement
+	var mid time.Time
+	for attempt := 0; ; attempt++ {
+		start := b.now()
+		els, err := b.conn.GetSetElements(s)
+		if err != nil {
+			b.reconnect()
+			return nil, time.Time{}, fmt.Errorf("nft: read set %s: %w", s.Name, err)
+		}
+		end := b.now()
+		mid = start.Add(end.Sub(start) / 2)
+		seen := make(map[key]nftables.SetElement, len(els))
+		for _, e := range els {
+			seen[key{string(e.Key), e.IntervalEnd}] = e
+		}
+		if len(seen) == len(els) && union == nil {
+			return els, mid, nil
+		}
+		if union == nil {
+			union = seen
+		} else {
+			for k, e := range seen {
+				union[k] = e
+			}
+		}
+		if len(seen) == len(els) || attempt == 2 {
+			break
+		}
+	}
+	out := make([]nftables.SetElement, 0, len(union))
+	for _, e := range union {
+		out = append(out, e)
+	}
+	return out, mid, nil
 }
 
 // elemExpiry turns an element's remaining timeout into an absolute expiry;
