@@ -27,15 +27,4 @@ func (a *app) replayCmd() *cobra.Command {
 	}
 }
 
-func (a *app) cleanupCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "cleanup",
-		Short: "Remove everything moat put in the kernel (its nftables table, XDP programs and pins)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return errors.New("cleanup: being wired")
-		},
-	}
-}
-
 func checkContent(_ any) error { return nil }
