@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/google/nftables"
@@ -237,6 +238,38 @@ func tuneSocket(c *netlink.Conn) error {
 	// Kernel error strings ("Could not process rule: ...") make failures
 	// readable; older kernels without them still work.
 	_ = c.SetOption(netlink.ExtendedAcknowledge, true)
+	return primeDumpSize(c, rc)
+}
+
+// primeDumpSize makes the kernel fill set dumps in 32 KiB messages instead
+// of 4 KiB ones. The kernel sizes dump messages by the largest buffer the
+// socket has ever read with, and the netlink library starts every read with
+// one page. A hash set dump re-walks the table from the start for every
+// message, so a dump costs O(n²/elements per message): 8 times more per
+// message makes a 100k-element List about 8 times faster. One small request
+// read with a 64 KiB buffer is enough.
+func primeDumpSize(c *netlink.Conn, rc syscall.RawConn) error {
+	req := netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
+			Flags: netlink.Request,
+		},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	}
+	if _, err := c.Send(req); err != nil {
+		return fmt.Errorf("netlink generation request: %w", err)
+	}
+	buf := make([]byte, 64<<10)
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		_, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return fmt.Errorf("netlink generation reply: %w", err)
+	}
+	if rerr != nil {
+		return fmt.Errorf("netlink generation reply: %w", rerr)
+	}
 	return nil
 }
 
