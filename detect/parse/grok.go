@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"regexp/syntax"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -86,15 +87,25 @@ func (g *grokLib) add(name, def string) {
 // grok is a compiled grok pattern.
 type grok struct {
 	re *regexp.Regexp
+	// v4 is re with the IPV6 pattern removed, or nil when re has none.
+	// IPV6 can only match inside a run of hex digits, dots and colons that
+	// holds "::" or six colons; on input without such a run v4 matches
+	// exactly as re does, and it is many times faster (the IPV6
+	// alternation dominates the NFA's state sets).
+	v4 *regexp.Regexp
 	// names[i] is the field name of submatch i ("" for unnamed groups).
 	names []string
-	// lit is a substring every match contains; checked before the regexp.
-	lit string
+	// lits are substrings every match contains, longest first; checked
+	// before the regexp.
+	lits []string
+	// fast is a hand-written matcher for a hot pattern; ok=false sends
+	// the input to the regexp.
+	fast func(s string, set func(k, v string)) (matched, ok bool)
 }
 
 // expand turns grok text into a Go regexp; names collects field names for
 // the generated groups.
-func (g *grokLib) expand(src string, names *[]string, depth int) (string, error) {
+func (g *grokLib) expand(src string, names *[]string, depth int, noV6 bool) (string, error) {
 	if depth > 64 {
 		return "", fmt.Errorf("grok pattern nests too deep")
 	}
@@ -117,7 +128,10 @@ func (g *grokLib) expand(src string, names *[]string, depth int) (string, error)
 		if !ok {
 			return "", fmt.Errorf("unknown grok pattern %q", parts[0])
 		}
-		inner, err := g.expand(def, names, depth+1)
+		if noV6 && parts[0] == "IPV6" {
+			def = neverMatch
+		}
+		inner, err := g.expand(def, names, depth+1, noV6)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", parts[0], err)
 		}
@@ -138,7 +152,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		return c, nil
 	}
 	var gen []string
-	rx, err := g.expand(src, &gen, 0)
+	rx, err := g.expand(src, &gen, 0, false)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +161,12 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		return nil, fmt.Errorf("compile grok %q: %w", src, err)
 	}
 	c := &grok{re: re, names: make([]string, re.NumSubexp()+1)}
+	var gen4 []string
+	if rx4, err := g.expand(src, &gen4, 0, true); err == nil && rx4 != rx && g.defs["IPV6"] == basePatterns["IPV6"] {
+		if re4, err := regexp.Compile(rx4); err == nil && re4.NumSubexp() == re.NumSubexp() {
+			c.v4 = re4
+		}
+	}
 	for i, n := range re.SubexpNames() {
 		if n == "" {
 			continue
@@ -159,7 +179,10 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		}
 		c.names[i] = n // a raw (?<name>...) group of the pattern text
 	}
-	c.lit = requiredLiteral(rx)
+	c.lits = requiredLiterals(rx)
+	if src == "^%{SYSLOGLINE}" && g.standardSyslog() {
+		c.fast = fastSyslogLine
+	}
 	g.compiled[src] = c
 	return c, nil
 }
@@ -168,10 +191,21 @@ func (g *grokLib) compile(src string) (*grok, error) {
 // or not (unmatched groups are ""), as CrowdSec's grok does. For names
 // used twice the last non-empty value wins.
 func (c *grok) match(s string, set func(k, v string)) bool {
-	if c.lit != "" && !strings.Contains(s, c.lit) {
-		return false
+	for _, l := range c.lits {
+		if !strings.Contains(s, l) {
+			return false
+		}
 	}
-	idx := c.re.FindStringSubmatchIndex(s)
+	if c.fast != nil {
+		if m, ok := c.fast(s, set); ok {
+			return m
+		}
+	}
+	re := c.re
+	if c.v4 != nil && !mayHoldIPv6(s) {
+		re = c.v4
+	}
+	idx := re.FindStringSubmatchIndex(s)
 	if idx == nil {
 		return false
 	}
@@ -204,20 +238,20 @@ func (c *grok) dupEarlierSet(i int) bool {
 	return false
 }
 
-// requiredLiteral finds the longest literal every match must contain.
-func requiredLiteral(rx string) string {
+// requiredLiterals finds literals every match must contain.
+func requiredLiterals(rx string) []string {
 	re, err := syntax.Parse(rx, syntax.Perl)
 	if err != nil {
-		return ""
+		return nil
 	}
-	best := ""
+	var out []string
 	var walk func(r *syntax.Regexp)
 	walk = func(r *syntax.Regexp) {
 		switch r.Op {
 		case syntax.OpLiteral:
 			if r.Flags&syntax.FoldCase == 0 {
-				if s := string(r.Rune); len(s) > len(best) {
-					best = s
+				if s := string(r.Rune); len(s) >= 3 {
+					out = append(out, s)
 				}
 			}
 		case syntax.OpCapture, syntax.OpPlus:
@@ -233,8 +267,39 @@ func requiredLiteral(rx string) string {
 		}
 	}
 	walk(re)
-	if len(best) < 2 {
-		return ""
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	if len(out) > 4 {
+		out = out[:4]
 	}
-	return best
+	return out
+}
+
+// neverMatch is an empty character class: it matches nothing.
+const neverMatch = `[^\x00-\x{10FFFF}]`
+
+// mayHoldIPv6 reports whether s has a run of [0-9A-Fa-f:.] holding "::" or
+// at least six colons: every IPV6 match lies inside such a run.
+func mayHoldIPv6(s string) bool {
+	colons := 0
+	prevColon := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ':':
+			if prevColon {
+				return true
+			}
+			colons++
+			if colons >= 6 {
+				return true
+			}
+			prevColon = true
+			continue
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F', c == '.':
+		default:
+			colons = 0
+		}
+		prevColon = false
+	}
+	return false
 }

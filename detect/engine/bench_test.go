@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// benchEngine replays a generated corpus file through an engine built
+// from items, b.N lines (cycling), and reports lines/s on one core.
+func benchEngine(b *testing.B, file, typ string, items ...string) {
+	dir := shared(b)
+	out, year := corpus(b, dir, "--ssh-lines", "200k", "--nginx-lines", "50k", "--seed", "1")
+	lines := readLines(b, filepath.Join(out, file), typ)
+	cfg := hubConfig(dir, items...)
+	cfg.Year = year
+	e, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		e.Process(lines[n%len(lines)])
+		n++
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(n)/el.Seconds(), "lines/s")
+	st := e.Stats()
+	b.ReportMetric(float64(st.Alerts), "alerts")
+}
+
+var sshItems = []string{"crowdsecurity/syslog-logs", "crowdsecurity/sshd-logs", "crowdsecurity/dateparse-enrich"}
+
+// BenchmarkSSHParse: syslog-logs + sshd-logs + dateparse on auth.log.
+func BenchmarkSSHParse(b *testing.B) {
+	benchEngine(b, "auth.log", "syslog", sshItems...)
+}
+
+// BenchmarkSSHMix adds the ssh-bf scenarios.
+func BenchmarkSSHMix(b *testing.B) {
+	benchEngine(b, "auth.log", "syslog", append(sshItems, "crowdsecurity/ssh-bf", "crowdsecurity/ssh-slow-bf")...)
+}
+
+var nginxItems = []string{"crowdsecurity/syslog-logs", "crowdsecurity/nginx-logs", "crowdsecurity/http-logs", "crowdsecurity/dateparse-enrich"}
+
+// BenchmarkNginxParse: syslog-logs (its non-syslog node) + nginx-logs + http-logs + dateparse on access.log.
+func BenchmarkNginxParse(b *testing.B) {
+	benchEngine(b, "access.log", "nginx", nginxItems...)
+}
+
+// BenchmarkNginxMix adds the base HTTP scenarios collection.
+func BenchmarkNginxMix(b *testing.B) {
+	benchEngine(b, "access.log", "nginx", append(nginxItems, "crowdsecurity/base-http-scenarios")...)
+}

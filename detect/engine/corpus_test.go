@@ -1,0 +1,188 @@
+package engine
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moatsec/moat/detect"
+)
+
+// shared is ../shared beside the repository root.
+func shared(tb testing.TB) string {
+	tb.Helper()
+	dir, err := filepath.Abs("../../../shared")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range []string{"crowdsec-hub/hub", "corpus/gen-corpus"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			tb.Skipf("SKIP: %s missing under %s: %v", p, dir, err)
+		}
+	}
+	return dir
+}
+
+func hubConfig(dir string, items ...string) Config {
+	return Config{
+		HubDir:     filepath.Join(dir, "crowdsec-hub/hub"),
+		PatternDir: filepath.Join(dir, "crowdsec-hub/patterns"),
+		DataDir:    filepath.Join(dir, "crowdsec-hub/data"),
+		Items:      items,
+		Replay:     true,
+	}
+}
+
+// corpus generates a corpus into a temp dir and returns the dir and the
+// year its first line was written in.
+func corpus(tb testing.TB, dir string, args ...string) (string, int) {
+	tb.Helper()
+	out := tb.TempDir()
+	cmd := exec.Command(filepath.Join(dir, "corpus/gen-corpus"), append(args, out)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("gen-corpus: %v\n%s", err, b)
+	}
+	var meta struct {
+		Start float64 `json:"start_epoch"`
+	}
+	b, err := os.ReadFile(filepath.Join(out, "meta.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		tb.Fatal(err)
+	}
+	return out, time.Unix(int64(meta.Start), 0).UTC().Year()
+}
+
+func readLines(tb testing.TB, path, typ string) []detect.Line {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	labels := map[string]string{"type": typ}
+	var out []detect.Line
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		out = append(out, detect.Line{Raw: sc.Text(), Src: path, Module: "file", Labels: labels, Process: true})
+	}
+	return out
+}
+
+type truthRow struct {
+	class string
+	ban   bool
+}
+
+func readTruth(tb testing.TB, path, log string) map[string]truthRow {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]truthRow{}
+	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Split(l, "\t")
+		if i == 0 || len(f) < 4 || f[0] != log {
+			continue
+		}
+		out[f[1]] = truthRow{class: f[2], ban: f[3] == "yes"}
+	}
+	return out
+}
+
+// The sshd collection catches every source the corpus says must be banned
+// and bans no benign one.
+func TestCorpusSSH(t *testing.T) {
+	dir := shared(t)
+	out, year := corpus(t, dir, "--ssh-lines", "20000", "--nginx-lines", "10", "--seed", "7")
+	cfg := hubConfig(dir, "crowdsecurity/linux")
+	cfg.Year = year
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerted := map[string]string{}
+	failures, failuresParsed := 0, 0
+	for _, l := range readLines(t, filepath.Join(out, "auth.log"), "syslog") {
+		if strings.Contains(l.Raw, "Failed password for") || strings.Contains(l.Raw, "Invalid user") {
+			failures++
+			if evt := detect.NewEvent(l); e.pipe.Parse(evt) && evt.Meta["log_type"] == "ssh_failed-auth" {
+				failuresParsed++
+			}
+		}
+		for _, a := range e.Process(l) {
+			alerted[a.Value] = a.Scenario
+		}
+	}
+	for _, a := range e.Flush() {
+		alerted[a.Value] = a.Scenario
+	}
+	truth := readTruth(t, filepath.Join(out, "truth.tsv"), "auth.log")
+	caught, missed, falseBans := 0, 0, 0
+	for ip, row := range truth {
+		_, got := alerted[ip]
+		switch {
+		case row.ban && got:
+			caught++
+		case row.ban:
+			missed++
+			t.Errorf("missed %s (%s)", ip, row.class)
+		case got && strings.HasPrefix(row.class, "benign"):
+			falseBans++
+			t.Errorf("false ban of %s (%s) by %s", ip, row.class, alerted[ip])
+		}
+	}
+	st := e.Stats()
+	t.Logf("caught %d, missed %d, false bans %d; lines %d parsed %d unparsed %d", caught, missed, falseBans, st.Lines, st.Parsed, st.Unparsed)
+	if caught == 0 {
+		t.Fatal("no source caught")
+	}
+	if failures == 0 || failuresParsed != failures {
+		t.Errorf("parsed %d of %d failed-auth lines as ssh_failed-auth", failuresParsed, failures)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	dir := shared(t)
+	e, err := New(hubConfig(dir, "crowdsecurity/syslog-logs", "crowdsecurity/sshd-logs", "crowdsecurity/dateparse-enrich"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := e.Explain(detect.Line{
+		Raw:    "Mar  1 00:00:00 web1 sshd[3095632]: Invalid user guest from 198.18.38.187 port 17744",
+		Labels: map[string]string{"type": "syslog"},
+	})
+	if !x.Parsed || x.Event.Meta["source_ip"] != "198.18.38.187" || x.Event.Meta["log_type"] != "ssh_failed-auth" {
+		t.Fatalf("explain: parsed=%v meta=%v", x.Parsed, x.Event.Meta)
+	}
+	var stages []string
+	found := false
+	for _, s := range x.Stages {
+		stages = append(stages, s.Stage)
+		for _, n := range s.Nodes {
+			if s.Stage == "s01-parse" && n.Parser == "crowdsecurity/sshd-logs" && n.Success && n.Set["Meta.source_ip"] == "198.18.38.187" {
+				found = true
+			}
+		}
+	}
+	if strings.Join(stages, ",") != "s00-raw,s01-parse,s02-enrich" || !found {
+		t.Errorf("stages %v, sshd-logs node setting source_ip found: %v", stages, found)
+	}
+	if ts := x.Event.Meta["timestamp"]; !strings.HasSuffix(ts, "-03-01T00:00:00Z") {
+		t.Errorf("timestamp meta = %q", ts)
+	}
+	x = e.Explain(detect.Line{Raw: "garbage " + strconv.Itoa(42), Labels: map[string]string{"type": "syslog"}})
+	if x.Parsed {
+		t.Error("a garbage line parsed")
+	}
+}
