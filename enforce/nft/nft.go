@@ -102,6 +102,7 @@ func familyOf(a netip.Addr) family {
 type Backend struct {
 	cfg    Config
 	conn   *nftables.Conn
+	dump   *dumpConn
 	table  *nftables.Table
 	single [2]*nftables.Set
 	ranged [2]*nftables.Set
@@ -158,7 +159,12 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, conn: conn, known: make(map[netip.Addr]struct{}), now: time.Now}
+	dump, err := dialDump(cfg)
+	if err != nil {
+		_ = conn.CloseLasting()
+		return nil, err
+	}
+	b := &Backend{cfg: cfg, conn: conn, dump: dump, known: make(map[netip.Addr]struct{}), now: time.Now}
 	b.table = &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}
 	if len(cfg.Interfaces) > 0 {
 		b.table.Family = nftables.TableFamilyNetdev
@@ -176,7 +182,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 
 	created, err := b.ensure(ctx)
 	if err != nil {
-		_ = conn.CloseLasting()
+		_ = b.Close()
 		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, fmt.Errorf("nft: open table %s: %w: %w", cfg.Table, enforce.ErrNotSupported, err)
 		}
@@ -189,7 +195,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	for f := range b.ranged {
 		segs, err := b.readSegments(b.ranged[f])
 		if err != nil {
-			_ = conn.CloseLasting()
+			_ = b.Close()
 			return nil, err
 		}
 		for _, s := range segs {
@@ -280,6 +286,10 @@ func (b *Backend) reconnect() {
 	if c, err := dial(b.cfg); err == nil {
 		b.conn = c
 	}
+	_ = b.dump.Close()
+	if d, err := dialDump(b.cfg); err == nil {
+		b.dump = d
+	}
 }
 
 func (b *Backend) flush(what string) error {
@@ -299,8 +309,9 @@ func (b *Backend) ExpiresEntries() bool { return true }
 
 // Close releases the netlink socket. The table stays: bans outlive moat.
 func (b *Backend) Close() error {
-	if err := b.conn.CloseLasting(); err != nil {
-		return fmt.Errorf("nft: close netlink socket: %w", err)
+	err := errors.Join(b.conn.CloseLasting(), b.dump.Close())
+	if err != nil {
+		return fmt.Errorf("nft: close netlink sockets: %w", err)
 	}
 	return nil
 }
@@ -861,7 +872,7 @@ func (b *Backend) pruneRanges(f family, now time.Time) {
 // readSegments reads an interval set and pairs its start and end elements
 // back into segments, sorted.
 func (b *Backend) readSegments(s *nftables.Set) ([]segment, error) {
-	els, now, err := b.readElements(s)
+	els, err := b.readElements(s)
 	if err != nil {
 		return nil, err
 	}
@@ -873,14 +884,9 @@ func (b *Backend) readSegments(s *nftables.Set) ([]segment, error) {
 	}
 	pts := make([]point, 0, len(els))
 	for _, e := range els {
-		a, ok := netip.AddrFromSlice(e.Key)
-		if !ok {
-			return nil, fmt.Errorf("nft: set %s: element key of %d bytes", s.Name, len(e.Key))
-		}
 		// An expired start waits for the set's garbage collection: it no
 		// longer matches packets and does not block new elements.
-		expired := !e.IntervalEnd && e.Timeout != 0 && e.Expires == 0
-		pts = append(pts, point{addr: a, end: e.IntervalEnd, expiry: elemExpiry(e, now), expired: expired})
+		pts = append(pts, point{addr: e.addr, end: e.end, expiry: e.expiry, expired: e.expired && !e.end})
 	}
 	// An end and the next start may share an address; the end goes first.
 	slices.SortFunc(pts, func(x, y point) int {
@@ -927,65 +933,6 @@ func (b *Backend) readSegments(s *nftables.Set) ([]segment, error) {
 	return segs, nil
 }
 
-// readElements dumps a set. The time it returns is the middle of the dump:
-// the kernel reports each element's time left as it writes it, so this
-// halves the error on a dump that takes a while.
-//
-// A hash set dump walks the kernel's hash table afresh for every netlink
-// message, skipping what it already sent; if the table is resized in
-// between (it grows and shrinks on its own after big changes), the dump
-// repeats some elements and misses others. A repeat is the visible sign, so
-// such a dump is taken again, and the union of the attempts is returned.
-func (b *Backend) readElements(s *nftables.Set) ([]nftables.SetElement, time.Time, error) {
-	type key struct {
-		k   string
-		end bool
-	}
-	var union map[key]nftables.SetElement
-	var mid time.Time
-	for attempt := 0; ; attempt++ {
-		start := b.now()
-		els, err := b.conn.GetSetElements(s)
-		if err != nil {
-			b.reconnect()
-			return nil, time.Time{}, fmt.Errorf("nft: read set %s: %w", s.Name, err)
-		}
-		end := b.now()
-		mid = start.Add(end.Sub(start) / 2)
-		seen := make(map[key]nftables.SetElement, len(els))
-		for _, e := range els {
-			seen[key{string(e.Key), e.IntervalEnd}] = e
-		}
-		if len(seen) == len(els) && union == nil {
-			return els, mid, nil
-		}
-		if union == nil {
-			union = seen
-		} else {
-			for k, e := range seen {
-				union[k] = e
-			}
-		}
-		if len(seen) == len(els) || attempt == 2 {
-			break
-		}
-	}
-	out := make([]nftables.SetElement, 0, len(union))
-	for _, e := range union {
-		out = append(out, e)
-	}
-	return out, mid, nil
-}
-
-// elemExpiry turns an element's remaining timeout into an absolute expiry;
-// an element without timeout never expires.
-func elemExpiry(e nftables.SetElement, now time.Time) time.Time {
-	if e.Timeout == 0 {
-		return time.Time{}
-	}
-	return now.Add(e.Expires)
-}
-
 // List implements enforce.Backend: it reads every element over netlink.
 // Ranges are reported as the prefixes Apply was given when the kernel holds
 // them in full; segments nothing explains (added by hand, or left from
@@ -997,17 +944,13 @@ func (b *Backend) List(ctx context.Context) ([]enforce.Entry, error) {
 	var out []enforce.Entry
 	known := make(map[netip.Addr]struct{}, len(b.known))
 	for _, s := range b.single {
-		els, now, err := b.readElements(s)
+		els, err := b.readElements(s)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range els {
-			a, ok := netip.AddrFromSlice(e.Key)
-			if !ok {
-				return nil, fmt.Errorf("nft: set %s: element key of %d bytes", s.Name, len(e.Key))
-			}
-			known[a] = struct{}{}
-			out = append(out, enforce.Entry{Prefix: netip.PrefixFrom(a, a.BitLen()), Expiry: elemExpiry(e, now)})
+			known[e.addr] = struct{}{}
+			out = append(out, enforce.Entry{Prefix: netip.PrefixFrom(e.addr, e.addr.BitLen()), Expiry: e.expiry})
 		}
 	}
 	b.known, b.knownComplete = known, true
