@@ -204,3 +204,25 @@ func BenchmarkKernelMemory(b *testing.B) {
 	b.ReportMetric(grow/float64(b.N), "kernel-MiB")
 	b.ReportMetric(grow/float64(b.N)*(1<<20)/1e6, "B/element")
 }
+
+// BenchmarkList reads back 100k single IPv4 elements (the verify pass).
+// A hash set dump costs O(n²) in the kernel, so 1M takes minutes and is
+// left out.
+func BenchmarkList(b *testing.B) {
+	ns := testutil.NewNetNS(b)
+	be := openIn(b, ns, Config{})
+	const n = 100_000
+	if err := be.Apply(context.Background(), singlesDiff(n)); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		got, err := be.List(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(got) != n {
+			b.Fatalf("List returned %d entries, want %d", len(got), n)
+		}
+	}
+	b.ReportMetric(float64(n)/(b.Elapsed().Seconds()/float64(b.N)), "elements/s")
+}

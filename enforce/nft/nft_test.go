@@ -625,3 +625,23 @@ func TestNetdevIngress(t *testing.T) {
 		t.Errorf("tables left after Cleanup: %s %v", out, err)
 	}
 }
+
+func TestHookChange(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	b := openIn(t, ns, Config{})
+	apply(t, b, enforce.Diff{Set: []enforce.Entry{entry("198.18.0.2/32", time.Time{})}})
+	b2 := openIn(t, ns, Config{Hook: "input"})
+	out := nft(t, ns, "list", "table", "inet", "moat")
+	if !strings.Contains(out, "chain moat-input {") || !strings.Contains(out, "hook input priority raw") {
+		t.Errorf("no input chain after switching hooks:\n%s", out)
+	}
+	if strings.Contains(out, "moat-prerouting") {
+		t.Errorf("prerouting chain left after switching hooks:\n%s", out)
+	}
+	if got := list(t, b2); len(got) != 1 || got[0].Prefix != netip.MustParsePrefix("198.18.0.2/32") {
+		t.Errorf("elements after switching hooks: %v", got)
+	}
+	if _, err := Open(context.Background(), Config{Hook: "forward"}); err == nil {
+		t.Error("Open accepted hook forward")
+	}
+}
