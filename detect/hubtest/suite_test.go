@@ -40,6 +40,27 @@ func hubOptions(dir string) Options {
 // nginx, apache2, the base HTTP scenarios and iptables.
 var coreFamily = regexp.MustCompile(`^(sshd|ssh-|syslog|nginx|apache2|http-|iptables)`)
 
+// needsGeoIP are tests whose scenario reads GeoIP fields; moat ships no
+// GeoIP database, so they cannot pass and are exempt from the core rule.
+var needsGeoIP = map[string]bool{
+	"sshd-impossible-travel":   true,
+	"sftpgo-impossible-travel": true,
+	"geoip-enrich":             true,
+	"magento-ccs-by-as":        true,
+}
+
+// reasons explain the expected failures; -update writes them beside each.
+var reasons = map[string]string{
+	"bind9-refused":            "bucket lifetime across day-long gaps in a cold replay differs from CrowdSec's time-machine buckets (detect/scenario)",
+	"proxmox-logs":             "no dateparse in the test: CrowdSec's buckets see a zero event time and never overflow; moat uses the read time (detect/scenario)",
+	"pterodactyl-wings-bf":     "order of Alert.Events for a distinct-bucket differs from CrowdSec (detect/scenario)",
+	"postfix-honeypot-users":   "the asserts expect ascending source order, the reference runner sorts descending; the test contradicts the runner",
+	"geoip-enrich":             "needs a GeoIP database; moat ships none",
+	"sshd-impossible-travel":   "needs GeoIP coordinates; moat ships no GeoIP database",
+	"sftpgo-impossible-travel": "needs GeoIP coordinates; moat ships no GeoIP database",
+	"magento-ccs-by-as":        "the test names a parser file that is not in the hub (and needs GeoIP)",
+}
+
 const expectedFile = "testdata/expected_failures.txt"
 
 func readExpected(t *testing.T) map[string]string {
@@ -83,7 +104,7 @@ func TestHubSuite(t *testing.T) {
 			continue
 		}
 		failed[r.Name] = r.Failure
-		if coreFamily.MatchString(r.Name) {
+		if coreFamily.MatchString(r.Name) && !needsGeoIP[r.Name] {
 			t.Errorf("core test %s fails: %s", r.Name, r.Failure)
 		}
 	}
@@ -101,6 +122,9 @@ func TestHubSuite(t *testing.T) {
 		b.WriteString("# Hub tests moat is known to fail, with the first failing assert or the reason.\n")
 		b.WriteString("# Regenerate with: go test ./detect/hubtest -run TestHubSuite -update\n")
 		for _, n := range names {
+			if why := reasons[n]; why != "" {
+				fmt.Fprintf(&b, "# why: %s\n", why)
+			}
 			fmt.Fprintf(&b, "%s: %s\n", n, strings.ReplaceAll(failed[n], "\n", " "))
 		}
 		if err := os.WriteFile(expectedFile, []byte(b.String()), 0o644); err != nil {
