@@ -1,0 +1,342 @@
+package packaging_test
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/moatsec/moat/internal/testutil"
+)
+
+// repoRoot is the checkout the tests run in (packaging/..).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func need(t *testing.T, cmds ...string) {
+	t.Helper()
+	for _, c := range cmds {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("SKIP: %s is not installed (make deps-deb installs the packaging tools): %v", c, err)
+		}
+	}
+}
+
+// run runs a command and fails the test with its output when it fails.
+func run(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// buildDeb runs the `make deb` script for the committed HEAD with the given
+// package version, into out.
+func buildDeb(t *testing.T, version, out string) string {
+	t.Helper()
+	run(t, repoRoot(t), []string{"DEB_VERSION=" + version, "OUT_DIR=" + out, "BUILD_ROOT=" + filepath.Join(out, "build")},
+		"packaging/build-deb.sh")
+	debs, err := filepath.Glob(filepath.Join(out, "moat_"+version+"_*.deb"))
+	if err != nil || len(debs) != 1 {
+		t.Fatalf("build-deb.sh made %v (%v), want one moat_%s_*.deb", debs, err, version)
+	}
+	return debs[0]
+}
+
+// TestServiceUnit checks the unit with systemd's own tools: `systemd-analyze
+// verify` (syntax, the binary it starts, the man pages it documents) and
+// `systemd-analyze security`, whose exposure score must stay at 3.0 or
+// below ("OK").
+func TestServiceUnit(t *testing.T) {
+	need(t, "systemd-analyze", "man", "go")
+	dir := t.TempDir()
+	// verify wants ExecStart= to exist and man:moat(8) to resolve: point
+	// them at a freshly built binary and the pages it generates.
+	bin := filepath.Join(dir, "moat")
+	run(t, repoRoot(t), nil, "go", "build", "-o", bin, "./cmd/moat")
+	run(t, dir, nil, bin, "gen-docs", "--man", filepath.Join(dir, "man", "man8"))
+	unit, err := os.ReadFile("moat.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/moat run\n") {
+		t.Fatal("moat.service: ExecStart is not /usr/bin/moat run")
+	}
+	local := filepath.Join(dir, "moat.service")
+	if err := os.WriteFile(local, []byte(strings.ReplaceAll(string(unit), "/usr/bin/moat", bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, dir, []string{"MANPATH=" + filepath.Join(dir, "man")}, "systemd-analyze", "verify", local); strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-analyze verify printed:\n%s", out)
+	}
+
+	out := run(t, dir, nil, "systemd-analyze", "security", "--offline=true", "--no-pager", filepath.Join(repoRoot(t), "packaging/moat.service"))
+	m := regexp.MustCompile(`Overall exposure level for moat\.service: ([0-9.]+) (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	score, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("systemd-analyze security: exposure %.1f %s", score, m[2])
+	if score > 3.0 || m[2] != "OK" {
+		t.Errorf("exposure %.1f %s, want 3.0 or lower (OK):\n%s", score, m[2], out)
+	}
+}
+
+// TestLintian builds the package and runs lintian on it: no error and no
+// warning may be reported (information tags are overridden with reasons in
+// debian/moat.lintian-overrides).
+func TestLintian(t *testing.T) {
+	testutil.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("SKIP (-short): builds the Debian package (about a minute)")
+	}
+	need(t, "dpkg-buildpackage", "dh", "lintian", "go")
+	deb := buildDeb(t, "0.0.0~lintian1", t.TempDir())
+	// lintian refuses to be quiet as root; it reads the .deb only.
+	out, _ := exec.Command("lintian", "--allow-root", "--fail-on", "none", "--tag-display-limit", "0", deb).CombinedOutput()
+	for l := range strings.Lines(string(out)) {
+		if strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: ") {
+			t.Errorf("lintian: %s", strings.TrimSpace(l))
+		}
+	}
+	t.Logf("lintian:\n%s", out)
+}
+
+// aptMirror is the Debian mirror this machine's apt uses, so debootstrap
+// reaches what apt reaches.
+func aptMirror() string {
+	for _, f := range []string{"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for l := range strings.Lines(string(b)) {
+			for _, w := range strings.Fields(l) {
+				if strings.HasPrefix(w, "http") && strings.HasSuffix(strings.TrimSuffix(w, "/"), "/debian") {
+					return w
+				}
+			}
+		}
+	}
+	return "http://deb.debian.org/debian"
+}
+
+// skipped are the parts of a chroot that change without the package being
+// the cause (dpkg's and apt's own records, logs, caches, runtime dirs).
+var skipped = []string{"proc", "sys", "dev", "run", "tmp", "var/tmp", "var/log", "var/cache", "var/lib/dpkg", "var/lib/apt", "root"}
+
+// files lists every path under root, relative, outside the skipped trees.
+func files(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		if d.IsDir() && slices.Contains(skipped, rel) {
+			return filepath.SkipDir
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func minus(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if _, found := slices.BinarySearch(b, s); !found {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestInstall installs the package in a throwaway Debian 12 chroot with the
+// network unshared, then upgrades it to a rebuilt package with a higher
+// version, removes and purges it, and checks each step: the installed
+// files, `moat version` and `moat config check`, that the upgrade keeps
+// the kernel state (nftables table, bpffs pins) and removal takes it away,
+// and that after purge not one file of the package is left.
+//
+// systemd does not run in a chroot: the maintainer scripts must cope, as
+// deb-systemd-invoke does.
+func TestInstall(t *testing.T) {
+	testutil.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("SKIP (-short): debootstraps Debian 12 from the mirror and builds the package twice (several minutes)")
+	}
+	need(t, "debootstrap", "dpkg-buildpackage", "dh", "go", "nft", "bpftool", "ip", "chroot")
+
+	work := t.TempDir()
+	root := filepath.Join(work, "root")
+	debs := filepath.Join(work, "debs")
+
+	// debootstrap mostly waits on the mirror: build the packages meanwhile.
+	boot := make(chan error, 1)
+	go func() {
+		out, err := exec.Command("debootstrap", "--variant=minbase", "bookworm", root, aptMirror()).CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("debootstrap: %v\n%s", err, out)
+		}
+		boot <- err
+	}()
+	const v1, v2 = "0.0.0~test1", "0.0.0~test2"
+	deb1 := buildDeb(t, v1, debs)
+	deb2 := buildDeb(t, v2, debs)
+	if err := <-boot; err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{deb1, deb2} {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "tmp", filepath.Base(d)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+
+	// The package's Depends come from the mirror, with the network.
+	var deps []string
+	for _, d := range strings.Split(run(t, work, nil, "dpkg-deb", "-f", deb1, "Depends"), ",") {
+		deps = append(deps, strings.Fields(d)[0])
+	}
+	run(t, work, env, append([]string{"chroot", root, "apt-get", "install", "-y", "--no-install-recommends"}, deps...)...)
+	before := files(t, root)
+
+	// Everything after this runs in a network namespace of its own: no
+	// network for the maintainer scripts, and the nftables state moat
+	// cleanup acts on is this namespace's, never the host's.
+	ns := testutil.NewNetNS(t)
+	inRoot := func(args ...string) string {
+		t.Helper()
+		return run(t, work, env, append([]string{"ip", "netns", "exec", ns.Name, "chroot", root}, args...)...)
+	}
+	// A bpffs of the chroot's own, for moat's pins.
+	bpffs := filepath.Join(root, "sys/fs/bpf")
+	if err := os.MkdirAll(bpffs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, work, nil, "mount", "-t", "bpf", "bpf", bpffs)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", bpffs).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", bpffs, err, out)
+		}
+	})
+
+	// Install.
+	inRoot("dpkg", "-i", "/tmp/"+filepath.Base(deb1))
+	if out := inRoot("moat", "version"); !strings.Contains(out, "moat "+v1+" ") {
+		t.Errorf("moat version after install: %q, want %s", out, v1)
+	}
+	inRoot("moat", "config", "check")
+	installed := minus(files(t, root), before)
+	for _, p := range []string{
+		"usr/bin/moat", "etc/moat/moat.yaml", "etc/moat/profiles.yaml", "etc/moat/acquis.d/sshd.yaml",
+		"usr/share/moat/hub/scenarios/moat/ssh-bf.yaml", "usr/share/moat/hub/scenarios/moat/http-probing.yaml",
+		"usr/share/moat/patterns/base", "lib/systemd/system/moat.service", "usr/share/man/man8/moat.8.gz",
+		"usr/share/bash-completion/completions/moat", "usr/share/zsh/vendor-completions/_moat", "var/lib/moat",
+		"etc/systemd/system/multi-user.target.wants/moat.service",
+	} {
+		if _, found := slices.BinarySearch(installed, p); !found {
+			t.Errorf("not installed: /%s", p)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(root, "var/lib/moat")); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("/var/lib/moat: %v, want a 0700 directory (%v)", st, err)
+	}
+	if out := inRoot("getent", "group", "moat"); !strings.HasPrefix(out, "moat:") {
+		t.Errorf("no moat group: %q", out)
+	}
+	conffiles := inRoot("dpkg-query", "-W", "-f=${Conffiles}", "moat")
+	for _, c := range []string{"/etc/moat/moat.yaml", "/etc/moat/profiles.yaml", "/etc/moat/acquis.d/sshd.yaml"} {
+		if !strings.Contains(conffiles, c+" ") {
+			t.Errorf("%s is not a conffile: %q", c, conffiles)
+		}
+	}
+
+	// Kernel state as a running daemon leaves it: its nftables table in the
+	// namespace and a pinned map under the chroot's bpffs.
+	ns.Run(t, "nft", "add", "table", "inet", "moat")
+	pins := filepath.Join(bpffs, "moat")
+	if err := os.Mkdir(pins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	run(t, work, nil, "bpftool", "map", "create", filepath.Join(pins, "ban4"), "type", "hash", "key", "4", "value", "8", "entries", "16", "name", "moat_test_ban4")
+	kernelState := func() (table, pin bool) {
+		t.Helper()
+		table = strings.Contains(ns.Run(t, "nft", "list", "tables"), "table inet moat")
+		_, err := os.Stat(filepath.Join(pins, "ban4"))
+		return table, err == nil
+	}
+
+	// Upgrade: the kernel state stays for the new daemon to adopt.
+	inRoot("dpkg", "-i", "/tmp/"+filepath.Base(deb2))
+	if out := inRoot("moat", "version"); !strings.Contains(out, "moat "+v2+" ") {
+		t.Errorf("moat version after upgrade: %q, want %s", out, v2)
+	}
+	if table, pin := kernelState(); !table || !pin {
+		t.Errorf("upgrade dropped kernel state: nft table %v, pin %v; want both kept", table, pin)
+	}
+
+	// Remove: the binary goes, the configuration stays, the kernel state
+	// goes with `moat cleanup`.
+	inRoot("dpkg", "-r", "moat")
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/moat")); err == nil {
+		t.Error("/usr/bin/moat is still there after remove")
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/moat/moat.yaml")); err != nil {
+		t.Errorf("remove took the configuration: %v", err)
+	}
+	if table, pin := kernelState(); table || pin {
+		t.Errorf("after remove: nft table inet moat %v, pin %v; want neither (moat cleanup in prerm)", table, pin)
+	}
+
+	// Purge: nothing of moat is left.
+	inRoot("dpkg", "--purge", "moat")
+	after := files(t, root)
+	if left := minus(after, before); len(left) > 0 {
+		t.Errorf("left after purge:\n%s", strings.Join(left, "\n"))
+	}
+	if gone := minus(before, after); len(gone) > 0 {
+		t.Errorf("gone after purge that were there before install:\n%s", strings.Join(gone, "\n"))
+	}
+	if table, pin := kernelState(); table || pin {
+		t.Errorf("after purge: nft table inet moat %v, pin %v; want neither", table, pin)
+	}
+	// dpkg-query fails for a package it has no record of: that is the goal.
+	if out, err := exec.Command("chroot", root, "dpkg-query", "-W", "-f=${Status}", "moat").CombinedOutput(); err == nil {
+		t.Errorf("dpkg still has a record of moat: %q", out)
+	}
+	t.Logf("install added %d paths; purge left none of them", len(installed))
+}
