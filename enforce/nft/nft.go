@@ -834,8 +834,9 @@ func (b *Backend) applyRanges(t *txn, touched [2]bool) error {
 		b.pruneRanges(family(f), now)
 		want := normalize(b.ranges[f], now)
 		del, add := diffSegments(have, want, expiryTolerance)
-		// Segments expiring on their own are left to the kernel, except
-		// where a new segment needs their space.
+		// have holds no expired segments (the kernel drops those itself),
+		// so each removal first re-adds the segment only to make the
+		// delete safe against one that timed out since the read.
 		n := chunkSize(s) / 2
 		for c := range slices.Chunk(del, n) {
 			if err := t.queue(true, s, segmentElements(c, now, ensureTimeout)); err != nil {
