@@ -91,6 +91,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.configCmd(),
 		a.cleanupCmd(),
 		a.versionCmd(),
+		a.hubCmd(),
+		a.explainCmd(),
 		a.genDocsCmd(),
 		// admin commands that talk to the daemon over api.socket:
 	)

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/engine"
+)
+
+func (a *app) explainCmd() *cobra.Command {
+	var logType, line string
+	cmd := &cobra.Command{
+		Use:   "explain [--line LINE | FILE | -]",
+		Short: "Show how lines go through every parser stage and which scenarios they trigger",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (line == "") == (len(args) == 0) {
+				return usagef("give either --line or one FILE (- for stdin)")
+			}
+			cfg, err := a.loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := resolveContent(cfg)
+			if err != nil {
+				return err
+			}
+			defer c.cleanup()
+			eng, err := loadEngine(cfg, c, true, 0)
+			if err != nil {
+				return err
+			}
+			format, err := a.outputFormat("table")
+			if err != nil {
+				return err
+			}
+			var in io.Reader = strings.NewReader(line + "\n")
+			src := "--line"
+			if len(args) == 1 {
+				src = args[0]
+				if args[0] == "-" {
+					in = a.stdin
+				} else {
+					f, err := os.Open(args[0])
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					in = f
+				}
+			}
+			sc := bufio.NewScanner(in)
+			sc.Buffer(make([]byte, 64*1024), 1024*1024)
+			for sc.Scan() {
+				x := eng.Explain(detect.Line{Raw: sc.Text(), Src: src, Module: "file", Labels: map[string]string{"type": logType}, ReadAt: time.Now(), Process: true})
+				if err := writeExplanation(a.stdout, format, sc.Text(), x); err != nil {
+					return err
+				}
+			}
+			return sc.Err()
+		},
+	}
+	cmd.Flags().StringVar(&logType, "type", "syslog", "acquisition label type: selects the s00 parsers (syslog, nginx, ...)")
+	cmd.Flags().StringVar(&line, "line", "", "a single log line to explain")
+	return cmd
+}
+
+func writeExplanation(w io.Writer, format, raw string, x engine.Explanation) error {
+	if format == "json" {
+		return json.NewEncoder(w).Encode(struct {
+			Line string `json:"line"`
+			engine.Explanation
+		}{raw, x})
+	}
+	fmt.Fprintf(w, "line: %s\n", raw)
+	for _, st := range x.Stages {
+		fmt.Fprintf(w, "  %s\n", st.Stage)
+		for _, n := range st.Nodes {
+			mark := "✗"
+			if n.Success {
+				mark = "✓"
+			}
+			fmt.Fprintf(w, "    %s %s\n", mark, n.Parser)
+			keys := make([]string, 0, len(n.Set))
+			for k := range n.Set {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(w, "        %s = %q\n", k, n.Set[k])
+			}
+		}
+	}
+	switch {
+	case x.Whitelisted:
+		fmt.Fprintln(w, "  => whitelisted")
+	case !x.Parsed:
+		fmt.Fprintln(w, "  => not parsed")
+	default:
+		fmt.Fprintln(w, "  => parsed")
+	}
+	for _, al := range x.Alerts {
+		fmt.Fprintf(w, "  => overflow: %s from %s (%d events)\n", al.Scenario, al.Value, al.EventsCount)
+	}
+	return nil
+}
