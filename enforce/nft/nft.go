@@ -30,7 +30,8 @@ type Config struct {
 	Table string
 	// Hook is "prerouting" (default) or "input" for the inet table.
 	Hook string
-	// Priority of the base chains; default -300 (raw, before conntrack).
+	// Priority of the base chains; 0 means the default -300 (raw, before
+	// conntrack), so priority 0 itself cannot be chosen.
 	Priority int
 	// Interfaces, when set, put the table in the netdev family with one
 	// ingress chain per interface instead of the inet prerouting/input
@@ -426,9 +427,15 @@ func (b *Backend) ensure(ctx context.Context) (map[string]bool, error) {
 		}
 		created[s.Name] = true
 	}
-	// Adding an existing base chain with the same hook is a no-op update.
+	// Steady state sends nothing: a verify pass should not commit a
+	// transaction. Should the look-up fail for another reason than absence,
+	// adding an existing base chain with the same hook is a no-op update.
 	for _, c := range b.chains {
-		b.conn.AddChain(c)
+		if !tableExists {
+			b.conn.AddChain(c)
+		} else if _, err := b.conn.ListChain(b.table, c.Name); err != nil {
+			b.conn.AddChain(c)
+		}
 	}
 	// A chain left by another Hook setting would keep dropping on its own.
 	if len(b.cfg.Interfaces) == 0 && tableExists {
