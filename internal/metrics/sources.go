@@ -1,0 +1,102 @@
+package metrics
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// The interfaces below are what the Server reads at scrape time. Each is as
+// small as the metrics need; cmd/moat passes the real components, through an
+// adapter where their method names differ.
+
+// SourceStat is one acquisition source's counters.
+type SourceStat struct {
+	Name string
+	// Kind is the source type ("file", "journald"), a label only.
+	Kind                           string
+	Lines, Bytes, Errors, CutLines uint64
+	// Lag is how far the source is behind the end of its log.
+	Lag time.Duration
+	// Up is false while the source cannot read (missing file, journal
+	// error); Err then says why.
+	Up  bool
+	Err string
+}
+
+// Sources lists the acquisition sources.
+type Sources interface {
+	SourceStats() []SourceStat
+}
+
+// Engine is the detection engine; *engine.Engine implements it.
+type Engine interface {
+	Stats() engine.Stats
+}
+
+// Reconciler is the kernel writer; *enforce.Reconciler implements it.
+type Reconciler interface {
+	Stats() enforce.ReconcilerStats
+}
+
+// DropCounter is what one drop rule matched.
+type DropCounter struct {
+	Packets, Bytes uint64
+}
+
+// NFTables reads the nftables backend.
+type NFTables interface {
+	// DropCounters returns the drop rules' counters keyed by set name.
+	DropCounters(ctx context.Context) (map[string]DropCounter, error)
+	// Elements returns the number of elements in each of moat's sets.
+	Elements(ctx context.Context) (map[string]int, error)
+}
+
+// XDPCounters are the XDP program's counters, summed over CPUs.
+type XDPCounters struct {
+	DroppedPackets, DroppedBytes, PassedPackets, ExpiredHits uint64
+}
+
+// XDP reads the XDP backend.
+type XDP interface {
+	XDPCounters() (XDPCounters, error)
+	// Elements returns the number of entries in each ban map.
+	Elements(ctx context.Context) (map[string]int, error)
+}
+
+// CreatedStat counts alerts or decisions created since start for one
+// scenario and origin.
+type CreatedStat struct {
+	Scenario string
+	Origin   model.Origin
+	Count    uint64
+}
+
+// DecisionCounts is the decision service's view: what is active now and
+// what was created since start.
+type DecisionCounts struct {
+	Active            map[model.Origin]int
+	Alerts, Decisions []CreatedStat
+}
+
+// Decisions reads the decision service.
+type Decisions interface {
+	DecisionCounts(ctx context.Context) (DecisionCounts, error)
+}
+
+// DecisionFilter narrows the status page's decision list.
+type DecisionFilter struct {
+	// IP, when valid, keeps the decisions whose value contains it.
+	IP    netip.Addr
+	Limit int
+}
+
+// StatusReader feeds the status page's lists.
+type StatusReader interface {
+	ActiveDecisions(ctx context.Context, f DecisionFilter) ([]model.Decision, error)
+	RecentAlerts(ctx context.Context, n int) ([]model.Alert, error)
+}
