@@ -46,6 +46,8 @@ type Reconciler struct {
 	desired  map[netip.Prefix]*cover
 	expiries expiryHeap
 	failed   bool
+	// skipLists is how many periodic verify passes skip listing elements.
+	skipLists int
 
 	stats reconcilerStats
 }
@@ -209,7 +211,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-expiry.C:
 			r.expire(ctx, time.Now())
 		case <-verifyC:
-			r.verify(ctx)
+			r.periodicVerify(ctx)
 		case <-retry.C:
 			if r.failed {
 				if _, err := r.verify(ctx); err == nil {
@@ -498,6 +500,29 @@ type ensurer interface {
 // expiryTolerance absorbs the rounding of kernel timeouts (nft keeps
 // milliseconds, the clocks differ by microseconds).
 const expiryTolerance = 2 * time.Second
+
+// periodicVerify always re-creates missing kernel objects, but lists
+// elements only as often as keeps listing under a tenth of the interval: a
+// dump of a million-element nft set takes tens of seconds of kernel time.
+func (r *Reconciler) periodicVerify(ctx context.Context) {
+	if r.skipLists > 0 {
+		r.skipLists--
+		for _, b := range r.backends {
+			if e, ok := b.(ensurer); ok {
+				if err := e.Ensure(ctx); err != nil {
+					r.stats.applyErrors.Add(1)
+					r.failed = true
+				}
+			}
+		}
+		return
+	}
+	start := time.Now()
+	r.verify(ctx)
+	if budget := r.cfg.VerifyInterval / 10; budget > 0 {
+		r.skipLists = int(time.Since(start) / budget)
+	}
+}
 
 func (r *Reconciler) verify(ctx context.Context) (Drift, error) {
 	var drift Drift
