@@ -18,6 +18,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// httpClient bounds every request a test makes.
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
 // serve runs s on a random loopback port until the test ends and returns
 // its base URL.
 func serve(t testing.TB, s *Server) string {
@@ -40,7 +43,7 @@ func serve(t testing.TB, s *Server) string {
 
 func get(t testing.TB, url string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := httpClient.Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -257,7 +260,7 @@ func TestWebConfig(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", base+"/metrics", nil)
 	req.SetBasicAuth("moat", "s3cret")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

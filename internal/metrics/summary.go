@@ -257,6 +257,10 @@ func Summarize(fams map[string]*dto.MetricFamily) Summary {
 
 	sc := map[string]*ScenarioRow{}
 	scRow := func(name string) *ScenarioRow {
+		if name == "" {
+			// Decisions added by hand or imported carry no scenario.
+			name = "(none)"
+		}
 		r := sc[name]
 		if r == nil {
 			r = &ScenarioRow{Name: name}
