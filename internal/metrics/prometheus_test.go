@@ -101,6 +101,16 @@ scrape_configs:
 			if q <= 0 || q > 0.003 {
 				t.Errorf("p99 from Prometheus = %v, want in (0, 3ms]", q)
 			}
+			// Every query of the Grafana board is valid PromQL.
+			r := strings.NewReplacer("$__rate_interval", "1m", "$__range", "5m", "$instance", ".*")
+			for _, e := range dashboardExprs(t) {
+				if strings.HasPrefix(e, "label_values(") {
+					continue
+				}
+				if _, err := promQuery(promAddr, r.Replace(e)); err != nil && !strings.Contains(err.Error(), "series, want 1") {
+					t.Errorf("dashboard query %s: %v", e, err)
+				}
+			}
 			return
 		}
 	}
