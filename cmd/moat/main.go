@@ -94,6 +94,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.hubCmd(),
 		a.explainCmd(),
 		a.genDocsCmd(),
+		a.metricsCmd(),
 		// admin commands that talk to the daemon over api.socket:
 	)
 	return root

@@ -170,7 +170,9 @@ func (w *world) DecisionCounts(context.Context) (DecisionCounts, error) {
 		for k, v := range m {
 			out = append(out, CreatedStat{Scenario: k[0], Origin: model.Origin(k[1]), Count: v})
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Scenario+string(out[i].Origin) < out[j].Scenario+string(out[j].Origin) })
+		sort.Slice(out, func(i, j int) bool {
+			return out[i].Scenario+string(out[i].Origin) < out[j].Scenario+string(out[j].Origin)
+		})
 		return out
 	}
 	dc.Decisions = created(w.created)

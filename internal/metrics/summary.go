@@ -347,7 +347,7 @@ func Summarize(fams map[string]*dto.MetricFamily) Summary {
 		kRow("nftables", x.labels["set"]).Bytes = x.value
 	}
 	if _, ok := fams["moat_xdp_dropped_packets_total"]; ok {
-		r := kRow("xdp", "(all maps)")
+		r := kRow("xdp", "(program)")
 		r.Packets = total(fams, "moat_xdp_dropped_packets_total")
 		r.Bytes = total(fams, "moat_xdp_dropped_bytes_total")
 	}
