@@ -74,6 +74,7 @@ func (c *cover) expiry() time.Time {
 type request struct {
 	add, remove []model.Decision
 	verify      bool
+	fn          func() error
 	done        chan result
 }
 
@@ -85,14 +86,42 @@ type result struct {
 type reconcilerStats struct {
 	batches, applyErrors, refused, drift atomic.Uint64
 	entries                              atomic.Int64
+	byClass                              [numClasses]atomic.Int64
 	lastApplyNanos                       atomic.Int64
+}
+
+// Entry classes, as the backends store them: single addresses and ranges,
+// per family.
+const (
+	Single4 = iota
+	Single6
+	Range4
+	Range6
+	numClasses
+)
+
+// ClassNames names the entry classes as moat's nftables sets do.
+var ClassNames = [numClasses]string{"ban4", "ban6", "ban4_range", "ban6_range"}
+
+func classOf(p netip.Prefix) int {
+	c := Single4
+	if p.Addr().Is6() {
+		c = Single6
+	}
+	if p.Bits() != p.Addr().BitLen() {
+		c += Range4
+	}
+	return c
 }
 
 // ReconcilerStats is a snapshot of the reconciler's counters.
 type ReconcilerStats struct {
 	Batches, ApplyErrors, Refused, Drift uint64
-	Entries                              int64
-	LastApply                            time.Duration
+	// Entries is the number of prefixes the kernel should hold; ByClass
+	// splits it by ClassNames.
+	Entries   int64
+	ByClass   [numClasses]int64
+	LastApply time.Duration
 }
 
 // NewReconciler returns a reconciler over the given backends.
@@ -116,13 +145,35 @@ func NewReconciler(cfg ReconcilerConfig, backends ...Backend) *Reconciler {
 
 // Stats returns the counters; safe from any goroutine.
 func (r *Reconciler) Stats() ReconcilerStats {
-	return ReconcilerStats{
+	st := ReconcilerStats{
 		Batches:     r.stats.batches.Load(),
 		ApplyErrors: r.stats.applyErrors.Load(),
 		Refused:     r.stats.refused.Load(),
 		Drift:       r.stats.drift.Load(),
 		Entries:     r.stats.entries.Load(),
 		LastApply:   time.Duration(r.stats.lastApplyNanos.Load()),
+	}
+	for i := range st.ByClass {
+		st.ByClass[i] = r.stats.byClass[i].Load()
+	}
+	return st
+}
+
+// Do runs fn on the reconciler's goroutine between batches. Backends are
+// not safe for concurrent use: whoever reads one (metrics, status) goes
+// through here rather than racing the writer.
+func (r *Reconciler) Do(ctx context.Context, fn func() error) error {
+	req := &request{fn: fn, done: make(chan result, 1)}
+	select {
+	case r.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case res := <-req.done:
+		return res.err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -239,6 +290,10 @@ func (r *Reconciler) armExpiry(t *time.Timer) {
 // batch gathers requests that are already queued (or arrive within the
 // window), applies them as one diff and answers every waiter.
 func (r *Reconciler) batch(ctx context.Context, first *request) {
+	if first.fn != nil {
+		first.done <- result{err: first.fn()}
+		return
+	}
 	if first.verify {
 		drift, err := r.verify(ctx)
 		first.done <- result{err: err, drift: drift}
@@ -256,12 +311,9 @@ gather:
 	for n < r.cfg.MaxBatch {
 		select {
 		case req := <-r.reqs:
-			if req.verify {
-				// Answer after this batch so the verify sees it.
-				defer func() {
-					drift, err := r.verify(ctx)
-					req.done <- result{err: err, drift: drift}
-				}()
+			if req.verify || req.fn != nil {
+				// Answer after this batch so it sees the batch applied.
+				defer r.answerLater(ctx, req)
 				break gather
 			}
 			reqs = append(reqs, req)
@@ -272,11 +324,8 @@ gather:
 			}
 			select {
 			case req := <-r.reqs:
-				if req.verify {
-					defer func() {
-						drift, err := r.verify(ctx)
-						req.done <- result{err: err, drift: drift}
-					}()
+				if req.verify || req.fn != nil {
+					defer r.answerLater(ctx, req)
 					break gather
 				}
 				reqs = append(reqs, req)
@@ -351,6 +400,15 @@ gather:
 	}
 }
 
+func (r *Reconciler) answerLater(ctx context.Context, req *request) {
+	if req.fn != nil {
+		req.done <- result{err: req.fn()}
+		return
+	}
+	drift, err := r.verify(ctx)
+	req.done <- result{err: err, drift: drift}
+}
+
 // apply writes a diff to every backend. A failing backend does not stop the
 // others; it is repaired by a verify pass soon after.
 func (r *Reconciler) apply(ctx context.Context, diff Diff, expiryOnly bool) error {
@@ -408,6 +466,7 @@ func (r *Reconciler) addDecision(d model.Decision, now time.Time) error {
 	if c == nil {
 		c = &cover{until: map[int64]time.Time{}}
 		r.desired[p] = c
+		r.stats.byClass[classOf(p)].Add(1)
 	}
 	c.until[d.ID] = d.Until
 	if !d.Until.IsZero() {
@@ -425,6 +484,7 @@ func (r *Reconciler) removeDecision(p netip.Prefix, id int64) {
 	delete(c.until, id)
 	if len(c.until) == 0 {
 		delete(r.desired, p)
+		r.stats.byClass[classOf(p)].Add(-1)
 	}
 }
 
