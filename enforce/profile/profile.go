@@ -1,0 +1,494 @@
+// Package profile turns alerts into decisions with CrowdSec-format
+// profiles.yaml files: a list of YAML documents, each with expr filters
+// over the alert, the decisions to take, an optional duration expression
+// (for escalating repeat offenders) and on_success/on_failure flow control.
+// Expressions are compiled once, when the file is loaded.
+package profile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+
+	"github.com/moatsec/moat/internal/model"
+)
+
+// Counter answers the history questions duration expressions ask.
+type Counter interface {
+	// CountDecisions counts decisions taken on value since a time.
+	CountDecisions(ctx context.Context, value string, since time.Time) (int, error)
+}
+
+// Error is a profile file error at a line.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// rawProfile is one YAML document as written.
+type rawProfile struct {
+	Name          string        `yaml:"name"`
+	Debug         bool          `yaml:"debug"`
+	Filters       []string      `yaml:"filters"`
+	Decisions     []rawDecision `yaml:"decisions"`
+	DurationExpr  string        `yaml:"duration_expr"`
+	Notifications []string      `yaml:"notifications"`
+	OnSuccess     string        `yaml:"on_success"`
+	OnFailure     string        `yaml:"on_failure"`
+}
+
+type rawDecision struct {
+	Type     string `yaml:"type"`
+	Duration string `yaml:"duration"`
+	Scope    string `yaml:"scope"`
+}
+
+// Decision is a decision template of a profile.
+type Decision struct {
+	Type     string
+	Duration time.Duration
+	Scope    string // "" takes the alert's scope
+}
+
+// Profile is one compiled profile.
+type Profile struct {
+	Name      string
+	Debug     bool
+	Decisions []Decision
+	OnSuccess string
+	OnFailure string
+
+	filters      []*vm.Program
+	filterSrc    []string
+	durationExpr *vm.Program
+}
+
+// Set is an ordered list of profiles, evaluated first to last.
+type Set struct {
+	Profiles []*Profile
+}
+
+// Load reads and compiles a profiles file.
+func Load(path string) (*Set, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load profiles: %w", err)
+	}
+	return Parse(path, data)
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+var unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+
+func yamlError(file string, err error) error {
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	m := yamlLine.FindStringSubmatch(strings.TrimSpace(msgs[0]))
+	if m == nil {
+		return &Error{File: file, Msg: strings.TrimPrefix(msgs[0], "yaml: ")}
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg := m[2]
+	if f := unknownField.FindStringSubmatch(msg); f != nil {
+		msg = fmt.Sprintf("unknown key %q", f[1])
+	}
+	return &Error{File: file, Line: line, Msg: msg}
+}
+
+// Parse compiles the profiles in data; file names it in errors.
+func Parse(file string, data []byte) (*Set, error) {
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	nodes := yaml.NewDecoder(bytes.NewReader(data))
+	set := &Set{}
+	names := map[string]bool{}
+	for {
+		var raw rawProfile
+		err := strict.Decode(&raw)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, yamlError(file, err)
+		}
+		var doc yaml.Node
+		if err := nodes.Decode(&doc); err != nil {
+			return nil, yamlError(file, err)
+		}
+		p, err := compile(file, raw, &doc)
+		if err != nil {
+			return nil, err
+		}
+		if names[p.Name] {
+			return nil, &Error{File: file, Line: lineOf(&doc, "name", -1), Msg: fmt.Sprintf("duplicate profile name %q", p.Name)}
+		}
+		names[p.Name] = true
+		set.Profiles = append(set.Profiles, p)
+	}
+	if len(set.Profiles) == 0 {
+		return nil, &Error{File: file, Msg: "no profiles"}
+	}
+	return set, nil
+}
+
+// lineOf finds the line of key (and of its idx-th item when idx >= 0) in
+// a document, or the document's line.
+func lineOf(doc *yaml.Node, key string, idx int) int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return n.Line
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value != key {
+			continue
+		}
+		v := n.Content[i+1]
+		if idx >= 0 && v.Kind == yaml.SequenceNode && idx < len(v.Content) {
+			return v.Content[idx].Line
+		}
+		if idx >= 0 {
+			return v.Line
+		}
+		return n.Content[i].Line
+	}
+	return n.Line
+}
+
+func exprOptions() []expr.Option {
+	return []expr.Option{expr.Env(Env{}), expr.Optimize(true)}
+}
+
+func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
+	bad := func(key string, idx int, format string, args ...any) error {
+		return &Error{File: file, Line: lineOf(doc, key, idx), Msg: fmt.Sprintf(format, args...)}
+	}
+	if raw.Name == "" {
+		return nil, bad("name", -1, "profile without a name")
+	}
+	p := &Profile{Name: raw.Name, Debug: raw.Debug, OnSuccess: raw.OnSuccess, OnFailure: raw.OnFailure}
+	switch raw.OnSuccess {
+	case "", "continue", "break":
+	default:
+		return nil, bad("on_success", -1, "profile %s: on_success %q: want break or continue", raw.Name, raw.OnSuccess)
+	}
+	switch raw.OnFailure {
+	case "", "continue", "break", "apply":
+	default:
+		return nil, bad("on_failure", -1, "profile %s: on_failure %q: want break or continue", raw.Name, raw.OnFailure)
+	}
+	if len(raw.Filters) == 0 {
+		return nil, bad("filters", -1, "profile %s: no filters", raw.Name)
+	}
+	for i, f := range raw.Filters {
+		prog, err := expr.Compile(f, append(exprOptions(), expr.AsBool())...)
+		if err != nil {
+			return nil, bad("filters", i, "profile %s: filter %q: %v", raw.Name, f, firstLine(err))
+		}
+		p.filters = append(p.filters, prog)
+		p.filterSrc = append(p.filterSrc, f)
+	}
+	for i, d := range raw.Decisions {
+		dur, err := time.ParseDuration(d.Duration)
+		if err != nil || dur <= 0 {
+			return nil, bad("decisions", i, "profile %s: decision duration %q: want a positive duration like 4h", raw.Name, d.Duration)
+		}
+		typ := d.Type
+		if typ == "" {
+			typ = "ban"
+		}
+		switch strings.ToLower(d.Scope) {
+		case "", "ip", "range":
+		default:
+			return nil, bad("decisions", i, "profile %s: decision scope %q: moat decides on Ip and Range only", raw.Name, d.Scope)
+		}
+		p.Decisions = append(p.Decisions, Decision{Type: typ, Duration: dur, Scope: d.Scope})
+	}
+	if raw.DurationExpr != "" {
+		prog, err := expr.Compile(raw.DurationExpr, append(exprOptions(), expr.AsKind(reflect.String))...)
+		if err != nil {
+			return nil, bad("duration_expr", -1, "profile %s: duration_expr: %v", raw.Name, firstLine(err))
+		}
+		p.durationExpr = prog
+	}
+	return p, nil
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// Outcome is what the profiles decided for one alert.
+type Outcome struct {
+	// Decisions carry no ID yet.
+	Decisions []model.Decision
+	// Profile is the name of the last profile that matched.
+	Profile string
+	// Trace explains the evaluation of profiles with debug: true.
+	Trace []string
+	// Warnings are problems that did not stop a decision (a duration
+	// expression that failed falls back to the profile's duration).
+	Warnings []string
+}
+
+// Decide runs the profiles on a. c answers history questions; it may be
+// nil when no profile uses them.
+func (s *Set) Decide(ctx context.Context, a model.Alert, c Counter, now time.Time) (Outcome, error) {
+	var out Outcome
+	st := &state{ctx: ctx, counter: c, now: now}
+	env := Env{Alert: newAlert(a), st: st}
+	for _, p := range s.Profiles {
+		matched := false
+		for i, prog := range p.filters {
+			v, err := vm.Run(prog, env)
+			if err == nil {
+				err = st.err
+			}
+			if err != nil {
+				return Outcome{}, fmt.Errorf("profile %s: filter %q: %w", p.Name, p.filterSrc[i], err)
+			}
+			if b, _ := v.(bool); b {
+				matched = true
+				break
+			}
+		}
+		if p.Debug {
+			out.Trace = append(out.Trace, fmt.Sprintf("profile %s: alert %s %s: matched=%v", p.Name, a.Scenario, a.Value, matched))
+		}
+		if !matched {
+			if p.OnFailure == "break" {
+				break
+			}
+			continue
+		}
+		out.Profile = p.Name
+		ds, err := p.decisions(env, a, now, &out)
+		if err != nil {
+			return Outcome{}, err
+		}
+		out.Decisions = append(out.Decisions, ds...)
+		if p.OnSuccess == "break" {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (p *Profile) decisions(env Env, a model.Alert, now time.Time, out *Outcome) ([]model.Decision, error) {
+	if !a.Source.IsValid() {
+		// Custom scopes (users, countries) cannot be banned in the kernel.
+		if p.Debug {
+			out.Trace = append(out.Trace, fmt.Sprintf("profile %s: scope %q of %s has no address: no decision", p.Name, a.Scope, a.Value))
+		}
+		return nil, nil
+	}
+	var ds []model.Decision
+	for _, spec := range p.Decisions {
+		dur := spec.Duration
+		if p.durationExpr != nil {
+			v, err := vm.Run(p.durationExpr, env)
+			if err == nil {
+				err = env.st.err
+			}
+			if err != nil {
+				return nil, fmt.Errorf("profile %s: duration_expr: %w", p.Name, err)
+			}
+			s, _ := v.(string)
+			d, perr := time.ParseDuration(s)
+			switch {
+			case perr != nil || d <= 0:
+				out.Warnings = append(out.Warnings, fmt.Sprintf("profile %s: duration_expr gave %q, not a positive duration: using %s", p.Name, s, dur))
+			default:
+				dur = d
+			}
+		}
+		value := a.Source
+		if strings.EqualFold(spec.Scope, model.ScopeRange) && value.Bits() == value.Addr().BitLen() {
+			if p.Debug {
+				out.Trace = append(out.Trace, fmt.Sprintf("profile %s: Range decision on single address %s: taken as the address", p.Name, a.Value))
+			}
+		}
+		d := model.Decision{
+			Value:     value,
+			Type:      spec.Type,
+			Origin:    model.OriginLocal,
+			Scenario:  a.Scenario,
+			Reason:    a.Message,
+			Until:     now.Add(dur),
+			Simulated: a.Simulated,
+			ReadAt:    a.ReadAt,
+		}
+		if p.Debug {
+			out.Trace = append(out.Trace, fmt.Sprintf("profile %s: %s %s for %s", p.Name, d.Type, a.Value, dur))
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// state is what helper methods need at run time; the first error a helper
+// hits is kept and fails the evaluation.
+type state struct {
+	ctx     context.Context
+	counter Counter
+	now     time.Time
+	err     error
+}
+
+func (st *state) fail(err error) {
+	if st.err == nil {
+		st.err = err
+	}
+}
+
+// Env is the expression environment: the alert and CrowdSec's helpers.
+type Env struct {
+	Alert *Alert
+	st    *state
+}
+
+// GetDecisionsCount counts every decision ever taken on value (within the
+// store's retention).
+func (e Env) GetDecisionsCount(value string) int {
+	return e.count(value, time.Time{})
+}
+
+// GetDecisionsSinceCount counts decisions on value within the last since
+// (a Go duration such as "24h").
+func (e Env) GetDecisionsSinceCount(value, since string) int {
+	d, err := time.ParseDuration(since)
+	if err != nil {
+		e.st.fail(fmt.Errorf("GetDecisionsSinceCount: %w", err))
+		return 0
+	}
+	return e.count(value, e.st.now.Add(-d))
+}
+
+func (e Env) count(value string, since time.Time) int {
+	if e.st == nil || e.st.counter == nil {
+		return 0
+	}
+	n, err := e.st.counter.CountDecisions(e.st.ctx, canonicalValue(value), since)
+	if err != nil {
+		e.st.fail(err)
+	}
+	return n
+}
+
+// canonicalValue writes value as the store does, so "::ffff:1.2.3.4" and
+// "1.2.3.4" count the same decisions.
+func canonicalValue(v string) string {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		p = p.Masked()
+		if p.Bits() == p.Addr().BitLen() {
+			return p.Addr().String()
+		}
+		return p.String()
+	}
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a.Unmap().String()
+	}
+	return v
+}
+
+// Sprintf is fmt.Sprintf.
+func (e Env) Sprintf(format string, args ...any) string {
+	return fmt.Sprintf(format, args...)
+}
+
+// ToLower, Lower and Upper change case.
+func (e Env) ToLower(s string) string { return strings.ToLower(s) }
+func (e Env) Lower(s string) string   { return strings.ToLower(s) }
+func (e Env) Upper(s string) string   { return strings.ToUpper(s) }
+
+// IpInRange reports whether ip is inside cidr.
+func (e Env) IpInRange(ip, cidr string) bool {
+	a, err1 := netip.ParseAddr(ip)
+	p, err2 := netip.ParsePrefix(cidr)
+	return err1 == nil && err2 == nil && p.Contains(a.Unmap())
+}
+
+// Alert is the alert as expressions see it, with CrowdSec's accessors.
+type Alert struct {
+	Scenario        string
+	ScenarioVersion string
+	Message         string
+	Remediation     bool
+	Simulated       bool
+	EventsCount     int
+	Meta            map[string]string
+	Labels          map[string]string
+	Source          Source
+	StartAt         time.Time
+	StopAt          time.Time
+}
+
+// Source is the alert's source.
+type Source struct {
+	Scope string
+	Value string
+	IP    string
+	Range string
+}
+
+func newAlert(a model.Alert) *Alert {
+	v := &Alert{
+		Scenario: a.Scenario, ScenarioVersion: a.ScenarioVersion, Message: a.Message,
+		Remediation: a.Remediation, Simulated: a.Simulated, EventsCount: a.EventsCount,
+		Meta: a.Meta, Labels: a.Labels, StartAt: a.Start, StopAt: a.Stop,
+		Source: Source{Scope: a.Scope, Value: a.Value},
+	}
+	if a.Source.IsValid() {
+		if a.Source.Bits() == a.Source.Addr().BitLen() {
+			v.Source.IP = a.Source.Addr().String()
+		} else {
+			v.Source.Range = a.Source.String()
+		}
+	}
+	return v
+}
+
+// GetScope is the source's scope ("Ip", "Range", ...).
+func (a *Alert) GetScope() string { return a.Source.Scope }
+
+// GetValue is the source's value.
+func (a *Alert) GetValue() string { return a.Source.Value }
+
+// GetScenario is the scenario's name.
+func (a *Alert) GetScenario() string { return a.Scenario }
+
+// GetEventsCount is how many events filled the bucket.
+func (a *Alert) GetEventsCount() int { return a.EventsCount }
+
+// GetMeta returns a meta value of the alert.
+func (a *Alert) GetMeta(key string) string { return a.Meta[key] }
