@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Builds the moat Debian package offline into dist/ (make deb).
 #
 # The checkout stays clean: the committed tree (REF, default HEAD; work in
@@ -8,7 +8,9 @@
 # unshared when the caller is root.
 #
 # Environment:
-#   REF          the commit to package (default: HEAD)
+#   REF          the commit to package (default: HEAD), or "worktree" for
+#                the files in the checkout (tracked and untracked, not
+#                ignored), as `go test` sees them: the packaging tests use it
 #   DEB_VERSION  package version (default: from git describe, see below)
 #   OUT_DIR      where the .deb goes (default: dist)
 #   BUILD_ROOT   where the build tree goes (default: OUT_DIR/build)
@@ -46,8 +48,13 @@ debian_version() {
 	esac
 }
 
-ref=$(git rev-parse --verify "${REF:-HEAD}^{commit}")
-version=${DEB_VERSION:-$(debian_version)}
+if [ "${REF:-HEAD}" = worktree ]; then
+	ref=$(git rev-parse --verify HEAD)
+	version=${DEB_VERSION:-$(debian_version)+wt$(date -u +%Y%m%d%H%M%S)}
+else
+	ref=$(git rev-parse --verify "${REF:-HEAD}^{commit}")
+	version=${DEB_VERSION:-$(debian_version)}
+fi
 out=$(mkdir -p "${OUT_DIR:-dist}" && cd "${OUT_DIR:-dist}" && pwd)
 build_root=${BUILD_ROOT:-$out/build}
 src=$build_root/moat-$version
@@ -57,7 +64,15 @@ export GOCACHE
 echo "build-deb: moat $version in $src"
 rm -rf "$src"
 mkdir -p "$src"
-git archive --format=tar "$ref" | tar -x -C "$src"
+if [ "${REF:-HEAD}" = worktree ]; then
+	# Files deleted in the checkout but still tracked are skipped.
+	git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+		[ -e "$f" ] || [ -L "$f" ] || continue
+		printf '%s\0' "$f"
+	done | xargs -0 -r cp --parents -P -t "$src"
+else
+	git archive --format=tar "$ref" | tar -x -C "$src"
+fi
 rm -rf "$src/debian"
 cp -R "$src/packaging/debian" "$src/debian"
 cp "$src/packaging/moat.service" "$src/debian/moat.service"
