@@ -574,6 +574,38 @@ func (s *Store) DeleteDecisions(ctx context.Context, f Filter) ([]model.Decision
 	return s.deleteWhere(ctx, f)
 }
 
+// DeleteIDs marks the active decisions with these IDs deleted and returns
+// them.
+func (s *Store) DeleteIDs(ctx context.Context, ids []int64) ([]model.Decision, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	now := time.Now()
+	var out []model.Decision
+	err := s.write(ctx, func(tx *sql.Tx, seq int64) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE decisions SET deleted_at = ?, del_seq = ? WHERE id = ? AND deleted_at IS NULL RETURNING `+recordCols)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, id := range ids {
+			r, err := scanRecord(st.QueryRowContext(ctx, now.UnixNano(), seq, id))
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, r.Decision)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete decisions: %w", err)
+	}
+	return out, nil
+}
+
 // DeleteAll marks every active decision deleted and returns them.
 func (s *Store) DeleteAll(ctx context.Context) ([]model.Decision, error) {
 	return s.deleteWhere(ctx, Filter{})

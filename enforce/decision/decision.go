@@ -1,0 +1,382 @@
+// Package decision is the decision service: it turns alerts into decisions
+// with the profiles, keeps allowlisted sources out, persists everything in
+// the store and hands bans to the kernel enforcer.
+//
+// Two paths, two orders. Decisions an admin or a client adds (Add) are
+// committed first and enforced second, so an acknowledged decision is never
+// lost. Decisions from local alerts (HandleAlert) nobody acknowledges; they
+// go to the enforcer while their row is being committed, so SQLite's commit
+// is not on the log-line-to-kernel path, and HandleAlert returns when both
+// are done (the next alert's escalation count then sees this one).
+package decision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/moatsec/moat/enforce/profile"
+	"github.com/moatsec/moat/enforce/store"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// Enforcer puts decisions in the kernel. Apply returns once the kernel
+// holds the change; decisions are reference counted by ID.
+type Enforcer interface {
+	Apply(ctx context.Context, add, remove []model.Decision) error
+}
+
+// Errors callers can test for.
+var (
+	ErrAllowlisted = errors.New("source is allowlisted")
+	ErrEmptyFilter = errors.New("empty filter: say which decisions, or delete all explicitly")
+	ErrConfigEntry = errors.New("entry comes from the configuration file")
+	ErrInvalid     = errors.New("invalid decision")
+)
+
+// DefaultRetention is how long ended decisions and old alerts are kept; it
+// bounds both the file and how far back escalation looks.
+const DefaultRetention = 30 * 24 * time.Hour
+
+// Service is the decision service. It is safe for concurrent use.
+type Service struct {
+	st       *store.Store
+	profiles *profile.Set
+	enf      Enforcer
+
+	// Retention of ended decisions and alerts.
+	Retention time.Duration
+	// Observe, when set, sees every alert's profile outcome (debug traces
+	// and warnings) for the caller to log.
+	Observe func(model.Alert, profile.Outcome)
+
+	mu        sync.RWMutex
+	fromCfg   []netip.Prefix
+	allowlist []store.AllowEntry
+
+	stats struct {
+		sync.Mutex
+		alerts, decisions, allowlisted int64
+	}
+}
+
+// New builds the service. enf may be nil when no kernel backend runs
+// (decisions are then only stored and served to bouncers). allowlist holds
+// the configuration file's entries; entries added from the CLI live in the
+// store.
+func New(st *store.Store, profiles *profile.Set, enf Enforcer, allowlist ...netip.Prefix) (*Service, error) {
+	s := &Service{st: st, profiles: profiles, enf: enf, Retention: DefaultRetention}
+	for _, p := range allowlist {
+		s.fromCfg = append(s.fromCfg, store.Canonical(p))
+	}
+	entries, err := st.ListAllow(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("decision service: %w", err)
+	}
+	s.allowlist = entries
+	return s, nil
+}
+
+// Store is the service's store.
+func (s *Service) Store() *store.Store { return s.st }
+
+// Allowlisted reports whether p overlaps an allowlist entry. Overlap, not
+// containment: a range ban must not cover an allowlisted address either.
+func (s *Service) Allowlisted(p netip.Prefix) bool {
+	p = store.Canonical(p)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, a := range s.fromCfg {
+		if a.Overlaps(p) {
+			return true
+		}
+	}
+	for _, e := range s.allowlist {
+		if e.Value.Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func enforceable(ds []model.Decision) []model.Decision {
+	var out []model.Decision
+	for _, d := range ds {
+		if !d.Simulated {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// HandleAlert stores a local alert, runs the profiles, drops decisions on
+// allowlisted sources and enforces the rest (simulated decisions are stored
+// only). It returns the decisions taken.
+func (s *Service) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error) {
+	now := time.Now()
+	s.count(func() { s.stats.alerts++ })
+	var ds []model.Decision
+	if a.Source.IsValid() && s.Allowlisted(a.Source) {
+		s.count(func() { s.stats.allowlisted++ })
+	} else {
+		out, err := s.profiles.Decide(ctx, a, s.st, now)
+		if err != nil {
+			return nil, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+		}
+		if s.Observe != nil {
+			s.Observe(a, out)
+		}
+		for _, d := range out.Decisions {
+			if s.Allowlisted(d.Value) {
+				s.count(func() { s.stats.allowlisted++ })
+				continue
+			}
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) > 0 {
+		id := s.st.ReserveIDs(len(ds))
+		for i := range ds {
+			ds[i].ID = id + int64(i)
+		}
+	}
+	stored := make(chan error, 1)
+	go func() {
+		// The insert must finish even if ctx ends now: the kernel may
+		// already hold the ban.
+		_, err := s.st.InsertAlert(context.WithoutCancel(ctx), a, ds)
+		stored <- err
+	}()
+	var enfErr error
+	if add := enforceable(ds); len(add) > 0 && s.enf != nil {
+		enfErr = s.enf.Apply(ctx, add, nil)
+	}
+	storeErr := <-stored
+	if err := errors.Join(storeErr, enfErr); err != nil {
+		return ds, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+	}
+	s.count(func() { s.stats.decisions += int64(len(ds)) })
+	return ds, nil
+}
+
+func (s *Service) count(f func()) {
+	s.stats.Lock()
+	f()
+	s.stats.Unlock()
+}
+
+// Stats counts what the service handled since start.
+type Stats struct {
+	Alerts      int64 `json:"alerts"`
+	Decisions   int64 `json:"decisions"`
+	Allowlisted int64 `json:"allowlisted"`
+}
+
+// Stats returns the counters.
+func (s *Service) Stats() Stats {
+	s.stats.Lock()
+	defer s.stats.Unlock()
+	return Stats{Alerts: s.stats.alerts, Decisions: s.stats.decisions, Allowlisted: s.stats.allowlisted}
+}
+
+// Validate checks a decision from outside (CLI, API) and fills defaults.
+func Validate(d *model.Decision, now time.Time) error {
+	if !d.Value.IsValid() {
+		return fmt.Errorf("%w: no address or range", ErrInvalid)
+	}
+	if z := d.Value.Addr().Zone(); z != "" {
+		return fmt.Errorf("%w: zoned address", ErrInvalid)
+	}
+	d.Value = store.Canonical(d.Value)
+	if d.Type == "" {
+		d.Type = "ban"
+	}
+	if len(d.Type) > 64 || len(d.Scenario) > 512 || len(d.Reason) > 1024 {
+		return fmt.Errorf("%w: field too long", ErrInvalid)
+	}
+	if !d.Until.IsZero() && !d.Until.After(now) {
+		return fmt.Errorf("%w: already expired", ErrInvalid)
+	}
+	return nil
+}
+
+// Add validates, commits and then enforces decisions (IDs are assigned in
+// ds). When Add returns nil the decisions are durable and, unless
+// simulated, in the kernel.
+func (s *Service) Add(ctx context.Context, ds []model.Decision) error {
+	now := time.Now()
+	for i := range ds {
+		if err := Validate(&ds[i], now); err != nil {
+			return fmt.Errorf("decision %s: %w", ds[i].Value, err)
+		}
+		if s.Allowlisted(ds[i].Value) {
+			return fmt.Errorf("decision %s: %w", ds[i].Value, ErrAllowlisted)
+		}
+	}
+	if err := s.st.InsertDecisions(ctx, ds); err != nil {
+		return err
+	}
+	if add := enforceable(ds); len(add) > 0 && s.enf != nil {
+		if err := s.enf.Apply(ctx, add, nil); err != nil {
+			return fmt.Errorf("decisions stored but not enforced: %w", err)
+		}
+	}
+	s.count(func() { s.stats.decisions += int64(len(ds)) })
+	return nil
+}
+
+// Delete deletes the active decisions f selects, in the store and then in
+// the kernel, and returns them. An empty filter is refused.
+func (s *Service) Delete(ctx context.Context, f store.Filter) ([]model.Decision, error) {
+	if f.Empty() {
+		return nil, ErrEmptyFilter
+	}
+	ds, err := s.st.DeleteDecisions(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return ds, s.unenforce(ctx, ds)
+}
+
+// DeleteAll deletes every active decision.
+func (s *Service) DeleteAll(ctx context.Context) ([]model.Decision, error) {
+	ds, err := s.st.DeleteAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ds, s.unenforce(ctx, ds)
+}
+
+func (s *Service) unenforce(ctx context.Context, ds []model.Decision) error {
+	if rm := enforceable(ds); len(rm) > 0 && s.enf != nil {
+		if err := s.enf.Apply(ctx, nil, rm); err != nil {
+			return fmt.Errorf("decisions deleted from the store but not from the kernel: %w", err)
+		}
+	}
+	return nil
+}
+
+// ActiveDecisions returns the decisions the kernel must hold now (active
+// and not simulated): the reconciler's seed at start.
+func (s *Service) ActiveDecisions(ctx context.Context) ([]model.Decision, error) {
+	ds, err := s.st.Active(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return enforceable(ds), nil
+}
+
+// List returns stored decisions.
+func (s *Service) List(ctx context.Context, f store.Filter) ([]store.Record, error) {
+	return s.st.ListDecisions(ctx, f)
+}
+
+// Expire marks decisions that ran out as deleted in the store so bouncer
+// streams report them. The kernel expires them on its own.
+func (s *Service) Expire(ctx context.Context) (int, error) {
+	return s.st.Expire(ctx, time.Now())
+}
+
+// Run sweeps expired decisions every second and prunes the store hourly,
+// until ctx ends. Errors are returned only through report (may be nil),
+// since a failed sweep is retried on the next tick.
+func (s *Service) Run(ctx context.Context, report func(error)) error {
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	var err error
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sweep.C:
+			_, err = s.Expire(ctx)
+		case now := <-prune.C:
+			_, err = s.st.Prune(ctx, now.Add(-s.Retention))
+		}
+		if err != nil && report != nil && ctx.Err() == nil {
+			report(err)
+		}
+	}
+}
+
+// AllowEntry is an allowlist entry as listed.
+type AllowEntry struct {
+	Value   netip.Prefix `json:"value"`
+	Reason  string       `json:"reason"`
+	Created time.Time    `json:"created_at,omitzero"`
+	// Config marks entries from the configuration file, which only the
+	// file can remove.
+	Config bool `json:"config"`
+}
+
+// AddAllow adds an allowlist entry and lifts the active decisions it
+// overlaps (from the store and the kernel). It returns those decisions.
+func (s *Service) AddAllow(ctx context.Context, value netip.Prefix, reason string) ([]model.Decision, error) {
+	if !value.IsValid() || value.Addr().Zone() != "" {
+		return nil, fmt.Errorf("allowlist: %w: bad address or range", ErrInvalid)
+	}
+	if len(reason) > 1024 {
+		return nil, fmt.Errorf("allowlist: %w: reason too long", ErrInvalid)
+	}
+	value = store.Canonical(value)
+	e := store.AllowEntry{Value: value, Reason: reason, Created: time.Now()}
+	if err := s.st.AddAllow(ctx, e); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.allowlist = append(s.allowlist, e)
+	s.mu.Unlock()
+	active, err := s.st.Active(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, d := range active {
+		if value.Overlaps(d.Value) {
+			ids = append(ids, d.ID)
+		}
+	}
+	lifted, err := s.st.DeleteIDs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	return lifted, s.unenforce(ctx, lifted)
+}
+
+// DeleteAllow removes a CLI-managed allowlist entry.
+func (s *Service) DeleteAllow(ctx context.Context, value netip.Prefix) error {
+	value = store.Canonical(value)
+	s.mu.RLock()
+	fromCfg := slices.Contains(s.fromCfg, value)
+	s.mu.RUnlock()
+	if fromCfg {
+		return fmt.Errorf("allowlist entry %s: %w", store.ValueString(value), ErrConfigEntry)
+	}
+	if err := s.st.DeleteAllow(ctx, value); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.allowlist = slices.DeleteFunc(s.allowlist, func(e store.AllowEntry) bool { return e.Value == value })
+	s.mu.Unlock()
+	return nil
+}
+
+// ListAllow lists the configuration's entries, then the stored ones.
+func (s *Service) ListAllow() []AllowEntry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []AllowEntry
+	for _, p := range s.fromCfg {
+		out = append(out, AllowEntry{Value: p, Reason: "configuration file", Config: true})
+	}
+	for _, e := range s.allowlist {
+		out = append(out, AllowEntry{Value: e.Value, Reason: e.Reason, Created: e.Created})
+	}
+	return out
+}
