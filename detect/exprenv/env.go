@@ -55,6 +55,10 @@ type Env struct {
 	dataPath map[string]string // base name -> path under dataDir, built lazily
 	stashes  map[string]*stash
 	reCache  map[string]*regexp.Regexp
+	// reHits caches RegexpInFile verdicts per file and input: the same
+	// user agents and paths come back again and again, and a file holds
+	// hundreds of regexps (CrowdSec's LRU strategy serves the same end).
+	reHits map[string]map[string]bool
 
 	vms sync.Pool
 }
@@ -70,6 +74,7 @@ func New(dataDir string) *Env {
 		lookups: map[string][]lookupEntry{},
 		stashes: map[string]*stash{},
 		reCache: map[string]*regexp.Regexp{},
+		reHits:  map[string]map[string]bool{},
 	}
 	e.vms.New = func() any { return &vm.VM{} }
 	e.opts = e.functions()
@@ -277,4 +282,33 @@ func ToString(v any) string {
 	default:
 		return fmt.Sprintf("%v", v)
 	}
+}
+
+// reHitsMax bounds each file's verdict cache; a full cache starts over.
+const reHitsMax = 16384
+
+func (e *Env) regexpInFile(s, file string) bool {
+	e.mu.RLock()
+	v, ok := e.reHits[file][s]
+	res := e.regexps[file]
+	e.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = false
+	for _, re := range res {
+		if re.MatchString(s) {
+			v = true
+			break
+		}
+	}
+	e.mu.Lock()
+	m := e.reHits[file]
+	if m == nil || len(m) >= reHitsMax {
+		m = make(map[string]bool)
+		e.reHits[file] = m
+	}
+	m[s] = v
+	e.mu.Unlock()
+	return v
 }

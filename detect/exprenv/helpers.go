@@ -141,16 +141,7 @@ func (e *Env) functions() []expr.Option {
 			if err := arity("RegexpInFile", p, 2); err != nil {
 				return nil, err
 			}
-			s := ToString(p[0])
-			e.mu.RLock()
-			res := e.regexps[ToString(p[1])]
-			e.mu.RUnlock()
-			for _, re := range res {
-				if re.MatchString(s) {
-					return true, nil
-				}
-			}
-			return false, nil
+			return e.regexpInFile(ToString(p[0]), ToString(p[1])), nil
 		}},
 		{"LookupFile", func(p ...any) (any, error) {
 			if err := arity("LookupFile", p, 2); err != nil {

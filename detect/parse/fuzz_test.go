@@ -108,3 +108,47 @@ func FuzzPipeline(f *testing.F) {
 		}
 	})
 }
+
+// The IPv4-only and anchored regexp variants give the same captures as
+// the full unanchored regexp.
+func FuzzGrokVariants(f *testing.F) {
+	f.Add(`198.18.241.36 - - [01/Mar/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "curl/8"`)
+	f.Add(`www.example.org:443 2001:db8::1 - bob [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/2.0" 404 0 "-" "-"`)
+	f.Add("Failed password for invalid user admin from 198.18.0.7 port 22 ssh2")
+	f.Add("Connection closed by authenticating user root 2001:db8:0:0:0:0:0:1 port 22 [preauth]")
+	f.Add("x " + strings.Repeat("a", 70) + ".example.org - - [01/Mar/2026:00:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"")
+	g := newGrokLib()
+	if err := g.loadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
+		f.Fatal(err)
+	}
+	g.add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
+	var groks []*grok
+	for _, p := range []string{
+		`(%{IPORHOST:target_fqdn}(:%{INT:port})? )?%{IPORHOST:remote_addr} - (%{NGCUSTOMUSER:remote_user} )?\[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"`,
+		`%{SSHD_FAIL}`,
+		`Connection (closed|reset) by( (authenticating|invalid) user %{USERNAME:u})? %{IP:ip} port \d+ \[preauth\]`,
+		`%{SYSLOGBASE2} %{GREEDYDATA:message}`,
+	} {
+		c, err := g.compile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if c.v4 == nil {
+			f.Fatalf("%s: no IPv4-only variant", p)
+		}
+		groks = append(groks, c)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, c := range groks {
+			got := map[string]string{}
+			m := c.match(s, func(k, v string) { got[k] = v })
+			plain := *c
+			plain.v4, plain.anch, plain.anch4, plain.fast, plain.lits = nil, nil, nil, nil, nil
+			want := map[string]string{}
+			mw := plain.match(s, func(k, v string) { want[k] = v })
+			if m != mw || !maps.Equal(got, want) {
+				t.Fatalf("%q: variants %v %v, full regexp %v %v", s, m, got, mw, want)
+			}
+		}
+	})
+}
