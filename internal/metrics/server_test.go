@@ -16,6 +16,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 // httpClient bounds every request a test makes.
@@ -211,6 +213,7 @@ func TestFailingCollector(t *testing.T) {
 
 // TestPromtoolCheckMetrics runs Prometheus's own linter over a full scrape.
 func TestPromtoolCheckMetrics(t *testing.T) {
+	testutil.RequireRoot(t)
 	promtool := needTool(t, "promtool", "prometheus")
 	s, w := newTestServer(t)
 	w.ban("198.18.0.7", "crowdsecurity/ssh-bf", time.Millisecond, s.Latency().Applied)
