@@ -357,3 +357,106 @@ func TestInstall(t *testing.T) {
 	}
 	t.Logf("install added %d paths, purge left %d", len(installed), len(minus(after, before)))
 }
+
+// unitCaps returns the unit's capability bounding set as setpriv spells
+// capabilities ("net_admin"), so the sandbox test follows the unit.
+func unitCaps(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("moat.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var caps, ambient []string
+	for l := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "CapabilityBoundingSet="); ok {
+			caps = strings.Fields(v)
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "AmbientCapabilities="); ok {
+			ambient = strings.Fields(v)
+		}
+	}
+	if len(caps) == 0 || !slices.Equal(caps, ambient) {
+		t.Fatalf("moat.service: bounding set %q and ambient set %q: want the same, non-empty", caps, ambient)
+	}
+	for i, c := range caps {
+		caps[i] = strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+	}
+	return caps
+}
+
+// TestServiceSandbox does what the daemon does to the kernel with no more
+// than the unit grants it, since systemd itself cannot be started here:
+// only the unit's capabilities (bounding and ambient, no CAP_SYS_ADMIN),
+// no new privileges, /sys and /proc/sys read-only as ProtectKernelTunables
+// makes them, /sys/fs/bpf writable. In a network namespace of its own it
+// creates moat's nftables table with a timeout set and an element, loads
+// moat's XDP object (bpf/moat_bpfel.o) with its maps pinned, and attaches
+// the program to a veth.
+func TestServiceSandbox(t *testing.T) {
+	testutil.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("SKIP (-short): loads moat's XDP program under the unit's capabilities in a network namespace")
+	}
+	need(t, "setpriv", "unshare", "nft", "bpftool", "ip")
+	var plus []string
+	for _, c := range unitCaps(t) {
+		plus = append(plus, "+"+c)
+	}
+	caps := strings.Join(plus, ",")
+	obj, err := filepath.Abs("../bpf/moat_bpfel.o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(obj); err != nil {
+		t.Skipf("SKIP: no XDP object to load: %v", err)
+	}
+	ns := testutil.NewNetNS(t)
+	ns.Run(t, "ip", "link", "add", "moat-sb0", "type", "veth", "peer", "name", "moat-sb1")
+	ns.Run(t, "ip", "link", "set", "moat-sb0", "up")
+	ns.Run(t, "ip", "link", "set", "moat-sb1", "up")
+
+	// Inside: a private mount namespace (nothing leaks to the host), a
+	// bpffs on /sys/fs/bpf as systemd mounts it at boot, then the unit's
+	// restrictions, then the work.
+	work := strings.Join([]string{
+		"nft add table inet moat",
+		"nft add set inet moat ban4 '{ type ipv4_addr; flags timeout; }'",
+		"nft add element inet moat ban4 '{ 198.18.0.1 timeout 1h }'",
+		"mkdir /sys/fs/bpf/moat",
+		"bpftool prog loadall " + obj + " /sys/fs/bpf/moat/progs type xdp",
+		"bpftool net attach xdp pinned /sys/fs/bpf/moat/progs/moat_xdp dev moat-sb0",
+		"ls /sys/fs/bpf",
+	}, " && ")
+	script := strings.Join([]string{
+		"set -e",
+		"mount -t bpf bpf /sys/fs/bpf",
+		"mount --bind /proc/sys /proc/sys",
+		"mount -o remount,ro,bind /proc/sys",
+		"mount -o remount,ro,bind /sys",
+		"exec setpriv --inh-caps=-all," + caps + " --ambient-caps=-all," + caps + " --bounding-set=-all," + caps + " --no-new-privs sh -ec '" + strings.ReplaceAll(work, "'", `'\''`) + "; grep ^CapEff /proc/self/status; if echo 1 >/proc/sys/net/ipv4/ip_forward 2>/dev/null; then echo tunables-writable; fi'",
+	}, "\n")
+	out := ns.Run(t, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	t.Logf("sandboxed with %s:\n%s", caps, out)
+	for _, want := range []string{"moat_single4", "moat_range6"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("map %s not pinned", want)
+		}
+	}
+	const capSysAdmin = 21
+	m := regexp.MustCompile(`CapEff:\s*([0-9a-f]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no CapEff in the sandbox output")
+	}
+	if eff, err := strconv.ParseUint(m[1], 16, 64); err != nil || eff&(1<<capSysAdmin) != 0 || eff == 0 {
+		t.Errorf("sandbox CapEff %s (%v): want the unit's capabilities and not CAP_SYS_ADMIN", m[1], err)
+	}
+	if strings.Contains(out, "tunables-writable") {
+		t.Error("/proc/sys was writable in the sandbox: the test does not model ProtectKernelTunables")
+	}
+	if l := ns.Run(t, "ip", "link", "show", "moat-sb0"); !strings.Contains(l, " xdp") {
+		t.Errorf("no XDP program on the veth:\n%s", l)
+	}
+	if s := ns.Run(t, "nft", "list", "set", "inet", "moat", "ban4"); !strings.Contains(s, "198.18.0.1 timeout 1h") {
+		t.Errorf("ban4 does not hold the element:\n%s", s)
+	}
+}
