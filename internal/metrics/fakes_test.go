@@ -67,7 +67,8 @@ func newWorld() *world {
 // backends and calls the Applied hook with the latency lat.
 func (w *world) ban(ip string, scen string, lat time.Duration, applied func([]model.Decision, time.Time)) model.Decision {
 	w.mu.Lock()
-	p := netip.MustParsePrefix(ip + "/32")
+	a := netip.MustParseAddr(ip)
+	p := netip.PrefixFrom(a, a.BitLen())
 	readAt := time.Now().Add(-time.Hour)
 	w.nextID++
 	d := model.Decision{ID: w.nextID, Value: p, Type: "ban", Origin: model.OriginLocal, Scenario: scen,
