@@ -284,6 +284,11 @@ func TestInstall(t *testing.T) {
 			t.Errorf("not installed: %v", err)
 		}
 	}
+	if _, err := os.Stat("grafana/moat.json"); err == nil {
+		if _, err := os.Stat(filepath.Join(root, "usr/share/moat/grafana/moat.json")); err != nil {
+			t.Errorf("the Grafana dashboard is not installed: %v", err)
+		}
+	}
 	if st, err := os.Stat(filepath.Join(root, "var/lib/moat")); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("/var/lib/moat: %v, want a 0700 directory (%v)", st, err)
 	}
