@@ -1,0 +1,94 @@
+package acquire
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moatsec/moat/detect"
+)
+
+// Source streams lines from one configured input. Stream runs in one
+// goroutine, blocks until ctx is cancelled (or, for mode cat and replays,
+// until the input is read) and returns nil on cancellation.
+type Source interface {
+	Name() string
+	Stream(ctx context.Context, out chan<- detect.Line) error
+	Stats() Stats
+}
+
+// Stats is a snapshot of a source's counters.
+type Stats struct {
+	Lines  uint64 // lines sent
+	Bytes  uint64 // bytes of input consumed (including newlines and cut parts)
+	Errors uint64 // read errors: unreadable files, corrupt journal files
+	Cut    uint64 // lines cut at max_line_length
+	// Lag is how far behind the source the newest line sent was: ReadAt
+	// minus the entry's own time (journald), or minus when moat noticed the
+	// data (files, whose lines carry no time before parsing).
+	Lag time.Duration
+	// LastError is the newest read error, for the daemon to log.
+	LastError error
+}
+
+// counters is the live, concurrently readable side of Stats.
+type counters struct {
+	lines, bytes, errors, cut atomic.Uint64
+	lag                       atomic.Int64
+	mu                        sync.Mutex
+	lastErr                   error
+}
+
+func (c *counters) fail(err error) {
+	c.errors.Add(1)
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
+}
+
+func (c *counters) snapshot() Stats {
+	c.mu.Lock()
+	last := c.lastErr
+	c.mu.Unlock()
+	return Stats{
+		Lines:     c.lines.Load(),
+		Bytes:     c.bytes.Load(),
+		Errors:    c.errors.Load(),
+		Cut:       c.cut.Load(),
+		Lag:       time.Duration(c.lag.Load()),
+		LastError: last,
+	}
+}
+
+// New builds the source cfg describes. Its position is kept under stateDir
+// ("" keeps no state: every start is a first start).
+func New(cfg Config, stateDir string) (Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultName(&cfg)
+	}
+	switch cfg.Source {
+	case KindFile:
+		return newFileSource(cfg, stateDir)
+	case KindJournal:
+		return newJournalSource(cfg, stateDir)
+	}
+	return nil, fmt.Errorf("%s: %w: source %q", cfg.Where(), ErrConfig, cfg.Source)
+}
+
+// sendAt hands l to out unless ctx ends first and returns the ReadAt it
+// stamped. ReadAt is taken here, as late as possible: time.Now is a vDSO
+// call, no syscall.
+func sendAt(ctx context.Context, out chan<- detect.Line, l detect.Line) (time.Time, bool) {
+	l.ReadAt = time.Now()
+	select {
+	case out <- l:
+		return l.ReadAt, true
+	case <-ctx.Done():
+		return l.ReadAt, false
+	}
+}
