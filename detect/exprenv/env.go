@@ -59,6 +59,9 @@ type Env struct {
 	// user agents and paths come back again and again, and a file holds
 	// hundreds of regexps (CrowdSec's LRU strategy serves the same end).
 	reHits map[string]map[string]bool
+	// folded holds Upper and Lower of every data-file line: scenarios
+	// fold each entry of a list for each event (any(File(f), {... Upper(#)})).
+	uppers, lowers map[string]string
 
 	vms sync.Pool
 }
@@ -75,6 +78,8 @@ func New(dataDir string) *Env {
 		stashes: map[string]*stash{},
 		reCache: map[string]*regexp.Regexp{},
 		reHits:  map[string]map[string]bool{},
+		uppers:  map[string]string{},
+		lowers:  map[string]string{},
 	}
 	e.vms.New = func() any { return &vm.VM{} }
 	e.opts = e.functions()
@@ -180,6 +185,10 @@ func (e *Env) LoadData(d DataSpec) error {
 		e.mu.Lock()
 		e.strs[name] = lines
 		e.strSet[name] = set
+		for _, l := range lines {
+			e.uppers[l] = strings.ToUpper(l)
+			e.lowers[l] = strings.ToLower(l)
+		}
 		e.mu.Unlock()
 	case "regexp":
 		res := make([]*regexp.Regexp, 0, len(lines))
@@ -311,4 +320,24 @@ func (e *Env) regexpInFile(s, file string) bool {
 	m[s] = v
 	e.mu.Unlock()
 	return v
+}
+
+func (e *Env) upper(s string) string {
+	e.mu.RLock()
+	u, ok := e.uppers[s]
+	e.mu.RUnlock()
+	if ok {
+		return u
+	}
+	return strings.ToUpper(s)
+}
+
+func (e *Env) lower(s string) string {
+	e.mu.RLock()
+	l, ok := e.lowers[s]
+	e.mu.RUnlock()
+	if ok {
+		return l
+	}
+	return strings.ToLower(s)
 }

@@ -24,8 +24,8 @@ type helper struct {
 
 func (e *Env) functions() []expr.Option {
 	hs := []helper{
-		{"Lower", str1(strings.ToLower)},
-		{"Upper", str1(strings.ToUpper)},
+		{"Lower", str1(e.lower)},
+		{"Upper", str1(e.upper)},
 		{"TrimSpace", str1(strings.TrimSpace)},
 		{"TrimPrefix", str2(strings.TrimPrefix)},
 		{"TrimSuffix", str2(strings.TrimSuffix)},
