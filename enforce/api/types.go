@@ -1,0 +1,365 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/enforce/store"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// Decision is a decision as the admin endpoints show it.
+type Decision struct {
+	ID        int64     `json:"id"`
+	AlertID   int64     `json:"alert_id,omitempty"`
+	Value     string    `json:"value"`
+	Scope     string    `json:"scope"`
+	Type      string    `json:"type"`
+	Origin    string    `json:"origin"`
+	Scenario  string    `json:"scenario,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Until     time.Time `json:"until,omitzero"`
+	Simulated bool      `json:"simulated,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	DeletedAt time.Time `json:"deleted_at,omitzero"`
+}
+
+func fromRecord(r store.Record) Decision {
+	d := fromModel(r.Decision)
+	d.AlertID, d.CreatedAt, d.DeletedAt = r.AlertID, r.Created, r.Deleted
+	return d
+}
+
+func fromModel(m model.Decision) Decision {
+	return Decision{
+		ID: m.ID, Value: store.ValueString(m.Value), Scope: store.Scope(m.Value),
+		Type: m.Type, Origin: string(m.Origin), Scenario: m.Scenario, Reason: m.Reason,
+		Until: m.Until, Simulated: m.Simulated,
+	}
+}
+
+func fromModels(ms []model.Decision) []Decision {
+	out := make([]Decision, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, fromModel(m))
+	}
+	return out
+}
+
+// NewDecision is one decision to add.
+type NewDecision struct {
+	// Value is an address or a CIDR range.
+	Value string `json:"value"`
+	// Type defaults to "ban".
+	Type string `json:"type,omitempty"`
+	// Duration is a Go duration ("4h"); required.
+	Duration  string `json:"duration"`
+	Reason    string `json:"reason,omitempty"`
+	Scenario  string `json:"scenario,omitempty"`
+	Simulated bool   `json:"simulated,omitempty"`
+}
+
+// AddDecisionsRequest is the body of POST /v1/admin/decisions.
+type AddDecisionsRequest struct {
+	Decisions []NewDecision `json:"decisions"`
+}
+
+// DeleteResponse answers a delete.
+type DeleteResponse struct {
+	Deleted   int        `json:"deleted"`
+	Decisions []Decision `json:"decisions"`
+}
+
+// MaxDecisionsPerRequest bounds one add request.
+const MaxDecisionsPerRequest = 10000
+
+// MaxDuration bounds a decision's duration (ten years).
+const MaxDuration = 10 * 365 * 24 * time.Hour
+
+// decodeJSON decodes exactly one JSON value with unknown fields refused.
+func decodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	if dec.More() {
+		return errors.New("malformed JSON: trailing data after the object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("malformed JSON: trailing data after the object")
+	}
+	return nil
+}
+
+// DecodeAddDecisions parses and checks the body of a decisions add: either
+// everything in it is valid, or an error and no decisions.
+func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]model.Decision, error) {
+	var req AddDecisionsRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Decisions) == 0 {
+		return nil, errors.New("no decisions")
+	}
+	if len(req.Decisions) > MaxDecisionsPerRequest {
+		return nil, fmt.Errorf("%d decisions: at most %d per request", len(req.Decisions), MaxDecisionsPerRequest)
+	}
+	out := make([]model.Decision, 0, len(req.Decisions))
+	for i, nd := range req.Decisions {
+		p, err := store.ParseValue(nd.Value)
+		if err != nil {
+			return nil, fmt.Errorf("decision %d: value %q: want an IP address or CIDR range", i, nd.Value)
+		}
+		dur, err := time.ParseDuration(nd.Duration)
+		if err != nil || dur <= 0 || dur > MaxDuration {
+			return nil, fmt.Errorf("decision %d: duration %q: want a positive Go duration up to %s", i, nd.Duration, MaxDuration)
+		}
+		typ := nd.Type
+		if typ == "" {
+			typ = "ban"
+		}
+		if !validWord(typ, 64) {
+			return nil, fmt.Errorf("decision %d: type %q: want letters, digits, - or _", i, nd.Type)
+		}
+		if len(nd.Reason) > 1024 || len(nd.Scenario) > 512 {
+			return nil, fmt.Errorf("decision %d: reason or scenario too long", i)
+		}
+		d := model.Decision{Value: p, Type: typ, Origin: origin, Scenario: nd.Scenario, Reason: nd.Reason, Until: now.Add(dur), Simulated: nd.Simulated}
+		if err := decision.Validate(&d, now); err != nil {
+			return nil, fmt.Errorf("decision %d: %w", i, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func validWord(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Alert is an alert as the admin endpoints show it.
+type Alert struct {
+	ID              int64               `json:"id"`
+	CreatedAt       time.Time           `json:"created_at"`
+	Scenario        string              `json:"scenario"`
+	ScenarioVersion string              `json:"scenario_version,omitempty"`
+	Message         string              `json:"message,omitempty"`
+	Scope           string              `json:"scope"`
+	Value           string              `json:"value"`
+	Start           time.Time           `json:"start_at,omitzero"`
+	Stop            time.Time           `json:"stop_at,omitzero"`
+	EventsCount     int                 `json:"events_count"`
+	Remediation     bool                `json:"remediation"`
+	Simulated       bool                `json:"simulated,omitempty"`
+	Meta            map[string]string   `json:"meta,omitempty"`
+	Labels          map[string]string   `json:"labels,omitempty"`
+	Events          []map[string]string `json:"events,omitempty"`
+	Decisions       []int64             `json:"decisions,omitempty"`
+}
+
+func fromAlert(r store.AlertRecord, full bool) Alert {
+	a := r.Alert
+	out := Alert{
+		ID: r.ID, CreatedAt: r.Created, Scenario: a.Scenario, ScenarioVersion: a.ScenarioVersion,
+		Message: a.Message, Scope: a.Scope, Value: a.Value, Start: a.Start, Stop: a.Stop,
+		EventsCount: a.EventsCount, Remediation: a.Remediation, Simulated: a.Simulated,
+		Decisions: r.Decisions,
+	}
+	if full {
+		out.Meta, out.Labels, out.Events = a.Meta, a.Labels, a.Events
+	}
+	return out
+}
+
+// NewBouncer answers a bouncer add: the key is shown this once.
+type NewBouncer struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+}
+
+// Bouncer is a registered bouncer.
+type Bouncer struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	LastIP    string    `json:"last_ip,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+}
+
+// AllowRequest is the body of POST /v1/admin/allowlist.
+type AllowRequest struct {
+	Value  string `json:"value"`
+	Reason string `json:"reason"`
+}
+
+// AllowResponse answers an allowlist add.
+type AllowResponse struct {
+	Entry  decision.AllowEntry `json:"entry"`
+	Lifted []Decision          `json:"lifted"`
+}
+
+// Status is what moat status shows. The daemon fills it through a
+// StatusFunc; the server adds the store's counts and the decision
+// service's counters.
+type Status struct {
+	Version   string    `json:"version,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Sources   []Source  `json:"sources"`
+	Parsers   []string  `json:"parsers"`
+	Scenarios []string  `json:"scenarios"`
+	Backends  []Backend `json:"backends"`
+	// Counters are free-form daemon counters (lines read, events, ...).
+	Counters map[string]int64 `json:"counters,omitempty"`
+
+	Store    store.Counts   `json:"store"`
+	Service  decision.Stats `json:"service"`
+	Bouncers []Bouncer      `json:"bouncers"`
+}
+
+// Source is a log source the daemon reads.
+type Source struct {
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Lines int64  `json:"lines"`
+	Error string `json:"error,omitempty"`
+}
+
+// Backend is a kernel backend.
+type Backend struct {
+	Name    string `json:"name"`
+	Mode    string `json:"mode,omitempty"`
+	Entries int    `json:"entries"`
+	Error   string `json:"error,omitempty"`
+}
+
+// crowdsecOrigin names moat's origins as CrowdSec does, so bouncers that
+// filter or label by origin keep working.
+func crowdsecOrigin(o model.Origin) string {
+	switch o {
+	case model.OriginLocal:
+		return "crowdsec"
+	case model.OriginCLI:
+		return "cscli"
+	case model.OriginCommunity:
+		return "CAPI"
+	case model.OriginList:
+		return "lists"
+	}
+	return string(o)
+}
+
+// lapiDecision is CrowdSec's models.Decision on the wire.
+type lapiDecision struct {
+	Duration  string `json:"duration"`
+	ID        int64  `json:"id"`
+	Origin    string `json:"origin"`
+	Scenario  string `json:"scenario"`
+	Scope     string `json:"scope"`
+	Simulated bool   `json:"simulated,omitempty"`
+	Type      string `json:"type"`
+	Until     string `json:"until,omitempty"`
+	Value     string `json:"value"`
+}
+
+// neverDuration is what a decision without expiry reports as its duration.
+const neverDuration = MaxDuration
+
+func toLAPI(d model.Decision, now time.Time) lapiDecision {
+	out := lapiDecision{
+		ID: d.ID, Origin: crowdsecOrigin(d.Origin), Scenario: d.Scenario, Scope: store.Scope(d.Value),
+		Simulated: d.Simulated, Type: d.Type, Value: store.ValueString(d.Value),
+	}
+	if out.Scenario == "" {
+		out.Scenario = "manual '" + d.Type + "'"
+		if d.Reason != "" {
+			out.Scenario += ": " + d.Reason
+		}
+	}
+	if d.Until.IsZero() {
+		out.Duration = neverDuration.String()
+	} else {
+		out.Duration = d.Until.Sub(now).Round(time.Millisecond).String()
+		out.Until = d.Until.UTC().Format(time.RFC3339)
+	}
+	return out
+}
+
+// streamFilter is the query filters of /v1/decisions/stream.
+type streamFilter struct {
+	scopes       []string
+	origins      []string
+	containing   []string
+	notContainig []string
+}
+
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func (f streamFilter) match(d model.Decision) bool {
+	if len(f.scopes) > 0 {
+		ok := false
+		for _, s := range f.scopes {
+			ok = ok || strings.EqualFold(s, store.Scope(d.Value))
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(f.origins) > 0 {
+		ok := false
+		for _, o := range f.origins {
+			ok = ok || o == string(d.Origin) || o == crowdsecOrigin(d.Origin)
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(f.containing) > 0 {
+		ok := false
+		for _, s := range f.containing {
+			ok = ok || strings.Contains(d.Scenario, s)
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, s := range f.notContainig {
+		if strings.Contains(d.Scenario, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// parsePrefixParam parses an address or range query parameter.
+func parsePrefixParam(s string) (netip.Prefix, error) {
+	p, err := store.ParseValue(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q: want an IP address or CIDR range", s)
+	}
+	return p, nil
+}
