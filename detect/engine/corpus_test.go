@@ -186,3 +186,24 @@ func TestExplain(t *testing.T) {
 		t.Error("a garbage line parsed")
 	}
 }
+
+// An empty selection loads every parser, scenario and postoverflow of the
+// hub (bar the AppSec parser, which needs an engine moat does not have).
+func TestLoadWholeHub(t *testing.T) {
+	dir := shared(t)
+	e, err := New(hubConfig(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	if len(st.Parsers) < 150 || len(st.Postoverflows) == 0 || len(e.set.Names()) < 300 {
+		t.Errorf("loaded %d parser nodes, %d postoverflow nodes, %d scenarios", len(st.Parsers), len(st.Postoverflows), len(e.set.Names()))
+	}
+	sk := e.Skipped()
+	for _, err := range sk {
+		t.Logf("skipped: %v", err)
+	}
+	if len(sk) == 0 || len(sk) > 10 {
+		t.Errorf("%d items skipped, want the AppSec parser and the few overflow-fed scenarios", len(sk))
+	}
+}

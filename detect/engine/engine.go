@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
 	"path/filepath"
@@ -52,6 +53,8 @@ type Engine struct {
 	post *parse.Pipeline
 	set  *scenario.Set
 
+	skipped []error
+
 	lines, parsed, unparsed, whitelisted, poured, alerts, postWhitelisted atomic.Uint64
 }
 
@@ -66,11 +69,12 @@ func New(cfg Config) (*Engine, error) {
 		if sel, err = h.Select(cfg.Items); err != nil {
 			return nil, err
 		}
-		if len(cfg.Items) == 0 {
-			sel = dropUnsupported(sel)
-		}
 	}
 	e := &Engine{env: exprenv.New(cfg.DataDir)}
+	if cfg.Selection == nil && len(cfg.Items) == 0 {
+		// "Everything" leaves out what moat cannot run instead of failing.
+		sel = e.dropUnsupported(sel)
+	}
 	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay}
 	var err error
 	if e.pipe, err = parse.Load(sel.Parsers, opts); err != nil {
@@ -92,16 +96,30 @@ func New(cfg Config) (*Engine, error) {
 // an "everything" selection leaves them out rather than failing.
 var unsupportedParsers = map[string]bool{"appsec-logs.yaml": true}
 
-func dropUnsupported(sel *hub.Selection) *hub.Selection {
+func (e *Engine) dropUnsupported(sel *hub.Selection) *hub.Selection {
 	out := *sel
 	out.Parsers = nil
 	for _, p := range sel.Parsers {
-		if !unsupportedParsers[filepath.Base(p.Path)] {
-			out.Parsers = append(out.Parsers, p)
+		if unsupportedParsers[filepath.Base(p.Path)] {
+			e.skipped = append(e.skipped, fmt.Errorf("parser %s: needs the AppSec engine", p.Path))
+			continue
 		}
+		out.Parsers = append(out.Parsers, p)
+	}
+	out.Scenarios = nil
+	for _, f := range sel.Scenarios {
+		// Scenarios fed by overflows (evt.Overflow) are not supported.
+		if _, err := scenario.Load([]string{f}, scenario.Options{Env: e.env}); err != nil {
+			e.skipped = append(e.skipped, err)
+			continue
+		}
+		out.Scenarios = append(out.Scenarios, f)
 	}
 	return &out
 }
+
+// Skipped lists the items an "everything" selection left out, and why.
+func (e *Engine) Skipped() []error { return append([]error(nil), e.skipped...) }
 
 // Env is the expression environment shared by parsers and scenarios.
 func (e *Engine) Env() *exprenv.Env { return e.env }
