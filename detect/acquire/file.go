@@ -491,9 +491,6 @@ func (r *fileRun) tick() error {
 	for _, p := range r.sortedPaths() {
 		t := r.tails[p]
 		before := t.off
-		if t.fpLen > 0 && !t.detached && !r.fpMatches(t.f, filePos{FPLen: t.fpLen, FP: t.fp[:]}) {
-			r.truncated(t)
-		}
 		if err := r.follow(t); err != nil {
 			return err
 		}
@@ -529,6 +526,12 @@ func (r *fileRun) truncated(t *tailer) {
 // follow reads t to its end, sends the lines, then checks whether path was
 // truncated or now names another file.
 func (r *fileRun) follow(t *tailer) error {
+	// A file truncated and refilled past our offset before we looked has
+	// other first bytes; a pread of at most fpMax bytes per wake-up.
+	if t.fpLen > 0 && !t.detached && !r.fpMatches(t.f, filePos{FPLen: t.fpLen, FP: t.fp[:]}) {
+		r.truncated(t)
+		r.publish(t)
+	}
 	for range 4 { // bounded: a file rotating in a loop must not pin us here
 		if err := r.drain(t); err != nil {
 			return err
