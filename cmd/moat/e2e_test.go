@@ -82,17 +82,17 @@ func (h *e2eHost) appendLines(t *testing.T, lines ...string) {
 }
 
 // daemon is a moat run process inside a namespace.
-type daemon struct {
+type daemonProc struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	done   chan error
 }
 
-func startDaemon(t *testing.T, h *e2eHost) *daemon {
+func startDaemon(t *testing.T, h *e2eHost) *daemonProc {
 	t.Helper()
 	cmd := h.ns.Command(os.Args[0], "run", "--config", h.cfgPath, "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
-	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemonProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	cmd.Stdout = d.stderr
 	must(t, cmd.Start())
@@ -117,7 +117,7 @@ func startDaemon(t *testing.T, h *e2eHost) *daemon {
 	return d
 }
 
-func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
+func (d *daemonProc) stop(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
 	must(t, d.cmd.Process.Signal(sig))
 	select {
@@ -146,9 +146,10 @@ func TestEndToEndBanInNamespaces(t *testing.T) {
 		ns   *testutil.NetNS
 		addr string
 	}{{attacker, "198.18.1.1"}, {attacker, "2001:db8:1::1"}, {innocent, "198.18.2.1"}} {
-		if err := dialTCP(c.ns, c.addr, port); err != nil {
-			t.Fatalf("before the ban, %s could not reach %s: %v", c.ns.Name, c.addr, err)
-		}
+		// Neighbour discovery on fresh links can take a moment.
+		waitFor(t, 5*time.Second, "a connection to "+c.addr+" before any ban", func() bool {
+			return dialTCP(c.ns, c.addr, port) == nil
+		})
 	}
 
 	var lines []string

@@ -6,17 +6,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func (a *app) runCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "Run the daemon: read logs, detect attacks, ban in the kernel",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return errors.New("run: the daemon is being wired")
-		},
-	}
-}
-
 func (a *app) replayCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "replay FILE...",

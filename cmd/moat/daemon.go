@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/enforce/nft"
+	"github.com/moatsec/moat/enforce/xdp"
+	"github.com/moatsec/moat/internal/config"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// contentError marks a bad parser, scenario, acquisition or profile file:
+// the admin's to fix, so exit code 2 like a bad configuration.
+type contentError struct{ err error }
+
+func (e contentError) Error() string { return e.err.Error() }
+func (e contentError) Unwrap() error { return e.err }
+
+// loadEngine builds the detection engine from the resolved content.
+func loadEngine(cfg config.Config, c content, replay bool, year int) (*engine.Engine, error) {
+	eng, err := engine.New(engine.Config{
+		HubDir:     c.hubDir,
+		PatternDir: c.patternDir,
+		DataDir:    cfg.Hub.Data,
+		Items:      cfg.Hub.Items,
+		MaxBuckets: cfg.Hub.MaxBuckets,
+		Simulated:  cfg.Simulation,
+		Replay:     replay,
+		Year:       year,
+	})
+	if err != nil {
+		return nil, contentError{err}
+	}
+	return eng, nil
+}
+
+// openBackends opens the enabled kernel backends. They adopt whatever an
+// earlier run left in the kernel; nothing is flushed.
+func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) ([]enforce.Backend, func(), error) {
+	var backends []enforce.Backend
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if cfg.Enforce.NFTables.Enabled {
+		b, err := nft.Open(ctx, nftConfig(cfg))
+		if err != nil {
+			return nil, nil, fmt.Errorf("nftables: %w", err)
+		}
+		backends = append(backends, b)
+		closers = append(closers, b.Close)
+	}
+	if x := cfg.Enforce.XDP; x.Enabled {
+		b, err := xdp.Open(ctx, xdpConfig(cfg))
+		switch {
+		case errors.Is(err, enforce.ErrNotSupported) && len(backends) > 0:
+			log.Warn("XDP is not available on this kernel; enforcing with nftables only", "err", err)
+		case err != nil:
+			closeAll()
+			return nil, nil, fmt.Errorf("xdp: %w", err)
+		default:
+			for iface, mode := range b.Modes() {
+				if mode != "native" {
+					log.Warn("XDP attached in generic mode: the driver has no native XDP", "interface", iface, "mode", mode)
+				}
+			}
+			backends = append(backends, b)
+			closers = append(closers, b.Close)
+		}
+	}
+	if len(backends) == 0 {
+		log.Warn("no kernel backend enabled: decisions are stored and served to bouncers only")
+	}
+	return backends, closeAll, nil
+}
+
+func nftConfig(cfg config.Config) nft.Config {
+	n := cfg.Enforce.NFTables
+	return nft.Config{Hook: n.Hook, Priority: n.Priority, Interfaces: n.Interfaces}
+}
+
+func xdpConfig(cfg config.Config) xdp.Config {
+	x := cfg.Enforce.XDP
+	return xdp.Config{PinDir: x.PinDir, Interfaces: x.Interfaces, MaxSingles: x.MaxSingles, MaxRanges: x.MaxRanges}
+}
+
+// alertHandler turns an alert into decisions (profiles, allowlist, store)
+// and hands them to the reconciler.
+type alertHandler interface {
+	HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error)
+}
+
+// detectLoop feeds lines through the engine and every alert to h. Time-driven
+// overflows are checked every second. It is the only user of eng.
+func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines <-chan detect.Line, h alertHandler) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	handle := func(alerts []model.Alert) {
+		for _, a := range alerts {
+			ds, err := h.HandleAlert(ctx, a)
+			if err != nil {
+				log.Warn("alert not enforced", "scenario", a.Scenario, "source", a.Value, "err", err)
+				continue
+			}
+			for _, d := range ds {
+				log.Info("ban", "value", d.Value, "scenario", a.Scenario, "until", d.Until.Format(time.RFC3339), "events", a.EventsCount, "simulated", d.Simulated)
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case l := <-lines:
+			handle(eng.Process(l))
+		case now := <-tick.C:
+			handle(eng.Tick(now))
+		}
+	}
+}
+
+// notifyReady tells systemd the daemon is up and keeps its watchdog fed.
+// Outside systemd both are no-ops.
+func notifyReady(ctx context.Context, g *errgroup.Group) {
+	sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	interval, err := sddaemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	g.Go(func() error {
+		t := time.NewTicker(interval / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
+				return nil
+			case <-t.C:
+				sddaemon.SdNotify(false, sddaemon.SdNotifyWatchdog)
+			}
+		}
+	})
+}

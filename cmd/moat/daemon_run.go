@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/acquire"
+	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/config"
+	"github.com/moatsec/moat/internal/metrics"
+)
+
+func (a *app) runCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon: read logs, detect attacks, ban in the kernel",
+		Long: `Runs moat in the foreground. Everything is checked before anything is
+changed: a bad configuration, parser, scenario, acquisition or profile file
+stops the start with exit code 2 and the kernel untouched. SIGINT and SIGTERM
+stop it cleanly; bans stay in the kernel.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			log, err := a.logger(cfg)
+			if err != nil {
+				return err
+			}
+			d, err := newDaemon(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			return d.run(cmd.Context())
+		},
+	}
+}
+
+// daemon is moat's running state, assembled by newDaemon.
+type daemon struct {
+	cfg      config.Config
+	log      *slog.Logger
+	content  content
+	engine   *engine.Engine
+	sources  []acquire.Source
+	recon    *enforce.Reconciler
+	backends []enforce.Backend
+	closers  []func()
+	services []func(ctx context.Context) error
+	handler  alertHandler
+}
+
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// newDaemon loads and checks every file first, then touches the kernel.
+func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if d.content, err = resolveContent(cfg); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, d.content.cleanup)
+	if d.engine, err = loadEngine(cfg, d.content, false, 0); err != nil {
+		return nil, err
+	}
+	acqs, err := loadAcquisition(d.content.acquisDir, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	for _, ac := range acqs {
+		src, err := acquire.New(ac, filepath.Join(cfg.StateDir, "acquire"))
+		if err != nil {
+			return nil, contentError{err}
+		}
+		d.sources = append(d.sources, src)
+	}
+	dec, err := openDecisions(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, dec.close)
+
+	// The kernel, last.
+	backends, closeBackends, err := openBackends(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	d.backends = backends
+	d.closers = append(d.closers, closeBackends)
+	latency := metrics.NewLatency()
+	guard := enforce.NewGuard(enforce.GuardConfig{
+		Allowlist: cfg.AllowlistPrefixes(),
+		MinBits4:  cfg.Enforce.MinRangeBits4,
+		MinBits6:  cfg.Enforce.MinRangeBits6,
+	})
+	d.recon = enforce.NewReconciler(enforce.ReconcilerConfig{
+		Window:         cfg.Enforce.BatchWindow,
+		MaxBatch:       cfg.Enforce.BatchMax,
+		VerifyInterval: cfg.Enforce.VerifyInterval,
+		IPv6Prefix:     cfg.Enforce.IPv6BanPrefix,
+		Guard:          guard,
+		Applied:        latency.Applied,
+	}, backends...)
+	if err := dec.start(ctx, d, guard); err != nil {
+		return nil, err
+	}
+	if cfg.Metrics.Listen != "" {
+		srv, err := metrics.New(metrics.Config{
+			Listen:     cfg.Metrics.Listen,
+			Logger:     log.With("component", "metrics"),
+			Latency:    latency,
+			Sources:    sourceStats(d.sources),
+			Engine:     d.engine,
+			Reconciler: d.recon,
+			NFTables:   nftView(d.recon, backends),
+			XDP:        xdpView(d.recon, backends),
+			Decisions:  dec.counts(),
+			Status:     dec.status(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.services = append(d.services, srv.Run)
+	}
+	return d, nil
+}
+
+// loadAcquisition reads acquis.d. Without a journal (containers, minimal
+// systems) the default journald source is replaced by /var/log/auth.log.
+func loadAcquisition(dir string, log *slog.Logger) ([]acquire.Config, error) {
+	acqs, err := acquire.LoadConfigDir(dir)
+	if err != nil {
+		return nil, contentError{err}
+	}
+	if len(acqs) == 0 {
+		log.Warn("no acquisition configured: moat reads no logs", "dir", dir)
+	}
+	return acqs, nil
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	lines := make(chan detect.Line, 8192)
+	g.Go(func() error { return d.recon.Run(ctx) })
+	for _, src := range d.sources {
+		g.Go(func() error {
+			// One source failing never stops the others, nor detection.
+			if err := src.Stream(ctx, lines); err != nil && ctx.Err() == nil {
+				d.log.Error("source stopped", "source", src.Name(), "err", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return detectLoop(ctx, d.log, d.engine, lines, d.handler) })
+	for _, svc := range d.services {
+		g.Go(func() error { return svc(ctx) })
+	}
+	notifyReady(ctx, g)
+	d.log.Info("moat running", "sources", len(d.sources), "backends", backendNames(d.backends), "entries", d.recon.Stats().Entries)
+	err := g.Wait()
+	d.log.Info("moat stopped; bans stay in the kernel")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func backendNames(bs []enforce.Backend) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name())
+	}
+	return out
+}
+
+// sourceStats adapts the acquisition sources for the metrics server.
+type sourceStats []acquire.Source
+
+func (ss sourceStats) SourceStats() []metrics.SourceStat {
+	out := make([]metrics.SourceStat, 0, len(ss))
+	for _, s := range ss {
+		st := s.Stats()
+		ms := metrics.SourceStat{Name: s.Name(), Lines: st.Lines, Bytes: st.Bytes, Errors: st.Errors, CutLines: st.Cut, Lag: st.Lag, Up: st.LastError == nil}
+		if st.LastError != nil {
+			ms.Err = st.LastError.Error()
+		}
+		out = append(out, ms)
+	}
+	return out
+}
