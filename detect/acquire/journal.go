@@ -1,0 +1,314 @@
+package acquire
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coreos/go-systemd/v22/sdjournal"
+
+	"github.com/moatsec/moat/detect"
+)
+
+// DefaultJournalFields are copied from each entry into Line.Labels, under
+// their journal names, for parsers that want more than the text line.
+var DefaultJournalFields = []string{"_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "PRIORITY", "_TRANSPORT", "_UID"}
+
+// journalWait bounds one sd_journal_wait so a cancelled context is seen; the
+// wait itself returns as soon as the journal changes.
+const journalWait = 250 * time.Millisecond
+
+type journalState struct {
+	Cursor string `json:"cursor"`
+}
+
+type journalSource struct {
+	cfg       Config
+	statePath string
+	c         counters
+
+	mu     sync.Mutex
+	cursor string
+	dirty  bool
+}
+
+func newJournalSource(cfg Config, stateDir string) (*journalSource, error) {
+	return &journalSource{cfg: cfg, statePath: stateFile(stateDir, "journal", cfg.Name)}, nil
+}
+
+func (s *journalSource) Name() string { return s.cfg.Name }
+
+func (s *journalSource) Stats() Stats { return s.c.snapshot() }
+
+// openJournal opens the system journal or a directory and applies matches
+// in journalctl's syntax: FIELD=value terms, "+" for a disjunction.
+func openJournal(dir string, matches []string) (*sdjournal.Journal, error) {
+	var j *sdjournal.Journal
+	var err error
+	if dir != "" {
+		j, err = sdjournal.NewJournalFromDir(dir)
+	} else {
+		j, err = sdjournal.NewJournal()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	for _, m := range matches {
+		if m == "+" {
+			err = j.AddDisjunction()
+		} else {
+			err = j.AddMatch(m)
+		}
+		if err != nil {
+			j.Close()
+			return nil, fmt.Errorf("journal match %q: %w", m, err)
+		}
+	}
+	return j, nil
+}
+
+func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) error {
+	var st journalState
+	if _, err := loadState(s.statePath, &st); err != nil {
+		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
+	}
+	j, err := openJournal(s.cfg.JournalDir, s.cfg.JournalctlFilter)
+	if err != nil {
+		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
+	}
+	defer j.Close()
+	// A cursor whose entry was vacuumed still seeks to the nearest entry;
+	// TestCursor then fails and that entry is new, so it is kept.
+	skipFirst := ""
+	switch {
+	case st.Cursor != "":
+		err = j.SeekCursor(st.Cursor)
+		skipFirst = st.Cursor
+	case s.cfg.Start == "head" || s.cfg.Mode == "cat":
+		err = j.SeekHead()
+	default:
+		// Not SeekTail: with nothing matching yet it loses the first
+		// entries. Entries from now on are the tail.
+		err = j.SeekRealtimeUsec(uint64(time.Now().UnixMicro()))
+	}
+	if err != nil {
+		return fmt.Errorf("journal source %s: seek: %w", s.cfg.Name, err)
+	}
+	s.mu.Lock()
+	s.cursor = st.Cursor
+	s.mu.Unlock()
+
+	saveCtx, stopSaver := context.WithCancel(context.Background())
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		t := time.NewTicker(StateInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-saveCtx.Done():
+				return
+			case <-t.C:
+				s.save()
+			}
+		}
+	}()
+	defer func() {
+		stopSaver()
+		<-saverDone
+		s.save()
+	}()
+
+	r := newEntryReader(j, s.cfg.Labels, s.cfg.JournalFields, s.cfg.MaxLineLength, &s.c)
+	// sent: entries were sent since the cursor was last published. The
+	// journal still points at the last sent entry until the next Next, so
+	// the cursor is taken lazily: before moving on once the interval has
+	// passed, and when idle.
+	sent := false
+	lastPub := time.Now()
+	publish := func() {
+		c, err := j.GetCursor()
+		if err != nil {
+			s.c.fail(fmt.Errorf("journal cursor: %w", err))
+			return
+		}
+		s.mu.Lock()
+		s.cursor, s.dirty = c, true
+		s.mu.Unlock()
+		sent, lastPub = false, time.Now()
+	}
+	for {
+		if ctx.Err() != nil {
+			if sent {
+				publish()
+			}
+			return nil
+		}
+		if sent && time.Since(lastPub) >= StateInterval {
+			publish()
+		}
+		n, err := j.Next()
+		if err != nil {
+			// A corrupt or vanished journal file: count it and carry on
+			// with the rest of the journal.
+			s.c.fail(fmt.Errorf("journal next: %w", err))
+			j.Wait(journalWait)
+			continue
+		}
+		if n == 0 {
+			if sent {
+				publish()
+			}
+			if s.cfg.Mode == "cat" {
+				return nil
+			}
+			j.Wait(journalWait)
+			continue
+		}
+		if skipFirst != "" {
+			c := skipFirst
+			skipFirst = ""
+			if j.TestCursor(c) == nil {
+				continue
+			}
+		}
+		l, t := r.entry()
+		if l.Src == "" {
+			continue // an entry without MESSAGE (binary or missing) carries no line
+		}
+		at, ok := sendAt(ctx, out, l)
+		if !ok {
+			// The current entry was not delivered: step back to the last
+			// one that was, if it is not already saved.
+			if sent {
+				if n, err := j.Previous(); err == nil && n == 1 {
+					publish()
+				}
+			}
+			return nil
+		}
+		s.c.lines.Add(1)
+		s.c.lag.Store(int64(at.Sub(t)))
+		sent = true
+	}
+}
+
+func (s *journalSource) save() {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return
+	}
+	st := journalState{Cursor: s.cursor}
+	s.dirty = false
+	s.mu.Unlock()
+	if err := saveState(s.statePath, &st); err != nil {
+		s.c.fail(err)
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+	}
+}
+
+// entryReader turns the current journal entry into a line, reading only
+// the fields it needs (GetDataValue is several times cheaper than GetEntry).
+type entryReader struct {
+	j      *sdjournal.Journal
+	labels map[string]string
+	fields []string
+	max    int
+	c      *counters
+	b      strings.Builder
+}
+
+func newEntryReader(j *sdjournal.Journal, labels map[string]string, fields []string, max int, c *counters) *entryReader {
+	if fields == nil {
+		fields = DefaultJournalFields
+	}
+	return &entryReader{j: j, labels: labels, fields: fields, max: max, c: c}
+}
+
+func (r *entryReader) get(field string) string {
+	v, err := r.j.GetDataValue(field)
+	if err != nil {
+		return "" // absent field (ENOENT)
+	}
+	return v
+}
+
+// entry builds the line journalctl's short output prints, which the hub's
+// syslog parsers accept: "Jan 02 15:04:05 HOST IDENT[PID]: MESSAGE". Src is
+// empty when the entry has no message.
+func (r *entryReader) entry() (detect.Line, time.Time) {
+	msg, err := r.j.GetDataValue("MESSAGE")
+	if err != nil {
+		return detect.Line{}, time.Time{}
+	}
+	usec, err := r.j.GetRealtimeUsec()
+	var ts time.Time
+	if err == nil {
+		ts = time.UnixMicro(int64(usec))
+	}
+	labels := make(map[string]string, len(r.labels)+len(r.fields))
+	for _, f := range r.fields {
+		if v := r.get(f); v != "" {
+			labels[f] = v
+		}
+	}
+	ident := labels["SYSLOG_IDENTIFIER"]
+	if _, ok := labels["SYSLOG_IDENTIFIER"]; !ok {
+		ident = r.get("SYSLOG_IDENTIFIER")
+	}
+	if ident == "" {
+		ident = r.get("_COMM")
+	}
+	pid, ok := labels["_PID"]
+	if !ok {
+		pid = r.get("_PID")
+	}
+	if pid == "" {
+		pid = r.get("SYSLOG_PID")
+	}
+	host, ok := labels["_HOSTNAME"]
+	if !ok {
+		host = r.get("_HOSTNAME")
+	}
+	unit, ok := labels["_SYSTEMD_UNIT"]
+	if !ok {
+		unit = r.get("_SYSTEMD_UNIT")
+	}
+	for k, v := range r.labels {
+		labels[k] = v // acquisition labels win over journal fields
+	}
+	r.b.Reset()
+	r.b.WriteString(ts.Format("Jan 02 15:04:05"))
+	r.b.WriteByte(' ')
+	r.b.WriteString(host)
+	r.b.WriteByte(' ')
+	if ident == "" {
+		ident = "unknown"
+	}
+	r.b.WriteString(ident)
+	if pid != "" {
+		r.b.WriteByte('[')
+		r.b.WriteString(pid)
+		r.b.WriteByte(']')
+	}
+	r.b.WriteString(": ")
+	r.b.WriteString(msg)
+	raw := r.b.String()
+	r.c.bytes.Add(uint64(len(msg)))
+	if len(raw) > r.max {
+		raw = string(cutRune([]byte(raw[:r.max])))
+		r.c.cut.Add(1)
+	}
+	raw = strings.ToValidUTF8(raw, string(utf8.RuneError))
+	src := unit
+	if src == "" {
+		src = ident
+	}
+	return detect.Line{Raw: raw, Src: src, Module: KindJournal, Labels: labels, Time: ts, Process: true}, ts
+}
