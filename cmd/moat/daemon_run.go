@@ -210,3 +210,26 @@ func (ss sourceStats) SourceStats() []metrics.SourceStat {
 	}
 	return out
 }
+
+// checkContent loads everything moat run would load, touching nothing.
+func checkContent(cfg config.Config) error {
+	c, err := resolveContent(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.cleanup()
+	if _, err := loadEngine(cfg, c, false, 0); err != nil {
+		return err
+	}
+	acqs, err := acquire.LoadConfigDir(c.acquisDir)
+	if err != nil {
+		return contentError{err}
+	}
+	for _, ac := range acqs {
+		if err := ac.Validate(); err != nil {
+			return contentError{err}
+		}
+	}
+	_, err = loadProfiles(cfg)
+	return err
+}

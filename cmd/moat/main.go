@@ -67,7 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "moat: %v\n", err)
 	var ue usageError
 	var ce *config.Error
-	if errors.As(err, &ue) || errors.As(err, &ce) {
+	var cte contentError
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &cte) {
 		return exitUsage
 	}
 	return exitFailure

@@ -16,4 +16,3 @@ func (a *app) replayCmd() *cobra.Command {
 	}
 }
 
-func checkContent(_ any) error { return nil }
