@@ -62,6 +62,10 @@ type Env struct {
 	// folded holds Upper and Lower of every data-file line: scenarios
 	// fold each entry of a list for each event (any(File(f), {... Upper(#)})).
 	uppers, lowers map[string]string
+	// foldCache remembers folds of other strings (inline lists, the
+	// event's field folded once per list entry); bounded, reset when full.
+	foldMu            sync.Mutex
+	upCache, lowCache map[string]string
 
 	vms sync.Pool
 }
@@ -329,7 +333,7 @@ func (e *Env) upper(s string) string {
 	if ok {
 		return u
 	}
-	return strings.ToUpper(s)
+	return e.fold(&e.upCache, s, strings.ToUpper)
 }
 
 func (e *Env) lower(s string) string {
@@ -339,5 +343,22 @@ func (e *Env) lower(s string) string {
 	if ok {
 		return l
 	}
-	return strings.ToLower(s)
+	return e.fold(&e.lowCache, s, strings.ToLower)
+}
+
+// foldCacheMax bounds each fold cache.
+const foldCacheMax = 8192
+
+func (e *Env) fold(cache *map[string]string, s string, f func(string) string) string {
+	e.foldMu.Lock()
+	defer e.foldMu.Unlock()
+	if v, ok := (*cache)[s]; ok {
+		return v
+	}
+	v := f(s)
+	if *cache == nil || len(*cache) >= foldCacheMax {
+		*cache = make(map[string]string)
+	}
+	(*cache)[s] = v
+	return v
 }
