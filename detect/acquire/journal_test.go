@@ -247,6 +247,24 @@ func TestJournaldChild(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("mode cat did not end")
 	}
+
+	// Cold replay of the journal directory, as copied from another host.
+	rp, err := OpenJournalDir("/run/log/journal", []string{"SYSLOG_IDENTIFIER=" + ident}, map[string]string{"type": "syslog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := collectReplay(t, rp)
+	if len(ls) != 185 {
+		t.Fatalf("journal dir replay: %d lines, want 185", len(ls))
+	}
+	for i, l := range ls {
+		if want := fmt.Sprintf("]: message %d", i-5); !strings.HasSuffix(l.Raw, want) || l.Labels["SYSLOG_IDENTIFIER"] != ident {
+			t.Fatalf("replay line %d: %q", i, l.Raw)
+		}
+	}
+	if p := rp.Progress(); p.Lines != 185 {
+		t.Fatalf("progress: %+v", p)
+	}
 }
 
 // percentile returns the q-quantile of sorted durations.
