@@ -1,0 +1,94 @@
+package parse
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/moatsec/moat/detect"
+)
+
+func testPipeline(t *testing.T) *Pipeline {
+	t.Helper()
+	p, err := Load([]File{
+		{Path: "testdata/parsers/raw.yaml", Stage: "s00-raw"},
+		{Path: "testdata/parsers/app.yaml", Stage: "s01-parse"},
+		{Path: "testdata/parsers/wl.yaml", Stage: "s02-enrich"},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestNodes(t *testing.T) {
+	p := testPipeline(t)
+	tests := []struct {
+		line        string
+		parsed      bool
+		meta        map[string]string
+		whitelisted bool
+	}{
+		{"app: login failed for bob from 203.0.113.9", true, map[string]string{"log_type": "app_failed", "source_ip": "203.0.113.9", "user": "BOB", "datasource_path": "demo.log"}, false},
+		{"app: login ok for alice from 2001:db8::2", true, map[string]string{"log_type": "app_ok", "source_ip": "2001:db8::2", "user": "ALICE", "datasource_path": "demo.log"}, false},
+		{"app: login failed for eve from 198.18.0.4", true, nil, true},
+		{"app: login failed for root from 203.0.113.1", true, nil, true},
+		{"app: something else", false, nil, false},
+		{"other: login failed for bob from 203.0.113.9", false, nil, false},
+		{"no colon here", false, nil, false},
+	}
+	for _, tt := range tests {
+		evt := detect.NewEvent(detect.Line{Raw: tt.line, Src: "demo.log", Labels: map[string]string{"type": "demo"}})
+		var tr Trace
+		ok := p.ParseTrace(evt, &tr)
+		if ok != tt.parsed || evt.Whitelisted != tt.whitelisted {
+			t.Errorf("%q: parsed %v whitelisted %v, want %v %v", tt.line, ok, evt.Whitelisted, tt.parsed, tt.whitelisted)
+			continue
+		}
+		for k, v := range tt.meta {
+			if evt.Meta[k] != v {
+				t.Errorf("%q: meta %s = %q, want %q", tt.line, k, evt.Meta[k], v)
+			}
+		}
+		if len(tr.Results) == 0 || tr.Results[0].Parser != "test/raw" || tr.Results[0].Idx != 1 {
+			t.Errorf("%q: trace %+v", tt.line, tr.Results)
+		}
+	}
+	st := p.Stats()
+	if len(st) != 3 || st[1].Parser != "test/app" || st[1].Parsed != 4 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestUnknownKey(t *testing.T) {
+	_, err := Load([]File{{Path: "testdata/parsers/unknown.bad.yaml", Stage: "s00-raw"}}, Options{})
+	if !errors.Is(err, ErrUnknownField) || !strings.Contains(err.Error(), "unknown.bad.yaml") || !strings.Contains(err.Error(), "line 6") {
+		t.Fatalf("err = %v, want ErrUnknownField naming the file and line 6", err)
+	}
+}
+
+func TestParseDate(t *testing.T) {
+	tests := []struct {
+		in, layout string
+		year       int
+		want       string
+	}{
+		{"Mar  1 00:00:00", "", 2026, "2026-03-01T00:00:00Z"},
+		{"Feb 12 14:10:21", "", 2024, "2024-02-12T14:10:21Z"},
+		{"29/Sep/2021:17:29:58 +0200", "", 0, "2021-09-29T17:29:58+02:00"},
+		{"2022-02-16T12:24:19+02:00", "", 0, "2022-02-16T12:24:19+02:00"},
+		{"2023-01-02 03:04:05", "", 0, "2023-01-02T03:04:05Z"},
+		{"1684329817.579", "", 0, "2023-05-17T13:23:37Z"},
+		{"02/01/2023 10:00", "02/01/2006 15:04", 0, "2023-01-02T10:00:00Z"},
+	}
+	for _, tt := range tests {
+		got, ok := ParseDate(tt.in, tt.layout, tt.year)
+		b, _ := got.MarshalText()
+		if !ok || string(b) != tt.want {
+			t.Errorf("ParseDate(%q) = %s %v, want %s", tt.in, b, ok, tt.want)
+		}
+	}
+	if _, ok := ParseDate("not a date", "", 0); ok {
+		t.Error("garbage parsed as a date")
+	}
+}
