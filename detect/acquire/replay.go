@@ -18,13 +18,13 @@ import (
 
 // Progress is how far a replay got, for a progress bar.
 type Progress struct {
-	// Bytes is how much of the input was consumed: on-disk bytes for files
-	// (compressed bytes for gzip), message bytes for a journal.
-	Bytes int64
-	// Total is the input's size in the same unit, -1 when unknown (stdin
-	// from a pipe, journals).
-	Total int64
-	Lines uint64
+	// BytesRead is how much of the input was consumed: on-disk bytes for
+	// files (compressed bytes for gzip), message bytes for a journal.
+	BytesRead int64
+	// BytesTotal is the input's size in the same unit, -1 when unknown
+	// (stdin from a pipe, journals).
+	BytesTotal int64
+	Lines      uint64
 	// Done is true once Stream has read every input.
 	Done bool
 }
@@ -49,12 +49,18 @@ type Replay struct {
 type replayInput struct {
 	src string // Line.Src
 	f   *os.File
+	r   io.Reader // what is read: f, or stdin
 }
 
 // OpenReplay opens every path now, so a missing file fails before any line
 // is read. labels become every line's Labels (the "type" one selects the
 // parsers). Close releases the files.
 func OpenReplay(paths []string, labels map[string]string) (*Replay, error) {
+	return openReplay(paths, labels, os.Stdin)
+}
+
+// openReplay reads "-" from stdin, which tests replace with a pipe.
+func openReplay(paths []string, labels map[string]string, stdinR io.Reader) (*Replay, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("replay: no input")
 	}
@@ -68,15 +74,23 @@ func OpenReplay(paths []string, labels map[string]string) (*Replay, error) {
 				return nil, errors.New("replay: stdin (-) given twice")
 			}
 			stdin = true
-			in.src, in.f = "stdin", os.Stdin
-		} else {
-			f, err := os.Open(p)
-			if err != nil {
-				r.Close()
-				return nil, fmt.Errorf("replay: %w", err)
+			in.src, in.r = "stdin", stdinR
+			r.inputs = append(r.inputs, in)
+			if f, ok := stdinR.(*os.File); ok {
+				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && r.total >= 0 {
+					r.total += fi.Size() // stdin redirected from a file
+					continue
+				}
 			}
-			in.f = f
+			r.total = -1 // a pipe or terminal: size unknown
+			continue
 		}
+		f, err := os.Open(p)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+		in.f, in.r = f, f
 		r.inputs = append(r.inputs, in)
 		fi, err := in.f.Stat()
 		switch {
@@ -116,14 +130,14 @@ func (r *Replay) Stats() Stats { return r.c.snapshot() }
 
 // Progress is safe to call from another goroutine while Stream runs.
 func (r *Replay) Progress() Progress {
-	return Progress{Bytes: r.read.Load(), Total: r.total, Lines: r.c.lines.Load(), Done: r.done.Load()}
+	return Progress{BytesRead: r.read.Load(), BytesTotal: r.total, Lines: r.c.lines.Load(), Done: r.done.Load()}
 }
 
-// Close releases the inputs; stdin is left open.
+// Close releases the opened files; stdin is left open.
 func (r *Replay) Close() error {
 	var errs []error
 	for _, in := range r.inputs {
-		if in.f != nil && in.f != os.Stdin {
+		if in.f != nil {
 			errs = append(errs, in.f.Close())
 		}
 	}
@@ -168,7 +182,7 @@ func (c countingReader) Read(p []byte) (int, error) {
 }
 
 func (r *Replay) streamFile(ctx context.Context, out chan<- detect.Line, in *replayInput) error {
-	br := bufio.NewReaderSize(countingReader{r: in.f, n: &r.read}, readBufSize)
+	br := bufio.NewReaderSize(countingReader{r: in.r, n: &r.read}, readBufSize)
 	var src io.Reader = br
 	// Magic bytes, not the name: rotated logs are often compressed under
 	// names that do not say so, and stdin has no name.
