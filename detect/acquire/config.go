@@ -237,9 +237,15 @@ func LoadConfig(path string, data []byte) ([]Config, error) {
 			err = nerr
 		}
 		if err != nil {
-			msg := yamlLine.ReplaceAllString(err.Error(), path+":$1: ")
-			msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
-			return nil, fmt.Errorf("%w: %s", ErrConfig, msg)
+			// yaml.v3 says "yaml: line N: ..." or, for type errors, a list
+			// of "line N: ..."; name the file and the first line.
+			msg := strings.ReplaceAll(err.Error(), "yaml: unmarshal errors:\n  ", "")
+			line := "1"
+			if m := yamlLine.FindStringSubmatch(msg); m != nil {
+				line = m[1]
+				msg = yamlLine.ReplaceAllString(msg, "")
+			}
+			return nil, fmt.Errorf("%s:%s: %w: %s", path, line, ErrConfig, strings.TrimPrefix(msg, "yaml: "))
 		}
 		if len(n.Content) == 0 || (n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null") {
 			continue // an empty document, as after a trailing ---

@@ -43,7 +43,7 @@ func (s *splitter) feed(p []byte, emit func(line []byte, cut bool, end int) bool
 			// buffer without bound.
 			take := s.max - len(s.partial)
 			s.partial = append(s.partial, rest[:take]...)
-			line := cutRune(s.partial)
+			line := trimCR(cutRune(s.partial))
 			s.skip = true
 			ok := emit(line, true, len(p))
 			s.partial = s.partial[:0]
