@@ -23,12 +23,68 @@ const (
 )
 
 type static struct {
-	kind   int
-	key    string   // parsed/meta/enriched key, or method name
-	path   []string // target path below evt
-	value  string
-	expr   *vm.Program
+	kind  int
+	key   string   // parsed/meta/enriched key, or method name
+	path  []string // target path below evt
+	value string
+	expr  *vm.Program
+	// get reads a plain field path (evt.Parsed.x) without the VM; most
+	// hub statics are such paths.
+	get    func(*detect.Event) string
 	method enricher
+}
+
+// fieldGetter returns a direct reader for expressions that only name an
+// event field, or nil. It gives what the VM would: "" for a missing key.
+func fieldGetter(src string) func(*detect.Event) string {
+	src = strings.TrimSpace(src)
+	rest, ok := strings.CutPrefix(src, "evt.")
+	if !ok {
+		return nil
+	}
+	ident := func(s string) bool {
+		if s == "" {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+				return false
+			}
+		}
+		return true
+	}
+	head, key, two := strings.Cut(rest, ".")
+	if two {
+		if !ident(key) {
+			return nil
+		}
+		switch head {
+		case "Parsed":
+			return func(e *detect.Event) string { return e.Parsed[key] }
+		case "Meta":
+			return func(e *detect.Event) string { return e.Meta[key] }
+		case "Enriched":
+			return func(e *detect.Event) string { return e.Enriched[key] }
+		case "Line":
+			switch key {
+			case "Raw":
+				return func(e *detect.Event) string { return e.Line.Raw }
+			case "Src":
+				return func(e *detect.Event) string { return e.Line.Src }
+			case "Module":
+				return func(e *detect.Event) string { return e.Line.Module }
+			}
+		}
+		return nil
+	}
+	switch head {
+	case "StrTime":
+		return func(e *detect.Event) string { return e.StrTime }
+	case "MarshaledTime":
+		return func(e *detect.Event) string { return e.MarshaledTime }
+	}
+	return nil
 }
 
 type whitelist struct {
@@ -231,7 +287,9 @@ func (n *node) applyStatics(r *run, statics []static) error {
 	for i := range statics {
 		s := &statics[i]
 		value := s.value
-		if s.expr != nil {
+		if s.get != nil {
+			value = s.get(evt)
+		} else if s.expr != nil {
 			out, err := r.p.env.Run(s.expr, r.vars)
 			if err != nil {
 				continue

@@ -312,6 +312,9 @@ func (p *Pipeline) compileStatics(specs []staticSpec) ([]static, error) {
 				return nil, fmt.Errorf("static expression: %w", err)
 			}
 			st.expr = pr
+			if !p.opts.Postoverflow {
+				st.get = fieldGetter(s.Expression)
+			}
 		}
 		out = append(out, st)
 	}
