@@ -97,6 +97,11 @@ func (a *app) rootCmd() *cobra.Command {
 		a.genDocsCmd(),
 		a.metricsCmd(),
 		// admin commands that talk to the daemon over api.socket:
+		a.decisionsCmd(),
+		a.alertsCmd(),
+		a.bouncersCmd(),
+		a.allowlistCmd(),
+		a.statusCmd(),
 	)
 	return root
 }

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moatsec/moat/enforce/api"
+)
+
+func (a *app) alertsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "alerts",
+		Aliases: []string{"alert"},
+		Short:   "List and inspect the alerts the daemon raised",
+		Args:    cobra.NoArgs,
+	}
+	cmd.AddCommand(a.alertsListCmd(), a.alertsInspectCmd())
+	return cmd
+}
+
+func (a *app) alertsListCmd() *cobra.Command {
+	var scenario, value string
+	var since time.Duration
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List alerts, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := a.outputFormat("json")
+			if err != nil {
+				return err
+			}
+			if limit < 1 || limit > 100000 {
+				return usagef("--limit %d: want 1 to 100000", limit)
+			}
+			if since < 0 {
+				return usagef("--since %s: want a positive duration", since)
+			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			if scenario != "" {
+				q.Set("scenario", scenario)
+			}
+			if value != "" {
+				q.Set("value", value)
+			}
+			if since > 0 {
+				q.Set("since", since.String())
+			}
+			c, err := a.adminClient(cmd)
+			if err != nil {
+				return err
+			}
+			alerts, err := c.Alerts(cmd.Context(), q)
+			if err != nil {
+				return adminError(err)
+			}
+			return writeAlertList(a.stdout, format, alerts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&scenario, "scenario", "s", "", "scenario name containing this text")
+	fl.StringVarP(&value, "ip", "i", "", "alerts from this source value (address or range)")
+	fl.DurationVar(&since, "since", 0, "only alerts of the last DURATION (e.g. 24h)")
+	fl.IntVar(&limit, "limit", 50, "show at most this many")
+	return cmd
+}
+
+func writeAlertList(w io.Writer, format string, alerts []api.Alert) error {
+	switch format {
+	case "json":
+		if alerts == nil {
+			alerts = []api.Alert{}
+		}
+		return writeJSONOut(w, alerts)
+	case "raw":
+		for _, al := range alerts {
+			if _, err := fmt.Fprintln(w, al.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(alerts) == 0 {
+		_, err := fmt.Fprintln(w, "No alerts.")
+		return err
+	}
+	rows := make([][]string, 0, len(alerts))
+	for _, al := range alerts {
+		ds := "-"
+		if len(al.Decisions) > 0 {
+			ds = strconv.Itoa(len(al.Decisions))
+		}
+		rows = append(rows, []string{strconv.FormatInt(al.ID, 10), al.Scope + ":" + al.Value, al.Scenario, strconv.Itoa(al.EventsCount), ds, fmtTime(al.CreatedAt)})
+	}
+	return table(w, []string{"ID", "SCOPE:VALUE", "SCENARIO", "EVENTS", "DECISIONS", "CREATED"}, rows)
+}
+
+func (a *app) alertsInspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect ID",
+		Short: "Show one alert in full: meta, events and decisions",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("inspect takes one alert ID")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := a.outputFormat("json")
+			if err != nil {
+				return err
+			}
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return usagef("alert ID %q: want a positive integer", args[0])
+			}
+			c, err := a.adminClient(cmd)
+			if err != nil {
+				return err
+			}
+			al, err := c.Alert(cmd.Context(), id)
+			if err != nil {
+				return adminError(err)
+			}
+			if format == "json" {
+				return writeJSONOut(a.stdout, al)
+			}
+			if format == "raw" {
+				_, err := fmt.Fprintf(a.stdout, "%s %s\n", al.Scenario, al.Value)
+				return err
+			}
+			return writeAlert(a.stdout, al)
+		},
+	}
+}
+
+func writeAlert(w io.Writer, al api.Alert) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Alert %d\n", al.ID)
+	fmt.Fprintf(&b, "  Scenario:    %s %s\n", al.Scenario, al.ScenarioVersion)
+	fmt.Fprintf(&b, "  Source:      %s:%s\n", al.Scope, al.Value)
+	if al.Message != "" {
+		fmt.Fprintf(&b, "  Message:     %s\n", al.Message)
+	}
+	fmt.Fprintf(&b, "  Events:      %d, %s to %s\n", al.EventsCount, fmtTime(al.Start), fmtTime(al.Stop))
+	fmt.Fprintf(&b, "  Created:     %s\n", fmtTime(al.CreatedAt))
+	fmt.Fprintf(&b, "  Remediation: %v  Simulated: %v\n", al.Remediation, al.Simulated)
+	var ids []string
+	for _, d := range al.Decisions {
+		ids = append(ids, strconv.FormatInt(d, 10))
+	}
+	if len(ids) > 0 {
+		fmt.Fprintf(&b, "  Decisions:   %s\n", strings.Join(ids, ", "))
+	}
+	writeMap(&b, "Meta", al.Meta)
+	writeMap(&b, "Labels", al.Labels)
+	for i, ev := range al.Events {
+		writeMap(&b, fmt.Sprintf("Event %d", i+1), ev)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeMap(b *strings.Builder, title string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(b, "  %s:\n", title)
+	for _, k := range keys {
+		fmt.Fprintf(b, "    %s: %s\n", k, m[k])
+	}
+}

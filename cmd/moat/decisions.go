@@ -1,0 +1,352 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moatsec/moat/enforce/api"
+)
+
+// adminClient returns a client for the daemon's socket from the config.
+func (a *app) adminClient(cmd *cobra.Command) (*api.Client, error) {
+	cfg, err := a.loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.API.Socket == "" {
+		return nil, usagef("api.socket is empty in %s: the CLI has no daemon to talk to", cfg.Source)
+	}
+	return api.NewClient(cfg.API.Socket), nil
+}
+
+// adminError makes the daemon's answers to bad input usage errors (exit
+// code 2); everything else stays a runtime failure.
+func adminError(err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Status == 400 {
+		return usageError{errors.New(ae.Message)}
+	}
+	if errors.As(err, &ae) {
+		return errors.New(ae.Message)
+	}
+	return err
+}
+
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes rows under a header, aligned.
+func table(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// remaining is the time left until t, to the second.
+func remaining(t time.Time, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := t.Sub(now).Round(time.Second)
+	if d <= 0 {
+		return "expired"
+	}
+	return d.String()
+}
+
+// decisionFilterFlags are the filters list and delete share.
+type decisionFilterFlags struct {
+	ip, cidr, value, typ, origin, scenario string
+	id                                     int64
+}
+
+func (f *decisionFilterFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.ip, "ip", "i", "", "decisions covering this IP address")
+	fl.StringVarP(&f.cidr, "range", "r", "", "decisions covering this CIDR range")
+	fl.StringVar(&f.value, "value", "", "decisions on exactly this value (address or CIDR)")
+	fl.StringVarP(&f.typ, "type", "t", "", "decision type (ban, captcha, ...)")
+	fl.StringVar(&f.origin, "origin", "", "origin: local, cli, api, community, list")
+	fl.StringVarP(&f.scenario, "scenario", "s", "", "scenario name containing this text")
+	fl.Int64Var(&f.id, "id", 0, "decision ID")
+}
+
+func (f *decisionFilterFlags) query() (url.Values, error) {
+	q := url.Values{}
+	if f.ip != "" {
+		a, err := netip.ParseAddr(f.ip)
+		if err != nil {
+			return nil, usagef("--ip %q: want an IP address", f.ip)
+		}
+		q.Set("ip", a.String())
+	}
+	if f.cidr != "" {
+		p, err := netip.ParsePrefix(f.cidr)
+		if err != nil {
+			return nil, usagef("--range %q: want a CIDR range such as 198.51.100.0/24", f.cidr)
+		}
+		q.Set("range", p.String())
+	}
+	if f.id < 0 {
+		return nil, usagef("--id %d: want a positive ID", f.id)
+	}
+	if f.id > 0 {
+		q.Set("id", strconv.FormatInt(f.id, 10))
+	}
+	for k, v := range map[string]string{"value": f.value, "type": f.typ, "origin": f.origin, "scenario": f.scenario} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q, nil
+}
+
+func (a *app) decisionsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "decisions",
+		Aliases: []string{"decision"},
+		Short:   "List, add and delete decisions (bans) in the running daemon",
+		Args:    cobra.NoArgs,
+	}
+	cmd.AddCommand(a.decisionsListCmd(), a.decisionsAddCmd(), a.decisionsDeleteCmd())
+	return cmd
+}
+
+func (a *app) decisionsListCmd() *cobra.Command {
+	var f decisionFilterFlags
+	var history bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List active decisions",
+		Long: `List the active decisions, newest first. --history includes expired and
+deleted ones. -o raw prints one value per line.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := a.outputFormat("json")
+			if err != nil {
+				return err
+			}
+			q, err := f.query()
+			if err != nil {
+				return err
+			}
+			if history {
+				q.Set("history", "true")
+			}
+			if limit < 0 {
+				return usagef("--limit %d: want 0 (no limit) or more", limit)
+			}
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			c, err := a.adminClient(cmd)
+			if err != nil {
+				return err
+			}
+			ds, err := c.Decisions(cmd.Context(), q)
+			if err != nil {
+				return adminError(err)
+			}
+			return writeDecisions(a.stdout, format, ds)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&history, "history", false, "include expired and deleted decisions")
+	cmd.Flags().IntVar(&limit, "limit", 0, "show at most this many (0: all)")
+	return cmd
+}
+
+func writeDecisions(w io.Writer, format string, ds []api.Decision) error {
+	switch format {
+	case "json":
+		if ds == nil {
+			ds = []api.Decision{}
+		}
+		return writeJSONOut(w, ds)
+	case "raw":
+		for _, d := range ds {
+			if _, err := fmt.Fprintln(w, d.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(ds) == 0 {
+		_, err := fmt.Fprintln(w, "No decisions.")
+		return err
+	}
+	now := time.Now()
+	rows := make([][]string, 0, len(ds))
+	for _, d := range ds {
+		left := remaining(d.Until, now)
+		if !d.DeletedAt.IsZero() && d.DeletedAt.Before(d.Until) {
+			left = "deleted"
+		}
+		typ := d.Type
+		if d.Simulated {
+			typ += " (simulated)"
+		}
+		reason := d.Scenario
+		if reason == "" {
+			reason = d.Reason
+		}
+		alert := "-"
+		if d.AlertID != 0 {
+			alert = strconv.FormatInt(d.AlertID, 10)
+		}
+		rows = append(rows, []string{strconv.FormatInt(d.ID, 10), d.Origin, d.Scope + ":" + d.Value, reason, typ, left, alert})
+	}
+	return table(w, []string{"ID", "ORIGIN", "SCOPE:VALUE", "REASON", "ACTION", "EXPIRES IN", "ALERT"}, rows)
+}
+
+func (a *app) decisionsAddCmd() *cobra.Command {
+	var ip, cidr, reason, typ string
+	var duration time.Duration
+	var simulated bool
+	cmd := &cobra.Command{
+		Use:   "add",
+		Short: "Ban an address or range now",
+		Long: `Add a decision: --ip or --range, for --duration (default 4h). The command
+returns once the decision is stored and in the kernel.`,
+		Example: "  moat decisions add --ip 198.51.100.7 --reason 'ssh brute force'\n  moat decisions add --range 203.0.113.0/24 --duration 24h",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := a.outputFormat("json")
+			if err != nil {
+				return err
+			}
+			var value string
+			switch {
+			case ip != "" && cidr != "":
+				return usagef("give --ip or --range, not both")
+			case ip != "":
+				addr, err := netip.ParseAddr(ip)
+				if err != nil {
+					return usagef("--ip %q: want an IP address", ip)
+				}
+				value = addr.String()
+			case cidr != "":
+				p, err := netip.ParsePrefix(cidr)
+				if err != nil {
+					return usagef("--range %q: want a CIDR range such as 198.51.100.0/24", cidr)
+				}
+				value = p.String()
+			default:
+				return usagef("say what to ban with --ip or --range")
+			}
+			if duration <= 0 || duration > api.MaxDuration {
+				return usagef("--duration %s: want a positive duration up to %s", duration, api.MaxDuration)
+			}
+			if reason == "" {
+				reason = "manual"
+			}
+			c, err := a.adminClient(cmd)
+			if err != nil {
+				return err
+			}
+			ds, err := c.AddDecisions(cmd.Context(), []api.NewDecision{{Value: value, Type: typ, Duration: duration.String(), Reason: reason, Simulated: simulated}}, true)
+			if err != nil {
+				return adminError(err)
+			}
+			switch format {
+			case "json":
+				return writeJSONOut(a.stdout, ds)
+			case "raw":
+				for _, d := range ds {
+					fmt.Fprintln(a.stdout, d.ID)
+				}
+				return nil
+			}
+			for _, d := range ds {
+				fmt.Fprintf(a.stdout, "Decision %d: %s %s for %s (until %s).\n", d.ID, d.Type, d.Value, duration, fmtTime(d.Until))
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&ip, "ip", "i", "", "IP address to ban")
+	fl.StringVarP(&cidr, "range", "r", "", "CIDR range to ban")
+	fl.DurationVarP(&duration, "duration", "d", 4*time.Hour, "how long the decision lasts")
+	fl.StringVarP(&reason, "reason", "R", "", "why (shown in lists and to bouncers)")
+	fl.StringVarP(&typ, "type", "t", "ban", "decision type; only ban is enforced in the kernel, others are served to bouncers")
+	fl.BoolVar(&simulated, "simulated", false, "store and show the decision without enforcing it")
+	return cmd
+}
+
+func (a *app) decisionsDeleteCmd() *cobra.Command {
+	var f decisionFilterFlags
+	var all bool
+	cmd := &cobra.Command{
+		Use:     "delete",
+		Aliases: []string{"remove"},
+		Short:   "Delete decisions (unban)",
+		Long: `Delete the active decisions the filters select, from the store and the
+kernel. With no filter nothing is deleted unless --all is given.`,
+		Example: "  moat decisions delete --ip 198.51.100.7\n  moat decisions delete --id 42\n  moat decisions delete --all",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := a.outputFormat("json")
+			if err != nil {
+				return err
+			}
+			q, err := f.query()
+			if err != nil {
+				return err
+			}
+			switch {
+			case all && len(q) > 0:
+				return usagef("--all takes no other filter")
+			case all:
+				q.Set("all", "true")
+			case len(q) == 0:
+				return usagef("say which decisions to delete (--ip, --range, --id, ...) or pass --all")
+			}
+			c, err := a.adminClient(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := c.DeleteDecisions(cmd.Context(), q)
+			if err != nil {
+				return adminError(err)
+			}
+			switch format {
+			case "json":
+				return writeJSONOut(a.stdout, res)
+			case "raw":
+				for _, d := range res.Decisions {
+					fmt.Fprintln(a.stdout, d.Value)
+				}
+				return nil
+			}
+			_, err = fmt.Fprintf(a.stdout, "%d decision(s) deleted.\n", res.Deleted)
+			return err
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&all, "all", false, "delete every active decision")
+	return cmd
+}
