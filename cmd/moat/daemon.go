@@ -41,6 +41,12 @@ func loadEngine(cfg config.Config, c content, replay bool, year int) (*engine.En
 	if err != nil {
 		return nil, contentError{err}
 	}
+	// The engine leaves out, rather than fails on, items it cannot load
+	// when told to take "everything"; moat refuses to start with less
+	// than what the admin installed.
+	if skipped := eng.Skipped(); len(skipped) > 0 {
+		return nil, contentError{skipped[0]}
+	}
 	return eng, nil
 }
 

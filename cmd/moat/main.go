@@ -64,7 +64,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "moat: %v\n", err)
+	// One line: expression compilers add a caret diagram below the message,
+	// which a log line or a script does not want.
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	fmt.Fprintf(stderr, "moat: %s\n", msg)
 	var ue usageError
 	var ce *config.Error
 	var cte contentError
@@ -97,11 +100,6 @@ func (a *app) rootCmd() *cobra.Command {
 		a.genDocsCmd(),
 		a.metricsCmd(),
 		// admin commands that talk to the daemon over api.socket:
-		a.decisionsCmd(),
-		a.alertsCmd(),
-		a.bouncersCmd(),
-		a.allowlistCmd(),
-		a.statusCmd(),
 	)
 	return root
 }

@@ -196,7 +196,7 @@ func TestLoadErrors(t *testing.T) {
 	cases := []struct {
 		name, body, want string
 	}{
-		{"unknown key", "type: trigger\nname: a\ndescription: d\nfilter: 'true'\nbogus: 1\n", ":5: yaml: unmarshal errors:\n  line 5: field bogus not found"},
+		{"unknown key", "type: trigger\nname: a\ndescription: d\nfilter: 'true'\nbogus: 1\n", `s.yaml:5: unknown key "bogus"`},
 		{"second document", "type: trigger\nname: a\ndescription: d\nfilter: 'true'\n---\ntype: leaky\nname: b\ndescription: d\nfilter: 'true'\ncapacity: 0\nleakspeed: 1s\n", ":6: scenario b: bad capacity"},
 		{"bad filter", "type: trigger\nname: a\ndescription: d\nfilter: 'evt.Nope'\n", ":1: scenario a: filter"},
 		{"bad type", "type: sieve\nname: a\ndescription: d\nfilter: 'true'\n", `unknown type "sieve"`},

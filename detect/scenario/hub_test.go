@@ -44,8 +44,6 @@ var knownUnloadable = map[string]string{
 	"crowdsecurity/ban-defcon-drop_range.yaml":     "has no field Overflow",
 	"crowdsecurity/crowdsec-appsec-inband.yaml":    "has no field Appsec",
 	"crowdsecurity/crowdsec-appsec-outofband.yaml": "has no field Appsec",
-	"crowdsecurity/http-cve-probing.yaml":          "SetMeta doesn't return value",
-	"crowdsecurity/http-technology-probing.yaml":   "SetMeta doesn't return value",
 }
 
 // TestLoadHubScenarios loads every hub scenario file unchanged.

@@ -15,6 +15,8 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
+	"github.com/moatsec/moat/internal/yamlerr"
+
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
 	"github.com/moatsec/moat/internal/model"
@@ -156,7 +158,7 @@ func readFile(path string) ([]Spec, []int, string, error) {
 			break
 		}
 		if err != nil {
-			return nil, nil, "", fmt.Errorf("load scenario %s: %w", path, err)
+			return nil, nil, "", yamlerr.Wrap(path, err)
 		}
 		line := n.Line
 		isEmpty := len(n.Content) == 0
@@ -182,15 +184,7 @@ func readFile(path string) ([]Spec, []int, string, error) {
 			line = lines[i]
 		}
 		if err != nil {
-			// yaml.v3 knows the line of each strict-decoding error.
-			var te *yaml.TypeError
-			if errors.As(err, &te) && len(te.Errors) > 0 {
-				var l int
-				if _, e := fmt.Sscanf(te.Errors[0], "line %d:", &l); e == nil {
-					line = l
-				}
-			}
-			return nil, nil, "", &LoadError{File: path, Line: line, Err: err}
+			return nil, nil, "", yamlerr.Wrap(path, err)
 		}
 		if i < len(empty) && empty[i] {
 			continue

@@ -10,12 +10,12 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/moatsec/moat/internal/yamlerr"
 )
 
 // DefaultPath is where moat looks for its configuration.
@@ -127,21 +127,7 @@ func Default() Config {
 }
 
 // Error is a configuration error at a place in a file.
-type Error struct {
-	File string
-	Line int // 0 when unknown
-	Msg  string
-	Err  error // what it wraps, if anything
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+type Error = yamlerr.Error
 
 // ErrNotExist is returned (wrapped) by Load when the file does not exist.
 var ErrNotExist = errors.New("config file does not exist")
@@ -165,39 +151,17 @@ func Parse(path string, data []byte) (Config, error) {
 	cfg.Source = path
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Config{}, yamlError(path, err)
+		return Config{}, yamlerr.Wrap(path, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, yamlError(path, err)
+		return Config{}, yamlerr.Wrap(path, err)
 	}
 	if err := cfg.validate(&root); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
-}
-
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-
-// yamlError turns yaml.v3's messages into one "file:line: message" per error,
-// naming the offending key, and keeps only the first when there are several.
-func yamlError(path string, err error) error {
-	var te *yaml.TypeError
-	msgs := []string{err.Error()}
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	m := yamlLine.FindStringSubmatch(strings.TrimSpace(msgs[0]))
-	if m == nil {
-		return &Error{File: path, Msg: strings.TrimPrefix(msgs[0], "yaml: ")}
-	}
-	line, _ := strconv.Atoi(m[1])
-	msg := m[2]
-	if f := regexp.MustCompile(`^field (\S+) not found in type \S+$`).FindStringSubmatch(msg); f != nil {
-		msg = fmt.Sprintf("unknown key %q", f[1])
-	}
-	return &Error{File: path, Line: line, Msg: msg}
 }
 
 func (c *Config) validate(root *yaml.Node) error {
