@@ -17,9 +17,19 @@ import (
 // their journal names, for parsers that want more than the text line.
 var DefaultJournalFields = []string{"_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "PRIORITY", "_TRANSPORT", "_UID"}
 
-// journalWait bounds one sd_journal_wait so a cancelled context is seen; the
-// wait itself returns as soon as the journal changes.
+// journalWait bounds one sd_journal_wait so a cancelled context is seen.
 const journalWait = 250 * time.Millisecond
+
+// journald coalesces the inotify notifications that wake sd_journal_wait
+// (its post-change timer, 250ms), so a waiting reader learns of an entry up
+// to a quarter second late. For journalHotWindow after a matched entry, when
+// more are likely (an attack in progress), the source waits at most
+// journalHotPoll before looking again: millisecond latency while lines flow,
+// the journal's own wake-up when idle.
+const (
+	journalHotPoll   = 250 * time.Microsecond
+	journalHotWindow = 5 * time.Second
+)
 
 type journalState struct {
 	Cursor string `json:"cursor"`
@@ -129,6 +139,7 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	// passed, and when idle.
 	sent := false
 	lastPub := time.Now()
+	var lastEntry time.Time
 	publish := func() {
 		c, err := j.GetCursor()
 		if err != nil {
@@ -165,7 +176,11 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 			if s.cfg.Mode == "cat" {
 				return nil
 			}
-			j.Wait(journalWait)
+			if time.Since(lastEntry) < journalHotWindow {
+				j.Wait(journalHotPoll)
+			} else {
+				j.Wait(journalWait)
+			}
 			continue
 		}
 		if skipFirst != "" {
@@ -192,7 +207,7 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 		}
 		s.c.lines.Add(1)
 		s.c.lag.Store(int64(at.Sub(t)))
-		sent = true
+		sent, lastEntry = true, at
 	}
 }
 
