@@ -41,6 +41,7 @@ type Reconciler struct {
 	cfg      ReconcilerConfig
 	backends []Backend
 	reqs     chan *request
+	ready    chan struct{}
 
 	// Owned by the Run goroutine.
 	desired  map[netip.Prefix]*cover
@@ -139,6 +140,7 @@ func NewReconciler(cfg ReconcilerConfig, backends ...Backend) *Reconciler {
 		cfg:      cfg,
 		backends: backends,
 		reqs:     make(chan *request, 1024),
+		ready:    make(chan struct{}),
 		desired:  map[netip.Prefix]*cover{},
 	}
 }
@@ -176,6 +178,10 @@ func (r *Reconciler) Do(ctx context.Context, fn func() error) error {
 		return ctx.Err()
 	}
 }
+
+// Ready is closed once Run has made the kernel match the seeded state
+// (or tried to: a failing backend is retried in the background).
+func (r *Reconciler) Ready() <-chan struct{} { return r.ready }
 
 // Seed sets the desired state before Run starts, typically from the store.
 // Run then converges the kernel to it without flushing anything.
@@ -239,6 +245,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	if _, err := r.verify(ctx); err != nil {
 		r.failed = true
 	}
+	close(r.ready)
 	var verifyC <-chan time.Time
 	if r.cfg.VerifyInterval > 0 {
 		t := time.NewTicker(r.cfg.VerifyInterval)

@@ -177,6 +177,11 @@ func (d *daemon) run(ctx context.Context) error {
 	for _, svc := range d.services {
 		g.Go(func() error { return svc(ctx) })
 	}
+	select {
+	case <-d.recon.Ready():
+	case <-ctx.Done():
+		return g.Wait()
+	}
 	notifyReady(ctx, g)
 	d.log.Info("moat running", "sources", len(d.sources), "backends", backendNames(d.backends), "entries", d.recon.Stats().Entries)
 	err := g.Wait()

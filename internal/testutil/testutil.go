@@ -135,3 +135,8 @@ func Run(tb testing.TB, args ...string) string {
 	}
 	return string(out)
 }
+
+// Command returns an unstarted command on the host.
+func Command(name string, args ...string) *exec.Cmd {
+	return exec.Command(name, args...)
+}
