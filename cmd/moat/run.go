@@ -15,4 +15,3 @@ func (a *app) replayCmd() *cobra.Command {
 		},
 	}
 }
-
