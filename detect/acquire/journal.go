@@ -3,6 +3,7 @@ package acquire
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +16,7 @@ import (
 
 // DefaultJournalFields are copied from each entry into Line.Labels, under
 // their journal names, for parsers that want more than the text line.
-var DefaultJournalFields = []string{"_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "PRIORITY", "_TRANSPORT", "_UID"}
+var DefaultJournalFields = []string{"_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "PRIORITY"}
 
 // journalWait bounds one sd_journal_wait so a cancelled context is seen.
 const journalWait = 250 * time.Millisecond
@@ -246,6 +247,15 @@ func newEntryReader(j *sdjournal.Journal, labels map[string]string, fields []str
 	return &entryReader{j: j, labels: labels, fields: fields, max: max, c: c}
 }
 
+// field returns a field for the line itself, from labels when it was
+// already read as one of r.fields (present or not), so no field is read twice.
+func (r *entryReader) field(labels map[string]string, name string) string {
+	if slices.Contains(r.fields, name) {
+		return labels[name]
+	}
+	return r.get(name)
+}
+
 func (r *entryReader) get(field string) string {
 	v, err := r.j.GetDataValue(field)
 	if err != nil {
@@ -273,28 +283,16 @@ func (r *entryReader) entry() (detect.Line, time.Time) {
 			labels[f] = v
 		}
 	}
-	ident := labels["SYSLOG_IDENTIFIER"]
-	if _, ok := labels["SYSLOG_IDENTIFIER"]; !ok {
-		ident = r.get("SYSLOG_IDENTIFIER")
-	}
+	ident := r.field(labels, "SYSLOG_IDENTIFIER")
 	if ident == "" {
-		ident = r.get("_COMM")
+		ident = r.field(labels, "_COMM")
 	}
-	pid, ok := labels["_PID"]
-	if !ok {
-		pid = r.get("_PID")
-	}
+	pid := r.field(labels, "_PID")
 	if pid == "" {
-		pid = r.get("SYSLOG_PID")
+		pid = r.field(labels, "SYSLOG_PID")
 	}
-	host, ok := labels["_HOSTNAME"]
-	if !ok {
-		host = r.get("_HOSTNAME")
-	}
-	unit, ok := labels["_SYSTEMD_UNIT"]
-	if !ok {
-		unit = r.get("_SYSTEMD_UNIT")
-	}
+	host := r.field(labels, "_HOSTNAME")
+	unit := r.field(labels, "_SYSTEMD_UNIT")
 	for k, v := range r.labels {
 		labels[k] = v // acquisition labels win over journal fields
 	}
