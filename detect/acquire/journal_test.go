@@ -262,7 +262,7 @@ func TestJournaldChild(t *testing.T) {
 			t.Fatalf("replay line %d: %q", i, l.Raw)
 		}
 	}
-	if p := rp.Progress(); p.Lines != 185 {
+	if p := rp.Progress(); p.Lines != 185 || !p.Done || p.BytesRead == 0 || p.BytesTotal != -1 {
 		t.Fatalf("progress: %+v", p)
 	}
 }

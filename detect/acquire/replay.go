@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync/atomic"
 
 	"github.com/coreos/go-systemd/v22/sdjournal"
@@ -16,73 +15,64 @@ import (
 	"github.com/moatsec/moat/detect"
 )
 
-// Progress is how far a replay got, for a progress bar.
-type Progress struct {
-	// BytesRead is how much of the input was consumed: on-disk bytes for
-	// files (compressed bytes for gzip), message bytes for a journal.
-	BytesRead int64
-	// BytesTotal is the input's size in the same unit, -1 when unknown
-	// (stdin from a pipe, journals).
-	BytesTotal int64
-	Lines      uint64
-	// Done is true once Stream has read every input.
-	Done bool
-}
-
-// Replay reads cold logs once, in order: files (plain or gzip, told by
-// their magic bytes, "-" for stdin) or a journal directory. It is a Source
-// whose Stream returns nil at the end of its input.
+// Replay reads cold logs once, in order: files (plain or gzip, told apart
+// by their magic bytes), stdin ("-"), or a journal directory. It is a
+// Source whose Stream returns nil at the end of its input.
 type Replay struct {
-	name   string
-	labels map[string]string
-	max    int
-	inputs []*replayInput
-	total  int64
-	read   atomic.Int64
-	done   atomic.Bool
-	c      counters
+	// MaxLineLength cuts longer lines (counted in Stats.Cut).
+	MaxLineLength int
 
+	name    string
+	labels  map[string]string
+	inputs  []*replayInput
 	journal *sdjournal.Journal
-	fields  []string
+	total   int64 // -1 when unknown (stdin from a pipe, journal)
+	read    atomic.Int64
+	done    atomic.Bool
+	c       counters
 }
 
 type replayInput struct {
-	src string // Line.Src
-	f   *os.File
-	r   io.Reader // what is read: f, or stdin
+	name string
+	r    io.Reader // the raw bytes, counted for progress
+	c    io.Closer // nil for stdin
 }
 
-// OpenReplay opens every path now, so a missing file fails before any line
-// is read. labels become every line's Labels (the "type" one selects the
-// parsers). Close releases the files.
+// Progress is how far a replay got, for a progress bar.
+type Progress struct {
+	// BytesRead is the input consumed: on-disk bytes for files (compressed
+	// bytes for gzip), message bytes for a journal.
+	BytesRead int64
+	// BytesTotal is the input's size in the same unit, -1 when unknown
+	// (stdin from a pipe, a journal directory).
+	BytesTotal int64
+	Lines      uint64
+	// Done is set once Stream has returned.
+	Done bool
+}
+
+// OpenReplay opens paths for a replay; "-" is stdin. All files are opened
+// now so a missing one fails before anything is read.
 func OpenReplay(paths []string, labels map[string]string) (*Replay, error) {
 	return openReplay(paths, labels, os.Stdin)
 }
 
-// openReplay reads "-" from stdin, which tests replace with a pipe.
-func openReplay(paths []string, labels map[string]string, stdinR io.Reader) (*Replay, error) {
+func openReplay(paths []string, labels map[string]string, stdin io.Reader) (*Replay, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("replay: no input")
 	}
-	r := &Replay{name: "replay:" + strings.Join(paths, ","), labels: labels, max: DefaultMaxLineLength}
-	stdin := false
+	r := &Replay{MaxLineLength: DefaultMaxLineLength, name: "replay", labels: labels}
 	for _, p := range paths {
-		in := &replayInput{src: p}
 		if p == "-" {
-			if stdin {
-				r.Close()
-				return nil, errors.New("replay: stdin (-) given twice")
-			}
-			stdin = true
-			in.src, in.r = "stdin", stdinR
-			r.inputs = append(r.inputs, in)
-			if f, ok := stdinR.(*os.File); ok {
-				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && r.total >= 0 {
-					r.total += fi.Size() // stdin redirected from a file
+			r.inputs = append(r.inputs, &replayInput{name: "stdin", r: stdin})
+			// stdin redirected from a file has a size; a pipe has none.
+			if f, ok := stdin.(*os.File); ok && r.total >= 0 {
+				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+					r.total += fi.Size()
 					continue
 				}
 			}
-			r.total = -1 // a pipe or terminal: size unknown
+			r.total = -1
 			continue
 		}
 		f, err := os.Open(p)
@@ -90,86 +80,96 @@ func openReplay(paths []string, labels map[string]string, stdinR io.Reader) (*Re
 			r.Close()
 			return nil, fmt.Errorf("replay: %w", err)
 		}
-		in.f, in.r = f, f
-		r.inputs = append(r.inputs, in)
-		fi, err := in.f.Stat()
-		switch {
-		case err != nil || !fi.Mode().IsRegular():
-			r.total = -1 // a pipe or terminal: size unknown
-		case r.total >= 0:
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			r.Close()
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+		if fi.IsDir() {
+			f.Close()
+			r.Close()
+			return nil, fmt.Errorf("replay: %s is a directory", p)
+		}
+		if r.total >= 0 {
 			r.total += fi.Size()
 		}
-		if err == nil && fi.IsDir() {
-			r.Close()
-			return nil, fmt.Errorf("replay: %s is a directory (use OpenJournalDir for a journal)", p)
-		}
+		r.inputs = append(r.inputs, &replayInput{name: p, r: f, c: f})
+	}
+	if len(paths) == 1 {
+		r.name = "replay:" + paths[0]
 	}
 	return r, nil
 }
 
-// OpenJournalDir reads every entry of the journal files under dir that
-// matches (journalctl syntax: FIELD=value, "+" for OR), oldest first, as the
-// lines the journalctl source would produce.
+// OpenJournalDir opens a journal directory (journal files copied from a
+// host) for a replay of the entries matching matches, oldest first.
 func OpenJournalDir(dir string, matches []string, labels map[string]string) (*Replay, error) {
+	for _, m := range matches {
+		if m != "+" && !validMatch.MatchString(m) {
+			return nil, fmt.Errorf("replay: journal match %q: want FIELD=value or +", m)
+		}
+	}
 	j, err := openJournal(dir, matches)
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", dir, err)
 	}
 	if err := j.SeekHead(); err != nil {
 		j.Close()
-		return nil, fmt.Errorf("replay %s: seek head: %w", dir, err)
+		return nil, fmt.Errorf("replay %s: seek: %w", dir, err)
 	}
-	return &Replay{name: "replay:journal:" + dir, labels: labels, max: DefaultMaxLineLength, total: -1, journal: j}, nil
+	return &Replay{MaxLineLength: DefaultMaxLineLength, name: "replay:" + dir, labels: labels, journal: j, total: -1}, nil
 }
 
-// Name identifies the replay.
 func (r *Replay) Name() string { return r.name }
 
-// Stats counts what the replay read so far.
 func (r *Replay) Stats() Stats { return r.c.snapshot() }
 
-// Progress is safe to call from another goroutine while Stream runs.
+// Progress may be called from any goroutine while Stream runs.
 func (r *Replay) Progress() Progress {
 	return Progress{BytesRead: r.read.Load(), BytesTotal: r.total, Lines: r.c.lines.Load(), Done: r.done.Load()}
 }
 
-// Close releases the opened files; stdin is left open.
+// Close releases the inputs; Stream closes them itself when it ends.
 func (r *Replay) Close() error {
-	var errs []error
 	for _, in := range r.inputs {
-		if in.f != nil {
-			errs = append(errs, in.f.Close())
+		if in.c != nil {
+			in.c.Close()
+			in.c = nil
 		}
 	}
-	r.inputs = nil
 	if r.journal != nil {
-		errs = append(errs, r.journal.Close())
+		r.journal.Close()
 		r.journal = nil
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
-// Stream sends every line of the inputs, in order, and returns nil at their
-// end or when ctx is cancelled. An unreadable or corrupt input is counted
-// in Stats and skipped; the others are still read.
+// Stream sends every line in order and returns nil at the end of the input
+// or when ctx is cancelled. A file that fails mid-way is counted and the
+// replay goes on with the next one.
 func (r *Replay) Stream(ctx context.Context, out chan<- detect.Line) error {
 	defer r.done.Store(true)
+	defer r.Close()
 	if r.journal != nil {
 		return r.streamJournal(ctx, out)
 	}
+	buf := make([]byte, 256*1024)
 	for _, in := range r.inputs {
-		if err := r.streamFile(ctx, out, in); err != nil {
-			if ctx.Err() != nil {
+		if err := r.streamInput(ctx, out, in, buf); err != nil {
+			if errors.Is(err, errStopped) {
 				return nil
 			}
-			r.c.fail(fmt.Errorf("replay %s: %w", in.src, err))
+			r.c.fail(err)
+		}
+		if in.c != nil {
+			in.c.Close()
+			in.c = nil
 		}
 	}
 	return nil
 }
 
-// countingReader counts the bytes taken from the file, so progress is in
-// on-disk bytes also for compressed input.
 type countingReader struct {
 	r io.Reader
 	n *atomic.Int64
@@ -181,25 +181,21 @@ func (c countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *Replay) streamFile(ctx context.Context, out chan<- detect.Line, in *replayInput) error {
-	br := bufio.NewReaderSize(countingReader{r: in.r, n: &r.read}, readBufSize)
+func (r *Replay) streamInput(ctx context.Context, out chan<- detect.Line, in *replayInput, buf []byte) error {
+	br := bufio.NewReaderSize(countingReader{in.r, &r.read}, 64*1024)
 	var src io.Reader = br
-	// Magic bytes, not the name: rotated logs are often compressed under
-	// names that do not say so, and stdin has no name.
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
+			return fmt.Errorf("replay %s: %w", in.name, err)
 		}
 		defer zr.Close()
 		src = zr
 	}
-	sp := splitter{max: r.max}
-	stopped := false
-	emit := func(line []byte, cut bool, _ int) bool {
-		l := detect.Line{Raw: string(line), Src: in.src, Module: KindFile, Labels: r.labels, Process: true}
+	sp := splitter{max: r.MaxLineLength}
+	emit := func(line []byte, cut bool) bool {
+		l := detect.Line{Raw: string(line), Src: in.name, Module: KindFile, Labels: r.labels, Process: true}
 		if _, ok := sendAt(ctx, out, l); !ok {
-			stopped = true
 			return false
 		}
 		r.c.lines.Add(1)
@@ -208,62 +204,51 @@ func (r *Replay) streamFile(ctx context.Context, out chan<- detect.Line, in *rep
 		}
 		return true
 	}
-	buf := make([]byte, readBufSize)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			r.c.bytes.Add(uint64(n))
-			if !sp.feed(buf[:n], emit) {
-				if stopped {
-					return ctx.Err()
-				}
+			if !sp.feed(buf[:n], func(line []byte, cut bool, _ int) bool { return emit(line, cut) }) {
+				return errStopped
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			break
+			if l := sp.flush(); l != nil && !emit(l, false) {
+				return errStopped
+			}
+			return nil
 		}
 		if err != nil {
-			// A corrupt gzip tail: the lines before it were sent; the
-			// partial line at the break is dropped, not guessed at.
-			return err
+			return fmt.Errorf("replay %s: %w", in.name, err)
 		}
 	}
-	if last := sp.flush(); len(last) > 0 {
-		emit(last, false, 0)
-		if stopped {
-			return ctx.Err()
-		}
-	}
-	return nil
 }
 
 func (r *Replay) streamJournal(ctx context.Context, out chan<- detect.Line) error {
-	er := newEntryReader(r.journal, r.labels, r.fields, r.max, &r.c)
-	fails := 0
-	for ctx.Err() == nil {
+	er := newEntryReader(r.journal, r.labels, nil, r.MaxLineLength, &r.c)
+	for {
 		n, err := r.journal.Next()
 		if err != nil {
-			// A corrupt journal file: count it; give up only when the
-			// journal will not move on at all.
-			r.c.fail(fmt.Errorf("replay journal: %w", err))
-			if fails++; fails > 100 {
-				return nil
+			// A corrupt file: count it; sd_journal skips to the next file.
+			r.c.fail(fmt.Errorf("replay %s: %w", r.name, err))
+			if r.c.errors.Load() > 1000 {
+				return fmt.Errorf("replay %s: too many errors: %w", r.name, err)
 			}
 			continue
 		}
-		fails = 0
 		if n == 0 {
 			return nil
 		}
-		l, _ := er.entry()
+		l, t := er.entry()
 		if l.Src == "" {
 			continue
 		}
 		r.read.Store(int64(r.c.bytes.Load()))
-		if _, ok := sendAt(ctx, out, l); !ok {
+		at, ok := sendAt(ctx, out, l)
+		if !ok {
 			return nil
 		}
 		r.c.lines.Add(1)
+		r.c.lag.Store(int64(at.Sub(t)))
 	}
-	return nil
 }

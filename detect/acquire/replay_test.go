@@ -104,7 +104,7 @@ func TestReplayPlainAndGzip(t *testing.T) {
 				}
 				fi, _ := os.Stat(p)
 				pr := r.Progress()
-				if pr.BytesRead != fi.Size() || pr.BytesTotal != fi.Size() || pr.Lines != uint64(len(want)) {
+				if pr.BytesRead != fi.Size() || pr.BytesTotal != fi.Size() || pr.Lines != uint64(len(want)) || !pr.Done {
 					t.Fatalf("%s: progress %+v, file size %d, %d lines", p, pr, fi.Size(), len(want))
 				}
 				results = append(results, raws(ls))
@@ -177,5 +177,23 @@ func TestReplayErrors(t *testing.T) {
 	ls := collectReplay(t, r)
 	if len(ls) != len(wantLines(t, good)) || r.Stats().Errors != 1 || r.Stats().LastError == nil {
 		t.Fatalf("got %d lines, stats %+v", len(ls), r.Stats())
+	}
+}
+
+func TestReplayStdinFromFile(t *testing.T) {
+	plain := filepath.Join("testdata", "replay", "auth.log")
+	f, err := os.Open(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := openReplay([]string{"-"}, nil, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := collectReplay(t, r)
+	fi, _ := f.Stat()
+	if p := r.Progress(); p.BytesTotal != fi.Size() || p.BytesRead != fi.Size() || len(ls) != len(wantLines(t, plain)) {
+		t.Fatalf("stdin from a file: progress %+v, %d lines", p, len(ls))
 	}
 }
