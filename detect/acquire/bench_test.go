@@ -155,7 +155,7 @@ func BenchmarkJournald(b *testing.B) {
 }
 
 func TestJournaldBenchChild(t *testing.T) {
-	inJournaldChild(t)
+	_ = inJournaldChild(t)
 	ident := testutil.RandName("moatb", 6)
 	cfg := journalConfig(ident)
 	r := startJournal(t, cfg, t.TempDir())

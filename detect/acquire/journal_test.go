@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,8 +49,8 @@ func runJournaldChild(tb testing.TB, name string) string {
 }
 
 // inJournaldChild sets up the private journald, or skips when the test was
-// not started by runJournaldChild.
-func inJournaldChild(t *testing.T) {
+// not started by runJournaldChild. It returns the journald process.
+func inJournaldChild(t *testing.T) *os.Process {
 	t.Helper()
 	if os.Getenv(journaldChildEnv) == "" {
 		t.Skip("runs only inside the private mount namespace its parent test creates")
@@ -62,7 +63,7 @@ func inJournaldChild(t *testing.T) {
 	}
 	conf := filepath.Join(t.TempDir(), "journald.conf")
 	err := os.WriteFile(conf, []byte("[Journal]\nStorage=volatile\nRateLimitIntervalSec=0\nRateLimitBurst=0\n"+
-		"ReadKMsg=no\nRuntimeMaxFileSize=8M\nForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\nForwardToKMsg=no\n"), 0o644)
+		"ReadKMsg=no\nRuntimeMaxFileSize=1M\nForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\nForwardToKMsg=no\n"), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +92,7 @@ func inJournaldChild(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return jd.Process
 }
 
 func run(tb testing.TB, args ...string) {
@@ -197,7 +199,7 @@ func TestJournald(t *testing.T) {
 // (including one in the middle of a burst) resumes with no loss and no
 // duplicate, and a head start reads the whole history.
 func TestJournaldChild(t *testing.T) {
-	inJournaldChild(t)
+	_ = inJournaldChild(t)
 	ident, noise := testutil.RandName("moatt", 6), testutil.RandName("moatn", 6)
 	state := t.TempDir()
 	cfg := journalConfig(ident)
@@ -271,4 +273,78 @@ func TestJournaldChild(t *testing.T) {
 func percentile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(d)
 	return d[int(q*float64(len(d)-1))]
+}
+
+func TestJournaldRotationAndVacuum(t *testing.T) {
+	runJournaldChild(t, "TestJournaldRotationAndVacuumChild")
+}
+
+// TestJournaldRotationAndVacuumChild follows the journal across size-based
+// rotations (1M files) and forced ones, then restarts after the files
+// holding its saved cursor were vacuumed: no entry lost, none repeated.
+func TestJournaldRotationAndVacuumChild(t *testing.T) {
+	jd := inJournaldChild(t)
+	ident := testutil.RandName("moatr", 6)
+	state := t.TempDir()
+	cfg := journalConfig(ident)
+	r := startJournal(t, cfg, state)
+	time.Sleep(300 * time.Millisecond)
+
+	// About 20 MB of entries with 10% ours: a dozen rotations while following.
+	pad := strings.Repeat("x", 900)
+	done := make(chan error, 1)
+	go func() {
+		for i := range 20000 {
+			if i%10 == 0 {
+				if err := journal.Send(fmt.Sprintf("message %d", i/10), journal.PriInfo, map[string]string{"SYSLOG_IDENTIFIER": ident}); err != nil {
+					done <- err
+					return
+				}
+			}
+			if err := journal.Send(pad, journal.PriInfo, map[string]string{"SYSLOG_IDENTIFIER": "moat-noise"}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	r.receive(ident, 0, 2000)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("/run/log/journal/*/system@*.journal")
+	if len(files) < 3 {
+		t.Fatalf("only %d archived journal files: no rotation happened", len(files))
+	}
+	// A forced rotation (SIGUSR2, as journalctl --rotate) while following.
+	if err := jd.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	sendJournal(t, ident, 2000, 20, "")
+	r.receive(ident, 2000, 20)
+	r.quiet()
+	r.stop()
+
+	// Down: rotate, then vacuum every archived file, the one holding the
+	// saved cursor included, and write more.
+	if err := jd.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	files, _ = filepath.Glob("/run/log/journal/*/system@*.journal")
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendJournal(t, ident, 2020, 30, "")
+	time.Sleep(100 * time.Millisecond)
+	r = startJournal(t, cfg, state)
+	r.receive(ident, 2020, 30)
+	r.quiet()
+	r.stop()
+	if st := r.src.Stats(); st.Lines != 30 {
+		t.Fatalf("stats after vacuum: %+v", st)
+	}
 }
