@@ -208,19 +208,24 @@ func TestInstall(t *testing.T) {
 	debs := filepath.Join(work, "debs")
 
 	// debootstrap mostly waits on the mirror: build the packages meanwhile.
-	boot := make(chan error, 1)
+	// A failed build must not let the temp dir go while debootstrap
+	// still writes into it: cleanup waits for it.
+	booted := make(chan struct{})
+	var bootErr error
 	go func() {
+		defer close(booted)
 		out, err := exec.Command("debootstrap", "--variant=minbase", "bookworm", root, aptMirror()).CombinedOutput()
 		if err != nil {
-			err = fmt.Errorf("debootstrap: %v\n%s", err, out)
+			bootErr = fmt.Errorf("debootstrap: %v\n%s", err, out)
 		}
-		boot <- err
 	}()
+	t.Cleanup(func() { <-booted })
 	const v1, v2 = "0.0.0~test1", "0.0.0~test2"
 	deb1 := buildDeb(t, v1, debs)
 	deb2 := buildDeb(t, v2, debs)
-	if err := <-boot; err != nil {
-		t.Fatal(err)
+	<-booted
+	if bootErr != nil {
+		t.Fatal(bootErr)
 	}
 	for _, d := range []string{deb1, deb2} {
 		b, err := os.ReadFile(d)
