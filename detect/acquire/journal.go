@@ -93,6 +93,7 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	defer j.Close()
 	// A cursor whose entry was vacuumed still seeks to the nearest entry;
 	// TestCursor then fails and that entry is new, so it is kept.
+	var startUsec uint64 // the tail start, until an entry was read
 	skipFirst := ""
 	switch {
 	case st.Cursor != "":
@@ -103,7 +104,8 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	default:
 		// Not SeekTail: with nothing matching yet it loses the first
 		// entries. Entries from now on are the tail.
-		err = j.SeekRealtimeUsec(uint64(time.Now().UnixMicro()))
+		startUsec = uint64(time.Now().UnixMicro())
+		err = j.SeekRealtimeUsec(startUsec)
 	}
 	if err != nil {
 		return fmt.Errorf("journal source %s: seek: %w", s.cfg.Name, err)
@@ -177,10 +179,26 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 			if s.cfg.Mode == "cat" {
 				return nil
 			}
+			// The position of the last entry read, delivered or skipped.
+			here, herr := j.GetCursor()
+			var w int
 			if time.Since(lastEntry) < journalHotWindow {
-				j.Wait(journalHotPoll)
+				w = j.Wait(journalHotPoll)
 			} else {
-				j.Wait(journalWait)
+				w = j.Wait(journalWait)
+			}
+			// libsystemd 252 can step over an entry appended while the
+			// reader sat at the end (its entry-array cache goes stale), and
+			// over the first entries of files added while it waited;
+			// seeking the same position again after a change does not.
+			switch {
+			case w == sdjournal.SD_JOURNAL_NOP:
+			case herr == nil:
+				if j.SeekCursor(here) == nil {
+					skipFirst = here
+				}
+			case startUsec != 0:
+				j.SeekRealtimeUsec(startUsec)
 			}
 			continue
 		}
