@@ -67,6 +67,11 @@ type Env struct {
 	foldMu            sync.Mutex
 	upCache, lowCache map[string]string
 
+	// matchers are the data-file list matchers of compiled programs;
+	// slots number the memoizable folds (see Memo).
+	matchers map[string]*lazyMatcher
+	slots    map[string]int
+
 	vms sync.Pool
 }
 

@@ -59,6 +59,7 @@ type Set struct {
 	ovars map[string]any
 	cand  []*scenario
 	outs  []Overflow
+	memo  exprenv.Memo
 }
 
 // Load reads scenario files (multi-document YAML, as in the hub) and
@@ -253,8 +254,9 @@ func (s *Set) pour(evt *detect.Event) {
 	s.advance(t)
 	s.vars["evt"] = evt
 	defer func() { s.vars["evt"] = (*detect.Event)(nil) }()
+	s.memo.Reset()
 	for _, sc := range s.candidates(evt) {
-		ok, err := s.env.RunBool(sc.filter, s.vars)
+		ok, err := s.runBool(sc.filter, evt)
 		if err != nil {
 			sc.stats.Errors++
 			continue
@@ -264,12 +266,12 @@ func (s *Set) pour(evt *detect.Event) {
 		}
 		key := ""
 		if sc.groupby != nil {
-			out, err := s.env.Run(sc.groupby, s.vars)
+			k, err := s.runString(sc.groupby, evt)
 			if err != nil {
 				sc.stats.Errors++
 				continue
 			}
-			key = exprenv.ToString(out)
+			key = k
 		}
 		s.pourInto(sc, key, evt, t)
 	}
@@ -304,11 +306,10 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		return
 	}
 	if sc.distinct != nil {
-		out, err := s.env.Run(sc.distinct, s.vars)
+		v, err := s.runString(sc.distinct, evt)
 		if err != nil {
 			sc.stats.Errors++
 		} else {
-			v := exprenv.ToString(out)
 			if _, dup := b.seen[v]; dup {
 				s.schedule(b)
 				return
@@ -317,7 +318,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		}
 	}
 	if sc.cancelOn != nil {
-		if ok, err := s.env.RunBool(sc.cancelOn, s.vars); err != nil {
+		if ok, err := s.runBool(sc.cancelOn, evt); err != nil {
 			sc.stats.Errors++
 		} else if ok {
 			sc.stats.Canceled++
@@ -348,4 +349,28 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		}
 	}
 	s.schedule(b)
+}
+
+// runBool runs p natively when it can decide, else in the VM; a VM run
+// may change the event (SetMeta), so it forgets the memoized folds.
+func (s *Set) runBool(p *exprenv.Program, evt *detect.Event) (bool, error) {
+	if v, ok := p.Bool(&s.memo, evt); ok {
+		return v, nil
+	}
+	v, err := s.env.RunBool(p.VM, s.vars)
+	s.memo.Reset()
+	return v, err
+}
+
+// runString is runBool for groupby and distinct values.
+func (s *Set) runString(p *exprenv.Program, evt *detect.Event) (string, error) {
+	if v, ok := p.String(&s.memo, evt); ok {
+		return v, nil
+	}
+	out, err := s.env.Run(p.VM, s.vars)
+	s.memo.Reset()
+	if err != nil {
+		return "", err
+	}
+	return exprenv.ToString(out), nil
 }

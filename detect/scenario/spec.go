@@ -100,7 +100,8 @@ type scenario struct {
 	qsize     int // -1: unbounded
 	simulated bool
 
-	filter, groupby, distinct, cancelOn  *vm.Program
+	// Expressions over one event also run natively where they can.
+	filter, groupby, distinct, cancelOn  *exprenv.Program
 	condition, overflowFilter, scopeExpr *vm.Program
 	bayes                                []bayesCond
 
@@ -319,13 +320,29 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 		dst  **vm.Program
 		what string
 	}{
-		{sp.Filter, evtVars, &sc.filter, "filter"},
-		{sp.GroupBy, evtVars, &sc.groupby, "groupby"},
-		{sp.Distinct, evtVars, &sc.distinct, "distinct"},
-		{sp.CancelOn, evtVars, &sc.cancelOn, "cancel_on"},
 		{sp.Condition, condVars, &sc.condition, "condition"},
 		{sp.Scope.Expression, evtVars, &sc.scopeExpr, "scope expression"},
 		{sp.OverflowFilter, map[string]any{"queue": &Queue{}, "signal": &model.Alert{}, "leaky": &Leaky{}}, &sc.overflowFilter, "overflow_filter"},
+	}
+	evtProgs := []struct {
+		src  string
+		dst  **exprenv.Program
+		what string
+	}{
+		{sp.Filter, &sc.filter, "filter"},
+		{sp.GroupBy, &sc.groupby, "groupby"},
+		{sp.Distinct, &sc.distinct, "distinct"},
+		{sp.CancelOn, &sc.cancelOn, "cancel_on"},
+	}
+	for _, p := range evtProgs {
+		if strings.TrimSpace(p.src) == "" {
+			continue
+		}
+		prog, err := env.CompileEvt(p.src, evtVars)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p.what, err)
+		}
+		*p.dst = prog
 	}
 	for _, p := range progs {
 		if strings.TrimSpace(p.src) == "" {
