@@ -181,7 +181,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		}
 	}
 	var gen4 []string
-	if rx4, err := g.expand(src, &gen4, 0, true); err == nil && rx4 != rx && g.defs["IPV6"] == basePatterns["IPV6"] && g.defs["HOSTNAME"] == basePatterns["HOSTNAME"] {
+	if rx4, err := g.expand(src, &gen4, 0, true); err == nil && rx4 != rx && g.standardV4() {
 		if re4, err := regexp.Compile(rx4); err == nil && re4.NumSubexp() == re.NumSubexp() {
 			c.v4 = re4
 			if !anchored {

@@ -38,3 +38,43 @@ func TestGrok(t *testing.T) {
 		t.Error("unknown pattern compiled")
 	}
 }
+
+// A pattern dir that repeats or respells base patterns keeps the syslog and
+// IPv4 fast paths; one that changes what they match disables them.
+func TestFastPathsSurviveRedefinitions(t *testing.T) {
+	syslog := func(g *grokLib) {
+		for _, k := range []string{"SYSLOGLINE", "SYSLOGBASE2"} {
+			g.defs[k] = syslogDefs[k]
+		}
+	}
+	tests := []struct {
+		name   string
+		redef  map[string]string
+		fast   bool
+		v4fast bool
+	}{
+		{"none", nil, true, true},
+		{"same text", map[string]string{"IPORHOST": basePatterns["IPORHOST"], "IPV6": basePatterns["IPV6"], "HOSTNAME": basePatterns["HOSTNAME"], "POSINT": basePatterns["POSINT"]}, true, true},
+		{"same regexp spelt differently", map[string]string{"POSINT": `\b[1-9][0-9]*\b`, "MONTHDAY": `(?:0[1-9]|[12][0-9]|3[01]|[1-9])`, "GREEDYDATA": `(?:.*)`}, true, true},
+		{"different PROG", map[string]string{"PROG": `[a-z]+`}, false, true},
+		{"different HOSTNAME", map[string]string{"HOSTNAME": `[a-z.]+`}, false, false},
+		{"different IPV6", map[string]string{"IPV6": `[0-9a-f:]+`}, false, false},
+	}
+	for _, tt := range tests {
+		g := newGrokLib()
+		syslog(g)
+		for k, v := range tt.redef {
+			g.add(k, v)
+		}
+		c, err := g.compile("^%{SYSLOGLINE}")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if (c.fast != nil) != tt.fast {
+			t.Errorf("%s: syslog fast path installed = %v, want %v", tt.name, c.fast != nil, tt.fast)
+		}
+		if (c.v4 != nil) != tt.v4fast {
+			t.Errorf("%s: IPv4 variant installed = %v, want %v", tt.name, c.v4 != nil, tt.v4fast)
+		}
+	}
+}

@@ -2,6 +2,9 @@ package parse
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -60,10 +63,29 @@ func TestNodes(t *testing.T) {
 	}
 }
 
-func TestUnknownKey(t *testing.T) {
-	_, err := Load([]File{{Path: "testdata/parsers/unknown.bad.yaml", Stage: "s00-raw"}}, Options{})
-	if !errors.Is(err, ErrUnknownField) || !strings.Contains(err.Error(), "unknown.bad.yaml") || !strings.Contains(err.Error(), "line 6") {
-		t.Fatalf("err = %v, want ErrUnknownField naming the file and line 6", err)
+func TestYAMLErrorsNameFileAndLine(t *testing.T) {
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "sshd-logs.yaml")
+	if err := os.WriteFile(broken, []byte("name: moat/sshd-logs\nfilter: \"evt.Parsed.program == 'sshd'\"\nnodes:\n  - grok: [unclosed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path    string
+		unknown bool
+		want    *regexp.Regexp
+	}{
+		{"testdata/parsers/unknown.bad.yaml", true, regexp.MustCompile(`^testdata/parsers/unknown\.bad\.yaml:6: unknown key "`)},
+		{broken, false, regexp.MustCompile(`^` + regexp.QuoteMeta(broken) + `:\d+: `)},
+	}
+	for _, tt := range tests {
+		_, err := Load([]File{{Path: tt.path, Stage: "s00-raw"}}, Options{})
+		if err == nil || !tt.want.MatchString(err.Error()) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: err = %v, want one line matching %s", tt.path, err, tt.want)
+			continue
+		}
+		if errors.Is(err, ErrUnknownField) != tt.unknown {
+			t.Errorf("%s: errors.Is(err, ErrUnknownField) = %v, want %v", tt.path, !tt.unknown, tt.unknown)
+		}
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/moatsec/moat/internal/yamlerr"
+
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/moatsec/moat/detect"
@@ -137,10 +139,12 @@ func (p *Pipeline) loadFile(f File) ([]*node, error) {
 			break
 		}
 		if err != nil {
+			// One line, FILE:LINE: message, like every moat loader.
+			werr := yamlerr.Wrap(f.Path, err)
 			if strings.Contains(err.Error(), "not found in type") {
-				return nil, fmt.Errorf("load parser %s: %w: %w", f.Path, ErrUnknownField, err)
+				return nil, unknownFieldError{werr}
 			}
-			return nil, fmt.Errorf("load parser %s: %w", f.Path, err)
+			return nil, werr
 		}
 		if spec.Name == "" && spec.Filter == "" && len(spec.Nodes) == 0 && spec.Grok.Pattern == "" && spec.Grok.Name == "" && len(spec.Statics) == 0 {
 			continue // an empty document
@@ -159,6 +163,12 @@ func (p *Pipeline) loadFile(f File) ([]*node, error) {
 	}
 	return out, nil
 }
+
+// unknownFieldError is a strict-decoding error that also matches
+// ErrUnknownField.
+type unknownFieldError struct{ error }
+
+func (e unknownFieldError) Unwrap() []error { return []error{e.error, ErrUnknownField} }
 
 func (p *Pipeline) compile(src string) (*vm.Program, error) {
 	return p.env.Compile(src, p.typeVars())

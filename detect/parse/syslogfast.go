@@ -1,5 +1,10 @@
 package parse
 
+import (
+	"regexp/syntax"
+	"slices"
+)
+
 // The syslog-logs parser runs ^%{SYSLOGLINE} on every line, and the NFA
 // Go's regexp needs for it costs microseconds. fastSyslogLine computes the
 // same captures for the common RFC 3164 shape
@@ -33,13 +38,49 @@ var syslogDefs = map[string]string{
 	"GREEDYDATA":      basePatterns["GREEDYDATA"],
 }
 
+// standardSyslog reports whether SYSLOGLINE means here what the fast path
+// reproduces. A pattern dir may redefine base patterns (a copy of them, a
+// different spelling of the same regexp): only a difference in the
+// expanded, parsed regexp and its field names disables the fast path.
 func (g *grokLib) standardSyslog() bool {
+	ref := newGrokLib()
 	for k, v := range syslogDefs {
-		if g.defs[k] != v {
-			return false
-		}
+		ref.defs[k] = v
 	}
-	return true
+	return g.sameExpansion(ref, "%{SYSLOGLINE}", false)
+}
+
+// sameExpansion reports whether src expands to the same regexp, with the
+// same field names, in g and ref.
+func (g *grokLib) sameExpansion(ref *grokLib, src string, noV6 bool) bool {
+	var n1, n2 []string
+	a, err := g.expand(src, &n1, 0, noV6)
+	if err != nil {
+		return false
+	}
+	b, err := ref.expand(src, &n2, 0, noV6)
+	if err != nil || !slices.Equal(n1, n2) {
+		return false
+	}
+	if a == b {
+		return true
+	}
+	ra, err := syntax.Parse(a, syntax.Perl)
+	if err != nil {
+		return false
+	}
+	rb, err := syntax.Parse(b, syntax.Perl)
+	if err != nil {
+		return false
+	}
+	return ra.Simplify().Equal(rb.Simplify())
+}
+
+// standardV4 reports whether IPV6 and HOSTNAME expand as the built-in
+// ones, which grok.v4 relies on.
+func (g *grokLib) standardV4() bool {
+	ref := newGrokLib()
+	return g.sameExpansion(ref, "%{IPV6}", false) && g.sameExpansion(ref, "%{HOSTNAME}", false)
 }
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
