@@ -195,7 +195,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	now := s.Now()
 	w.Header().Set("Content-Type", "application/json")
 	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
+	var buf []byte
 	state := 0 // 0 nothing written, 1 in "new", 2 in "deleted"
 	first := true
 	seq, err := s.st.Stream(r.Context(), b.LastSeq, startup, now, func(c store.Change, rec store.Record) error {
@@ -214,8 +214,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 			bw.WriteByte(',')
 		}
 		first = false
-		// Encode appends a newline, which is valid JSON whitespace.
-		return enc.Encode(toLAPI(rec.Decision, now))
+		buf = appendLAPI(buf[:0], rec.Decision, now)
+		_, err := bw.Write(buf)
+		return err
 	})
 	if err != nil {
 		if state == 0 {

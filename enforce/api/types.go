@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -274,6 +275,48 @@ type lapiDecision struct {
 	Type      string `json:"type"`
 	Until     string `json:"until,omitempty"`
 	Value     string `json:"value"`
+}
+
+// appendLAPI appends d as toLAPI(d, now) would marshal, without
+// reflection: the startup stream writes a million of these.
+func appendLAPI(b []byte, d model.Decision, now time.Time) []byte {
+	l := toLAPI(d, now)
+	b = append(b, `{"duration":`...)
+	b = appendJSONString(b, l.Duration)
+	b = append(b, `,"id":`...)
+	b = strconv.AppendInt(b, l.ID, 10)
+	b = append(b, `,"origin":`...)
+	b = appendJSONString(b, l.Origin)
+	b = append(b, `,"scenario":`...)
+	b = appendJSONString(b, l.Scenario)
+	b = append(b, `,"scope":`...)
+	b = appendJSONString(b, l.Scope)
+	if l.Simulated {
+		b = append(b, `,"simulated":true`...)
+	}
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, l.Type)
+	if l.Until != "" {
+		b = append(b, `,"until":`...)
+		b = appendJSONString(b, l.Until)
+	}
+	b = append(b, `,"value":`...)
+	b = appendJSONString(b, l.Value)
+	return append(b, '}')
+}
+
+// appendJSONString quotes s for JSON; strings that need escaping take
+// encoding/json's path, so the output is always what it would write.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // neverDuration is what a decision without expiry reports as its duration.

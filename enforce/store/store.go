@@ -728,7 +728,9 @@ func (s *Store) Stream(ctx context.Context, after int64, startup bool, now time.
 	}
 	active := `deleted_at IS NULL AND (until = 0 OR until > ?)`
 	if startup {
-		err = each(New, `SELECT `+recordCols+` FROM decisions WHERE `+active+` ORDER BY id`, now.UnixNano())
+		// The unary + keeps SQLite off the until index: walking the table
+		// in rowid order gives id order without sorting a million rows.
+		err = each(New, `SELECT `+recordCols+` FROM decisions WHERE +deleted_at IS NULL AND (+until = 0 OR +until > ?) ORDER BY id`, now.UnixNano())
 	} else {
 		// Ordered by sequence, the index order: ordering by id would make
 		// SQLite scan the whole table to skip a sort.
