@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -15,8 +17,10 @@ import (
 	"github.com/moatsec/moat/detect/acquire"
 	"github.com/moatsec/moat/detect/engine"
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/internal/metrics"
+	"github.com/moatsec/moat/internal/version"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -59,6 +63,7 @@ type daemon struct {
 	closers  []func()
 	services []func(ctx context.Context) error
 	handler  alertHandler
+	started  time.Time
 }
 
 func (d *daemon) close() {
@@ -69,7 +74,7 @@ func (d *daemon) close() {
 
 // newDaemon loads and checks every file first, then touches the kernel.
 func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log}
+	d := &daemon{cfg: cfg, log: log, started: time.Now()}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -237,4 +242,37 @@ func checkContent(cfg config.Config) error {
 	}
 	_, err = loadProfiles(cfg)
 	return err
+}
+
+// status fills the daemon's part of moat status.
+func (d *daemon) status(ctx context.Context) (api.Status, error) {
+	st := api.Status{Version: version.Version, StartedAt: d.started, Counters: map[string]int64{}}
+	for _, s := range d.sources {
+		ss := s.Stats()
+		src := api.Source{Name: s.Name(), Lines: int64(ss.Lines)}
+		if ss.LastError != nil {
+			src.Error = ss.LastError.Error()
+		}
+		st.Sources = append(st.Sources, src)
+	}
+	es := d.engine.Stats()
+	for _, p := range es.Parsers {
+		st.Parsers = append(st.Parsers, p.Parser)
+	}
+	st.Parsers = slices.Compact(st.Parsers)
+	for _, sc := range es.Scenarios.Scenarios {
+		st.Scenarios = append(st.Scenarios, sc.Name)
+	}
+	rs := d.recon.Stats()
+	for _, b := range d.backends {
+		st.Backends = append(st.Backends, api.Backend{Name: b.Name(), Entries: int(rs.Entries)})
+	}
+	st.Counters["lines"] = int64(es.Lines)
+	st.Counters["parsed"] = int64(es.Parsed)
+	st.Counters["unparsed"] = int64(es.Unparsed)
+	st.Counters["kernel_batches"] = int64(rs.Batches)
+	st.Counters["kernel_errors"] = int64(rs.ApplyErrors)
+	st.Counters["refused"] = int64(rs.Refused)
+	st.Counters["drift_repaired"] = int64(rs.Drift)
+	return st, nil
 }

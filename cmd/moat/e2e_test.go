@@ -51,7 +51,7 @@ api:
   socket: %[1]s/moat.sock
   listen: ""
 metrics:
-  listen: ""
+  listen: 127.0.0.1:9641
 hub:
   dir: %[2]s/packaging/hub
   patterns: %[2]s/packaging/patterns
@@ -188,6 +188,8 @@ func TestEndToEndBanInNamespaces(t *testing.T) {
 		t.Errorf("the refused bans were not logged")
 	}
 
+	checkAdminAndMetrics(t, victim, host)
+
 	// Ctrl-C: a clean exit that leaves the bans in place.
 	if err := d.stop(t, syscall.SIGINT); err != nil {
 		t.Fatalf("daemon exit after SIGINT: %v\n%s", err, d.stderr.String())
@@ -211,6 +213,61 @@ func TestEndToEndBanInNamespaces(t *testing.T) {
 	if err := dialTCP(attacker, "198.18.1.1", port); err != nil {
 		t.Fatalf("after cleanup the attacker is still blocked: %v", err)
 	}
+}
+
+// checkAdminAndMetrics exercises the running daemon: the CLI over the
+// socket, the metrics after the bans, and the verify pass after someone
+// deleted a ban by hand.
+func checkAdminAndMetrics(t *testing.T, victim *testutil.NetNS, host *e2eHost) {
+	t.Helper()
+	out := moatIn(t, victim, "decisions", "list", "-o", "json", "--config", host.cfgPath)
+	if !strings.Contains(out, "198.18.1.2") || !strings.Contains(out, "2001:db8:1::2") {
+		t.Fatalf("moat decisions list does not show the bans:\n%s", out)
+	}
+
+	metrics := scrape(t, victim, "http://127.0.0.1:9641/metrics")
+	for _, want := range []string{
+		`moat_detection_to_kernel_seconds_count 3`,
+		`moat_decisions_total{origin="local",scenario="moat/ssh-bf"} 2`,
+		`moat_kernel_elements{backend="nftables",set="ban4"} 1`,
+		`moat_kernel_elements{backend="nftables",set="ban6"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if !strings.Contains(metrics, "moat_source_lines_total") {
+		t.Errorf("metrics lack the source line counters:\n%s", metrics)
+	}
+
+	// Someone deletes the ban by hand; moat verify puts it back.
+	victim.Run(t, "nft", "delete", "element", "inet", "moat", "ban4", "{ 198.18.1.2 }")
+	rep := moatIn(t, victim, "verify", "-o", "json", "--config", host.cfgPath)
+	if !strings.Contains(rep, `"198.18.1.2/32"`) || !strings.Contains(rep, `"missing"`) {
+		t.Fatalf("moat verify did not report the deleted element:\n%s", rep)
+	}
+	if !strings.Contains(nftSet(t, victim, "ban4"), "198.18.1.2") {
+		t.Fatal("moat verify did not restore the deleted element")
+	}
+}
+
+// moatIn runs a moat subcommand inside ns and returns its output.
+func moatIn(t *testing.T, ns *testutil.NetNS, args ...string) string {
+	t.Helper()
+	cmd := ns.Command(append([]string{os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("moat %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// scrape fetches url from inside ns (net/http would dial from a goroutine
+// outside the namespace).
+func scrape(t *testing.T, ns *testutil.NetNS, url string) string {
+	t.Helper()
+	return ns.Run(t, "curl", "-sf", "--max-time", "5", url)
 }
 
 func nftSet(t *testing.T, ns *testutil.NetNS, set string) string {

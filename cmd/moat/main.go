@@ -97,9 +97,15 @@ func (a *app) rootCmd() *cobra.Command {
 		a.versionCmd(),
 		a.hubCmd(),
 		a.explainCmd(),
+		a.verifyCmd(),
 		a.genDocsCmd(),
 		a.metricsCmd(),
 		// admin commands that talk to the daemon over api.socket:
+		a.decisionsCmd(),
+		a.alertsCmd(),
+		a.bouncersCmd(),
+		a.allowlistCmd(),
+		a.statusCmd(),
 	)
 	return root
 }

@@ -7,11 +7,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
 	"github.com/moatsec/moat/enforce/profile"
 	"github.com/moatsec/moat/enforce/store"
@@ -88,6 +92,28 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	m.services = append(m.services, func(ctx context.Context) error {
 		return svc.Run(ctx, func(err error) { d.log.Warn("store maintenance", "err", err) })
 	})
+
+	srv := api.NewServer(svc, m.status)
+	srv.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
+	// The admin socket serves the CLI; moat verify is the daemon's own
+	// route beside the decision service's.
+	admin := http.NewServeMux()
+	admin.Handle("/", srv.AdminHandler())
+	admin.HandleFunc("POST /v1/admin/verify", m.serveVerify)
+	ln, err := api.ListenUnix(d.cfg.API.Socket)
+	if err != nil {
+		return err
+	}
+	m.closers = append(m.closers, func() { ln.Close(); os.Remove(d.cfg.API.Socket) })
+	m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, ln, admin) })
+	if d.cfg.API.Listen != "" {
+		tcp, err := net.Listen("tcp", d.cfg.API.Listen)
+		if err != nil {
+			return fmt.Errorf("bouncer api: %w", err)
+		}
+		m.closers = append(m.closers, func() { tcp.Close() })
+		m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, tcp, srv.BouncerHandler()) })
+	}
 	return nil
 }
 
