@@ -54,6 +54,8 @@ type Engine struct {
 	set  *scenario.Set
 
 	skipped []error
+	// spare is an event no bucket kept, reused for the next line.
+	spare *detect.Event
 
 	lines, parsed, unparsed, whitelisted, poured, alerts, postWhitelisted atomic.Uint64
 }
@@ -127,18 +129,47 @@ func (e *Engine) Env() *exprenv.Env { return e.env }
 // Process parses one line, pours it into scenarios and returns the alerts
 // of the overflows postoverflows let through.
 func (e *Engine) Process(l detect.Line) []model.Alert {
-	_, ovs := e.ProcessTrace(l, nil)
+	spare := e.spare
+	e.spare = nil
+	evt, ovs := e.process(l, nil, spare)
+	if evt != nil && !e.set.Kept() {
+		// Nothing refers to the event any more (overflows copy what they
+		// need): its maps serve the next line.
+		e.spare = evt
+	} else if evt == nil {
+		e.spare = spare
+	}
 	return alertsOf(ovs)
 }
 
 // ProcessTrace is Process recording parser node results in tr (may be
 // nil) and returning the parsed event and whole overflows.
 func (e *Engine) ProcessTrace(l detect.Line, tr *parse.Trace) (*detect.Event, []Overflow) {
+	return e.process(l, tr, nil)
+}
+
+// reuse makes a spent event a fresh one for l, keeping its maps.
+func reuse(evt *detect.Event, l detect.Line) *detect.Event {
+	p, m, en, u := evt.Parsed, evt.Meta, evt.Enriched, evt.Unmarshaled
+	clear(p)
+	clear(m)
+	clear(en)
+	clear(u)
+	*evt = detect.Event{Line: l, Parsed: p, Meta: m, Enriched: en, Unmarshaled: u, Time: l.Time, Process: true}
+	return evt
+}
+
+func (e *Engine) process(l detect.Line, tr *parse.Trace, spare *detect.Event) (*detect.Event, []Overflow) {
 	e.lines.Add(1)
 	if !l.Process {
 		return nil, nil
 	}
-	evt := detect.NewEvent(l)
+	var evt *detect.Event
+	if spare != nil {
+		evt = reuse(spare, l)
+	} else {
+		evt = detect.NewEvent(l)
+	}
 	if evt.Time.IsZero() {
 		evt.Time = l.ReadAt
 	}

@@ -46,12 +46,12 @@ func FuzzSyslogFastPath(f *testing.F) {
 	slow.fast = nil
 	f.Fuzz(func(t *testing.T, s string) {
 		fast := map[string]string{}
-		m, ok := fastSyslogLine(s, func(k, v string) { fast[k] = v })
+		m, ok := fastSyslogLine(s, fast)
 		if !ok {
 			return
 		}
 		re := map[string]string{}
-		mr := slow.match(s, func(k, v string) { re[k] = v })
+		mr := slow.match(s, re)
 		if m != mr || !maps.Equal(fast, re) {
 			t.Fatalf("%q: fast %v %v, regexp %v %v", s, m, fast, mr, re)
 		}
@@ -116,6 +116,9 @@ func FuzzGrokVariants(f *testing.F) {
 	f.Add(`www.example.org:443 2001:db8::1 - bob [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/2.0" 404 0 "-" "-"`)
 	f.Add("Failed password for invalid user admin from 198.18.0.7 port 22 ssh2")
 	f.Add("Connection closed by authenticating user root 2001:db8:0:0:0:0:0:1 port 22 [preauth]")
+	// The literal prefix occurs first where no match starts.
+	f.Add("Failed to log; Failed password for root from 198.18.0.7 port 22 ssh2")
+	f.Add("Connection reset by x Connection closed by 198.18.0.9 port 1 [preauth]")
 	f.Add("x " + strings.Repeat("a", 70) + ".example.org - - [01/Mar/2026:00:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"")
 	g := newGrokLib()
 	if err := g.loadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
@@ -141,11 +144,11 @@ func FuzzGrokVariants(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, c := range groks {
 			got := map[string]string{}
-			m := c.match(s, func(k, v string) { got[k] = v })
+			m := c.match(s, got)
 			plain := *c
-			plain.v4, plain.anch, plain.anch4, plain.fast, plain.lits = nil, nil, nil, nil, nil
+			plain.v4, plain.anch, plain.anch4, plain.fast, plain.lits, plain.pre = nil, nil, nil, nil, nil, ""
 			want := map[string]string{}
-			mw := plain.match(s, func(k, v string) { want[k] = v })
+			mw := plain.match(s, want)
 			if m != mw || !maps.Equal(got, want) {
 				t.Fatalf("%q: variants %v %v, full regexp %v %v", s, m, got, mw, want)
 			}

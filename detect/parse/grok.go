@@ -101,6 +101,11 @@ type grok struct {
 	// first spares the unanchored search, whose NFA keeps a thread alive
 	// for every start position.
 	anch, anch4 *regexp.Regexp
+	// pre is the literal every match starts with, when the pattern has one
+	// and no assertion on the start of the text: a match can only start at
+	// an occurrence of pre, so anch (anch4) run at each occurrence finds
+	// the leftmost match without the unanchored search.
+	pre string
 	// names[i] is the field name of submatch i ("" for unnamed groups).
 	names []string
 	// lits are substrings every match contains, longest first; checked
@@ -108,7 +113,7 @@ type grok struct {
 	lits []string
 	// fast is a hand-written matcher for a hot pattern; ok=false sends
 	// the input to the regexp.
-	fast func(s string, set func(k, v string)) (matched, ok bool)
+	fast func(s string, parsed map[string]string) (matched, ok bool)
 }
 
 // expand turns grok text into a Go regexp; names collects field names for
@@ -204,6 +209,9 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		c.names[i] = n // a raw (?<name>...) group of the pattern text
 	}
 	c.lits = requiredLiterals(rx)
+	if p, _ := re.LiteralPrefix(); p != "" && c.anch != nil && (c.v4 == nil || c.anch4 != nil) && !assertsTextStart(rx) {
+		c.pre = p
+	}
 	if src == "^%{SYSLOGLINE}" && g.standardSyslog() {
 		c.fast = fastSyslogLine
 	}
@@ -214,14 +222,14 @@ func (g *grokLib) compile(src string) (*grok, error) {
 // match runs the grok on s and calls set for every named group, matched
 // or not (unmatched groups are ""), as CrowdSec's grok does. For names
 // used twice the last non-empty value wins.
-func (c *grok) match(s string, set func(k, v string)) bool {
+func (c *grok) match(s string, parsed map[string]string) bool {
 	for _, l := range c.lits {
 		if !strings.Contains(s, l) {
 			return false
 		}
 	}
 	if c.fast != nil {
-		if m, ok := c.fast(s, set); ok {
+		if m, ok := c.fast(s, parsed); ok {
 			return m
 		}
 	}
@@ -230,11 +238,31 @@ func (c *grok) match(s string, set func(k, v string)) bool {
 		re, anch = c.v4, c.anch4
 	}
 	var idx []int
-	if anch != nil {
-		idx = anch.FindStringSubmatchIndex(s)
-	}
-	if idx == nil {
-		idx = re.FindStringSubmatchIndex(s)
+	switch {
+	case c.pre != "":
+		for off := 0; ; {
+			i := strings.Index(s[off:], c.pre)
+			if i < 0 {
+				break
+			}
+			p := off + i
+			if idx = anch.FindStringSubmatchIndex(s[p:]); idx != nil {
+				for k := range idx {
+					if idx[k] >= 0 {
+						idx[k] += p
+					}
+				}
+				break
+			}
+			off = p + 1
+		}
+	default:
+		if anch != nil {
+			idx = anch.FindStringSubmatchIndex(s)
+		}
+		if idx == nil {
+			idx = re.FindStringSubmatchIndex(s)
+		}
 	}
 	if idx == nil {
 		return false
@@ -252,7 +280,7 @@ func (c *grok) match(s string, set func(k, v string)) bool {
 		if v == "" && c.dupEarlierSet(i) {
 			continue
 		}
-		set(n, v)
+		parsed[n] = v
 	}
 	return true
 }
@@ -266,6 +294,28 @@ func (c *grok) dupEarlierSet(i int) bool {
 		}
 	}
 	return false
+}
+
+// assertsTextStart reports whether rx has ^ or \A: slicing the input
+// would move what they match.
+func assertsTextStart(rx string) bool {
+	re, err := syntax.Parse(rx, syntax.Perl)
+	if err != nil {
+		return true
+	}
+	var walk func(r *syntax.Regexp) bool
+	walk = func(r *syntax.Regexp) bool {
+		if r.Op == syntax.OpBeginText || r.Op == syntax.OpBeginLine {
+			return true
+		}
+		for _, s := range r.Sub {
+			if walk(s) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(re)
 }
 
 // requiredLiterals finds literals every match must contain.

@@ -12,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
 )
 
 const (
@@ -31,6 +32,7 @@ type static struct {
 	// get reads a plain field path (evt.Parsed.x) without the VM; most
 	// hub statics are such paths.
 	get    func(*detect.Event) string
+	fast   *exprenv.Program
 	method enricher
 }
 
@@ -110,6 +112,8 @@ type node struct {
 	file      string
 	onSuccess string
 	filter    *vm.Program
+	// fastFilter is filter with closures (not in postoverflows).
+	fastFilter *exprenv.Program
 
 	grok        *grok
 	grokApply   string // "Line.Raw" or a Parsed key
@@ -134,6 +138,18 @@ type run struct {
 	sources func() []string
 }
 
+// filterOK runs a node's filter, natively when the closures decide. The
+// event changes from node to node, so folds are not kept between them.
+func (r *run) filterOK(n *node) bool {
+	if n.fastFilter != nil {
+		r.p.memo.Reset()
+		if v, ok := n.fastFilter.Bool(&r.p.memo, r.evt); ok {
+			return v
+		}
+	}
+	return r.evalBool(n.filter)
+}
+
 func (r *run) evalBool(p *vm.Program) bool {
 	ok, err := r.p.env.RunBool(p, r.vars)
 	return err == nil && ok
@@ -143,7 +159,7 @@ func (r *run) evalBool(p *vm.Program) bool {
 func (n *node) process(r *run) (bool, error) {
 	evt := r.evt
 	state := true
-	if n.filter != nil && !r.evalBool(n.filter) {
+	if n.filter != nil && !r.filterOK(n) {
 		return false, nil
 	}
 	n.hits.Add(1)
@@ -190,7 +206,7 @@ func (n *node) process(r *run) (bool, error) {
 				in = strconv.FormatFloat(v, 'f', 6, 64)
 			}
 		}
-		if n.grok.match(in, evt.SetParsed) {
+		if n.grok.match(in, evt.Parsed) {
 			grokOK = true
 			if err := n.applyStatics(r, n.grokStatics); err != nil {
 				return false, err
@@ -287,9 +303,18 @@ func (n *node) applyStatics(r *run, statics []static) error {
 	for i := range statics {
 		s := &statics[i]
 		value := s.value
-		if s.get != nil {
+		done := false
+		if s.fast != nil {
+			r.p.memo.Reset()
+			if v, ok := s.fast.String(&r.p.memo, evt); ok {
+				value, done = v, true
+			}
+		}
+		switch {
+		case done:
+		case s.get != nil:
 			value = s.get(evt)
-		} else if s.expr != nil {
+		case s.expr != nil:
 			out, err := r.p.env.Run(s.expr, r.vars)
 			if err != nil {
 				continue

@@ -57,6 +57,7 @@ type Pipeline struct {
 	nodes  [][]*node // per stage, in file order
 	grok   *grokLib
 	vars   map[string]any
+	memo   exprenv.Memo
 
 	unavailable atomic.Uint64
 	missing     []string
@@ -210,6 +211,11 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 		if n.filter, err = p.compile(s.Filter); err != nil {
 			return nil, fmt.Errorf("filter: %w", err)
 		}
+		if !p.opts.Postoverflow {
+			if n.fastFilter, err = p.env.CompileEvt(s.Filter, p.typeVars()); err != nil {
+				return nil, fmt.Errorf("filter: %w", err)
+			}
+		}
 	}
 	for k, v := range s.PatternSyntax {
 		p.grok.add(k, v)
@@ -324,6 +330,11 @@ func (p *Pipeline) compileStatics(specs []staticSpec) ([]static, error) {
 			st.expr = pr
 			if !p.opts.Postoverflow {
 				st.get = fieldGetter(s.Expression)
+				if st.get == nil {
+					if st.fast, err = p.env.CompileEvt(s.Expression, p.typeVars()); err != nil {
+						return nil, fmt.Errorf("static expression: %w", err)
+					}
+				}
 			}
 		}
 		out = append(out, st)

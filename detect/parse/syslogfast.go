@@ -92,7 +92,7 @@ func isAlnum(c byte) bool { return isDigit(c) || isAlpha(c) }
 // isProg is PROG's class: printable ASCII but '[' and ']'.
 func isProg(c byte) bool { return c >= 0x21 && c <= 0x7e && c != '[' && c != ']' }
 
-func fastSyslogLine(s string, set func(k, v string)) (matched, ok bool) {
+func fastSyslogLine(s string, parsed map[string]string) (matched, ok bool) {
 	if len(s) < 17 || s[3] != ' ' {
 		return false, false
 	}
@@ -204,13 +204,13 @@ func fastSyslogLine(s string, set func(k, v string)) (matched, ok bool) {
 			return false, false
 		}
 	}
-	set("timestamp", timestamp)
-	set("timestamp8601", "")
-	set("facility", "")
-	set("priority", "")
-	set("logsource", host)
-	set("program", prog)
-	set("pid", pid)
-	set("message", msg)
+	parsed["timestamp"] = timestamp
+	parsed["timestamp8601"] = ""
+	parsed["facility"] = ""
+	parsed["priority"] = ""
+	parsed["logsource"] = host
+	parsed["program"] = prog
+	parsed["pid"] = pid
+	parsed["message"] = msg
 	return true, true
 }

@@ -60,6 +60,8 @@ type Set struct {
 	cand  []*scenario
 	outs  []Overflow
 	memo  exprenv.Memo
+	// kept is whether a bucket holds the event last poured.
+	kept bool
 }
 
 // Load reads scenario files (multi-document YAML, as in the hub) and
@@ -150,8 +152,17 @@ func (s *Set) PourOverflows(evt *detect.Event) []Overflow {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.outs = s.outs[:0]
+	s.kept = false
 	s.pour(evt)
 	return s.takeOuts()
+}
+
+// Kept reports whether a bucket holds the event of the last Pour: if not,
+// the caller may reuse it for another line.
+func (s *Set) Kept() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.kept
 }
 
 // Tick does the time-driven work up to now: counters whose duration ran
@@ -301,6 +312,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		b.leaky.Total_count = 1
 		b.leaky.First_ts, b.leaky.Last_ts = t, t
 		b.queue.add(evt)
+		s.kept = true
 		s.overflow(b, t, evt.Line.ReadAt)
 		s.schedule(b)
 		return
@@ -334,6 +346,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 	}
 	b.leaky.Last_ts = t
 	b.queue.add(evt)
+	s.kept = true
 	switch sc.kind {
 	case kindLeaky:
 		if !b.allow(t) {
