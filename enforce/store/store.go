@@ -63,6 +63,9 @@ type Store struct {
 	path   string
 	w, r   *sql.DB
 	nextID atomic.Int64
+	// count is prepared once: it runs on the alert-to-kernel path, where
+	// parsing the SQL each time would cost more than the query.
+	count *sql.Stmt
 }
 
 // Open opens (creating if needed) the store at path and migrates its schema.
@@ -119,12 +122,20 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s.nextID.Store(maxID.Int64)
+	if s.count, err = r.PrepareContext(ctx, `SELECT count(*) FROM decisions WHERE value = ? AND created_at >= ?`); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	return s, nil
 }
 
 // Close closes the store.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	var err error
+	if s.count != nil {
+		err = s.count.Close()
+	}
+	return errors.Join(err, s.r.Close(), s.w.Close())
 }
 
 // Path is the store's file.
@@ -680,7 +691,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 // or deleted, within the retention) created at or after since.
 func (s *Store) CountDecisions(ctx context.Context, value string, since time.Time) (int, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM decisions WHERE value = ? AND created_at >= ?`, value, nanos(since)).Scan(&n)
+	err := s.count.QueryRowContext(ctx, value, nanos(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count decisions for %s: %w", value, err)
 	}
