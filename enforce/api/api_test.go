@@ -228,6 +228,21 @@ func TestStreamProtocol(t *testing.T) {
 		t.Errorf("origins=crowdsec,cscli: %v", values(r.New))
 	}
 
+	// Simulated decisions are stored but not served unless asked for.
+	sim := []model.Decision{{Value: netip.MustParsePrefix("198.18.0.66/32"), Type: "ban", Origin: model.OriginLocal, Scenario: "sim", Until: time.Now().Add(time.Hour), Simulated: true}}
+	if err := f.svc.Add(context.Background(), sim); err != nil {
+		t.Fatal(err)
+	}
+	if r = pull(t, f.lapi.URL, k1, false, ""); len(r.New) != 0 {
+		t.Errorf("simulated decision streamed: %v", values(r.New))
+	}
+	if r = pull(t, f.lapi.URL, k1, true, "&simulated=true&scenarios_containing=sim"); len(r.New) != 1 || !r.New[0].Simulated {
+		t.Errorf("simulated=true: %+v", r.New)
+	}
+	if code, body := get(t, f.lapi.URL, "/v1/decisions?ip=198.18.0.66", k1); code != 200 || strings.TrimSpace(string(body)) != "null" {
+		t.Errorf("simulated decision served by /v1/decisions: %s", body)
+	}
+
 	// HEAD answers without a body and without consuming the delta.
 	f.add(t, "198.18.0.4", time.Hour, "x")
 	req, _ := http.NewRequest(http.MethodHead, f.lapi.URL+"/v1/decisions/stream", nil)

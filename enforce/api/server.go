@@ -180,6 +180,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	f := streamFilter{
+		simulated:    q.Get("simulated") == "true",
 		scopes:       splitList(q["scopes"]),
 		origins:      splitList(q["origins"]),
 		containing:   splitList(q["scenarios_containing"]),
@@ -260,8 +261,12 @@ func (s *Server) getDecisions(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	now := s.Now()
+	withSimulated := r.URL.Query().Get("simulated") == "true"
 	var out []lapiDecision
 	for _, rec := range recs {
+		if rec.Simulated && !withSimulated {
+			continue
+		}
 		out = append(out, toLAPI(rec.Decision, now))
 	}
 	if now.Sub(b.LastSeen) > time.Minute {

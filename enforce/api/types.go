@@ -344,6 +344,9 @@ func toLAPI(d model.Decision, now time.Time) lapiDecision {
 
 // streamFilter is the query filters of /v1/decisions/stream.
 type streamFilter struct {
+	// simulated includes simulated decisions, which bouncers do not get
+	// unless they ask (as with CrowdSec's LAPI).
+	simulated    bool
 	scopes       []string
 	origins      []string
 	containing   []string
@@ -363,6 +366,9 @@ func splitList(vals []string) []string {
 }
 
 func (f streamFilter) match(d model.Decision) bool {
+	if d.Simulated && !f.simulated {
+		return false
+	}
 	if len(f.scopes) > 0 {
 		ok := false
 		for _, s := range f.scopes {

@@ -199,7 +199,7 @@ func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
 		return nil, bad("on_success", -1, "profile %s: on_success %q: want break or continue", raw.Name, raw.OnSuccess)
 	}
 	switch raw.OnFailure {
-	case "", "continue", "break", "apply":
+	case "", "continue", "break":
 	default:
 		return nil, bad("on_failure", -1, "profile %s: on_failure %q: want break or continue", raw.Name, raw.OnFailure)
 	}
