@@ -28,6 +28,8 @@ const journalWait = 250 * time.Millisecond
 // journalHotPoll before looking again: millisecond latency while lines flow,
 // the journal's own wake-up when idle.
 const (
+	// journalRefresh: an idle source reopens the journal this often.
+	journalRefresh   = 5 * time.Second
 	journalHotPoll   = 250 * time.Microsecond
 	journalHotWindow = 5 * time.Second
 )
@@ -67,6 +69,16 @@ func openJournal(dir string, matches []string) (*sdjournal.Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
+	if err := addMatches(j, matches); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// addMatches applies matches in journalctl's syntax.
+func addMatches(j *sdjournal.Journal, matches []string) error {
+	var err error
 	for _, m := range matches {
 		if m == "+" {
 			err = j.AddDisjunction()
@@ -74,11 +86,10 @@ func openJournal(dir string, matches []string) (*sdjournal.Journal, error) {
 			err = j.AddMatch(m)
 		}
 		if err != nil {
-			j.Close()
-			return nil, fmt.Errorf("journal match %q: %w", m, err)
+			return fmt.Errorf("journal match %q: %w", m, err)
 		}
 	}
-	return j, nil
+	return nil
 }
 
 func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) error {
@@ -86,28 +97,40 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	if _, err := loadState(s.statePath, &st); err != nil {
 		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
 	}
-	j, err := openJournal(s.cfg.JournalDir, s.cfg.JournalctlFilter)
+	// Opened without matches first: the tail start is the newest entry of
+	// the whole journal, found before the matches narrow the view.
+	j, err := openJournal(s.cfg.JournalDir, nil)
 	if err != nil {
 		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
 	}
-	defer j.Close()
-	// A cursor whose entry was vacuumed still seeks to the nearest entry;
-	// TestCursor then fails and that entry is new, so it is kept.
-	var startUsec uint64 // the tail start, until an entry was read
-	skipFirst := ""
-	switch {
-	case st.Cursor != "":
-		err = j.SeekCursor(st.Cursor)
-		skipFirst = st.Cursor
-	case s.cfg.Start == "head" || s.cfg.Mode == "cat":
-		err = j.SeekHead()
-	default:
-		// Not SeekTail: with nothing matching yet it loses the first
-		// entries. Entries from now on are the tail.
-		startUsec = uint64(time.Now().UnixMicro())
-		err = j.SeekRealtimeUsec(startUsec)
+	defer func() { j.Close() }()
+	if st.Cursor == "" && s.cfg.Start == "tail" && s.cfg.Mode == "tail" {
+		// The start is a cursor, like a restart's, not SeekTail (with
+		// nothing matching yet it loses the first entries) nor a realtime
+		// seek (which, with matches across rotations, can find nothing).
+		if err := j.SeekTail(); err == nil {
+			if n, err := j.Previous(); err == nil && n == 1 {
+				st.Cursor, _ = j.GetCursor()
+			}
+		}
 	}
-	if err != nil {
+	if err := addMatches(j, s.cfg.JournalctlFilter); err != nil {
+		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
+	}
+	// seek puts the journal at the start position, and again whenever the
+	// file set changes before an entry was read. A cursor whose entry was
+	// vacuumed still seeks to the nearest entry; TestCursor then fails and
+	// that entry is new, so it is kept.
+	skipFirst := ""
+	seek := func() error {
+		if st.Cursor != "" {
+			skipFirst = st.Cursor
+			return j.SeekCursor(st.Cursor)
+		}
+		// start: head, mode: cat, or an empty journal: everything is new.
+		return j.SeekHead()
+	}
+	if err := seek(); err != nil {
 		return fmt.Errorf("journal source %s: seek: %w", s.cfg.Name, err)
 	}
 	s.mu.Lock()
@@ -143,6 +166,8 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	sent := false
 	lastPub := time.Now()
 	var lastEntry time.Time
+	current := false // the journal points at an entry (not only a seek)
+	lastRefresh := time.Now()
 	publish := func() {
 		c, err := j.GetCursor()
 		if err != nil {
@@ -179,29 +204,52 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 			if s.cfg.Mode == "cat" {
 				return nil
 			}
-			// The position of the last entry read, delivered or skipped.
-			here, herr := j.GetCursor()
-			var w int
+			wait := journalWait
 			if time.Since(lastEntry) < journalHotWindow {
-				w = j.Wait(journalHotPoll)
-			} else {
-				w = j.Wait(journalWait)
+				wait = journalHotPoll
 			}
-			// libsystemd 252 can step over an entry appended while the
-			// reader sat at the end (its entry-array cache goes stale), and
-			// over the first entries of files added while it waited;
-			// seeking the same position again after a change does not.
-			switch {
-			case w == sdjournal.SD_JOURNAL_NOP:
-			case herr == nil:
-				if j.SeekCursor(here) == nil {
-					skipFirst = here
+			var tail string // the last entry read, to re-anchor on
+			if current {
+				tail, _ = j.GetCursor()
+			}
+			if time.Since(lastRefresh) >= journalRefresh && time.Since(lastEntry) >= journalRefresh {
+				// Idle for a while: reopen, in case the handle stopped
+				// noticing new journal files (seen under heavy rotation).
+				lastRefresh = time.Now()
+				nj, err := openJournal(s.cfg.JournalDir, s.cfg.JournalctlFilter)
+				if err != nil {
+					s.c.fail(fmt.Errorf("journal reopen: %w", err))
+				} else {
+					j.Close()
+					j, r.j = nj, nj
+					if tail != "" {
+						st.Cursor, current = tail, false
+					}
+					if err := seek(); err != nil {
+						s.c.fail(fmt.Errorf("journal seek: %w", err))
+					}
+					continue
 				}
-			case startUsec != 0:
-				j.SeekRealtimeUsec(startUsec)
+			}
+			w := j.Wait(wait)
+			switch {
+			case tail != "":
+				// Re-anchor on the last entry read before moving on: at the
+				// tail, sd-journal (before systemd 254) can see an entry
+				// journald is still writing and lose its place, skipping
+				// entries; after rotation or vacuum too. A seek by cursor
+				// finds the place afresh.
+				if err := j.SeekCursor(tail); err == nil {
+					skipFirst = tail
+				}
+			case w == sdjournal.SD_JOURNAL_INVALIDATE:
+				if err := seek(); err != nil {
+					s.c.fail(fmt.Errorf("journal seek: %w", err))
+				}
 			}
 			continue
 		}
+		current = true
 		if skipFirst != "" {
 			c := skipFirst
 			skipFirst = ""

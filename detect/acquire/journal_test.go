@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/coreos/go-systemd/v22/sdjournal"
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/internal/testutil"
@@ -136,8 +137,8 @@ func (r *journalRun) stop() {
 func (r *journalRun) receive(ident string, from, n int) {
 	r.t.Helper()
 	re := regexp.MustCompile(`^[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \S+ ` + ident + `\[\d+\]: message (-?\d+)$`)
-	timeout := time.After(10 * time.Second)
 	for i := from; i < from+n; i++ {
+		timeout := time.After(10 * time.Second) // without progress
 		select {
 		case l := <-r.out:
 			m := re.FindStringSubmatch(l.Raw)
@@ -145,7 +146,7 @@ func (r *journalRun) receive(ident string, from, n int) {
 				r.t.Fatalf("line %q is not journalctl's short format for %s", l.Raw, ident)
 			}
 			if got, _ := strconv.Atoi(m[1]); got != i {
-				r.t.Fatalf("got message %d, want %d (%q)", got, i, l.Raw)
+				r.t.Fatalf("got message %d, want %d (%q); the journal holds: %s", got, i, l.Raw, journalHolds(ident, i))
 			}
 			if l.Module != KindJournal || l.Src != ident || l.Labels["type"] != "syslog" ||
 				l.Labels["SYSLOG_IDENTIFIER"] != ident || l.Labels["_PID"] == "" || l.Time.IsZero() || l.ReadAt.Before(l.Time) {
@@ -154,7 +155,7 @@ func (r *journalRun) receive(ident string, from, n int) {
 		case err := <-r.done:
 			r.t.Fatalf("source ended early: %v", err)
 		case <-timeout:
-			r.t.Fatalf("timeout waiting for message %d of %s", i, ident)
+			r.t.Fatalf("timeout waiting for message %d of %s; stats %+v; the journal holds: %s", i, ident, r.src.Stats(), journalHolds(ident, i))
 		}
 	}
 }
@@ -347,4 +348,29 @@ func TestJournaldRotationAndVacuumChild(t *testing.T) {
 	if st := r.src.Stats(); st.Lines != 30 {
 		t.Fatalf("stats after vacuum: %+v", st)
 	}
+}
+
+// journalHolds reads the journal afresh, for failure messages: how many
+// entries ident has and whether message i is among them.
+func journalHolds(ident string, i int) string {
+	j, err := sdjournal.NewJournal()
+	if err != nil {
+		return err.Error()
+	}
+	defer j.Close()
+	j.AddMatch("SYSLOG_IDENTIFIER=" + ident)
+	j.SeekHead()
+	n, found := 0, false
+	for {
+		k, err := j.Next()
+		if err != nil || k == 0 {
+			break
+		}
+		n++
+		if m, _ := j.GetDataValue("MESSAGE"); m == fmt.Sprintf("message %d", i) {
+			found = true
+		}
+	}
+	files, _ := filepath.Glob("/run/log/journal/*/*")
+	return fmt.Sprintf("%d entries, message %d present: %v, %d files", n, i, found, len(files))
 }
