@@ -11,7 +11,7 @@ import (
 )
 
 // Fill inserts n active ban decisions on distinct addresses of
-// 198.18.0.0/15 and 2001:db8::/32 in batches, as a bulk import would.
+// 198.18.0.0/15, then 2001:db8::/32, in batches, as a bulk import would.
 func Fill(tb testing.TB, s *Store, n int) {
 	tb.Helper()
 	until := time.Now().Add(24 * time.Hour)
@@ -20,10 +20,11 @@ func Fill(tb testing.TB, s *Store, n int) {
 		ds := make([]model.Decision, 0, batch)
 		for j := i; j < min(i+batch, n); j++ {
 			var a netip.Addr
-			if j%4 == 3 {
-				a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(j >> 24), 13: byte(j >> 16), 14: byte(j >> 8), 15: byte(j)})
-			} else {
+			// 198.18.0.0/15 holds 2^17 addresses; the rest go to IPv6.
+			if j < 1<<17 {
 				a = netip.AddrFrom4([4]byte{198, 18 + byte(j>>16)&1, byte(j >> 8), byte(j)})
+			} else {
+				a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(j >> 24), 13: byte(j >> 16), 14: byte(j >> 8), 15: byte(j)})
 			}
 			ds = append(ds, model.Decision{Value: netip.PrefixFrom(a, a.BitLen()), Type: "ban", Origin: model.OriginList, Scenario: "crowdsecurity/ssh-bf", Until: until})
 		}
