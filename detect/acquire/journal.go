@@ -16,7 +16,9 @@ import (
 
 // DefaultJournalFields are copied from each entry into Line.Labels, under
 // their journal names, for parsers that want more than the text line.
-var DefaultJournalFields = []string{"_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "PRIORITY"}
+func DefaultJournalFields() []string {
+	return []string{"_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "PRIORITY"}
+}
 
 // journalWait bounds one sd_journal_wait so a cancelled context is seen.
 const journalWait = 250 * time.Millisecond
@@ -309,7 +311,7 @@ type entryReader struct {
 
 func newEntryReader(j *sdjournal.Journal, labels map[string]string, fields []string, max int, c *counters) *entryReader {
 	if fields == nil {
-		fields = DefaultJournalFields
+		fields = DefaultJournalFields()
 	}
 	return &entryReader{j: j, labels: labels, fields: fields, max: max, c: c}
 }
