@@ -49,13 +49,15 @@ type fctx struct {
 	vars []val
 }
 
-// Memo caches folds of event fields (Upper(evt.Meta.http_path), ...)
-// across the programs that run on one event. Reset it whenever the event
-// may have changed. Not safe for concurrent use.
+// Memo caches what closures computed on one event (field reads, folds
+// such as Upper(evt.Meta.http_path), tests such as evt.Meta.log_type in
+// [...]) across the programs that run on it: scenarios share most of
+// their filters' terms. Reset it whenever the event may have changed.
+// Not safe for concurrent use.
 type Memo struct {
 	gen   uint32
 	stamp []uint32
-	vals  []string
+	vals  []val
 	vars  []val
 }
 
@@ -68,18 +70,18 @@ func (m *Memo) Reset() {
 	}
 }
 
-func (m *Memo) get(slot int) (string, bool) {
+func (m *Memo) get(slot int) (val, bool) {
 	if slot < len(m.stamp) && m.stamp[slot] == m.gen && m.gen != 0 {
 		return m.vals[slot], true
 	}
-	return "", false
+	return val{}, false
 }
 
-func (m *Memo) put(slot int, v string) {
+func (m *Memo) put(slot int, v val) {
 	if slot >= len(m.stamp) {
 		n := slot + 16
 		m.stamp = append(m.stamp, make([]uint32, n-len(m.stamp))...)
-		m.vals = append(m.vals, make([]string, n-len(m.vals))...)
+		m.vals = append(m.vals, make([]val, n-len(m.vals))...)
 	}
 	if m.gen == 0 {
 		m.gen = 1
@@ -149,28 +151,6 @@ type fcomp struct {
 	varKind []kind
 }
 
-// key is a canonical text for memoizable string nodes (fields and folds
-// of fields); "" for anything else.
-func (c *fcomp) key(n ast.Node) string {
-	switch x := n.(type) {
-	case *ast.MemberNode:
-		if p, ok := memberPath(x); ok {
-			return strings.Join(p, ".")
-		}
-	case *ast.CallNode:
-		id, ok := x.Callee.(*ast.IdentifierNode)
-		if !ok || len(x.Arguments) != 1 || strFuncs[id.Value] == nil {
-			return ""
-		}
-		if k := c.key(x.Arguments[0]); k != "" {
-			return id.Value + "(" + k + ")"
-		}
-	case *ast.ChainNode:
-		return c.key(x.Node)
-	}
-	return ""
-}
-
 func memberPath(n *ast.MemberNode) ([]string, bool) {
 	var rev []string
 	var cur ast.Node = n
@@ -223,6 +203,28 @@ var strFuncs = map[string]func(e *Env, s string) string{
 	},
 }
 
+// memoize keeps a node's value in the event's Memo under the node's
+// text, so equal terms of different programs are computed once per event.
+// Terms under a let may name its variable and are not kept.
+func (c *fcomp) memoize(n ast.Node) func(nfn, kind) (nfn, kind) {
+	return func(fn nfn, k kind) (nfn, kind) {
+		if k == kNone || len(c.scope) > 0 {
+			return fn, k
+		}
+		slot := c.e.memoSlot(n.String())
+		return func(f *fctx) (val, bool) {
+			if v, ok := f.memo.get(slot); ok {
+				return v, true
+			}
+			v, ok := fn(f)
+			if ok {
+				f.memo.put(slot, v)
+			}
+			return v, ok
+		}, k
+	}
+}
+
 func constStr(s string) nfn { return func(*fctx) (val, bool) { return val{s: s}, true } }
 
 func (c *fcomp) node(n ast.Node) (nfn, kind) {
@@ -239,7 +241,7 @@ func (c *fcomp) node(n ast.Node) (nfn, kind) {
 			return func(f *fctx) (val, bool) { return f.vars[i], true }, c.varKind[i]
 		}
 	case *ast.MemberNode:
-		return c.member(x)
+		return c.memoize(x)(c.member(x))
 	case *ast.UnaryNode:
 		if x.Operator == "!" || x.Operator == "not" {
 			fn, k := c.node(x.Node)
@@ -252,11 +254,11 @@ func (c *fcomp) node(n ast.Node) (nfn, kind) {
 			}, kBool
 		}
 	case *ast.BinaryNode:
-		return c.binary(x)
+		return c.memoize(x)(c.binary(x))
 	case *ast.CallNode:
-		return c.call(x)
+		return c.memoize(x)(c.call(x))
 	case *ast.BuiltinNode:
-		return c.builtin(x)
+		return c.memoize(x)(c.builtin(x))
 	case *ast.ConditionalNode:
 		cond, ck := c.node(x.Cond)
 		if ck != kBool {
@@ -585,28 +587,12 @@ func (c *fcomp) call(x *ast.CallNode) (nfn, kind) {
 	} else if id.Value == "Lower" {
 		fold = func(e *Env, s string) string { return e.lower(s) }
 	}
-	key := c.key(x)
-	if key == "" {
-		return func(f *fctx) (val, bool) {
-			v, ok := a(f)
-			if !ok {
-				return val{}, false
-			}
-			return val{s: fold(e, v.s)}, true
-		}, kStr
-	}
-	slot := e.memoSlot(key)
 	return func(f *fctx) (val, bool) {
-		if s, ok := f.memo.get(slot); ok {
-			return val{s: s}, true
-		}
 		v, ok := a(f)
 		if !ok {
 			return val{}, false
 		}
-		s := fold(e, v.s)
-		f.memo.put(slot, s)
-		return val{s: s}, true
+		return val{s: fold(e, v.s)}, true
 	}, kStr
 }
 
