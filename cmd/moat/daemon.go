@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"time"
 
@@ -108,32 +109,72 @@ type alertHandler interface {
 	HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error)
 }
 
-// detectLoop feeds lines through the engine and every alert to h. Time-driven
-// overflows are checked every second. It is the only user of eng.
+// alertShards is how many alerts are turned into decisions at once. An
+// alert waits for SQLite (profiles count earlier bans, the alert is stored),
+// so lines keep flowing through the engine while alerts are handled beside
+// it; alerts of one source always go to the same shard, in order, so
+// escalation counts each earlier ban.
+const alertShards = 4
+
+// detectLoop feeds lines through the engine and hands every alert to h.
+// Time-driven overflows are checked every second. It is the only user of
+// eng.
 func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines <-chan detect.Line, h alertHandler) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	handle := func(alerts []model.Alert) {
-		for _, a := range alerts {
-			ds, err := h.HandleAlert(ctx, a)
-			if err != nil {
-				log.Warn("alert not enforced", "scenario", a.Scenario, "source", a.Value, "err", err)
-				continue
+	g, ctx := errgroup.WithContext(ctx)
+	var shards [alertShards]chan model.Alert
+	for i := range shards {
+		shards[i] = make(chan model.Alert, 1024)
+		g.Go(func() error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case a := <-shards[i]:
+					handleAlert(ctx, log, h, a)
+				}
 			}
-			for _, d := range ds {
-				log.Info("ban", "value", d.Value, "scenario", a.Scenario, "until", d.Until.Format(time.RFC3339), "events", a.EventsCount, "simulated", d.Simulated)
+		})
+	}
+	dispatch := func(alerts []model.Alert) {
+		for _, a := range alerts {
+			select {
+			case shards[shardOf(a.Value)] <- a:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case l := <-lines:
-			handle(eng.Process(l))
-		case now := <-tick.C:
-			handle(eng.Tick(now))
+	g.Go(func() error {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case l := <-lines:
+				dispatch(eng.Process(l))
+			case now := <-tick.C:
+				dispatch(eng.Tick(now))
+			}
 		}
+	})
+	return g.Wait()
+}
+
+func shardOf(value string) int {
+	h := fnv.New32a()
+	h.Write([]byte(value))
+	return int(h.Sum32() % alertShards)
+}
+
+func handleAlert(ctx context.Context, log *slog.Logger, h alertHandler, a model.Alert) {
+	ds, err := h.HandleAlert(ctx, a)
+	if err != nil {
+		log.Warn("alert not enforced", "scenario", a.Scenario, "source", a.Value, "err", err)
+		return
+	}
+	for _, d := range ds {
+		log.Info("ban", "value", d.Value, "scenario", a.Scenario, "until", d.Until.Format(time.RFC3339), "events", a.EventsCount, "simulated", d.Simulated)
 	}
 }
 

@@ -167,7 +167,9 @@ func loadAcquisition(dir string, log *slog.Logger) ([]acquire.Config, error) {
 
 func (d *daemon) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	lines := make(chan detect.Line, 8192)
+	// Unbuffered: a source saves its position only for lines it handed
+	// over, so a line waiting in a buffer would be lost by a crash.
+	lines := make(chan detect.Line)
 	g.Go(func() error { return d.recon.Run(ctx) })
 	for _, src := range d.sources {
 		g.Go(func() error {
