@@ -558,3 +558,80 @@ func isStatus(err error, code int) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Status == code
 }
+
+// TestStreamConcurrentWriters pulls deltas while decisions are added and
+// deleted concurrently: a bouncer that applies every delta must end with
+// exactly the active set, none missed and none left over.
+func TestStreamConcurrentWriters(t *testing.T) {
+	f := newFixture(t)
+	key := f.bouncerKey(t, "fw")
+	view := map[int64]bool{}
+	apply := func(r streamResp) {
+		for _, d := range r.New {
+			view[d.ID] = true
+		}
+		for _, d := range r.Deleted {
+			delete(view, d.ID)
+		}
+	}
+	apply(pull(t, f.lapi.URL, key, true, ""))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 60; i++ {
+				ip := netip.AddrFrom4([4]byte{198, 18, byte(w), byte(i)})
+				ds := []model.Decision{{Value: netip.PrefixFrom(ip, 32), Type: "ban", Origin: model.OriginAPI, Until: time.Now().Add(time.Hour)}}
+				if err := f.svc.Add(ctx, ds); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%3 == 0 {
+					if _, err := f.svc.Delete(ctx, store.Filter{ID: ds[0].ID}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	pulls := 0
+	for pulling := true; pulling; {
+		select {
+		case <-done:
+			pulling = false
+		default:
+			apply(pull(t, f.lapi.URL, key, false, ""))
+			pulls++
+		}
+	}
+	if pulls < 5 {
+		t.Errorf("only %d pulls overlapped the writers", pulls)
+	}
+	apply(pull(t, f.lapi.URL, key, false, ""))
+	active, err := f.svc.Store().Active(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]bool{}
+	for _, d := range active {
+		want[d.ID] = true
+	}
+	if len(want) != 4*40 {
+		t.Fatalf("%d active decisions, want %d", len(want), 4*40)
+	}
+	for id := range want {
+		if !view[id] {
+			t.Errorf("bouncer missed decision %d", id)
+		}
+	}
+	for id := range view {
+		if !want[id] {
+			t.Errorf("bouncer kept deleted decision %d", id)
+		}
+	}
+}
