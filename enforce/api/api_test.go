@@ -489,6 +489,14 @@ func TestClientOverSocket(t *testing.T) {
 	if _, err := ListenUnix(sock); err == nil {
 		t.Error("second listener on a live socket")
 	}
+	notSock := filepath.Join(dir, "file")
+	os.WriteFile(notSock, []byte("keep me"), 0o600)
+	if _, err := ListenUnix(notSock); err == nil {
+		t.Error("listened over a regular file")
+	}
+	if data, _ := os.ReadFile(notSock); string(data) != "keep me" {
+		t.Error("regular file at the socket path was replaced")
+	}
 	c := NewClient(sock)
 	added, err := c.AddDecisions(ctx, []NewDecision{{Value: "198.18.4.4", Duration: "4h", Reason: "test"}, {Value: "198.18.5.0/24", Duration: "1h"}}, true)
 	if err != nil || len(added) != 2 || added[0].Origin != "cli" || added[0].ID == 0 {

@@ -631,7 +631,10 @@ func ListenUnix(path string) (net.Listener, error) {
 			os.Chown(dir, -1, gid)
 		}
 	}
-	if _, err := os.Lstat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("api socket %s: exists and is not a socket", path)
+		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
