@@ -155,3 +155,44 @@ func FuzzGrokVariants(f *testing.F) {
 		}
 	})
 }
+
+// The nginx access fast path agrees with the regexp whenever it answers.
+func FuzzNginxFastPath(f *testing.F) {
+	for _, s := range []string{
+		`198.18.241.36 - - [01/Mar/2026:00:00:00 +0000] "GET /blog/post-21 HTTP/1.1" 200 32774 "https://www.example.org/" "Mozilla/5.0 (X11; Linux x86_64)"`,
+		`2001:db8:83ab:be4f::a959 - bob [01/Mar/2026:00:00:00 +0000] "POST /wp-login.php HTTP/2.0" 401 0 "-" "curl/8"`,
+		`www.example.org 198.18.0.1 - - [01/Mar/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"`,
+		`198.18.0.1 - - [01/Mar/2026:00:00:00 +0000] "GET /a HTTP/1.1 HTTP/1.1" 200 1 "-" "-"`,
+		`198.18.0.1 - - [01/Mar/2026:00:00:00 +0000] "GET  HTTP/1.1" 200 1 "-" "-"`,
+		`198.18.0.1 - - [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-" 12 0.1 [up] []`,
+		`198.18.0.1 - - [1/Mar/2026:00:00:00 +0000] "GET /x HTTP/.5" -3 +1.5 "a" "b" trailing`,
+		`fe80::1%eth0 - - [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
+		`198.18.0.1 - - [01/Foo/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
+		`999.18.0.1 - [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
+	} {
+		f.Add(s)
+	}
+	g := newGrokLib()
+	if err := g.loadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
+		f.Fatal(err)
+	}
+	g.add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
+	c, err := g.compile(nginxAccess)
+	if err != nil || c.fast == nil {
+		f.Fatalf("fast path not installed: %v", err)
+	}
+	slow := *c
+	slow.fast = nil
+	f.Fuzz(func(t *testing.T, s string) {
+		fast := map[string]string{}
+		m, ok := c.fast(s, fast)
+		if !ok {
+			return
+		}
+		re := map[string]string{}
+		mr := slow.match(s, re)
+		if m != mr || !maps.Equal(fast, re) {
+			t.Fatalf("%q: fast %v %v, regexp %v %v", s, m, fast, mr, re)
+		}
+	})
+}

@@ -214,6 +214,8 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	}
 	if src == "^%{SYSLOGLINE}" && g.standardSyslog() {
 		c.fast = fastSyslogLine
+	} else if f := g.nginxFast(src); f != nil {
+		c.fast = f
 	}
 	g.compiled[src] = c
 	return c, nil

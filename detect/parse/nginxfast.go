@@ -1,0 +1,241 @@
+package parse
+
+import (
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// nginx-logs runs nginxAccess on every access log line; with IPORHOST
+// twice (IPV6 and HOSTNAME unrolled) the regexp is thousands of
+// instructions and Go runs it as an NFA. The fields are delimited by
+// characters the sub-patterns cannot hold, so the captures of a line that
+// matches from its first byte can be read by splitting, each field then
+// checked against its own small regexp. Anything unusual goes to the
+// regexp (ok=false); FuzzNginxFastPath checks that both agree.
+const nginxAccess = `(%{IPORHOST:target_fqdn}(:%{INT:port})? )?%{IPORHOST:remote_addr} - (%{NGCUSTOMUSER:remote_user} )?\[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"( %{NUMBER:request_length} %{NUMBER:request_time} \[%{DATA:proxy_upstream_name}\] \[%{DATA:proxy_alternative_upstream_name}\])?`
+
+// nginxDefs are the pattern_syntax and pattern-dir definitions the fast
+// path assumes beside the built-in patterns.
+var nginxDefs = map[string]string{
+	"NGCUSTOMUSER": `[a-zA-Z0-9\.\@\-\+_%]+`,
+	"NOTDQUOTE":    `[^"]*`,
+}
+
+// nginxFast builds the fast path for src when it is nginxAccess and
+// expands here as with the built-in patterns, else nil.
+func (g *grokLib) nginxFast(src string) func(string, map[string]string) (bool, bool) {
+	if src != nginxAccess {
+		return nil
+	}
+	ref := newGrokLib()
+	for k, v := range nginxDefs {
+		ref.defs[k] = v
+	}
+	if !g.sameExpansion(ref, src, false) {
+		return nil
+	}
+	full := func(p string) *tokenCheck {
+		var names []string
+		rx, err := g.expand(p, &names, 0, false)
+		if err != nil {
+			return nil
+		}
+		re, err := regexp.Compile(`^(?:` + rx + `)$`)
+		if err != nil {
+			return nil
+		}
+		return &tokenCheck{re: re, seen: map[string]bool{}}
+	}
+	host, date := full("%{IPORHOST}"), full("%{HTTPDATE}")
+	if host == nil || date == nil {
+		return nil
+	}
+	return func(s string, parsed map[string]string) (bool, bool) {
+		return fastNginxAccess(s, parsed, host, date)
+	}
+}
+
+// tokenCheck answers whether a whole token matches a pattern, remembering
+// verdicts: addresses and dates come back line after line.
+type tokenCheck struct {
+	re   *regexp.Regexp
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+const tokenCheckMax = 4096
+
+func (t *tokenCheck) ok(s string) bool {
+	t.mu.Lock()
+	v, hit := t.seen[s]
+	t.mu.Unlock()
+	if hit {
+		return v
+	}
+	v = t.re.MatchString(s)
+	t.mu.Lock()
+	if len(t.seen) >= tokenCheckMax {
+		clear(t.seen)
+	}
+	t.seen[strings.Clone(s)] = v
+	t.mu.Unlock()
+	return v
+}
+
+func isWord(c byte) bool { return isAlnum(c) || c == '_' }
+
+func isNgUser(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '@' || c == '-' || c == '+' || c == '_' || c == '%'
+}
+
+// isNumber reports whether s is all of BASE10NUM.
+func isNumber(s string) bool {
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	d := i
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	if i == d {
+		// Only ".digits", without a sign.
+		if d != 0 || len(s) < 2 || s[0] != '.' {
+			return false
+		}
+		for _, c := range []byte(s[1:]) {
+			if !isDigit(c) {
+				return false
+			}
+		}
+		return true
+	}
+	if i == len(s) {
+		return true
+	}
+	if s[i] != '.' || i+1 == len(s) {
+		return false
+	}
+	for i++; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func fastNginxAccess(s string, parsed map[string]string, host, date *tokenCheck) (matched, ok bool) {
+	// remote_addr is the first token when " - " follows it: the optional
+	// target_fqdn group would need an address where "-" stands.
+	// An IPv6 zone (%.+) can run past spaces: such lines go to the regexp.
+	sp := strings.IndexByte(s, ' ')
+	if sp <= 0 || !strings.HasPrefix(s[sp:], " - ") || strings.IndexByte(s[:sp], '%') >= 0 || !host.ok(s[:sp]) {
+		return false, false
+	}
+	addr := s[:sp]
+	i := sp + 3
+	user := ""
+	if i < len(s) && s[i] != '[' {
+		j := i
+		for j < len(s) && isNgUser(s[j]) {
+			j++
+		}
+		if j == i || !strings.HasPrefix(s[j:], " [") {
+			return false, false
+		}
+		user = s[i:j]
+		i = j + 1
+	}
+	if i >= len(s) || s[i] != '[' {
+		return false, false
+	}
+	e := strings.IndexByte(s[i:], ']')
+	if e < 0 {
+		return false, false
+	}
+	when := s[i+1 : i+e]
+	if !date.ok(when) {
+		return false, false
+	}
+	i += e + 1
+	if !strings.HasPrefix(s[i:], ` "`) {
+		return false, false
+	}
+	i += 2
+	j := i
+	for j < len(s) && isWord(s[j]) {
+		j++
+	}
+	if j == i || j >= len(s) || s[j] != ' ' {
+		return false, false
+	}
+	verb := s[i:j]
+	i = j + 1
+	// DATA is lazy: the request ends at the first " HTTP/" after which
+	// the rest matches; if the rest does not, the regexp decides.
+	h := strings.Index(s[i:], " HTTP/")
+	if h < 0 {
+		return false, false
+	}
+	request := s[i : i+h]
+	i += h + len(" HTTP/")
+	q := strings.IndexByte(s[i:], '"')
+	if q < 0 || !isNumber(s[i:i+q]) {
+		return false, false
+	}
+	version := s[i : i+q]
+	i += q + 1
+	if i >= len(s) || s[i] != ' ' {
+		return false, false
+	}
+	i++
+	var nums [2]string
+	for k := range nums {
+		e := strings.IndexByte(s[i:], ' ')
+		if e < 0 || !isNumber(s[i:i+e]) {
+			return false, false
+		}
+		nums[k] = s[i : i+e]
+		i += e + 1
+	}
+	var quoted [2]string
+	for k := range quoted {
+		if i >= len(s) || s[i] != '"' {
+			return false, false
+		}
+		e := strings.IndexByte(s[i+1:], '"')
+		if e < 0 {
+			return false, false
+		}
+		quoted[k] = s[i+1 : i+1+e]
+		i += e + 2
+		if k == 0 {
+			if i >= len(s) || s[i] != ' ' {
+				return false, false
+			}
+			i++
+		}
+	}
+	// The optional upstream group: only lines that end here.
+	if i != len(s) {
+		return false, false
+	}
+	parsed["target_fqdn"] = ""
+	parsed["port"] = ""
+	parsed["remote_addr"] = addr
+	parsed["remote_user"] = user
+	parsed["time_local"] = when
+	parsed["verb"] = verb
+	parsed["request"] = request
+	parsed["http_version"] = version
+	parsed["status"] = nums[0]
+	parsed["body_bytes_sent"] = nums[1]
+	parsed["http_referer"] = quoted[0]
+	parsed["http_user_agent"] = quoted[1]
+	parsed["request_length"] = ""
+	parsed["request_time"] = ""
+	parsed["proxy_upstream_name"] = ""
+	parsed["proxy_alternative_upstream_name"] = ""
+	return true, true
+}
