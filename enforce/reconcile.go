@@ -1,7 +1,6 @@
 package enforce
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +43,7 @@ type Reconciler struct {
 	ready    chan struct{}
 
 	// Owned by the Run goroutine.
-	desired  map[netip.Prefix]*cover
+	desired  map[pkey]cover
 	expiries expiryHeap
 	failed   bool
 	// skipLists is how many periodic verify passes skip listing elements.
@@ -53,23 +52,101 @@ type Reconciler struct {
 	stats reconcilerStats
 }
 
-// cover is the set of decisions covering one prefix; the kernel holds the
-// prefix until the latest of their expiries.
-type cover struct {
-	until map[int64]time.Time
+// pkey is a prefix as a map key. netip.Prefix holds a zone pointer, and
+// hashing and GC-scanning a million of them dominated the cost of loading a
+// million bans; this key has no pointer.
+type pkey struct {
+	a    [16]byte
+	bits uint8
+	v6   bool
 }
 
-func (c *cover) expiry() time.Time {
-	var latest time.Time
-	for _, u := range c.until {
-		if u.IsZero() {
-			return time.Time{}
+func keyOf(p netip.Prefix) pkey {
+	return pkey{a: p.Addr().As16(), bits: uint8(p.Bits()), v6: p.Addr().Is6()}
+}
+
+func (k pkey) prefix() netip.Prefix {
+	a := netip.AddrFrom16(k.a)
+	if !k.v6 {
+		a = a.Unmap()
+	}
+	return netip.PrefixFrom(a, int(k.bits))
+}
+
+// stamp is an expiry in Unix nanoseconds, 0 for never: a time.Time holds a
+// location pointer, and the desired set keeps one per ban.
+type stamp int64
+
+func stampOf(t time.Time) stamp {
+	if t.IsZero() {
+		return 0
+	}
+	return stamp(t.UnixNano())
+}
+
+func (s stamp) time() time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(s))
+}
+
+// cover is the set of decisions covering one prefix; the kernel holds the
+// prefix until the latest of their expiries. Nearly every prefix has one
+// decision, kept inline: a map per prefix would cost a million maps at a
+// million bans.
+type cover struct {
+	id    int64
+	until stamp
+	more  map[int64]stamp // further decisions, rarely any
+}
+
+func (c *cover) expiry() stamp {
+	latest := c.until
+	if latest == 0 {
+		return 0
+	}
+	for _, u := range c.more {
+		if u == 0 {
+			return 0
 		}
-		if u.After(latest) {
-			latest = u
-		}
+		latest = max(latest, u)
 	}
 	return latest
+}
+
+// get returns the expiry of decision id, if it covers the prefix.
+func (c *cover) get(id int64) (stamp, bool) {
+	if c.id == id {
+		return c.until, true
+	}
+	u, ok := c.more[id]
+	return u, ok
+}
+
+func (c *cover) set(id int64, until stamp) {
+	if c.id == id {
+		c.until = until
+		return
+	}
+	if c.more == nil {
+		c.more = map[int64]stamp{}
+	}
+	c.more[id] = until
+}
+
+// remove drops decision id and reports whether any decision is left.
+func (c *cover) remove(id int64) bool {
+	if c.id != id {
+		delete(c.more, id)
+		return true
+	}
+	for other, u := range c.more {
+		c.id, c.until = other, u
+		delete(c.more, other)
+		return true
+	}
+	return false
 }
 
 type request struct {
@@ -141,7 +218,7 @@ func NewReconciler(cfg ReconcilerConfig, backends ...Backend) *Reconciler {
 		backends: backends,
 		reqs:     make(chan *request, 1024),
 		ready:    make(chan struct{}),
-		desired:  map[netip.Prefix]*cover{},
+		desired:  map[pkey]cover{},
 	}
 }
 
@@ -187,8 +264,13 @@ func (r *Reconciler) Ready() <-chan struct{} { return r.ready }
 // Run then converges the kernel to it without flushing anything.
 func (r *Reconciler) Seed(ds []model.Decision) error {
 	var errs []error
+	now := time.Now()
 	for _, d := range ds {
-		if err := r.addDecision(d, time.Now()); err != nil {
+		p, err := r.prefixOf(d)
+		if err == nil {
+			err = r.addDecision(d, p, now)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -291,7 +373,7 @@ func (r *Reconciler) armExpiry(t *time.Timer) {
 		t.Reset(time.Hour)
 		return
 	}
-	t.Reset(time.Until(r.expiries[0].until))
+	t.Reset(time.Until(r.expiries[0].until.time()))
 }
 
 // batch gathers requests that are already queued (or arrive within the
@@ -344,17 +426,23 @@ gather:
 	}
 
 	now := time.Now()
-	before := map[netip.Prefix]time.Time{}
-	present := map[netip.Prefix]bool{}
+	if len(r.desired) == 0 && !anyRemove(reqs) {
+		r.load(ctx, reqs, now)
+		return
+	}
+	// What each touched prefix was before the batch, to diff against.
+	type was struct {
+		present bool
+		expiry  stamp
+	}
+	touched := make(map[pkey]was, n)
 	snapshot := func(p netip.Prefix) {
-		if _, seen := present[p]; seen {
+		k := keyOf(p)
+		if _, seen := touched[k]; seen {
 			return
 		}
-		c, ok := r.desired[p]
-		present[p] = ok
-		if ok {
-			before[p] = c.expiry()
-		}
+		c, ok := r.desired[k]
+		touched[k] = was{ok, c.expiry()}
 	}
 	errs := make([][]error, len(reqs))
 	var applied []model.Decision
@@ -371,25 +459,41 @@ gather:
 			p, err := r.prefixOf(d)
 			if err == nil {
 				snapshot(p)
-				err = r.addDecision(d, now)
+				err = r.addDecision(d, p, now)
 			}
 			if err != nil {
 				errs[i] = append(errs[i], err)
 				continue
 			}
-			applied = append(applied, d)
+			if r.cfg.Applied != nil {
+				applied = append(applied, d)
+			}
 		}
 	}
-	var diff Diff
-	for p, was := range present {
-		c, ok := r.desired[p]
+	diff := Diff{Set: make([]Entry, 0, len(touched))}
+	for k, w := range touched {
+		c, ok := r.desired[k]
 		switch {
-		case ok && (!was || !c.expiry().Equal(before[p])):
-			diff.Set = append(diff.Set, Entry{Prefix: p, Expiry: c.expiry()})
-		case !ok && was:
-			diff.Delete = append(diff.Delete, p)
+		case ok && (!w.present || c.expiry() != w.expiry):
+			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: c.expiry().time()})
+		case !ok && w.present:
+			diff.Delete = append(diff.Delete, k.prefix())
 		}
 	}
+	r.finish(ctx, reqs, errs, applied, diff)
+}
+
+func (r *Reconciler) answerLater(ctx context.Context, req *request) {
+	if req.fn != nil {
+		req.done <- result{err: req.fn()}
+		return
+	}
+	drift, err := r.verify(ctx)
+	req.done <- result{err: err, drift: drift}
+}
+
+// finish applies a batch's diff and answers its waiters.
+func (r *Reconciler) finish(ctx context.Context, reqs []*request, errs [][]error, applied []model.Decision, diff Diff) {
 	applyErr := r.apply(ctx, diff, false)
 	at := time.Now()
 	if r.cfg.Applied != nil && applyErr == nil && len(applied) > 0 {
@@ -407,13 +511,41 @@ gather:
 	}
 }
 
-func (r *Reconciler) answerLater(ctx context.Context, req *request) {
-	if req.fn != nil {
-		req.done <- result{err: req.fn()}
-		return
+func anyRemove(reqs []*request) bool {
+	for _, req := range reqs {
+		if len(req.remove) > 0 {
+			return true
+		}
 	}
-	drift, err := r.verify(ctx)
-	req.done <- result{err: err, drift: drift}
+	return false
+}
+
+// load is batch for the first batch into an empty desired set (a first
+// start, a bulk import): everything added is new, so the diff is the
+// desired set itself and no before-image is needed.
+func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
+	errs := make([][]error, len(reqs))
+	var applied []model.Decision
+	for i, req := range reqs {
+		for _, d := range req.add {
+			p, err := r.prefixOf(d)
+			if err == nil {
+				err = r.addDecision(d, p, now)
+			}
+			if err != nil {
+				errs[i] = append(errs[i], err)
+				continue
+			}
+			if r.cfg.Applied != nil {
+				applied = append(applied, d)
+			}
+		}
+	}
+	diff := Diff{Set: make([]Entry, 0, len(r.desired))}
+	for k, c := range r.desired {
+		diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: c.expiry().time()})
+	}
+	r.finish(ctx, reqs, errs, applied, diff)
 }
 
 // apply writes a diff to every backend. A failing backend does not stop the
@@ -455,13 +587,9 @@ func (r *Reconciler) prefixOf(d model.Decision) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-func (r *Reconciler) addDecision(d model.Decision, now time.Time) error {
+func (r *Reconciler) addDecision(d model.Decision, p netip.Prefix, now time.Time) error {
 	if d.Type != "" && d.Type != "ban" || d.Simulated || d.Expired(now) {
 		return nil
-	}
-	p, err := r.prefixOf(d)
-	if err != nil {
-		return err
 	}
 	if r.cfg.Guard != nil {
 		if err := r.cfg.Guard.Check(p); err != nil {
@@ -469,30 +597,33 @@ func (r *Reconciler) addDecision(d model.Decision, now time.Time) error {
 			return fmt.Errorf("decision %d: %w", d.ID, err)
 		}
 	}
-	c := r.desired[p]
-	if c == nil {
-		c = &cover{until: map[int64]time.Time{}}
-		r.desired[p] = c
+	k, until := keyOf(p), stampOf(d.Until)
+	if c, ok := r.desired[k]; ok {
+		c.set(d.ID, until)
+		r.desired[k] = c
+	} else {
+		r.desired[k] = cover{id: d.ID, until: until}
 		r.stats.byClass[classOf(p)].Add(1)
 	}
-	c.until[d.ID] = d.Until
-	if !d.Until.IsZero() {
-		heap.Push(&r.expiries, expiryItem{until: d.Until, prefix: p, id: d.ID})
+	if until != 0 {
+		r.expiries.push(expiryItem{until: until, key: k, id: d.ID})
 	}
 	r.stats.entries.Store(int64(len(r.desired)))
 	return nil
 }
 
 func (r *Reconciler) removeDecision(p netip.Prefix, id int64) {
-	c := r.desired[p]
-	if c == nil {
+	k := keyOf(p)
+	c, ok := r.desired[k]
+	if !ok {
 		return
 	}
-	delete(c.until, id)
-	if len(c.until) == 0 {
-		delete(r.desired, p)
-		r.stats.byClass[classOf(p)].Add(-1)
+	if c.remove(id) {
+		r.desired[k] = c
+		return
 	}
+	delete(r.desired, k)
+	r.stats.byClass[classOf(p)].Add(-1)
 }
 
 // expire drops decisions whose time has come. The kernel already stopped
@@ -500,29 +631,30 @@ func (r *Reconciler) removeDecision(p netip.Prefix, id int64) {
 // frees kernel memory and keeps the desired set exact.
 func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 	var diff Diff
-	touched := map[netip.Prefix]time.Time{}
-	for len(r.expiries) > 0 && !r.expiries[0].until.After(now) {
-		it := heap.Pop(&r.expiries).(expiryItem)
-		c := r.desired[it.prefix]
-		if c == nil {
+	touched := map[pkey]stamp{}
+	cut := stampOf(now)
+	for len(r.expiries) > 0 && r.expiries[0].until <= cut {
+		it := r.expiries.pop()
+		c, ok := r.desired[it.key]
+		if !ok {
 			continue
 		}
 		// A stale heap item: the decision was re-issued with a later expiry.
-		if u, ok := c.until[it.id]; !ok || !u.Equal(it.until) {
+		if u, ok := c.get(it.id); !ok || u != it.until {
 			continue
 		}
-		if _, ok := touched[it.prefix]; !ok {
-			touched[it.prefix] = c.expiry()
+		if _, ok := touched[it.key]; !ok {
+			touched[it.key] = c.expiry()
 		}
-		r.removeDecision(it.prefix, it.id)
+		r.removeDecision(it.key.prefix(), it.id)
 	}
-	for p, was := range touched {
-		c, ok := r.desired[p]
+	for k, was := range touched {
+		c, ok := r.desired[k]
 		switch {
 		case !ok:
-			diff.Delete = append(diff.Delete, p)
-		case !c.expiry().Equal(was):
-			diff.Set = append(diff.Set, Entry{Prefix: p, Expiry: c.expiry()})
+			diff.Delete = append(diff.Delete, k.prefix())
+		case c.expiry() != was:
+			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: c.expiry().time()})
 		}
 	}
 	r.apply(ctx, diff, true)
@@ -619,31 +751,33 @@ func (r *Reconciler) verifyBackend(ctx context.Context, b Backend, now time.Time
 		return fmt.Errorf("list: %w", err)
 	}
 	var diff Diff
-	seen := make(map[netip.Prefix]bool, len(held))
+	seen := make(map[pkey]bool, len(held))
 	for _, e := range held {
-		seen[e.Prefix] = true
-		c, ok := r.desired[e.Prefix]
+		k := keyOf(e.Prefix)
+		seen[k] = true
+		c, ok := r.desired[k]
 		if !ok {
 			bd.Extra = append(bd.Extra, e.Prefix)
 			diff.Delete = append(diff.Delete, e.Prefix)
 			continue
 		}
-		want := c.expiry()
+		want := c.expiry().time()
 		if !sameExpiry(want, e.Expiry) {
 			bd.Expiry = append(bd.Expiry, e.Prefix)
 			diff.Set = append(diff.Set, Entry{Prefix: e.Prefix, Expiry: want})
 		}
 	}
-	for p, c := range r.desired {
-		if seen[p] {
+	cut := stampOf(now)
+	for k, c := range r.desired {
+		if seen[k] {
 			continue
 		}
 		exp := c.expiry()
-		if !exp.IsZero() && !exp.After(now) {
+		if exp != 0 && exp <= cut {
 			continue
 		}
-		bd.Missing = append(bd.Missing, p)
-		diff.Set = append(diff.Set, Entry{Prefix: p, Expiry: exp})
+		bd.Missing = append(bd.Missing, k.prefix())
+		diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: exp.time()})
 	}
 	if diff.Empty() {
 		return nil
@@ -660,20 +794,49 @@ func sameExpiry(a, b time.Time) bool {
 }
 
 type expiryItem struct {
-	until  time.Time
-	prefix netip.Prefix
-	id     int64
+	until stamp
+	key   pkey
+	id    int64
 }
 
+// expiryHeap is a min-heap on until. It is written out rather than used
+// through container/heap, whose interface boxes every pushed item: a
+// million allocations when a million bans load.
 type expiryHeap []expiryItem
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
+func (h *expiryHeap) push(it expiryItem) {
+	*h = append(*h, it)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if q[parent].until <= q[i].until {
+			break
+		}
+		q[parent], q[i] = q[i], q[parent]
+		i = parent
+	}
+}
+
+func (h *expiryHeap) pop() expiryItem {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	for i := 0; ; {
+		small, l, r := i, 2*i+1, 2*i+2
+		if l < len(q) && q[l].until < q[small].until {
+			small = l
+		}
+		if r < len(q) && q[r].until < q[small].until {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		q[i], q[small] = q[small], q[i]
+		i = small
+	}
+	*h = q
+	return top
 }
