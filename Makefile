@@ -10,9 +10,14 @@ LDFLAGS     := -s -w -X github.com/moatsec/moat/internal/version.Version=$(VERSI
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CLANG       ?= clang-14
 
-# Needed to build (sdjournal's cgo headers) and to run the kernel tests.
+# Needed to build (sdjournal's cgo headers) and to run the tests: kernel
+# tools, a private journald, the CrowdSec firewall bouncer as a real API
+# client, Prometheus and Chromium for the metrics and status page, and the
+# Debian tool chain for the package tests.
 BUILD_DEBS  := gcc libc6-dev libsystemd-dev
-TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl
+TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl \
+               crowdsec-firewall-bouncer prometheus chromium \
+               debhelper dpkg-dev fakeroot lintian debootstrap
 GEN_DEBS    := clang-14 llvm libbpf-dev
 DEB_DEBS    := debhelper dh-golang dpkg-dev fakeroot lintian debootstrap
 
