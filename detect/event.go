@@ -45,11 +45,13 @@ type Event struct {
 }
 
 // NewEvent starts an event from a line with empty maps, ready for stage one.
+// Parsed and Meta are sized for what hub parsers set on a line, so they
+// do not grow field by field.
 func NewEvent(l Line) *Event {
 	return &Event{
 		Line:        l,
-		Parsed:      map[string]string{},
-		Meta:        map[string]string{},
+		Parsed:      make(map[string]string, 16),
+		Meta:        make(map[string]string, 8),
 		Enriched:    map[string]string{},
 		Unmarshaled: map[string]any{},
 		Time:        l.Time,

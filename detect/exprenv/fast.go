@@ -59,6 +59,7 @@ type Memo struct {
 	stamp []uint32
 	vals  []val
 	vars  []val
+	ctx   fctx // reused by every evaluation, so none allocates
 }
 
 // Reset forgets every cached fold.
@@ -120,8 +121,11 @@ func (p *Program) eval(m *Memo, evt *detect.Event) (val, bool) {
 	if cap(m.vars) < p.nvars {
 		m.vars = make([]val, p.nvars)
 	}
-	c := fctx{evt: evt, memo: m, vars: m.vars[:p.nvars]}
-	return p.native(&c)
+	c := &m.ctx
+	c.evt, c.memo, c.vars = evt, m, m.vars[:p.nvars]
+	v, ok := p.native(c)
+	c.evt = nil
+	return v, ok
 }
 
 // Bool evaluates p natively; decided is false when the VM must run.

@@ -134,8 +134,26 @@ type run struct {
 	evt  *detect.Event
 	root any // *detect.Event or *OverflowEvent: what expressions see as evt
 	vars map[string]any
-	// sources returns the IPs whitelists check.
-	sources func() []string
+	// ov is the overflow postoverflows run on, nil for log events.
+	ov *OverflowEvent
+}
+
+// sources returns the IPs whitelists check: the event's source_ip, or an
+// overflow's source IPs.
+func (r *run) sources() []string {
+	if r.ov == nil {
+		if ip, ok := r.evt.Meta["source_ip"]; ok {
+			return []string{ip}
+		}
+		return nil
+	}
+	out := make([]string, 0, len(r.ov.Overflow.Sources))
+	for _, s := range r.ov.Overflow.Sources {
+		if s.IP != "" {
+			out = append(out, s.IP)
+		}
+	}
+	return out
 }
 
 // filterOK runs a node's filter, natively when the closures decide. The

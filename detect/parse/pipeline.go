@@ -58,6 +58,7 @@ type Pipeline struct {
 	grok   *grokLib
 	vars   map[string]any
 	memo   exprenv.Memo
+	run    run // the state of the event being parsed, reused
 
 	unavailable atomic.Uint64
 	missing     []string

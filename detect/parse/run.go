@@ -80,15 +80,11 @@ func (p *Pipeline) Parse(evt *detect.Event) bool {
 
 // ParseTrace is Parse that records each node's result in tr.
 func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
-	r := run{p: p, evt: evt, root: evt, vars: p.vars}
-	r.sources = func() []string {
-		if ip, ok := evt.Meta["source_ip"]; ok {
-			return []string{ip}
-		}
-		return nil
-	}
+	r := &p.run
+	*r = run{p: p, evt: evt, root: evt, vars: p.vars}
+	defer func() { *r = run{} }()
 	p.vars["evt"] = evt
-	ok := p.runStages(&r, tr)
+	ok := p.runStages(r, tr)
 	p.vars["evt"] = nil
 	return ok
 }
@@ -97,18 +93,11 @@ func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
 // false when a stage had no successful node; whitelisting shows in
 // o.Overflow.Whitelisted.
 func (p *Pipeline) ProcessOverflow(o *OverflowEvent, tr *Trace) bool {
-	r := run{p: p, evt: &o.Event, root: o, vars: p.vars}
-	r.sources = func() []string {
-		out := make([]string, 0, len(o.Overflow.Sources))
-		for _, s := range o.Overflow.Sources {
-			if s.IP != "" {
-				out = append(out, s.IP)
-			}
-		}
-		return out
-	}
+	r := &p.run
+	*r = run{p: p, evt: &o.Event, root: o, vars: p.vars, ov: o}
+	defer func() { *r = run{} }()
 	p.vars["evt"] = o
-	ok := p.runStages(&r, tr)
+	ok := p.runStages(r, tr)
 	p.vars["evt"] = nil
 	return ok
 }
