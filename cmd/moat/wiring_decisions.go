@@ -58,7 +58,7 @@ func openDecisions(ctx context.Context, cfg config.Config, log *slog.Logger) (*d
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, "moat.db"), store.Options{})
+	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, store.FileName), store.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -78,6 +78,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	if err != nil {
 		return err
 	}
+	svc.Protect = guard.Check
 	d.svc = svc
 	active, err := svc.ActiveDecisions(ctx)
 	if err != nil {
@@ -88,7 +89,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 		// entry) stay out of the kernel; the rest are enforced.
 		d.log.Warn("some stored decisions are not enforced", "err", err)
 	}
-	m.handler = guardedHandler{svc: svc, guard: guard, created: &d.created}
+	m.handler = countingHandler{svc: svc, created: &d.created}
 	m.services = append(m.services, func(ctx context.Context) error {
 		return svc.Run(ctx, func(err error) { d.log.Warn("store maintenance", "err", err) })
 	})
@@ -117,21 +118,13 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	return nil
 }
 
-// guardedHandler refuses alerts whose source the guard protects before
-// they become decisions: a refused ban must not be stored and served to
-// bouncers either.
-type guardedHandler struct {
+// countingHandler counts what alerts become, for the metrics.
+type countingHandler struct {
 	svc     *decision.Service
-	guard   *enforce.Guard
 	created *created
 }
 
-func (h guardedHandler) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error) {
-	if a.Source.IsValid() {
-		if err := h.guard.Check(a.Source); err != nil {
-			return nil, err
-		}
-	}
+func (h countingHandler) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error) {
 	ds, err := h.svc.HandleAlert(ctx, a)
 	h.created.add(a, ds)
 	return ds, err

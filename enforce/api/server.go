@@ -87,7 +87,7 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, decision.ErrInvalid), errors.Is(err, decision.ErrEmptyFilter):
 		code = http.StatusBadRequest
-	case errors.Is(err, decision.ErrAllowlisted), errors.Is(err, decision.ErrConfigEntry):
+	case errors.Is(err, decision.ErrAllowlisted), errors.Is(err, decision.ErrConfigEntry), errors.Is(err, decision.ErrProtected):
 		code = http.StatusConflict
 	}
 	writeJSON(w, code, errorBody{Message: err.Error()})

@@ -53,6 +53,10 @@ type Service struct {
 	// Observe, when set, sees every alert's profile outcome (debug traces
 	// and warnings) for the caller to log.
 	Observe func(model.Alert, profile.Outcome)
+	// Protect, when set, refuses values the kernel must never ban
+	// (loopback, this host's addresses): refused here, they are neither
+	// stored nor served to bouncers.
+	Protect func(netip.Prefix) error
 
 	mu        sync.RWMutex
 	fromCfg   []netip.Prefix
@@ -79,6 +83,19 @@ func New(st *store.Store, profiles *profile.Set, enf Enforcer, allowlist ...neti
 	}
 	s.allowlist = entries
 	return s, nil
+}
+
+// ErrProtected is wrapped by decisions Protect refused.
+var ErrProtected = errors.New("protected address")
+
+func (s *Service) protect(p netip.Prefix) error {
+	if s.Protect == nil {
+		return nil
+	}
+	if err := s.Protect(p); err != nil {
+		return fmt.Errorf("decision %s: %w: %w", p, ErrProtected, err)
+	}
+	return nil
 }
 
 // Store is the service's store.
@@ -134,6 +151,9 @@ func (s *Service) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decis
 			if s.Allowlisted(d.Value) {
 				s.count(func() { s.stats.allowlisted++ })
 				continue
+			}
+			if err := s.protect(d.Value); err != nil {
+				return nil, err
 			}
 			ds = append(ds, d)
 		}
@@ -215,6 +235,9 @@ func (s *Service) Add(ctx context.Context, ds []model.Decision) error {
 		}
 		if s.Allowlisted(ds[i].Value) {
 			return fmt.Errorf("decision %s: %w", ds[i].Value, ErrAllowlisted)
+		}
+		if err := s.protect(ds[i].Value); err != nil {
+			return err
 		}
 	}
 	if err := s.st.InsertDecisions(ctx, ds); err != nil {

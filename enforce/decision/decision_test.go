@@ -409,3 +409,33 @@ func BenchmarkAlertToEnforcer(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
+
+func TestProtectRefusesBeforeStoring(t *testing.T) {
+	enf := newFake()
+	svc := newService(t, enf)
+	own := netip.MustParsePrefix("198.18.0.1/32")
+	svc.Protect = func(p netip.Prefix) error {
+		if p.Overlaps(own) {
+			return errors.New("this host's address")
+		}
+		return nil
+	}
+	ctx := context.Background()
+	if _, err := svc.HandleAlert(ctx, alert("198.18.0.1")); !errors.Is(err, ErrProtected) {
+		t.Fatalf("HandleAlert on a protected source: %v, want ErrProtected", err)
+	}
+	err := svc.Add(ctx, []model.Decision{{Value: netip.MustParsePrefix("198.18.0.0/24"), Type: "ban", Origin: model.OriginCLI, Until: time.Now().Add(time.Hour)}})
+	if !errors.Is(err, ErrProtected) {
+		t.Fatalf("Add of a range covering a protected address: %v, want ErrProtected", err)
+	}
+	active, err := svc.ActiveDecisions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(active) != 0 || enf.calls != 0 {
+		t.Fatalf("refused decisions reached the store (%d active) or the kernel (%d calls)", len(active), enf.calls)
+	}
+	if _, err := svc.HandleAlert(ctx, alert("198.18.0.2")); err != nil || !enf.banned("198.18.0.2") {
+		t.Fatalf("an unprotected source was not banned: %v", err)
+	}
+}
