@@ -53,9 +53,8 @@ func TestConfigBad(t *testing.T) {
 }
 
 func TestConfigGood(t *testing.T) {
-	cs, err := LoadConfigDir("testdata/config")
-	if err == nil {
-		t.Fatal("the directory holds bad files; LoadConfigDir must fail")
+	if cs, err := LoadConfigDir("testdata/config"); err == nil {
+		t.Fatalf("the directory holds bad files; LoadConfigDir must fail, got %d configs", len(cs))
 	}
 	dir := t.TempDir()
 	data, err := os.ReadFile("testdata/config/good.yaml")
@@ -64,7 +63,7 @@ func TestConfigGood(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "10-good.yaml"), data, 0o644)
 	os.WriteFile(filepath.Join(dir, "README"), []byte("not yaml"), 0o644)
-	cs, err = LoadConfigDir(dir)
+	cs, err := LoadConfigDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,9 +102,8 @@ func BenchmarkFlood1M(b *testing.B) {
 		before := heapInUse()
 		start := time.Now()
 		for i := range n {
-			e := evs[i%len(evs)]
 			// A fresh event per source keeps the retained events realistic.
-			e = sshEvent(floodAddr(i), "root", t0.Add(time.Duration(i)*10*time.Microsecond))
+			e := sshEvent(floodAddr(i), "root", t0.Add(time.Duration(i)*10*time.Microsecond))
 			set.Pour(e)
 		}
 		el := time.Since(start)
