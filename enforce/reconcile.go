@@ -242,17 +242,26 @@ func (r *Reconciler) Stats() ReconcilerStats {
 // not safe for concurrent use: whoever reads one (metrics, status) goes
 // through here rather than racing the writer.
 func (r *Reconciler) Do(ctx context.Context, fn func() error) error {
-	req := &request{fn: fn, done: make(chan result, 1)}
+	res, err := r.call(ctx, &request{fn: fn})
+	if err != nil {
+		return err
+	}
+	return res.err
+}
+
+// call hands req to the Run goroutine and waits for its answer.
+func (r *Reconciler) call(ctx context.Context, req *request) (result, error) {
+	req.done = make(chan result, 1)
 	select {
 	case r.reqs <- req:
 	case <-ctx.Done():
-		return ctx.Err()
+		return result{}, ctx.Err()
 	}
 	select {
 	case res := <-req.done:
-		return res.err
+		return res, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return result{}, ctx.Err()
 	}
 }
 
@@ -281,18 +290,11 @@ func (r *Reconciler) Seed(ds []model.Decision) error {
 // result (or ctx ends). Refused decisions are reported in the error; the
 // others are applied regardless.
 func (r *Reconciler) Apply(ctx context.Context, add, remove []model.Decision) error {
-	req := &request{add: add, remove: remove, done: make(chan result, 1)}
-	select {
-	case r.reqs <- req:
-	case <-ctx.Done():
-		return ctx.Err()
+	res, err := r.call(ctx, &request{add: add, remove: remove})
+	if err != nil {
+		return err
 	}
-	select {
-	case res := <-req.done:
-		return res.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return res.err
 }
 
 // Enqueue hands decisions over without waiting for the kernel: the hot path
@@ -307,18 +309,11 @@ func (r *Reconciler) Enqueue(ctx context.Context, add []model.Decision) {
 // Verify compares every backend with the desired set, repairs what differs
 // and returns what it found.
 func (r *Reconciler) Verify(ctx context.Context) (Drift, error) {
-	req := &request{verify: true, done: make(chan result, 1)}
-	select {
-	case r.reqs <- req:
-	case <-ctx.Done():
-		return Drift{}, ctx.Err()
+	res, err := r.call(ctx, &request{verify: true})
+	if err != nil {
+		return Drift{}, err
 	}
-	select {
-	case res := <-req.done:
-		return res.drift, res.err
-	case <-ctx.Done():
-		return Drift{}, ctx.Err()
-	}
+	return res.drift, res.err
 }
 
 // Run converges the kernel to the seeded state, then applies changes until

@@ -90,31 +90,7 @@ type daemonProc struct {
 
 func startDaemon(t *testing.T, h *e2eHost) *daemonProc {
 	t.Helper()
-	cmd := h.ns.Command(os.Args[0], "run", "--config", h.cfgPath, "--log-level", "debug")
-	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
-	d := &daemonProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
-	cmd.Stderr = d.stderr
-	cmd.Stdout = d.stderr
-	must(t, cmd.Start())
-	go func() { d.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			t.Logf("daemon output:\n%s", d.stderr.String())
-		}
-	})
-	waitFor(t, 20*time.Second, "the daemon to start", func() bool {
-		select {
-		case err := <-d.done:
-			t.Fatalf("daemon exited at start: %v\n%s", err, d.stderr.String())
-		default:
-		}
-		return strings.Contains(d.stderr.String(), "moat running")
-	})
-	return d
+	return startDaemonIn(t, h.ns, h.cfgPath)
 }
 
 func (d *daemonProc) stop(t *testing.T, sig syscall.Signal) error {

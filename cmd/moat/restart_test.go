@@ -46,7 +46,7 @@ func seedStore(t *testing.T, stateDir string, n int, extra ...string) {
 // namespace so pins under the test's bpffs directory outlive the process.
 func startDaemonIn(t *testing.T, ns *testutil.NetNS, cfgPath string) *daemonProc {
 	t.Helper()
-	cmd := testutil.Command("nsenter", "--net="+ns.Path(), os.Args[0], "run", "--config", cfgPath)
+	cmd := testutil.Command("nsenter", "--net="+ns.Path(), os.Args[0], "run", "--config", cfgPath, "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
 	d := &daemonProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr, cmd.Stdout = d.stderr, d.stderr
