@@ -114,7 +114,7 @@ func Default() Config {
 		Acquisition: Acquisition{Dir: "/etc/moat/acquis.d"},
 		Profiles:    "/etc/moat/profiles.yaml",
 		Enforce: Enforce{
-			BatchWindow:    time.Millisecond,
+			BatchWindow:    0,
 			BatchMax:       4096,
 			VerifyInterval: time.Minute,
 			IPv6BanPrefix:  128,
