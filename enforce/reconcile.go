@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -551,20 +552,29 @@ func (r *Reconciler) apply(ctx context.Context, diff Diff, expiryOnly bool) erro
 		return nil
 	}
 	start := time.Now()
-	var errs []error
-	for _, b := range r.backends {
+	// Backends are independent kernel objects: writing them side by side
+	// costs the slower one, not the sum. Each still sees one caller.
+	errs := make([]error, len(r.backends))
+	var wg sync.WaitGroup
+	for i, b := range r.backends {
 		if s, ok := b.(selfExpiring); expiryOnly && ok && s.ExpiresEntries() {
 			continue
 		}
-		if err := b.Apply(ctx, diff); err != nil {
-			r.stats.applyErrors.Add(1)
-			r.failed = true
-			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
-		}
+		wg.Go(func() {
+			if err := b.Apply(ctx, diff); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", b.Name(), err)
+			}
+		})
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err != nil {
+		r.stats.applyErrors.Add(1)
+		r.failed = true
 	}
 	r.stats.batches.Add(1)
 	r.stats.lastApplyNanos.Store(int64(time.Since(start)))
-	return errors.Join(errs...)
+	return err
 }
 
 // prefixOf is the kernel prefix a decision bans.
