@@ -279,7 +279,7 @@ func TestInstall(t *testing.T) {
 	for _, p := range []string{
 		"usr/bin/moat", "etc/moat/moat.yaml", "etc/moat/profiles.yaml", "etc/moat/acquis.d/sshd.yaml",
 		"usr/share/moat/hub/scenarios/moat/ssh-bf.yaml", "usr/share/moat/hub/scenarios/moat/http-probing.yaml",
-		"usr/share/moat/patterns/base", "lib/systemd/system/moat.service", "usr/share/man/man8/moat.8.gz",
+		"usr/share/moat/patterns/http", "lib/systemd/system/moat.service", "usr/share/man/man8/moat.8.gz",
 		"usr/share/bash-completion/completions/moat", "usr/share/zsh/vendor-completions/_moat", "var/lib/moat",
 		"etc/systemd/system/multi-user.target.wants/moat.service",
 	} {
