@@ -59,6 +59,8 @@ type Env struct {
 	// user agents and paths come back again and again, and a file holds
 	// hundreds of regexps (CrowdSec's LRU strategy serves the same end).
 	reHits map[string]map[string]bool
+	// rePre spares the regexps whose required literal is absent.
+	rePre map[string]*regexpPrefilter
 	// folded holds Upper and Lower of every data-file line: scenarios
 	// fold each entry of a list for each event (any(File(f), {... Upper(#)})).
 	uppers, lowers map[string]string
@@ -211,8 +213,13 @@ func (e *Env) LoadData(d DataSpec) error {
 			}
 			res = append(res, re)
 		}
+		pre := newRegexpPrefilter(res)
 		e.mu.Lock()
 		e.regexps[name] = res
+		if e.rePre == nil {
+			e.rePre = map[string]*regexpPrefilter{}
+		}
+		e.rePre[name] = pre
 		e.mu.Unlock()
 	case "map":
 		var ents []lookupEntry
@@ -309,9 +316,13 @@ func (e *Env) regexpInFile(s, file string) bool {
 	e.mu.RLock()
 	v, ok := e.reHits[file][s]
 	res := e.regexps[file]
+	pre := e.rePre[file]
 	e.mu.RUnlock()
 	if ok {
 		return v
+	}
+	if pre != nil {
+		res = pre.candidates(s, res)
 	}
 	v = false
 	for _, re := range res {

@@ -1,6 +1,7 @@
 package exprenv
 
 import (
+	"regexp"
 	"slices"
 	"testing"
 
@@ -103,5 +104,39 @@ func TestACMatcher(t *testing.T) {
 	}
 	if newACMatcher(nil).match("anything") {
 		t.Error("empty list matched")
+	}
+}
+
+// Regexps whose literal is absent are skipped; the verdict never changes.
+func TestRegexpPrefilter(t *testing.T) {
+	res := []*regexp.Regexp{
+		regexp.MustCompile(`\bsqlmap\b`),
+		regexp.MustCompile(`(?i)nikto`),
+		regexp.MustCompile(`^Go-http-client/(1|2)\.`),
+		regexp.MustCompile(`x+ybot`),
+	}
+	for _, c := range []struct {
+		rx, lit string
+	}{{`\bsqlmap\b`, "sqlmap"}, {`(?i)nikto`, ""}, {`^Go-http-client/(1|2)\.`, "Go-http-client/"}, {`x+ybot`, "ybot"}, {`a|bcd`, ""}} {
+		if got := requiredLiteral(c.rx); got != c.lit {
+			t.Errorf("requiredLiteral(%q) = %q, want %q", c.rx, got, c.lit)
+		}
+	}
+	p := newRegexpPrefilter(res)
+	for _, s := range []string{"sqlmap/1.0", "Mozilla NIKTO", "Go-http-client/1.1", "xxybot", "Mozilla/5.0", "sqlmapper", ""} {
+		want := false
+		for _, re := range res {
+			want = want || re.MatchString(s)
+		}
+		got := false
+		for _, re := range p.candidates(s, res) {
+			got = got || re.MatchString(s)
+		}
+		if got != want {
+			t.Errorf("%q: prefiltered %v, all regexps %v", s, got, want)
+		}
+	}
+	if n := len(p.candidates("Mozilla/5.0", res)); n != 1 {
+		t.Errorf("Mozilla/5.0 runs %d regexps, want only the one without a literal", n)
 	}
 }

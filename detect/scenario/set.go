@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"cmp"
+	"encoding/binary"
 	"slices"
 	"sync"
 	"time"
@@ -41,10 +42,12 @@ type Set struct {
 	mu        sync.Mutex
 	env       *exprenv.Env
 	scenarios []*scenario
-	// byMeta indexes prefiltered scenarios: meta key -> value -> scenarios.
-	byMeta    map[string]map[string][]*scenario
-	metaKeys  []string
-	unindexed []*scenario
+	// reqKeys are the meta keys scenario requirements test; byTuple
+	// caches, per tuple of their values, the scenarios whose
+	// requirements hold (most filters are rejected without running).
+	reqKeys  []string
+	byTuple  map[string][]*scenario
+	tupleBuf []byte
 
 	buckets   map[bucketKey]*bucket
 	heap      bucketHeap
@@ -57,7 +60,6 @@ type Set struct {
 	vars  map[string]any
 	cvars map[string]any
 	ovars map[string]any
-	cand  []*scenario
 	outs  []Overflow
 	memo  exprenv.Memo
 	// kept is whether a bucket holds the event last poured.
@@ -74,7 +76,7 @@ func Load(files []string, opts Options) (*Set, error) {
 	}
 	s := &Set{
 		env:     env,
-		byMeta:  map[string]map[string][]*scenario{},
+		byTuple: map[string][]*scenario{},
 		buckets: map[bucketKey]*bucket{},
 		max:     opts.MaxBuckets,
 		vars:    map[string]any{"evt": (*detect.Event)(nil)},
@@ -106,20 +108,10 @@ func Load(files []string, opts Options) (*Set, error) {
 			sc.simulated = sim[sp.Name]
 			sc.stats.Name = sp.Name
 			s.scenarios = append(s.scenarios, sc)
-			if sc.pre.ok() {
-				m := s.byMeta[sc.pre.key]
-				if m == nil {
-					m = map[string][]*scenario{}
-					s.byMeta[sc.pre.key] = m
-					s.metaKeys = append(s.metaKeys, sc.pre.key)
+			for _, r := range sc.reqs {
+				if !slices.Contains(s.reqKeys, r.key) {
+					s.reqKeys = append(s.reqKeys, r.key)
 				}
-				for _, v := range sc.pre.values {
-					if !slices.Contains(m[v], sc) {
-						m[v] = append(m[v], sc)
-					}
-				}
-			} else {
-				s.unindexed = append(s.unindexed, sc)
 			}
 		}
 	}
@@ -236,25 +228,43 @@ func eventTime(evt *detect.Event) time.Time {
 	return evt.Line.ReadAt
 }
 
+// byTupleMax bounds the candidate cache; meta values of the required keys
+// (log types, statuses) take few values, so it rarely fills.
+const byTupleMax = 4096
+
+// candidates returns, in load order, the scenarios whose requirements the
+// event's meta values meet.
 func (s *Set) candidates(evt *detect.Event) []*scenario {
-	c := s.cand[:0]
-	for _, k := range s.metaKeys {
-		v, ok := evt.Meta[k]
-		if !ok {
-			continue
+	b := s.tupleBuf[:0]
+	for _, k := range s.reqKeys {
+		v := evt.Meta[k]
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	s.tupleBuf = b
+	if c, ok := s.byTuple[string(b)]; ok {
+		return c
+	}
+	var c []*scenario
+	for _, sc := range s.scenarios {
+		if sc.meets(evt) {
+			c = append(c, sc)
 		}
-		c = append(c, s.byMeta[k][v]...)
 	}
-	if len(c) == 0 {
-		s.cand = c
-		return s.unindexed
+	if len(s.byTuple) >= byTupleMax {
+		clear(s.byTuple)
 	}
-	c = append(c, s.unindexed...)
-	// Keep load order so overflows of one event come out deterministically.
-	slices.SortFunc(c, func(a, b *scenario) int { return cmp.Compare(a.idx, b.idx) })
-	c = slices.Compact(c)
-	s.cand = c
+	s.byTuple[string(b)] = c
 	return c
+}
+
+func (sc *scenario) meets(evt *detect.Event) bool {
+	for _, r := range sc.reqs {
+		if !r.values[evt.Meta[r.key]] {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Set) pour(evt *detect.Event) {

@@ -105,7 +105,7 @@ type scenario struct {
 	condition, overflowFilter, scopeExpr *vm.Program
 	bayes                                []bayesCond
 
-	pre       prefilter
+	reqs      []requirement
 	scope     string
 	labels    map[string]string
 	remediate bool
@@ -374,7 +374,7 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 		}
 	}
 	sc.labels, sc.remediate = flattenLabels(sp.Labels)
-	sc.pre = parsePrefilter(sp.Filter)
+	sc.reqs = requirements(sp.Filter)
 	return sc, warns, nil
 }
 

@@ -1,0 +1,82 @@
+package scenario
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moatsec/moat/detect"
+)
+
+func TestRequirements(t *testing.T) {
+	cases := []struct {
+		filter string
+		want   string // key=v1|v2 per requirement, space separated
+	}{
+		{"evt.Meta.log_type == 'ssh_failed-auth'", "log_type=ssh_failed-auth"},
+		{`evt.Meta.service == "http" && evt.Meta.x == 'y'`, "service=http x=y"},
+		{"evt.Meta.log_type in ['a', \"b\"] and\nevt.Meta.x == '1'", "log_type=a|b x=1"},
+		{"(evt.Meta.service == 'sysmon' && evt.Parsed.EventID == '1') && (x || y)", "service=sysmon"},
+		{"evt.Meta.service == 'http' and evt.Meta.log_type in ['a'] and Upper(evt.Meta.p) contains 'X' and evt.Meta.s == '404'", "service=http log_type=a"},
+		{"evt.Meta.log_type == 'a' || evt.Meta.log_type == 'b'", ""},
+		{"evt.Meta.log_type == 'a' && b or c", ""},
+		{"evt.Meta.log_type == 'a' && b ? c : d", ""},
+		{"(evt.Meta.log_type == 'a') || b", ""},
+		{"(evt.Meta.log_type == 'a' || b) && c", ""},
+		{"evt.Meta.log_type == 'a' == false", ""},
+		{"Upper(evt.Meta.http_path) contains 'X' && evt.Meta.log_type == 'a'", ""},
+		{"evt.Meta.log_type == 'a' && evt.Meta.path contains 'or'", "log_type=a"},
+		{"evt.Meta['log_type'] in ['a', 'b']", "log_type=a|b"},
+		{"evt.Meta.log_type != 'a'", ""},
+	}
+	for _, c := range cases {
+		var got []string
+		for _, r := range requirements(c.filter) {
+			got = append(got, r.key+"="+strings.Join(slices.Sorted(maps.Keys(r.values)), "|"))
+		}
+		if g := strings.Join(got, " "); g != c.want {
+			t.Errorf("%q: requirements %q, want %q", c.filter, g, c.want)
+		}
+	}
+}
+
+// Candidates are the scenarios whose requirements hold, in load order,
+// whatever tuple of meta values came first.
+func TestCandidates(t *testing.T) {
+	s := &Set{byTuple: map[string][]*scenario{}}
+	for i, f := range []string{
+		"evt.Meta.log_type == 'a' && evt.Meta.status in ['404', '403']",
+		"evt.Meta.log_type in ['a', 'b']",
+		"Upper(evt.Meta.path) contains 'X'",
+		"evt.Meta.status == ''",
+	} {
+		sc := &scenario{idx: i, reqs: requirements(f)}
+		s.scenarios = append(s.scenarios, sc)
+		for _, r := range sc.reqs {
+			if !slices.Contains(s.reqKeys, r.key) {
+				s.reqKeys = append(s.reqKeys, r.key)
+			}
+		}
+	}
+	for _, c := range []struct {
+		meta map[string]string
+		want []int
+	}{
+		{map[string]string{"log_type": "a", "status": "404"}, []int{0, 1, 2}},
+		{map[string]string{"log_type": "a", "status": "200"}, []int{1, 2}},
+		{map[string]string{"log_type": "b"}, []int{1, 2, 3}},
+		{map[string]string{"log_type": "a", "status": "404"}, []int{0, 1, 2}},
+		{map[string]string{}, []int{2, 3}},
+	} {
+		evt := detect.NewEvent(detect.Line{})
+		maps.Copy(evt.Meta, c.meta)
+		var got []int
+		for _, sc := range s.candidates(evt) {
+			got = append(got, sc.idx)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%v: candidates %v, want %v", c.meta, got, c.want)
+		}
+	}
+}
