@@ -88,11 +88,7 @@ func (a *app) allowlistListCmd() *cobra.Command {
 		Short: "List allowlist entries",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := a.outputFormat("json")
-			if err != nil {
-				return err
-			}
-			c, err := a.adminClient(cmd)
+			c, format, err := a.adminCall(cmd)
 			if err != nil {
 				return err
 			}

@@ -69,11 +69,7 @@ func (a *app) bouncersListCmd() *cobra.Command {
 		Short: "List registered bouncers and when they last pulled",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := a.outputFormat("json")
-			if err != nil {
-				return err
-			}
-			c, err := a.adminClient(cmd)
+			c, format, err := a.adminCall(cmd)
 			if err != nil {
 				return err
 			}

@@ -29,6 +29,17 @@ func (a *app) adminClient(cmd *cobra.Command) (*api.Client, error) {
 	return api.NewClient(cfg.API.Socket), nil
 }
 
+// adminCall is the preamble of the commands that talk to the daemon: the
+// output format (JSON unless on a terminal) and the client.
+func (a *app) adminCall(cmd *cobra.Command) (*api.Client, string, error) {
+	format, err := a.outputFormat("json")
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := a.adminClient(cmd)
+	return c, format, err
+}
+
 // adminError makes the daemon's answers to bad input usage errors (exit
 // code 2); everything else stays a runtime failure.
 func adminError(err error) error {

@@ -18,11 +18,7 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show what the running daemon reads, detects and enforces",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := a.outputFormat("json")
-			if err != nil {
-				return err
-			}
-			c, err := a.adminClient(cmd)
+			c, format, err := a.adminCall(cmd)
 			if err != nil {
 				return err
 			}
