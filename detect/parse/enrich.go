@@ -61,6 +61,47 @@ func looksSyslog(s string) bool {
 	return len(s) >= 15 && s[3] == ' ' && s[0] >= 'A' && s[0] <= 'Z' && (s[len(s)-3] == ':' || strings.Count(s, ":") == 2)
 }
 
+// parseSyslogDate reads "Mmm dd hh:mm:ss" (day space- or zero-padded) as
+// time.Parse(syslogLayout) does, without its generality; false sends
+// anything else (other case, other widths) to time.Parse.
+func parseSyslogDate(s string) (time.Time, bool) {
+	if len(s) != 15 || s[3] != ' ' || s[6] != ' ' || s[9] != ':' || s[12] != ':' {
+		return time.Time{}, false
+	}
+	month := 0
+	for i, m := range months {
+		if s[:3] == m {
+			month = i + 1
+			break
+		}
+	}
+	if month == 0 {
+		return time.Time{}, false
+	}
+	num := func(a, b byte) (int, bool) {
+		if !isDigit(b) || (a != ' ' && !isDigit(a)) {
+			return 0, false
+		}
+		n := int(b - '0')
+		if a != ' ' {
+			n += 10 * int(a-'0')
+		}
+		return n, true
+	}
+	day, ok1 := num(s[4], s[5])
+	hour, ok2 := num(s[7], s[8])
+	minute, ok3 := num(s[10], s[11])
+	sec, ok4 := num(s[13], s[14])
+	if !ok1 || !ok2 || !ok3 || !ok4 || s[7] == ' ' || s[10] == ' ' || s[13] == ' ' {
+		return time.Time{}, false
+	}
+	// Year 0 is a leap year, as time.Parse assumes for a date without one.
+	if day < 1 || day > time.Date(0, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day() || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	return time.Date(0, time.Month(month), day, hour, minute, sec, 0, time.UTC), true
+}
+
 // ParseDate parses a log timestamp as CrowdSec's dateparse does: the
 // parser's layout first, then the known layouts, then a unix time. Dates
 // without a year get year (or the current year when year is 0).
@@ -81,6 +122,9 @@ func ParseDate(s, layout string, year int) (time.Time, bool) {
 		}
 	}
 	if looksSyslog(s) {
+		if t, ok := parseSyslogDate(s); ok {
+			return fix(t), true
+		}
 		if t, err := time.Parse(syslogLayout, s); err == nil {
 			return fix(t), true
 		}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moatsec/moat/detect"
 )
@@ -112,5 +113,32 @@ func TestParseDate(t *testing.T) {
 	}
 	if _, ok := ParseDate("not a date", "", 0); ok {
 		t.Error("garbage parsed as a date")
+	}
+}
+
+// The syslog date fast path gives what time.Parse gives, or declines.
+func TestSyslogDateFastPath(t *testing.T) {
+	var in []string
+	for _, m := range []string{"Jan", "Feb", "Mar", "Apr", "Jun", "Sep", "Dec", "MAR", "Foo"} {
+		for _, d := range []string{" 1", "01", " 9", "28", "29", "30", "31", "32", " 0", "00", "1 "} {
+			for _, hms := range []string{"00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", " 1:02:03", "01:2 :03"} {
+				in = append(in, m+" "+d+" "+hms)
+			}
+		}
+	}
+	answered := 0
+	for _, s := range in {
+		got, ok := parseSyslogDate(s)
+		want, err := time.Parse(syslogLayout, s)
+		if !ok {
+			continue
+		}
+		answered++
+		if err != nil || !got.Equal(want) || got.Location() != want.Location() {
+			t.Errorf("%q: fast %v, time.Parse %v %v", s, got, want, err)
+		}
+	}
+	if answered < 80 {
+		t.Errorf("fast path answered %d of %d dates", answered, len(in))
 	}
 }
