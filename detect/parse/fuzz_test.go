@@ -116,6 +116,13 @@ func FuzzGrokVariants(f *testing.F) {
 	f.Add(`www.example.org:443 2001:db8::1 - bob [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/2.0" 404 0 "-" "-"`)
 	f.Add("Failed password for invalid user admin from 198.18.0.7 port 22 ssh2")
 	f.Add("Connection closed by authenticating user root 2001:db8:0:0:0:0:0:1 port 22 [preauth]")
+	f.Add("Failed password for root from 2001:db8::7 port 22 ssh2")
+	f.Add("Failed password for root from 2001:db8::7:: port 22 ssh2")
+	f.Add("Failed password for root from 2001:db8:0:0:0:0:0:0:1 port 22 ssh2")
+	f.Add("Failed password for root from dead::beef:1.2.3.4 port 22 ssh2")
+	f.Add("Failed password for root from ::ffff:198.18.0.1 port 22 ssh2")
+	f.Add("Failed password for root from fe80::1%eth0 port 22 ssh2")
+	f.Add("Connection closed by 2001:db8::1 port 22 [preauth]")
 	// The literal prefix occurs first where no match starts.
 	f.Add("Failed to log; Failed password for root from 198.18.0.7 port 22 ssh2")
 	f.Add("Connection reset by x Connection closed by 198.18.0.9 port 1 [preauth]")
@@ -139,6 +146,9 @@ func FuzzGrokVariants(f *testing.F) {
 		if c.v4 == nil {
 			f.Fatalf("%s: no IPv4-only variant", p)
 		}
+		if p == `%{SSHD_FAIL}` && c.v6 == nil {
+			f.Fatalf("%s: no IPv6-run variant", p)
+		}
 		groks = append(groks, c)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -146,7 +156,7 @@ func FuzzGrokVariants(f *testing.F) {
 			got := map[string]string{}
 			m := c.match(s, got)
 			plain := *c
-			plain.v4, plain.anch, plain.anch4, plain.fast, plain.lits, plain.pre = nil, nil, nil, nil, nil, ""
+			plain.v4, plain.anch, plain.anch4, plain.fast, plain.lits, plain.pre, plain.v6 = nil, nil, nil, nil, nil, "", nil
 			want := map[string]string{}
 			mw := plain.match(s, want)
 			if m != mw || !maps.Equal(got, want) {

@@ -101,6 +101,16 @@ type grok struct {
 	// first spares the unanchored search, whose NFA keeps a thread alive
 	// for every start position.
 	anch, anch4 *regexp.Regexp
+	// v6 is re with IPV6 taken as any run of its characters (v6Group
+	// submatches, listed in v6runs) and HOSTNAME unbounded, when every
+	// such run is followed by a character it cannot hold: on input
+	// without '%' the run is the only place an IPV6 match can end, so v6
+	// matches as re does once each run taken is checked to be an address
+	// (ip6). Lines with IPv6 addresses then avoid re's NFA.
+	v6, anch6 *regexp.Regexp
+	names6    []string
+	v6runs    []int
+	ip6       *tokenCheck
 	// pre is the literal every match starts with, when the pattern has one
 	// and no assertion on the start of the text: a match can only start at
 	// an occurrence of pre, so anch (anch4) run at each occurrence finds
@@ -118,7 +128,21 @@ type grok struct {
 
 // expand turns grok text into a Go regexp; names collects field names for
 // the generated groups.
-func (g *grokLib) expand(src string, names *[]string, depth int, noV6 bool) (string, error) {
+// expandMode selects how expand writes IPV6 and HOSTNAME.
+type expandMode int
+
+const (
+	expandFull expandMode = iota
+	// expandNoV6: IPV6 never matches, HOSTNAME unbounded (grok.v4).
+	expandNoV6
+	// expandV6Run: IPV6 is any run of its characters, captured as
+	// v6Group, HOSTNAME unbounded (grok.v6).
+	expandV6Run
+)
+
+const v6Group = "v6run"
+
+func (g *grokLib) expand(src string, names *[]string, depth int, mode expandMode) (string, error) {
 	if depth > 64 {
 		return "", fmt.Errorf("grok pattern nests too deep")
 	}
@@ -141,15 +165,18 @@ func (g *grokLib) expand(src string, names *[]string, depth int, noV6 bool) (str
 		if !ok {
 			return "", fmt.Errorf("unknown grok pattern %q", parts[0])
 		}
-		if noV6 {
+		if mode != expandFull {
 			switch parts[0] {
 			case "IPV6":
 				def = neverMatch
+				if mode == expandV6Run {
+					def = "(?P<" + v6Group + ">[0-9A-Fa-f:.]+)"
+				}
 			case "HOSTNAME":
 				def = hostnameUnbounded
 			}
 		}
-		inner, err := g.expand(def, names, depth+1, noV6)
+		inner, err := g.expand(def, names, depth+1, mode)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", parts[0], err)
 		}
@@ -170,7 +197,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		return c, nil
 	}
 	var gen []string
-	rx, err := g.expand(src, &gen, 0, false)
+	rx, err := g.expand(src, &gen, 0, expandFull)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +213,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		}
 	}
 	var gen4 []string
-	if rx4, err := g.expand(src, &gen4, 0, true); err == nil && rx4 != rx && g.standardV4() {
+	if rx4, err := g.expand(src, &gen4, 0, expandNoV6); err == nil && rx4 != rx && g.standardV4() {
 		if re4, err := regexp.Compile(rx4); err == nil && re4.NumSubexp() == re.NumSubexp() {
 			c.v4 = re4
 			if !anchored {
@@ -196,17 +223,25 @@ func (g *grokLib) compile(src string) (*grok, error) {
 			}
 		}
 	}
-	for i, n := range re.SubexpNames() {
-		if n == "" {
-			continue
-		}
-		if strings.HasPrefix(n, "g") {
-			if k, err := strconv.Atoi(n[1:]); err == nil && k < len(gen) {
-				c.names[i] = gen[k]
-				continue
+	c.names = fieldNames(re, gen)
+	var gen6 []string
+	if rx6, err := g.expand(src, &gen6, 0, expandV6Run); err == nil && rx6 != rx && c.v4 != nil && v6RunsBounded(rx6) {
+		re6, err1 := regexp.Compile(rx6)
+		a6, err2 := regexp.Compile("^(?:" + rx6 + ")")
+		var ipNames []string
+		ip6, err3 := g.expand("%{IPV6}", &ipNames, 0, expandFull)
+		if err1 == nil && err2 == nil && err3 == nil {
+			if full, err := regexp.Compile("^(?:" + ip6 + ")$"); err == nil {
+				c.v6, c.anch6, c.ip6 = re6, a6, &tokenCheck{re: full, seen: map[string]bool{}}
+				c.names6 = fieldNames(re6, gen6)
+				for i, n := range re6.SubexpNames() {
+					if n == v6Group {
+						c.v6runs = append(c.v6runs, i)
+						c.names6[i] = ""
+					}
+				}
 			}
 		}
-		c.names[i] = n // a raw (?<name>...) group of the pattern text
 	}
 	c.lits = requiredLiterals(rx)
 	if p, _ := re.LiteralPrefix(); p != "" && c.anch != nil && (c.v4 == nil || c.anch4 != nil) && !assertsTextStart(rx) {
@@ -219,6 +254,24 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	}
 	g.compiled[src] = c
 	return c, nil
+}
+
+// fieldNames maps the submatches of re to grok field names.
+func fieldNames(re *regexp.Regexp, gen []string) []string {
+	names := make([]string, re.NumSubexp()+1)
+	for i, n := range re.SubexpNames() {
+		if n == "" || n == v6Group {
+			continue
+		}
+		if strings.HasPrefix(n, "g") {
+			if k, err := strconv.Atoi(n[1:]); err == nil && k < len(gen) {
+				names[i] = gen[k]
+				continue
+			}
+		}
+		names[i] = n // a raw (?<name>...) group of the pattern text
+	}
+	return names
 }
 
 // match runs the grok on s and calls set for every named group, matched
@@ -235,10 +288,52 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 			return m
 		}
 	}
-	re, anch := c.re, c.anch
-	if c.v4 != nil && !mayHoldIPv6(s) && !hasLongLabel(s) {
-		re, anch = c.v4, c.anch4
+	re, anch, names := c.re, c.anch, c.names
+	v6 := false
+	if c.v4 != nil && !hasLongLabel(s) {
+		switch {
+		case !mayHoldIPv6(s):
+			re, anch = c.v4, c.anch4
+		case c.v6 != nil && strings.IndexByte(s, '%') < 0:
+			re, anch, names, v6 = c.v6, c.anch6, c.names6, true
+		}
 	}
+	idx := c.find(s, re, anch)
+	if v6 && idx != nil {
+		// The runs taken for addresses must be addresses; if one is not,
+		// the full regexp decides.
+		for _, g := range c.v6runs {
+			if a := idx[2*g]; a >= 0 && !c.ip6.ok(s[a:idx[2*g+1]]) {
+				re, anch, names = c.re, c.anch, c.names
+				idx = c.find(s, re, anch)
+				break
+			}
+		}
+	}
+	if idx == nil {
+		return false
+	}
+	for i := 1; i < len(names); i++ {
+		n := names[i]
+		if n == "" {
+			continue
+		}
+		a, z := idx[2*i], idx[2*i+1]
+		v := ""
+		if a >= 0 {
+			v = s[a:z]
+		}
+		if v == "" && dupEarlierSet(names, i) {
+			continue
+		}
+		parsed[n] = v
+	}
+	return true
+}
+
+// find returns the submatch indexes of the leftmost match of re in s;
+// anch is re anchored at the start of its input.
+func (c *grok) find(s string, re, anch *regexp.Regexp) []int {
 	var idx []int
 	switch {
 	case c.pre != "":
@@ -266,34 +361,104 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 			idx = re.FindStringSubmatchIndex(s)
 		}
 	}
-	if idx == nil {
-		return false
-	}
-	for i := 1; i < len(c.names); i++ {
-		n := c.names[i]
-		if n == "" {
-			continue
-		}
-		a, z := idx[2*i], idx[2*i+1]
-		v := ""
-		if a >= 0 {
-			v = s[a:z]
-		}
-		if v == "" && c.dupEarlierSet(i) {
-			continue
-		}
-		parsed[n] = v
-	}
-	return true
+	return idx
 }
 
 // dupEarlierSet reports whether a group before i carries the same name, in
 // which case an empty later value must not clobber it.
-func (c *grok) dupEarlierSet(i int) bool {
+func dupEarlierSet(names []string, i int) bool {
 	for j := 1; j < i; j++ {
-		if c.names[j] == c.names[i] {
+		if names[j] == names[i] {
 			return true
 		}
+	}
+	return false
+}
+
+// v6RunsBounded reports whether every v6Group capture of rx is followed
+// by a literal character or class no IPv6 run holds ([0-9A-Fa-f:.%]), or
+// by the end of the text, and sits under no repetition: then a run can
+// only be taken whole, where IPV6 too must end.
+func v6RunsBounded(rx string) bool {
+	re, err := syntax.Parse(rx, syntax.Perl)
+	if err != nil {
+		return false
+	}
+	ok, found := true, false
+	// walk visits r knowing what follows it (nil: unknown or nothing).
+	var walk func(r, next *syntax.Regexp, repeated bool)
+	walk = func(r, next *syntax.Regexp, repeated bool) {
+		if !ok {
+			return
+		}
+		switch r.Op {
+		case syntax.OpCapture:
+			if r.Name == v6Group {
+				found = true
+				if repeated || !stopsRun(next) {
+					ok = false
+				}
+				return
+			}
+			walk(r.Sub[0], next, repeated)
+		case syntax.OpConcat:
+			for i, sub := range r.Sub {
+				n := next
+				if i+1 < len(r.Sub) {
+					n = r.Sub[i+1]
+				}
+				walk(sub, n, repeated)
+			}
+		case syntax.OpAlternate:
+			for _, sub := range r.Sub {
+				walk(sub, next, repeated)
+			}
+		default:
+			for _, sub := range r.Sub {
+				walk(sub, nil, true)
+			}
+		}
+	}
+	walk(re, &syntax.Regexp{Op: syntax.OpNoMatch}, false)
+	return ok && found
+}
+
+// stopsRun reports whether r must start with a character no IPv6 run
+// holds, or is the end of the text.
+func stopsRun(r *syntax.Regexp) bool {
+	if r == nil {
+		return false
+	}
+	inRun := func(c rune) bool {
+		return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.' || c == '%'
+	}
+	switch r.Op {
+	case syntax.OpEndText:
+		return true
+	case syntax.OpLiteral:
+		if len(r.Rune) == 0 {
+			return false
+		}
+		c := r.Rune[0]
+		if r.Flags&syntax.FoldCase != 0 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+		return !inRun(c)
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(r.Rune); i += 2 {
+			for c := r.Rune[i]; c <= r.Rune[i+1] && c < 128; c++ {
+				if inRun(c) {
+					return false
+				}
+			}
+		}
+		return true
+	case syntax.OpCapture, syntax.OpPlus:
+		return stopsRun(r.Sub[0])
+	case syntax.OpConcat:
+		return len(r.Sub) > 0 && stopsRun(r.Sub[0])
+	case syntax.OpRepeat:
+		return r.Min >= 1 && stopsRun(r.Sub[0])
 	}
 	return false
 }

@@ -32,12 +32,12 @@ func (g *grokLib) nginxFast(src string) func(string, map[string]string) (bool, b
 	for k, v := range nginxDefs {
 		ref.defs[k] = v
 	}
-	if !g.sameExpansion(ref, src, false) {
+	if !g.sameExpansion(ref, src, expandFull) {
 		return nil
 	}
 	full := func(p string) *tokenCheck {
 		var names []string
-		rx, err := g.expand(p, &names, 0, false)
+		rx, err := g.expand(p, &names, 0, expandFull)
 		if err != nil {
 			return nil
 		}

@@ -47,18 +47,18 @@ func (g *grokLib) standardSyslog() bool {
 	for k, v := range syslogDefs {
 		ref.defs[k] = v
 	}
-	return g.sameExpansion(ref, "%{SYSLOGLINE}", false)
+	return g.sameExpansion(ref, "%{SYSLOGLINE}", expandFull)
 }
 
 // sameExpansion reports whether src expands to the same regexp, with the
 // same field names, in g and ref.
-func (g *grokLib) sameExpansion(ref *grokLib, src string, noV6 bool) bool {
+func (g *grokLib) sameExpansion(ref *grokLib, src string, mode expandMode) bool {
 	var n1, n2 []string
-	a, err := g.expand(src, &n1, 0, noV6)
+	a, err := g.expand(src, &n1, 0, mode)
 	if err != nil {
 		return false
 	}
-	b, err := ref.expand(src, &n2, 0, noV6)
+	b, err := ref.expand(src, &n2, 0, mode)
 	if err != nil || !slices.Equal(n1, n2) {
 		return false
 	}
@@ -80,7 +80,7 @@ func (g *grokLib) sameExpansion(ref *grokLib, src string, noV6 bool) bool {
 // ones, which grok.v4 relies on.
 func (g *grokLib) standardV4() bool {
 	ref := newGrokLib()
-	return g.sameExpansion(ref, "%{IPV6}", false) && g.sameExpansion(ref, "%{HOSTNAME}", false)
+	return g.sameExpansion(ref, "%{IPV6}", expandFull) && g.sameExpansion(ref, "%{HOSTNAME}", expandFull)
 }
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
