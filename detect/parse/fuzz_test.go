@@ -123,6 +123,11 @@ func FuzzGrokVariants(f *testing.F) {
 	f.Add("Failed password for root from ::ffff:198.18.0.1 port 22 ssh2")
 	f.Add("Failed password for root from fe80::1%eth0 port 22 ssh2")
 	f.Add("Connection closed by 2001:db8::1 port 22 [preauth]")
+	f.Add("Invalid user admin from 2001:db8:981e:df1c::1ee6 port 10049")
+	f.Add("Invalid user admin from 2001:db8:981e:df1c::1ee6::7 port 1")
+	f.Add("Invalid user from 1:2:3:4:5:6:7:8:9")
+	f.Add("Invalid user x from ::")
+	f.Add("from abc:def::12345")
 	// The literal prefix occurs first where no match starts.
 	f.Add("Failed to log; Failed password for root from 198.18.0.7 port 22 ssh2")
 	f.Add("Connection reset by x Connection closed by 198.18.0.9 port 1 [preauth]")
@@ -138,6 +143,8 @@ func FuzzGrokVariants(f *testing.F) {
 		`%{SSHD_FAIL}`,
 		`Connection (closed|reset) by( (authenticating|invalid) user %{USERNAME:u})? %{IP:ip} port \d+ \[preauth\]`,
 		`%{SYSLOGBASE2} %{GREEDYDATA:message}`,
+		`%{SSHD_INVAL_USER}`,
+		`from %{IPORHOST:h}`,
 	} {
 		c, err := g.compile(p)
 		if err != nil {
@@ -146,7 +153,7 @@ func FuzzGrokVariants(f *testing.F) {
 		if c.v4 == nil {
 			f.Fatalf("%s: no IPv4-only variant", p)
 		}
-		if p == `%{SSHD_FAIL}` && c.v6 == nil {
+		if (p == `%{SSHD_FAIL}` || p == `%{SSHD_INVAL_USER}`) && c.v6 == nil {
 			f.Fatalf("%s: no IPv6-run variant", p)
 		}
 		groks = append(groks, c)

@@ -110,7 +110,9 @@ type grok struct {
 	v6, anch6 *regexp.Regexp
 	names6    []string
 	v6runs    []int
-	ip6       *tokenCheck
+	v6end     []bool      // per run: the pattern ends with it
+	ip6       *tokenCheck // the run is an address
+	ip6pre    *tokenCheck // the run is where IPV6's preferred match ends
 	// pre is the literal every match starts with, when the pattern has one
 	// and no assertion on the start of the text: a match can only start at
 	// an occurrence of pre, so anch (anch4) run at each occurrence finds
@@ -225,24 +227,33 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	}
 	c.names = fieldNames(re, gen)
 	var gen6 []string
-	if rx6, err := g.expand(src, &gen6, 0, expandV6Run); err == nil && rx6 != rx && c.v4 != nil && v6RunsBounded(rx6) {
+	rx6, err := g.expand(src, &gen6, 0, expandV6Run)
+	atEnd, bounded := v6RunsBounded(rx6)
+	if err == nil && rx6 != rx && c.v4 != nil && bounded {
 		re6, err1 := regexp.Compile(rx6)
 		a6, err2 := regexp.Compile("^(?:" + rx6 + ")")
 		var ipNames []string
 		ip6, err3 := g.expand("%{IPV6}", &ipNames, 0, expandFull)
-		if err1 == nil && err2 == nil && err3 == nil {
-			if full, err := regexp.Compile("^(?:" + ip6 + ")$"); err == nil {
-				c.v6, c.anch6, c.ip6 = re6, a6, &tokenCheck{re: full, seen: map[string]bool{}}
-				c.names6 = fieldNames(re6, gen6)
-				for i, n := range re6.SubexpNames() {
-					if n == v6Group {
-						c.v6runs = append(c.v6runs, i)
-						c.names6[i] = ""
-					}
+		full, err4 := regexp.Compile("^(?:" + ip6 + ")$")
+		pref, err5 := regexp.Compile("^(?:" + ip6 + ")")
+		if err1 == nil && err2 == nil && err3 == nil && err4 == nil && err5 == nil {
+			c.v6, c.anch6 = re6, a6
+			c.ip6 = &tokenCheck{re: full, seen: map[string]bool{}}
+			c.ip6pre = &tokenCheck{re: pref, seen: map[string]bool{}, whole: true}
+			c.v6end = atEnd
+			c.names6 = fieldNames(re6, gen6)
+			for i, n := range re6.SubexpNames() {
+				if n == v6Group {
+					c.v6runs = append(c.v6runs, i)
+					c.names6[i] = ""
 				}
+			}
+			if len(c.v6runs) != len(c.v6end) {
+				c.v6 = nil
 			}
 		}
 	}
+
 	c.lits = requiredLiterals(rx)
 	if p, _ := re.LiteralPrefix(); p != "" && c.anch != nil && (c.v4 == nil || c.anch4 != nil) && !assertsTextStart(rx) {
 		c.pre = p
@@ -302,8 +313,16 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 	if v6 && idx != nil {
 		// The runs taken for addresses must be addresses; if one is not,
 		// the full regexp decides.
-		for _, g := range c.v6runs {
-			if a := idx[2*g]; a >= 0 && !c.ip6.ok(s[a:idx[2*g+1]]) {
+		for k, g := range c.v6runs {
+			a := idx[2*g]
+			if a < 0 {
+				continue
+			}
+			check := c.ip6
+			if c.v6end[k] {
+				check = c.ip6pre
+			}
+			if !check.ok(s[a:idx[2*g+1]]) {
 				re, anch, names = c.re, c.anch, c.names
 				idx = c.find(s, re, anch)
 				break
@@ -375,16 +394,19 @@ func dupEarlierSet(names []string, i int) bool {
 	return false
 }
 
-// v6RunsBounded reports whether every v6Group capture of rx is followed
-// by a literal character or class no IPv6 run holds ([0-9A-Fa-f:.%]), or
-// by the end of the text, and sits under no repetition: then a run can
-// only be taken whole, where IPV6 too must end.
-func v6RunsBounded(rx string) bool {
+// v6RunsBounded reports whether every v6Group capture of rx sits under no
+// repetition and is followed by a literal character or class no IPv6 run
+// holds ([0-9A-Fa-f:.%]) or by the end of the text (then a run can only
+// be taken whole, where IPV6 too must end), or ends the pattern (atEnd:
+// then nothing constrains where IPV6 ends, and the run must be where its
+// preferred match ends).
+func v6RunsBounded(rx string) (atEnd []bool, ok bool) {
 	re, err := syntax.Parse(rx, syntax.Perl)
 	if err != nil {
-		return false
+		return nil, false
 	}
-	ok, found := true, false
+	end := &syntax.Regexp{Op: syntax.OpEmptyMatch}
+	ok = true
 	// walk visits r knowing what follows it (nil: unknown or nothing).
 	var walk func(r, next *syntax.Regexp, repeated bool)
 	walk = func(r, next *syntax.Regexp, repeated bool) {
@@ -394,8 +416,8 @@ func v6RunsBounded(rx string) bool {
 		switch r.Op {
 		case syntax.OpCapture:
 			if r.Name == v6Group {
-				found = true
-				if repeated || !stopsRun(next) {
+				atEnd = append(atEnd, next == end)
+				if repeated || (next != end && !stopsRun(next)) {
 					ok = false
 				}
 				return
@@ -419,8 +441,8 @@ func v6RunsBounded(rx string) bool {
 			}
 		}
 	}
-	walk(re, &syntax.Regexp{Op: syntax.OpNoMatch}, false)
-	return ok && found
+	walk(re, end, false)
+	return atEnd, ok && len(atEnd) > 0
 }
 
 // stopsRun reports whether r must start with a character no IPv6 run

@@ -59,9 +59,12 @@ func (g *grokLib) nginxFast(src string) func(string, map[string]string) (bool, b
 // tokenCheck answers whether a whole token matches a pattern, remembering
 // verdicts: addresses and dates come back line after line.
 type tokenCheck struct {
-	re   *regexp.Regexp
-	mu   sync.Mutex
-	seen map[string]bool
+	re *regexp.Regexp
+	// whole: the token must be exactly the leftmost-first match of an
+	// unanchored-at-end re, not just matched by it.
+	whole bool
+	mu    sync.Mutex
+	seen  map[string]bool
 }
 
 const tokenCheckMax = 4096
@@ -73,7 +76,12 @@ func (t *tokenCheck) ok(s string) bool {
 	if hit {
 		return v
 	}
-	v = t.re.MatchString(s)
+	if t.whole {
+		loc := t.re.FindStringIndex(s)
+		v = loc != nil && loc[1] == len(s)
+	} else {
+		v = t.re.MatchString(s)
+	}
 	t.mu.Lock()
 	if len(t.seen) >= tokenCheckMax {
 		clear(t.seen)
