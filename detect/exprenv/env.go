@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -71,8 +72,9 @@ type Env struct {
 
 	// matchers are the data-file list matchers of compiled programs;
 	// slots number the memoizable folds (see Memo).
-	matchers map[string]*lazyMatcher
-	slots    map[string]int
+	matchers   map[string]*lazyMatcher
+	slots      map[string]int
+	slotShared []*atomic.Bool
 
 	vms sync.Pool
 }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
@@ -215,8 +216,12 @@ func (c *fcomp) memoize(n ast.Node) func(nfn, kind) (nfn, kind) {
 		if k == kNone || len(c.scope) > 0 {
 			return fn, k
 		}
-		slot := c.e.memoSlot(n.String())
+		slot, shared := c.e.memoSlot(n.String())
 		return func(f *fctx) (val, bool) {
+			// A term only one program holds is not worth keeping.
+			if !shared.Load() {
+				return fn(f)
+			}
 			if v, ok := f.memo.get(slot); ok {
 				return v, true
 			}
@@ -767,18 +772,22 @@ func (e *Env) listMatcher(file, fold, op string) *lazyMatcher {
 	return m
 }
 
-func (e *Env) memoSlot(key string) int {
+// memoSlot numbers a memoizable term; shared turns true once a second
+// compiled term has the same text.
+func (e *Env) memoSlot(key string) (slot int, shared *atomic.Bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.slots == nil {
 		e.slots = map[string]int{}
 	}
 	if i, ok := e.slots[key]; ok {
-		return i
+		e.slotShared[i].Store(true)
+		return i, e.slotShared[i]
 	}
 	i := len(e.slots)
 	e.slots[key] = i
-	return i
+	e.slotShared = append(e.slotShared, new(atomic.Bool))
+	return i, e.slotShared[i]
 }
 
 func (e *Env) lookupFile(s, file string) string {

@@ -15,7 +15,10 @@ type requirement struct {
 	values map[string]bool
 }
 
-// requirements returns the leading meta tests of filter, in order.
+// requirements returns the meta tests of filter's conjunction that come
+// before anything with side effects, in order. Conjuncts are found through
+// "let x = pure; ..." and "if cond { ... } else { false }" (cond must
+// hold) too.
 func requirements(filter string) []requirement {
 	tree, err := parser.Parse(filter)
 	if err != nil {
@@ -24,23 +27,88 @@ func requirements(filter string) []requirement {
 	var conj []ast.Node
 	var flatten func(n ast.Node)
 	flatten = func(n ast.Node) {
-		if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "&&" || b.Operator == "and") {
-			flatten(b.Left)
-			flatten(b.Right)
-			return
+		switch x := n.(type) {
+		case *ast.BinaryNode:
+			if x.Operator == "&&" || x.Operator == "and" {
+				flatten(x.Left)
+				flatten(x.Right)
+				return
+			}
+		case *ast.VariableDeclaratorNode:
+			if x.Name != "evt" && pure(x.Value) {
+				flatten(x.Expr)
+				return
+			}
+		case *ast.ConditionalNode:
+			if f, ok := x.Exp2.(*ast.BoolNode); ok && !f.Value {
+				// The filter holds only if cond does; what follows
+				// cond is not a conjunct.
+				flatten(x.Cond)
+				conj = append(conj, nil)
+				return
+			}
 		}
 		conj = append(conj, n)
 	}
 	flatten(tree.Node)
 	var out []requirement
 	for _, c := range conj {
-		r, ok := metaTest(c)
-		if !ok {
+		if c == nil {
 			break
 		}
-		out = append(out, r)
+		if r, ok := metaTest(c); ok {
+			out = append(out, r)
+			continue
+		}
+		if !pure(c) {
+			break
+		}
 	}
 	return out
+}
+
+// pureCalls are helpers without side effects a skipped conjunct may call.
+var pureCalls = map[string]bool{
+	"Upper": true, "Lower": true, "TrimSpace": true, "QueryUnescape": true, "PathUnescape": true,
+	"File": true, "RegexpInFile": true, "LookupFile": true, "JsonExtract": true, "IpInRange": true,
+	"IsIP": true, "IsIPV4": true, "IsIPV6": true,
+}
+
+// pure reports whether evaluating n cannot change the event or the stash:
+// field reads, literals, operators and pureCalls only.
+func pure(n ast.Node) bool {
+	ok := true
+	var v pureVisitor
+	v.ok = &ok
+	ast.Walk(&n, v)
+	return ok
+}
+
+type pureVisitor struct{ ok *bool }
+
+func (v pureVisitor) Visit(n *ast.Node) {
+	switch x := (*n).(type) {
+	case *ast.StringNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.NilNode,
+		*ast.IdentifierNode, *ast.ArrayNode, *ast.BinaryNode, *ast.UnaryNode, *ast.ChainNode,
+		*ast.PointerNode, *ast.PredicateNode, *ast.ConditionalNode:
+	case *ast.MemberNode:
+		if x.Method {
+			*v.ok = false
+		}
+	case *ast.CallNode:
+		id, isID := x.Callee.(*ast.IdentifierNode)
+		if !isID || !pureCalls[id.Value] {
+			*v.ok = false
+		}
+	case *ast.BuiltinNode:
+		switch x.Name {
+		case "any", "all", "none", "one", "len", "lower", "upper", "trim":
+		default:
+			*v.ok = false
+		}
+	default:
+		*v.ok = false
+	}
 }
 
 func metaTest(n ast.Node) (requirement, bool) {

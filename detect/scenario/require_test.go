@@ -18,17 +18,26 @@ func TestRequirements(t *testing.T) {
 		{`evt.Meta.service == "http" && evt.Meta.x == 'y'`, "service=http x=y"},
 		{"evt.Meta.log_type in ['a', \"b\"] and\nevt.Meta.x == '1'", "log_type=a|b x=1"},
 		{"(evt.Meta.service == 'sysmon' && evt.Parsed.EventID == '1') && (x || y)", "service=sysmon"},
-		{"evt.Meta.service == 'http' and evt.Meta.log_type in ['a'] and Upper(evt.Meta.p) contains 'X' and evt.Meta.s == '404'", "service=http log_type=a"},
+		{"evt.Meta.service == 'http' and evt.Meta.log_type in ['a'] and Upper(evt.Meta.p) contains 'X' and evt.Meta.s == '404'", "service=http log_type=a s=404"},
 		{"evt.Meta.log_type == 'a' || evt.Meta.log_type == 'b'", ""},
 		{"evt.Meta.log_type == 'a' && b or c", ""},
 		{"evt.Meta.log_type == 'a' && b ? c : d", ""},
 		{"(evt.Meta.log_type == 'a') || b", ""},
 		{"(evt.Meta.log_type == 'a' || b) && c", ""},
 		{"evt.Meta.log_type == 'a' == false", ""},
-		{"Upper(evt.Meta.http_path) contains 'X' && evt.Meta.log_type == 'a'", ""},
+		{"Upper(evt.Meta.http_path) contains 'X' && evt.Meta.log_type == 'a'", "log_type=a"},
 		{"evt.Meta.log_type == 'a' && evt.Meta.path contains 'or'", "log_type=a"},
 		{"evt.Meta['log_type'] in ['a', 'b']", "log_type=a|b"},
 		{"evt.Meta.log_type != 'a'", ""},
+		// Pure conjuncts are stepped over; side effects end the search.
+		{"Upper(evt.Meta.p) contains 'X' && Upper(evt.Parsed.verb) == 'POST' && evt.Meta.s == '404'", "s=404"},
+		{"evt.SetMeta('a', 'b') && evt.Meta.s == '404'", ""},
+		{"evt.Meta.t in ['x'] && any(File('f'), {evt.Meta.p contains # ? evt.SetMeta('c', #) : false}) && evt.Meta.s == '404'", "t=x"},
+		{"let r = Lower(evt.Parsed.request); evt.Meta.t in ['x', 'y'] && r contains 'a' && evt.Meta.s in ['404', '403']", "t=x|y s=403|404"},
+		{"let r = evt.GetMeta('x'); evt.Meta.t == 'x'", ""},
+		{"if (evt.Meta.service == 'http' and evt.Meta.s in ['404']) { evt.SetMeta('a', 'b') } else { false }", "service=http s=404"},
+		{"if (evt.Meta.service == 'http') { true } else { evt.Meta.s == '1' }", ""},
+		{"evt.Meta.s == '1' ? evt.Meta.t == 'x' : false", "s=1"},
 	}
 	for _, c := range cases {
 		var got []string
