@@ -60,6 +60,8 @@ type Env struct {
 	// user agents and paths come back again and again, and a file holds
 	// hundreds of regexps (CrowdSec's LRU strategy serves the same end).
 	reHits map[string]map[string]bool
+	// lookupHits caches LookupFile verdicts per file and input.
+	lookupHits map[string]map[string]string
 	// rePre spares the regexps whose required literal is absent.
 	rePre map[string]*regexpPrefilter
 	// folded holds Upper and Lower of every data-file line: scenarios

@@ -790,14 +790,34 @@ func (e *Env) memoSlot(key string) (slot int, shared *atomic.Bool) {
 	return i, e.slotShared[i]
 }
 
+// lookupFile is LookupFile: the tag of the first entry of a map data file
+// that matches s. Verdicts are cached per file and input (probes repeat
+// the same paths; a file holds hundreds of entries, some regexps).
 func (e *Env) lookupFile(s, file string) string {
 	e.mu.RLock()
+	tag, hit := e.lookupHits[file][s]
 	ents := e.lookups[file]
 	e.mu.RUnlock()
+	if hit {
+		return tag
+	}
+	tag = ""
 	for i := range ents {
 		if ents[i].match(s) {
-			return ents[i].Tag
+			tag = ents[i].Tag
+			break
 		}
 	}
-	return ""
+	e.mu.Lock()
+	m := e.lookupHits[file]
+	if m == nil || len(m) >= reHitsMax {
+		m = make(map[string]string)
+		if e.lookupHits == nil {
+			e.lookupHits = map[string]map[string]string{}
+		}
+		e.lookupHits[file] = m
+	}
+	m[s] = tag
+	e.mu.Unlock()
+	return tag
 }

@@ -147,16 +147,7 @@ func (e *Env) functions() []expr.Option {
 			if err := arity("LookupFile", p, 2); err != nil {
 				return nil, err
 			}
-			s := ToString(p[0])
-			e.mu.RLock()
-			ents := e.lookups[ToString(p[1])]
-			e.mu.RUnlock()
-			for _, le := range ents {
-				if le.match(s) {
-					return le.Tag, nil
-				}
-			}
-			return "", nil
+			return e.lookupFile(ToString(p[0]), ToString(p[1])), nil
 		}},
 		{"RegexpMatch", func(p ...any) (any, error) {
 			if err := arity("RegexpMatch", p, 2); err != nil {
