@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // shared is ../shared beside the repository root.
@@ -273,5 +278,44 @@ func TestLoadWholeHub(t *testing.T) {
 	}
 	if len(sk) == 0 || len(sk) > 10 {
 		t.Errorf("%d items skipped, want the AppSec parser and the few overflow-fed scenarios", len(sk))
+	}
+}
+
+// Process reuses events no bucket kept; what comes out must be what fresh
+// events give (ProcessTrace never reuses).
+func TestProcessReuseMatchesFresh(t *testing.T) {
+	dir := shared(t)
+	out, year := corpus(t, dir, "--ssh-lines", "5000", "--nginx-lines", "5000", "--seed", "3")
+	for _, c := range []struct {
+		file, typ string
+		items     []string
+	}{
+		{"auth.log", "syslog", []string{"crowdsecurity/linux"}},
+		{"access.log", "nginx", append(nginxItems, "crowdsecurity/base-http-scenarios")},
+	} {
+		cfg := hubConfig(dir, c.items...)
+		cfg.Year = year
+		reused, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, want []model.Alert
+		for _, l := range readLines(t, filepath.Join(out, c.file), c.typ) {
+			got = append(got, reused.Process(l)...)
+			_, ovs := fresh.ProcessTrace(l, nil)
+			want = append(want, alertsOf(ovs)...)
+		}
+		got = append(got, reused.Flush()...)
+		want = append(want, fresh.Flush()...)
+		if len(want) == 0 {
+			t.Fatalf("%s: no alerts to compare", c.file)
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			t.Errorf("%s: alerts with reused events differ (-fresh +reused):\n%s", c.file, diff)
+		}
 	}
 }

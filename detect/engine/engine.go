@@ -132,7 +132,8 @@ func (e *Engine) Process(l detect.Line) []model.Alert {
 	spare := e.spare
 	e.spare = nil
 	evt, ovs := e.process(l, nil, spare)
-	if evt != nil && !e.set.Kept() {
+	// Unparsed and whitelisted events never reach the buckets.
+	if evt != nil && (!evt.Process || evt.Whitelisted || !e.set.Kept()) {
 		// Nothing refers to the event any more (overflows copy what they
 		// need): its maps serve the next line.
 		e.spare = evt
