@@ -205,6 +205,9 @@ func TestBouncersAllowlistAlertsStatusCLI(t *testing.T) {
 		t.Fatalf("alerts list: %d %s", code, out)
 	}
 	code, id, _ := runMoat(t, "", "alerts", "list", "-c", cfg, "-o", "raw")
+	if code != exitOK {
+		t.Fatalf("alerts list -o raw: exit %d", code)
+	}
 	code, out, _ = runMoat(t, "", "alerts", "inspect", strings.TrimSpace(id), "-c", cfg, "-o", "table")
 	if code != exitOK || !strings.Contains(out, "service: ssh") || !strings.Contains(out, "Decisions:") {
 		t.Fatalf("alerts inspect: %d %s", code, out)

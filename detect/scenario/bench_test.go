@@ -90,10 +90,6 @@ func benchPourSSH(b *testing.B, set *Set) {
 func BenchmarkFlood1M(b *testing.B) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
 	const n = 1_000_000
-	evs := make([]*detect.Event, 0, 1024)
-	for i := range 1024 {
-		evs = append(evs, sshEvent(floodAddr(i), "root", t0))
-	}
 	for b.Loop() {
 		set, err := Load([]string{writeScenario(b, sshLike)}, Options{})
 		if err != nil {
