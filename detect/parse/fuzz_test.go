@@ -213,3 +213,41 @@ func FuzzNginxFastPath(f *testing.F) {
 		}
 	})
 }
+
+// The http-logs fast paths agree with the regexps whenever they answer.
+func FuzzHTTPFastPaths(f *testing.F) {
+	for _, s := range []string{
+		"/", "", "/index.php", "/a/b/c.tar.gz", "/a/b.c/d", "/a/.env", "/a/b.", "/a/b/", "x.y", "noslash",
+		"/a?b=c", "/a?b?c", "?", "/a/b.php?x=1/2.3", "/a\n/b.c", "/.", "//", "/a/..",
+	} {
+		f.Add(s)
+	}
+	g := newGrokLib()
+	for k, v := range httpDefs {
+		g.add(k, v)
+	}
+	var groks []*grok
+	for _, p := range []string{httpArgsPattern, httpFilePattern} {
+		c, err := g.compile(p)
+		if err != nil || c.fast == nil {
+			f.Fatalf("%s: fast path not installed: %v", p, err)
+		}
+		groks = append(groks, c)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, c := range groks {
+			fast := map[string]string{}
+			m, ok := c.fast(s, fast)
+			if !ok {
+				continue
+			}
+			slow := *c
+			slow.fast = nil
+			re := map[string]string{}
+			mr := slow.match(s, re)
+			if m != mr || (m && !maps.Equal(fast, re)) {
+				t.Fatalf("%q: fast %v %v, regexp %v %v", s, m, fast, mr, re)
+			}
+		}
+	})
+}

@@ -262,6 +262,8 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		c.fast = fastSyslogLine
 	} else if f := g.nginxFast(src); f != nil {
 		c.fast = f
+	} else if f := g.httpFast(src); f != nil {
+		c.fast = f
 	}
 	g.compiled[src] = c
 	return c, nil
