@@ -7,7 +7,7 @@ package exprenv
 type acMatcher struct {
 	class [256]uint16
 	ncls  int
-	delta []int32 // state*ncls + class -> state
+	delta []int32 // state*ncls + class -> state, -1 for a final state
 	final []bool
 	empty bool // an empty literal matches everything
 }
@@ -79,6 +79,13 @@ func newACMatcher(lits []string) *acMatcher {
 			queue = append(queue, nx)
 		}
 	}
+	// A transition into a final state is stored negated, so matching
+	// reads one table entry per byte.
+	for i, nx := range trie {
+		if m.final[nx] {
+			trie[i] = -1
+		}
+	}
 	m.delta = trie
 	return m
 }
@@ -94,7 +101,7 @@ func (m *acMatcher) match(s string) bool {
 	n := m.ncls
 	for i := 0; i < len(s); i++ {
 		st = m.delta[int(st)*n+int(m.class[s[i]])]
-		if m.final[st] {
+		if st < 0 {
 			return true
 		}
 	}
