@@ -152,6 +152,32 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 	return d, nil
 }
 
+// positionWait bounds how long readiness waits for the sources to find
+// their start; a journal on a slow disk must not hold the bans back.
+const positionWait = 10 * time.Second
+
+// waitPositioned returns once every source knows where it starts reading,
+// so that a line logged after "moat running" is never skipped by a source
+// still seeking to the end of its input.
+func (d *daemon) waitPositioned(ctx context.Context) {
+	timeout := time.NewTimer(positionWait)
+	defer timeout.Stop()
+	for _, src := range d.sources {
+		p, ok := src.(acquire.Positioner)
+		if !ok {
+			continue
+		}
+		select {
+		case <-p.Positioned():
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			d.log.Warn("a source is still looking for its start position; lines logged meanwhile may be missed", "source", src.Name())
+			return
+		}
+	}
+}
+
 // loadAcquisition reads acquis.d. Without a journal (containers, minimal
 // systems) the default journald source is replaced by /var/log/auth.log.
 func loadAcquisition(dir string, log *slog.Logger) ([]acquire.Config, error) {
@@ -189,6 +215,7 @@ func (d *daemon) run(ctx context.Context) error {
 	case <-ctx.Done():
 		return g.Wait()
 	}
+	d.waitPositioned(ctx)
 	notifyReady(ctx, g)
 	d.log.Info("moat running", "sources", len(d.sources), "backends", backendNames(d.backends), "entries", d.recon.Stats().Entries)
 	err := g.Wait()

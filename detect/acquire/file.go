@@ -47,6 +47,7 @@ type fileSource struct {
 	statePath string
 	excl      []*regexp.Regexp
 	c         counters
+	start     startGate
 
 	mu    sync.Mutex
 	pos   map[string]filePos
@@ -54,7 +55,7 @@ type fileSource struct {
 }
 
 func newFileSource(cfg Config, stateDir string) (*fileSource, error) {
-	s := &fileSource{cfg: cfg, statePath: stateFile(stateDir, "file", cfg.Name), pos: map[string]filePos{}}
+	s := &fileSource{cfg: cfg, statePath: stateFile(stateDir, "file", cfg.Name), pos: map[string]filePos{}, start: newStartGate()}
 	for _, r := range cfg.ExcludeRegexps {
 		s.excl = append(s.excl, regexp.MustCompile(r)) // checked by Validate
 	}
@@ -64,6 +65,9 @@ func newFileSource(cfg Config, stateDir string) (*fileSource, error) {
 func (s *fileSource) Name() string { return s.cfg.Name }
 
 func (s *fileSource) Stats() Stats { return s.c.snapshot() }
+
+// Positioned implements Positioner.
+func (s *fileSource) Positioned() <-chan struct{} { return s.start.ch }
 
 // tailer follows one path. f may be a file that no longer lives at path (it
 // was rotated away): it is read to its end before path is reopened.
@@ -99,6 +103,7 @@ type fileRun struct {
 var errStopped = errors.New("stopped")
 
 func (s *fileSource) Stream(ctx context.Context, out chan<- detect.Line) error {
+	defer s.start.open()
 	var st fileState
 	found, err := loadState(s.statePath, &st)
 	if err != nil {
@@ -130,30 +135,11 @@ func (s *fileSource) Stream(ctx context.Context, out chan<- detect.Line) error {
 			defer w.Close()
 		}
 	}
-	// The saver writes positions while lines flow, off the read path, so
-	// the fsync never delays a line.
-	saveCtx, stopSaver := context.WithCancel(context.Background())
-	saverDone := make(chan struct{})
-	go func() {
-		defer close(saverDone)
-		t := time.NewTicker(StateInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-saveCtx.Done():
-				return
-			case <-t.C:
-				s.save()
-			}
-		}
-	}()
-	defer func() {
-		stopSaver()
-		<-saverDone
-		s.save()
-	}()
+	defer runSaver(s.save)()
 
-	if err := r.scan(); err != nil {
+	err = r.scan()
+	s.start.open()
+	if err != nil {
 		return err
 	}
 	r.tailNew = false

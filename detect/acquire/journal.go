@@ -45,6 +45,7 @@ type journalSource struct {
 	cfg       Config
 	statePath string
 	c         counters
+	start     startGate
 
 	mu     sync.Mutex
 	cursor string
@@ -52,12 +53,15 @@ type journalSource struct {
 }
 
 func newJournalSource(cfg Config, stateDir string) (*journalSource, error) {
-	return &journalSource{cfg: cfg, statePath: stateFile(stateDir, "journal", cfg.Name)}, nil
+	return &journalSource{cfg: cfg, statePath: stateFile(stateDir, "journal", cfg.Name), start: newStartGate()}, nil
 }
 
 func (s *journalSource) Name() string { return s.cfg.Name }
 
 func (s *journalSource) Stats() Stats { return s.c.snapshot() }
+
+// Positioned implements Positioner.
+func (s *journalSource) Positioned() <-chan struct{} { return s.start.ch }
 
 // openJournal opens the system journal or a directory and applies matches
 // in journalctl's syntax: FIELD=value terms, "+" for a disjunction.
@@ -96,6 +100,7 @@ func addMatches(j *sdjournal.Journal, matches []string) error {
 }
 
 func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) error {
+	defer s.start.open()
 	var st journalState
 	if _, err := loadState(s.statePath, &st); err != nil {
 		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
@@ -140,26 +145,8 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	s.cursor = st.Cursor
 	s.mu.Unlock()
 
-	saveCtx, stopSaver := context.WithCancel(context.Background())
-	saverDone := make(chan struct{})
-	go func() {
-		defer close(saverDone)
-		t := time.NewTicker(StateInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-saveCtx.Done():
-				return
-			case <-t.C:
-				s.save()
-			}
-		}
-	}()
-	defer func() {
-		stopSaver()
-		<-saverDone
-		s.save()
-	}()
+	s.start.open()
+	defer runSaver(s.save)()
 
 	r := newEntryReader(j, s.cfg.Labels, s.cfg.JournalFields, s.cfg.MaxLineLength, &s.c)
 	// sent: entries were sent since the cursor was last published. The

@@ -124,6 +124,17 @@ func startJournal(t testing.TB, cfg Config, stateDir string) *journalRun {
 	return r
 }
 
+// positioned waits until the source has fixed its start: what is written
+// from then on must all be read.
+func (r *journalRun) positioned() {
+	r.t.Helper()
+	select {
+	case <-r.src.(Positioner).Positioned():
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("the source found no start position in 10s")
+	}
+}
+
 func (r *journalRun) stop() {
 	r.t.Helper()
 	r.cancel()
@@ -209,7 +220,7 @@ func TestJournaldChild(t *testing.T) {
 	sendJournal(t, ident, -5, 5, "")
 	time.Sleep(50 * time.Millisecond)
 	r := startJournal(t, cfg, state)
-	time.Sleep(300 * time.Millisecond) // let it seek before writing
+	r.positioned()
 	sendJournal(t, ident, 0, 50, noise)
 	r.receive(ident, 0, 50)
 	r.quiet()
@@ -289,7 +300,7 @@ func TestJournaldRotationAndVacuumChild(t *testing.T) {
 	state := t.TempDir()
 	cfg := journalConfig(ident)
 	r := startJournal(t, cfg, state)
-	time.Sleep(300 * time.Millisecond)
+	r.positioned()
 
 	// About 20 MB of entries with 10% ours: a dozen rotations while following.
 	pad := strings.Repeat("x", 900)

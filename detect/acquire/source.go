@@ -33,6 +33,55 @@ type Stats struct {
 	LastError error
 }
 
+// Positioner is implemented by sources that can tell when they have fixed
+// where they start reading: from then on, every line written to the input
+// will be read. A daemon waits for it before announcing it is ready.
+type Positioner interface {
+	Positioned() <-chan struct{}
+}
+
+// startGate is closed once, when the start position is fixed or the source
+// gave up trying.
+type startGate struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newStartGate() startGate { return startGate{ch: make(chan struct{})} }
+
+func (g *startGate) open() { g.once.Do(func() { close(g.ch) }) }
+
+var (
+	_ Positioner = (*fileSource)(nil)
+	_ Positioner = (*journalSource)(nil)
+)
+
+// runSaver calls save every StateInterval until the returned stop is called,
+// which also saves one last time. Positions are written off the read path,
+// so an fsync never delays a line.
+func runSaver(save func()) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(StateInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				save()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		save()
+	}
+}
+
 // counters is the live, concurrently readable side of Stats.
 type counters struct {
 	lines, bytes, errors, cut atomic.Uint64
