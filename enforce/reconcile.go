@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,7 @@ type Reconciler struct {
 
 	// Owned by the Run goroutine.
 	desired  map[pkey]cover
+	more     map[pkey]map[int64]stamp // see cover
 	expiries expiryHeap
 	failed   bool
 	// skipLists is how many periodic verify passes skip listing elements.
@@ -94,20 +96,21 @@ func (s stamp) time() time.Time {
 
 // cover is the set of decisions covering one prefix; the kernel holds the
 // prefix until the latest of their expiries. Nearly every prefix has one
-// decision, kept inline: a map per prefix would cost a million maps at a
-// million bans.
+// decision, kept inline; the rare further ones live in Reconciler.more, so
+// the desired set holds no pointer and the garbage collector never scans
+// it (at a million bans it was tens of megabytes on every cycle).
 type cover struct {
-	id    int64
-	until stamp
-	more  map[int64]stamp // further decisions, rarely any
+	id     int64
+	until  stamp
+	shared bool // further decisions are in Reconciler.more
 }
 
-func (c *cover) expiry() stamp {
+func (r *Reconciler) expiryOf(k pkey, c cover) stamp {
 	latest := c.until
-	if latest == 0 {
-		return 0
+	if latest == 0 || !c.shared {
+		return latest
 	}
-	for _, u := range c.more {
+	for _, u := range r.more[k] {
 		if u == 0 {
 			return 0
 		}
@@ -116,38 +119,51 @@ func (c *cover) expiry() stamp {
 	return latest
 }
 
-// get returns the expiry of decision id, if it covers the prefix.
-func (c *cover) get(id int64) (stamp, bool) {
+// coverGet returns the expiry of decision id, if it covers k.
+func (r *Reconciler) coverGet(k pkey, c cover, id int64) (stamp, bool) {
 	if c.id == id {
 		return c.until, true
 	}
-	u, ok := c.more[id]
+	if !c.shared {
+		return 0, false
+	}
+	u, ok := r.more[k][id]
 	return u, ok
 }
 
-func (c *cover) set(id int64, until stamp) {
+func (r *Reconciler) coverSet(k pkey, c *cover, id int64, until stamp) {
 	if c.id == id {
 		c.until = until
 		return
 	}
-	if c.more == nil {
-		c.more = map[int64]stamp{}
+	m := r.more[k]
+	if m == nil {
+		m = map[int64]stamp{}
+		r.more[k] = m
 	}
-	c.more[id] = until
+	m[id] = until
+	c.shared = true
 }
 
-// remove drops decision id and reports whether any decision is left.
-func (c *cover) remove(id int64) bool {
-	if c.id != id {
-		delete(c.more, id)
-		return true
+// coverRemove drops decision id and reports whether any decision is left.
+func (r *Reconciler) coverRemove(k pkey, c *cover, id int64) bool {
+	if !c.shared {
+		return c.id != id
 	}
-	for other, u := range c.more {
-		c.id, c.until = other, u
-		delete(c.more, other)
-		return true
+	m := r.more[k]
+	if c.id == id {
+		for other, u := range m {
+			c.id, c.until = other, u
+			id = other
+			break
+		}
 	}
-	return false
+	delete(m, id)
+	if len(m) == 0 {
+		delete(r.more, k)
+		c.shared = false
+	}
+	return true
 }
 
 type request struct {
@@ -220,6 +236,7 @@ func NewReconciler(cfg ReconcilerConfig, backends ...Backend) *Reconciler {
 		reqs:     make(chan *request, 1024),
 		ready:    make(chan struct{}),
 		desired:  map[pkey]cover{},
+		more:     map[pkey]map[int64]stamp{},
 	}
 }
 
@@ -278,7 +295,7 @@ func (r *Reconciler) Seed(ds []model.Decision) error {
 	for _, d := range ds {
 		p, err := r.prefixOf(d)
 		if err == nil {
-			err = r.addDecision(d, p, now)
+			_, _, err = r.addDecision(d, p, now)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -438,7 +455,7 @@ gather:
 			return
 		}
 		c, ok := r.desired[k]
-		touched[k] = was{ok, c.expiry()}
+		touched[k] = was{ok, r.expiryOf(k, c)}
 	}
 	errs := make([][]error, len(reqs))
 	var applied []model.Decision
@@ -455,7 +472,7 @@ gather:
 			p, err := r.prefixOf(d)
 			if err == nil {
 				snapshot(p)
-				err = r.addDecision(d, p, now)
+				_, _, err = r.addDecision(d, p, now)
 			}
 			if err != nil {
 				errs[i] = append(errs[i], err)
@@ -470,8 +487,8 @@ gather:
 	for k, w := range touched {
 		c, ok := r.desired[k]
 		switch {
-		case ok && (!w.present || c.expiry() != w.expiry):
-			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: c.expiry().time()})
+		case ok && (!w.present || r.expiryOf(k, c) != w.expiry):
+			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, c).time()})
 		case !ok && w.present:
 			diff.Delete = append(diff.Delete, k.prefix())
 		}
@@ -490,7 +507,12 @@ func (r *Reconciler) answerLater(ctx context.Context, req *request) {
 
 // finish applies a batch's diff and answers its waiters.
 func (r *Reconciler) finish(ctx context.Context, reqs []*request, errs [][]error, applied []model.Decision, diff Diff) {
-	applyErr := r.apply(ctx, diff, false)
+	r.answer(reqs, errs, applied, r.apply(ctx, diff, false))
+}
+
+// answer tells a batch's waiters how it went: their own refused decisions
+// and the backends' error.
+func (r *Reconciler) answer(reqs []*request, errs [][]error, applied []model.Decision, applyErr error) {
 	at := time.Now()
 	if r.cfg.Applied != nil && applyErr == nil && len(applied) > 0 {
 		r.cfg.Applied(applied, at)
@@ -516,32 +538,112 @@ func anyRemove(reqs []*request) bool {
 	return false
 }
 
+// loadChunk is how many entries a load hands the backends at a time: they
+// write one chunk to the kernel while the next is being built.
+const loadChunk = 1 << 16
+
 // load is batch for the first batch into an empty desired set (a first
-// start, a bulk import): everything added is new, so the diff is the
-// desired set itself and no before-image is needed.
+// start, a bulk import): the diff is the desired set itself, so it is
+// streamed to the backends in chunks as it is built, and building the
+// desired set overlaps with the kernel writes instead of preceding them.
 func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
+	total := 0
+	for _, req := range reqs {
+		total += len(req.add)
+	}
+	r.desired = make(map[pkey]cover, total)
+	r.expiries = slices.Grow(r.expiries, total)
+	st := r.openStream(ctx)
+	chunk := make([]Entry, 0, min(total, loadChunk))
+	// Prefixes covered again after their first entry went out: the expiry
+	// sent may no longer be the latest, so they are sent again at the end.
+	var again map[pkey]struct{}
 	errs := make([][]error, len(reqs))
 	var applied []model.Decision
 	for i, req := range reqs {
 		for _, d := range req.add {
 			p, err := r.prefixOf(d)
+			var added, fresh bool
 			if err == nil {
-				err = r.addDecision(d, p, now)
+				added, fresh, err = r.addDecision(d, p, now)
 			}
 			if err != nil {
 				errs[i] = append(errs[i], err)
 				continue
+			}
+			switch {
+			case fresh:
+				chunk = append(chunk, Entry{Prefix: p, Expiry: stampOf(d.Until).time()})
+				if len(chunk) == loadChunk {
+					st.send(chunk)
+					chunk = make([]Entry, 0, loadChunk)
+				}
+			case added:
+				if again == nil {
+					again = map[pkey]struct{}{}
+				}
+				again[keyOf(p)] = struct{}{}
 			}
 			if r.cfg.Applied != nil {
 				applied = append(applied, d)
 			}
 		}
 	}
-	diff := Diff{Set: make([]Entry, 0, len(r.desired))}
-	for k, c := range r.desired {
-		diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: c.expiry().time()})
+	for k := range again {
+		chunk = append(chunk, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, r.desired[k]).time()})
 	}
-	r.finish(ctx, reqs, errs, applied, diff)
+	if len(chunk) > 0 {
+		st.send(chunk)
+	}
+	r.answer(reqs, errs, applied, r.closeStream(st))
+}
+
+// stream feeds each backend its own sequence of Apply calls, so the
+// backends write side by side and while the reconciler works.
+type stream struct {
+	feeds []chan []Entry
+	errs  []error
+	wg    sync.WaitGroup
+	start time.Time
+	sent  bool
+}
+
+func (r *Reconciler) openStream(ctx context.Context) *stream {
+	st := &stream{errs: make([]error, len(r.backends)), start: time.Now()}
+	for i, b := range r.backends {
+		feed := make(chan []Entry, 2)
+		st.feeds = append(st.feeds, feed)
+		st.wg.Go(func() {
+			// A failed chunk does not stop the next ones: the more of the
+			// load the kernel holds, the less a verify pass must repair.
+			for set := range feed {
+				if err := b.Apply(ctx, Diff{Set: set}); err != nil && st.errs[i] == nil {
+					st.errs[i] = fmt.Errorf("%s: %w", b.Name(), err)
+				}
+			}
+		})
+	}
+	return st
+}
+
+// send hands every backend the same entries; backends only read them.
+func (st *stream) send(set []Entry) {
+	st.sent = true
+	for _, f := range st.feeds {
+		f <- set
+	}
+}
+
+func (r *Reconciler) closeStream(st *stream) error {
+	for _, f := range st.feeds {
+		close(f)
+	}
+	st.wg.Wait()
+	r.stats.entries.Store(int64(len(r.desired)))
+	if !st.sent {
+		return nil
+	}
+	return r.applied(st.start, errors.Join(st.errs...))
 }
 
 // apply writes a diff to every backend. A failing backend does not stop the
@@ -567,7 +669,11 @@ func (r *Reconciler) apply(ctx context.Context, diff Diff, expiryOnly bool) erro
 		})
 	}
 	wg.Wait()
-	err := errors.Join(errs...)
+	return r.applied(start, errors.Join(errs...))
+}
+
+// applied counts a write to the backends that began at start.
+func (r *Reconciler) applied(start time.Time, err error) error {
 	if err != nil {
 		r.stats.applyErrors.Add(1)
 		r.failed = true
@@ -592,29 +698,33 @@ func (r *Reconciler) prefixOf(d model.Decision) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-func (r *Reconciler) addDecision(d model.Decision, p netip.Prefix, now time.Time) error {
+// addDecision records d as covering p. It reports whether d was recorded
+// (bans only, not simulated nor expired) and whether p is new to the
+// desired set.
+func (r *Reconciler) addDecision(d model.Decision, p netip.Prefix, now time.Time) (added, fresh bool, err error) {
 	if d.Type != "" && d.Type != "ban" || d.Simulated || d.Expired(now) {
-		return nil
+		return false, false, nil
 	}
 	if r.cfg.Guard != nil {
 		if err := r.cfg.Guard.Check(p); err != nil {
 			r.stats.refused.Add(1)
-			return fmt.Errorf("decision %d: %w", d.ID, err)
+			return false, false, fmt.Errorf("decision %d: %w", d.ID, err)
 		}
 	}
 	k, until := keyOf(p), stampOf(d.Until)
-	if c, ok := r.desired[k]; ok {
-		c.set(d.ID, until)
-		r.desired[k] = c
+	c, ok := r.desired[k]
+	if ok {
+		r.coverSet(k, &c, d.ID, until)
 	} else {
-		r.desired[k] = cover{id: d.ID, until: until}
+		c = cover{id: d.ID, until: until}
 		r.stats.byClass[classOf(p)].Add(1)
 	}
+	r.desired[k] = c
 	if until != 0 {
 		r.expiries.push(expiryItem{until: until, key: k, id: d.ID})
 	}
 	r.stats.entries.Store(int64(len(r.desired)))
-	return nil
+	return true, !ok, nil
 }
 
 func (r *Reconciler) removeDecision(p netip.Prefix, id int64) {
@@ -623,7 +733,7 @@ func (r *Reconciler) removeDecision(p netip.Prefix, id int64) {
 	if !ok {
 		return
 	}
-	if c.remove(id) {
+	if r.coverRemove(k, &c, id) {
 		r.desired[k] = c
 		return
 	}
@@ -645,11 +755,11 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 			continue
 		}
 		// A stale heap item: the decision was re-issued with a later expiry.
-		if u, ok := c.get(it.id); !ok || u != it.until {
+		if u, ok := r.coverGet(it.key, c, it.id); !ok || u != it.until {
 			continue
 		}
 		if _, ok := touched[it.key]; !ok {
-			touched[it.key] = c.expiry()
+			touched[it.key] = r.expiryOf(it.key, c)
 		}
 		r.removeDecision(it.key.prefix(), it.id)
 	}
@@ -658,8 +768,8 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 		switch {
 		case !ok:
 			diff.Delete = append(diff.Delete, k.prefix())
-		case c.expiry() != was:
-			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: c.expiry().time()})
+		case r.expiryOf(k, c) != was:
+			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, c).time()})
 		}
 	}
 	r.apply(ctx, diff, true)
@@ -766,7 +876,7 @@ func (r *Reconciler) verifyBackend(ctx context.Context, b Backend, now time.Time
 			diff.Delete = append(diff.Delete, e.Prefix)
 			continue
 		}
-		want := c.expiry().time()
+		want := r.expiryOf(k, c).time()
 		if !sameExpiry(want, e.Expiry) {
 			bd.Expiry = append(bd.Expiry, e.Prefix)
 			diff.Set = append(diff.Set, Entry{Prefix: e.Prefix, Expiry: want})
@@ -777,7 +887,7 @@ func (r *Reconciler) verifyBackend(ctx context.Context, b Backend, now time.Time
 		if seen[k] {
 			continue
 		}
-		exp := c.expiry()
+		exp := r.expiryOf(k, c)
 		if exp != 0 && exp <= cut {
 			continue
 		}

@@ -316,3 +316,48 @@ func BenchmarkReconcilerLoad1M(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 }
+
+// TestReconcilerLoadAcrossChunks loads more decisions than one chunk, with
+// prefixes covered again after their first entry was handed to the
+// backends, by later and by earlier expiries: the kernel ends with the
+// latest expiry of each, and nothing else.
+func TestReconcilerLoadAcrossChunks(t *testing.T) {
+	mem := newMem()
+	r := startReconciler(t, ReconcilerConfig{MaxBatch: 1 << 20}, nil, mem)
+	const distinct = loadChunk + 1000
+	base := time.Now().Add(time.Hour)
+	var ds []model.Decision
+	want := map[netip.Prefix]time.Time{}
+	addr := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}), 32)
+	}
+	for i := range distinct {
+		p, until := addr(i), base.Add(time.Duration(i)*time.Millisecond)
+		ds = append(ds, model.Decision{ID: int64(len(ds) + 1), Value: p, Type: "ban", Until: until})
+		want[p] = until
+	}
+	for i := 0; i < distinct; i += 7 {
+		p, later := addr(i), want[addr(i)].Add(time.Hour)
+		ds = append(ds, model.Decision{ID: int64(len(ds) + 1), Value: p, Type: "ban", Until: later})
+		want[p] = later
+		ds = append(ds, model.Decision{ID: int64(len(ds) + 1), Value: p, Type: "ban", Until: base.Add(-time.Minute)})
+	}
+	if err := r.Apply(context.Background(), ds, nil); err != nil {
+		t.Fatal(err)
+	}
+	held, _ := mem.List(context.Background())
+	if len(held) != len(want) {
+		t.Fatalf("backend holds %d entries, want %d", len(held), len(want))
+	}
+	for _, e := range held {
+		if w := want[e.Prefix]; !e.Expiry.Equal(w) {
+			t.Fatalf("%v expires %v, want %v", e.Prefix, e.Expiry, w)
+		}
+	}
+	if mem.applies < 2 {
+		t.Fatalf("%d backend applies: the load was not streamed in chunks", mem.applies)
+	}
+	if st := r.Stats(); st.Entries != int64(len(want)) || st.Batches != 1 {
+		t.Fatalf("stats %+v, want %d entries in one batch", st, len(want))
+	}
+}

@@ -103,6 +103,7 @@ func familyOf(a netip.Addr) family {
 type Backend struct {
 	cfg    Config
 	conn   *nftables.Conn
+	spare  *nftables.Conn // the second socket of element transactions
 	dump   *dumpConn
 	table  *nftables.Table
 	single [2]*nftables.Set
@@ -116,7 +117,7 @@ type Backend struct {
 	// extra messages, never a failed transaction. knownComplete is false
 	// until a List has read the kernel, so until then every set entry is
 	// treated as possibly present.
-	known         map[netip.Addr]struct{}
+	known         addrSet
 	knownComplete bool
 	// ranges is the desired range view per family: prefix -> expiry. The
 	// kernel holds its normalisation into disjoint segments.
@@ -165,7 +166,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		_ = conn.CloseLasting()
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, conn: conn, dump: dump, known: make(map[netip.Addr]struct{}), now: time.Now}
+	b := &Backend{cfg: cfg, conn: conn, dump: dump, known: newAddrSet(0, 0), now: time.Now}
 	b.table = &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}
 	if len(cfg.Interfaces) > 0 {
 		b.table.Family = nftables.TableFamilyNetdev
@@ -287,6 +288,10 @@ func (b *Backend) reconnect() {
 	if c, err := dial(b.cfg); err == nil {
 		b.conn = c
 	}
+	if b.spare != nil {
+		_ = b.spare.CloseLasting()
+		b.spare = nil
+	}
 	_ = b.dump.Close()
 	if d, err := dialDump(b.cfg); err == nil {
 		b.dump = d
@@ -311,6 +316,9 @@ func (b *Backend) ExpiresEntries() bool { return true }
 // Close releases the netlink socket. The table stays: bans outlive moat.
 func (b *Backend) Close() error {
 	err := errors.Join(b.conn.CloseLasting(), b.dump.Close())
+	if b.spare != nil {
+		err = errors.Join(err, b.spare.CloseLasting())
+	}
 	if err != nil {
 		return fmt.Errorf("nft: close netlink sockets: %w", err)
 	}
@@ -382,11 +390,7 @@ func (b *Backend) Ensure(ctx context.Context) error {
 	// set are put back by the next Apply, which reads the kernel first.
 	for f, s := range b.single {
 		if created[s.Name] {
-			for a := range b.known {
-				if familyOf(a) == family(f) {
-					delete(b.known, a)
-				}
-			}
+			b.known.clear(family(f))
 		}
 	}
 	return nil
@@ -595,22 +599,48 @@ func timeoutFor(exp, now time.Time) (time.Duration, bool) {
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond), true
 }
 
-// txn queues element messages on the connection and commits when a
-// transaction is full, but only between groups of messages that must commit
-// together.
+// txn queues element messages and commits when a transaction is full, but
+// only between groups of messages that must commit together. It writes
+// through two sockets in turn: while the kernel commits one transaction,
+// the next is encoded on the other socket, so the encoding costs no kernel
+// time. Commits still happen one after another, in order.
 type txn struct {
 	b     *Backend
 	ctx   context.Context
 	msgs  int
 	limit int
+	cur   int // 0: b.conn encodes, 1: b.spare
+	// aborted: the sockets were replaced after an error.
+	aborted bool
+	// committing carries the result of the commit running in the
+	// background; nil when none is.
+	committing chan error
+}
+
+func (b *Backend) newTxn(ctx context.Context) (*txn, error) {
+	if b.spare == nil {
+		c, err := dial(b.cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.spare = c
+	}
+	return &txn{b: b, ctx: ctx, limit: msgsPerTxn}, nil
+}
+
+func (t *txn) conn() *nftables.Conn {
+	if t.cur == 0 {
+		return t.b.conn
+	}
+	return t.b.spare
 }
 
 func (t *txn) queue(add bool, s *nftables.Set, elems []nftables.SetElement) error {
 	var err error
 	if add {
-		err = t.b.conn.SetAddElements(s, elems)
+		err = t.conn().SetAddElements(s, elems)
 	} else {
-		err = t.b.conn.SetDeleteElements(s, elems)
+		err = t.conn().SetDeleteElements(s, elems)
 	}
 	if err != nil {
 		return fmt.Errorf("nft: encode %d elements for set %s: %w", len(elems), s.Name, err)
@@ -627,15 +657,64 @@ func (t *txn) boundary(what string) error {
 	return t.commit(what)
 }
 
+// commit starts committing what is queued, once the previous commit is
+// done, and returns that previous commit's result.
 func (t *txn) commit(what string) error {
 	if t.msgs == 0 {
 		return nil
 	}
-	if err := t.ctx.Err(); err != nil {
+	if err := t.wait(); err != nil {
 		return err
 	}
-	t.msgs = 0
-	return t.b.flush(what)
+	if err := t.ctx.Err(); err != nil {
+		return t.abort(err)
+	}
+	c := t.conn()
+	done := make(chan error, 1)
+	go func() {
+		if err := c.Flush(); err != nil {
+			done <- fmt.Errorf("nft: commit %s in table %s: %w", what, t.b.table.Name, err)
+			return
+		}
+		done <- nil
+	}()
+	t.committing, t.msgs, t.cur = done, 0, 1-t.cur
+	return nil
+}
+
+// wait returns the result of the commit running in the background.
+func (t *txn) wait() error {
+	if t.committing == nil {
+		return nil
+	}
+	err := <-t.committing
+	t.committing = nil
+	if err != nil {
+		return t.abort(err)
+	}
+	return nil
+}
+
+// finish commits what is queued and waits for it.
+func (t *txn) finish(what string) error {
+	if err := t.commit(what); err != nil {
+		return err
+	}
+	return t.wait()
+}
+
+// abort drops the sockets, with whatever they still had queued, and the
+// acks of a failed commit that the library stopped reading.
+func (t *txn) abort(err error) error {
+	if t.committing != nil {
+		<-t.committing
+		t.committing = nil
+	}
+	if !t.aborted {
+		t.aborted = true
+		t.b.reconnect()
+	}
+	return err
 }
 
 // Apply implements enforce.Backend. Single addresses are added to ban4/ban6
@@ -647,11 +726,13 @@ func (t *txn) commit(what string) error {
 // holds is committed, in one transaction.
 func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 	now := b.now()
-	type op struct {
-		del    bool
-		expiry time.Time
+	var parts [2]singleOps
+	n := len(d.Set) + len(d.Delete)
+	if b.known.len() == 0 && b.knownComplete {
+		// A first load into empty sets: everything is fresh, and the index
+		// is sized once instead of growing through a million inserts.
+		b.known = newAddrSet(n, n/4)
 	}
-	singles := make(map[netip.Addr]op, len(d.Set)+len(d.Delete))
 	var rangeTouched [2]bool
 	for _, e := range d.Set {
 		p := canonical(e.Prefix)
@@ -660,7 +741,7 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 		}
 		if isSingle(p) {
 			_, live := timeoutFor(e.Expiry, now)
-			singles[p.Addr()] = op{del: !live, expiry: e.Expiry}
+			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr(), expiry: e.Expiry}, !live, n)
 			continue
 		}
 		f := familyOf(p.Addr())
@@ -673,7 +754,7 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 			return fmt.Errorf("nft: invalid prefix %v", p)
 		}
 		if isSingle(p) {
-			singles[p.Addr()] = op{del: true}
+			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr()}, true, n)
 			continue
 		}
 		f := familyOf(p.Addr())
@@ -681,43 +762,48 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 		rangeTouched[f] = true
 	}
 
-	t := &txn{b: b, ctx: ctx, limit: msgsPerTxn}
-	if err := b.applyRanges(t, rangeTouched); err != nil {
+	t, err := b.newTxn(ctx)
+	if err != nil {
 		return err
 	}
-
-	var parts [2]struct{ fresh, refresh, del []pending }
-	for a, o := range singles {
-		part := &parts[familyOf(a)]
-		el := pending{key: a.AsSlice(), expiry: o.expiry}
-		switch _, ok := b.known[a]; {
-		case o.del:
-			part.del = append(part.del, el)
-		case ok || !b.knownComplete:
-			part.refresh = append(part.refresh, el)
-		default:
-			part.fresh = append(part.fresh, el)
-		}
+	if err := b.applyRanges(t, rangeTouched); err != nil {
+		return t.abort(err)
 	}
 	for f := range b.single {
-		fresh, refresh, del := parts[f].fresh, parts[f].refresh, parts[f].del
-		if err := b.queueSingles(t, b.single[f], fresh, refresh, del); err != nil {
+		if err := b.queueSingles(t, b.single[f], parts[f]); err != nil {
 			b.knownComplete = false
-			return err
+			return t.abort(err)
 		}
 	}
-	if err := t.commit("set elements"); err != nil {
+	if err := t.finish("set elements"); err != nil {
 		b.knownComplete = false
 		return err
 	}
-	for a, o := range singles {
-		if o.del {
-			delete(b.known, a)
-		} else {
-			b.known[a] = struct{}{}
-		}
-	}
 	return nil
+}
+
+// singleOps are the single-address changes of one family, by how they are
+// sent: fresh elements are added, refreshed ones re-added with their new
+// timeout, deleted ones removed.
+type singleOps struct{ fresh, refresh, del []pending }
+
+// classify files one single-address change and records it in b.known at
+// once: if the commit fails, knownComplete goes false and known is only a
+// guess anyway. The diff holds each prefix at most once.
+func (b *Backend) classify(ops *singleOps, p pending, del bool, n int) {
+	if del {
+		b.known.del(p.addr)
+		ops.del = append(ops.del, p)
+		return
+	}
+	if had := b.known.add(p.addr); had || !b.knownComplete {
+		ops.refresh = append(ops.refresh, p)
+		return
+	}
+	if ops.fresh == nil {
+		ops.fresh = make([]pending, 0, n)
+	}
+	ops.fresh = append(ops.fresh, p)
 }
 
 func chunkSize(s *nftables.Set) int {
@@ -729,7 +815,7 @@ func chunkSize(s *nftables.Set) int {
 
 // pending is a single element to send, with its absolute expiry.
 type pending struct {
-	key    []byte
+	addr   netip.Addr
 	expiry time.Time
 }
 
@@ -741,6 +827,11 @@ type pending struct {
 func (b *Backend) elements(ps []pending, fixed time.Duration) []nftables.SetElement {
 	now := b.now()
 	out := make([]nftables.SetElement, len(ps))
+	// One backing array for the chunk's keys rather than one per element.
+	var keys []byte
+	if len(ps) > 0 {
+		keys = make([]byte, 0, len(ps)*ps[0].addr.BitLen()/8)
+	}
 	for i, p := range ps {
 		to := fixed
 		if to == noTimeout {
@@ -753,12 +844,21 @@ func (b *Backend) elements(ps []pending, fixed time.Duration) []nftables.SetElem
 				to = time.Millisecond
 			}
 		}
-		out[i] = nftables.SetElement{Key: p.key, Timeout: to}
+		k := len(keys)
+		if p.addr.Is4() {
+			a := p.addr.As4()
+			keys = append(keys, a[:]...)
+		} else {
+			a := p.addr.As16()
+			keys = append(keys, a[:]...)
+		}
+		out[i] = nftables.SetElement{Key: keys[k:len(keys):len(keys)], Timeout: to}
 	}
 	return out
 }
 
-func (b *Backend) queueSingles(t *txn, s *nftables.Set, fresh, refresh, del []pending) error {
+func (b *Backend) queueSingles(t *txn, s *nftables.Set, ops singleOps) error {
+	fresh, refresh, del := ops.fresh, ops.refresh, ops.del
 	n := chunkSize(s)
 	for c := range slices.Chunk(fresh, n) {
 		if err := t.queue(true, s, b.elements(c, 0)); err != nil {
@@ -950,14 +1050,14 @@ func (b *Backend) List(ctx context.Context) ([]enforce.Entry, error) {
 		return nil, err
 	}
 	var out []enforce.Entry
-	known := make(map[netip.Addr]struct{}, len(b.known))
+	known := newAddrSet(len(b.known.v4), len(b.known.v6))
 	for _, s := range b.single {
 		els, err := b.readElements(s)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range els {
-			known[e.addr] = struct{}{}
+			known.add(e.addr)
 			out = append(out, enforce.Entry{Prefix: netip.PrefixFrom(e.addr, e.addr.BitLen()), Expiry: e.expiry})
 		}
 	}
