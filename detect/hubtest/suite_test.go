@@ -51,7 +51,6 @@ var needsGeoIP = map[string]bool{
 
 // reasons explain the expected failures; -update writes them beside each.
 var reasons = map[string]string{
-	"bind9-refused":            "bucket lifetime across day-long gaps in a cold replay differs from CrowdSec's time-machine buckets (detect/scenario)",
 	"proxmox-logs":             "no dateparse in the test: CrowdSec's buckets see a zero event time and never overflow; moat uses the read time (detect/scenario)",
 	"pterodactyl-wings-bf":     "order of Alert.Events for a distinct-bucket differs from CrowdSec (detect/scenario)",
 	"postfix-honeypot-users":   "the asserts expect ascending source order, the reference runner sorts descending; the test contradicts the runner",

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"math"
 	"time"
 
 	"github.com/moatsec/moat/detect"
@@ -47,9 +48,13 @@ type bucket struct {
 	sc  *scenario
 	key string
 
-	live   bool // holds poured events; false for a blackhole-only record
-	tokens float64
-	leakAt time.Time // when tokens was last brought up to date
+	live bool // holds poured events; false for a blackhole-only record
+	// credit is the bucket's free room in leak time: one event costs one
+	// leakspeed. Integer nanoseconds, because float tokens drifted: five
+	// events one second apart and a sixth six seconds later (10s
+	// leakspeed) left 0.9999999999999999 of a token and overflowed.
+	credit time.Duration
+	leakAt time.Time // when credit was last brought up to date
 	queue  Queue
 	leaky  Leaky
 	seen   map[string]struct{} // distinct values poured since the bucket began
@@ -75,7 +80,7 @@ func (b *bucket) liveDeadline() time.Time {
 // begin makes an empty bucket ready for its first event.
 func (b *bucket) begin(t time.Time) {
 	b.live = true
-	b.tokens = float64(b.sc.spec.Capacity)
+	b.credit = b.room()
 	b.leakAt = t
 	b.queue.L = b.sc.qsize
 	b.leaky = Leaky{Name: b.sc.spec.Name, Mapkey: b.key, Capacity: b.sc.spec.Capacity}
@@ -100,19 +105,26 @@ func (b *bucket) end() {
 	b.leaky = Leaky{}
 }
 
-// allow takes a token at t; false means the bucket overflows. Tokens come
-// back one per leakspeed up to the capacity: the token-bucket view of a
-// leaky bucket, as CrowdSec's rate limiter computes it.
+// room is a full bucket's credit, saturated rather than overflowing for
+// absurd capacities.
+func (b *bucket) room() time.Duration {
+	c := time.Duration(max(b.sc.spec.Capacity, 0))
+	if b.sc.leakspeed > 0 && c > math.MaxInt64/b.sc.leakspeed {
+		return math.MaxInt64
+	}
+	return c * b.sc.leakspeed
+}
+
+// allow takes one event's room at t; false means the bucket overflows. Room
+// comes back at one event per leakspeed up to the capacity: the token-bucket
+// view of a leaky bucket, as CrowdSec's rate limiter computes it.
 func (b *bucket) allow(t time.Time) bool {
 	if d := t.Sub(b.leakAt); d > 0 {
-		b.tokens += float64(d) / float64(b.sc.leakspeed)
-		if c := float64(b.sc.spec.Capacity); b.tokens > c {
-			b.tokens = c
-		}
+		b.credit = min(b.credit+min(d, b.room()), b.room())
 		b.leakAt = t
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.credit >= b.sc.leakspeed {
+		b.credit -= b.sc.leakspeed
 		return true
 	}
 	return false
