@@ -70,6 +70,7 @@ year take --year (default: the current year). Nothing is banned.`,
 			if err != nil {
 				return err
 			}
+			warnUntimed(a.stderr, eng)
 			return writeAlerts(a.stdout, format, alerts)
 		},
 	}
@@ -121,4 +122,14 @@ func drawProgress(w io.Writer, p acquire.Progress, elapsed time.Duration) {
 		return
 	}
 	fmt.Fprintf(w, "\r%d lines  %.0f lines/s ", p.Lines, rate)
+}
+
+// warnUntimed says which scenarios saw events that had no time of their own:
+// a replay cannot place them, so they filled no bucket.
+func warnUntimed(w io.Writer, eng *engine.Engine) {
+	for _, sc := range eng.Stats().Scenarios.Scenarios {
+		if sc.Untimed > 0 {
+			fmt.Fprintf(w, "moat: %s: %d events without a parsed timestamp were not counted (is dateparse-enrich loaded?)\n", sc.Name, sc.Untimed)
+		}
+	}
 }

@@ -88,7 +88,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated}); err != nil {
+	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Replay: cfg.Replay}); err != nil {
 		return nil, err
 	}
 	return e, nil

@@ -51,7 +51,6 @@ var needsGeoIP = map[string]bool{
 
 // reasons explain the expected failures; -update writes them beside each.
 var reasons = map[string]string{
-	"proxmox-logs":             "no dateparse in the test: CrowdSec's buckets see a zero event time and never overflow; moat uses the read time (detect/scenario)",
 	"pterodactyl-wings-bf":     "order of Alert.Events for a distinct-bucket differs from CrowdSec (detect/scenario)",
 	"postfix-honeypot-users":   "the asserts expect ascending source order, the reference runner sorts descending; the test contradicts the runner",
 	"geoip-enrich":             "needs a GeoIP database; moat ships none",

@@ -155,7 +155,12 @@ func enrichParseDate(r *run, value string) {
 	}
 	t, ok := ParseDate(value, evt.StrTimeFormat, year)
 	if !ok {
-		return
+		// As CrowdSec's dateparse: a date no format reads becomes the time
+		// the line was read, so the event still counts as timed.
+		if t = evt.Line.ReadAt; t.IsZero() {
+			t = time.Now()
+		}
+		t = t.UTC()
 	}
 	b, err := t.MarshalText()
 	if err != nil {

@@ -307,6 +307,7 @@ func (s *Set) evict() {
 type ScenarioStats struct {
 	Name       string
 	Pours      uint64 // events poured into a bucket (filter matched)
+	Untimed    uint64 // replayed events with no time of their own, not poured
 	Overflows  uint64 // overflows emitted
 	Blackholed uint64 // overflows hidden by the blackhole
 	Filtered   uint64 // overflows dropped by overflow_filter

@@ -22,9 +22,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*/expected.json")
 
 // inputEvent is one line of a case's events.jsonl.
 type inputEvent struct {
-	Time   time.Time
-	Meta   map[string]string
-	Parsed map[string]string
+	Time          time.Time
+	MarshaledTime string
+	Meta          map[string]string
+	Parsed        map[string]string
 }
 
 // result is what a case produces: the overflows after each event (After
@@ -59,6 +60,7 @@ func readEvents(t *testing.T, path string) []*detect.Event {
 		}
 		e := detect.NewEvent(detect.Line{Raw: "test", Module: "test", ReadAt: in.Time, Process: true})
 		e.Time = in.Time
+		e.MarshaledTime = in.MarshaledTime
 		maps.Copy(e.Meta, in.Meta)
 		maps.Copy(e.Parsed, in.Parsed)
 		out = append(out, e)

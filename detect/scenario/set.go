@@ -28,6 +28,11 @@ type Options struct {
 	MaxBuckets int
 	// Simulated names scenarios whose alerts are marked Simulated.
 	Simulated []string
+	// Replay is a cold replay, where buckets run on log time. As in
+	// CrowdSec's time machine, an event without evt.MarshaledTime (a parser
+	// chain without dateparse-enrich) fills no bucket there, it only fires
+	// triggers; it is counted as Untimed.
+	Replay bool
 }
 
 type bucketKey struct {
@@ -41,6 +46,7 @@ type bucketKey struct {
 type Set struct {
 	mu        sync.Mutex
 	env       *exprenv.Env
+	replay    bool
 	scenarios []*scenario
 	// reqKeys are the meta keys scenario requirements test; byTuple
 	// caches, per tuple of their values, the scenarios whose
@@ -79,6 +85,7 @@ func Load(files []string, opts Options) (*Set, error) {
 		byTuple: map[string][]*scenario{},
 		buckets: map[bucketKey]*bucket{},
 		max:     opts.MaxBuckets,
+		replay:  opts.Replay,
 		vars:    map[string]any{"evt": (*detect.Event)(nil)},
 		cvars:   map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
 		ovars:   map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
@@ -272,6 +279,7 @@ func (s *Set) pour(evt *detect.Event) {
 		return
 	}
 	t := eventTime(evt)
+	untimed := s.replay && evt.MarshaledTime == ""
 	s.advance(t)
 	s.vars["evt"] = evt
 	defer func() { s.vars["evt"] = (*detect.Event)(nil) }()
@@ -283,6 +291,10 @@ func (s *Set) pour(evt *detect.Event) {
 			continue
 		}
 		if !ok {
+			continue
+		}
+		if untimed && sc.kind != kindTrigger {
+			sc.stats.Untimed++
 			continue
 		}
 		key := ""
