@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -382,11 +381,11 @@ func (r *Reconciler) armExpiry(t *time.Timer) {
 		default:
 		}
 	}
-	if len(r.expiries) == 0 {
+	if r.expiries.len() == 0 {
 		t.Reset(time.Hour)
 		return
 	}
-	t.Reset(time.Until(r.expiries[0].until.time()))
+	t.Reset(time.Until(r.expiries.top().until.time()))
 }
 
 // batch gathers requests that are already queued (or arrive within the
@@ -552,7 +551,6 @@ func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
 		total += len(req.add)
 	}
 	r.desired = make(map[pkey]cover, total)
-	r.expiries = slices.Grow(r.expiries, total)
 	st := r.openStream(ctx)
 	chunk := make([]Entry, 0, min(total, loadChunk))
 	// Prefixes covered again after their first entry went out: the expiry
@@ -748,7 +746,7 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 	var diff Diff
 	touched := map[pkey]stamp{}
 	cut := stampOf(now)
-	for len(r.expiries) > 0 && r.expiries[0].until <= cut {
+	for r.expiries.len() > 0 && r.expiries.top().until <= cut {
 		it := r.expiries.pop()
 		c, ok := r.desired[it.key]
 		if !ok {
@@ -914,44 +912,68 @@ type expiryItem struct {
 	id    int64
 }
 
-// expiryHeap is a min-heap on until. It is written out rather than used
-// through container/heap, whose interface boxes every pushed item: a
-// million allocations when a million bans load.
-type expiryHeap []expiryItem
+// expiryHeap is a min-heap on until, written out rather than used through
+// container/heap, whose interface boxes every pushed item: a million
+// allocations when a million bans load. Items live in fixed-size blocks, so
+// growing past a million items adds a block instead of copying tens of
+// megabytes while a ban waits.
+type expiryHeap struct {
+	blocks [][]expiryItem
+	n      int
+}
+
+const heapBlock = 1 << 13
+
+func (h *expiryHeap) len() int { return h.n }
+
+func (h *expiryHeap) at(i int) *expiryItem { return &h.blocks[i/heapBlock][i%heapBlock] }
+
+func (h *expiryHeap) top() expiryItem { return *h.at(0) }
+
+func (h *expiryHeap) swap(i, j int) {
+	a, b := h.at(i), h.at(j)
+	*a, *b = *b, *a
+}
 
 func (h *expiryHeap) push(it expiryItem) {
-	*h = append(*h, it)
-	q := *h
-	for i := len(q) - 1; i > 0; {
+	if h.n == len(h.blocks)*heapBlock {
+		h.blocks = append(h.blocks, make([]expiryItem, heapBlock))
+	}
+	*h.at(h.n) = it
+	h.n++
+	for i := h.n - 1; i > 0; {
 		parent := (i - 1) / 2
-		if q[parent].until <= q[i].until {
+		if h.at(parent).until <= h.at(i).until {
 			break
 		}
-		q[parent], q[i] = q[i], q[parent]
+		h.swap(parent, i)
 		i = parent
 	}
 }
 
 func (h *expiryHeap) pop() expiryItem {
-	q := *h
-	top := q[0]
-	last := len(q) - 1
-	q[0] = q[last]
-	q = q[:last]
+	top := *h.at(0)
+	h.n--
+	*h.at(0) = *h.at(h.n)
 	for i := 0; ; {
 		small, l, r := i, 2*i+1, 2*i+2
-		if l < len(q) && q[l].until < q[small].until {
+		if l < h.n && h.at(l).until < h.at(small).until {
 			small = l
 		}
-		if r < len(q) && q[r].until < q[small].until {
+		if r < h.n && h.at(r).until < h.at(small).until {
 			small = r
 		}
 		if small == i {
 			break
 		}
-		q[i], q[small] = q[small], q[i]
+		h.swap(i, small)
 		i = small
 	}
-	*h = q
+	// Keep one spare block: a ban and its expiry near a block boundary
+	// should not allocate and free a block each time.
+	if len(h.blocks)*heapBlock-h.n > 2*heapBlock {
+		h.blocks[len(h.blocks)-1] = nil
+		h.blocks = h.blocks[:len(h.blocks)-1]
+	}
 	return top
 }

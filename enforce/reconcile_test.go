@@ -3,7 +3,9 @@ package enforce
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -359,5 +361,38 @@ func TestReconcilerLoadAcrossChunks(t *testing.T) {
 	}
 	if st := r.Stats(); st.Entries != int64(len(want)) || st.Batches != 1 {
 		t.Fatalf("stats %+v, want %d entries in one batch", st, len(want))
+	}
+}
+
+// TestExpiryHeapOrdersAcrossBlocks pushes and pops across block boundaries,
+// interleaved, and checks every pop is the earliest expiry left.
+func TestExpiryHeapOrdersAcrossBlocks(t *testing.T) {
+	var h expiryHeap
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []stamp
+	check := func(n int) {
+		for range n {
+			if h.len() != len(want) {
+				t.Fatalf("heap holds %d items, want %d", h.len(), len(want))
+			}
+			slices.Sort(want)
+			got := h.pop().until
+			if got != want[0] {
+				t.Fatalf("popped %d, want the earliest, %d", got, want[0])
+			}
+			want = want[1:]
+		}
+	}
+	for round := range 4 {
+		for range 3*heapBlock + 17 {
+			u := stamp(rng.Int64N(1 << 40))
+			h.push(expiryItem{until: u})
+			want = append(want, u)
+		}
+		check(heapBlock + round*1000)
+	}
+	check(len(want))
+	if len(h.blocks) > 2 {
+		t.Fatalf("empty heap keeps %d blocks", len(h.blocks))
 	}
 }

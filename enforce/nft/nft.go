@@ -695,8 +695,20 @@ func (t *txn) wait() error {
 	return nil
 }
 
-// finish commits what is queued and waits for it.
+// finish commits what is queued and waits for it. With no commit in
+// flight there is nothing to overlap, so it commits on this goroutine: a
+// single ban should not pay for a handoff.
 func (t *txn) finish(what string) error {
+	if t.committing == nil && t.msgs > 0 {
+		if err := t.ctx.Err(); err != nil {
+			return t.abort(err)
+		}
+		t.msgs = 0
+		if err := t.conn().Flush(); err != nil {
+			return t.abort(fmt.Errorf("nft: commit %s in table %s: %w", what, t.b.table.Name, err))
+		}
+		return nil
+	}
 	if err := t.commit(what); err != nil {
 		return err
 	}
