@@ -104,17 +104,24 @@ func xdpConfig(cfg config.Config) xdp.Config {
 }
 
 // alertHandler turns an alert into decisions (profiles, allowlist, store)
-// and hands them to the reconciler.
+// and hands them to the reconciler; it returns once the kernel holds them,
+// and stored once they are stored too (see decision.Service.Enforce).
 type alertHandler interface {
-	HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error)
+	Enforce(ctx context.Context, a model.Alert) (ds []model.Decision, stored func() error, err error)
 }
 
 // alertShards is how many alerts are turned into decisions at once. An
-// alert waits for SQLite (profiles count earlier bans, the alert is stored),
-// so lines keep flowing through the engine while alerts are handled beside
-// it; alerts of one source always go to the same shard, in order, so
-// escalation counts each earlier ban.
+// alert waits for SQLite (profiles count earlier bans), so lines keep
+// flowing through the engine while alerts are handled beside it; alerts of
+// one source always go to the same shard, in order, so escalation counts
+// each earlier ban.
 const alertShards = 4
+
+// maxStoring bounds, per shard, the alerts whose bans are in the kernel but
+// not yet in the store. A shard does not wait for a store write before the
+// next alert's ban (a write can take milliseconds, and bans queued behind
+// it), only for one of the same source, or when this many are pending.
+const maxStoring = 64
 
 // detectLoop feeds lines through the engine and hands every alert to h.
 // Time-driven overflows are checked every second. It is the only user of
@@ -125,12 +132,22 @@ func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines
 	for i := range shards {
 		shards[i] = make(chan model.Alert, 1024)
 		g.Go(func() error {
+			var storing []storingAlert // oldest first
+			defer func() {
+				// Stores outlive the context: the kernel already has the bans.
+				for _, p := range storing {
+					<-p.done
+				}
+			}()
 			for {
 				select {
 				case <-ctx.Done():
 					return nil
 				case a := <-shards[i]:
-					handleAlert(ctx, log, h, a)
+					storing = settle(storing, a.Value)
+					if p, ok := handleAlert(ctx, log, h, a); ok {
+						storing = append(storing, p)
+					}
 				}
 			}
 		})
@@ -167,15 +184,56 @@ func shardOf(value string) int {
 	return int(h.Sum32() % alertShards)
 }
 
-func handleAlert(ctx context.Context, log *slog.Logger, h alertHandler, a model.Alert) {
-	ds, err := h.HandleAlert(ctx, a)
+// storingAlert is an alert whose bans are enforced and whose store write
+// is still running; done closes when it ends.
+type storingAlert struct {
+	value string
+	done  chan struct{}
+}
+
+// settle drops the finished store writes, waits for the one of value if
+// any, and for the oldest while too many are pending.
+func settle(storing []storingAlert, value string) []storingAlert {
+	kept := storing[:0]
+	for _, p := range storing {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		if p.value == value {
+			<-p.done
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(storing[len(kept):])
+	for len(kept) >= maxStoring {
+		<-kept[0].done
+		kept = kept[1:]
+	}
+	return kept
+}
+
+// handleAlert enforces a's bans and logs them; the store write goes on in
+// the background, reported through the returned done.
+func handleAlert(ctx context.Context, log *slog.Logger, h alertHandler, a model.Alert) (storingAlert, bool) {
+	ds, stored, err := h.Enforce(ctx, a)
 	if err != nil {
 		log.Warn("alert not enforced", "scenario", a.Scenario, "source", a.Value, "err", err)
-		return
+		return storingAlert{}, false
 	}
 	for _, d := range ds {
 		log.Info("ban", "value", d.Value, "scenario", a.Scenario, "until", d.Until.Format(time.RFC3339), "events", a.EventsCount, "simulated", d.Simulated)
 	}
+	p := storingAlert{value: a.Value, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		if err := stored(); err != nil {
+			log.Warn("alert not fully enforced or stored", "scenario", a.Scenario, "source", a.Value, "err", err)
+		}
+	}()
+	return p, true
 }
 
 // notifyReady tells systemd the daemon is up and keeps its watchdog fed.

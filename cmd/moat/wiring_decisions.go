@@ -124,10 +124,10 @@ type countingHandler struct {
 	created *created
 }
 
-func (h countingHandler) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error) {
-	ds, err := h.svc.HandleAlert(ctx, a)
+func (h countingHandler) Enforce(ctx context.Context, a model.Alert) ([]model.Decision, func() error, error) {
+	ds, stored, err := h.svc.Enforce(ctx, a)
 	h.created.add(a, ds)
-	return ds, err
+	return ds, stored, err
 }
 
 func (d *decisions) status() metrics.StatusReader { return statusReader{d.store} }

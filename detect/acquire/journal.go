@@ -3,6 +3,7 @@ package acquire
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -221,6 +222,10 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 					continue
 				}
 			}
+			// The goroutine this source just handed lines to was readied on
+			// this P; a cgo wait keeps the P until sysmon takes it back,
+			// up to 10ms later. Let it run first.
+			runtime.Gosched()
 			w := j.Wait(wait)
 			switch {
 			case tail != "":

@@ -134,15 +134,28 @@ func enforceable(ds []model.Decision) []model.Decision {
 // allowlisted sources and enforces the rest (simulated decisions are stored
 // only). It returns the decisions taken.
 func (s *Service) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decision, error) {
+	ds, stored, err := s.Enforce(ctx, a)
+	if err != nil {
+		return ds, err
+	}
+	return ds, stored()
+}
+
+// Enforce is HandleAlert returning as soon as the kernel holds the bans:
+// stored waits for the alert and its decisions to be in the store and
+// returns what went wrong on the way, the kernel's error included; call it
+// exactly once. Until stored returns, profiles deciding on a later alert of
+// the same source may not count these decisions, so a caller keeps one
+// source's alerts in order by calling stored first.
+func (s *Service) Enforce(ctx context.Context, a model.Alert) (ds []model.Decision, stored func() error, err error) {
 	now := time.Now()
 	s.count(func() { s.stats.alerts++ })
-	var ds []model.Decision
 	if a.Source.IsValid() && s.Allowlisted(a.Source) {
 		s.count(func() { s.stats.allowlisted++ })
 	} else {
 		out, err := s.profiles.Decide(ctx, a, s.st, now)
 		if err != nil {
-			return nil, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+			return nil, nil, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
 		}
 		if s.Observe != nil {
 			s.Observe(a, out)
@@ -153,7 +166,7 @@ func (s *Service) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decis
 				continue
 			}
 			if err := s.protect(d.Value); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			ds = append(ds, d)
 		}
@@ -164,23 +177,25 @@ func (s *Service) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decis
 			ds[i].ID = id + int64(i)
 		}
 	}
-	stored := make(chan error, 1)
+	done := make(chan error, 1)
 	go func() {
 		// The insert must finish even if ctx ends now: the kernel may
 		// already hold the ban.
 		_, err := s.st.InsertAlert(context.WithoutCancel(ctx), a, ds)
-		stored <- err
+		done <- err
 	}()
 	var enfErr error
 	if add := enforceable(ds); len(add) > 0 && s.enf != nil {
 		enfErr = s.enf.Apply(ctx, add, nil)
 	}
-	storeErr := <-stored
-	if err := errors.Join(storeErr, enfErr); err != nil {
-		return ds, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+	stored = func() error {
+		if err := errors.Join(<-done, enfErr); err != nil {
+			return fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+		}
+		s.count(func() { s.stats.decisions += int64(len(ds)) })
+		return nil
 	}
-	s.count(func() { s.stats.decisions += int64(len(ds)) })
-	return ds, nil
+	return ds, stored, nil
 }
 
 func (s *Service) count(f func()) {
