@@ -36,10 +36,13 @@ type Config struct {
 	Replay bool
 	// Simulated scenarios produce alerts marked Simulated.
 	Simulated []string
+	// Views keeps each overflow's View (hub asserts read it); without it
+	// a view is only built for the postoverflows.
+	Views bool
 }
 
 // Overflow is a scenario overflow after postoverflows, with the view hub
-// expressions and asserts read.
+// expressions and asserts read (nil unless Config.Views).
 type Overflow struct {
 	Alerts []model.Alert
 	View   *parse.OverflowEvent
@@ -54,6 +57,7 @@ type Engine struct {
 	set  *scenario.Set
 
 	skipped []error
+	views   bool
 	// spare is an event no bucket kept, reused for the next line.
 	spare *detect.Event
 
@@ -72,7 +76,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	e := &Engine{env: exprenv.New(cfg.DataDir)}
+	e := &Engine{env: exprenv.New(cfg.DataDir), views: cfg.Views}
 	if cfg.Selection == nil && len(cfg.Items) == 0 {
 		// "Everything" leaves out what moat cannot run instead of failing.
 		sel = e.dropUnsupported(sel)
@@ -216,6 +220,12 @@ func (e *Engine) postprocess(ovs []scenario.Overflow) []Overflow {
 	}
 	out := make([]Overflow, 0, len(ovs))
 	for _, o := range ovs {
+		alerts := o.Alerts()
+		if e.post == nil && !e.views {
+			e.alerts.Add(uint64(len(alerts)))
+			out = append(out, Overflow{Alerts: alerts})
+			continue
+		}
 		v := View(o)
 		if e.post != nil {
 			e.post.ProcessOverflow(v, nil)
@@ -224,7 +234,6 @@ func (e *Engine) postprocess(ovs []scenario.Overflow) []Overflow {
 				continue
 			}
 		}
-		alerts := o.Alerts()
 		if src := v.Overflow.Alert.Source; src != nil && len(alerts) == 1 && (src.Scope != alerts[0].Scope || src.Value != alerts[0].Value) {
 			// A postoverflow rewrote the source (ipv6_to_range); the
 			// overflow's source entry follows, as in CrowdSec.

@@ -198,7 +198,7 @@ func runOne(h *hub.Hub, opts Options, name string) error {
 	}
 	eng, err := engine.New(engine.Config{
 		PatternDir: opts.PatternDir, DataDir: opts.DataDir,
-		Selection: sel, Year: year, Replay: true,
+		Selection: sel, Year: year, Replay: true, Views: true,
 	})
 	if err != nil {
 		return fmt.Errorf("load: %w", err)

@@ -180,19 +180,32 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		Start:       b.leaky.First_ts,
 		Stop:        at,
 		EventsCount: b.leaky.Total_count,
-		Meta:        map[string]string{},
 		Events:      make([]map[string]string, 0, len(b.queue.Queue)),
 		Labels:      maps.Clone(sc.labels),
 		Remediation: sc.remediate,
 		Simulated:   sc.simulated,
 		ReadAt:      readAt,
 	}
+	// The alert shares the events' meta maps: an event in a bucket is never
+	// written again, and alerts are only read.
 	for _, e := range b.queue.Queue {
-		if e.Meta == nil {
-			continue
+		if e.Meta != nil {
+			a.Events = append(a.Events, e.Meta)
 		}
-		a.Events = append(a.Events, maps.Clone(e.Meta))
-		maps.Copy(a.Meta, e.Meta)
+	}
+	// Merged meta: the last event's values win, as if each event's meta
+	// were copied over the previous ones.
+	if n := len(a.Events); n > 0 {
+		a.Meta = maps.Clone(a.Events[n-1])
+		for i := n - 2; i >= 0; i-- {
+			for k, v := range a.Events[i] {
+				if _, ok := a.Meta[k]; !ok {
+					a.Meta[k] = v
+				}
+			}
+		}
+	} else {
+		a.Meta = map[string]string{}
 	}
 	setSource(&a, first)
 	return Overflow{Alert: a, Sources: sources}, nil
