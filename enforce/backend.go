@@ -15,8 +15,8 @@ type Entry struct {
 }
 
 // Diff is what a backend must change. Set adds entries or moves the expiry
-// of entries it already holds; Delete removes prefixes. A prefix never
-// appears in both.
+// of entries it already holds; Delete removes prefixes. A prefix appears at
+// most once in the whole diff.
 type Diff struct {
 	Set    []Entry
 	Delete []netip.Prefix

@@ -587,11 +587,17 @@ func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
 			}
 		}
 	}
-	for k := range again {
-		chunk = append(chunk, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, r.desired[k]).time()})
-	}
 	if len(chunk) > 0 {
 		st.send(chunk)
+	}
+	// Apart from the last chunk, which may hold the same prefixes: a diff
+	// names a prefix once.
+	if len(again) > 0 {
+		fix := make([]Entry, 0, len(again))
+		for k := range again {
+			fix = append(fix, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, r.desired[k]).time()})
+		}
+		st.send(fix)
 	}
 	r.answer(reqs, errs, applied, r.closeStream(st))
 }

@@ -749,6 +749,7 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 	for _, e := range d.Set {
 		p := canonical(e.Prefix)
 		if !p.IsValid() {
+			b.knownComplete = false // classify already noted earlier entries
 			return fmt.Errorf("nft: invalid prefix %v", e.Prefix)
 		}
 		if isSingle(p) {
@@ -763,6 +764,7 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 	for _, p := range d.Delete {
 		p = canonical(p)
 		if !p.IsValid() {
+			b.knownComplete = false
 			return fmt.Errorf("nft: invalid prefix %v", p)
 		}
 		if isSingle(p) {
@@ -776,9 +778,11 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 
 	t, err := b.newTxn(ctx)
 	if err != nil {
+		b.knownComplete = false
 		return err
 	}
 	if err := b.applyRanges(t, rangeTouched); err != nil {
+		b.knownComplete = false
 		return t.abort(err)
 	}
 	for f := range b.single {
