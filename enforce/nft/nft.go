@@ -166,7 +166,15 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		_ = conn.CloseLasting()
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, conn: conn, dump: dump, known: newAddrSet(0, 0), now: time.Now}
+	// The second socket of element transactions is dialled now, not by the
+	// first ban (reconnect drops it; newTxn dials it again).
+	spare, err := dial(cfg)
+	if err != nil {
+		_ = conn.CloseLasting()
+		_ = dump.Close()
+		return nil, err
+	}
+	b := &Backend{cfg: cfg, conn: conn, spare: spare, dump: dump, known: newAddrSet(0, 0), now: time.Now}
 	b.table = &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}
 	if len(cfg.Interfaces) > 0 {
 		b.table.Family = nftables.TableFamilyNetdev

@@ -111,8 +111,17 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		n = 4
 	}
 	r.SetMaxOpenConns(n)
+	// Every reader stays open: database/sql keeps two idle by default, and
+	// opening a SQLite connection (file, WAL index, pragmas) took up to
+	// 20 ms, which a ban waited for whenever alerts came in a burst.
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w, r: r}
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := openAll(ctx, r, n); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -434,6 +443,28 @@ func (s *Store) InsertAlert(ctx context.Context, a model.Alert, ds []model.Decis
 		return 0, fmt.Errorf("store alert %s %s: %w", a.Scenario, a.Value, err)
 	}
 	return id, nil
+}
+
+// openAll opens the pool's n connections now rather than on the first
+// alerts.
+func openAll(ctx context.Context, db *sql.DB, n int) error {
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		if err := c.PingContext(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Filter selects decisions. Zero fields match everything.
