@@ -17,8 +17,6 @@ func newAddrSet(n4, n6 int) addrSet {
 	return addrSet{v4: make(map[uint32]struct{}, n4), v6: make(map[[16]byte]struct{}, n6)}
 }
 
-func (s addrSet) len() int { return len(s.v4) + len(s.v6) }
-
 // add inserts a and reports whether it was already there: one map
 // operation where has and add would take two.
 func (s addrSet) add(a netip.Addr) (had bool) {

@@ -307,8 +307,16 @@ func (b *Backend) reconnect() {
 }
 
 func (b *Backend) flush(what string) error {
-	if err := b.conn.Flush(); err != nil {
+	if err := b.commitOn(b.conn, what); err != nil {
 		b.reconnect()
+		return err
+	}
+	return nil
+}
+
+// commitOn sends what c has queued as one transaction.
+func (b *Backend) commitOn(c *nftables.Conn, what string) error {
+	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nft: commit %s in table %s: %w", what, b.table.Name, err)
 	}
 	return nil
@@ -662,12 +670,14 @@ func (t *txn) boundary(what string) error {
 	if t.msgs < t.limit {
 		return nil
 	}
-	return t.commit(what)
+	return t.commit(what, false)
 }
 
-// commit starts committing what is queued, once the previous commit is
-// done, and returns that previous commit's result.
-func (t *txn) commit(what string) error {
+// commit sends what is queued once the previous commit is done, and returns
+// that previous commit's result. In the background while more is encoded
+// (wait collects it); inline for the last one, which has nothing to overlap
+// with: a single ban should not pay for a handoff.
+func (t *txn) commit(what string, inline bool) error {
 	if t.msgs == 0 {
 		return nil
 	}
@@ -678,15 +688,16 @@ func (t *txn) commit(what string) error {
 		return t.abort(err)
 	}
 	c := t.conn()
-	done := make(chan error, 1)
-	go func() {
-		if err := c.Flush(); err != nil {
-			done <- fmt.Errorf("nft: commit %s in table %s: %w", what, t.b.table.Name, err)
-			return
+	t.msgs, t.cur = 0, 1-t.cur
+	if inline {
+		if err := t.b.commitOn(c, what); err != nil {
+			return t.abort(err)
 		}
-		done <- nil
-	}()
-	t.committing, t.msgs, t.cur = done, 0, 1-t.cur
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- t.b.commitOn(c, what) }()
+	t.committing = done
 	return nil
 }
 
@@ -703,21 +714,9 @@ func (t *txn) wait() error {
 	return nil
 }
 
-// finish commits what is queued and waits for it. With no commit in
-// flight there is nothing to overlap, so it commits on this goroutine: a
-// single ban should not pay for a handoff.
+// finish commits what is queued and waits for every commit.
 func (t *txn) finish(what string) error {
-	if t.committing == nil && t.msgs > 0 {
-		if err := t.ctx.Err(); err != nil {
-			return t.abort(err)
-		}
-		t.msgs = 0
-		if err := t.conn().Flush(); err != nil {
-			return t.abort(fmt.Errorf("nft: commit %s in table %s: %w", what, t.b.table.Name, err))
-		}
-		return nil
-	}
-	if err := t.commit(what); err != nil {
+	if err := t.commit(what, true); err != nil {
 		return err
 	}
 	return t.wait()
@@ -744,25 +743,25 @@ func (t *txn) abort(err error) error {
 // already expired cannot fail the transaction. Ranges are normalised into
 // disjoint segments and only the segment difference against what the kernel
 // holds is committed, in one transaction.
-func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
+func (b *Backend) Apply(ctx context.Context, d enforce.Diff) (err error) {
+	// classify notes each change in b.known before it is sent: after a
+	// failure, known is only a guess.
+	defer func() {
+		if err != nil {
+			b.knownComplete = false
+		}
+	}()
 	now := b.now()
 	var parts [2]singleOps
-	n := len(d.Set) + len(d.Delete)
-	if b.known.len() == 0 && b.knownComplete {
-		// A first load into empty sets: everything is fresh, and the index
-		// is sized once instead of growing through a million inserts.
-		b.known = newAddrSet(n, n/4)
-	}
 	var rangeTouched [2]bool
 	for _, e := range d.Set {
 		p := canonical(e.Prefix)
 		if !p.IsValid() {
-			b.knownComplete = false // classify already noted earlier entries
 			return fmt.Errorf("nft: invalid prefix %v", e.Prefix)
 		}
 		if isSingle(p) {
 			_, live := timeoutFor(e.Expiry, now)
-			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr(), expiry: e.Expiry}, !live, n)
+			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr(), expiry: e.Expiry}, !live)
 			continue
 		}
 		f := familyOf(p.Addr())
@@ -772,11 +771,10 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 	for _, p := range d.Delete {
 		p = canonical(p)
 		if !p.IsValid() {
-			b.knownComplete = false
 			return fmt.Errorf("nft: invalid prefix %v", p)
 		}
 		if isSingle(p) {
-			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr()}, true, n)
+			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr()}, true)
 			continue
 		}
 		f := familyOf(p.Addr())
@@ -786,24 +784,17 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 
 	t, err := b.newTxn(ctx)
 	if err != nil {
-		b.knownComplete = false
 		return err
 	}
 	if err := b.applyRanges(t, rangeTouched); err != nil {
-		b.knownComplete = false
 		return t.abort(err)
 	}
 	for f := range b.single {
 		if err := b.queueSingles(t, b.single[f], parts[f]); err != nil {
-			b.knownComplete = false
 			return t.abort(err)
 		}
 	}
-	if err := t.finish("set elements"); err != nil {
-		b.knownComplete = false
-		return err
-	}
-	return nil
+	return t.finish("set elements")
 }
 
 // singleOps are the single-address changes of one family, by how they are
@@ -811,23 +802,18 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 // timeout, deleted ones removed.
 type singleOps struct{ fresh, refresh, del []pending }
 
-// classify files one single-address change and records it in b.known at
-// once: if the commit fails, knownComplete goes false and known is only a
-// guess anyway. The diff holds each prefix at most once.
-func (b *Backend) classify(ops *singleOps, p pending, del bool, n int) {
-	if del {
+// classify files one single-address change and notes it in b.known at once
+// (see Apply). The diff holds each prefix at most once.
+func (b *Backend) classify(ops *singleOps, p pending, del bool) {
+	switch {
+	case del:
 		b.known.del(p.addr)
 		ops.del = append(ops.del, p)
-		return
-	}
-	if had := b.known.add(p.addr); had || !b.knownComplete {
+	case b.known.add(p.addr) || !b.knownComplete:
 		ops.refresh = append(ops.refresh, p)
-		return
+	default:
+		ops.fresh = append(ops.fresh, p)
 	}
-	if ops.fresh == nil {
-		ops.fresh = make([]pending, 0, n)
-	}
-	ops.fresh = append(ops.fresh, p)
 }
 
 func chunkSize(s *nftables.Set) int {
@@ -988,7 +974,7 @@ func (b *Backend) applyRanges(t *txn, touched [2]bool) error {
 	if !queued {
 		return nil
 	}
-	return t.commit("range elements")
+	return t.commit("range elements", false)
 }
 
 // pruneRanges forgets desired ranges whose expiry has passed: the kernel has
