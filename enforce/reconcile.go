@@ -643,7 +643,6 @@ func (r *Reconciler) closeStream(st *stream) error {
 		close(f)
 	}
 	st.wg.Wait()
-	r.stats.entries.Store(int64(len(r.desired)))
 	if !st.sent {
 		return nil
 	}
@@ -975,8 +974,8 @@ func (h *expiryHeap) pop() expiryItem {
 		h.swap(i, small)
 		i = small
 	}
-	// Keep one spare block: a ban and its expiry near a block boundary
-	// should not allocate and free a block each time.
+	// Free blocks beyond two blocks of room: a ban and its expiry near a
+	// block boundary should not allocate and free a block each time.
 	if len(h.blocks)*heapBlock-h.n > 2*heapBlock {
 		h.blocks[len(h.blocks)-1] = nil
 		h.blocks = h.blocks[:len(h.blocks)-1]
