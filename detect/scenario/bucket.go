@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"math"
 	"time"
 
 	"github.com/moatsec/moat/detect"
@@ -80,7 +79,7 @@ func (b *bucket) liveDeadline() time.Time {
 // begin makes an empty bucket ready for its first event.
 func (b *bucket) begin(t time.Time) {
 	b.live = true
-	b.credit = b.room()
+	b.credit = b.sc.room
 	b.leakAt = t
 	b.queue.L = b.sc.qsize
 	b.leaky = Leaky{Name: b.sc.spec.Name, Mapkey: b.key, Capacity: b.sc.spec.Capacity}
@@ -105,22 +104,12 @@ func (b *bucket) end() {
 	b.leaky = Leaky{}
 }
 
-// room is a full bucket's credit, saturated rather than overflowing for
-// absurd capacities.
-func (b *bucket) room() time.Duration {
-	c := time.Duration(max(b.sc.spec.Capacity, 0))
-	if b.sc.leakspeed > 0 && c > math.MaxInt64/b.sc.leakspeed {
-		return math.MaxInt64
-	}
-	return c * b.sc.leakspeed
-}
-
 // allow takes one event's room at t; false means the bucket overflows. Room
 // comes back at one event per leakspeed up to the capacity: the token-bucket
 // view of a leaky bucket, as CrowdSec's rate limiter computes it.
 func (b *bucket) allow(t time.Time) bool {
 	if d := t.Sub(b.leakAt); d > 0 {
-		b.credit = min(b.credit+min(d, b.room()), b.room())
+		b.credit = min(b.credit+min(d, b.sc.room), b.sc.room)
 		b.leakAt = t
 	}
 	if b.credit >= b.sc.leakspeed {

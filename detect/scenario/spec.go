@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -93,6 +94,8 @@ type scenario struct {
 	hash      string
 	kind      kind
 	leakspeed time.Duration
+	// room is a full leaky bucket's credit: capacity leaks (see allow).
+	room time.Duration
 	// lifetime is how long a bucket lives after its last pour (CrowdSec's
 	// bucket Duration); for counters it runs from the first pour.
 	lifetime  time.Duration
@@ -294,6 +297,10 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	switch sc.kind {
 	case kindLeaky:
 		sc.lifetime = time.Duration(sp.Capacity+1) * sc.leakspeed
+		sc.room = time.Duration(max(sp.Capacity, 0)) * sc.leakspeed
+		if sp.Capacity > 0 && sc.room/time.Duration(sp.Capacity) != sc.leakspeed {
+			sc.room = math.MaxInt64 // an absurd capacity saturates
+		}
 	case kindConditional, kindBayesian:
 		sc.lifetime = sc.leakspeed
 	case kindCounter:
