@@ -83,15 +83,16 @@ func journaldChild(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	var sum metrics.Summary
-	for deadline := time.Now().Add(60 * time.Second); sum.Latency.Count < attackers && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	waitFor(t, 60*time.Second, "200 bans in the histogram", func() bool {
 		out, err := exec.Command("nsenter", "--net="+netns, "curl", "-sf", "http://127.0.0.1:9641/metrics").Output()
 		if err != nil {
-			continue
+			return false
 		}
 		fams, err := metrics.ParseText(strings.NewReader(string(out)))
 		must(t, err)
 		sum = metrics.Summarize(fams)
-	}
+		return sum.Latency.Count >= attackers
+	})
 	if sum.Latency.Count != attackers {
 		t.Fatalf("histogram counted %v bans, want %d\n%s", sum.Latency.Count, attackers, logs.String())
 	}
