@@ -5,18 +5,26 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moatsec/moat/detect"
 )
+
+// benchInput generates a corpus with gen-corpus args into out and returns
+// the lines of one of its files and an engine configuration for items.
+func benchInput(b *testing.B, file, typ string, args, items []string) (lines []detect.Line, cfg Config, out string) {
+	dir := shared(b)
+	out, year := corpus(b, dir, args...)
+	cfg = hubConfig(dir, items...)
+	cfg.Year = year
+	return readLines(b, filepath.Join(out, file), typ), cfg, out
+}
 
 // benchEngine replays a generated corpus file through an engine built
 // from items, b.N lines (cycling), and reports lines/s on one core. Cycling
 // moves log time back at each turn, which re-arms buckets and blackholes:
 // the overflow count is not a replay's; benchReplay's is.
 func benchEngine(b *testing.B, file, typ string, items ...string) {
-	dir := shared(b)
-	out, year := corpus(b, dir, "--ssh-lines", "200k", "--nginx-lines", "50k", "--seed", "1")
-	lines := readLines(b, filepath.Join(out, file), typ)
-	cfg := hubConfig(dir, items...)
-	cfg.Year = year
+	lines, cfg, _ := benchInput(b, file, typ, []string{"--ssh-lines", "200k", "--nginx-lines", "50k", "--seed", "1"}, items)
 	e, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -69,24 +77,24 @@ func BenchmarkNginxMix(b *testing.B) {
 // order, through a fresh engine: the realistic case (time only moves
 // forward, buckets and blackholes behave as in a real replay).
 func benchReplay(b *testing.B, file, typ string, args []string, items ...string) {
-	dir := shared(b)
-	out, year := corpus(b, dir, args...)
-	lines := readLines(b, filepath.Join(out, file), typ)
-	cfg := hubConfig(dir, items...)
-	cfg.Year = year
+	lines, cfg, out := benchInput(b, file, typ, args, items)
 	b.ReportAllocs()
 	var cpu, wall time.Duration
 	var alerts uint64
+	alerted := map[string]string{}
 	for b.Loop() {
 		b.StopTimer()
 		e, err := New(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
+		clear(alerted)
 		b.StartTimer()
 		cpu0, start := cpuTime(), time.Now()
 		for _, l := range lines {
-			e.Process(l)
+			for _, a := range e.Process(l) {
+				alerted[a.Value] = a.Scenario
+			}
 		}
 		wall += time.Since(start)
 		cpu += cpuTime() - cpu0
@@ -96,6 +104,11 @@ func benchReplay(b *testing.B, file, typ string, args []string, items ...string)
 	b.ReportMetric(n/wall.Seconds(), "lines/s")
 	b.ReportMetric(n/cpu.Seconds(), "lines/cpu-s")
 	b.ReportMetric(float64(alerts), "alerts")
+	// Detections against the corpus's ground truth.
+	v := judge(readTruth(b, filepath.Join(out, "truth.tsv"), file), alerted)
+	b.ReportMetric(float64(v.caught), "caught")
+	b.ReportMetric(float64(len(v.missed)), "missed")
+	b.ReportMetric(float64(len(v.falseBans)), "false-bans")
 }
 
 // BenchmarkSSHReplay: the sshd mix over a 1M-line auth.log, once through.

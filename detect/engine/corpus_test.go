@@ -105,6 +105,29 @@ func readTruth(tb testing.TB, path, log string) map[string]truthRow {
 	return out
 }
 
+// verdict compares alerted sources (value -> scenario) with truth: the
+// sources to ban that were caught or missed, and benign sources banned.
+type verdict struct {
+	caught            int
+	missed, falseBans []string
+}
+
+func judge(truth map[string]truthRow, alerted map[string]string) verdict {
+	var v verdict
+	for ip, row := range truth {
+		_, got := alerted[ip]
+		switch {
+		case row.ban && got:
+			v.caught++
+		case row.ban:
+			v.missed = append(v.missed, ip)
+		case got && strings.HasPrefix(row.class, "benign"):
+			v.falseBans = append(v.falseBans, ip)
+		}
+	}
+	return v
+}
+
 // The sshd collection catches every source the corpus says must be banned
 // and bans no benign one.
 func TestCorpusSSH(t *testing.T) {
@@ -133,23 +156,16 @@ func TestCorpusSSH(t *testing.T) {
 		alerted[a.Value] = a.Scenario
 	}
 	truth := readTruth(t, filepath.Join(out, "truth.tsv"), "auth.log")
-	caught, missed, falseBans := 0, 0, 0
-	for ip, row := range truth {
-		_, got := alerted[ip]
-		switch {
-		case row.ban && got:
-			caught++
-		case row.ban:
-			missed++
-			t.Errorf("missed %s (%s)", ip, row.class)
-		case got && strings.HasPrefix(row.class, "benign"):
-			falseBans++
-			t.Errorf("false ban of %s (%s) by %s", ip, row.class, alerted[ip])
-		}
+	v := judge(truth, alerted)
+	for _, ip := range v.missed {
+		t.Errorf("missed %s (%s)", ip, truth[ip].class)
+	}
+	for _, ip := range v.falseBans {
+		t.Errorf("false ban of %s (%s) by %s", ip, truth[ip].class, alerted[ip])
 	}
 	st := e.Stats()
-	t.Logf("caught %d, missed %d, false bans %d; lines %d parsed %d unparsed %d", caught, missed, falseBans, st.Lines, st.Parsed, st.Unparsed)
-	if caught == 0 {
+	t.Logf("caught %d, missed %d, false bans %d; lines %d parsed %d unparsed %d", v.caught, len(v.missed), len(v.falseBans), st.Lines, st.Parsed, st.Unparsed)
+	if v.caught == 0 {
 		t.Fatal("no source caught")
 	}
 	if failures == 0 || failuresParsed != failures {
@@ -199,25 +215,18 @@ func TestCorpusNginx(t *testing.T) {
 		return hits < 2
 	}
 	truth := readTruth(t, filepath.Join(out, "truth.tsv"), "access.log")
-	caught, missed, falseBans := 0, 0, 0
-	for ip, row := range truth {
-		_, got := alerted[ip]
-		switch {
-		case row.ban && got:
-			caught++
-		case row.ban:
-			missed++
-			if row.class != "http-bad-ua" || !hubMisses(ip) {
-				t.Errorf("missed %s (%s)", ip, row.class)
-			}
-		case got && strings.HasPrefix(row.class, "benign"):
-			falseBans++
-			t.Errorf("false ban of %s (%s) by %s", ip, row.class, alerted[ip])
+	v := judge(truth, alerted)
+	for _, ip := range v.missed {
+		if truth[ip].class != "http-bad-ua" || !hubMisses(ip) {
+			t.Errorf("missed %s (%s)", ip, truth[ip].class)
 		}
 	}
+	for _, ip := range v.falseBans {
+		t.Errorf("false ban of %s (%s) by %s", ip, truth[ip].class, alerted[ip])
+	}
 	st := e.Stats()
-	t.Logf("caught %d, missed %d (by the hub's rules), false bans %d; lines %d parsed %d unparsed %d", caught, missed, falseBans, st.Lines, st.Parsed, st.Unparsed)
-	if caught == 0 {
+	t.Logf("caught %d, missed %d (by the hub's rules), false bans %d; lines %d parsed %d unparsed %d", v.caught, len(v.missed), len(v.falseBans), st.Lines, st.Parsed, st.Unparsed)
+	if v.caught == 0 {
 		t.Fatal("no source caught")
 	}
 	if st.Unparsed != 0 {
