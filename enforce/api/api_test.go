@@ -52,6 +52,15 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	enf := &fakeEnforcer{held: map[int64]model.Decision{}}
+	f := newFixtureOn(t, enf)
+	f.enf = enf
+	return f
+}
+
+// newFixtureOn is newFixture with the decision service enforcing through enf.
+func newFixtureOn(t testing.TB, enf decision.Enforcer) *fixture {
+	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), store.FileName), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +70,6 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enf := &fakeEnforcer{held: map[int64]model.Decision{}}
 	svc, err := decision.New(st, prof, enf, netip.MustParsePrefix("198.18.200.0/24"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +77,7 @@ func newFixture(t testing.TB) *fixture {
 	srv := NewServer(svc, func(context.Context) (Status, error) {
 		return Status{Version: "test", Parsers: []string{"crowdsecurity/sshd-logs"}, Backends: []Backend{{Name: "nftables", Entries: 3}}}, nil
 	})
-	f := &fixture{svc: svc, enf: enf, srv: srv, admin: httptest.NewServer(srv.AdminHandler()), lapi: httptest.NewServer(srv.BouncerHandler())}
+	f := &fixture{svc: svc, srv: srv, admin: httptest.NewServer(srv.AdminHandler()), lapi: httptest.NewServer(srv.BouncerHandler())}
 	t.Cleanup(f.admin.Close)
 	t.Cleanup(f.lapi.Close)
 	return f
