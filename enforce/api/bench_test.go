@@ -20,18 +20,22 @@ func BenchmarkAPIAddDecisions(b *testing.B) {
 	c := f.admin.Client()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		body := fmt.Sprintf(`{"decisions":[{"value":"198.%d.%d.%d","duration":"1h"}]}`, 18+(i>>16)&1, byte(i>>8), byte(i))
-		resp, err := c.Post(f.admin.URL+"/v1/admin/decisions", "application/json", strings.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			b.Fatalf("status %d", resp.StatusCode)
-		}
+		f.postDecisions(b, c, fmt.Sprintf(`{"decisions":[{"value":"198.%d.%d.%d","duration":"1h"}]}`, 18+(i>>16)&1, byte(i>>8), byte(i)))
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+}
+
+// postDecisions posts body to the admin API and fails unless it was taken.
+func (f *fixture) postDecisions(b *testing.B, c *http.Client, body string) {
+	resp, err := c.Post(f.admin.URL+"/v1/admin/decisions", "application/json", strings.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
 }
 
 // BenchmarkStreamStartup1M times a bouncer's startup pull of a million

@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -61,15 +59,7 @@ func BenchmarkAPIAddIntoKernel(b *testing.B) {
 					n++
 				}
 				body.WriteString(`]}`)
-				resp, err := c.Post(f.admin.URL+"/v1/admin/decisions", "application/json", strings.NewReader(body.String()))
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated {
-					b.Fatalf("status %d", resp.StatusCode)
-				}
+				f.postDecisions(b, c, body.String())
 			}
 			if st, want := rec.Stats(), int64(min(n, 1<<16)); st.Entries != want || st.ApplyErrors != 0 {
 				b.Fatalf("reconciler: %d entries, %d apply errors; want %d, 0", st.Entries, st.ApplyErrors, want)
