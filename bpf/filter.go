@@ -82,6 +82,10 @@ type Filter struct {
 	pinDir  string
 	adopted bool
 	links   map[string]link.Link
+	// Set's buffers, kept from one call to the next: a big load comes in
+	// many calls, and fresh memory costs more than the map updates.
+	setKeys keys
+	setVals [4][]moatBan
 }
 
 // Load loads the program and creates its maps, or adopts the maps already

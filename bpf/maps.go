@@ -50,6 +50,10 @@ const (
 	mapRange6
 )
 
+func (k *keys) reset() {
+	k.single4, k.single6, k.range4, k.range6 = k.single4[:0], k.single6[:0], k.range4[:0], k.range6[:0]
+}
+
 // add appends p's key to the slice of the map that holds it and returns
 // that map's index.
 func (k *keys) add(p netip.Prefix) (int, error) {
@@ -76,8 +80,11 @@ func (k *keys) add(p netip.Prefix) (int, error) {
 
 // Set adds bans or moves the expiry of bans already present.
 func (f *Filter) Set(bans []Ban) error {
-	var k keys
-	var vals [4][]moatBan
+	k, vals := &f.setKeys, &f.setVals
+	k.reset()
+	for i := range vals {
+		vals[i] = vals[i][:0]
+	}
 	for _, b := range bans {
 		which, err := k.add(b.Prefix)
 		if err != nil {

@@ -44,7 +44,7 @@ type Reconciler struct {
 	ready    chan struct{}
 
 	// Owned by the Run goroutine.
-	desired  map[pkey]cover
+	desired  desiredSet
 	more     map[pkey]map[int64]stamp // see cover
 	expiries expiryHeap
 	failed   bool
@@ -99,14 +99,22 @@ func (s stamp) time() time.Time {
 // the desired set holds no pointer and the garbage collector never scans
 // it (at a million bans it was tens of megabytes on every cycle).
 type cover struct {
-	id     int64
-	until  stamp
-	shared bool // further decisions are in Reconciler.more
+	id    int64
+	until stamp
+}
+
+// shared reports whether further decisions cover k, in r.more.
+func (r *Reconciler) shared(k pkey) bool {
+	if len(r.more) == 0 {
+		return false
+	}
+	_, ok := r.more[k]
+	return ok
 }
 
 func (r *Reconciler) expiryOf(k pkey, c cover) stamp {
 	latest := c.until
-	if latest == 0 || !c.shared {
+	if latest == 0 || !r.shared(k) {
 		return latest
 	}
 	for _, u := range r.more[k] {
@@ -123,9 +131,6 @@ func (r *Reconciler) coverGet(k pkey, c cover, id int64) (stamp, bool) {
 	if c.id == id {
 		return c.until, true
 	}
-	if !c.shared {
-		return 0, false
-	}
 	u, ok := r.more[k][id]
 	return u, ok
 }
@@ -141,15 +146,14 @@ func (r *Reconciler) coverSet(k pkey, c *cover, id int64, until stamp) {
 		r.more[k] = m
 	}
 	m[id] = until
-	c.shared = true
 }
 
 // coverRemove drops decision id and reports whether any decision is left.
 func (r *Reconciler) coverRemove(k pkey, c *cover, id int64) bool {
-	if !c.shared {
+	m, shared := r.more[k]
+	if !shared {
 		return c.id != id
 	}
-	m := r.more[k]
 	if c.id == id {
 		for other, u := range m {
 			c.id, c.until = other, u
@@ -160,7 +164,6 @@ func (r *Reconciler) coverRemove(k pkey, c *cover, id int64) bool {
 	delete(m, id)
 	if len(m) == 0 {
 		delete(r.more, k)
-		c.shared = false
 	}
 	return true
 }
@@ -234,7 +237,7 @@ func NewReconciler(cfg ReconcilerConfig, backends ...Backend) *Reconciler {
 		backends: backends,
 		reqs:     make(chan *request, 1024),
 		ready:    make(chan struct{}),
-		desired:  map[pkey]cover{},
+		desired:  newDesiredSet(),
 		more:     map[pkey]map[int64]stamp{},
 	}
 }
@@ -438,7 +441,7 @@ gather:
 	}
 
 	now := time.Now()
-	if len(r.desired) == 0 && !anyRemove(reqs) {
+	if r.desired.len() == 0 && !anyRemove(reqs) {
 		r.load(ctx, reqs, now)
 		return
 	}
@@ -453,7 +456,7 @@ gather:
 		if _, seen := touched[k]; seen {
 			return
 		}
-		c, ok := r.desired[k]
+		c, ok := r.desired.get(k)
 		touched[k] = was{ok, r.expiryOf(k, c)}
 	}
 	errs := make([][]error, len(reqs))
@@ -484,7 +487,7 @@ gather:
 	}
 	diff := Diff{Set: make([]Entry, 0, len(touched))}
 	for k, w := range touched {
-		c, ok := r.desired[k]
+		c, ok := r.desired.get(k)
 		switch {
 		case ok && (!w.present || r.expiryOf(k, c) != w.expiry):
 			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, c).time()})
@@ -550,9 +553,9 @@ func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
 	for _, req := range reqs {
 		total += len(req.add)
 	}
-	r.desired = make(map[pkey]cover, total)
+	r.desired = newDesiredSet()
 	st := r.openStream(ctx)
-	chunk := make([]Entry, 0, min(total, loadChunk))
+	chunk := st.buffer(min(total, loadChunk))
 	// Prefixes covered again after their first entry went out: the expiry
 	// sent may no longer be the latest, so they are sent again at the end.
 	var again map[pkey]struct{}
@@ -574,7 +577,7 @@ func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
 				chunk = append(chunk, Entry{Prefix: p, Expiry: stampOf(d.Until).time()})
 				if len(chunk) == loadChunk {
 					st.send(chunk)
-					chunk = make([]Entry, 0, loadChunk)
+					chunk = st.buffer(loadChunk)
 				}
 			case added:
 				if again == nil {
@@ -595,7 +598,8 @@ func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
 	if len(again) > 0 {
 		fix := make([]Entry, 0, len(again))
 		for k := range again {
-			fix = append(fix, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, r.desired[k]).time()})
+			c, _ := r.desired.get(k)
+			fix = append(fix, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, c).time()})
 		}
 		st.send(fix)
 	}
@@ -605,24 +609,39 @@ func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
 // stream feeds each backend its own sequence of Apply calls, so the
 // backends write side by side and while the reconciler works.
 type stream struct {
-	feeds []chan []Entry
+	feeds []chan *streamChunk
 	errs  []error
 	wg    sync.WaitGroup
 	start time.Time
 	sent  bool
+	// free holds chunks every backend is done with, for reuse: a cold
+	// load's cost is mostly fresh memory.
+	free chan []Entry
+}
+
+// streamChunk is one chunk and the number of backends still reading it.
+type streamChunk struct {
+	set     []Entry
+	readers atomic.Int32
 }
 
 func (r *Reconciler) openStream(ctx context.Context) *stream {
-	st := &stream{errs: make([]error, len(r.backends)), start: time.Now()}
+	st := &stream{errs: make([]error, len(r.backends)), start: time.Now(), free: make(chan []Entry, 4)}
 	for i, b := range r.backends {
-		feed := make(chan []Entry, 2)
+		feed := make(chan *streamChunk, 2)
 		st.feeds = append(st.feeds, feed)
 		st.wg.Go(func() {
 			// A failed chunk does not stop the next ones: the more of the
 			// load the kernel holds, the less a verify pass must repair.
-			for set := range feed {
-				if err := b.Apply(ctx, Diff{Set: set}); err != nil && st.errs[i] == nil {
+			for c := range feed {
+				if err := b.Apply(ctx, Diff{Set: c.set}); err != nil && st.errs[i] == nil {
 					st.errs[i] = fmt.Errorf("%s: %w", b.Name(), err)
+				}
+				if c.readers.Add(-1) == 0 {
+					select {
+					case st.free <- c.set[:0]:
+					default:
+					}
 				}
 			}
 		})
@@ -630,11 +649,26 @@ func (r *Reconciler) openStream(ctx context.Context) *stream {
 	return st
 }
 
-// send hands every backend the same entries; backends only read them.
+// buffer returns an empty chunk with room for n entries.
+func (st *stream) buffer(n int) []Entry {
+	select {
+	case b := <-st.free:
+		if cap(b) >= n {
+			return b
+		}
+	default:
+	}
+	return make([]Entry, 0, n)
+}
+
+// send hands every backend the same entries; backends only read them. The
+// caller gives up set.
 func (st *stream) send(set []Entry) {
 	st.sent = true
+	c := &streamChunk{set: set}
+	c.readers.Store(int32(len(st.feeds)))
 	for _, f := range st.feeds {
-		f <- set
+		f <- c
 	}
 }
 
@@ -652,7 +686,7 @@ func (r *Reconciler) closeStream(st *stream) error {
 // apply writes a diff to every backend. A failing backend does not stop the
 // others; it is repaired by a verify pass soon after.
 func (r *Reconciler) apply(ctx context.Context, diff Diff, expiryOnly bool) error {
-	r.stats.entries.Store(int64(len(r.desired)))
+	r.stats.entries.Store(int64(r.desired.len()))
 	if diff.Empty() {
 		return nil
 	}
@@ -715,32 +749,32 @@ func (r *Reconciler) addDecision(d model.Decision, p netip.Prefix, now time.Time
 		}
 	}
 	k, until := keyOf(p), stampOf(d.Until)
-	c, ok := r.desired[k]
+	c, ok := r.desired.get(k)
 	if ok {
 		r.coverSet(k, &c, d.ID, until)
 	} else {
 		c = cover{id: d.ID, until: until}
 		r.stats.byClass[classOf(p)].Add(1)
 	}
-	r.desired[k] = c
+	r.desired.put(k, c)
 	if until != 0 {
 		r.expiries.push(expiryItem{until: until, key: k, id: d.ID})
 	}
-	r.stats.entries.Store(int64(len(r.desired)))
+	r.stats.entries.Store(int64(r.desired.len()))
 	return true, !ok, nil
 }
 
 func (r *Reconciler) removeDecision(p netip.Prefix, id int64) {
 	k := keyOf(p)
-	c, ok := r.desired[k]
+	c, ok := r.desired.get(k)
 	if !ok {
 		return
 	}
 	if r.coverRemove(k, &c, id) {
-		r.desired[k] = c
+		r.desired.put(k, c)
 		return
 	}
-	delete(r.desired, k)
+	r.desired.del(k)
 	r.stats.byClass[classOf(p)].Add(-1)
 }
 
@@ -753,7 +787,7 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 	cut := stampOf(now)
 	for r.expiries.len() > 0 && r.expiries.top().until <= cut {
 		it := r.expiries.pop()
-		c, ok := r.desired[it.key]
+		c, ok := r.desired.get(it.key)
 		if !ok {
 			continue
 		}
@@ -767,7 +801,7 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 		r.removeDecision(it.key.prefix(), it.id)
 	}
 	for k, was := range touched {
-		c, ok := r.desired[k]
+		c, ok := r.desired.get(k)
 		switch {
 		case !ok:
 			diff.Delete = append(diff.Delete, k.prefix())
@@ -873,7 +907,7 @@ func (r *Reconciler) verifyBackend(ctx context.Context, b Backend, now time.Time
 	for _, e := range held {
 		k := keyOf(e.Prefix)
 		seen[k] = true
-		c, ok := r.desired[k]
+		c, ok := r.desired.get(k)
 		if !ok {
 			bd.Extra = append(bd.Extra, e.Prefix)
 			diff.Delete = append(diff.Delete, e.Prefix)
@@ -886,7 +920,7 @@ func (r *Reconciler) verifyBackend(ctx context.Context, b Backend, now time.Time
 		}
 	}
 	cut := stampOf(now)
-	for k, c := range r.desired {
+	for k, c := range r.desired.all() {
 		if seen[k] {
 			continue
 		}

@@ -23,18 +23,19 @@ type element struct {
 	expired bool
 }
 
-// dumpConn is moat's own socket for reading sets. google/nftables hands
-// back a dump only once all of it has arrived, but the kernel writes each
-// element's time left when it fills each message, and a big dump takes
-// seconds: reading message by message and stamping each with its arrival
-// keeps expiries exact to milliseconds instead of to the dump's length.
-type dumpConn struct {
+// rawConn is a netfilter socket moat reads and writes itself, for set
+// dumps and element batches (see batch). google/nftables hands back a dump
+// only once all of it has arrived, but the kernel writes each element's
+// time left when it fills each message, and a big dump takes seconds:
+// reading message by message and stamping each with its arrival keeps
+// expiries exact to milliseconds instead of to the dump's length.
+type rawConn struct {
 	c   *netlink.Conn
 	rc  syscall.RawConn
 	buf []byte
 }
 
-func dialDump(cfg Config) (*dumpConn, error) {
+func dialRaw(cfg Config) (*rawConn, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: cfg.NetNS})
 	if err != nil {
 		return nil, fmt.Errorf("nft: netlink netfilter socket: %w", err)
@@ -48,13 +49,13 @@ func dialDump(cfg Config) (*dumpConn, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("nft: netlink raw conn: %w", err)
 	}
-	return &dumpConn{c: c, rc: rc, buf: make([]byte, 64<<10)}, nil
+	return &rawConn{c: c, rc: rc, buf: make([]byte, 64<<10)}, nil
 }
 
-func (d *dumpConn) Close() error { return d.c.Close() }
+func (d *rawConn) Close() error { return d.c.Close() }
 
 // dump reads every element of one set.
-func (d *dumpConn) dump(t *nftables.Table, set string, now func() time.Time) ([]element, error) {
+func (d *rawConn) dump(t *nftables.Table, set string, now func() time.Time) ([]element, error) {
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(t.Name + "\x00")},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(set + "\x00")},

@@ -101,14 +101,17 @@ func familyOf(a netip.Addr) family {
 // Backend is the nftables enforcement point. Like every backend it has one
 // caller (the reconciler) and is not safe for concurrent use.
 type Backend struct {
-	cfg    Config
-	conn   *nftables.Conn
-	spare  *nftables.Conn // the second socket of element transactions
-	dump   *dumpConn
-	table  *nftables.Table
-	single [2]*nftables.Set
-	ranged [2]*nftables.Set
-	chains []*nftables.Chain
+	cfg  Config
+	conn *nftables.Conn
+	dump *rawConn
+	// elems commits element transactions; batches are the two buffers
+	// they are encoded into in turn.
+	elems   *rawConn
+	batches [2]batch
+	table   *nftables.Table
+	single  [2]*nftables.Set
+	ranged  [2]*nftables.Set
+	chains  []*nftables.Chain
 
 	// known holds the single addresses moat believes the kernel has. It only
 	// decides how an expiry change is sent (a re-add does not move an
@@ -161,20 +164,18 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	dump, err := dialDump(cfg)
+	dump, err := dialRaw(cfg)
 	if err != nil {
 		_ = conn.CloseLasting()
 		return nil, err
 	}
-	// The second socket of element transactions is dialled now, not by the
-	// first ban (reconnect drops it; newTxn dials it again).
-	spare, err := dial(cfg)
+	elems, err := dialRaw(cfg)
 	if err != nil {
 		_ = conn.CloseLasting()
 		_ = dump.Close()
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, conn: conn, spare: spare, dump: dump, known: newAddrSet(0, 0), now: time.Now}
+	b := &Backend{cfg: cfg, conn: conn, dump: dump, elems: elems, known: newAddrSet(0, 0), now: time.Now}
 	b.table = &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}
 	if len(cfg.Interfaces) > 0 {
 		b.table.Family = nftables.TableFamilyNetdev
@@ -296,13 +297,16 @@ func (b *Backend) reconnect() {
 	if c, err := dial(b.cfg); err == nil {
 		b.conn = c
 	}
-	if b.spare != nil {
-		_ = b.spare.CloseLasting()
-		b.spare = nil
-	}
 	_ = b.dump.Close()
-	if d, err := dialDump(b.cfg); err == nil {
+	if d, err := dialRaw(b.cfg); err == nil {
 		b.dump = d
+	}
+	_ = b.elems.Close()
+	if e, err := dialRaw(b.cfg); err == nil {
+		b.elems = e
+	}
+	for i := range b.batches {
+		b.batches[i].reset()
 	}
 }
 
@@ -331,11 +335,7 @@ func (b *Backend) ExpiresEntries() bool { return true }
 
 // Close releases the netlink socket. The table stays: bans outlive moat.
 func (b *Backend) Close() error {
-	err := errors.Join(b.conn.CloseLasting(), b.dump.Close())
-	if b.spare != nil {
-		err = errors.Join(err, b.spare.CloseLasting())
-	}
-	if err != nil {
+	if err := errors.Join(b.conn.CloseLasting(), b.dump.Close(), b.elems.Close()); err != nil {
 		return fmt.Errorf("nft: close netlink sockets: %w", err)
 	}
 	return nil
@@ -616,16 +616,15 @@ func timeoutFor(exp, now time.Time) (time.Duration, bool) {
 }
 
 // txn queues element messages and commits when a transaction is full, but
-// only between groups of messages that must commit together. It writes
-// through two sockets in turn: while the kernel commits one transaction,
-// the next is encoded on the other socket, so the encoding costs no kernel
-// time. Commits still happen one after another, in order.
+// only between groups of messages that must commit together. It encodes
+// into two buffers in turn: while the kernel commits one transaction, the
+// next is encoded, so the encoding costs no kernel time. Commits still
+// happen one after another, in order.
 type txn struct {
 	b     *Backend
 	ctx   context.Context
-	msgs  int
 	limit int
-	cur   int // 0: b.conn encodes, 1: b.spare
+	cur   int // the batch being encoded
 	// aborted: the sockets were replaced after an error.
 	aborted bool
 	// committing carries the result of the commit running in the
@@ -633,41 +632,23 @@ type txn struct {
 	committing chan error
 }
 
-func (b *Backend) newTxn(ctx context.Context) (*txn, error) {
-	if b.spare == nil {
-		c, err := dial(b.cfg)
-		if err != nil {
-			return nil, err
-		}
-		b.spare = c
-	}
-	return &txn{b: b, ctx: ctx, limit: msgsPerTxn}, nil
+func (b *Backend) newTxn(ctx context.Context) *txn {
+	return &txn{b: b, ctx: ctx, limit: msgsPerTxn}
 }
 
-func (t *txn) conn() *nftables.Conn {
-	if t.cur == 0 {
-		return t.b.conn
-	}
-	return t.b.spare
-}
+func (t *txn) batch() *batch { return &t.b.batches[t.cur] }
 
-func (t *txn) queue(add bool, s *nftables.Set, elems []nftables.SetElement) error {
-	var err error
-	if add {
-		err = t.conn().SetAddElements(s, elems)
-	} else {
-		err = t.conn().SetDeleteElements(s, elems)
-	}
-	if err != nil {
-		return fmt.Errorf("nft: encode %d elements for set %s: %w", len(elems), s.Name, err)
-	}
-	t.msgs++
-	return nil
+// open starts a message of changes to set s; elements follow with
+// t.batch().elem, and closeList ends it.
+func (t *txn) open(add bool, s *nftables.Set) *batch {
+	w := t.batch()
+	w.open(add, byte(s.Table.Family), s.Table.Name, s.Name)
+	return w
 }
 
 // boundary commits if the transaction is full.
 func (t *txn) boundary(what string) error {
-	if t.msgs < t.limit {
+	if t.batch().msgs < t.limit {
 		return nil
 	}
 	return t.commit(what, false)
@@ -678,7 +659,8 @@ func (t *txn) boundary(what string) error {
 // (wait collects it); inline for the last one, which has nothing to overlap
 // with: a single ban should not pay for a handoff.
 func (t *txn) commit(what string, inline bool) error {
-	if t.msgs == 0 {
+	w := t.batch()
+	if w.empty() {
 		return nil
 	}
 	if err := t.wait(); err != nil {
@@ -687,17 +669,25 @@ func (t *txn) commit(what string, inline bool) error {
 	if err := t.ctx.Err(); err != nil {
 		return t.abort(err)
 	}
-	c := t.conn()
-	t.msgs, t.cur = 0, 1-t.cur
+	t.cur = 1 - t.cur
 	if inline {
-		if err := t.b.commitOn(c, what); err != nil {
+		if err := t.b.commitBatch(w, what); err != nil {
 			return t.abort(err)
 		}
 		return nil
 	}
 	done := make(chan error, 1)
-	go func() { done <- t.b.commitOn(c, what) }()
+	go func() { done <- t.b.commitBatch(w, what) }()
 	t.committing = done
+	return nil
+}
+
+// commitBatch sends w as one transaction and empties it for reuse.
+func (b *Backend) commitBatch(w *batch, what string) error {
+	defer w.reset()
+	if err := b.elems.send(w); err != nil {
+		return fmt.Errorf("nft: commit %s in table %s: %w", what, b.table.Name, err)
+	}
 	return nil
 }
 
@@ -722,8 +712,8 @@ func (t *txn) finish(what string) error {
 	return t.wait()
 }
 
-// abort drops the sockets, with whatever they still had queued, and the
-// acks of a failed commit that the library stopped reading.
+// abort drops the sockets and the batches, with whatever they still had
+// queued.
 func (t *txn) abort(err error) error {
 	if t.committing != nil {
 		<-t.committing
@@ -751,17 +741,30 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) (err error) {
 			b.knownComplete = false
 		}
 	}()
+	t := b.newTxn(ctx)
 	now := b.now()
+	// Single addresses go out a chunk at a time while the diff is still
+	// being read, so the kernel commits one transaction while the next is
+	// classified and encoded.
 	var parts [2]singleOps
+	for f := range parts {
+		parts[f].init(chunkSize(b.single[f]))
+	}
+	single := func(p netip.Prefix, ps pending, del bool) error {
+		f := familyOf(p.Addr())
+		return b.sendSingles(t, b.single[f], parts[f].classify(b, ps, del), false)
+	}
 	var rangeTouched [2]bool
 	for _, e := range d.Set {
 		p := canonical(e.Prefix)
 		if !p.IsValid() {
-			return fmt.Errorf("nft: invalid prefix %v", e.Prefix)
+			return t.abort(fmt.Errorf("nft: invalid prefix %v", e.Prefix))
 		}
 		if isSingle(p) {
 			_, live := timeoutFor(e.Expiry, now)
-			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr(), expiry: e.Expiry}, !live)
+			if err := single(p, pending{addr: p.Addr(), expiry: e.Expiry}, !live); err != nil {
+				return t.abort(err)
+			}
 			continue
 		}
 		f := familyOf(p.Addr())
@@ -771,49 +774,54 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) (err error) {
 	for _, p := range d.Delete {
 		p = canonical(p)
 		if !p.IsValid() {
-			return fmt.Errorf("nft: invalid prefix %v", p)
+			return t.abort(fmt.Errorf("nft: invalid prefix %v", p))
 		}
 		if isSingle(p) {
-			b.classify(&parts[familyOf(p.Addr())], pending{addr: p.Addr()}, true)
+			if err := single(p, pending{addr: p.Addr()}, true); err != nil {
+				return t.abort(err)
+			}
 			continue
 		}
 		f := familyOf(p.Addr())
 		delete(b.ranges[f], p)
 		rangeTouched[f] = true
 	}
-
-	t, err := b.newTxn(ctx)
-	if err != nil {
-		return err
+	for f := range parts {
+		if err := b.sendSingles(t, b.single[f], &parts[f], true); err != nil {
+			return t.abort(err)
+		}
 	}
 	if err := b.applyRanges(t, rangeTouched); err != nil {
 		return t.abort(err)
 	}
-	for f := range b.single {
-		if err := b.queueSingles(t, b.single[f], parts[f]); err != nil {
-			return t.abort(err)
-		}
-	}
 	return t.finish("set elements")
 }
 
-// singleOps are the single-address changes of one family, by how they are
-// sent: fresh elements are added, refreshed ones re-added with their new
-// timeout, deleted ones removed.
+// singleOps are the single-address changes of one family waiting to be
+// sent, by how they are sent: fresh elements are added, refreshed ones
+// re-added with their new timeout, deleted ones removed. Each list holds at
+// most one chunk.
 type singleOps struct{ fresh, refresh, del []pending }
+
+func (o *singleOps) init(chunk int) {
+	o.fresh = make([]pending, 0, chunk)
+	o.refresh = make([]pending, 0, chunk)
+	o.del = make([]pending, 0, chunk)
+}
 
 // classify files one single-address change and notes it in b.known at once
 // (see Apply). The diff holds each prefix at most once.
-func (b *Backend) classify(ops *singleOps, p pending, del bool) {
+func (o *singleOps) classify(b *Backend, p pending, del bool) *singleOps {
 	switch {
 	case del:
 		b.known.del(p.addr)
-		ops.del = append(ops.del, p)
+		o.del = append(o.del, p)
 	case b.known.add(p.addr) || !b.knownComplete:
-		ops.refresh = append(ops.refresh, p)
+		o.refresh = append(o.refresh, p)
 	default:
-		ops.fresh = append(ops.fresh, p)
+		o.fresh = append(o.fresh, p)
 	}
+	return o
 }
 
 func chunkSize(s *nftables.Set) int {
@@ -829,107 +837,73 @@ type pending struct {
 	expiry time.Time
 }
 
-// elements turns pending elements into set elements. The timeout is taken
-// now, right before the chunk is queued, because the kernel starts the clock
-// when it commits: an Apply of many transactions must not stretch the last
-// ones. fixed, when not zero, replaces every timeout; noTimeout sends none
-// (deletes).
-func (b *Backend) elements(ps []pending, fixed time.Duration) []nftables.SetElement {
-	now := b.now()
-	out := make([]nftables.SetElement, len(ps))
-	// One backing array for the chunk's keys rather than one per element.
-	var keys []byte
-	if len(ps) > 0 {
-		keys = make([]byte, 0, len(ps)*ps[0].addr.BitLen()/8)
-	}
-	for i, p := range ps {
-		to := fixed
-		if to == noTimeout {
-			to = 0
-		} else if to == 0 {
-			var live bool
-			if to, live = timeoutFor(p.expiry, now); !live {
-				// Passed while earlier transactions committed: the kernel's
-				// smallest timeout lets it go at once.
-				to = time.Millisecond
-			}
+// elemTimeout is the timeout to send for an element. It is taken right
+// before the message is encoded, because the kernel starts the clock when it
+// commits: an Apply of many transactions must not stretch the last ones.
+// fixed, when not zero, replaces it; noTimeout sends none (deletes).
+func elemTimeout(expiry time.Time, fixed time.Duration, now time.Time) time.Duration {
+	switch fixed {
+	case noTimeout:
+		return 0
+	case 0:
+		to, live := timeoutFor(expiry, now)
+		if !live {
+			// Passed while earlier transactions committed: the kernel's
+			// smallest timeout lets it go at once.
+			return time.Millisecond
 		}
-		k := len(keys)
-		if p.addr.Is4() {
-			a := p.addr.As4()
-			keys = append(keys, a[:]...)
-		} else {
-			a := p.addr.As16()
-			keys = append(keys, a[:]...)
-		}
-		out[i] = nftables.SetElement{Key: keys[k:len(keys):len(keys)], Timeout: to}
+		return to
 	}
-	return out
+	return fixed
 }
 
-func (b *Backend) queueSingles(t *txn, s *nftables.Set, ops singleOps) error {
-	fresh, refresh, del := ops.fresh, ops.refresh, ops.del
+// queueSingles encodes one message of single-address elements.
+func (b *Backend) queueSingles(t *txn, add bool, s *nftables.Set, ps []pending, fixed time.Duration) {
+	now := b.now()
+	w := t.open(add, s)
+	for _, p := range ps {
+		w.elem(p.addr, elemTimeout(p.expiry, fixed, now), false)
+	}
+	w.closeList()
+}
+
+// sendSingles queues the lists of ops that hold a full chunk, or with all
+// whatever they hold, and empties them for reuse.
+func (b *Backend) sendSingles(t *txn, s *nftables.Set, ops *singleOps, all bool) error {
 	n := chunkSize(s)
-	for c := range slices.Chunk(fresh, n) {
-		if err := t.queue(true, s, b.elements(c, 0)); err != nil {
-			return err
-		}
-		if err := t.boundary(s.Name + " elements"); err != nil {
-			return err
-		}
+	due := func(l []pending) bool { return len(l) > 0 && (all || len(l) >= n) }
+	if due(ops.fresh) {
+		b.queueSingles(t, true, s, ops.fresh, 0)
+		ops.fresh = ops.fresh[:0]
 	}
 	// add (no-op if present) + delete + add: the element ends with the new
 	// timeout whether or not the kernel still had it.
-	for c := range slices.Chunk(refresh, n) {
-		if err := t.queue(true, s, b.elements(c, ensureTimeout)); err != nil {
-			return err
-		}
-		if err := t.queue(false, s, b.elements(c, noTimeout)); err != nil {
-			return err
-		}
-		if err := t.queue(true, s, b.elements(c, 0)); err != nil {
-			return err
-		}
-		if err := t.boundary(s.Name + " elements"); err != nil {
-			return err
-		}
+	if due(ops.refresh) {
+		b.queueSingles(t, true, s, ops.refresh, ensureTimeout)
+		b.queueSingles(t, false, s, ops.refresh, noTimeout)
+		b.queueSingles(t, true, s, ops.refresh, 0)
+		ops.refresh = ops.refresh[:0]
 	}
-	for c := range slices.Chunk(del, n) {
-		if err := t.queue(true, s, b.elements(c, ensureTimeout)); err != nil {
-			return err
-		}
-		if err := t.queue(false, s, b.elements(c, noTimeout)); err != nil {
-			return err
-		}
-		if err := t.boundary(s.Name + " elements"); err != nil {
-			return err
-		}
+	if due(ops.del) {
+		b.queueSingles(t, true, s, ops.del, ensureTimeout)
+		b.queueSingles(t, false, s, ops.del, noTimeout)
+		ops.del = ops.del[:0]
 	}
-	return nil
+	return t.boundary(s.Name + " elements")
 }
 
-// segmentElements encodes segments as interval elements: a start element
+// queueSegments encodes segments as interval elements: a start element
 // with the timeout and an end element one past the last address (omitted
 // when the segment reaches the top of the address space).
-func segmentElements(segs []segment, now time.Time, timeout time.Duration) []nftables.SetElement {
-	els := make([]nftables.SetElement, 0, 2*len(segs))
-	for _, s := range segs {
-		to := timeout
-		switch to {
-		case noTimeout:
-			to = 0
-		case 0:
-			var live bool
-			if to, live = timeoutFor(s.expiry, now); !live {
-				to = time.Millisecond
-			}
-		}
-		els = append(els, nftables.SetElement{Key: s.start.AsSlice(), Timeout: to})
-		if n := s.end.Next(); n.IsValid() {
-			els = append(els, nftables.SetElement{Key: n.AsSlice(), IntervalEnd: true})
+func queueSegments(t *txn, add bool, s *nftables.Set, segs []segment, now time.Time, fixed time.Duration) {
+	w := t.open(add, s)
+	for _, sg := range segs {
+		w.elem(sg.start, elemTimeout(sg.expiry, fixed, now), false)
+		if n := sg.end.Next(); n.IsValid() {
+			w.elem(n, 0, true)
 		}
 	}
-	return els
+	w.closeList()
 }
 
 // applyRanges queues and commits, in one transaction, the segment changes
@@ -956,18 +930,12 @@ func (b *Backend) applyRanges(t *txn, touched [2]bool) error {
 		// delete safe against one that timed out since the read.
 		n := chunkSize(s) / 2
 		for c := range slices.Chunk(del, n) {
-			if err := t.queue(true, s, segmentElements(c, now, ensureTimeout)); err != nil {
-				return err
-			}
-			if err := t.queue(false, s, segmentElements(c, now, noTimeout)); err != nil {
-				return err
-			}
+			queueSegments(t, true, s, c, now, ensureTimeout)
+			queueSegments(t, false, s, c, now, noTimeout)
 			queued = true
 		}
 		for c := range slices.Chunk(add, n) {
-			if err := t.queue(true, s, segmentElements(c, now, 0)); err != nil {
-				return err
-			}
+			queueSegments(t, true, s, c, now, 0)
 			queued = true
 		}
 	}

@@ -42,6 +42,8 @@ type Counters = bpf.Counters
 type Backend struct {
 	f     *bpf.Filter
 	modes map[string]string
+	// set is Apply's buffer, kept for the next call (a load comes in many).
+	set []bpf.Ban
 }
 
 var _ enforce.Backend = (*Backend)(nil)
@@ -161,7 +163,8 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) error {
 		return fmt.Errorf("xdp apply: %w", err)
 	}
 	del := d.Delete
-	set := make([]bpf.Ban, 0, len(d.Set))
+	set := b.set[:0]
+	defer func() { b.set = set[:0] }()
 	for _, e := range d.Set {
 		ns, ok := c.toBoot(e.Expiry)
 		if !ok {
