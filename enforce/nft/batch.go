@@ -138,6 +138,11 @@ func (w *batch) elem(a netip.Addr, timeout time.Duration, end bool) {
 
 // closeList ends the open message.
 func (w *batch) closeList() {
+	if n := len(w.buf) - w.listAt; n > maxListBytes {
+		// The chunk sizes rule this out; a silent overflow would make the
+		// kernel misread the message.
+		panic(fmt.Sprintf("nft: element list of %d bytes overflows its length", n))
+	}
 	w.closeNest(w.listAt)
 	w.closeMsg(w.msgAt)
 	w.msgs++
