@@ -106,10 +106,13 @@ type Backend struct {
 	// they are encoded into in turn.
 	elems   *rawConn
 	batches [2]batch
-	table   *nftables.Table
-	single  [2]*nftables.Set
-	ranged  [2]*nftables.Set
-	chains  []*nftables.Chain
+	// parts are Apply's lists of single-address changes, kept for the next
+	// call: one ban should not allocate a chunk's worth of memory.
+	parts  [2]singleOps
+	table  *nftables.Table
+	single [2]*nftables.Set
+	ranged [2]*nftables.Set
+	chains []*nftables.Chain
 
 	// known holds the single addresses moat believes the kernel has. It only
 	// decides how an expiry change is sent (a re-add does not move an
@@ -744,9 +747,9 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) (err error) {
 	// Single addresses go out a chunk at a time while the diff is still
 	// being read, so the kernel commits one transaction while the next is
 	// classified and encoded.
-	var parts [2]singleOps
+	parts := &b.parts
 	for f := range parts {
-		parts[f].init(chunkSize(b.single[f]))
+		parts[f].reset()
 	}
 	single := func(p netip.Prefix, ps pending, del bool) error {
 		f := familyOf(p.Addr())
@@ -801,10 +804,8 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) (err error) {
 // most one chunk.
 type singleOps struct{ fresh, refresh, del []pending }
 
-func (o *singleOps) init(chunk int) {
-	o.fresh = make([]pending, 0, chunk)
-	o.refresh = make([]pending, 0, chunk)
-	o.del = make([]pending, 0, chunk)
+func (o *singleOps) reset() {
+	o.fresh, o.refresh, o.del = o.fresh[:0], o.refresh[:0], o.del[:0]
 }
 
 // classify files one single-address change and notes it in b.known at once
