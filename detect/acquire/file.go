@@ -81,6 +81,10 @@ type tailer struct {
 	sp       splitter
 	fpLen    int
 	fp       [sha256.Size]byte
+	// head holds the file's first bytes as they were read, up to fpMax,
+	// for the fingerprint: reading them again later could see a file
+	// truncated and refilled meanwhile, and fingerprint that instead.
+	head     []byte
 	detached bool // path no longer names f
 	idle     int  // poll ticks without new data while detached
 }
@@ -408,19 +412,33 @@ func (r *fileRun) publish(t *tailer) {
 	r.s.mu.Unlock()
 }
 
-// updateFP extends the fingerprint while the file is shorter than fpMax; a
-// pread only while the file is young.
+// updateFP extends the fingerprint while the file is shorter than fpMax,
+// from the bytes read so far. A tailer that started past the head (resumed,
+// or at the end of a file) reads it once.
 func (r *fileRun) updateFP(t *tailer) {
-	if t.fpLen >= fpMax || t.off <= int64(t.fpLen) {
-		return
-	}
 	want := int(min(t.off, fpMax))
-	n, _ := t.f.ReadAt(r.fp[:want], 0)
-	if n < want {
+	if t.fpLen >= want {
 		return
 	}
-	t.fpLen = n
-	t.fp = sha256.Sum256(r.fp[:n])
+	if len(t.head) < want {
+		n, _ := t.f.ReadAt(r.fp[:want], 0)
+		if n < want {
+			return
+		}
+		t.head = append(t.head[:0], r.fp[:n]...)
+	}
+	t.fpLen = want
+	t.fp = sha256.Sum256(t.head[:want])
+	if t.fpLen >= fpMax {
+		t.head = nil
+	}
+}
+
+// noteHead keeps the bytes of a read at base that fall in the head.
+func (t *tailer) noteHead(base int64, b []byte) {
+	if base < fpMax && base == int64(len(t.head)) {
+		t.head = append(t.head, b[:min(len(b), fpMax-int(base))]...)
+	}
 }
 
 func (r *fileRun) readAll() error {
@@ -506,7 +524,7 @@ func (r *fileRun) tick() error {
 func (r *fileRun) truncated(t *tailer) {
 	t.off, t.commit, t.skip = 0, 0, false
 	t.sp.reset()
-	t.fpLen = 0
+	t.fpLen, t.head = 0, t.head[:0]
 }
 
 // follow reads t to its end, sends the lines, then checks whether path was
@@ -606,6 +624,7 @@ func (r *fileRun) drain(t *tailer) error {
 		if n > 0 {
 			read = true
 			base := t.off
+			t.noteHead(base, r.buf[:n])
 			t.off += int64(n)
 			r.s.c.bytes.Add(uint64(n))
 			ok := t.sp.feed(r.buf[:n], func(line []byte, cut bool, end int) bool {
