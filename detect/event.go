@@ -47,11 +47,16 @@ type Event struct {
 // NewEvent starts an event from a line with empty maps, ready for stage one.
 // Parsed and Meta are sized for what hub parsers set on a line, so they
 // do not grow field by field.
-func NewEvent(l Line) *Event {
+func NewEvent(l Line) *Event { return NewEventSized(l, 14, 8) }
+
+// NewEventSized is NewEvent with room for the given numbers of parsed and
+// meta fields. A map sized for more than it holds costs memory on every
+// event a bucket keeps: one for 16 fields takes 32 slots.
+func NewEventSized(l Line, parsed, meta int) *Event {
 	return &Event{
 		Line:        l,
-		Parsed:      make(map[string]string, 16),
-		Meta:        make(map[string]string, 8),
+		Parsed:      make(map[string]string, parsed),
+		Meta:        make(map[string]string, meta),
 		Enriched:    map[string]string{},
 		Unmarshaled: map[string]any{},
 		Time:        l.Time,

@@ -6,12 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatsec/moat/detect"
 )
 
 // benchInput generates a corpus with gen-corpus args into out and returns
 // the lines of one of its files and an engine configuration for items.
-func benchInput(b *testing.B, file, typ string, args, items []string) (lines []detect.Line, cfg Config, out string) {
+func benchInput(b *testing.B, file, typ string, args, items []string) (lines corpusLines, cfg Config, out string) {
 	dir := shared(b)
 	out, year := corpus(b, dir, args...)
 	cfg = hubConfig(dir, items...)
@@ -35,7 +34,7 @@ func benchEngine(b *testing.B, file, typ string, items ...string) {
 	start := time.Now()
 	n := 0
 	for b.Loop() {
-		e.Process(lines[n%len(lines)])
+		e.Process(lines.At(n % lines.Len()))
 		n++
 	}
 	el := time.Since(start)
@@ -91,7 +90,7 @@ func benchReplay(b *testing.B, file, typ string, args []string, items ...string)
 		clear(alerted)
 		b.StartTimer()
 		cpu0, start := cpuTime(), time.Now()
-		for _, l := range lines {
+		for l := range lines.All() {
 			for _, a := range e.Process(l) {
 				alerted[a.Value] = a.Scenario
 			}
@@ -100,7 +99,7 @@ func benchReplay(b *testing.B, file, typ string, args []string, items ...string)
 		cpu += cpuTime() - cpu0
 		alerts = e.Stats().Alerts
 	}
-	n := float64(len(lines)) * float64(b.N)
+	n := float64(lines.Len()) * float64(b.N)
 	b.ReportMetric(n/wall.Seconds(), "lines/s")
 	b.ReportMetric(n/cpu.Seconds(), "lines/cpu-s")
 	b.ReportMetric(float64(alerts), "alerts")

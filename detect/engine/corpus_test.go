@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"bufio"
+	"iter"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -66,21 +66,59 @@ func corpus(tb testing.TB, dir string, args ...string) (string, int) {
 	return out, time.Unix(int64(meta.Start), 0).UTC().Year()
 }
 
-func readLines(tb testing.TB, path, typ string) []detect.Line {
+// corpusLines is a log file held as one string and line ends: lines are
+// cut from it as they are processed, as a source would read them, so the
+// garbage collector does not trace a million held lines (which a daemon
+// never holds) on every cycle of a replay.
+type corpusLines struct {
+	data string
+	ends []int
+	line detect.Line // Src, Module, Labels, Process
+}
+
+func readLines(tb testing.TB, path, typ string) corpusLines {
 	tb.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	labels := map[string]string{"type": typ}
-	var out []detect.Line
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		out = append(out, detect.Line{Raw: sc.Text(), Src: path, Module: "file", Labels: labels, Process: true})
+	c := corpusLines{
+		data: string(b),
+		line: detect.Line{Src: path, Module: "file", Labels: map[string]string{"type": typ}, Process: true},
 	}
-	return out
+	for i, ch := range b {
+		if ch == '\n' {
+			c.ends = append(c.ends, i)
+		}
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		c.ends = append(c.ends, len(b))
+	}
+	return c
+}
+
+func (c corpusLines) Len() int { return len(c.ends) }
+
+// At returns line i.
+func (c corpusLines) At(i int) detect.Line {
+	start := 0
+	if i > 0 {
+		start = c.ends[i-1] + 1
+	}
+	l := c.line
+	l.Raw = strings.TrimSuffix(c.data[start:c.ends[i]], "\r")
+	return l
+}
+
+// All yields the lines in order.
+func (c corpusLines) All() iter.Seq[detect.Line] {
+	return func(yield func(detect.Line) bool) {
+		for i := range c.ends {
+			if !yield(c.At(i)) {
+				return
+			}
+		}
+	}
 }
 
 type truthRow struct {
@@ -141,7 +179,7 @@ func TestCorpusSSH(t *testing.T) {
 	}
 	alerted := map[string]string{}
 	failures, failuresParsed := 0, 0
-	for _, l := range readLines(t, filepath.Join(out, "auth.log"), "syslog") {
+	for l := range readLines(t, filepath.Join(out, "auth.log"), "syslog").All() {
 		if strings.Contains(l.Raw, "Failed password for") || strings.Contains(l.Raw, "Invalid user") {
 			failures++
 			if evt := detect.NewEvent(l); e.pipe.Parse(evt) && evt.Meta["log_type"] == "ssh_failed-auth" {
@@ -189,7 +227,7 @@ func TestCorpusNginx(t *testing.T) {
 	}
 	alerted := map[string]string{}
 	uas := map[string][]string{} // source -> user agent of each request
-	for _, l := range readLines(t, filepath.Join(out, "access.log"), "nginx") {
+	for l := range readLines(t, filepath.Join(out, "access.log"), "nginx").All() {
 		ip, _, _ := strings.Cut(l.Raw, " ")
 		if i := strings.LastIndex(strings.TrimSuffix(l.Raw, `"`), `"`); i >= 0 {
 			uas[ip] = append(uas[ip], strings.TrimSuffix(l.Raw[i+1:], `"`))
@@ -313,7 +351,7 @@ func TestProcessReuseMatchesFresh(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got, want []model.Alert
-		for _, l := range readLines(t, filepath.Join(out, c.file), c.typ) {
+		for l := range readLines(t, filepath.Join(out, c.file), c.typ).All() {
 			got = append(got, reused.Process(l)...)
 			_, ovs := fresh.ProcessTrace(l, nil)
 			want = append(want, alertsOf(ovs)...)

@@ -58,6 +58,8 @@ type Engine struct {
 
 	skipped []error
 	views   bool
+	// parsedFields and metaFields size new events' maps (see learnSizes).
+	parsedFields, metaFields int
 	// spare is an event no bucket kept, reused for the next line.
 	spare *detect.Event
 
@@ -76,7 +78,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	e := &Engine{env: exprenv.New(cfg.DataDir), views: cfg.Views}
+	e := &Engine{env: exprenv.New(cfg.DataDir), views: cfg.Views, parsedFields: 14, metaFields: 8}
 	if cfg.Selection == nil && len(cfg.Items) == 0 {
 		// "Everything" leaves out what moat cannot run instead of failing.
 		sel = e.dropUnsupported(sel)
@@ -153,6 +155,17 @@ func (e *Engine) ProcessTrace(l detect.Line, tr *parse.Trace) (*detect.Event, []
 	return e.process(l, tr, nil)
 }
 
+// learnSizes keeps the largest numbers of parsed and meta fields an event
+// of this engine got, so that new events' maps are sized for them.
+func (e *Engine) learnSizes(evt *detect.Event) {
+	e.parsedFields = min(max(e.parsedFields, len(evt.Parsed)), maxFieldsHint)
+	e.metaFields = min(max(e.metaFields, len(evt.Meta)), maxFieldsHint)
+}
+
+// maxFieldsHint bounds what one odd line can make every later event
+// allocate.
+const maxFieldsHint = 64
+
 // reuse makes a spent event a fresh one for l, keeping its maps.
 func reuse(evt *detect.Event, l detect.Line) *detect.Event {
 	p, m, en, u := evt.Parsed, evt.Meta, evt.Enriched, evt.Unmarshaled
@@ -173,7 +186,8 @@ func (e *Engine) process(l detect.Line, tr *parse.Trace, spare *detect.Event) (*
 	if spare != nil {
 		evt = reuse(spare, l)
 	} else {
-		evt = detect.NewEvent(l)
+		evt = detect.NewEventSized(l, e.parsedFields, e.metaFields)
+		defer e.learnSizes(evt)
 	}
 	if evt.Time.IsZero() {
 		evt.Time = l.ReadAt

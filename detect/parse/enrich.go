@@ -162,7 +162,8 @@ func enrichParseDate(r *run, value string) {
 		}
 		t = t.UTC()
 	}
-	b, err := t.MarshalText()
+	var buf [40]byte
+	b, err := t.AppendText(buf[:0])
 	if err != nil {
 		return
 	}

@@ -149,8 +149,20 @@ func (s *Set) overflow(b *bucket, at time.Time, readAt time.Time) {
 
 func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 	sc := b.sc
-	sources := map[string]Source{}
-	for _, e := range b.queue.Queue {
+	sources := make(map[string]Source, 1)
+	// A bucket's events nearly always come from one source (buckets group
+	// by it): with a plain Ip or Range scope, an event with the same
+	// source fields as the one before has the same source.
+	plain := sc.scopeExpr == nil && (sc.scope == model.ScopeIP || sc.scope == model.ScopeRange)
+	var lastIP, lastRange string
+	for i, e := range b.queue.Queue {
+		if plain {
+			ip, rg := e.Meta["source_ip"], e.Meta["SourceRange"]
+			if i > 0 && ip == lastIP && rg == lastRange {
+				continue
+			}
+			lastIP, lastRange = ip, rg
+		}
 		src, err := s.sourceOf(sc, e)
 		if err != nil {
 			return Overflow{}, fmt.Errorf("scenario %s: %w", sc.spec.Name, err)
@@ -159,17 +171,19 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 			sources[src.Value] = src
 		}
 	}
-	if len(sources) == 0 {
-		return Overflow{}, fmt.Errorf("scenario %s: overflow without source", sc.spec.Name)
-	}
-	sourceStr := ""
 	var first Source
-	keys := slices.Sorted(maps.Keys(sources))
-	first = sources[keys[0]]
-	if len(keys) > 1 {
+	sourceStr := ""
+	switch len(sources) {
+	case 0:
+		return Overflow{}, fmt.Errorf("scenario %s: overflow without source", sc.spec.Name)
+	case 1:
+		for v, src := range sources {
+			first, sourceStr = src, v
+		}
+	default:
+		keys := slices.Sorted(maps.Keys(sources))
+		first = sources[keys[0]]
 		sourceStr = fmt.Sprintf("%d sources", len(keys))
-	} else {
-		sourceStr = keys[0]
 	}
 	a := model.Alert{
 		Scenario:        sc.spec.Name,
