@@ -98,6 +98,16 @@ func (c *Config) Patterns() []string {
 	return append(p, c.Filenames...)
 }
 
+// matches reports whether path is one of the files the patterns name.
+func (c *Config) matches(path string) bool {
+	for _, pat := range c.Patterns() {
+		if ok, _ := filepath.Match(pat, path); ok {
+			return true
+		}
+	}
+	return false
+}
+
 func defaultConfig() Config {
 	return Config{
 		MaxLineLength: DefaultMaxLineLength,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -242,6 +243,15 @@ func (r *fileRun) scan() error {
 			}
 		}
 	}
+	// A path with a saved position that is missing was rotated while moat
+	// was down; open finds the renamed file.
+	r.s.mu.Lock()
+	for p := range r.s.pos {
+		if _, ok := r.tails[p]; !ok && !slices.Contains(paths, p) && r.s.cfg.matches(p) {
+			paths = append(paths, p)
+		}
+	}
+	r.s.mu.Unlock()
 	sort.Strings(paths)
 	for _, p := range paths {
 		if _, ok := r.tails[p]; ok || r.excluded(p) {
@@ -286,10 +296,22 @@ func (r *fileRun) open(path string) (*tailer, error) {
 	r.s.mu.Unlock()
 	fi, err := os.Stat(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("stat %s: %w", path, err)
 		}
-		return nil, fmt.Errorf("stat %s: %w", path, err)
+		// Rotated while moat was down and not yet recreated: read on in
+		// the renamed file, where the daemon may still write.
+		if hasSaved {
+			if name := findInode(filepath.Dir(path), saved.Dev, saved.Ino); name != "" {
+				return r.resume(path, name, saved)
+			}
+			// Gone: a file that appears at path later is a new one.
+			r.s.mu.Lock()
+			delete(r.s.pos, path)
+			r.s.dirty = true
+			r.s.mu.Unlock()
+		}
+		return nil, nil
 	}
 	if fi.IsDir() {
 		return nil, nil
@@ -504,8 +526,11 @@ func (r *fileRun) tick() error {
 			} else {
 				t.idle = 0
 			}
-			if t.idle >= 2 {
-				// Gone for good (deleted, not recreated): let it go.
+			if t.idle >= 2 && !linked(t.f) {
+				// Gone for good (deleted, not recreated): let it go. A
+				// renamed file stays followed: the daemon may write to it
+				// until it reopens its log, and follow reads it to its
+				// end once the path names a new file.
 				if err := r.flushPartial(t); err != nil {
 					return err
 				}
@@ -519,6 +544,16 @@ func (r *fileRun) tick() error {
 		}
 	}
 	return nil
+}
+
+// linked reports whether f still has a name (renamed, not deleted).
+func linked(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return !ok || st.Nlink > 0
 }
 
 func (r *fileRun) truncated(t *tailer) {

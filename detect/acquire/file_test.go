@@ -175,6 +175,17 @@ var fileScenarios = []struct {
 		},
 		writeStep("app.log", 3),
 	}},
+	{name: "rename rotation, late writer", steps: []fileStep{
+		writeStep("app.log", 2),
+		func(h *fileHarness) {
+			// The daemon writes to the rotated file several polls after
+			// the rename, before the new file appears.
+			h.rename("app.log", "app.log.1")
+			time.Sleep(5 * h.cfg.PollInterval)
+			h.write("app.log.1", 2)
+		},
+		writeStep("app.log", 2),
+	}},
 	{name: "copytruncate", steps: []fileStep{
 		writeStep("app.log", 5),
 		func(h *fileHarness) {
