@@ -119,8 +119,15 @@ func bayesUpdate(prior, evil, benign float32) float32 {
 func (s *Set) overflow(b *bucket, at time.Time, readAt time.Time) {
 	sc := b.sc
 	b.leaky.Ovflw_ts = at
-	o, err := s.newOverflow(b, at, readAt)
 	defer b.end()
+	if sc.overflowFilter == nil && sc.blackhole > 0 && b.blackholeUntil.After(at) {
+		// Nothing reads an overflow the blackhole swallows: most of a
+		// steady attacker's overflows are, and building each was most of
+		// what pouring cost.
+		sc.stats.Blackholed++
+		return
+	}
+	o, err := s.newOverflow(b, at, readAt)
 	if err != nil {
 		sc.stats.Errors++
 		return
