@@ -5,7 +5,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // benchInput generates a corpus with gen-corpus args into out and returns

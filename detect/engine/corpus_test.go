@@ -1,8 +1,8 @@
 package engine
 
 import (
-	"iter"
 	"encoding/json"
+	"iter"
 	"net/netip"
 	"os"
 	"os/exec"
