@@ -47,7 +47,14 @@ type Event struct {
 // NewEvent starts an event from a line with empty maps, ready for stage one.
 // Parsed and Meta are sized for what hub parsers set on a line, so they
 // do not grow field by field.
-func NewEvent(l Line) *Event { return NewEventSized(l, 14, 8) }
+func NewEvent(l Line) *Event { return NewEventSized(l, DefaultParsedFields, DefaultMetaFields) }
+
+// The numbers of fields NewEvent sizes an event's maps for: what the syslog
+// and sshd parsers set on a line.
+const (
+	DefaultParsedFields = 14
+	DefaultMetaFields   = 8
+)
 
 // NewEventSized is NewEvent with room for the given numbers of parsed and
 // meta fields. A map sized for more than it holds costs memory on every

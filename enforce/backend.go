@@ -31,7 +31,8 @@ type Backend interface {
 	// Name is a short label for logs and metrics ("nftables", "xdp").
 	Name() string
 	// Apply makes the kernel hold the change, in as few kernel transactions
-	// as the backend allows.
+	// as the backend allows. It must not keep d: the reconciler reuses its
+	// slices once every backend has returned.
 	Apply(ctx context.Context, d Diff) error
 	// List returns what the kernel holds now, including entries whose
 	// expiry has passed but that are still present.

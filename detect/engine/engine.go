@@ -78,7 +78,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	e := &Engine{env: exprenv.New(cfg.DataDir), views: cfg.Views, parsedFields: 14, metaFields: 8}
+	e := &Engine{env: exprenv.New(cfg.DataDir), views: cfg.Views, parsedFields: detect.DefaultParsedFields, metaFields: detect.DefaultMetaFields}
 	if cfg.Selection == nil && len(cfg.Items) == 0 {
 		// "Everything" leaves out what moat cannot run instead of failing.
 		sel = e.dropUnsupported(sel)
