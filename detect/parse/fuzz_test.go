@@ -4,6 +4,7 @@ import (
 	"maps"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,6 +128,10 @@ func FuzzGrokVariants(f *testing.F) {
 	f.Add("Invalid user admin from 2001:db8:981e:df1c::1ee6::7 port 1")
 	f.Add("Invalid user from 1:2:3:4:5:6:7:8:9")
 	f.Add("Invalid user x from ::")
+	f.Add("Invalid user admin from 2001:db8::1")
+	f.Add("Invalid user admin from 2001:db8::1:: port 7")
+	f.Add("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::9  user=root")
+	f.Add("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::9")
 	f.Add("from abc:def::12345")
 	// The literal prefix occurs first where no match starts.
 	f.Add("Failed to log; Failed password for root from 198.18.0.7 port 22 ssh2")
@@ -137,6 +142,13 @@ func FuzzGrokVariants(f *testing.F) {
 		f.Fatal(err)
 	}
 	g.add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
+	// sshd-logs' own definitions: an address followed by optional parts.
+	g.add("IPv4_WORKAROUND", `(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)`)
+	g.add("IP_WORKAROUND", `(?:%{IPV6}|%{IPv4_WORKAROUND})`)
+	optionalTail := []string{
+		`Invalid user\s*%{USERNAME:sshd_invalid_user}? from %{IP_WORKAROUND:sshd_client_ip}( port \d+)?`,
+		`pam_%{DATA:pam_type}\(sshd:auth\): authentication failure; logname= uid=%{NUMBER:uid}? euid=%{NUMBER:euid}? tty=ssh ruser= rhost=%{IP_WORKAROUND:sshd_client_ip}( %{SPACE}user=%{USERNAME:sshd_invalid_user})?`,
+	}
 	var groks []*grok
 	for _, p := range []string{
 		`(%{IPORHOST:target_fqdn}(:%{INT:port})? )?%{IPORHOST:remote_addr} - (%{NGCUSTOMUSER:remote_user} )?\[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"`,
@@ -145,6 +157,8 @@ func FuzzGrokVariants(f *testing.F) {
 		`%{SYSLOGBASE2} %{GREEDYDATA:message}`,
 		`%{SSHD_INVAL_USER}`,
 		`from %{IPORHOST:h}`,
+		optionalTail[0],
+		optionalTail[1],
 	} {
 		c, err := g.compile(p)
 		if err != nil {
@@ -153,7 +167,7 @@ func FuzzGrokVariants(f *testing.F) {
 		if c.v4 == nil {
 			f.Fatalf("%s: no IPv4-only variant", p)
 		}
-		if (p == `%{SSHD_FAIL}` || p == `%{SSHD_INVAL_USER}`) && c.v6 == nil {
+		if (p == `%{SSHD_FAIL}` || p == `%{SSHD_INVAL_USER}` || slices.Contains(optionalTail, p)) && c.v6 == nil {
 			f.Fatalf("%s: no IPv6-run variant", p)
 		}
 		groks = append(groks, c)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -407,35 +408,32 @@ func v6RunsBounded(rx string) (atEnd []bool, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	end := &syntax.Regexp{Op: syntax.OpEmptyMatch}
 	ok = true
-	// walk visits r knowing what follows it (nil: unknown or nothing).
-	var walk func(r, next *syntax.Regexp, repeated bool)
-	walk = func(r, next *syntax.Regexp, repeated bool) {
+	// walk visits r knowing what follows it: rest, or nothing known when
+	// repeated (what follows a repetition's body may be the body again).
+	var walk func(r *syntax.Regexp, rest []*syntax.Regexp, repeated bool)
+	walk = func(r *syntax.Regexp, rest []*syntax.Regexp, repeated bool) {
 		if !ok {
 			return
 		}
 		switch r.Op {
 		case syntax.OpCapture:
 			if r.Name == v6Group {
-				atEnd = append(atEnd, next == end)
-				if repeated || (next != end && !stopsRun(next)) {
+				end, bounded := runFollowers(rest)
+				atEnd = append(atEnd, end)
+				if repeated || !bounded {
 					ok = false
 				}
 				return
 			}
-			walk(r.Sub[0], next, repeated)
+			walk(r.Sub[0], rest, repeated)
 		case syntax.OpConcat:
 			for i, sub := range r.Sub {
-				n := next
-				if i+1 < len(r.Sub) {
-					n = r.Sub[i+1]
-				}
-				walk(sub, n, repeated)
+				walk(sub, append(slices.Clip(r.Sub[i+1:]), rest...), repeated)
 			}
 		case syntax.OpAlternate:
 			for _, sub := range r.Sub {
-				walk(sub, next, repeated)
+				walk(sub, rest, repeated)
 			}
 		default:
 			for _, sub := range r.Sub {
@@ -443,8 +441,29 @@ func v6RunsBounded(rx string) (atEnd []bool, ok bool) {
 			}
 		}
 	}
-	walk(re, end, false)
+	walk(re, nil, false)
 	return atEnd, ok && len(atEnd) > 0
+}
+
+// runFollowers tells what can come right after an IPv6 run followed by
+// rest: only the end of the pattern (atEnd), or a character no run holds
+// (bounded). Optional parts that start with such a character may come
+// first: when the run is not all of IPV6's preferred match, the next
+// character is one of the run's and they cannot match, as in the full
+// pattern.
+func runFollowers(rest []*syntax.Regexp) (atEnd, bounded bool) {
+	for _, r := range rest {
+		switch {
+		case r.Op == syntax.OpEmptyMatch:
+		case r.Op == syntax.OpQuest || r.Op == syntax.OpStar:
+			if !stopsRun(r.Sub[0]) {
+				return false, false
+			}
+		default:
+			return false, stopsRun(r)
+		}
+	}
+	return true, true
 }
 
 // stopsRun reports whether r must start with a character no IPv6 run
