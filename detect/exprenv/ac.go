@@ -1,5 +1,7 @@
 package exprenv
 
+import "strings"
+
 // acMatcher answers "does s contain any of these literals" in one pass
 // over s (Aho-Corasick with a full transition table over byte classes).
 // Hub scenarios test a field against every line of a data file; the
@@ -10,6 +12,14 @@ type acMatcher struct {
 	delta []int32 // state*ncls + class -> state, -1 for a final state
 	final []bool
 	empty bool // an empty literal matches everything
+	// stops are up to three bytes one of which every literal holds, rare
+	// ones first; maxLen is the longest literal. A field without them is
+	// rejected by IndexByte, which runs many bytes per step where the
+	// automaton runs one; with them, the scan starts maxLen-1 before the
+	// first (log4j's 35 payloads all hold 'J', which paths and user
+	// agents seldom do).
+	stops  []byte
+	maxLen int
 }
 
 func newACMatcher(lits []string) *acMatcher {
@@ -87,7 +97,81 @@ func newACMatcher(lits []string) *acMatcher {
 		}
 	}
 	m.delta = trie
+	if !m.empty {
+		m.stops = hittingBytes(lits, 3)
+		for _, l := range lits {
+			m.maxLen = max(m.maxLen, len(l))
+		}
+	}
 	return m
+}
+
+// hittingBytes picks at most limit bytes such that every literal holds
+// one of them, from the rarest bytes in log text that can do it; nil when
+// only common ones can (the prefilter would then pass nearly every field
+// and only cost its IndexByte calls).
+func hittingBytes(lits []string, limit int) []byte {
+	for rank := 0; rank <= 1; rank++ {
+		if out := cover(lits, limit, rank); out != nil {
+			return out
+		}
+	}
+	return nil
+}
+
+// cover picks greedily, among bytes of at most the given commonness, the
+// one in the most literals not yet covered.
+func cover(lits []string, limit, rank int) []byte {
+	var out []byte
+	left := lits
+	for len(left) > 0 {
+		if len(out) == limit {
+			return nil
+		}
+		var count [256]int
+		for _, l := range left {
+			var seen [256]bool
+			for i := 0; i < len(l); i++ {
+				if c := l[i]; !seen[c] && commonness(c) <= rank {
+					seen[c] = true
+					count[c]++
+				}
+			}
+		}
+		best := -1
+		for c := range 256 {
+			if count[c] > 0 && (best < 0 || count[c] > count[best]) {
+				best = c
+			}
+		}
+		if best < 0 {
+			return nil
+		}
+		out = append(out, byte(best))
+		var rest []string
+		for _, l := range left {
+			if strings.IndexByte(l, byte(best)) < 0 {
+				rest = append(rest, l)
+			}
+		}
+		left = rest
+	}
+	return out
+}
+
+// commonness ranks how often a byte shows in paths, queries and user
+// agents: 0 for rare punctuation, 1 for rare letters, 2 for common
+// punctuation, 3 for other letters and digits.
+func commonness(c byte) int {
+	switch {
+	case strings.IndexByte("jqxzkvJQXZKV", c) >= 0:
+		return 1
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return 3
+	case strings.IndexByte("/.-_ =&?:;,()+%", c) >= 0:
+		return 2
+	}
+	return 0
 }
 
 func (m *acMatcher) match(s string) bool {
@@ -97,9 +181,22 @@ func (m *acMatcher) match(s string) bool {
 	if len(m.final) == 1 {
 		return false
 	}
+	from := 0
+	if len(m.stops) > 0 {
+		first := -1
+		for _, c := range m.stops {
+			if i := strings.IndexByte(s, c); i >= 0 && (first < 0 || i < first) {
+				first = i
+			}
+		}
+		if first < 0 {
+			return false
+		}
+		from = max(0, first-(m.maxLen-1))
+	}
 	st := int32(0)
 	n := m.ncls
-	for i := 0; i < len(s); i++ {
+	for i := from; i < len(s); i++ {
 		st = m.delta[int(st)*n+int(m.class[s[i]])]
 		if st < 0 {
 			return true

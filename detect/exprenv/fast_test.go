@@ -1,8 +1,12 @@
 package exprenv
 
 import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/moatsec/moat/detect"
@@ -105,6 +109,57 @@ func TestACMatcher(t *testing.T) {
 	if newACMatcher(nil).match("anything") {
 		t.Error("empty list matched")
 	}
+}
+
+// The byte prefilter never changes a verdict: hub lists, folded as the
+// scenarios fold them, against lines made of their own pieces.
+func TestACMatcherStops(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "crowdsec-hub", "data", "web", "*.txt"))
+	if len(files) == 0 {
+		t.Skip("no hub data files beside the checkout")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	withStops, hits, misses := 0, 0, 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lits []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if l != "" {
+				lits = append(lits, strings.ToUpper(l))
+			}
+		}
+		m := newACMatcher(lits)
+		if len(m.stops) > 0 {
+			withStops++
+		}
+		for range 3000 {
+			var sb strings.Builder
+			for range rng.IntN(4) {
+				l := lits[rng.IntN(len(lits))]
+				i := rng.IntN(len(l) + 1)
+				j := i + rng.IntN(len(l)-i+1)
+				sb.WriteString(l[i:j])
+				sb.WriteString("/INDEX.PHP?A=1 MOZILLA/5.0"[:rng.IntN(27)])
+			}
+			in := sb.String()
+			want := slices.ContainsFunc(lits, func(l string) bool { return strings.Contains(in, l) })
+			if got := m.match(in); got != want {
+				t.Fatalf("%s: match(%q) = %v, want %v (stops %q)", filepath.Base(f), in, got, want, m.stops)
+			}
+			if want {
+				hits++
+			} else {
+				misses++
+			}
+		}
+	}
+	if withStops == 0 || hits == 0 || misses == 0 {
+		t.Fatalf("%d lists with a byte prefilter, %d matching and %d other lines: the test tests nothing", withStops, hits, misses)
+	}
+	t.Logf("%d of %d lists with a byte prefilter; %d matching, %d other lines", withStops, len(files), hits, misses)
 }
 
 // Regexps whose literal is absent are skipped; the verdict never changes.
