@@ -144,6 +144,18 @@ func ParseDate(s, layout string, year int) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// dateMemo is the last timestamp text dateparse read, and what it made of
+// it.
+type dateMemo struct {
+	valid  bool
+	value  string
+	layout string
+	year   int
+	t      time.Time
+	ok     bool
+	text   string // t marshalled, when ok
+}
+
 func enrichParseDate(r *run, value string) {
 	evt := r.evt
 	if value == "" {
@@ -153,21 +165,38 @@ func enrichParseDate(r *run, value string) {
 	if year == 0 && !evt.Line.ReadAt.IsZero() {
 		year = evt.Line.ReadAt.UTC().Year()
 	}
-	t, ok := ParseDate(value, evt.StrTimeFormat, year)
-	if !ok {
+	// Consecutive lines mostly carry the same timestamp text: the last
+	// one parsed, and its marshalled form, serve again.
+	m := &r.p.lastDate
+	if !m.valid || m.value != value || m.layout != evt.StrTimeFormat || m.year != year {
+		t, ok := ParseDate(value, evt.StrTimeFormat, year)
+		*m = dateMemo{valid: true, value: value, layout: evt.StrTimeFormat, year: year, t: t, ok: ok}
+		if ok {
+			var buf [40]byte
+			if b, err := t.AppendText(buf[:0]); err == nil {
+				m.text = string(b)
+			}
+		}
+	}
+	t, text := m.t, m.text
+	if !m.ok {
 		// As CrowdSec's dateparse: a date no format reads becomes the time
 		// the line was read, so the event still counts as timed.
 		if t = evt.Line.ReadAt; t.IsZero() {
 			t = time.Now()
 		}
 		t = t.UTC()
+		var buf [40]byte
+		b, err := t.AppendText(buf[:0])
+		if err != nil {
+			return
+		}
+		text = string(b)
 	}
-	var buf [40]byte
-	b, err := t.AppendText(buf[:0])
-	if err != nil {
+	if text == "" {
 		return
 	}
-	evt.Enriched["MarshaledTime"] = string(b)
+	evt.Enriched["MarshaledTime"] = text
 	if r.p.opts.LogTime || evt.Time.IsZero() {
 		evt.Time = t
 	}

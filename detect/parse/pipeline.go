@@ -59,6 +59,8 @@ type Pipeline struct {
 	vars   map[string]any
 	memo   exprenv.Memo
 	run    run // the state of the event being parsed, reused
+	// lastDate spares dateparse the lines that repeat the timestamp before.
+	lastDate dateMemo
 
 	unavailable atomic.Uint64
 	missing     []string
