@@ -303,6 +303,7 @@ func (r *Reconciler) Seed(ds []model.Decision) error {
 			errs = append(errs, err)
 		}
 	}
+	r.stats.entries.Store(int64(r.desired.len()))
 	return errors.Join(errs...)
 }
 
@@ -488,9 +489,10 @@ gather:
 	diff := Diff{Set: make([]Entry, 0, len(touched))}
 	for k, w := range touched {
 		c, ok := r.desired.get(k)
+		exp := r.expiryOf(k, c)
 		switch {
-		case ok && (!w.present || r.expiryOf(k, c) != w.expiry):
-			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, c).time()})
+		case ok && (!w.present || exp != w.expiry):
+			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: exp.time()})
 		case !ok && w.present:
 			diff.Delete = append(diff.Delete, k.prefix())
 		}
@@ -590,6 +592,7 @@ func (r *Reconciler) load(ctx context.Context, reqs []*request, now time.Time) {
 			}
 		}
 	}
+	r.stats.entries.Store(int64(r.desired.len()))
 	if len(chunk) > 0 {
 		st.send(chunk)
 	}
@@ -760,7 +763,6 @@ func (r *Reconciler) addDecision(d model.Decision, p netip.Prefix, now time.Time
 	if until != 0 {
 		r.expiries.push(expiryItem{until: until, key: k, id: d.ID})
 	}
-	r.stats.entries.Store(int64(r.desired.len()))
 	return true, !ok, nil
 }
 
@@ -802,11 +804,12 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 	}
 	for k, was := range touched {
 		c, ok := r.desired.get(k)
+		exp := r.expiryOf(k, c)
 		switch {
 		case !ok:
 			diff.Delete = append(diff.Delete, k.prefix())
-		case r.expiryOf(k, c) != was:
-			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: r.expiryOf(k, c).time()})
+		case exp != was:
+			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: exp.time()})
 		}
 	}
 	r.apply(ctx, diff, true)

@@ -15,6 +15,7 @@ import (
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/engine"
 	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 // newEngine loads every shipped parser, scenario and pattern, as the daemon
@@ -166,13 +167,7 @@ func TestShippedContentCorpus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIP (-short): generates and replays a 5k-line nginx corpus")
 	}
-	gen, err := filepath.Abs("../../shared/corpus/gen-corpus")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(gen); err != nil {
-		t.Skipf("SKIP: corpus generator missing: %v", err)
-	}
+	gen := testutil.Shared(t, "corpus/gen-corpus")
 	dir := t.TempDir()
 	if b, err := exec.Command(gen, "--nginx-lines", "5k", "--ssh-lines", "0", "--seed", "1", dir).CombinedOutput(); err != nil {
 		t.Fatalf("gen-corpus: %v\n%s", err, b)

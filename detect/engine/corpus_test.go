@@ -17,21 +17,15 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 // shared is ../shared beside the repository root.
 func shared(tb testing.TB) string {
 	tb.Helper()
-	dir, err := filepath.Abs("../../../shared")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, p := range []string{"crowdsec-hub/hub", "corpus/gen-corpus"} {
-		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
-			tb.Skipf("SKIP: %s missing under %s: %v", p, dir, err)
-		}
-	}
-	return dir
+	testutil.Shared(tb, "crowdsec-hub/hub")
+	testutil.Shared(tb, "corpus/gen-corpus")
+	return testutil.Shared(tb, ".")
 }
 
 func hubConfig(dir string, items ...string) Config {

@@ -111,7 +111,7 @@ func newACMatcher(lits []string) *acMatcher {
 // only common ones can (the prefilter would then pass nearly every field
 // and only cost its IndexByte calls).
 func hittingBytes(lits []string, limit int) []byte {
-	for rank := 0; rank <= 1; rank++ {
+	for rank := 0; rank < common; rank++ {
 		if out := cover(lits, limit, rank); out != nil {
 			return out
 		}
@@ -119,8 +119,8 @@ func hittingBytes(lits []string, limit int) []byte {
 	return nil
 }
 
-// cover picks greedily, among bytes of at most the given commonness, the
-// one in the most literals not yet covered.
+// cover picks greedily, among bytes of at most the given rank, the one in
+// the most literals not yet covered.
 func cover(lits []string, limit, rank int) []byte {
 	var out []byte
 	left := lits
@@ -132,7 +132,7 @@ func cover(lits []string, limit, rank int) []byte {
 		for _, l := range left {
 			var seen [256]bool
 			for i := 0; i < len(l); i++ {
-				if c := l[i]; !seen[c] && commonness(c) <= rank {
+				if c := l[i]; !seen[c] && rarity(c) <= rank {
 					seen[c] = true
 					count[c]++
 				}
@@ -159,17 +159,19 @@ func cover(lits []string, limit, rank int) []byte {
 	return out
 }
 
-// commonness ranks how often a byte shows in paths, queries and user
-// agents: 0 for rare punctuation, 1 for rare letters, 2 for common
-// punctuation, 3 for other letters and digits.
-func commonness(c byte) int {
+// common is the rarity rank of bytes too frequent in paths, queries and
+// user agents to filter on.
+const common = 2
+
+// rarity ranks how often a byte shows in paths, queries and user agents:
+// 0 for rare punctuation, 1 for rare letters, common for the rest.
+func rarity(c byte) int {
 	switch {
 	case strings.IndexByte("jqxzkvJQXZKV", c) >= 0:
 		return 1
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return 3
-	case strings.IndexByte("/.-_ =&?:;,()+%", c) >= 0:
-		return 2
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+		strings.IndexByte("/.-_ =&?:;,()+%", c) >= 0:
+		return common
 	}
 	return 0
 }

@@ -2,19 +2,16 @@ package hub
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 func sharedHub(t *testing.T) string {
 	t.Helper()
-	dir, _ := filepath.Abs("../../../shared/crowdsec-hub/hub")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("SKIP: hub snapshot missing at %s", dir)
-	}
-	return dir
+	return testutil.Shared(t, "crowdsec-hub/hub")
 }
 
 func TestSelectCollection(t *testing.T) {

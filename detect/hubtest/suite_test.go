@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/expected_failures.txt from this run")
@@ -18,14 +20,8 @@ var update = flag.Bool("update", false, "rewrite testdata/expected_failures.txt 
 // sharedDir is ../shared beside the repository root.
 func sharedDir(t testing.TB) string {
 	t.Helper()
-	dir, err := filepath.Abs("../../../shared/crowdsec-hub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "hub", ".tests")); err != nil {
-		t.Skipf("SKIP: CrowdSec hub snapshot not found at %s (expected ../shared beside the checkout): %v", dir, err)
-	}
-	return dir
+	testutil.Shared(t, "crowdsec-hub/hub/.tests")
+	return testutil.Shared(t, "crowdsec-hub")
 }
 
 func hubOptions(dir string) Options {

@@ -144,10 +144,20 @@ func ParseDate(s, layout string, year int) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// marshalTime is t as evt.MarshaledTime holds it, "" when it has none
+// (a year out of range).
+func marshalTime(t time.Time) string {
+	var buf [40]byte
+	b, err := t.AppendText(buf[:0])
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
 // dateMemo is the last timestamp text dateparse read, and what it made of
 // it.
 type dateMemo struct {
-	valid  bool
 	value  string
 	layout string
 	year   int
@@ -168,14 +178,12 @@ func enrichParseDate(r *run, value string) {
 	// Consecutive lines mostly carry the same timestamp text: the last
 	// one parsed, and its marshalled form, serve again.
 	m := &r.p.lastDate
-	if !m.valid || m.value != value || m.layout != evt.StrTimeFormat || m.year != year {
+	// value is never empty here, so the zero memo matches nothing.
+	if m.value != value || m.layout != evt.StrTimeFormat || m.year != year {
 		t, ok := ParseDate(value, evt.StrTimeFormat, year)
-		*m = dateMemo{valid: true, value: value, layout: evt.StrTimeFormat, year: year, t: t, ok: ok}
+		*m = dateMemo{value: value, layout: evt.StrTimeFormat, year: year, t: t, ok: ok}
 		if ok {
-			var buf [40]byte
-			if b, err := t.AppendText(buf[:0]); err == nil {
-				m.text = string(b)
-			}
+			m.text = marshalTime(t)
 		}
 	}
 	t, text := m.t, m.text
@@ -186,12 +194,7 @@ func enrichParseDate(r *run, value string) {
 			t = time.Now()
 		}
 		t = t.UTC()
-		var buf [40]byte
-		b, err := t.AppendText(buf[:0])
-		if err != nil {
-			return
-		}
-		text = string(b)
+		text = marshalTime(t)
 	}
 	if text == "" {
 		return

@@ -1,23 +1,18 @@
 package parse
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 // sharedHub is the hub snapshot beside the checkout.
 func sharedHub(t testing.TB) string {
 	t.Helper()
-	dir, err := filepath.Abs("../../../shared/crowdsec-hub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "hub")); err != nil {
-		t.Skipf("SKIP: hub snapshot missing at %s: %v", dir, err)
-	}
-	return dir
+	testutil.Shared(t, "crowdsec-hub/hub")
+	return testutil.Shared(t, "crowdsec-hub")
 }
 
 // unsupported lists hub files addressing engines moat does not have.

@@ -142,3 +142,31 @@ func TestSyslogDateFastPath(t *testing.T) {
 		t.Errorf("fast path answered %d of %d dates", answered, len(in))
 	}
 }
+
+// TestDateparseRepeatsAndFallback: a timestamp text repeated from the line
+// before gives the same time, and a text no format reads gives each line
+// its own read time, in UTC, as CrowdSec's dateparse does.
+func TestDateparseRepeatsAndFallback(t *testing.T) {
+	p := &Pipeline{}
+	parse := func(text string, readAt time.Time) *detect.Event {
+		evt := detect.NewEvent(detect.Line{ReadAt: readAt})
+		enrichParseDate(&run{p: p, evt: evt}, text)
+		return evt
+	}
+	read := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 2 {
+		evt := parse("2026-03-01T10:00:00Z", read.Add(time.Duration(i)*time.Second))
+		if got := evt.Enriched["MarshaledTime"]; got != "2026-03-01T10:00:00Z" || !evt.Time.Equal(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)) {
+			t.Fatalf("line %d: MarshaledTime %q, Time %v", i, got, evt.Time)
+		}
+	}
+	zone := time.FixedZone("UTC+2", 2*3600)
+	for i := range 2 {
+		at := time.Date(2026, 3, 1, 14, 0, i, 0, zone)
+		evt := parse("not a date", at)
+		want := at.UTC()
+		if evt.Time != want || evt.Enriched["MarshaledTime"] != want.Format(time.RFC3339Nano) {
+			t.Fatalf("line %d: Time %v, MarshaledTime %q; want %v", i, evt.Time, evt.Enriched["MarshaledTime"], want)
+		}
+	}
+}

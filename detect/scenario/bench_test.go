@@ -10,7 +10,7 @@ import (
 
 func hubSet(b *testing.B) *Set {
 	b.Helper()
-	env := hubEnv()
+	env := hubEnv(b)
 	var files []string
 	for _, f := range hubScenarioFiles(b) {
 		if _, err := Load([]string{f}, Options{Env: env}); err == nil {

@@ -2,23 +2,17 @@ package scenario
 
 import (
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/internal/testutil"
 )
-
-// hubDir is the CrowdSec hub snapshot beside the checkout.
-const hubDir = "../../../shared/crowdsec-hub"
 
 func hubScenarioFiles(t testing.TB) []string {
 	t.Helper()
-	root := filepath.Join(hubDir, "hub", "scenarios")
-	if _, err := os.Stat(root); err != nil {
-		t.Skipf("SKIP: hub snapshot missing at %s: %v", root, err)
-	}
+	root := testutil.Shared(t, "crowdsec-hub/hub/scenarios")
 	var files []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -35,7 +29,9 @@ func hubScenarioFiles(t testing.TB) []string {
 	return files
 }
 
-func hubEnv() *exprenv.Env { return exprenv.New(filepath.Join(hubDir, "data")) }
+func hubEnv(tb testing.TB) *exprenv.Env {
+	return exprenv.New(testutil.Shared(tb, "crowdsec-hub/data"))
+}
 
 // knownUnloadable are hub files that need fields detect.Event does not
 // have yet; each maps to the text its load error must contain. When the
@@ -49,9 +45,9 @@ var knownUnloadable = map[string]string{
 // TestLoadHubScenarios loads every hub scenario file unchanged.
 func TestLoadHubScenarios(t *testing.T) {
 	files := hubScenarioFiles(t)
-	env := hubEnv()
+	env := hubEnv(t)
 	total, known := 0, 0
-	root := filepath.Join(hubDir, "hub", "scenarios")
+	root := testutil.Shared(t, "crowdsec-hub/hub/scenarios")
 	for _, f := range files {
 		rel, _ := filepath.Rel(root, f)
 		set, err := Load([]string{f}, Options{Env: env})

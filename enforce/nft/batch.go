@@ -27,7 +27,6 @@ type batch struct {
 const (
 	nlmsgHdrLen = unix.SizeofNlMsghdr
 	nlaHdrLen   = unix.SizeofNlAttr
-	nfgenLen    = 4
 )
 
 func (w *batch) reset() {
@@ -55,10 +54,15 @@ func (w *batch) closeMsg(at int) {
 	binary.NativeEndian.PutUint32(w.buf[at:], uint32(len(w.buf)-at))
 }
 
+// attrHeader appends an attribute header for n bytes of data.
+func (w *batch) attrHeader(typ uint16, n int) {
+	w.buf = binary.NativeEndian.AppendUint16(w.buf, uint16(nlaHdrLen+n))
+	w.buf = binary.NativeEndian.AppendUint16(w.buf, typ)
+}
+
 // attr appends one attribute with its padding.
 func (w *batch) attr(typ uint16, data []byte) {
-	w.buf = binary.NativeEndian.AppendUint16(w.buf, uint16(nlaHdrLen+len(data)))
-	w.buf = binary.NativeEndian.AppendUint16(w.buf, typ)
+	w.attrHeader(typ, len(data))
 	w.buf = append(w.buf, data...)
 	w.pad()
 }
@@ -72,8 +76,7 @@ func (w *batch) pad() {
 // nest opens a nested attribute and returns its offset for closeNest.
 func (w *batch) nest(typ uint16) int {
 	at := len(w.buf)
-	w.buf = binary.NativeEndian.AppendUint16(w.buf, 0)
-	w.buf = binary.NativeEndian.AppendUint16(w.buf, typ|unix.NLA_F_NESTED)
+	w.attrHeader(typ|unix.NLA_F_NESTED, 0) // length set by closeNest
 	return at
 }
 
@@ -102,9 +105,9 @@ func (w *batch) open(add bool, family uint8, table, set string) {
 	w.listAt = w.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
 }
 
+// str appends a NUL-terminated string attribute.
 func (w *batch) str(typ uint16, s string) {
-	w.buf = binary.NativeEndian.AppendUint16(w.buf, uint16(nlaHdrLen+len(s)+1))
-	w.buf = binary.NativeEndian.AppendUint16(w.buf, typ)
+	w.attrHeader(typ, len(s)+1)
 	w.buf = append(w.buf, s...)
 	w.buf = append(w.buf, 0)
 	w.pad()

@@ -312,16 +312,8 @@ func (b *Backend) reconnect() {
 }
 
 func (b *Backend) flush(what string) error {
-	if err := b.commitOn(b.conn, what); err != nil {
+	if err := b.conn.Flush(); err != nil {
 		b.reconnect()
-		return err
-	}
-	return nil
-}
-
-// commitOn sends what c has queued as one transaction.
-func (b *Backend) commitOn(c *nftables.Conn, what string) error {
-	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nft: commit %s in table %s: %w", what, b.table.Name, err)
 	}
 	return nil

@@ -1,5 +1,6 @@
-// Package testutil holds helpers for tests that need the kernel: a root gate
-// and throwaway network namespaces joined by veth pairs. Only _test.go files
+// Package testutil holds helpers for tests: a root gate and throwaway
+// network namespaces joined by veth pairs for those that need the kernel,
+// and the way to the test material beside the checkout. Only _test.go files
 // import it.
 package testutil
 
@@ -9,12 +10,30 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
 )
+
+// Shared returns the path of rel in ../shared, the test material beside the
+// checkout (the hub snapshot, the corpus generator), and skips the test,
+// loudly, when it is not there.
+func Shared(tb testing.TB, rel string) string {
+	tb.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		tb.Fatal("testutil: no caller information to find ../shared")
+	}
+	// file is internal/testutil/testutil.go in the checkout.
+	p := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", rel)
+	if _, err := os.Stat(p); err != nil {
+		tb.Skipf("SKIP: %s missing (expected ../shared beside the checkout): %v", p, err)
+	}
+	return p
+}
 
 // RequireRoot skips the test, loudly, unless it runs as root. Kernel tests
 // are real tests: as root (as in CI) they run, never skip.
