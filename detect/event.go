@@ -42,6 +42,14 @@ type Event struct {
 	WhitelistReason string
 	// Process is false once a parser stage rejected the event.
 	Process bool
+
+	// holders counts who refers to the event (the engine while it is in
+	// flight, each bucket queue keeping it), so that it can be reused for
+	// a later line once none does.
+	holders int32
+	// metaLent is set once an alert shares Meta: a reused event then
+	// needs a map of its own.
+	metaLent bool
 }
 
 // NewEvent starts an event from a line with empty maps, ready for stage one.
@@ -69,6 +77,37 @@ func NewEventSized(l Line, parsed, meta int) *Event {
 		Time:        l.Time,
 		Process:     true,
 	}
+}
+
+// Hold records one more holder of the event.
+func (e *Event) Hold() { e.holders++ }
+
+// Release drops a holder and reports whether it was the last.
+func (e *Event) Release() bool {
+	e.holders--
+	return e.holders == 0
+}
+
+// LendMeta returns Meta for a reader that keeps it (an alert): the event
+// will not write to that map again, even when reused.
+func (e *Event) LendMeta() map[string]string {
+	e.metaLent = true
+	return e.Meta
+}
+
+// Reuse makes an event no one holds any more a fresh one for l, keeping
+// its maps unless they were lent.
+func (e *Event) Reuse(l Line) {
+	p, m, en, u := e.Parsed, e.Meta, e.Enriched, e.Unmarshaled
+	clear(p)
+	clear(en)
+	clear(u)
+	if e.metaLent {
+		m = make(map[string]string, len(m))
+	} else {
+		clear(m)
+	}
+	*e = Event{Line: l, Parsed: p, Meta: m, Enriched: en, Unmarshaled: u, Time: l.Time, Process: true}
 }
 
 // GetMeta returns a meta value or "" (hub expressions call evt.GetMeta).

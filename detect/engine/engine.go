@@ -60,8 +60,8 @@ type Engine struct {
 	views   bool
 	// parsedFields and metaFields size new events' maps (see learnSizes).
 	parsedFields, metaFields int
-	// spare is an event no bucket kept, reused for the next line.
-	spare *detect.Event
+	// free holds events no one holds any more, for Process to reuse.
+	free []*detect.Event
 
 	lines, parsed, unparsed, whitelisted, poured, alerts, postWhitelisted atomic.Uint64
 }
@@ -94,7 +94,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Replay: cfg.Replay}); err != nil {
+	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Replay: cfg.Replay, Released: e.recycle}); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -135,25 +135,38 @@ func (e *Engine) Env() *exprenv.Env { return e.env }
 // Process parses one line, pours it into scenarios and returns the alerts
 // of the overflows postoverflows let through.
 func (e *Engine) Process(l detect.Line) []model.Alert {
-	spare := e.spare
-	e.spare = nil
-	evt, ovs := e.process(l, nil, spare)
-	// Unparsed and whitelisted events never reach the buckets.
-	if evt != nil && (!evt.Process || evt.Whitelisted || !e.set.Kept()) {
-		// Nothing refers to the event any more (overflows copy what they
-		// need): its maps serve the next line.
-		e.spare = evt
-	} else if evt == nil {
-		e.spare = spare
+	var evt *detect.Event
+	if n := len(e.free); n > 0 {
+		evt = e.free[n-1]
+		e.free = e.free[:n-1]
+		evt.Reuse(l)
+	}
+	evt, ovs := e.process(l, nil, evt)
+	if evt != nil && evt.Release() {
+		e.recycle(evt)
 	}
 	return alertsOf(ovs)
 }
 
 // ProcessTrace is Process recording parser node results in tr (may be
-// nil) and returning the parsed event and whole overflows.
+// nil) and returning the parsed event and whole overflows. The caller
+// keeps the event: it is never reused.
 func (e *Engine) ProcessTrace(l detect.Line, tr *parse.Trace) (*detect.Event, []Overflow) {
 	return e.process(l, tr, nil)
 }
+
+// recycle keeps an event nothing holds any more for a later line. Most
+// events a bucket keeps come back when the bucket overflows or drains:
+// reusing them spares a replay nearly all of its allocations.
+func (e *Engine) recycle(evt *detect.Event) {
+	if len(e.free) < maxFree {
+		e.free = append(e.free, evt)
+	}
+}
+
+// maxFree bounds the events kept for reuse; a flush that drops every
+// bucket at once leaves the rest to the garbage collector.
+const maxFree = 4096
 
 // learnSizes keeps the largest numbers of parsed and meta fields an event
 // of this engine got, so that new events' maps are sized for them.
@@ -166,29 +179,21 @@ func (e *Engine) learnSizes(evt *detect.Event) {
 // allocate.
 const maxFieldsHint = 64
 
-// reuse makes a spent event a fresh one for l, keeping its maps.
-func reuse(evt *detect.Event, l detect.Line) *detect.Event {
-	p, m, en, u := evt.Parsed, evt.Meta, evt.Enriched, evt.Unmarshaled
-	clear(p)
-	clear(m)
-	clear(en)
-	clear(u)
-	*evt = detect.Event{Line: l, Parsed: p, Meta: m, Enriched: en, Unmarshaled: u, Time: l.Time, Process: true}
-	return evt
-}
-
-func (e *Engine) process(l detect.Line, tr *parse.Trace, spare *detect.Event) (*detect.Event, []Overflow) {
+// process runs l through the engine in evt, a reused event, or in a new
+// one when evt is nil. The event comes back with one hold, the caller's.
+func (e *Engine) process(l detect.Line, tr *parse.Trace, evt *detect.Event) (*detect.Event, []Overflow) {
 	e.lines.Add(1)
 	if !l.Process {
+		if evt != nil {
+			e.recycle(evt)
+		}
 		return nil, nil
 	}
-	var evt *detect.Event
-	if spare != nil {
-		evt = reuse(spare, l)
-	} else {
+	if evt == nil {
 		evt = detect.NewEventSized(l, e.parsedFields, e.metaFields)
 		defer e.learnSizes(evt)
 	}
+	evt.Hold()
 	if evt.Time.IsZero() {
 		evt.Time = l.ReadAt
 	}

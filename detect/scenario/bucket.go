@@ -15,17 +15,27 @@ type Queue struct {
 	L int
 }
 
-func (q *Queue) add(e *detect.Event) {
+// add keeps e, dropping the oldest event when the queue is full; drop
+// releases the events the queue lets go.
+func (q *Queue) add(e *detect.Event, drop func(*detect.Event)) {
+	e.Hold()
 	if q.L >= 0 && len(q.Queue) > q.L {
+		old := len(q.Queue) - q.L
+		for _, o := range q.Queue[:old] {
+			drop(o)
+		}
 		// Shift in place so a long-lived bucket reuses its array.
-		n := copy(q.Queue, q.Queue[len(q.Queue)-q.L:])
+		n := copy(q.Queue, q.Queue[old:])
 		clear(q.Queue[n:])
 		q.Queue = q.Queue[:n]
 	}
 	q.Queue = append(q.Queue, e)
 }
 
-func (q *Queue) reset() {
+func (q *Queue) reset(drop func(*detect.Event)) {
+	for _, o := range q.Queue {
+		drop(o)
+	}
 	clear(q.Queue)
 	q.Queue = q.Queue[:0]
 }
@@ -96,9 +106,9 @@ func (b *bucket) begin(t time.Time) {
 }
 
 // end drops the bucket's events; the blackhole record stays.
-func (b *bucket) end() {
+func (b *bucket) end(drop func(*detect.Event)) {
 	b.live = false
-	b.queue.reset()
+	b.queue.reset(drop)
 	b.seen = nil
 	b.guill = nil
 	b.leaky = Leaky{}

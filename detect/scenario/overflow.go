@@ -119,7 +119,7 @@ func bayesUpdate(prior, evil, benign float32) float32 {
 func (s *Set) overflow(b *bucket, at time.Time, readAt time.Time) {
 	sc := b.sc
 	b.leaky.Ovflw_ts = at
-	defer b.end()
+	defer b.end(s.drop)
 	if sc.overflowFilter == nil && sc.blackhole > 0 && b.blackholeUntil.After(at) {
 		// Nothing reads an overflow the blackhole swallows: most of a
 		// steady attacker's overflows are, and building each was most of
@@ -211,7 +211,7 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 	// written again, and alerts are only read.
 	for _, e := range b.queue.Queue {
 		if e.Meta != nil {
-			a.Events = append(a.Events, e.Meta)
+			a.Events = append(a.Events, e.LendMeta())
 		}
 	}
 	// Merged meta: the last event's values win, as if each event's meta
@@ -308,7 +308,7 @@ func (s *Set) endLive(b *bucket) {
 		return
 	}
 	b.sc.stats.Underflows++
-	b.end()
+	b.end(s.drop)
 }
 
 // advance moves the set's clock to now and ends what is due.
@@ -334,6 +334,7 @@ func (s *Set) evict() {
 	b := s.heap[0]
 	b.sc.stats.Evictions++
 	s.evictions++
+	b.end(s.drop)
 	s.remove(b)
 }
 

@@ -28,6 +28,9 @@ type Options struct {
 	MaxBuckets int
 	// Simulated names scenarios whose alerts are marked Simulated.
 	Simulated []string
+	// Released, when set, gets each event the last bucket holding it let
+	// go, for the caller to reuse.
+	Released func(*detect.Event)
 	// Replay is a cold replay, where buckets run on log time. As in
 	// CrowdSec's time machine, an event without evt.MarshaledTime (a parser
 	// chain without dateparse-enrich) fills no bucket there, it only fires
@@ -63,13 +66,12 @@ type Set struct {
 
 	warnings []error
 
-	vars  map[string]any
-	cvars map[string]any
-	ovars map[string]any
-	outs  []Overflow
-	memo  exprenv.Memo
-	// kept is whether a bucket holds the event last poured.
-	kept bool
+	vars     map[string]any
+	cvars    map[string]any
+	ovars    map[string]any
+	outs     []Overflow
+	memo     exprenv.Memo
+	released func(*detect.Event)
 }
 
 // Load reads scenario files (multi-document YAML, as in the hub) and
@@ -81,14 +83,15 @@ func Load(files []string, opts Options) (*Set, error) {
 		env = exprenv.New("")
 	}
 	s := &Set{
-		env:     env,
-		byTuple: map[string][]*scenario{},
-		buckets: map[bucketKey]*bucket{},
-		max:     opts.MaxBuckets,
-		replay:  opts.Replay,
-		vars:    map[string]any{"evt": (*detect.Event)(nil)},
-		cvars:   map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
-		ovars:   map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
+		env:      env,
+		byTuple:  map[string][]*scenario{},
+		buckets:  map[bucketKey]*bucket{},
+		max:      opts.MaxBuckets,
+		replay:   opts.Replay,
+		released: opts.Released,
+		vars:     map[string]any{"evt": (*detect.Event)(nil)},
+		cvars:    map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
+		ovars:    map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
 	}
 	if s.max <= 0 {
 		s.max = DefaultMaxBuckets
@@ -151,17 +154,8 @@ func (s *Set) PourOverflows(evt *detect.Event) []Overflow {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.outs = s.outs[:0]
-	s.kept = false
 	s.pour(evt)
 	return s.takeOuts()
-}
-
-// Kept reports whether a bucket holds the event of the last Pour: if not,
-// the caller may reuse it for another line.
-func (s *Set) Kept() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.kept
 }
 
 // Tick does the time-driven work up to now: counters whose duration ran
@@ -206,11 +200,19 @@ func (s *Set) FlushOverflows() []Overflow {
 	}
 	for _, b := range live {
 		b.sc.stats.Buckets--
+		b.queue.reset(s.drop)
 	}
 	clear(s.buckets)
 	clear(s.heap)
 	s.heap = s.heap[:0]
 	return s.takeOuts()
+}
+
+// drop releases an event a bucket let go.
+func (s *Set) drop(e *detect.Event) {
+	if e.Release() && s.released != nil {
+		s.released(e)
+	}
 }
 
 func (s *Set) takeOuts() []Overflow {
@@ -333,8 +335,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 	if sc.kind == kindTrigger {
 		b.leaky.Total_count = 1
 		b.leaky.First_ts, b.leaky.Last_ts = t, t
-		b.queue.add(evt)
-		s.kept = true
+		b.queue.add(evt, s.drop)
 		s.overflow(b, t, evt.Line.ReadAt)
 		s.schedule(b)
 		return
@@ -356,7 +357,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 			sc.stats.Errors++
 		} else if ok {
 			sc.stats.Canceled++
-			b.end()
+			b.end(s.drop)
 			s.schedule(b)
 			return
 		}
@@ -367,8 +368,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		b.leaky.First_ts = t
 	}
 	b.leaky.Last_ts = t
-	b.queue.add(evt)
-	s.kept = true
+	b.queue.add(evt, s.drop)
 	switch sc.kind {
 	case kindLeaky:
 		if !b.allow(t) {
