@@ -11,6 +11,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
+
+	"github.com/moatsec/moat/detect/parse/internal/ascii"
 )
 
 // grokLib holds pattern definitions (NAME -> grok text) and their
@@ -19,6 +22,13 @@ type grokLib struct {
 	defs     map[string]string
 	expanded map[string]string
 	compiled map[string]*grok
+	// scratch is match state the library's groks take turns with.
+	scratch atomic.Pointer[grokScratch]
+}
+
+type grokScratch struct {
+	m    ascii.Machine
+	caps []int
 }
 
 func newGrokLib() *grokLib {
@@ -87,7 +97,11 @@ func (g *grokLib) add(name, def string) {
 
 // grok is a compiled grok pattern.
 type grok struct {
-	re *regexp.Regexp
+	lib *grokLib
+	re  *regexp.Regexp
+	// ascii, ascii4 and ascii6 match as re, v4 and v6 do, on ASCII
+	// input, without Go's regexp (nil when they could not compile).
+	ascii, ascii4, ascii6 *ascii.Prog
 	// v4 is re with the IPV6 pattern removed and HOSTNAME's labels
 	// unbounded, or nil when re uses neither. IPV6 can only match inside a
 	// run of hex digits, dots and colons that holds "::" or six colons, and
@@ -208,7 +222,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile grok %q: %w", src, err)
 	}
-	c := &grok{re: re, names: make([]string, re.NumSubexp()+1)}
+	c := &grok{lib: g, re: re, ascii: compileASCII(rx), names: make([]string, re.NumSubexp()+1)}
 	anchored := strings.HasPrefix(src, "^")
 	if !anchored {
 		if a, err := regexp.Compile("^(?:" + rx + ")"); err == nil {
@@ -218,7 +232,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	var gen4 []string
 	if rx4, err := g.expand(src, &gen4, 0, expandNoV6); err == nil && rx4 != rx && g.standardV4() {
 		if re4, err := regexp.Compile(rx4); err == nil && re4.NumSubexp() == re.NumSubexp() {
-			c.v4 = re4
+			c.v4, c.ascii4 = re4, compileASCII(rx4)
 			if !anchored {
 				if a, err := regexp.Compile("^(?:" + rx4 + ")"); err == nil {
 					c.anch4 = a
@@ -238,7 +252,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		full, err4 := regexp.Compile("^(?:" + ip6 + ")$")
 		pref, err5 := regexp.Compile("^(?:" + ip6 + ")")
 		if err1 == nil && err2 == nil && err3 == nil && err4 == nil && err5 == nil {
-			c.v6, c.anch6 = re6, a6
+			c.v6, c.anch6, c.ascii6 = re6, a6, compileASCII(rx6)
 			c.ip6 = &tokenCheck{re: full, seen: map[string]bool{}}
 			c.ip6pre = &tokenCheck{re: pref, seen: map[string]bool{}, whole: true}
 			c.v6end = atEnd
@@ -268,6 +282,19 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	}
 	g.compiled[src] = c
 	return c, nil
+}
+
+// compileASCII compiles rx for ASCII input, or returns nil.
+func compileASCII(rx string) *ascii.Prog {
+	re, err := syntax.Parse(rx, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	p, err := ascii.Compile(re)
+	if err != nil {
+		return nil
+	}
+	return p
 }
 
 // fieldNames maps the submatches of re to grok field names.
@@ -302,17 +329,22 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 			return m
 		}
 	}
-	re, anch, names := c.re, c.anch, c.names
+	sc := c.lib.scratch.Swap(nil)
+	if sc == nil {
+		sc = &grokScratch{}
+	}
+	defer c.lib.scratch.Store(sc)
+	re, anch, prog, names := c.re, c.anch, c.ascii, c.names
 	v6 := false
 	if c.v4 != nil && !hasLongLabel(s) {
 		switch {
 		case !mayHoldIPv6(s):
-			re, anch = c.v4, c.anch4
+			re, anch, prog = c.v4, c.anch4, c.ascii4
 		case c.v6 != nil && strings.IndexByte(s, '%') < 0:
-			re, anch, names, v6 = c.v6, c.anch6, c.names6, true
+			re, anch, prog, names, v6 = c.v6, c.anch6, c.ascii6, c.names6, true
 		}
 	}
-	idx := c.find(s, re, anch)
+	idx := c.find(s, re, anch, prog, sc)
 	if v6 && idx != nil {
 		// The runs taken for addresses must be addresses; if one is not,
 		// the full regexp decides.
@@ -326,8 +358,8 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 				check = c.ip6pre
 			}
 			if !check.ok(s[a:idx[2*g+1]]) {
-				re, anch, names = c.re, c.anch, c.names
-				idx = c.find(s, re, anch)
+				names = c.names
+				idx = c.find(s, c.re, c.anch, c.ascii, sc)
 				break
 			}
 		}
@@ -354,8 +386,21 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 }
 
 // find returns the submatch indexes of the leftmost match of re in s;
-// anch is re anchored at the start of its input.
-func (c *grok) find(s string, re, anch *regexp.Regexp) []int {
+// anch is re anchored at the start of its input, prog re for ASCII input
+// (nil when there is none). The indexes may be sc's.
+func (c *grok) find(s string, re, anch *regexp.Regexp, prog *ascii.Prog, sc *grokScratch) []int {
+	if prog != nil {
+		if n := prog.NumSlots(); cap(sc.caps) < n {
+			sc.caps = make([]int, n)
+		}
+		caps := sc.caps[:prog.NumSlots()]
+		if matched, ok := prog.Find(&sc.m, s, caps); ok {
+			if !matched {
+				return nil
+			}
+			return caps
+		}
+	}
 	var idx []int
 	switch {
 	case c.pre != "":
