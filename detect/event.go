@@ -50,6 +50,9 @@ type Event struct {
 	// metaLent is set once an alert shares Meta: a reused event then
 	// needs a map of its own.
 	metaLent bool
+	// whole is set when a holder may read more than Meta (a condition
+	// over a bucket's queue).
+	whole bool
 }
 
 // NewEvent starts an event from a line with empty maps, ready for stage one.
@@ -95,8 +98,26 @@ func (e *Event) LendMeta() map[string]string {
 	return e.Meta
 }
 
+// NeedWhole records that a holder may read the whole event, not only
+// its Meta.
+func (e *Event) NeedWhole() { e.whole = true }
+
+// TakeParsed empties the parsed fields of an event whose holders only
+// read Meta, and returns their map for another event; nil when a holder
+// needs them. A bucket can hold an event for minutes, its parsed fields
+// are most of its size.
+func (e *Event) TakeParsed() map[string]string {
+	if e.whole || e.Parsed == nil {
+		return nil
+	}
+	p := e.Parsed
+	e.Parsed = nil
+	clear(p)
+	return p
+}
+
 // Reuse makes an event no one holds any more a fresh one for l, keeping
-// its maps unless they were lent.
+// its maps unless they were lent or taken (Parsed is then nil).
 func (e *Event) Reuse(l Line) {
 	p, m, en, u := e.Parsed, e.Meta, e.Enriched, e.Unmarshaled
 	clear(p)

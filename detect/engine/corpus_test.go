@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/hub"
 	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/testutil"
 )
@@ -322,20 +324,50 @@ func TestLoadWholeHub(t *testing.T) {
 	}
 }
 
-// Process reuses events no bucket kept; what comes out must be what fresh
-// events give (ProcessTrace never reuses).
+// Process reuses events no bucket holds any more, and the parsed fields
+// of events buckets hold only for their meta; what comes out must be what
+// fresh events give (ProcessTrace never reuses).
 func TestProcessReuseMatchesFresh(t *testing.T) {
 	dir := shared(t)
 	out, year := corpus(t, dir, "--ssh-lines", "5000", "--nginx-lines", "5000", "--seed", "3")
+	// A conditional scenario reads the parsed fields of the events its
+	// buckets hold: those must be kept whole.
+	whole := filepath.Join(t.TempDir(), "whole-queue.yaml")
+	if err := os.WriteFile(whole, []byte(`type: conditional
+name: test/whole-queue
+description: "reads the parsed fields of held events"
+filter: "evt.Meta.log_type == 'ssh_failed-auth'"
+groupby: evt.Meta.source_ip
+capacity: -1
+leakspeed: 1m
+condition: len(queue.Queue) >= 3 && queue.Queue[0].Parsed.sshd_client_ip != "" && queue.Queue[1].Parsed.sshd_client_ip == queue.Queue[0].Parsed.sshd_client_ip
+blackhole: 1m
+labels:
+  remediation: true
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		file, typ string
 		items     []string
+		extra     string // a scenario file added to the items
 	}{
-		{"auth.log", "syslog", []string{"crowdsecurity/linux"}},
-		{"access.log", "nginx", append(nginxItems, "crowdsecurity/base-http-scenarios")},
+		{"auth.log", "syslog", []string{"crowdsecurity/linux"}, ""},
+		{"auth.log", "syslog", []string{"crowdsecurity/linux"}, whole},
+		{"access.log", "nginx", append(nginxItems, "crowdsecurity/base-http-scenarios"), ""},
 	} {
 		cfg := hubConfig(dir, c.items...)
 		cfg.Year = year
+		if c.extra != "" {
+			h, err := hub.Open(cfg.HubDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Selection, err = h.Select(c.items); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Selection.Scenarios = append(cfg.Selection.Scenarios, c.extra)
+		}
 		reused, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -352,11 +384,14 @@ func TestProcessReuseMatchesFresh(t *testing.T) {
 		}
 		got = append(got, reused.Flush()...)
 		want = append(want, fresh.Flush()...)
+		if c.extra != "" && !slices.ContainsFunc(want, func(a model.Alert) bool { return a.Scenario == "test/whole-queue" }) {
+			t.Fatalf("%s: test/whole-queue never fired", c.extra)
+		}
 		if len(want) == 0 {
 			t.Fatalf("%s: no alerts to compare", c.file)
 		}
 		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
-			t.Errorf("%s: alerts with reused events differ (-fresh +reused):\n%s", c.file, diff)
+			t.Errorf("%s %s: alerts with reused events differ (-fresh +reused):\n%s", c.file, c.extra, diff)
 		}
 	}
 }

@@ -60,8 +60,10 @@ type Engine struct {
 	views   bool
 	// parsedFields and metaFields size new events' maps (see learnSizes).
 	parsedFields, metaFields int
-	// free holds events no one holds any more, for Process to reuse.
-	free []*detect.Event
+	// free holds events no one holds any more, for Process to reuse, and
+	// freeParsed the parsed fields of events buckets hold only for Meta.
+	free       []*detect.Event
+	freeParsed []map[string]string
 
 	lines, parsed, unparsed, whitelisted, poured, alerts, postWhitelisted atomic.Uint64
 }
@@ -140,10 +142,17 @@ func (e *Engine) Process(l detect.Line) []model.Alert {
 		evt = e.free[n-1]
 		e.free = e.free[:n-1]
 		evt.Reuse(l)
+		if evt.Parsed == nil {
+			evt.Parsed = e.parsedMap()
+		}
 	}
 	evt, ovs := e.process(l, nil, evt)
-	if evt != nil && evt.Release() {
-		e.recycle(evt)
+	if evt != nil {
+		if evt.Release() {
+			e.recycle(evt)
+		} else if p := evt.TakeParsed(); p != nil && len(e.freeParsed) < maxFree {
+			e.freeParsed = append(e.freeParsed, p)
+		}
 	}
 	return alertsOf(ovs)
 }
@@ -164,7 +173,17 @@ func (e *Engine) recycle(evt *detect.Event) {
 	}
 }
 
-// maxFree bounds the events kept for reuse; a flush that drops every
+// parsedMap returns an empty map for an event's parsed fields.
+func (e *Engine) parsedMap() map[string]string {
+	if n := len(e.freeParsed); n > 0 {
+		p := e.freeParsed[n-1]
+		e.freeParsed = e.freeParsed[:n-1]
+		return p
+	}
+	return make(map[string]string, e.parsedFields)
+}
+
+// maxFree bounds the events (and maps) kept for reuse; a flush that drops every
 // bucket at once leaves the rest to the garbage collector.
 const maxFree = 4096
 

@@ -335,7 +335,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 	if sc.kind == kindTrigger {
 		b.leaky.Total_count = 1
 		b.leaky.First_ts, b.leaky.Last_ts = t, t
-		b.queue.add(evt, s.drop)
+		s.keep(b, evt)
 		s.overflow(b, t, evt.Line.ReadAt)
 		s.schedule(b)
 		return
@@ -368,7 +368,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		b.leaky.First_ts = t
 	}
 	b.leaky.Last_ts = t
-	b.queue.add(evt, s.drop)
+	s.keep(b, evt)
 	switch sc.kind {
 	case kindLeaky:
 		if !b.allow(t) {
@@ -384,6 +384,14 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		}
 	}
 	s.schedule(b)
+}
+
+// keep puts evt in b's queue.
+func (s *Set) keep(b *bucket, evt *detect.Event) {
+	b.queue.add(evt, s.drop)
+	if b.sc.readsQueue {
+		evt.NeedWhole()
+	}
 }
 
 // runBool runs p natively when it can decide, else in the VM; a VM run

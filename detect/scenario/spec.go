@@ -112,6 +112,9 @@ type scenario struct {
 	scope     string
 	labels    map[string]string
 	remediate bool
+	// readsQueue: the scenario's expressions may read more of the events
+	// its buckets hold than their Meta.
+	readsQueue bool
 
 	stats ScenarioStats
 }
@@ -382,6 +385,7 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	}
 	sc.labels, sc.remediate = flattenLabels(sp.Labels)
 	sc.reqs = requirements(sp.Filter)
+	sc.readsQueue = sc.kind == kindConditional || sc.kind == kindBayesian || sc.overflowFilter != nil || sc.scopeExpr != nil
 	return sc, warns, nil
 }
 
