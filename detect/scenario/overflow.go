@@ -297,6 +297,11 @@ func (s *Set) remove(b *bucket) {
 	if cur := s.buckets[bucketKey{b.sc.idx, b.key}]; cur == b {
 		delete(s.buckets, bucketKey{b.sc.idx, b.key})
 		b.sc.stats.Buckets--
+		// A removed bucket holds no events: evict ends it first, and
+		// schedule removes only ended ones.
+		if len(s.spareBuckets) < maxSpareBuckets {
+			s.spareBuckets = append(s.spareBuckets, b)
+		}
 	}
 }
 

@@ -72,6 +72,8 @@ type Set struct {
 	outs     []Overflow
 	memo     exprenv.Memo
 	released func(*detect.Event)
+	// spareBuckets are removed buckets kept for new partitions.
+	spareBuckets []*bucket
 }
 
 // Load reads scenario files (multi-document YAML, as in the hub) and
@@ -208,6 +210,22 @@ func (s *Set) FlushOverflows() []Overflow {
 	return s.takeOuts()
 }
 
+// newBucket returns an empty bucket, a spare one when there is one: a
+// replay starts and ends buckets by the hundred thousand.
+func (s *Set) newBucket(sc *scenario, key string) *bucket {
+	n := len(s.spareBuckets)
+	if n == 0 {
+		return &bucket{sc: sc, key: key, heapIdx: -1}
+	}
+	b := s.spareBuckets[n-1]
+	s.spareBuckets = s.spareBuckets[:n-1]
+	*b = bucket{sc: sc, key: key, heapIdx: -1, queue: Queue{Queue: b.queue.Queue[:0]}}
+	return b
+}
+
+// maxSpareBuckets bounds the removed buckets kept for reuse.
+const maxSpareBuckets = 1024
+
 // drop releases an event a bucket let go.
 func (s *Set) drop(e *detect.Event) {
 	if e.Release() && s.released != nil {
@@ -322,7 +340,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		if len(s.buckets) >= s.max {
 			s.evict()
 		}
-		b = &bucket{sc: sc, key: key, heapIdx: -1}
+		b = s.newBucket(sc, key)
 		s.buckets[bk] = b
 		sc.stats.Buckets++
 	}
