@@ -120,8 +120,11 @@ func (b *bucket) end(drop func(*detect.Event)) {
 func (b *bucket) allow(t time.Time) bool {
 	if d := t.Sub(b.leakAt); d > 0 {
 		b.credit = min(b.credit+min(d, b.sc.room), b.sc.room)
-		b.leakAt = t
 	}
+	// An event older than the last leak moves the leak clock back, so
+	// time that comes again leaks again: CrowdSec's rate limiter does so
+	// on a replay of out-of-order logs.
+	b.leakAt = t
 	if b.credit >= b.sc.leakspeed {
 		b.credit -= b.sc.leakspeed
 		return true

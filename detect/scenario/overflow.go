@@ -294,8 +294,8 @@ func (s *Set) remove(b *bucket) {
 	if b.heapIdx >= 0 {
 		heap.Remove(&s.heap, b.heapIdx)
 	}
-	if cur := s.buckets[bucketKey{b.sc.idx, b.key}]; cur == b {
-		delete(s.buckets, bucketKey{b.sc.idx, b.key})
+	if bk := (bucketKey{b.sc.bucketsOf, b.key}); s.buckets[bk] == b {
+		delete(s.buckets, bk)
 		b.sc.stats.Buckets--
 		// A removed bucket holds no events: evict ends it first, and
 		// schedule removes only ended ones.

@@ -116,6 +116,17 @@ func Load(files []string, opts Options) (*Set, error) {
 				s.warnings = append(s.warnings, &LoadError{File: f, Line: lines[i], Name: sp.Name, Err: w})
 			}
 			sc.idx = len(s.scenarios)
+			// Scenarios with the same name and filter fill the same
+			// buckets, as CrowdSec keys a bucket by name, filter and
+			// groupby value: hub files that define a scenario twice
+			// (once with distinct) count each event twice.
+			sc.bucketsOf = sc.idx
+			for _, o := range s.scenarios {
+				if o.spec.Name == sp.Name && o.spec.Filter == sp.Filter {
+					sc.bucketsOf = o.idx
+					break
+				}
+			}
 			sc.file, sc.line, sc.hash = f, lines[i], hash
 			sc.simulated = sim[sp.Name]
 			sc.stats.Name = sp.Name
@@ -331,7 +342,7 @@ func (s *Set) pour(evt *detect.Event) {
 }
 
 func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time) {
-	bk := bucketKey{sc.idx, key}
+	bk := bucketKey{sc.bucketsOf, key}
 	b := s.buckets[bk]
 	if b != nil && b.live && t.After(b.liveDeadline()) {
 		s.endLive(b)
@@ -344,6 +355,9 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 		s.buckets[bk] = b
 		sc.stats.Buckets++
 	}
+	// A bucket shared with another scenario behaves as the one that
+	// made it.
+	sc = b.sc
 	if !b.live {
 		b.begin(t)
 	}

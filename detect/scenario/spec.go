@@ -112,6 +112,9 @@ type scenario struct {
 	scope     string
 	labels    map[string]string
 	remediate bool
+	// bucketsOf is the index of the scenario whose buckets this one
+	// fills: its own, or an earlier one's with the same name and filter.
+	bucketsOf int
 	// readsQueue: the scenario's expressions may read more of the events
 	// its buckets hold than their Meta.
 	readsQueue bool
