@@ -151,6 +151,18 @@ func TestExponentialPattern(t *testing.T) {
 	}
 }
 
+// A search that goes deep leaves the machine with a stack of bounded size.
+func TestDeepSearchStack(t *testing.T) {
+	re, p := compileBoth(t, `(?:ab|cd)*e`)
+	m := &Machine{}
+	if !agree(t, re, p, m, strings.Repeat("ab", 40000)) {
+		t.Fatal("no answer")
+	}
+	if cap(m.stack) > maxKeptFrames {
+		t.Errorf("the machine kept a stack of %d frames", cap(m.stack))
+	}
+}
+
 func FuzzFind(f *testing.F) {
 	for i, s := range inputs {
 		f.Add(uint8(i), s)

@@ -39,6 +39,8 @@ const (
 	stepsPerByte = 4
 	stepsBase    = 256
 	maxVisited   = 1 << 20
+	// maxKeptFrames bounds the stack a Machine keeps between searches.
+	maxKeptFrames = 1 << 14
 )
 
 // Find looks for the leftmost-first match of p in s and writes its
@@ -50,6 +52,13 @@ func (p *Prog) Find(m *Machine, s string, caps []int) (matched, ok bool) {
 	if !isASCII(s) || len(s) > 1<<30 {
 		return false, false
 	}
+	// One odd line can grow the stack to millions of frames; the machine
+	// does not keep that much.
+	defer func() {
+		if cap(m.stack) > maxKeptFrames {
+			m.stack = nil
+		}
+	}()
 	for i := range caps[:p.ncap] {
 		caps[i] = -1
 	}
