@@ -183,8 +183,8 @@ func (e *Engine) parsedMap() map[string]string {
 	return make(map[string]string, e.parsedFields)
 }
 
-// maxFree bounds the events (and maps) kept for reuse; a flush that drops every
-// bucket at once leaves the rest to the garbage collector.
+// maxFree bounds the events (and maps) kept for reuse; a flush that drops
+// every bucket at once leaves the rest to the garbage collector.
 const maxFree = 4096
 
 // learnSizes keeps the largest numbers of parsed and meta fields an event
