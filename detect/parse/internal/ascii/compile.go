@@ -158,18 +158,8 @@ func (c *compiler) emit(r *syntax.Regexp) error {
 		} else {
 			c.add(inst{op: opByte, set: set})
 		}
-	case syntax.OpBeginLine:
-		c.add(inst{op: opAssert, assert: syntax.EmptyBeginLine})
-	case syntax.OpEndLine:
-		c.add(inst{op: opAssert, assert: syntax.EmptyEndLine})
-	case syntax.OpBeginText:
-		c.add(inst{op: opAssert, assert: syntax.EmptyBeginText})
-	case syntax.OpEndText:
-		c.add(inst{op: opAssert, assert: syntax.EmptyEndText})
-	case syntax.OpWordBoundary:
-		c.add(inst{op: opAssert, assert: syntax.EmptyWordBoundary})
-	case syntax.OpNoWordBoundary:
-		c.add(inst{op: opAssert, assert: syntax.EmptyNoWordBoundary})
+	case syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		c.add(inst{op: opAssert, assert: assertions[r.Op]})
 	case syntax.OpCapture:
 		c.add(inst{op: opSave, n: 2 * r.Cap})
 		if err := c.emit(r.Sub[0]); err != nil {
@@ -213,6 +203,16 @@ func (c *compiler) emit(r *syntax.Regexp) error {
 		return fmt.Errorf("%w: %v", ErrUnsupported, r.Op)
 	}
 	return nil
+}
+
+// assertions maps the empty-width operators to what they assert.
+var assertions = map[syntax.Op]syntax.EmptyOp{
+	syntax.OpBeginLine:      syntax.EmptyBeginLine,
+	syntax.OpEndLine:        syntax.EmptyEndLine,
+	syntax.OpBeginText:      syntax.EmptyBeginText,
+	syntax.OpEndText:        syntax.EmptyEndText,
+	syntax.OpWordBoundary:   syntax.EmptyWordBoundary,
+	syntax.OpNoWordBoundary: syntax.EmptyNoWordBoundary,
 }
 
 // literal emits a literal: one comparison when it is exact, one byte set
