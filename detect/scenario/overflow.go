@@ -294,8 +294,9 @@ func (s *Set) remove(b *bucket) {
 	if b.heapIdx >= 0 {
 		heap.Remove(&s.heap, b.heapIdx)
 	}
-	if bk := (bucketKey{b.sc.bucketsOf, b.key}); s.buckets[bk] == b {
-		delete(s.buckets, bk)
+	if b.sc.buckets[b.key] == b {
+		delete(b.sc.buckets, b.key)
+		s.buckets--
 		b.sc.stats.Buckets--
 		// A removed bucket holds no events: evict ends it first, and
 		// schedule removes only ended ones.
@@ -369,7 +370,7 @@ type Stats struct {
 func (s *Set) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Buckets: len(s.buckets), Evictions: s.evictions}
+	st := Stats{Buckets: s.buckets, Evictions: s.evictions}
 	st.Scenarios = make([]ScenarioStats, len(s.scenarios))
 	for i, sc := range s.scenarios {
 		st.Scenarios[i] = sc.stats

@@ -38,11 +38,6 @@ type Options struct {
 	Replay bool
 }
 
-type bucketKey struct {
-	sc  int
-	key string
-}
-
 // Set is a loaded group of scenarios and their live buckets. Its methods
 // are safe for concurrent use; time only moves with the event times poured
 // and the clock passed to Tick.
@@ -58,7 +53,7 @@ type Set struct {
 	byTuple  map[string][]*scenario
 	tupleBuf []byte
 
-	buckets   map[bucketKey]*bucket
+	buckets   int // live buckets and blackhole records
 	heap      bucketHeap
 	max       int
 	now       time.Time
@@ -87,7 +82,6 @@ func Load(files []string, opts Options) (*Set, error) {
 	s := &Set{
 		env:      env,
 		byTuple:  map[string][]*scenario{},
-		buckets:  map[bucketKey]*bucket{},
 		max:      opts.MaxBuckets,
 		replay:   opts.Replay,
 		released: opts.Released,
@@ -120,10 +114,10 @@ func Load(files []string, opts Options) (*Set, error) {
 			// buckets, as CrowdSec keys a bucket by name, filter and
 			// groupby value: hub files that define a scenario twice
 			// (once with distinct) count each event twice.
-			sc.bucketsOf = sc.idx
+			sc.buckets = map[string]*bucket{}
 			for _, o := range s.scenarios {
 				if o.spec.Name == sp.Name && o.spec.Filter == sp.Filter {
-					sc.bucketsOf = o.idx
+					sc.buckets = o.buckets
 					break
 				}
 			}
@@ -215,7 +209,10 @@ func (s *Set) FlushOverflows() []Overflow {
 		b.sc.stats.Buckets--
 		b.queue.reset(s.drop)
 	}
-	clear(s.buckets)
+	for _, sc := range s.scenarios {
+		clear(sc.buckets)
+	}
+	s.buckets = 0
 	clear(s.heap)
 	s.heap = s.heap[:0]
 	return s.takeOuts()
@@ -342,17 +339,17 @@ func (s *Set) pour(evt *detect.Event) {
 }
 
 func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time) {
-	bk := bucketKey{sc.bucketsOf, key}
-	b := s.buckets[bk]
+	b := sc.buckets[key]
 	if b != nil && b.live && t.After(b.liveDeadline()) {
 		s.endLive(b)
 	}
 	if b == nil {
-		if len(s.buckets) >= s.max {
+		if s.buckets >= s.max {
 			s.evict()
 		}
 		b = s.newBucket(sc, key)
-		s.buckets[bk] = b
+		sc.buckets[key] = b
+		s.buckets++
 		sc.stats.Buckets++
 	}
 	// A bucket shared with another scenario behaves as the one that

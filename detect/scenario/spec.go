@@ -112,9 +112,9 @@ type scenario struct {
 	scope     string
 	labels    map[string]string
 	remediate bool
-	// bucketsOf is the index of the scenario whose buckets this one
-	// fills: its own, or an earlier one's with the same name and filter.
-	bucketsOf int
+	// buckets are the scenario's partitions by groupby value; scenarios
+	// with the same name and filter share them.
+	buckets map[string]*bucket
 	// readsQueue: the scenario's expressions may read more of the events
 	// its buckets hold than their Meta.
 	readsQueue bool
