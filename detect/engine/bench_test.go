@@ -111,8 +111,16 @@ func benchReplay(b *testing.B, file, typ string, args []string, items ...string)
 	b.ReportMetric(float64(len(v.falseBans)), "false-bans")
 }
 
-// BenchmarkSSHReplay: the sshd mix over a 1M-line auth.log, once through.
+// BenchmarkSSHReplay: the sshd mix (syslog-logs, sshd-logs, dateparse,
+// ssh-bf) over a 1M-line auth.log, once through.
 func BenchmarkSSHReplay(b *testing.B) {
+	benchReplay(b, "auth.log", "syslog", []string{"--ssh-lines", "1M", "--nginx-lines", "10", "--seed", "1"},
+		append(sshItems, "crowdsecurity/ssh-bf")...)
+}
+
+// BenchmarkSSHSlowReplay adds ssh-slow-bf, as the sshd collection does:
+// four scenarios fill a bucket for each failed login.
+func BenchmarkSSHSlowReplay(b *testing.B) {
 	benchReplay(b, "auth.log", "syslog", []string{"--ssh-lines", "1M", "--nginx-lines", "10", "--seed", "1"},
 		append(sshItems, "crowdsecurity/ssh-bf", "crowdsecurity/ssh-slow-bf")...)
 }

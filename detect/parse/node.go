@@ -126,6 +126,10 @@ type node struct {
 	stash    []stashEntry
 
 	hits, ok atomic.Uint64
+	// pureMiss: when its grok fails the node writes nothing to the event
+	// (no filter, whitelist, stash, children or hand-written matcher), so
+	// a run of such siblings can share one read of their grok's input.
+	pureMiss bool
 }
 
 // run is the state of one event going through the pipeline.
@@ -136,6 +140,26 @@ type run struct {
 	vars map[string]any
 	// ov is the overflow postoverflows run on, nil for log events.
 	ov *OverflowEvent
+	// input is the last grok input a pureMiss node read, valid while only
+	// such nodes failed since.
+	input fieldRead
+}
+
+type fieldRead struct {
+	key, val  string
+	ok, valid bool
+}
+
+// grokInput reads the parsed field n's grok applies to.
+func (r *run) grokInput(n *node) (string, bool) {
+	if in := &r.input; in.valid && in.key == n.grokApply {
+		return in.val, in.ok
+	}
+	v, ok := r.evt.Parsed[n.grokApply]
+	if n.pureMiss {
+		r.input = fieldRead{key: n.grokApply, val: v, ok: ok, valid: true}
+	}
+	return v, ok
 }
 
 // sources returns the IPs whitelists check: the event's source_ip, or an
@@ -205,7 +229,7 @@ func (n *node) process(r *run) (bool, error) {
 		case n.grokApply == "Line.Raw":
 			in = evt.Line.Raw
 		case n.grokApply != "":
-			v, ok := evt.Parsed[n.grokApply]
+			v, ok := r.grokInput(n)
 			if !ok {
 				state = false
 			}
@@ -250,11 +274,16 @@ func (n *node) process(r *run) (bool, error) {
 		}
 	}
 
+	sharing := false
 	for _, c := range n.children {
+		if !sharing {
+			r.input.valid = false
+		}
 		ok, err := c.process(r)
 		if err != nil {
 			return false, err
 		}
+		sharing = c.pureMiss && !ok
 		if ok {
 			state = true
 			if n.onSuccess == "next_stage" {

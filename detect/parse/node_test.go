@@ -64,6 +64,22 @@ func TestNodes(t *testing.T) {
 	}
 }
 
+// Siblings that fail without writing share one read of their grok's
+// input; a sibling that writes it makes the next ones read it again.
+func TestSiblingsReadRewrittenInput(t *testing.T) {
+	p, err := Load([]File{{Path: "testdata/parsers/siblings.yaml", Stage: "s01-parse"}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evt := detect.NewEvent(detect.Line{Raw: "first pass", Labels: map[string]string{"type": "siblings"}})
+	if !p.Parse(evt) {
+		t.Fatal("not parsed")
+	}
+	if got := evt.Meta["seen"]; got != "pass" {
+		t.Errorf("the third sibling saw %q, want the rewritten input (seen = %q)", evt.Parsed["message"], got)
+	}
+}
+
 func TestYAMLErrorsNameFileAndLine(t *testing.T) {
 	dir := t.TempDir()
 	broken := filepath.Join(dir, "sshd-logs.yaml")

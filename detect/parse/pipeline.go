@@ -303,6 +303,8 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 	if n.grok == nil && len(n.children) == 0 && len(n.statics) == 0 && n.filter == nil && n.wl.empty() && len(n.stash) == 0 {
 		return nil, fmt.Errorf("node does nothing")
 	}
+	n.pureMiss = n.grok != nil && n.grok.fast == nil && n.grokExpr == nil && n.grokApply != "" && n.grokApply != "Line.Raw" &&
+		n.filter == nil && n.wl.empty() && len(n.stash) == 0 && len(n.children) == 0
 	return n, nil
 }
 

@@ -121,6 +121,7 @@ func (p *Pipeline) runStages(r *run, tr *Trace) bool {
 		}
 		stageOK := false
 		for _, n := range p.nodes[si] {
+			r.input.valid = false
 			ok, err := n.process(r)
 			if err != nil {
 				ok = false
