@@ -336,9 +336,10 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 	defer c.lib.scratch.Store(sc)
 	re, anch, prog, names := c.re, c.anch, c.ascii, c.names
 	v6 := false
-	if c.v4 != nil && !hasLongLabel(s) {
-		switch {
-		case !mayHoldIPv6(s):
+	if c.v4 != nil {
+		switch long, ipv6Run := shapeOf(s); {
+		case long:
+		case !ipv6Run:
 			re, anch, prog = c.v4, c.anch4, c.ascii4
 		case c.v6 != nil && strings.IndexByte(s, '%') < 0:
 			re, anch, prog, names, v6 = c.v6, c.anch6, c.ascii6, c.names6, true
@@ -612,49 +613,60 @@ func requiredLiterals(rx string) []string {
 // neverMatch is an empty character class: it matches nothing.
 const neverMatch = `[^\x00-\x{10FFFF}]`
 
-// mayHoldIPv6 reports whether s has a run of [0-9A-Fa-f:.] holding "::" or
-// at least six colons: every IPV6 match lies inside such a run.
-func mayHoldIPv6(s string) bool {
-	colons := 0
+// hostnameUnbounded is HOSTNAME with {0,62} as *; see grok.v4.
+const hostnameUnbounded = `\b(?:[0-9A-Za-z][0-9A-Za-z-]*)(?:\.(?:[0-9A-Za-z][0-9A-Za-z-]*))*(?:\.?|\b)`
+
+// shapeOf scans s once for what selects a grok's variant: a run of 64
+// label characters ([0-9A-Za-z-]), and a run of [0-9A-Fa-f:.] holding
+// "::" or six colons, inside which every IPV6 match lies.
+func shapeOf(s string) (longLabel, ipv6Run bool) {
+	label, colons := 0, 0
 	prevColon := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		k := byteKinds[c]
+		if k&labelByte != 0 {
+			if label++; label >= 64 {
+				return true, ipv6Run
+			}
+		} else {
+			label = 0
+		}
+		if ipv6Run {
+			continue
+		}
 		switch {
 		case c == ':':
-			if prevColon {
-				return true
+			if prevColon || colons >= 5 {
+				ipv6Run = true
+				continue
 			}
 			colons++
-			if colons >= 6 {
-				return true
-			}
 			prevColon = true
 			continue
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F', c == '.':
-		default:
+		case k&hexOrDot == 0:
 			colons = 0
 		}
 		prevColon = false
 	}
-	return false
+	return false, ipv6Run
 }
 
-// hostnameUnbounded is HOSTNAME with {0,62} as *; see grok.v4.
-const hostnameUnbounded = `\b(?:[0-9A-Za-z][0-9A-Za-z-]*)(?:\.(?:[0-9A-Za-z][0-9A-Za-z-]*))*(?:\.?|\b)`
+const (
+	labelByte = 1 << iota // [0-9A-Za-z-]
+	hexOrDot              // [0-9A-Fa-f.]
+)
 
-// hasLongLabel reports whether s has 64 label characters ([0-9A-Za-z-]) in
-// a row.
-func hasLongLabel(s string) bool {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; isAlnum(c) || c == '-' {
-			n++
-			if n >= 64 {
-				return true
-			}
-		} else {
-			n = 0
+// byteKinds classifies bytes for shapeOf.
+var byteKinds = func() (t [256]uint8) {
+	for c := range 256 {
+		b := byte(c)
+		if isAlnum(b) || b == '-' {
+			t[c] |= labelByte
+		}
+		if b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F' || b == '.' {
+			t[c] |= hexOrDot
 		}
 	}
-	return false
-}
+	return t
+}()

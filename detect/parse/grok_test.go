@@ -2,6 +2,8 @@ package parse
 
 import (
 	"maps"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -77,4 +79,29 @@ func TestFastPathsSurviveRedefinitions(t *testing.T) {
 			t.Errorf("%s: IPv4 variant installed = %v, want %v", tt.name, c.v4 != nil, tt.v4fast)
 		}
 	}
+}
+
+// shapeOf agrees with the plain definitions of what it looks for.
+func FuzzShapeOf(f *testing.F) {
+	for _, s := range []string{
+		"", "from 198.18.0.1 port 22", "from 2001:db8::1 port 22", "a:b:c:d:e:f:0", "a:b:c:d:e:f",
+		"1:2:3 x 4:5:6:7", "fe80::1%eth0", strings.Repeat("a", 63) + ".b", strings.Repeat("a-1", 22), "::", ":x:",
+	} {
+		f.Add(s)
+	}
+	label := regexp.MustCompile(`[0-9A-Za-z-]{64}`)
+	run := regexp.MustCompile(`[0-9A-Fa-f:.]+`)
+	f.Fuzz(func(t *testing.T, s string) {
+		wantV6 := false
+		for _, r := range run.FindAllString(s, -1) {
+			if strings.Contains(r, "::") || strings.Count(r, ":") >= 6 {
+				wantV6 = true
+			}
+		}
+		wantLong := label.MatchString(s)
+		long, v6 := shapeOf(s)
+		if long != wantLong || !long && v6 != wantV6 {
+			t.Fatalf("%q: shapeOf %v %v, want %v %v", s, long, v6, wantLong, wantV6)
+		}
+	})
 }
