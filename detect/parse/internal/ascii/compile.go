@@ -9,12 +9,14 @@
 // one instruction over a byte set, a literal is one comparison, and a
 // match on ASCII text needs no decoding.
 //
-// A plain backtracker can take exponential time. Find counts its steps
-// and gives up past a budget linear in the input; the caller then runs
-// Go's regexp, so a line costs at most a linear number of steps more than
-// regexp alone. Patterns whose loops can repeat an empty match are not
-// compiled: only there does Go's pruning of revisited states change which
-// match is found.
+// A plain backtracker can take exponential time. Find runs one under a
+// step budget linear in the input; past it, it starts over remembering
+// the (instruction, position) states that failed, as Go's backtracker
+// does, which bounds the work by the program size times the input length.
+// Non-ASCII input, and input too long for that memory, is left to Go's
+// regexp. Patterns whose loops can repeat an empty match are not
+// compiled: only there does pruning revisited states change which match
+// is found.
 package ascii
 
 import (
