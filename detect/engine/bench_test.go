@@ -29,7 +29,7 @@ func benchEngine(b *testing.B, file, typ string, items ...string) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0, _ := usage()
 	start := time.Now()
 	n := 0
 	for b.Loop() {
@@ -40,8 +40,8 @@ func benchEngine(b *testing.B, file, typ string, items ...string) {
 	b.ReportMetric(float64(n)/el.Seconds(), "lines/s")
 	// On a shared machine wall time understates what a core does; the
 	// process CPU time gives lines per CPU-second.
-	if cpu := cpuTime() - cpu0; cpu > 0 {
-		b.ReportMetric(float64(n)/cpu.Seconds(), "lines/cpu-s")
+	if cpu1, _ := usage(); cpu1 > cpu0 {
+		b.ReportMetric(float64(n)/(cpu1-cpu0).Seconds(), "lines/cpu-s")
 	}
 	st := e.Stats()
 	b.ReportMetric(float64(st.Alerts), "alerts")
@@ -88,15 +88,17 @@ func benchReplay(b *testing.B, file, typ string, args []string, items ...string)
 		}
 		clear(alerted)
 		b.StartTimer()
-		cpu0, start, f0 := cpuTime(), time.Now(), faults()
+		cpu0, f0 := usage()
+		start := time.Now()
 		for l := range lines.All() {
 			for _, a := range e.Process(l) {
 				alerted[a.Value] = a.Scenario
 			}
 		}
 		wall += time.Since(start)
-		cpu += cpuTime() - cpu0
-		flt += faults() - f0
+		cpu1, f1 := usage()
+		cpu += cpu1 - cpu0
+		flt += f1 - f0
 		alerts = e.Stats().Alerts
 	}
 	n := float64(lines.Len()) * float64(b.N)
@@ -131,20 +133,13 @@ func BenchmarkNginxReplay(b *testing.B) {
 		append(nginxItems, "crowdsecurity/base-http-scenarios")...)
 }
 
-func cpuTime() time.Duration {
+// usage returns the CPU time the process used and the page faults it
+// took: on a VM, touching a fresh page can cost more than the work done on
+// it.
+func usage() (time.Duration, uint64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// faults counts the page faults the process took: on a VM, touching a
-// fresh page can cost more than the work done on it.
-func faults() uint64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return uint64(ru.Minflt + ru.Majflt)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), uint64(ru.Minflt + ru.Majflt)
 }

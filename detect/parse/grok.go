@@ -391,10 +391,11 @@ func (c *grok) match(s string, parsed map[string]string) bool {
 // (nil when there is none). The indexes may be sc's.
 func (c *grok) find(s string, re, anch *regexp.Regexp, prog *ascii.Prog, sc *grokScratch) []int {
 	if prog != nil {
-		if n := prog.NumSlots(); cap(sc.caps) < n {
+		n := prog.NumSlots()
+		if cap(sc.caps) < n {
 			sc.caps = make([]int, n)
 		}
-		caps := sc.caps[:prog.NumSlots()]
+		caps := sc.caps[:n]
 		if matched, ok := prog.Find(&sc.m, s, caps); ok {
 			if !matched {
 				return nil
