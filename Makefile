@@ -21,7 +21,7 @@ TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng cu
 GEN_DEBS    := clang-14 llvm libbpf-dev
 DEB_DEBS    := debhelper dh-golang dpkg-dev fakeroot lintian debootstrap
 
-.PHONY: all build test test-unit run generate lint bench clean deb deps-build deps-test deps-gen deps-deb help
+.PHONY: all build test test-unit tidy-check run generate lint bench clean deb deps-build deps-test deps-gen deps-deb help
 
 all: build
 
@@ -31,8 +31,11 @@ help: ## list the targets
 build: deps-build ## build bin/moat
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/moat
 
-test: deps-test ## run every test (kernel tests too when root)
+test: deps-test tidy-check ## run every test (kernel tests too when root)
 	$(GO) test -count=1 -timeout 75m ./...
+
+tidy-check: ## fail when go.mod or go.sum are not tidy
+	@$(GO) mod tidy -diff || { echo "make: go.mod/go.sum are not tidy (run go mod tidy)" >&2; exit 1; }
 
 test-unit: ## run the tests that need neither root nor Debian packages beyond the build
 	$(GO) test -count=1 -short ./...

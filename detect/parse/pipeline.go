@@ -16,7 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/moatsec/moat/internal/yamlerr"
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/moatsec/moat/internal/yamlerr"
 
