@@ -12,11 +12,11 @@ CLANG       ?= clang-14
 
 # Needed to build (sdjournal's cgo headers) and to run the tests: kernel
 # tools, a private journald, the CrowdSec firewall bouncer as a real API
-# client, Prometheus and Chromium for the metrics and status page, and the
+# client, Debian's crowdsec for the hub snapshot a Debian host has, Prometheus and Chromium for the metrics and status page, and the
 # Debian tool chain for the package tests.
 BUILD_DEBS  := gcc libc6-dev libsystemd-dev
 TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl \
-               crowdsec-firewall-bouncer prometheus chromium \
+               crowdsec crowdsec-firewall-bouncer prometheus chromium \
                debhelper dpkg-dev fakeroot lintian debootstrap
 GEN_DEBS    := clang-14 llvm libbpf-dev
 DEB_DEBS    := debhelper dh-golang dpkg-dev fakeroot lintian debootstrap
