@@ -532,7 +532,7 @@ func TestClientOverSocket(t *testing.T) {
 	if err != nil || len(bs) != 1 || bs[0].Name != "fw" {
 		t.Fatalf("bouncers: %+v, %v", bs, err)
 	}
-	ar, err := c.AddAllow(ctx, "198.18.5.7", "office")
+	ar, err := c.AddAllow(ctx, AllowRequest{Value: "198.18.5.7", Reason: "office"})
 	if err != nil || len(ar.Lifted) != 1 || ar.Lifted[0].Value != "198.18.5.0/24" {
 		t.Fatalf("allow: %+v, %v", ar, err)
 	}

@@ -149,9 +149,9 @@ func (c *Client) DeleteBouncer(ctx context.Context, name string) error {
 }
 
 // AddAllow adds an allowlist entry and returns it with the bans it lifted.
-func (c *Client) AddAllow(ctx context.Context, value, reason string) (AllowResponse, error) {
+func (c *Client) AddAllow(ctx context.Context, req AllowRequest) (AllowResponse, error) {
 	var out AllowResponse
-	return out, c.do(ctx, http.MethodPost, "/v1/admin/allowlist", nil, AllowRequest{Value: value, Reason: reason}, &out)
+	return out, c.do(ctx, http.MethodPost, "/v1/admin/allowlist", nil, req, &out)
 }
 
 // Allowlist lists the allowlist.

@@ -505,7 +505,7 @@ func (s *Server) addAllow(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("allowlist value %s", err)
 	}
-	lifted, err := s.svc.AddAllow(r.Context(), p, req.Reason)
+	lifted, err := s.svc.AddAllow(r.Context(), p, req.Reason, req.AllowWide)
 	if err != nil {
 		return err
 	}

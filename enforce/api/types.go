@@ -206,6 +206,9 @@ type Bouncer struct {
 type AllowRequest struct {
 	Value  string `json:"value"`
 	Reason string `json:"reason"`
+	// AllowWide accepts a range wider than the ban limits (/8, /32); such
+	// an entry lifts every ban inside it, so it takes an explicit yes.
+	AllowWide bool `json:"allow_wide,omitempty"`
 }
 
 // AllowResponse answers an allowlist add.

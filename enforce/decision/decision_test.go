@@ -165,7 +165,7 @@ func TestAllowlistAndSimulation(t *testing.T) {
 	if !enf.banned("198.18.3.3") {
 		t.Fatal("not banned")
 	}
-	lifted, err := svc.AddAllow(ctx, netip.MustParsePrefix("198.18.3.3/32"), "our monitoring")
+	lifted, err := svc.AddAllow(ctx, netip.MustParsePrefix("198.18.3.3/32"), "our monitoring", false)
 	if err != nil || len(lifted) != 2 {
 		t.Fatalf("lifted %v, %v", lifted, err)
 	}
