@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
 )
 
@@ -42,6 +43,7 @@ func allowValue(s string) (string, error) {
 
 func (a *app) allowlistAddCmd() *cobra.Command {
 	var reason string
+	var wide bool
 	cmd := &cobra.Command{
 		Use:     "add VALUE",
 		Short:   "Allowlist an address or range, lifting its current bans",
@@ -63,7 +65,7 @@ func (a *app) allowlistAddCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.AddAllow(cmd.Context(), value, reason)
+			res, err := c.AddAllow(cmd.Context(), api.AllowRequest{Value: value, Reason: reason, AllowWide: wide})
 			if err != nil {
 				return adminError(err)
 			}
@@ -79,6 +81,7 @@ func (a *app) allowlistAddCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&reason, "reason", "R", "", "why this source is trusted (required)")
+	cmd.Flags().BoolVar(&wide, "allow-wide", false, "accept a range wider than /8 (IPv4) or /32 (IPv6): it lifts every ban inside it")
 	return cmd
 }
 
