@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/yamlerr"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 	Profiles    string      `yaml:"profiles"`
 	Enforce     Enforce     `yaml:"enforce"`
 	Allowlist   []string    `yaml:"allowlist"`
+	// AllowlistAllowWide accepts allowlist entries wider than the ban
+	// limits (/8, /32), which lift and prevent every ban inside them.
+	AllowlistAllowWide bool `yaml:"allowlist_allow_wide"`
 	// Simulation lists scenarios whose alerts produce simulated decisions,
 	// stored and shown but never enforced.
 	Simulation []string `yaml:"simulation"`
@@ -188,8 +192,12 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 	}
 	for i, s := range c.Allowlist {
-		if _, err := ParsePrefix(s); err != nil {
+		p, err := ParsePrefix(s)
+		if err != nil {
 			return bad(fmt.Sprintf("allowlist entry %q: %v", s, err), "allowlist", i)
+		}
+		if err := enforce.CheckAllowWidth(p); err != nil && !c.AllowlistAllowWide {
+			return bad(fmt.Sprintf("allowlist entry %q: %v; set allowlist_allow_wide: true to accept it", s, err), "allowlist", i)
 		}
 	}
 	e := c.Enforce
@@ -226,12 +234,16 @@ func (c *Config) validate(root *yaml.Node) error {
 }
 
 // ParsePrefix accepts an address ("198.18.0.1") or a CIDR ("198.18.0.0/15")
-// and returns it as a masked prefix.
+// and returns it as a masked prefix, IPv4-mapped IPv6 unmapped as the store
+// does, so ::ffff:0.0.0.0/96 is judged as the 0.0.0.0/0 it acts as.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
 		}
 		return p.Masked(), nil
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,8 @@ func TestBadConfigs(t *testing.T) {
 		"xdp-no-interfaces.bad.yaml": `testdata/xdp-no-interfaces.bad.yaml:3: xdp is enabled but lists no interfaces`,
 		"syntax.bad.yaml":            `testdata/syntax.bad.yaml:1: did not find expected ',' or ']'`,
 		"bad-level.bad.yaml":         `testdata/bad-level.bad.yaml:1: log_level "loud": want debug, info, warn or error`,
+		"wide-allowlist.bad.yaml":    `testdata/wide-allowlist.bad.yaml:3: allowlist entry "0.0.0.0/0": 0.0.0.0/0 is wider than /8, the limit for IPv4 ranges; set allowlist_allow_wide: true to accept it`,
+		"wide-allowlist6.bad.yaml":   `testdata/wide-allowlist6.bad.yaml:3: allowlist entry "::/0": ::/0 is wider than /32, the limit for IPv6 ranges; set allowlist_allow_wide: true to accept it`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yaml")
 	if err != nil {
@@ -76,6 +79,30 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// Wide allowlist entries load only with the explicit override; entries at
+// the limit need none.
+func TestAllowlistWidth(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		ok   bool
+	}{
+		{"allowlist: [198.0.0.0/8, 2001:db8::/32]\n", true},
+		{"allowlist: [198.0.0.0/7]\n", false},
+		{"allowlist: [2001:db8::/31]\n", false},
+		{"allowlist: [\"::ffff:0.0.0.0/96\"]\n", false},
+		{"allowlist: [0.0.0.0/0]\nallowlist_allow_wide: false\n", false},
+		{"allowlist: [0.0.0.0/0, \"::/0\"]\nallowlist_allow_wide: true\n", true},
+	} {
+		cfg, err := Parse("moat.yaml", []byte(c.yaml))
+		if c.ok && err != nil {
+			t.Errorf("%q: %v", c.yaml, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "allowlist_allow_wide")) {
+			t.Errorf("%q: err = %v, want a refusal naming allowlist_allow_wide (allowlist %v)", c.yaml, err, cfg.AllowlistPrefixes())
+		}
+	}
+}
+
 func TestLoadMissing(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "none.yaml"))
 	if !errors.Is(err, ErrNotExist) {
@@ -85,10 +112,11 @@ func TestLoadMissing(t *testing.T) {
 
 func TestParsePrefix(t *testing.T) {
 	for in, want := range map[string]string{
-		"198.18.0.1":        "198.18.0.1/32",
-		"198.18.3.9/16":     "198.18.0.0/16",
-		"2001:db8::1":       "2001:db8::1/128",
-		"::ffff:198.18.0.1": "198.18.0.1/32",
+		"198.18.0.1":            "198.18.0.1/32",
+		"198.18.3.9/16":         "198.18.0.0/16",
+		"2001:db8::1":           "2001:db8::1/128",
+		"::ffff:198.18.0.1":     "198.18.0.1/32",
+		"::ffff:198.18.0.0/112": "198.18.0.0/16",
 	} {
 		p, err := ParsePrefix(in)
 		if err != nil || p.String() != want {
