@@ -21,7 +21,7 @@ TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng cu
 GEN_DEBS    := clang-14 llvm libbpf-dev
 DEB_DEBS    := debhelper dh-golang dpkg-dev fakeroot lintian debootstrap
 
-.PHONY: all build test test-unit tidy-check run generate lint bench clean deb deps-build deps-test deps-gen deps-deb help
+.PHONY: all build test test-unit tidy-check run generate lint bench clean deb deps-build deps-test deps-gen deps-deb help fuzz
 
 all: build
 
@@ -68,3 +68,13 @@ deps-gen:
 	@./.ci/debs $(GEN_DEBS)
 deps-deb:
 	@./.ci/debs $(DEB_DEBS)
+
+FUZZTIME    ?= 30s
+
+fuzz: ## run every fuzz target for FUZZTIME (default 30s), one at a time
+	@set -e; for f in $$(git ls-files -co --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz'); do \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$fn ./$$(dirname $$f)"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
+		done; \
+	done
