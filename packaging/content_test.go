@@ -2,6 +2,7 @@ package packaging_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -14,8 +15,12 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/detect/hub"
+	"github.com/moatsec/moat/detect/inject"
 	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/testutil"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // newEngine loads every shipped parser, scenario and pattern, as the daemon
@@ -37,12 +42,26 @@ func newEngine(t testing.TB) *engine.Engine {
 
 // sourceOf finds a line's client address without the parsers, so the test
 // does not check the grok patterns against themselves: the first field of
-// an access log line (after Apache's optional "vhost:port"), or SRC= of a
-// kernel firewall line.
+// an access log line (after Apache's optional "vhost:port"), SRC= of a
+// kernel firewall line, or the address sshd writes: the last on its line
+// but for a failed negotiation, where the client's offer follows it.
 func sourceOf(t *testing.T, line string) string {
 	t.Helper()
 	if i := strings.Index(line, " SRC="); i >= 0 {
 		return strings.Fields(line[i+len(" SRC="):])[0]
+	}
+	if strings.Contains(line, " sshd[") || strings.Contains(line, " sshd-session[") {
+		const negotiate = "Unable to negotiate with "
+		if i := strings.Index(line, negotiate); i >= 0 {
+			return strings.Fields(line[i+len(negotiate):])[0]
+		}
+		f := strings.Fields(line)
+		for i := len(f) - 1; i >= 0; i-- {
+			s := strings.TrimSuffix(strings.TrimPrefix(f[i], "rhost="), ":")
+			if _, err := netip.ParseAddr(s); err == nil {
+				return s
+			}
+		}
 	}
 	f := strings.Fields(line)
 	for _, s := range f[:2] {
@@ -103,6 +122,15 @@ func TestShippedContent(t *testing.T) {
 			"moat/portscan 2001:db8:50::1",
 		}},
 		{"kernel-benign.log", "syslog", "firewall-log", nil},
+		// User names carry address-shaped text (" from 198.51.100.99 port
+		// 1", IPv6 too): the clients that sent them are banned, the
+		// addresses they named never are.
+		{"sshd-attack.log", "syslog", "ssh_failed-auth", []string{
+			"moat/ssh-bf 198.18.70.1",
+			"moat/ssh-bf 198.18.70.2",
+			"moat/ssh-bf 2001:db8:70::3",
+		}},
+		{"sshd-benign.log", "syslog", "ssh_failed-auth", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
@@ -236,4 +264,81 @@ func TestShippedContentCorpus(t *testing.T) {
 		t.Fatal("ground truth names no source to ban")
 	}
 	t.Logf("%d lines: %d/%d sources to ban caught, %d benign sources banned", len(lines), caught, toBan, falseBans)
+}
+
+// sampleTypes gives the acquisition type of testdata/content/NAME-*.log.
+var sampleTypes = map[string]string{"nginx": "nginx", "apache2": "apache2", "kernel": "syslog", "sshd": "syslog"}
+
+// TestShippedParsersResistInjection puts address-shaped text into every
+// attacker-controlled field of every sample line (user names, paths, user
+// agents, referers, vhosts) and fails on any shipped parser that then
+// extracts the injected address instead of the client's. Every shipped
+// s01 parser must have been attacked, so a parser without samples fails
+// too.
+func TestShippedParsersResistInjection(t *testing.T) {
+	h, err := hub.Open("hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := h.Select(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob("testdata/content/*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []inject.Target
+	for _, f := range files {
+		prefix, _, _ := strings.Cut(filepath.Base(f), "-")
+		typ, ok := sampleTypes[prefix]
+		if !ok {
+			t.Fatalf("%s: no acquisition type for samples named %s-*", f, prefix)
+		}
+		lines, err := inject.ReadLines(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, inject.Target{
+			Name: f, Parsers: sel.Parsers, Labels: map[string]string{"type": typ}, Lines: lines,
+			// Interface names: the kernel writes them, no packet
+			// chooses them (and they hold no space).
+			ProgramFields: []string{"fw_in", "fw_out"},
+		})
+	}
+	rep, err := inject.Scan(context.Background(), targets, inject.Options{PatternDir: "patterns", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range rep.Skipped {
+		t.Errorf("not scanned: %s", s)
+	}
+	for _, f := range rep.Findings {
+		t.Errorf("injectable: %s", f)
+	}
+	for _, p := range h.Items(hub.Parsers) {
+		if p.Stage != "s01-parse" {
+			continue
+		}
+		name := parserName(t, p.Path)
+		if rep.Attacked[name] == 0 {
+			t.Errorf("%s was not attacked: add sample lines it parses to testdata/content", name)
+		}
+	}
+	t.Logf("%d sample lines, %d formats, %d attacks in %v; attacks per parser %v", rep.Lines, rep.Formats, rep.Attacks, rep.Elapsed.Round(time.Millisecond), rep.Attacked)
+}
+
+func parserName(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Name string `yaml:"name"`
+	}
+	if err := yaml.Unmarshal(b, &p); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return p.Name
 }
