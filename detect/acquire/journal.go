@@ -293,7 +293,7 @@ func (s *journalSource) save() {
 // entryReader turns the current journal entry into a line, reading only
 // the fields it needs (GetDataValue is several times cheaper than GetEntry).
 type entryReader struct {
-	j      *sdjournal.Journal
+	j      journalEntry
 	labels map[string]string
 	fields []string
 	max    int
@@ -301,7 +301,15 @@ type entryReader struct {
 	b      strings.Builder
 }
 
-func newEntryReader(j *sdjournal.Journal, labels map[string]string, fields []string, max int, c *counters) *entryReader {
+// journalEntry is what entryReader reads of the journal's current entry:
+// an *sdjournal.Journal, or a plain field map where the line building is
+// fuzzed without a journal.
+type journalEntry interface {
+	GetDataValue(field string) (string, error)
+	GetRealtimeUsec() (uint64, error)
+}
+
+func newEntryReader(j journalEntry, labels map[string]string, fields []string, max int, c *counters) *entryReader {
 	if fields == nil {
 		fields = DefaultJournalFields()
 	}
