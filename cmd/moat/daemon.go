@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -164,6 +165,7 @@ func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines
 	g.Go(func() error {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
+		var degraded []string
 		for {
 			select {
 			case <-ctx.Done():
@@ -172,10 +174,28 @@ func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines
 				dispatch(eng.Process(l))
 			case now := <-tick.C:
 				dispatch(eng.Tick(now))
+				degraded = logDegraded(log, degraded, eng.Degraded())
 			}
 		}
 	})
 	return g.Wait()
+}
+
+// logDegraded logs the scenarios whose detection became degraded (buckets
+// at their cap, new sources counted approximately) or recovered since the
+// last call, and returns now for the next.
+func logDegraded(log *slog.Logger, before, now []string) []string {
+	for _, n := range now {
+		if !slices.Contains(before, n) {
+			log.Warn("detection degraded: scenario buckets at their cap, new sources counted approximately", "scenario", n)
+		}
+	}
+	for _, n := range before {
+		if !slices.Contains(now, n) {
+			log.Info("detection recovered: scenario buckets below their cap", "scenario", n)
+		}
+	}
+	return now
 }
 
 func shardOf(value string) int {

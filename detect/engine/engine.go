@@ -39,6 +39,8 @@ type Config struct {
 	// Views keeps each overflow's View (hub asserts read it); without it
 	// a view is only built for the postoverflows.
 	Views bool
+	// RegexpOnly: see parse.Options.
+	RegexpOnly bool
 }
 
 // Overflow is a scenario overflow after postoverflows, with the view hub
@@ -85,7 +87,7 @@ func New(cfg Config) (*Engine, error) {
 		// "Everything" leaves out what moat cannot run instead of failing.
 		sel = e.dropUnsupported(sel)
 	}
-	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay}
+	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay, RegexpOnly: cfg.RegexpOnly}
 	var err error
 	if e.pipe, err = parse.Load(sel.Parsers, opts); err != nil {
 		return nil, err
@@ -369,6 +371,10 @@ func (e *Engine) Stats() Stats {
 	}
 	return s
 }
+
+// Degraded names the scenarios whose buckets are at their cap, new sources
+// being counted approximately (see scenario.Set.Degraded).
+func (e *Engine) Degraded() []string { return e.set.Degraded() }
 
 // Explanation says what the engine did with one line.
 type Explanation struct {

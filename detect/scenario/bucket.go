@@ -57,14 +57,20 @@ type bucket struct {
 	sc  *scenario
 	key string
 
-	live bool // holds poured events; false for a blackhole-only record
+	live   bool // holds poured events; false for a blackhole-only record
+	tabIdx int  // index in its table's list, for sampling eviction victims
 	// credit is the bucket's free room in leak time: one event costs one
 	// leakspeed. Integer nanoseconds, because float tokens drifted: five
 	// events one second apart and a sixth six seconds later (10s
 	// leakspeed) left 0.9999999999999999 of a token and overflowed.
 	credit time.Duration
 	leakAt time.Time // when credit was last brought up to date
+	// queue holds whole events for scenarios whose expressions read them
+	// (sc.readsQueue); the others keep only each event's meta in metas,
+	// all an alert reads: an event costs its Meta map, not the event and
+	// its other maps.
 	queue  Queue
+	metas  []map[string]string
 	leaky  Leaky
 	seen   map[string]struct{} // distinct values poured since the bucket began
 	guill  []bool              // bayesian guillotines that fired
@@ -109,9 +115,47 @@ func (b *bucket) begin(t time.Time) {
 func (b *bucket) end(drop func(*detect.Event)) {
 	b.live = false
 	b.queue.reset(drop)
+	clear(b.metas)
+	b.metas = b.metas[:0]
 	b.seen = nil
 	b.guill = nil
 	b.leaky = Leaky{}
+}
+
+// keepMeta keeps m, dropping the oldest when the bucket holds its
+// capacity already, as Queue.add does with events.
+func (b *bucket) keepMeta(m map[string]string) {
+	if l := b.sc.qsize; l >= 0 && len(b.metas) > l {
+		old := len(b.metas) - l
+		n := copy(b.metas, b.metas[old:])
+		clear(b.metas[n:])
+		b.metas = b.metas[:n]
+	}
+	b.metas = append(b.metas, m)
+}
+
+// eventMetas calls f with the meta of each event the bucket holds, oldest
+// first.
+func (b *bucket) eventMetas(f func(int, map[string]string)) {
+	if b.sc.readsQueue {
+		for i, e := range b.queue.Queue {
+			f(i, e.Meta)
+		}
+		return
+	}
+	for i, m := range b.metas {
+		f(i, m)
+	}
+}
+
+// level is how full a live leaky bucket is at t, in leak time (capacity
+// events make the room); how near it is to overflowing.
+func (b *bucket) level(t time.Time) time.Duration {
+	c := b.credit
+	if d := t.Sub(b.leakAt); d > 0 {
+		c = min(c+min(d, b.sc.room), b.sc.room)
+	}
+	return b.sc.room - c
 }
 
 // allow takes one event's room at t; false means the bucket overflows. Room

@@ -5,6 +5,9 @@
 // Buckets reason on event time, so a replay and live reading agree. One
 // heap orders every bucket by its next deadline (underflow, a counter's
 // timed overflow, the end of a blackhole); there is no goroutine per
-// bucket, and the number of buckets is capped (Options.MaxBuckets): at the
-// cap the bucket nearest its deadline is evicted and counted.
+// bucket, and the number of buckets is capped (Options.MaxBuckets), each
+// scenario's table getting an equal share. At its cap a leaky scenario
+// counts new sources in a decaying count-min sketch and promotes those
+// that near an overflow to a bucket (see table): detection degrades into
+// approximate counting, visibly (Stats, Degraded), never into blindness.
 package scenario

@@ -71,47 +71,6 @@ func heapInUse() uint64 {
 	return m.HeapAlloc
 }
 
-// floodHeapBound is the documented ceiling for the default bucket cap
-// holding one realistic ssh event per bucket in two scenarios.
-const floodHeapBound = 256 << 20
-
-// TestFloodMemoryBound pours 1M distinct sources (one failure each, all
-// within one leak window) into ssh-bf-like scenarios: the live buckets
-// stay at the cap, evictions count the rest and the heap stays bounded.
-func TestFloodMemoryBound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("SKIP: 1M-source flood in -short mode")
-	}
-	set, err := Load([]string{writeScenario(t, sshLike)}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := heapInUse()
-	t0 := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
-	const n = 1_000_000
-	for i := range n {
-		// 100 000 events per second: every bucket is still alive when the
-		// flood ends, so only the cap can bound them.
-		if a := set.Pour(sshEvent(floodAddr(i), "root", t0.Add(time.Duration(i)*10*time.Microsecond))); len(a) != 0 {
-			t.Fatalf("single failures overflowed: %v", a[0].Message)
-		}
-	}
-	after := heapInUse()
-	st := set.Stats()
-	if st.Buckets > DefaultMaxBuckets {
-		t.Errorf("buckets %d above the cap %d", st.Buckets, DefaultMaxBuckets)
-	}
-	if want := uint64(2*n - DefaultMaxBuckets); st.Evictions != want {
-		t.Errorf("evictions %d, want %d", st.Evictions, want)
-	}
-	grow := int64(after) - int64(before)
-	t.Logf("1M sources: %d buckets, %d evictions, heap growth %.1f MiB", st.Buckets, st.Evictions, float64(grow)/(1<<20))
-	if grow > floodHeapBound {
-		t.Errorf("heap grew %d bytes, bound %d", grow, floodHeapBound)
-	}
-	runtime.KeepAlive(set)
-}
-
 // TestRandomEvents pours random events into every case scenario and the
 // hub's: nothing panics, and every alert names a source and a scenario.
 func TestRandomEvents(t *testing.T) {

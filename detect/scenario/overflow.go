@@ -162,21 +162,43 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 	// source fields as the one before has the same source.
 	plain := sc.scopeExpr == nil && (sc.scope == model.ScopeIP || sc.scope == model.ScopeRange)
 	var lastIP, lastRange string
-	for i, e := range b.queue.Queue {
+	var err error
+	each := func(i int, m map[string]string, e *detect.Event) {
+		if err != nil {
+			return
+		}
 		if plain {
-			ip, rg := e.Meta["source_ip"], e.Meta["SourceRange"]
+			ip, rg := m["source_ip"], m["SourceRange"]
 			if i > 0 && ip == lastIP && rg == lastRange {
-				continue
+				return
 			}
 			lastIP, lastRange = ip, rg
 		}
-		src, err := s.sourceOf(sc, e)
+		var src Source
+		if e != nil {
+			src, err = s.sourceOf(sc, e)
+		} else {
+			src, err = sourceOfMeta(sc, m)
+		}
 		if err != nil {
-			return Overflow{}, fmt.Errorf("scenario %s: %w", sc.spec.Name, err)
+			err = fmt.Errorf("scenario %s: %w", sc.spec.Name, err)
+			return
 		}
 		if src.Value != "" {
 			sources[src.Value] = src
 		}
+	}
+	if sc.readsQueue {
+		for i, e := range b.queue.Queue {
+			each(i, e.Meta, e)
+		}
+	} else {
+		for i, m := range b.metas {
+			each(i, m, nil)
+		}
+	}
+	if err != nil {
+		return Overflow{}, err
 	}
 	var first Source
 	sourceStr := ""
@@ -201,7 +223,7 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		Start:       b.leaky.First_ts,
 		Stop:        at,
 		EventsCount: b.leaky.Total_count,
-		Events:      make([]map[string]string, 0, len(b.queue.Queue)),
+		Events:      make([]map[string]string, 0, len(b.queue.Queue)+len(b.metas)),
 		Labels:      maps.Clone(sc.labels),
 		Remediation: sc.remediate,
 		Simulated:   sc.simulated,
@@ -209,9 +231,17 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 	}
 	// The alert shares the events' meta maps: an event in a bucket is never
 	// written again, and alerts are only read.
-	for _, e := range b.queue.Queue {
-		if e.Meta != nil {
-			a.Events = append(a.Events, e.LendMeta())
+	if sc.readsQueue {
+		for _, e := range b.queue.Queue {
+			if e.Meta != nil {
+				a.Events = append(a.Events, e.LendMeta())
+			}
+		}
+	} else {
+		for _, m := range b.metas {
+			if m != nil {
+				a.Events = append(a.Events, m)
+			}
 		}
 	}
 	// Merged meta: the last event's values win, as if each event's meta
@@ -234,19 +264,18 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 
 var errNoSourceIP = errors.New("no valid meta source_ip")
 
-// sourceOf finds an event's source for the scenario's scope, as CrowdSec:
-// Ip and Range read meta source_ip (and SourceRange), other scopes run the
-// scope expression.
-func (s *Set) sourceOf(sc *scenario, e *detect.Event) (Source, error) {
+// sourceOfMeta is sourceOf for the Ip and Range scopes, which read meta
+// only.
+func sourceOfMeta(sc *scenario, m map[string]string) (Source, error) {
 	src := Source{Scope: sc.scope}
 	switch sc.scope {
 	case model.ScopeIP, model.ScopeRange:
-		ip, err := netip.ParseAddr(e.Meta["source_ip"])
+		ip, err := netip.ParseAddr(m["source_ip"])
 		if err != nil {
 			return src, errNoSourceIP
 		}
-		src.IP = e.Meta["source_ip"]
-		if r := e.Meta["SourceRange"]; r != "" {
+		src.IP = m["source_ip"]
+		if r := m["SourceRange"]; r != "" {
 			p, err := netip.ParsePrefix(r)
 			if err != nil {
 				return src, fmt.Errorf("bad SourceRange %q of %s", r, ip)
@@ -259,14 +288,23 @@ func (s *Set) sourceOf(sc *scenario, e *detect.Event) (Source, error) {
 		}
 		src.Value = src.Range
 	}
-	if sc.scopeExpr != nil {
-		s.vars["evt"] = e
-		out, err := s.env.Run(sc.scopeExpr, s.vars)
-		if err != nil {
-			return src, fmt.Errorf("scope expression: %w", err)
-		}
-		src.Value = exprenv.ToString(out)
+	return src, nil
+}
+
+// sourceOf finds an event's source for the scenario's scope, as CrowdSec:
+// Ip and Range read meta source_ip (and SourceRange), other scopes run the
+// scope expression.
+func (s *Set) sourceOf(sc *scenario, e *detect.Event) (Source, error) {
+	src, err := sourceOfMeta(sc, e.Meta)
+	if err != nil || sc.scopeExpr == nil || sc.scope == model.ScopeIP {
+		return src, err
 	}
+	s.vars["evt"] = e
+	out, err := s.env.Run(sc.scopeExpr, s.vars)
+	if err != nil {
+		return src, fmt.Errorf("scope expression: %w", err)
+	}
+	src.Value = exprenv.ToString(out)
 	return src, nil
 }
 
@@ -294,8 +332,12 @@ func (s *Set) remove(b *bucket) {
 	if b.heapIdx >= 0 {
 		heap.Remove(&s.heap, b.heapIdx)
 	}
-	if b.sc.buckets[b.key] == b {
-		delete(b.sc.buckets, b.key)
+	if tab := b.sc.tab; tab.buckets[b.key] == b {
+		delete(tab.buckets, b.key)
+		last := tab.list[len(tab.list)-1]
+		tab.list[b.tabIdx], last.tabIdx = last, b.tabIdx
+		tab.list[len(tab.list)-1] = nil
+		tab.list = tab.list[:len(tab.list)-1]
 		s.buckets--
 		b.sc.stats.Buckets--
 		// A removed bucket holds no events: evict ends it first, and
@@ -330,18 +372,7 @@ func (s *Set) advance(now time.Time) {
 		}
 		s.schedule(b)
 	}
-}
-
-// evict drops the bucket nearest its deadline to make room.
-func (s *Set) evict() {
-	if len(s.heap) == 0 {
-		return
-	}
-	b := s.heap[0]
-	b.sc.stats.Evictions++
-	s.evictions++
-	b.end(s.drop)
-	s.remove(b)
+	s.recoverCheck(now)
 }
 
 // ScenarioStats are one scenario's counters.
@@ -354,9 +385,21 @@ type ScenarioStats struct {
 	Filtered   uint64 // overflows dropped by overflow_filter
 	Canceled   uint64 // buckets killed by cancel_on
 	Underflows uint64 // buckets that emptied and ended
-	Evictions  uint64 // buckets dropped at the MaxBuckets cap
+	Evictions  uint64 // buckets dropped at the cap of the scenario's table
 	Errors     uint64 // expression or source errors
 	Buckets    int    // buckets alive now
+
+	// The scenario's bucket table (shared by scenarios of one name and
+	// filter): its cap, whether it is degraded (full, with partitions
+	// counted by its sketch only), how often it became so and recovered,
+	// the events only the sketch counted, and the partitions the sketch
+	// promoted to a bucket.
+	MaxBuckets   int
+	Degraded     bool
+	Degradations uint64
+	Recoveries   uint64
+	SketchPours  uint64
+	Promotions   uint64
 }
 
 // Stats are the set's counters.
@@ -374,6 +417,10 @@ func (s *Set) Stats() Stats {
 	st.Scenarios = make([]ScenarioStats, len(s.scenarios))
 	for i, sc := range s.scenarios {
 		st.Scenarios[i] = sc.stats
+		t := sc.tab
+		ss := &st.Scenarios[i]
+		ss.MaxBuckets, ss.Degraded, ss.Degradations, ss.Recoveries = t.cap, t.degraded, t.degradations, t.recoveries
+		ss.SketchPours, ss.Promotions = t.sketchPours, t.promotions
 	}
 	return st
 }

@@ -3,6 +3,8 @@ package scenario
 import (
 	"cmp"
 	"encoding/binary"
+	"hash/maphash"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -12,10 +14,12 @@ import (
 	"github.com/moatsec/moat/internal/model"
 )
 
-// DefaultMaxBuckets caps live buckets when Options.MaxBuckets is 0. A bucket
-// costs a few hundred bytes plus the events it holds (at most capacity+1),
-// so 100k buckets of ssh-bf-like scenarios stay in the tens of MiB (see
-// TestFloodMemoryBound) while far exceeding what real traffic keeps alive.
+// DefaultMaxBuckets caps live buckets when Options.MaxBuckets is 0. Each
+// scenario's bucket table gets an equal share of it, so a flood that fills
+// one scenario's table leaves the others theirs. A bucket of an ssh-bf-like
+// scenario holding one event costs about 0.8 KiB (see
+// TestFloodBucketBytes), so 100k buckets stay under 100 MiB while far
+// exceeding what real traffic keeps alive.
 const DefaultMaxBuckets = 100_000
 
 // Options tune a Set.
@@ -23,8 +27,9 @@ type Options struct {
 	// Env compiles and runs the expressions and holds the data files
 	// scenarios name. Nil gives an Env without a data directory.
 	Env *exprenv.Env
-	// MaxBuckets caps live buckets (blackhole records included); at the cap
-	// the bucket nearest its end is evicted. 0 means DefaultMaxBuckets.
+	// MaxBuckets caps live buckets (blackhole records included), shared
+	// equally by the scenarios' tables (see table). 0 means
+	// DefaultMaxBuckets.
 	MaxBuckets int
 	// Simulated names scenarios whose alerts are marked Simulated.
 	Simulated []string
@@ -59,6 +64,14 @@ type Set struct {
 	now       time.Time
 	evictions uint64
 
+	tables []*table
+	// degraded counts tables using their sketch; checkAt is when advance
+	// next looks whether they recovered.
+	degraded int
+	checkAt  time.Time
+	rng      *rand.Rand
+	seed     maphash.Seed
+
 	warnings []error
 
 	vars     map[string]any
@@ -88,6 +101,10 @@ func Load(files []string, opts Options) (*Set, error) {
 		vars:     map[string]any{"evt": (*detect.Event)(nil)},
 		cvars:    map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
 		ovars:    map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
+		// Victim sampling need not be unpredictable, only cheap; a fixed
+		// seed keeps replays reproducible.
+		rng:  rand.New(rand.NewPCG(1, 2)),
+		seed: maphash.MakeSeed(),
 	}
 	if s.max <= 0 {
 		s.max = DefaultMaxBuckets
@@ -114,13 +131,17 @@ func Load(files []string, opts Options) (*Set, error) {
 			// buckets, as CrowdSec keys a bucket by name, filter and
 			// groupby value: hub files that define a scenario twice
 			// (once with distinct) count each event twice.
-			sc.buckets = map[string]*bucket{}
 			for _, o := range s.scenarios {
 				if o.spec.Name == sp.Name && o.spec.Filter == sp.Filter {
-					sc.buckets = o.buckets
+					sc.tab = o.tab
 					break
 				}
 			}
+			if sc.tab == nil {
+				sc.tab = &table{buckets: map[string]*bucket{}}
+				s.tables = append(s.tables, sc.tab)
+			}
+			sc.tab.users = append(sc.tab.users, sc)
 			sc.file, sc.line, sc.hash = f, lines[i], hash
 			sc.simulated = sim[sp.Name]
 			sc.stats.Name = sp.Name
@@ -130,6 +151,14 @@ func Load(files []string, opts Options) (*Set, error) {
 					s.reqKeys = append(s.reqKeys, r.key)
 				}
 			}
+		}
+	}
+	for _, t := range s.tables {
+		t.cap = max(s.max/len(s.tables), 1)
+		// A sketch bounds a leaky level; tables two scenarios share
+		// (rare: a hub file defining one twice) only evict.
+		if len(t.users) == 1 && t.users[0].kind == kindLeaky {
+			t.sketchFor = t.users[0]
 		}
 	}
 	return s, nil
@@ -209,8 +238,10 @@ func (s *Set) FlushOverflows() []Overflow {
 		b.sc.stats.Buckets--
 		b.queue.reset(s.drop)
 	}
-	for _, sc := range s.scenarios {
-		clear(sc.buckets)
+	for _, t := range s.tables {
+		clear(t.buckets)
+		clear(t.list)
+		t.list = t.list[:0]
 	}
 	s.buckets = 0
 	clear(s.heap)
@@ -227,7 +258,7 @@ func (s *Set) newBucket(sc *scenario, key string) *bucket {
 	}
 	b := s.spareBuckets[n-1]
 	s.spareBuckets = s.spareBuckets[:n-1]
-	*b = bucket{sc: sc, key: key, heapIdx: -1, queue: Queue{Queue: b.queue.Queue[:0]}}
+	*b = bucket{sc: sc, key: key, heapIdx: -1, queue: Queue{Queue: b.queue.Queue[:0]}, metas: b.metas[:0]}
 	return b
 }
 
@@ -339,24 +370,32 @@ func (s *Set) pour(evt *detect.Event) {
 }
 
 func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time) {
-	b := sc.buckets[key]
+	tab := sc.tab
+	b := tab.buckets[key]
 	if b != nil && b.live && t.After(b.liveDeadline()) {
 		s.endLive(b)
 	}
+	var seed time.Duration
 	if b == nil {
-		if s.buckets >= s.max {
-			s.evict()
+		if len(tab.buckets) >= tab.cap {
+			var ok bool
+			if seed, ok = s.makeRoom(tab, key, t); !ok {
+				return
+			}
+		} else if tab.sk != nil {
+			seed = s.unsketch(tab, key, t)
 		}
 		b = s.newBucket(sc, key)
-		sc.buckets[key] = b
-		s.buckets++
-		sc.stats.Buckets++
+		s.insert(tab, b)
 	}
 	// A bucket shared with another scenario behaves as the one that
 	// made it.
 	sc = b.sc
 	if !b.live {
 		b.begin(t)
+		if seed > 0 {
+			b.seed(seed)
+		}
 	}
 	sc.stats.Pours++
 	b.readAt = evt.Line.ReadAt
@@ -415,12 +454,15 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 	s.schedule(b)
 }
 
-// keep puts evt in b's queue.
+// keep puts evt in b's queue, or only its meta when that is all the
+// scenario reads.
 func (s *Set) keep(b *bucket, evt *detect.Event) {
-	b.queue.add(evt, s.drop)
-	if b.sc.readsQueue {
-		evt.NeedWhole()
+	if !b.sc.readsQueue {
+		b.keepMeta(evt.LendMeta())
+		return
 	}
+	b.queue.add(evt, s.drop)
+	evt.NeedWhole()
 }
 
 // runBool runs p natively when it can decide, else in the VM; a VM run

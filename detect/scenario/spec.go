@@ -112,9 +112,9 @@ type scenario struct {
 	scope     string
 	labels    map[string]string
 	remediate bool
-	// buckets are the scenario's partitions by groupby value; scenarios
-	// with the same name and filter share them.
-	buckets map[string]*bucket
+	// tab holds the scenario's partitions by groupby value; scenarios
+	// with the same name and filter share it.
+	tab *table
 	// readsQueue: the scenario's expressions may read more of the events
 	// its buckets hold than their Meta.
 	readsQueue bool

@@ -117,6 +117,7 @@ type engineUpdater struct {
 	lines, parsed, unparsed, whitelisted                 *prometheus.Desc
 	nodeHits, nodeParsed, nodeUnparsed                   *prometheus.Desc
 	pours, overflows, buckets, evictions, scenarioErrors *prometheus.Desc
+	maxBuckets, degraded, sketchPours, promotions        *prometheus.Desc
 }
 
 func newEngineUpdater(e Engine) *engineUpdater {
@@ -135,6 +136,11 @@ func newEngineUpdater(e Engine) *engineUpdater {
 		buckets:        desc("moat_scenario_buckets", "Buckets of a scenario alive now.", "scenario"),
 		evictions:      desc("moat_scenario_evictions_total", "Buckets of a scenario dropped at the bucket cap.", "scenario"),
 		scenarioErrors: desc("moat_scenario_errors_total", "Expression or source errors in a scenario.", "scenario"),
+		maxBuckets:     desc("moat_scenario_max_buckets", "A scenario's share of the bucket cap.", "scenario"),
+		degraded: desc("moat_scenario_degraded", "Whether a scenario's buckets are at its cap and new sources are counted approximately (1) or not (0).",
+			"scenario"),
+		sketchPours: desc("moat_scenario_sketch_pours_total", "Events of a scenario counted only approximately, its buckets being at the cap.", "scenario"),
+		promotions:  desc("moat_bucket_sketch_promotions_total", "Sources of a scenario promoted from approximate counting to a bucket.", "scenario"),
 	}
 }
 
@@ -182,6 +188,10 @@ func (u *engineUpdater) Update(_ context.Context, ch chan<- prometheus.Metric) e
 		gauge(ch, u.buckets, float64(sc.Buckets), sc.Name)
 		counter(ch, u.evictions, sc.Evictions, sc.Name)
 		counter(ch, u.scenarioErrors, sc.Errors, sc.Name)
+		gauge(ch, u.maxBuckets, float64(sc.MaxBuckets), sc.Name)
+		gauge(ch, u.degraded, boolValue(sc.Degraded), sc.Name)
+		counter(ch, u.sketchPours, sc.SketchPours, sc.Name)
+		counter(ch, u.promotions, sc.Promotions, sc.Name)
 	}
 	return nil
 }

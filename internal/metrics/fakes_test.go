@@ -48,8 +48,9 @@ func newWorld() *world {
 				{Stage: "s02-enrich", Parser: "crowdsecurity/dateparse-enrich", Hits: 1100, Parsed: 1100},
 			},
 			Scenarios: scenario.Stats{Scenarios: []scenario.ScenarioStats{
-				{Name: "crowdsecurity/ssh-bf", Pours: 300, Overflows: 4, Buckets: 12},
-				{Name: "crowdsecurity/ssh-slow-bf", Pours: 300, Overflows: 1, Buckets: 30, Evictions: 2},
+				{Name: "crowdsecurity/ssh-bf", Pours: 300, Overflows: 4, Buckets: 12, MaxBuckets: 50000},
+				{Name: "crowdsecurity/ssh-slow-bf", Pours: 300, Overflows: 1, Buckets: 30, Evictions: 2,
+					MaxBuckets: 30, Degraded: true, Degradations: 1, SketchPours: 40, Promotions: 3},
 			}},
 		},
 		rec:      enforce.ReconcilerStats{Batches: 10, Entries: 5, LastApply: 180 * time.Microsecond},
