@@ -22,6 +22,9 @@ type grokLib struct {
 	defs     map[string]string
 	expanded map[string]string
 	compiled map[string]*grok
+	// regexpOnly leaves every pattern to Go's regexp: the reference the
+	// ASCII backtracker is measured and fuzzed against.
+	regexpOnly bool
 	// scratch is match state the library's groks take turns with.
 	scratch atomic.Pointer[grokScratch]
 }
@@ -222,7 +225,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile grok %q: %w", src, err)
 	}
-	c := &grok{lib: g, re: re, ascii: compileASCII(rx), names: make([]string, re.NumSubexp()+1)}
+	c := &grok{lib: g, re: re, ascii: g.compileASCII(rx), names: make([]string, re.NumSubexp()+1)}
 	anchored := strings.HasPrefix(src, "^")
 	if !anchored {
 		if a, err := regexp.Compile("^(?:" + rx + ")"); err == nil {
@@ -232,7 +235,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 	var gen4 []string
 	if rx4, err := g.expand(src, &gen4, 0, expandNoV6); err == nil && rx4 != rx && g.standardV4() {
 		if re4, err := regexp.Compile(rx4); err == nil && re4.NumSubexp() == re.NumSubexp() {
-			c.v4, c.ascii4 = re4, compileASCII(rx4)
+			c.v4, c.ascii4 = re4, g.compileASCII(rx4)
 			if !anchored {
 				if a, err := regexp.Compile("^(?:" + rx4 + ")"); err == nil {
 					c.anch4 = a
@@ -252,7 +255,7 @@ func (g *grokLib) compile(src string) (*grok, error) {
 		full, err4 := regexp.Compile("^(?:" + ip6 + ")$")
 		pref, err5 := regexp.Compile("^(?:" + ip6 + ")")
 		if err1 == nil && err2 == nil && err3 == nil && err4 == nil && err5 == nil {
-			c.v6, c.anch6, c.ascii6 = re6, a6, compileASCII(rx6)
+			c.v6, c.anch6, c.ascii6 = re6, a6, g.compileASCII(rx6)
 			c.ip6 = &tokenCheck{re: full, seen: map[string]bool{}}
 			c.ip6pre = &tokenCheck{re: pref, seen: map[string]bool{}, whole: true}
 			c.v6end = atEnd
@@ -285,7 +288,10 @@ func (g *grokLib) compile(src string) (*grok, error) {
 }
 
 // compileASCII compiles rx for ASCII input, or returns nil.
-func compileASCII(rx string) *ascii.Prog {
+func (g *grokLib) compileASCII(rx string) *ascii.Prog {
+	if g.regexpOnly {
+		return nil
+	}
 	re, err := syntax.Parse(rx, syntax.Perl)
 	if err != nil {
 		return nil

@@ -47,6 +47,10 @@ type Options struct {
 	LogTime bool
 	// Postoverflow compiles expressions against OverflowEvent.
 	Postoverflow bool
+	// RegexpOnly runs every grok on Go's regexp, never on the ASCII
+	// backtracker (hand-written fast paths stay): what the backtracker's
+	// gain is measured against.
+	RegexpOnly bool
 }
 
 // Pipeline is a loaded set of parser stages.
@@ -73,6 +77,7 @@ var ErrUnknownField = errors.New("unknown field")
 // of their base names; the documents of a file in file order.
 func Load(files []File, opts Options) (*Pipeline, error) {
 	p := &Pipeline{env: opts.Env, opts: opts, grok: newGrokLib()}
+	p.grok.regexpOnly = opts.RegexpOnly
 	if p.env == nil {
 		p.env = exprenv.New(opts.DataDir)
 	}
