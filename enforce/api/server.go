@@ -7,7 +7,6 @@
 package api
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,11 +42,36 @@ type Server struct {
 	ErrorLog *log.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
+
+	// Limits, set by NewServer; change them before serving. No client
+	// can hold more than these, whatever it reads or does not read.
+	//
+	// MaxStreams bounds the /v1/decisions/stream requests in progress,
+	// MaxStreamsPerBouncer those of one bouncer; more are answered 429.
+	MaxStreams, MaxStreamsPerBouncer int
+	// MaxBulk bounds the responses of more than a page in progress
+	// (startup pulls, unfiltered listings), on the bouncer endpoints and
+	// separately on the admin ones; a request waits up to BulkWait for a
+	// slot, then is answered 503.
+	MaxBulk  int
+	BulkWait time.Duration
+	// WriteTimeout bounds the write of each page of a response: a client
+	// that stops reading is cut off (counted in Stats) when it passes.
+	WriteTimeout time.Duration
+	// OnAbort, when set, is told of each request refused for a limit and
+	// each response cut short, for the caller to log.
+	OnAbort func(r *http.Request, err error)
+
+	lim limits
 }
 
 // NewServer builds a server over the decision service. status may be nil.
 func NewServer(svc *decision.Service, status StatusFunc) *Server {
-	return &Server{svc: svc, st: svc.Store(), status: status, Now: time.Now}
+	return &Server{
+		svc: svc, st: svc.Store(), status: status, Now: time.Now,
+		MaxStreams: DefaultMaxStreams, MaxStreamsPerBouncer: DefaultMaxStreamsPerBouncer,
+		MaxBulk: DefaultMaxBulk, BulkWait: DefaultBulkWait, WriteTimeout: DefaultWriteTimeout,
+	}
 }
 
 // apiError is an error with its HTTP status.
@@ -168,6 +192,8 @@ func remoteIP(r *http.Request) string {
 
 // stream is GET /v1/decisions/stream: with startup=true the whole active
 // set, else what changed since this bouncer's previous successful pull.
+// The store is read a page at a time and each page written under its own
+// deadline: no store connection waits on the client.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	b, err := s.auth(r)
 	if err != nil {
@@ -178,6 +204,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	release, err := s.acquireStream(b.Name)
+	if err != nil {
+		return s.refuse(w, r, err)
+	}
+	defer release()
 	q := r.URL.Query()
 	f := streamFilter{
 		simulated:    q.Get("simulated") == "true",
@@ -193,56 +224,86 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.svc.Expire(r.Context()); err != nil {
 		return err
 	}
+	pw := s.newPageWriter(w, r)
+	if startup {
+		if err := pw.holdBulk(s.limits().bulk); err != nil {
+			return s.refuse(w, r, err)
+		}
+	}
 	now := s.Now()
 	w.Header().Set("Content-Type", "application/json")
-	bw := bufio.NewWriterSize(w, 64<<10)
 	var buf []byte
 	state := 0 // 0 nothing written, 1 in "new", 2 in "deleted"
 	first := true
-	seq, err := s.st.Stream(r.Context(), b.LastSeq, startup, now, func(c store.Change, rec store.Record) error {
-		if !f.match(rec.Decision) {
-			return nil
+	pages := 0
+	seq, err := s.st.Stream(r.Context(), b.LastSeq, startup, now, 0, func(c store.Change, recs []store.Record) error {
+		// A delta longer than a page is as large a response as a startup.
+		if pages++; pages > 1 {
+			if err := pw.holdBulk(s.limits().bulk); err != nil {
+				return err
+			}
 		}
-		if state == 0 {
-			bw.WriteString(`{"new":[`)
-			state = 1
+		if err := pw.page(); err != nil {
+			return err
 		}
-		if c == store.Deleted && state == 1 {
-			bw.WriteString(`],"deleted":[`)
-			state, first = 2, true
+		for _, rec := range recs {
+			if !f.match(rec.Decision) {
+				continue
+			}
+			if state == 0 {
+				pw.writeString(`{"new":[`)
+				state = 1
+			}
+			if c == store.Deleted && state == 1 {
+				pw.writeString(`],"deleted":[`)
+				state, first = 2, true
+			}
+			if !first {
+				pw.writeString(",")
+			}
+			first = false
+			buf = appendLAPI(buf[:0], rec.Decision, now)
+			pw.write(buf)
 		}
-		if !first {
-			bw.WriteByte(',')
-		}
-		first = false
-		buf = appendLAPI(buf[:0], rec.Decision, now)
-		_, err := bw.Write(buf)
-		return err
+		return pw.err
 	})
 	if err != nil {
-		if state == 0 {
-			return err
+		if !pw.wrote {
+			if pw.bulk != nil {
+				pw.bulk()
+			}
+			return s.refuse(w, r, err)
 		}
 		// Mid-body: the client sees truncated JSON and retries; the
 		// bouncer's sequence is not advanced.
+		pw.err = err
+		pw.finish()
 		return nil
 	}
 	switch state {
 	case 0:
-		bw.WriteString(`{"new":[],"deleted":[]}`)
+		pw.writeString(`{"new":[],"deleted":[]}`)
 	case 1:
-		bw.WriteString(`],"deleted":[]}`)
+		pw.writeString(`],"deleted":[]}`)
 	case 2:
-		bw.WriteString(`]}`)
+		pw.writeString(`]}`)
 	}
-	if err := bw.Flush(); err != nil {
+	if !pw.finish() {
 		return nil
 	}
 	return s.st.BouncerPulled(context.WithoutCancel(r.Context()), b.Name, seq, now, remoteIP(r), r.UserAgent())
 }
 
+// narrow reports whether f selects by address or value, a lookup of a few
+// rows rather than a listing.
+func narrow(f store.Filter) bool {
+	return f.ID != 0 || f.IP.IsValid() || f.Range.IsValid() || f.Value != ""
+}
+
 // getDecisions is GET /v1/decisions: the active decisions matching ip,
 // range, scope, value and type; null when none, as CrowdSec answers.
+// Written as encoding/json writes the list, from the store a page at a
+// time: an unread response holds a page, never the whole list.
 func (s *Server) getDecisions(w http.ResponseWriter, r *http.Request) error {
 	b, err := s.auth(r)
 	if err != nil {
@@ -252,27 +313,81 @@ func (s *Server) getDecisions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	recs, err := s.st.ListDecisions(r.Context(), f)
-	if err != nil {
-		return err
-	}
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
 	now := s.Now()
 	withSimulated := r.URL.Query().Get("simulated") == "true"
-	var out []lapiDecision
-	for _, rec := range recs {
-		if rec.Simulated && !withSimulated {
-			continue
-		}
-		out = append(out, toLAPI(rec.Decision, now))
-	}
 	if now.Sub(b.LastSeen) > time.Minute {
 		s.st.BouncerPulled(r.Context(), b.Name, 0, now, remoteIP(r), r.UserAgent())
 	}
-	writeJSON(w, http.StatusOK, out)
+	var buf []byte
+	return s.writeList(w, r, f, s.limits().bulk, "null\n", func(rec store.Record) ([]byte, error) {
+		if rec.Simulated && !withSimulated {
+			return nil, nil
+		}
+		buf = appendLAPI(buf[:0], rec.Decision, now)
+		return buf, nil
+	})
+}
+
+// writeList writes the decisions f selects as a JSON array, element by
+// element as encode gives them (nil skips one), or empty when there are
+// none. A listing, or a lookup longer than a page, holds a slot of sem.
+func (s *Server) writeList(w http.ResponseWriter, r *http.Request, f store.Filter, sem chan struct{}, empty string, encode func(store.Record) ([]byte, error)) error {
+	pw := s.newPageWriter(w, r)
+	if !narrow(f) && (f.Limit == 0 || f.Limit > store.DefaultPage) {
+		if err := pw.holdBulk(sem); err != nil {
+			return s.refuse(w, r, err)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	n, pages := 0, 0
+	err := s.st.ListPages(r.Context(), f, 0, func(recs []store.Record) error {
+		if pages++; pages > 1 {
+			if err := pw.holdBulk(sem); err != nil {
+				return err
+			}
+		}
+		if err := pw.page(); err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			b, err := encode(rec)
+			if err != nil {
+				return err
+			}
+			if b == nil {
+				continue
+			}
+			if n == 0 {
+				pw.writeString("[")
+			} else {
+				pw.writeString(",")
+			}
+			pw.write(b)
+			n++
+		}
+		return pw.err
+	})
+	if err != nil {
+		if !pw.wrote {
+			if pw.bulk != nil {
+				pw.bulk()
+			}
+			return s.refuse(w, r, err)
+		}
+		pw.err = err
+		pw.finish()
+		return nil
+	}
+	if n == 0 {
+		pw.writeString(empty)
+	} else {
+		pw.writeString("]\n")
+	}
+	pw.finish()
 	return nil
 }
 
@@ -333,16 +448,9 @@ func (s *Server) listDecisions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	recs, err := s.svc.List(r.Context(), f)
-	if err != nil {
-		return err
-	}
-	out := make([]Decision, 0, len(recs))
-	for _, rec := range recs {
-		out = append(out, fromRecord(rec))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return s.writeList(w, r, f, s.limits().admin, "[]\n", func(rec store.Record) ([]byte, error) {
+		return json.Marshal(fromRecord(rec))
+	})
 }
 
 func (s *Server) addDecisions(w http.ResponseWriter, r *http.Request) error {
@@ -542,6 +650,13 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	st.Store = counts
 	st.Service = s.svc.Stats()
+	if st.Counters == nil {
+		st.Counters = map[string]int64{}
+	}
+	as := s.Stats()
+	st.Counters["api_refused"] = as.Refused
+	st.Counters["api_write_timeouts"] = as.WriteTimeouts
+	st.Counters["api_aborted"] = as.Aborted
 	if st.Bouncers, err = s.bouncers(r.Context()); err != nil {
 		return err
 	}

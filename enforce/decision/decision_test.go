@@ -256,9 +256,11 @@ func TestExpireFeedsStream(t *testing.T) {
 		t.Fatalf("expire: %d, %v", n, err)
 	}
 	var deleted []int64
-	_, err = svc.Store().Stream(ctx, seq, false, time.Now(), func(c store.Change, r store.Record) error {
-		if c == store.Deleted {
-			deleted = append(deleted, r.ID)
+	_, err = svc.Store().Stream(ctx, seq, false, time.Now(), 0, func(c store.Change, rs []store.Record) error {
+		for _, r := range rs {
+			if c == store.Deleted {
+				deleted = append(deleted, r.ID)
+			}
 		}
 		return nil
 	})

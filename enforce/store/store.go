@@ -26,10 +26,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,9 +65,9 @@ type Store struct {
 	path   string
 	w, r   *sql.DB
 	nextID atomic.Int64
-	// count is prepared once: it runs on the alert-to-kernel path, where
-	// parsing the SQL each time would cost more than the query.
-	count *sql.Stmt
+	// counts answers the alert-to-kernel path's one question from
+	// memory: it never waits for a connection API clients hold.
+	counts *countIndex
 }
 
 // Open opens (creating if needed) the store at path and migrates its schema.
@@ -116,7 +118,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	// 20 ms, which a ban waited for whenever alerts came in a burst.
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxIdleTime(0)
-	s := &Store{path: path, w: w, r: r}
+	s := &Store{path: path, w: w, r: r, counts: newCountIndex()}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -131,7 +133,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s.nextID.Store(maxID.Int64)
-	if s.count, err = r.PrepareContext(ctx, `SELECT count(*) FROM decisions WHERE value = ? AND created_at >= ?`); err != nil {
+	if err := s.rebuildCounts(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -140,11 +142,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 
 // Close closes the store.
 func (s *Store) Close() error {
-	var err error
-	if s.count != nil {
-		err = s.count.Close()
-	}
-	return errors.Join(err, s.r.Close(), s.w.Close())
+	return errors.Join(s.r.Close(), s.w.Close())
 }
 
 // Path is the store's file.
@@ -212,6 +210,10 @@ var migrations = []string{
 		reason TEXT NOT NULL,
 		created_at INTEGER NOT NULL
 	);`,
+	// Bouncers are found by their key's hash: scanning every bouncer on
+	// each request made any request, with any key, cost as much as the
+	// number of bouncers.
+	`CREATE INDEX bouncers_key ON bouncers (key_hash);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -409,12 +411,15 @@ func insertDecisions(ctx context.Context, tx *sql.Tx, seq, alertID int64, now ti
 func (s *Store) InsertDecisions(ctx context.Context, ds []model.Decision) error {
 	s.assignIDs(ds)
 	now := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, seq int64) error {
+	var seq int64
+	err := s.write(ctx, func(tx *sql.Tx, sq int64) error {
+		seq = sq
 		return insertDecisions(ctx, tx, seq, 0, now, ds)
 	})
 	if err != nil {
 		return fmt.Errorf("store decisions: %w", err)
 	}
+	s.counted(seq, now, ds)
 	return nil
 }
 
@@ -427,8 +432,9 @@ func (s *Store) InsertAlert(ctx context.Context, a model.Alert, ds []model.Decis
 		return 0, fmt.Errorf("store alert: %w", err)
 	}
 	now := time.Now()
-	var id int64
-	err = s.write(ctx, func(tx *sql.Tx, seq int64) error {
+	var id, seq int64
+	err = s.write(ctx, func(tx *sql.Tx, sq int64) error {
+		seq = sq
 		res, err := tx.ExecContext(ctx, `INSERT INTO alerts (created_at, scenario, scope, value, events_count, simulated, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			now.UnixNano(), a.Scenario, a.Scope, a.Value, a.EventsCount, a.Simulated, data)
 		if err != nil {
@@ -442,7 +448,17 @@ func (s *Store) InsertAlert(ctx context.Context, a model.Alert, ds []model.Decis
 	if err != nil {
 		return 0, fmt.Errorf("store alert %s %s: %w", a.Scenario, a.Value, err)
 	}
+	s.counted(seq, now, ds)
 	return id, nil
+}
+
+// counted adds committed decisions to the count index.
+func (s *Store) counted(seq int64, created time.Time, ds []model.Decision) {
+	values := make([]string, len(ds))
+	for i, d := range ds {
+		values[i] = ValueString(d.Value)
+	}
+	s.counts.add(seq, created.UnixNano(), values)
 }
 
 // openAll opens the pool's n connections now rather than on the first
@@ -719,24 +735,34 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 }
 
 // CountDecisions counts the decisions ever taken on value (active, expired
-// or deleted, within the retention) created at or after since.
-func (s *Store) CountDecisions(ctx context.Context, value string, since time.Time) (int, error) {
-	var n int
-	err := s.count.QueryRowContext(ctx, value, nanos(since)).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count decisions for %s: %w", value, err)
-	}
-	return n, nil
+// or deleted, within the retention) created at or after since, from
+// memory: it runs on the alert-to-kernel path.
+func (s *Store) CountDecisions(_ context.Context, value string, since time.Time) (int, error) {
+	return s.counts.count(value, nanos(since)), nil
 }
 
 // streamCols are the columns a bouncer needs: fewer columns is fewer cgo
 // calls per row, which is most of a million-row startup pull.
 const streamCols = `id, value, type, origin, scenario, reason, simulated, until`
 
-func scanStream(rows *sql.Rows, r *Record) error {
+// scanStreamID scans streamCols; the paging key is the id.
+func scanStreamID(rows *sql.Rows, r *Record, key *int64) error {
+	if err := scanStream(rows, r); err != nil {
+		return err
+	}
+	*key = r.ID
+	return nil
+}
+
+// scanStreamKey scans streamCols followed by the paging key.
+func scanStreamKey(rows *sql.Rows, r *Record, key *int64) error {
+	return scanStream(rows, r, key)
+}
+
+func scanStream(rows *sql.Rows, r *Record, extra ...any) error {
 	var value, origin string
 	var until int64
-	if err := rows.Scan(&r.ID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &until); err != nil {
+	if err := rows.Scan(append([]any{&r.ID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &until}, extra...)...); err != nil {
 		return err
 	}
 	p, err := ParseValue(value)
@@ -755,49 +781,139 @@ const (
 	Deleted
 )
 
-// Stream reads, in one snapshot, what a bouncer that saw everything up to
-// sequence after must learn: with startup, every active decision; else the
-// decisions added and deleted since. emit is called per decision, new ones
-// first; its Record carries the decision only (no alert or bookkeeping
-// times). It returns the sequence the bouncer is now up to.
-func (s *Store) Stream(ctx context.Context, after int64, startup bool, now time.Time, emit func(Change, Record) error) (int64, error) {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+// DefaultPage is how many decisions a paged read holds in memory.
+const DefaultPage = 1000
+
+// readPage appends to dst the rows q selects, scanned by scan, and closes
+// them before returning. key is what scan read past the record's columns
+// from the last row (the keyset paging key), if anything.
+func (s *Store) readPage(ctx context.Context, dst []Record, scan func(*sql.Rows, *Record, *int64) error, q string, args ...any) (_ []Record, key int64, err error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return dst, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Record
+		if err := scan(rows, &r, &key); err != nil {
+			return dst, 0, err
+		}
+		dst = append(dst, r)
+	}
+	return dst, key, rows.Err()
+}
+
+func scanFull(rows *sql.Rows, r *Record, _ *int64) error {
+	rec, err := scanRecord(rows)
+	*r = rec
+	return err
+}
+
+// ListPages calls fn with the decisions f selects, newest first, at most
+// size (0 means DefaultPage) at a time; f.Limit caps the total. Each page
+// is read and its rows closed before fn sees it, so fn may write to a slow
+// client without pinning a connection of the pool or a snapshot of the
+// file. fn must not keep the slice.
+func (s *Store) ListPages(ctx context.Context, f Filter, size int, fn func([]Record) error) error {
+	if size <= 0 {
+		size = DefaultPage
+	}
+	where, args := f.where(time.Now())
+	q := `SELECT ` + recordCols + ` FROM decisions WHERE ` + where + ` AND id < ? ORDER BY id DESC LIMIT ?`
+	before, left := int64(math.MaxInt64), f.Limit
+	page := make([]Record, 0, size)
+	for {
+		n := size
+		if f.Limit > 0 {
+			n = min(n, left)
+		}
+		var err error
+		page, _, err = s.readPage(ctx, page[:0], scanFull, q, append(slices.Clip(args), before, n)...)
+		if err != nil {
+			return fmt.Errorf("list decisions: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		left -= len(page)
+		if len(page) < n || f.Limit > 0 && left <= 0 {
+			return nil
+		}
+		before = page[len(page)-1].ID
+	}
+}
+
+// The stream's pages. Startup: active at cur and now (added by then, not
+// deleted by then, not expired now); the unary + keeps SQLite off the
+// indexes, as walking the table in rowid order gives id order without
+// sorting a million rows. Deltas: keyed by (sequence, id), the index
+// order, since ordering by id would make SQLite scan the whole table to
+// skip a sort.
+const (
+	streamStartup = `SELECT ` + streamCols + ` FROM decisions WHERE id > ? AND +seq <= ? AND (+del_seq IS NULL OR +del_seq > ?) AND (+until = 0 OR +until > ?) ORDER BY id LIMIT ?`
+	streamNew     = `SELECT ` + streamCols + `, seq FROM decisions WHERE seq > ? AND seq <= ? AND (seq, id) > (?, ?) AND (del_seq IS NULL OR del_seq > ?) AND (until = 0 OR until > ?) ORDER BY seq, id LIMIT ?`
+	streamDeleted = `SELECT ` + streamCols + `, del_seq FROM decisions WHERE del_seq > ? AND del_seq <= ? AND (del_seq, id) > (?, ?) AND seq <= ? ORDER BY del_seq, id LIMIT ?`
+)
+
+// Stream calls emit with what a bouncer that saw everything up to sequence
+// after must learn, at most size (0 means DefaultPage) decisions at a
+// time: with startup, every decision active now; else the decisions added
+// and deleted since, new ones first. It returns the sequence the bouncer
+// is then up to.
+//
+// No snapshot is held while emit runs, as emit writes to a client that may
+// stop reading: the current sequence is read first and every page selects
+// rows as they were at that sequence (each row carries the sequences that
+// added and deleted it), so the pages read apart add up to one consistent
+// view, and what changes meanwhile is the next delta's. Each page's rows
+// are closed before emit sees it; emit must not keep the slice. Records
+// carry the decision only (no alert or bookkeeping times).
+func (s *Store) Stream(ctx context.Context, after int64, startup bool, now time.Time, size int, emit func(Change, []Record) error) (int64, error) {
+	if size <= 0 {
+		size = DefaultPage
+	}
+	cur, err := s.Seq(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream: %w", err)
 	}
-	defer tx.Rollback()
-	var cur int64
-	if err := tx.QueryRowContext(ctx, `SELECT value FROM seq WHERE id = 1`).Scan(&cur); err != nil {
-		return 0, fmt.Errorf("stream: %w", err)
-	}
-	each := func(ch Change, q string, args ...any) error {
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		var r Record
-		for rows.Next() {
-			if err := scanStream(rows, &r); err != nil {
+	page := make([]Record, 0, size)
+	// each reads q page by page; args(k1, k2) are q's arguments given the
+	// key the previous page ended at, starting from (k1, k2).
+	each := func(ch Change, scan func(*sql.Rows, *Record, *int64) error, k1, k2 int64, q string, args func(k1, k2 int64) []any) error {
+		for {
+			var err error
+			page, k1, err = s.readPage(ctx, page[:0], scan, q, append(args(k1, k2), size)...)
+			if err != nil {
 				return err
 			}
-			if err := emit(ch, r); err != nil {
+			if len(page) == 0 {
+				return nil
+			}
+			if err := emit(ch, page); err != nil {
 				return err
 			}
+			if len(page) < size {
+				return nil
+			}
+			k2 = page[len(page)-1].ID
 		}
-		return rows.Err()
 	}
-	active := `deleted_at IS NULL AND (until = 0 OR until > ?)`
+	nowNs := now.UnixNano()
 	if startup {
-		// The unary + keeps SQLite off the until index: walking the table
-		// in rowid order gives id order without sorting a million rows.
-		err = each(New, `SELECT `+streamCols+` FROM decisions WHERE +deleted_at IS NULL AND (+until = 0 OR +until > ?) ORDER BY id`, now.UnixNano())
+		// Keyed by id alone.
+		err = each(New, scanStreamID, 0, 0, streamStartup,
+			func(_, id int64) []any { return []any{id, cur, cur, nowNs} })
 	} else {
-		// Ordered by sequence, the index order: ordering by id would make
-		// SQLite scan the whole table to skip a sort.
-		err = each(New, `SELECT `+streamCols+` FROM decisions WHERE seq > ? AND `+active+` ORDER BY seq`, after, now.UnixNano())
+		// The key starts at (after, max): the first page begins past
+		// sequence after.
+		err = each(New, scanStreamKey, after, math.MaxInt64, streamNew,
+			func(seq, id int64) []any { return []any{after, cur, seq, id, cur, nowNs} })
 		if err == nil {
-			err = each(Deleted, `SELECT `+streamCols+` FROM decisions WHERE del_seq > ? AND seq <= ? ORDER BY del_seq`, after, after)
+			err = each(Deleted, scanStreamKey, after, math.MaxInt64, streamDeleted,
+				func(seq, id int64) []any { return []any{after, cur, seq, id, after} })
 		}
 	}
 	if err != nil {
@@ -988,15 +1104,16 @@ func (s *Store) ListBouncers(ctx context.Context) ([]Bouncer, error) {
 	return out, rows.Err()
 }
 
-// AuthBouncer finds the bouncer holding key. Every stored hash is compared
-// in constant time, so neither the match nor its position leaks by timing.
+// AuthBouncer finds the bouncer holding key, by the key's SHA-256 through
+// an index: the lookup's timing can only tell how much of a hash matched a
+// stored one, which says nothing of any key.
 func (s *Store) AuthBouncer(ctx context.Context, key string) (Bouncer, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, key_hash, created_at, last_seen, last_seq, last_ip, user_agent FROM bouncers`)
+	want := hashKey(key)
+	rows, err := s.r.QueryContext(ctx, `SELECT name, key_hash, created_at, last_seen, last_seq, last_ip, user_agent FROM bouncers WHERE key_hash = ?`, want)
 	if err != nil {
 		return Bouncer{}, fmt.Errorf("authenticate bouncer: %w", err)
 	}
 	defer rows.Close()
-	want := hashKey(key)
 	var found Bouncer
 	ok := 0
 	for rows.Next() {
@@ -1178,6 +1295,11 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (PruneStats, error)
 	})
 	if err != nil {
 		return PruneStats{}, fmt.Errorf("prune store: %w", err)
+	}
+	if st.Decisions > 0 {
+		if err := s.rebuildCounts(ctx); err != nil {
+			return st, fmt.Errorf("prune store: %w", err)
+		}
 	}
 	// incremental_vacuum frees pages as it is stepped: drain it.
 	rows, err := s.w.QueryContext(ctx, `PRAGMA incremental_vacuum`)
