@@ -96,6 +96,15 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 
 	srv := api.NewServer(svc, m.status)
 	srv.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
+	srv.OnAbort = func(r *http.Request, err error) {
+		// Cut-offs are few (each held a slot for a write timeout);
+		// refusals can come by thousands and are counted in status.
+		level := slog.LevelDebug
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			level = slog.LevelWarn
+		}
+		d.log.Log(context.Background(), level, "api response refused or cut short", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+	}
 	// The admin socket serves the CLI; moat verify is the daemon's own
 	// route beside the decision service's.
 	admin := http.NewServeMux()

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -214,4 +216,94 @@ func (s *Store) debugSizes() []int64 {
 	s.w.QueryRow(`PRAGMA page_count`).Scan(&pages)
 	s.w.QueryRow(`PRAGMA freelist_count`).Scan(&free)
 	return []int64{pages, free}
+}
+
+// TestCountsWithoutReaders checks the escalation count while every reader
+// connection is held (as bouncers that stop reading once held them): it
+// must answer at once, and as SQL would, after inserts, a prune and a
+// reopen.
+func TestCountsWithoutReaders(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	add := func(values ...string) time.Time {
+		t.Helper()
+		var ds []model.Decision
+		for _, v := range values {
+			p, err := ParseValue(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, model.Decision{Value: p, Type: "ban", Origin: model.OriginLocal, Until: time.Now().Add(time.Hour)})
+		}
+		if err := s.InsertDecisions(ctx, ds); err != nil {
+			t.Fatal(err)
+		}
+		return time.Now()
+	}
+	add("198.18.0.1", "198.18.0.2", "198.18.1.0/24")
+	mid := add("198.18.0.1")
+	time.Sleep(time.Millisecond)
+	add("198.18.0.1", "2001:db8::1")
+	if _, err := s.DeleteDecisions(ctx, Filter{Value: "198.18.0.2"}); err != nil {
+		t.Fatal(err)
+	}
+	values := []string{"198.18.0.1", "198.18.0.2", "198.18.1.0/24", "2001:db8::1", "198.18.0.3"}
+	sinces := []time.Time{{}, mid, time.Now().Add(time.Hour)}
+	check := func(step string) {
+		t.Helper()
+		// Hold every reader connection in an open transaction.
+		var txs []*sql.Tx
+		for range 4 {
+			tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := tx.QueryRow(`SELECT count(*) FROM decisions`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			txs = append(txs, tx)
+		}
+		got := map[string]int{}
+		for _, v := range values {
+			for i, since := range sinces {
+				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				n, err := s.CountDecisions(cctx, v, since)
+				cancel()
+				if err != nil {
+					t.Fatalf("%s: count %s since #%d with every reader held: %v", step, v, i, err)
+				}
+				got[fmt.Sprint(v, i)] = n
+			}
+		}
+		for _, tx := range txs {
+			tx.Rollback()
+		}
+		for _, v := range values {
+			for i, since := range sinces {
+				var want int
+				if err := s.w.QueryRow(`SELECT count(*) FROM decisions WHERE value = ? AND created_at >= ?`, v, nanos(since)).Scan(&want); err != nil {
+					t.Fatal(err)
+				}
+				if n := got[fmt.Sprint(v, i)]; n != want {
+					t.Errorf("%s: count %s since #%d = %d, SQL says %d", step, v, i, n, want)
+				}
+			}
+		}
+	}
+	check("inserted")
+	if st, err := s.Prune(ctx, time.Now().Add(time.Second)); err != nil || st.Decisions != 1 {
+		t.Fatalf("prune: %+v, %v", st, err)
+	}
+	check("pruned")
+	s.Close()
+	if s, err = Open(ctx, path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened")
 }
