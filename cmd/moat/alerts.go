@@ -107,6 +107,10 @@ func (a *app) alertsInspectCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "inspect ID",
 		Short: "Show one alert in full: meta, events and decisions",
+		Long: `Show one alert in full: meta, events and decisions. -o raw prints the
+scenario and the value on one line. Much of an alert comes from log lines:
+table and raw output show control characters, bidi overrides and invalid
+UTF-8 escaped (\x1b, \u202e, \\ for a backslash); -o json is exact.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usagef("inspect takes one alert ID")
@@ -130,25 +134,31 @@ func (a *app) alertsInspectCmd() *cobra.Command {
 			if err != nil {
 				return adminError(err)
 			}
-			if format == "json" {
-				return writeJSONOut(a.stdout, al)
-			}
-			if format == "raw" {
-				_, err := fmt.Fprintf(a.stdout, "%s %s\n", al.Scenario, al.Value)
-				return err
-			}
-			return writeAlert(a.stdout, al)
+			return writeAlertOut(a.stdout, format, al)
 		},
 	}
+}
+
+// writeAlertOut shows one alert: in full, as JSON, or (raw) its scenario
+// and value on one line.
+func writeAlertOut(w io.Writer, format string, al api.Alert) error {
+	switch format {
+	case "json":
+		return writeJSONOut(w, al)
+	case "raw":
+		_, err := fmt.Fprintf(w, "%s %s\n", esc(al.Scenario), esc(al.Value))
+		return err
+	}
+	return writeAlert(w, al)
 }
 
 func writeAlert(w io.Writer, al api.Alert) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Alert %d\n", al.ID)
-	fmt.Fprintf(&b, "  Scenario:    %s %s\n", al.Scenario, al.ScenarioVersion)
-	fmt.Fprintf(&b, "  Source:      %s:%s\n", al.Scope, al.Value)
+	fmt.Fprintf(&b, "  Scenario:    %s %s\n", esc(al.Scenario), esc(al.ScenarioVersion))
+	fmt.Fprintf(&b, "  Source:      %s:%s\n", esc(al.Scope), esc(al.Value))
 	if al.Message != "" {
-		fmt.Fprintf(&b, "  Message:     %s\n", al.Message)
+		fmt.Fprintf(&b, "  Message:     %s\n", esc(al.Message))
 	}
 	fmt.Fprintf(&b, "  Events:      %d, %s to %s\n", al.EventsCount, fmtTime(al.Start), fmtTime(al.Stop))
 	fmt.Fprintf(&b, "  Created:     %s\n", fmtTime(al.CreatedAt))
@@ -180,6 +190,6 @@ func writeMap(b *strings.Builder, title string, m map[string]string) {
 	sort.Strings(keys)
 	fmt.Fprintf(b, "  %s:\n", title)
 	for _, k := range keys {
-		fmt.Fprintf(b, "    %s: %s\n", k, m[k])
+		fmt.Fprintf(b, "    %s: %s\n", esc(k), esc(m[k]))
 	}
 }

@@ -52,7 +52,7 @@ func writeAlerts(w io.Writer, format string, alerts []model.Alert) error {
 		return enc.Encode(rows)
 	case "raw":
 		for _, r := range rows {
-			if _, err := fmt.Fprintln(w, r.Source); err != nil {
+			if _, err := fmt.Fprintln(w, esc(r.Source)); err != nil {
 				return err
 			}
 		}
@@ -61,11 +61,11 @@ func writeAlerts(w io.Writer, format string, alerts []model.Alert) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tSCENARIO\tEVENTS\tFIRST SEEN\tLAST SEEN")
 	for _, r := range rows {
-		sc := r.Scenario
+		sc := esc(r.Scenario)
 		if r.Simulated {
 			sc += " (simulated)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Source, sc, r.Events, r.FirstSeen.Format(time.DateTime), r.LastSeen.Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", esc(r.Source), sc, r.Events, r.FirstSeen.Format(time.DateTime), r.LastSeen.Format(time.DateTime))
 	}
 	fmt.Fprintf(tw, "%d alerts\n", len(rows))
 	return tw.Flush()

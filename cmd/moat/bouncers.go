@@ -91,7 +91,7 @@ func writeBouncers(w io.Writer, format string, bs []api.Bouncer) error {
 		return writeJSONOut(w, bs)
 	case "raw":
 		for _, b := range bs {
-			if _, err := fmt.Fprintln(w, b.Name); err != nil {
+			if _, err := fmt.Fprintln(w, esc(b.Name)); err != nil {
 				return err
 			}
 		}

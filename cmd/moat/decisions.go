@@ -1,92 +1,17 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moatsec/moat/enforce/api"
 )
-
-// adminClient returns a client for the daemon's socket from the config.
-func (a *app) adminClient(cmd *cobra.Command) (*api.Client, error) {
-	cfg, err := a.loadConfig(cmd)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.API.Socket == "" {
-		return nil, usagef("api.socket is empty in %s: the CLI has no daemon to talk to", cfg.Source)
-	}
-	return api.NewClient(cfg.API.Socket), nil
-}
-
-// adminCall is the preamble of the commands that talk to the daemon: the
-// output format (JSON unless on a terminal) and the client.
-func (a *app) adminCall(cmd *cobra.Command) (*api.Client, string, error) {
-	format, err := a.outputFormat("json")
-	if err != nil {
-		return nil, "", err
-	}
-	c, err := a.adminClient(cmd)
-	return c, format, err
-}
-
-// adminError makes the daemon's answers to bad input usage errors (exit
-// code 2); everything else stays a runtime failure.
-func adminError(err error) error {
-	var ae *api.Error
-	if errors.As(err, &ae) && ae.Status == 400 {
-		return usageError{errors.New(ae.Message)}
-	}
-	if errors.As(err, &ae) {
-		return errors.New(ae.Message)
-	}
-	return err
-}
-
-func writeJSONOut(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// table writes rows under a header, aligned.
-func table(w io.Writer, header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	return tw.Flush()
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04:05")
-}
-
-// remaining is the time left until t, to the second.
-func remaining(t time.Time, now time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	d := t.Sub(now).Round(time.Second)
-	if d <= 0 {
-		return "expired"
-	}
-	return d.String()
-}
 
 // decisionFilterFlags are the filters list and delete share.
 type decisionFilterFlags struct {
@@ -154,7 +79,8 @@ func (a *app) decisionsListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List active decisions",
 		Long: `List the active decisions, newest first. --history includes expired and
-deleted ones. -o raw prints one value per line.`,
+deleted ones. -o raw prints one value per line. Table and raw output show
+control characters escaped (\x1b, \\ for a backslash); -o json is exact.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := a.outputFormat("json")
@@ -200,7 +126,7 @@ func writeDecisions(w io.Writer, format string, ds []api.Decision) error {
 		return writeJSONOut(w, ds)
 	case "raw":
 		for _, d := range ds {
-			if _, err := fmt.Fprintln(w, d.Value); err != nil {
+			if _, err := fmt.Fprintln(w, esc(d.Value)); err != nil {
 				return err
 			}
 		}
@@ -293,7 +219,7 @@ returns once the decision is stored and in the kernel.`,
 				return nil
 			}
 			for _, d := range ds {
-				fmt.Fprintf(a.stdout, "Decision %d: %s %s for %s (until %s).\n", d.ID, d.Type, d.Value, duration, fmtTime(d.Until))
+				fmt.Fprintf(a.stdout, "Decision %d: %s %s for %s (until %s).\n", d.ID, esc(d.Type), esc(d.Value), duration, fmtTime(d.Until))
 			}
 			return nil
 		},
@@ -349,7 +275,7 @@ kernel. With no filter nothing is deleted unless --all is given.`,
 				return writeJSONOut(a.stdout, res)
 			case "raw":
 				for _, d := range res.Decisions {
-					fmt.Fprintln(a.stdout, d.Value)
+					fmt.Fprintln(a.stdout, esc(d.Value))
 				}
 				return nil
 			}

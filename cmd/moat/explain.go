@@ -81,22 +81,24 @@ func writeExplanation(w io.Writer, format, raw string, x engine.Explanation) err
 			engine.Explanation
 		}{raw, x})
 	}
-	fmt.Fprintf(w, "line: %s\n", raw)
+	fmt.Fprintf(w, "line: %s\n", esc(raw))
 	for _, st := range x.Stages {
-		fmt.Fprintf(w, "  %s\n", st.Stage)
+		fmt.Fprintf(w, "  %s\n", esc(st.Stage))
 		for _, n := range st.Nodes {
 			mark := "✗"
 			if n.Success {
 				mark = "✓"
 			}
-			fmt.Fprintf(w, "    %s %s\n", mark, n.Parser)
+			fmt.Fprintf(w, "    %s %s\n", mark, esc(n.Parser))
 			keys := make([]string, 0, len(n.Set))
 			for k := range n.Set {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				fmt.Fprintf(w, "        %s = %q\n", k, n.Set[k])
+				// %q escapes non-printable runes and invalid bytes as
+				// esc does, and shows where the value ends.
+				fmt.Fprintf(w, "        %s = %q\n", esc(k), n.Set[k])
 			}
 		}
 	}
@@ -109,7 +111,7 @@ func writeExplanation(w io.Writer, format, raw string, x engine.Explanation) err
 		fmt.Fprintln(w, "  => parsed")
 	}
 	for _, al := range x.Alerts {
-		fmt.Fprintf(w, "  => overflow: %s from %s (%d events)\n", al.Scenario, al.Value, al.EventsCount)
+		fmt.Fprintf(w, "  => overflow: %s from %s (%d events)\n", esc(al.Scenario), esc(al.Value), al.EventsCount)
 	}
 	return nil
 }

@@ -43,11 +43,11 @@ one line per test, PASS name or FAIL name: the first failing assert, then
 			failed := 0
 			for _, r := range results {
 				if r.Pass {
-					fmt.Fprintf(a.stdout, "PASS %s\n", r.Name)
+					fmt.Fprintf(a.stdout, "PASS %s\n", esc(r.Name))
 					continue
 				}
 				failed++
-				fmt.Fprintf(a.stdout, "FAIL %s: %s\n", r.Name, r.Failure)
+				fmt.Fprintf(a.stdout, "FAIL %s: %s\n", esc(r.Name), esc(r.Failure))
 			}
 			fmt.Fprintf(a.stdout, "%d passed, %d failed\n", len(results)-failed, failed)
 			if failed > 0 {

@@ -67,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// One line: expression compilers add a caret diagram below the message,
 	// which a log line or a script does not want.
 	msg, _, _ := strings.Cut(err.Error(), "\n")
-	fmt.Fprintf(stderr, "moat: %s\n", msg)
+	fmt.Fprintf(stderr, "moat: %s\n", esc(msg))
 	var ue usageError
 	var ce *config.Error
 	var cte contentError

@@ -13,6 +13,7 @@ import (
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/acquire"
 	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/detect/scenario"
 	"github.com/moatsec/moat/internal/model"
 )
 
@@ -70,7 +71,7 @@ year take --year (default: the current year). Nothing is banned.`,
 			if err != nil {
 				return err
 			}
-			warnUntimed(a.stderr, eng)
+			warnUntimed(a.stderr, eng.Stats().Scenarios.Scenarios)
 			return writeAlerts(a.stdout, format, alerts)
 		},
 	}
@@ -126,10 +127,10 @@ func drawProgress(w io.Writer, p acquire.Progress, elapsed time.Duration) {
 
 // warnUntimed says which scenarios saw events that had no time of their own:
 // a replay cannot place them, so they filled no bucket.
-func warnUntimed(w io.Writer, eng *engine.Engine) {
-	for _, sc := range eng.Stats().Scenarios.Scenarios {
+func warnUntimed(w io.Writer, scs []scenario.ScenarioStats) {
+	for _, sc := range scs {
 		if sc.Untimed > 0 {
-			fmt.Fprintf(w, "moat: %s: %d events without a parsed timestamp were not counted (is dateparse-enrich loaded?)\n", sc.Name, sc.Untimed)
+			fmt.Fprintf(w, "moat: %s: %d events without a parsed timestamp were not counted (is dateparse-enrich loaded?)\n", esc(sc.Name), sc.Untimed)
 		}
 	}
 }

@@ -26,21 +26,25 @@ func (a *app) statusCmd() *cobra.Command {
 			if err != nil {
 				return adminError(err)
 			}
-			switch format {
-			case "json":
-				return writeJSONOut(a.stdout, st)
-			case "raw":
-				_, err := fmt.Fprintf(a.stdout, "active_decisions %d\nalerts %d\nbouncers %d\n", st.Store.ActiveDecisions, st.Store.Alerts, st.Store.Bouncers)
-				return err
-			}
-			return writeStatus(a.stdout, st, time.Now())
+			return writeStatusOut(a.stdout, format, st, time.Now())
 		},
 	}
 }
 
+func writeStatusOut(w io.Writer, format string, st api.Status, now time.Time) error {
+	switch format {
+	case "json":
+		return writeJSONOut(w, st)
+	case "raw":
+		_, err := fmt.Fprintf(w, "active_decisions %d\nalerts %d\nbouncers %d\n", st.Store.ActiveDecisions, st.Store.Alerts, st.Store.Bouncers)
+		return err
+	}
+	return writeStatus(w, st, now)
+}
+
 func writeStatus(w io.Writer, st api.Status, now time.Time) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "moat %s", st.Version)
+	fmt.Fprintf(&b, "moat %s", esc(st.Version))
 	if !st.StartedAt.IsZero() {
 		fmt.Fprintf(&b, ", up %s", now.Sub(st.StartedAt).Round(time.Second))
 	}
