@@ -23,7 +23,7 @@ import (
 func TestLimits(t *testing.T) {
 	f := newFixture(t)
 	// Enough that a response outgrows the socket buffers.
-	fillDecisions(t, f, 40*store.DefaultPage+7)
+	fillDecisions(t, f, 40_007)
 	f.srv.WriteTimeout = 300 * time.Millisecond
 	f.srv.MaxStreamsPerBouncer = 1
 	f.srv.BulkWait = 100 * time.Millisecond

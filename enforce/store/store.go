@@ -782,7 +782,7 @@ const (
 )
 
 // DefaultPage is how many decisions a paged read holds in memory.
-const DefaultPage = 1000
+const DefaultPage = 256
 
 // readPage appends to dst the rows q selects, scanned by scan, and closes
 // them before returning. key is what scan read past the record's columns
