@@ -115,37 +115,9 @@ func (b *bucket) begin(t time.Time) {
 func (b *bucket) end(drop func(*detect.Event)) {
 	b.live = false
 	b.queue.reset(drop)
-	clear(b.metas)
-	b.metas = b.metas[:0]
 	b.seen = nil
 	b.guill = nil
 	b.leaky = Leaky{}
-}
-
-// keepMeta keeps m, dropping the oldest when the bucket holds its
-// capacity already, as Queue.add does with events.
-func (b *bucket) keepMeta(m map[string]string) {
-	if l := b.sc.qsize; l >= 0 && len(b.metas) > l {
-		old := len(b.metas) - l
-		n := copy(b.metas, b.metas[old:])
-		clear(b.metas[n:])
-		b.metas = b.metas[:n]
-	}
-	b.metas = append(b.metas, m)
-}
-
-// eventMetas calls f with the meta of each event the bucket holds, oldest
-// first.
-func (b *bucket) eventMetas(f func(int, map[string]string)) {
-	if b.sc.readsQueue {
-		for i, e := range b.queue.Queue {
-			f(i, e.Meta)
-		}
-		return
-	}
-	for i, m := range b.metas {
-		f(i, m)
-	}
 }
 
 // level is how full a live leaky bucket is at t, in leak time (capacity

@@ -281,35 +281,3 @@ func TestFloodOfAttackers(t *testing.T) {
 	}
 	runtime.KeepAlive(set)
 }
-
-// TestFloodBucketBytes measures what a bucket costs: distinct sources,
-// one failure each, poured as the engine does into the shipped ssh
-// scenarios, all within a leak so no bucket ends.
-func TestFloodBucketBytes(t *testing.T) {
-	const n = 50_000
-	set, err := Load([]string{shippedSSH}, Options{MaxBuckets: 10 * n, Replay: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
-	before := heapInUse()
-	for i := range n {
-		pourLikeEngine(set, sshEvent(benignAddr(i), "root", t0.Add(time.Duration(i)*100*time.Microsecond)))
-	}
-	h := heapInUse()
-	grow := h - min(before, h)
-	st := set.Stats()
-	per := float64(grow) / float64(st.Buckets)
-	t.Logf("%d buckets: %.0f bytes per bucket", st.Buckets, per)
-	if st.Buckets != 3*n {
-		t.Fatalf("%d buckets, want %d", st.Buckets, 3*n)
-	}
-	if per > bucketBytesBound {
-		t.Errorf("%.0f bytes per bucket, bound %d", per, bucketBytesBound)
-	}
-	runtime.KeepAlive(set)
-}
-
-// bucketBytesBound: a bucket and the meta of its one event. Holding the
-// whole event cost about twice that.
-const bucketBytesBound = 700

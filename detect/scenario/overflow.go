@@ -188,14 +188,8 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 			sources[src.Value] = src
 		}
 	}
-	if sc.readsQueue {
-		for i, e := range b.queue.Queue {
-			each(i, e.Meta, e)
-		}
-	} else {
-		for i, m := range b.metas {
-			each(i, m, nil)
-		}
+	for i, e := range b.queue.Queue {
+		each(i, e.Meta, e)
 	}
 	if err != nil {
 		return Overflow{}, err
@@ -223,7 +217,7 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		Start:       b.leaky.First_ts,
 		Stop:        at,
 		EventsCount: b.leaky.Total_count,
-		Events:      make([]map[string]string, 0, len(b.queue.Queue)+len(b.metas)),
+		Events:      make([]map[string]string, 0, len(b.queue.Queue)),
 		Labels:      maps.Clone(sc.labels),
 		Remediation: sc.remediate,
 		Simulated:   sc.simulated,
@@ -231,17 +225,9 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 	}
 	// The alert shares the events' meta maps: an event in a bucket is never
 	// written again, and alerts are only read.
-	if sc.readsQueue {
-		for _, e := range b.queue.Queue {
-			if e.Meta != nil {
-				a.Events = append(a.Events, e.LendMeta())
-			}
-		}
-	} else {
-		for _, m := range b.metas {
-			if m != nil {
-				a.Events = append(a.Events, m)
-			}
+	for _, e := range b.queue.Queue {
+		if e.Meta != nil {
+			a.Events = append(a.Events, e.LendMeta())
 		}
 	}
 	// Merged meta: the last event's values win, as if each event's meta
