@@ -142,6 +142,9 @@ func Scan(ctx context.Context, targets []Target, opts Options) (*Report, error) 
 	return s.rep, nil
 }
 
+// maxEngines bounds the loaded parser sets a scan keeps.
+const maxEngines = 16
+
 type scanner struct {
 	opts Options
 	rep  *Report
@@ -170,6 +173,11 @@ func (s *scanner) engine(files []parse.File) (*engine.Engine, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	// A whole hub's engines take about a gigabyte; targets come sorted
+	// by name, so those sharing parsers are mostly neighbours.
+	if len(s.engines) >= maxEngines {
+		clear(s.engines)
 	}
 	s.engines[key] = e
 	return e, nil
