@@ -190,11 +190,16 @@ func runFlood(t *testing.T, c floodCase) floodResult {
 	return res
 }
 
+// fullFlood runs the 1M-source floods: minutes on two loaded cores, so
+// only when MOAT_FLOOD_FULL=1; otherwise a tenth of them against a tenth
+// of the cap.
+func fullFlood() bool { return os.Getenv("MOAT_FLOOD_FULL") == "1" }
+
 // floodCases are the flood TestFloodDetection runs: 1M sources over 30
-// minutes against the default cap, or with -short 100k over 15 minutes
-// against a tenth of it.
+// minutes against the default cap (MOAT_FLOOD_FULL=1), else 100k over 15
+// minutes against a tenth of it.
 func floodCases() floodCase {
-	if testing.Short() {
+	if !fullFlood() {
 		return floodCase{benign: 100_000, span: 15 * time.Minute, fast: 100, slow: 20, maxBuckets: 10_000, heapBound: 40 << 20}
 	}
 	return floodCase{benign: 1_000_000, span: 30 * time.Minute, fast: 1000, slow: 200, heapBound: 200 << 20}
@@ -234,11 +239,11 @@ func TestFloodDetection(t *testing.T) {
 
 // TestFloodOfAttackers: 1M real attackers, 6 tries each a second apart,
 // starting 6,000 a second (30k live ssh-bf buckets at once, ssh-slow-bf
-// far beyond its cap): every one must overflow ssh-bf. -short runs 100k
-// against a tenth of the cap.
+// far beyond its cap): every one must overflow ssh-bf. Without
+// MOAT_FLOOD_FULL=1, 100k against a tenth of the cap.
 func TestFloodOfAttackers(t *testing.T) {
 	n, rate, maxBuckets := 1_000_000, 6000, 0
-	if testing.Short() {
+	if !fullFlood() {
 		n, rate, maxBuckets = 100_000, 600, 10_000
 	}
 	set, err := Load([]string{shippedSSH}, Options{MaxBuckets: maxBuckets, Replay: true})
