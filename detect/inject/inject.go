@@ -9,8 +9,12 @@
 // Which fields an attacker controls is derived from what the parsers
 // extracted from the clean line: every field a stage after s00-raw set
 // whose value contains a letter, appears verbatim in the line and is
-// neither the address nor a time. Fields taken from JSON (Unmarshaled) are
-// not rewritten: JSON quoting keeps a value from reaching its neighbours.
+// neither the address, a time, a hex identifier, nor named like a field
+// the program fills from its own vocabulary (level, protocol, action).
+// Inside a quoted field no payload carries a quote, since the programs
+// that quote fields escape quotes; nothing else about what a program lets
+// a client write is modelled, so a finding says what the parser accepts.
+// Fields taken from JSON (Unmarshaled) are not rewritten.
 package inject
 
 import (
