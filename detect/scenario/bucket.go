@@ -70,7 +70,6 @@ type bucket struct {
 	// all an alert reads: an event costs its Meta map, not the event and
 	// its other maps.
 	queue  Queue
-	metas  []map[string]string
 	leaky  Leaky
 	seen   map[string]struct{} // distinct values poured since the bucket began
 	guill  []bool              // bayesian guillotines that fired

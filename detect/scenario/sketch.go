@@ -119,6 +119,3 @@ func (s *sketch) forget(k sketchKey) {
 		}
 	}
 }
-
-// sketchBytes is what one scenario's sketch costs.
-const sketchBytes = sketchDepth * sketchWidth * (8 + 4 + 8)
