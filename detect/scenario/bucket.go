@@ -65,10 +65,6 @@ type bucket struct {
 	// leakspeed) left 0.9999999999999999 of a token and overflowed.
 	credit time.Duration
 	leakAt time.Time // when credit was last brought up to date
-	// queue holds whole events for scenarios whose expressions read them
-	// (sc.readsQueue); the others keep only each event's meta in metas,
-	// all an alert reads: an event costs its Meta map, not the event and
-	// its other maps.
 	queue  Queue
 	leaky  Leaky
 	seen   map[string]struct{} // distinct values poured since the bucket began
