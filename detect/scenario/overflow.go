@@ -212,8 +212,10 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		Scenario:        sc.spec.Name,
 		ScenarioVersion: sc.spec.Version,
 		ScenarioHash:    sc.hash,
+		// Round(0): live times carry the monotonic clock, which String
+		// would print as "m=+6.41" to every reader of the message.
 		Message: fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s",
-			sc.scope, sourceStr, sc.spec.Name, b.leaky.Total_count, at.Sub(b.leaky.First_ts), b.leaky.Last_ts),
+			sc.scope, sourceStr, sc.spec.Name, b.leaky.Total_count, at.Sub(b.leaky.First_ts), b.leaky.Last_ts.Round(0)),
 		Start:       b.leaky.First_ts,
 		Stop:        at,
 		EventsCount: b.leaky.Total_count,
