@@ -18,7 +18,50 @@ type Line struct {
 	ReadAt time.Time
 	// Process is false for lines that only advance a position.
 	Process bool
+	// Pos is where the line ends in its source. A consumer whose source
+	// was built to wait for acknowledgements calls Pos.Ack() once
+	// everything the line (and every earlier line of the same source)
+	// raised is durably handled; the source then saves its position past
+	// the line, never before. The zero Pos acknowledges nothing.
+	Pos Position
 }
+
+// Acker is a source that saves only the positions its consumer
+// acknowledged. Ack is cumulative: acknowledging a line acknowledges every
+// earlier line of the same source. It may be called from any goroutine, in
+// any order (an older position after a newer one is ignored), and costs an
+// atomic compare-and-swap.
+type Acker interface {
+	Ack(Position)
+}
+
+// Position is the token a source puts on each line it sends: the source
+// and the line's sequence number in it (from 1, increasing by one per line
+// sent). The source maps the number back to what it persists (file
+// identity and byte offset after the line, journal cursor).
+type Position struct {
+	src Acker
+	seq uint64
+}
+
+// NewPosition is for sources: line number seq of a.
+func NewPosition(a Acker, seq uint64) Position { return Position{src: a, seq: seq} }
+
+// Ack acknowledges the line and every earlier line of its source. It does
+// nothing for the zero Position.
+func (p Position) Ack() {
+	if p.src != nil {
+		p.src.Ack(p)
+	}
+}
+
+// Source is the source that sent the line, nil for the zero Position. It
+// is comparable: a consumer that merges several sources can keep the
+// newest position per source in a map keyed by it.
+func (p Position) Source() Acker { return p.src }
+
+// Seq is the line's number in its source; 0 for the zero Position.
+func (p Position) Seq() uint64 { return p.seq }
 
 // Event is a line on its way through parser stages and into buckets. Field
 // names are those hub expressions use (evt.Parsed.x, evt.Meta.x, evt.StrTime).
