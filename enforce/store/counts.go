@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -94,7 +95,7 @@ func (x *countIndex) count(value string, since int64) int {
 // rebuildCounts reads the index afresh from the table (after Prune, so
 // pruned decisions stop counting). Commits made while it reads are kept:
 // those past the sequence it read at are applied again afterwards.
-func (s *Store) rebuildCounts(ctx context.Context) error {
+func (s *Store) rebuildCounts(ctx context.Context, db *sql.DB) error {
 	x := s.counts
 	x.mu.Lock()
 	x.rebuilding, x.pending = true, nil
@@ -105,7 +106,7 @@ func (s *Store) rebuildCounts(ctx context.Context) error {
 		x.mu.Unlock()
 	}()
 	one, many := map[uint64]int64{}, map[uint64][]int64{}
-	tx, err := s.r.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("count index: %w", err)
 	}

@@ -62,12 +62,25 @@ type Options struct {
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	path   string
-	w, r   *sql.DB
+	path string
+	w, r *sql.DB
+	// idx serves the in-memory indexes' load and, until they are in, their
+	// questions.
+	idx    *sql.DB
 	nextID atomic.Int64
 	// counts answers the alert-to-kernel path's one question from
 	// memory: it never waits for a connection API clients hold.
 	counts *countIndex
+	// active answers the decision service's "already banned for this
+	// scenario" question from memory.
+	active *activeIndex
+	// indexed closes once Open's background load of counts and active
+	// ends; indexOK tells it succeeded, indexErr why not. stop ends it
+	// (nil until it started).
+	indexed  chan struct{}
+	indexOK  atomic.Bool
+	indexErr error
+	stop     context.CancelFunc
 }
 
 // Open opens (creating if needed) the store at path and migrates its schema.
@@ -118,7 +131,17 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	// 20 ms, which a ban waited for whenever alerts came in a burst.
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxIdleTime(0)
-	s := &Store{path: path, w: w, r: r, counts: newCountIndex()}
+	// Open's index load and the questions asked meanwhile get their own
+	// connections: API clients holding every reader must not delay them.
+	idx, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	idx.SetMaxOpenConns(2)
+	idx.SetConnMaxIdleTime(time.Second)
+	s := &Store{path: path, w: w, r: r, idx: idx, counts: newCountIndex(), active: newActiveIndex(), indexed: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -133,16 +156,19 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s.nextID.Store(maxID.Int64)
-	if err := s.rebuildCounts(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	go s.loadIndexes(bg)
 	return s, nil
 }
 
 // Close closes the store.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	if s.stop != nil {
+		s.stop()
+		<-s.indexed
+	}
+	return errors.Join(s.idx.Close(), s.r.Close(), s.w.Close())
 }
 
 // Path is the store's file.
@@ -449,6 +475,7 @@ func (s *Store) InsertAlert(ctx context.Context, a model.Alert, ds []model.Decis
 		return 0, fmt.Errorf("store alert %s %s: %w", a.Scenario, a.Value, err)
 	}
 	s.counted(seq, now, ds)
+	s.active.change(seq, ds, false)
 	return id, nil
 }
 
@@ -652,6 +679,7 @@ func (s *Store) DeleteIDs(ctx context.Context, ids []int64) ([]model.Decision, e
 	}
 	now := time.Now()
 	var out []model.Decision
+	var delSeq int64
 	err := s.write(ctx, func(tx *sql.Tx, seq int64) error {
 		st, err := tx.PrepareContext(ctx, `UPDATE decisions SET deleted_at = ?, del_seq = ? WHERE id = ? AND deleted_at IS NULL RETURNING `+recordCols)
 		if err != nil {
@@ -668,11 +696,13 @@ func (s *Store) DeleteIDs(ctx context.Context, ids []int64) ([]model.Decision, e
 			}
 			out = append(out, r.Decision)
 		}
+		delSeq = seq
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete decisions: %w", err)
 	}
+	s.active.change(delSeq, out, true)
 	return out, nil
 }
 
@@ -686,6 +716,7 @@ func (s *Store) deleteWhere(ctx context.Context, f Filter) ([]model.Decision, er
 	now := time.Now()
 	where, args := f.where(now)
 	var out []model.Decision
+	var delSeq int64
 	err := s.write(ctx, func(tx *sql.Tx, seq int64) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE decisions SET deleted_at = ?, del_seq = ? WHERE `+where+` RETURNING `+recordCols,
 			append([]any{now.UnixNano(), seq}, args...)...)
@@ -700,11 +731,13 @@ func (s *Store) deleteWhere(ctx context.Context, f Filter) ([]model.Decision, er
 			}
 			out = append(out, r.Decision)
 		}
+		delSeq = seq
 		return rows.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete decisions: %w", err)
 	}
+	s.active.change(delSeq, out, true)
 	return out, nil
 }
 
@@ -737,7 +770,10 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 // CountDecisions counts the decisions ever taken on value (active, expired
 // or deleted, within the retention) created at or after since, from
 // memory: it runs on the alert-to-kernel path.
-func (s *Store) CountDecisions(_ context.Context, value string, since time.Time) (int, error) {
+func (s *Store) CountDecisions(ctx context.Context, value string, since time.Time) (int, error) {
+	if !s.indexesReady() {
+		return s.countFromTable(ctx, value, since)
+	}
 	return s.counts.count(value, nanos(since)), nil
 }
 
@@ -1297,7 +1333,7 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (PruneStats, error)
 		return PruneStats{}, fmt.Errorf("prune store: %w", err)
 	}
 	if st.Decisions > 0 {
-		if err := s.rebuildCounts(ctx); err != nil {
+		if err := s.rebuildCounts(ctx, s.r); err != nil {
 			return st, fmt.Errorf("prune store: %w", err)
 		}
 	}
