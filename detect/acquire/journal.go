@@ -48,14 +48,32 @@ type journalSource struct {
 	c         counters
 	start     startGate
 
+	// ack maps acknowledged lines to their cursors; nil without WithAcks.
+	ack *ackLog[string]
+
 	mu     sync.Mutex
 	cursor string
 	dirty  bool
 }
 
-func newJournalSource(cfg Config, stateDir string) (*journalSource, error) {
-	return &journalSource{cfg: cfg, statePath: stateFile(stateDir, "journal", cfg.Name), start: newStartGate()}, nil
+func newJournalSource(cfg Config, stateDir string, o options) (*journalSource, error) {
+	s := &journalSource{cfg: cfg, statePath: stateFile(stateDir, "journal", cfg.Name), start: newStartGate()}
+	if o.acks {
+		s.ack = newAckLog[string]()
+	}
+	return s, nil
 }
+
+// Ack implements detect.Acker: under WithAcks the source saves the cursor
+// of the newest acknowledged entry.
+func (s *journalSource) Ack(p detect.Position) {
+	if s.ack != nil && p.Source() == detect.Acker(s) {
+		s.ack.ack(p.Seq())
+	}
+}
+
+// Checkpoint implements Checkpointer.
+func (s *journalSource) Checkpoint() error { return s.saveErr() }
 
 func (s *journalSource) Name() string { return s.cfg.Name }
 
@@ -113,6 +131,7 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
 	}
 	defer func() { j.Close() }()
+	tailStart := false
 	if st.Cursor == "" && s.cfg.Start == "tail" && s.cfg.Mode == "tail" {
 		// The start is a cursor, like a restart's, not SeekTail (with
 		// nothing matching yet it loses the first entries) nor a realtime
@@ -120,6 +139,7 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 		if err := j.SeekTail(); err == nil {
 			if n, err := j.Previous(); err == nil && n == 1 {
 				st.Cursor, _ = j.GetCursor()
+				tailStart = st.Cursor != ""
 			}
 		}
 	}
@@ -143,11 +163,17 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 		return fmt.Errorf("journal source %s: seek: %w", s.cfg.Name, err)
 	}
 	s.mu.Lock()
-	s.cursor = st.Cursor
+	// A tail start is saved like a position: a restart before the first
+	// line must not start at a later tail.
+	s.cursor, s.dirty = st.Cursor, tailStart
 	s.mu.Unlock()
 
 	s.start.open()
-	defer runSaver(s.save)()
+	var kick chan struct{}
+	if s.ack != nil {
+		kick = s.ack.kick
+	}
+	defer runSaver(s.save, kick)()
 
 	r := newEntryReader(j, s.cfg.Labels, s.cfg.JournalFields, s.cfg.MaxLineLength, &s.c)
 	// sent: entries were sent since the cursor was last published. The
@@ -160,6 +186,11 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	current := false // the journal points at an entry (not only a seek)
 	lastRefresh := time.Now()
 	publish := func() {
+		if s.ack != nil {
+			// Only acknowledged entries are saved, by the saver.
+			sent = false
+			return
+		}
 		c, err := j.GetCursor()
 		if err != nil {
 			s.c.fail(fmt.Errorf("journal cursor: %w", err))
@@ -256,6 +287,16 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 		if l.Src == "" {
 			continue // an entry without MESSAGE (binary or missing) carries no line
 		}
+		var cursor string
+		if s.ack != nil {
+			// The cursor is taken now, while the journal points at the
+			// entry: a later acknowledgement must map back to it.
+			if cursor, err = j.GetCursor(); err != nil {
+				s.c.fail(fmt.Errorf("journal cursor: %w", err))
+				continue
+			}
+			l.Pos = detect.NewPosition(s, s.ack.next())
+		}
 		at, ok := sendAt(ctx, out, l)
 		if !ok {
 			// The current entry was not delivered: step back to the last
@@ -267,17 +308,31 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 			}
 			return nil
 		}
+		if s.ack != nil {
+			s.ack.sent(l.Pos.Seq(), cursor)
+		}
 		s.c.lines.Add(1)
 		s.c.lag.Store(int64(at.Sub(t)))
 		sent, lastEntry = true, at
 	}
 }
 
-func (s *journalSource) save() {
+func (s *journalSource) save() { _ = s.saveErr() }
+
+// saveErr writes the cursor if it moved: the newest acknowledged one under
+// WithAcks, else the newest one published. A failure is also counted.
+func (s *journalSource) saveErr() error {
+	if s.ack != nil {
+		s.ack.take(func(c string) {
+			s.mu.Lock()
+			s.cursor, s.dirty = c, true
+			s.mu.Unlock()
+		})
+	}
 	s.mu.Lock()
 	if !s.dirty {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	st := journalState{Cursor: s.cursor}
 	s.dirty = false
@@ -287,7 +342,9 @@ func (s *journalSource) save() {
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()
+		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
 	}
+	return nil
 }
 
 // entryReader turns the current journal entry into a line, reading only

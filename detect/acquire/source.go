@@ -56,10 +56,11 @@ var (
 	_ Positioner = (*journalSource)(nil)
 )
 
-// runSaver calls save every StateInterval until the returned stop is called,
-// which also saves one last time. Positions are written off the read path,
-// so an fsync never delays a line.
-func runSaver(save func()) (stop func()) {
+// runSaver calls save every StateInterval, and whenever kick (nil for
+// none) fires, until the returned stop is called, which also saves one
+// last time. Positions are written off the read path, so an fsync never
+// delays a line.
+func runSaver(save func(), kick <-chan struct{}) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -71,6 +72,8 @@ func runSaver(save func()) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				save()
+			case <-kick:
 				save()
 			}
 		}
@@ -113,18 +116,22 @@ func (c *counters) snapshot() Stats {
 
 // New builds the source cfg describes. Its position is kept under stateDir
 // ("" keeps no state: every start is a first start).
-func New(cfg Config, stateDir string) (Source, error) {
+func New(cfg Config, stateDir string, opts ...Option) (Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Name == "" {
 		cfg.Name = defaultName(&cfg)
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	switch cfg.Source {
 	case KindFile:
-		return newFileSource(cfg, stateDir)
+		return newFileSource(cfg, stateDir, o)
 	case KindJournal:
-		return newJournalSource(cfg, stateDir)
+		return newJournalSource(cfg, stateDir, o)
 	}
 	return nil, fmt.Errorf("%s: %w: source %q", cfg.Where(), ErrConfig, cfg.Source)
 }
