@@ -32,6 +32,10 @@ type ReconcilerConfig struct {
 	Applied func(batch []model.Decision, at time.Time)
 	// RetryInterval is how soon a failed backend is repaired.
 	RetryInterval time.Duration
+	// Load, when set, reads the stored decisions in the background of Run
+	// (see startup.go); Ready closes once it is done. Without it, Run
+	// converges the kernel to the seeded state before anything else.
+	Load Loader
 }
 
 // Reconciler is the single writer of kernel state. It keeps the desired set
@@ -50,6 +54,13 @@ type Reconciler struct {
 	failed   bool
 	// skipLists is how many periodic verify passes skip listing elements.
 	skipLists int
+	// loading is set while Load fills the desired set; adopt while kernel
+	// entries no decision covers are adopted rather than deleted (from the
+	// start until a verify pass went through).
+	loading, adopt bool
+	loadN          int
+	loadErr        error
+	adopted        atomic.Uint64
 
 	stats reconcilerStats
 }
@@ -285,8 +296,10 @@ func (r *Reconciler) call(ctx context.Context, req *request) (result, error) {
 	}
 }
 
-// Ready is closed once Run has made the kernel match the seeded state
-// (or tried to: a failing backend is retried in the background).
+// Ready is closed once Run has made the kernel match the seeded state, or
+// with a Loader once the stored decisions are loaded (or it tried to: a
+// failing backend is retried in the background). Decisions are applied
+// before that.
 func (r *Reconciler) Ready() <-chan struct{} { return r.ready }
 
 // Seed sets the desired state before Run starts, typically from the store.
@@ -340,10 +353,24 @@ func (r *Reconciler) Verify(ctx context.Context) (Drift, error) {
 // Run converges the kernel to the seeded state, then applies changes until
 // ctx ends. It returns nil on cancellation: kernel state stays in place.
 func (r *Reconciler) Run(ctx context.Context) error {
-	if _, err := r.verify(ctx); err != nil {
-		r.failed = true
+	r.adopt = true
+	if r.cfg.Load != nil {
+		r.loading = true
+		for _, b := range r.backends {
+			if e, ok := b.(ensurer); ok {
+				if err := e.Ensure(ctx); err != nil {
+					r.stats.applyErrors.Add(1)
+					r.failed = true
+				}
+			}
+		}
+		go r.startLoad(ctx)
+	} else {
+		if _, err := r.verify(ctx); err != nil {
+			r.failed = true
+		}
+		close(r.ready)
 	}
-	close(r.ready)
 	var verifyC <-chan time.Time
 	if r.cfg.VerifyInterval > 0 {
 		t := time.NewTicker(r.cfg.VerifyInterval)
@@ -367,9 +394,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-expiry.C:
 			r.expire(ctx, time.Now())
 		case <-verifyC:
-			r.periodicVerify(ctx)
+			// Listing a kernel while its decisions load costs the start
+			// time and finds only what the load writes anyway.
+			if !r.loading {
+				r.periodicVerify(ctx)
+			}
 		case <-retry.C:
-			if r.failed {
+			if r.failed && !r.loading {
 				if _, err := r.verify(ctx); err == nil {
 					r.failed = false
 				}
@@ -469,6 +500,12 @@ gather:
 				continue
 			}
 			snapshot(p)
+			if k := keyOf(p); r.loading && !touched[k].present {
+				// Not loaded yet, but in the kernel: a decision removed
+				// on purpose leaves the kernel now. If another one still
+				// to load covers p, the load puts p back.
+				touched[k] = was{present: true, expiry: -1}
+			}
 			r.removeDecision(p, d.ID)
 		}
 		for _, d := range req.add {
@@ -753,9 +790,14 @@ func (r *Reconciler) addDecision(d model.Decision, p netip.Prefix, now time.Time
 	}
 	k, until := keyOf(p), stampOf(d.Until)
 	c, ok := r.desired.get(k)
-	if ok {
+	switch {
+	case ok && r.dropAdopted(k, &c):
+		// A decision takes over an adopted entry: its expiry rules, and
+		// deleting it deletes the entry.
+		c = cover{id: d.ID, until: until}
+	case ok:
 		r.coverSet(k, &c, d.ID, until)
-	} else {
+	default:
 		c = cover{id: d.ID, until: until}
 		r.stats.byClass[classOf(p)].Add(1)
 	}
@@ -772,7 +814,7 @@ func (r *Reconciler) removeDecision(p netip.Prefix, id int64) {
 	if !ok {
 		return
 	}
-	if r.coverRemove(k, &c, id) {
+	if r.coverRemove(k, &c, id) && (id == adoptedID || !r.dropAdopted(k, &c)) {
 		r.desired.put(k, c)
 		return
 	}
@@ -892,6 +934,9 @@ func (r *Reconciler) verify(ctx context.Context) (Drift, error) {
 		r.stats.drift.Add(uint64(len(bd.Missing) + len(bd.Extra) + len(bd.Expiry)))
 		drift.Backends = append(drift.Backends, bd)
 	}
+	if len(errs) == 0 && !r.loading {
+		r.adopt = false
+	}
 	return drift, errors.Join(errs...)
 }
 
@@ -911,6 +956,9 @@ func (r *Reconciler) verifyBackend(ctx context.Context, b Backend, now time.Time
 		k := keyOf(e.Prefix)
 		seen[k] = true
 		c, ok := r.desired.get(k)
+		if !ok && r.adopt && r.adoptEntry(e, now) {
+			continue // see startup.go
+		}
 		if !ok {
 			bd.Extra = append(bd.Extra, e.Prefix)
 			diff.Delete = append(diff.Delete, e.Prefix)
