@@ -23,8 +23,13 @@ type content struct {
 
 // resolveContent picks, for each kind of content, the configured directory,
 // else the packaged one under /usr/share/moat, else the copy built into the
-// binary (extracted to a private temporary directory).
+// binary (extracted to a private temporary directory). Only a directory
+// left at its default falls back: one the configuration names elsewhere
+// must exist (config.CheckPaths), or a typo would load other content.
 func resolveContent(cfg config.Config) (content, error) {
+	if err := cfg.CheckPaths(); err != nil {
+		return content{}, err
+	}
 	c := content{cleanup: func() {}}
 	var embedded string
 	fromEmbed := func(sub string) (string, error) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,8 @@ type Config struct {
 
 	// Source is the file the config came from, or "" for the embedded default.
 	Source string `yaml:"-"`
+	// root is the parsed file, for the lines of errors found after Parse.
+	root *yaml.Node
 }
 
 type API struct {
@@ -72,7 +75,10 @@ type Enforce struct {
 	// BatchWindow is how long the reconciler gathers decisions before it
 	// writes one kernel transaction; BatchMax ends a batch early.
 	BatchWindow    time.Duration `yaml:"batch_window"`
-	BatchMax       int           `yaml:"batch_max"`
+	BatchMax int `yaml:"batch_max"`
+	// VerifyInterval is how often the kernel is compared with the store
+	// and drift repaired; 0 turns that off (the kernel is then written
+	// only from decisions), negative is an error.
 	VerifyInterval time.Duration `yaml:"verify_interval"`
 	// IPv6BanPrefix widens a ban on a single IPv6 address to its covering
 	// prefix (64 bans the whole /64); 128 bans the address alone.
@@ -139,15 +145,22 @@ var ErrNotExist = errors.New("config file does not exist")
 // Load reads path. A missing file yields an error wrapping ErrNotExist so the
 // caller can decide to use Default.
 func Load(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlerr.ReadFile(path, MaxFileSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return Config{}, &Error{File: path, Msg: "no such file", Err: ErrNotExist}
+	}
+	var ye *Error
+	if errors.As(err, &ye) {
+		return Config{}, err
 	}
 	if err != nil {
 		return Config{}, &Error{File: path, Msg: err.Error(), Err: err}
 	}
 	return Parse(path, data)
 }
+
+// MaxFileSize is the largest configuration file Load reads.
+const MaxFileSize = yamlerr.MaxConfigFile
 
 // Parse decodes data (named path in errors) over the defaults and validates it.
 func Parse(path string, data []byte) (Config, error) {
@@ -162,20 +175,75 @@ func Parse(path string, data []byte) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, yamlerr.Wrap(path, err)
 	}
+	if len(data) > MaxFileSize {
+		return Config{}, &Error{File: path, Msg: fmt.Sprintf("larger than %d bytes", MaxFileSize)}
+	}
 	if err := cfg.validate(&root); err != nil {
 		return Config{}, err
 	}
+	cfg.root = &root
 	return cfg, nil
+}
+
+// CheckPaths checks that the content directories the file names exist.
+// Each has a fallback (the packaged copy, then the built-in one) for a
+// fresh install where the default place is empty; a path set to anything
+// else is what the operator meant, and a typo in it must not quietly load
+// other content.
+func (c *Config) CheckPaths() error {
+	def := Default()
+	for _, p := range []struct {
+		v, def string
+		key    []any
+	}{
+		{c.Hub.Dir, def.Hub.Dir, []any{"hub", "dir"}},
+		{c.Hub.Patterns, def.Hub.Patterns, []any{"hub", "patterns"}},
+		{c.Acquisition.Dir, def.Acquisition.Dir, []any{"acquisition", "dir"}},
+	} {
+		if p.v == "" || p.v == p.def {
+			continue
+		}
+		name := fmt.Sprintf("%s.%s", p.key[0], p.key[1])
+		// Paths are quoted whole up to PATH_MAX: a longer one cannot exist.
+		q := strconv.Quote(p.v)
+		if len(p.v) > 4096 {
+			q = yamlerr.Excerpt(p.v)
+		}
+		st, err := os.Stat(p.v)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return c.errAt(fmt.Sprintf("%s %s: no such directory (only the default %s falls back to the packaged content)", name, q, p.def), p.key...)
+		case err != nil:
+			return c.errAt(fmt.Sprintf("%s: %v", name, err), p.key...)
+		case !st.IsDir():
+			return c.errAt(fmt.Sprintf("%s %s: not a directory", name, q), p.key...)
+		}
+	}
+	return nil
+}
+
+// errAt is an error at the line of keys in the file the config came from.
+func (c *Config) errAt(msg string, keys ...any) error {
+	line := 0
+	if c.root != nil {
+		line = lineOf(c.root, keys...)
+	}
+	file := c.Source
+	if file == "" {
+		file = "(built-in default)"
+	}
+	return &Error{File: file, Line: line, Msg: msg}
 }
 
 func (c *Config) validate(root *yaml.Node) error {
 	bad := func(msg string, keys ...any) error {
 		return &Error{File: c.Source, Line: lineOf(root, keys...), Msg: msg}
 	}
+	q := yamlerr.Excerpt
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
-		return bad(fmt.Sprintf("log_level %q: want debug, info, warn or error", c.LogLevel), "log_level")
+		return bad(fmt.Sprintf("log_level %s: want debug, info, warn or error", q(c.LogLevel)), "log_level")
 	}
 	if c.StateDir == "" {
 		return bad("state_dir must not be empty", "state_dir")
@@ -188,26 +256,29 @@ func (c *Config) validate(root *yaml.Node) error {
 			continue
 		}
 		if _, err := netip.ParseAddrPort(l.v); err != nil {
-			return bad(fmt.Sprintf("%s: want address:port (%v)", l.v, err), l.key...)
+			return bad(fmt.Sprintf("%s: want address:port%s", short(l.v), detail(l.v, err)), l.key...)
 		}
 	}
 	for i, s := range c.Allowlist {
 		p, err := ParsePrefix(s)
 		if err != nil {
-			return bad(fmt.Sprintf("allowlist entry %q: %v", s, err), "allowlist", i)
+			return bad(fmt.Sprintf("allowlist entry %s: want an IP address or CIDR range%s", q(s), detail(s, err)), "allowlist", i)
 		}
 		if err := enforce.CheckAllowWidth(p); err != nil && !c.AllowlistAllowWide {
-			return bad(fmt.Sprintf("allowlist entry %q: %v; set allowlist_allow_wide: true to accept it", s, err), "allowlist", i)
+			return bad(fmt.Sprintf("allowlist entry %s: %v; set allowlist_allow_wide: true to accept it", q(s), err), "allowlist", i)
 		}
 	}
 	e := c.Enforce
 	switch e.NFTables.Hook {
 	case "prerouting", "input":
 	default:
-		return bad(fmt.Sprintf("nftables hook %q: want prerouting or input", e.NFTables.Hook), "enforce", "nftables", "hook")
+		return bad(fmt.Sprintf("nftables hook %s: want prerouting or input", q(e.NFTables.Hook)), "enforce", "nftables", "hook")
 	}
 	if e.BatchWindow < 0 || e.BatchWindow > time.Second {
 		return bad("batch_window must be between 0 and 1s", "enforce", "batch_window")
+	}
+	if e.VerifyInterval < 0 || e.VerifyInterval > 0 && e.VerifyInterval < time.Second {
+		return bad(fmt.Sprintf("verify_interval %s: want 0 (no drift repair) or at least 1s", e.VerifyInterval), "enforce", "verify_interval")
 	}
 	if e.BatchMax < 1 {
 		return bad("batch_max must be at least 1", "enforce", "batch_max")
@@ -231,6 +302,23 @@ func (c *Config) validate(root *yaml.Node) error {
 		return bad("hub max_buckets must be positive", "hub", "max_buckets")
 	}
 	return nil
+}
+
+// short is v as it is when short, else an excerpt.
+func short(v string) string {
+	if len(v) > 64 {
+		return yamlerr.Excerpt(v)
+	}
+	return v
+}
+
+// detail is the parser's complaint about v in parentheses, left out for a
+// long v, which the parser's message would quote whole.
+func detail(v string, err error) string {
+	if len(v) > 64 {
+		return ""
+	}
+	return " (" + err.Error() + ")"
 }
 
 // ParsePrefix accepts an address ("198.18.0.1") or a CIDR ("198.18.0.0/15")

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/moatsec/moat/internal/yamlerr"
 	"github.com/moatsec/moat/packaging"
 )
 
@@ -18,7 +20,7 @@ func TestBadConfigs(t *testing.T) {
 	want := map[string]string{
 		"unknown-key.bad.yaml":       `testdata/unknown-key.bad.yaml:4: unknown key "lisen"`,
 		"wrong-type.bad.yaml":        "testdata/wrong-type.bad.yaml:2: cannot unmarshal !!str `many` into int",
-		"bad-allowlist.bad.yaml":     `testdata/bad-allowlist.bad.yaml:3: allowlist entry "300.1.2.3": ParseAddr("300.1.2.3"): IPv4 field has value >255`,
+		"bad-allowlist.bad.yaml":     `testdata/bad-allowlist.bad.yaml:3: allowlist entry "300.1.2.3": want an IP address or CIDR range (ParseAddr("300.1.2.3"): IPv4 field has value >255)`,
 		"bad-hook.bad.yaml":          `testdata/bad-hook.bad.yaml:3: nftables hook "forward": want prerouting or input`,
 		"bad-listen.bad.yaml":        `testdata/bad-listen.bad.yaml:2: localhost: want address:port (not an ip:port)`,
 		"xdp-no-interfaces.bad.yaml": `testdata/xdp-no-interfaces.bad.yaml:3: xdp is enabled but lists no interfaces`,
@@ -26,6 +28,16 @@ func TestBadConfigs(t *testing.T) {
 		"bad-level.bad.yaml":         `testdata/bad-level.bad.yaml:1: log_level "loud": want debug, info, warn or error`,
 		"wide-allowlist.bad.yaml":    `testdata/wide-allowlist.bad.yaml:3: allowlist entry "0.0.0.0/0": 0.0.0.0/0 is wider than /8, the limit for IPv4 ranges; set allowlist_allow_wide: true to accept it`,
 		"wide-allowlist6.bad.yaml":   `testdata/wide-allowlist6.bad.yaml:3: allowlist entry "::/0": ::/0 is wider than /32, the limit for IPv6 ranges; set allowlist_allow_wide: true to accept it`,
+		// Drift repair: off is 0, said plainly; below zero is a mistake.
+		"negative-verify-interval.bad.yaml": `testdata/negative-verify-interval.bad.yaml:4: verify_interval -1m0s: want 0 (no drift repair) or at least 1s`,
+		"tiny-verify-interval.bad.yaml":     `testdata/tiny-verify-interval.bad.yaml:2: verify_interval 10ms: want 0 (no drift repair) or at least 1s`,
+		// Content directories that do not exist must not fall back.
+		"missing-hub-dir.bad.yaml":         `testdata/missing-hub-dir.bad.yaml:3: hub.dir "/etc/moat/hbu": no such directory (only the default /etc/moat/hub falls back to the packaged content)`,
+		"missing-acquisition-dir.bad.yaml": `testdata/missing-acquisition-dir.bad.yaml:4: acquisition.dir "/etc/moat/acquis.dd": no such directory (only the default /etc/moat/acquis.d falls back to the packaged content)`,
+		"patterns-not-dir.bad.yaml":        `testdata/patterns-not-dir.bad.yaml:2: hub.patterns "testdata/syntax.bad.yaml": not a directory`,
+		// A long value or key is quoted in part, never whole.
+		"long-value.bad.yaml": `testdata/long-value.bad.yaml:1: log_level "` + strings.Repeat("x", 64) + `..." (5000 bytes): want debug, info, warn or error`,
+		"long-key.bad.yaml":   `testdata/long-key.bad.yaml:2: unknown key "` + strings.Repeat("k", 64) + `..." (1000 bytes)`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yaml")
 	if err != nil {
@@ -36,7 +48,11 @@ func TestBadConfigs(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, err := Load(f)
+			cfg, err := Load(f)
+			if err == nil {
+				// What the daemon and moat config check do next.
+				err = cfg.CheckPaths()
+			}
 			var ce *Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("Load = %v, want a *config.Error", err)
@@ -55,7 +71,7 @@ func TestShippedConfigIsTheDefault(t *testing.T) {
 	}
 	def := Default()
 	def.Source = "moat.yaml"
-	if diff := cmp.Diff(def, cfg, cmpopts.EquateEmpty()); diff != "" {
+	if diff := cmp.Diff(def, cfg, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(Config{})); diff != "" {
 		t.Fatalf("the shipped moat.yaml and Default() disagree (-Default +moat.yaml):\n%s", diff)
 	}
 }
@@ -74,7 +90,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("parse marshalled config: %v\n%s", err, out)
 	}
 	in.Source = "rt.yaml"
-	if diff := cmp.Diff(in, got, cmpopts.EquateEmpty()); diff != "" {
+	if diff := cmp.Diff(in, got, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(Config{})); diff != "" {
 		t.Fatalf("round trip changed the config:\n%s", diff)
 	}
 }
@@ -100,6 +116,69 @@ func TestAllowlistWidth(t *testing.T) {
 		if !c.ok && (err == nil || !strings.Contains(err.Error(), "allowlist_allow_wide")) {
 			t.Errorf("%q: err = %v, want a refusal naming allowlist_allow_wide (allowlist %v)", c.yaml, err, cfg.AllowlistPrefixes())
 		}
+	}
+}
+
+// The shipped config names the default directories, which need not exist:
+// they fall back. A directory that exists passes wherever it is.
+func TestCheckPathsDefaults(t *testing.T) {
+	cfg, err := Parse("moat.yaml", packaging.DefaultConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckPaths(); err != nil {
+		t.Fatalf("the shipped config fails CheckPaths: %v", err)
+	}
+	dir := t.TempDir()
+	cfg, err = Parse("moat.yaml", []byte("hub:\n  dir: "+dir+"\n  patterns: "+dir+"\nacquisition:\n  dir: "+dir+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckPaths(); err != nil {
+		t.Fatalf("existing directories fail CheckPaths: %v", err)
+	}
+}
+
+// A huge file (a log named by mistake) is refused after reading at most
+// the limit, and the error quotes none of it.
+func TestLoadHugeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 50 MB")
+	}
+	path := filepath.Join(t.TempDir(), "moat.yaml")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Valid YAML all the way: a decoder that got to read it would accept
+	// it up to the unknown key.
+	line := []byte("# " + strings.Repeat("a", 1021) + "\n")
+	for range 50 << 10 {
+		if _, err := f.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.WriteString("log_level: " + strings.Repeat("v", 1<<20) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = Load(path)
+	runtime.ReadMemStats(&after)
+	want := path + ": larger than 1 MiB, the limit for this kind of file"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Load = %v, want %s", err, want)
+	}
+	if !errors.Is(err, yamlerr.ErrTooLarge) {
+		t.Errorf("error does not wrap ErrTooLarge: %v", err)
+	}
+	// Reading it whole would allocate 50 MB at least; the limit lets
+	// through 1 MiB and the buffer growth around it.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Errorf("Load allocated %d MiB for a file it refuses, want at most 8", alloc>>20)
 	}
 }
 
