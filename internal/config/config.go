@@ -74,8 +74,8 @@ type Acquisition struct {
 type Enforce struct {
 	// BatchWindow is how long the reconciler gathers decisions before it
 	// writes one kernel transaction; BatchMax ends a batch early.
-	BatchWindow    time.Duration `yaml:"batch_window"`
-	BatchMax int `yaml:"batch_max"`
+	BatchWindow time.Duration `yaml:"batch_window"`
+	BatchMax    int           `yaml:"batch_max"`
 	// VerifyInterval is how often the kernel is compared with the store
 	// and drift repaired; 0 turns that off (the kernel is then written
 	// only from decisions), negative is an error.
