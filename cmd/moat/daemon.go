@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"slices"
 	"time"
@@ -13,12 +12,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/acquire"
 	"github.com/moatsec/moat/detect/engine"
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/enforce/decision"
 	"github.com/moatsec/moat/enforce/nft"
 	"github.com/moatsec/moat/enforce/xdp"
 	"github.com/moatsec/moat/internal/config"
-	"github.com/moatsec/moat/internal/model"
 )
 
 // contentError marks a bad parser, scenario, acquisition or profile file:
@@ -104,62 +104,23 @@ func xdpConfig(cfg config.Config) xdp.Config {
 	return xdp.Config{PinDir: x.PinDir, Interfaces: x.Interfaces, MaxSingles: x.MaxSingles, MaxRanges: x.MaxRanges}
 }
 
-// alertHandler turns an alert into decisions (profiles, allowlist, store)
-// and hands them to the reconciler; it returns once the kernel holds them,
-// and stored once they are stored too (see decision.Service.Enforce).
-type alertHandler interface {
-	Enforce(ctx context.Context, a model.Alert) (ds []model.Decision, stored func() error, err error)
-}
+// alertHandler is the alert pipeline (see decision.Dispatcher).
+type alertHandler = *decision.Dispatcher
 
-// alertShards is how many alerts are turned into decisions at once. An
-// alert waits for SQLite (profiles count earlier bans), so lines keep
-// flowing through the engine while alerts are handled beside it; alerts of
-// one source always go to the same shard, in order, so escalation counts
-// each earlier ban.
-const alertShards = 4
-
-// maxStoring bounds, per shard, the alerts whose bans are in the kernel but
-// not yet in the store. A shard does not wait for a store write before the
-// next alert's ban (a write can take milliseconds, and bans queued behind
-// it), only for one of the same source, or when this many are pending.
-const maxStoring = 64
-
-// detectLoop feeds lines through the engine and hands every alert to h.
-// Time-driven overflows are checked every second. It is the only user of
-// eng.
-func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines <-chan detect.Line, h alertHandler) error {
+// detectLoop feeds lines through the engine and hands every line's alerts
+// to the pipeline with the line's acknowledgement, which the pipeline
+// calls once they are stored. Time-driven overflows are checked every
+// second. It is the only user of eng.
+func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines <-chan detect.Line, pipeline alertHandler) error {
 	g, ctx := errgroup.WithContext(ctx)
-	var shards [alertShards]chan model.Alert
-	for i := range shards {
-		shards[i] = make(chan model.Alert, 1024)
-		g.Go(func() error {
-			var storing []storingAlert // oldest first
-			defer func() {
-				// Stores outlive the context: the kernel already has the bans.
-				for _, p := range storing {
-					<-p.done
-				}
-			}()
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case a := <-shards[i]:
-					storing = settle(storing, a.Value)
-					if p, ok := handleAlert(ctx, log, h, a); ok {
-						storing = append(storing, p)
-					}
-				}
-			}
-		})
-	}
-	dispatch := func(alerts []model.Alert) {
-		for _, a := range alerts {
-			select {
-			case shards[shardOf(a.Value)] <- a:
-			case <-ctx.Done():
-				return
-			}
+	batches := make(chan decision.Batch, 1024)
+	g.Go(func() error { return pipeline.Run(ctx, batches) })
+	send := func(b decision.Batch) bool {
+		select {
+		case batches <- b:
+			return true
+		case <-ctx.Done():
+			return false
 		}
 	}
 	g.Go(func() error {
@@ -171,14 +132,32 @@ func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines
 			case <-ctx.Done():
 				return nil
 			case l := <-lines:
-				dispatch(eng.Process(l))
+				// Every line goes through, those that raised nothing too:
+				// its acknowledgement must wait for the alerts before it.
+				if !send(decision.Batch{Alerts: eng.Process(l), Ack: l.Pos.Ack}) {
+					return nil
+				}
 			case now := <-tick.C:
-				dispatch(eng.Tick(now))
+				if alerts := eng.Tick(now); len(alerts) > 0 && !send(decision.Batch{Alerts: alerts}) {
+					return nil
+				}
 				degraded = logDegraded(log, degraded, eng.Degraded())
 			}
 		}
 	})
 	return g.Wait()
+}
+
+// checkpoint saves the sources' acknowledged positions once the pipeline
+// drained: the last stores acknowledge lines after Stream returned.
+func checkpoint(log *slog.Logger, sources []acquire.Source) {
+	for _, src := range sources {
+		if c, ok := src.(acquire.Checkpointer); ok {
+			if err := c.Checkpoint(); err != nil {
+				log.Warn("position not saved; lines since the last save will be read again", "source", src.Name(), "err", err)
+			}
+		}
+	}
 }
 
 // logDegraded logs the scenarios whose detection became degraded (buckets
@@ -196,64 +175,6 @@ func logDegraded(log *slog.Logger, before, now []string) []string {
 		}
 	}
 	return now
-}
-
-func shardOf(value string) int {
-	h := fnv.New32a()
-	h.Write([]byte(value))
-	return int(h.Sum32() % alertShards)
-}
-
-// storingAlert is an alert whose bans are enforced and whose store write
-// is still running; done closes when it ends.
-type storingAlert struct {
-	value string
-	done  chan struct{}
-}
-
-// settle drops the finished store writes, waits for the one of value if
-// any, and for the oldest while too many are pending.
-func settle(storing []storingAlert, value string) []storingAlert {
-	kept := storing[:0]
-	for _, p := range storing {
-		select {
-		case <-p.done:
-			continue
-		default:
-		}
-		if p.value == value {
-			<-p.done
-			continue
-		}
-		kept = append(kept, p)
-	}
-	clear(storing[len(kept):])
-	for len(kept) >= maxStoring {
-		<-kept[0].done
-		kept = kept[1:]
-	}
-	return kept
-}
-
-// handleAlert enforces a's bans and logs them; the store write goes on in
-// the background, reported through the returned done.
-func handleAlert(ctx context.Context, log *slog.Logger, h alertHandler, a model.Alert) (storingAlert, bool) {
-	ds, stored, err := h.Enforce(ctx, a)
-	if err != nil {
-		log.Warn("alert not enforced", "scenario", a.Scenario, "source", a.Value, "err", err)
-		return storingAlert{}, false
-	}
-	for _, d := range ds {
-		log.Info("ban", "value", d.Value, "scenario", a.Scenario, "until", d.Until.Format(time.RFC3339), "events", a.EventsCount, "simulated", d.Simulated)
-	}
-	p := storingAlert{value: a.Value, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		if err := stored(); err != nil {
-			log.Warn("alert not fully enforced or stored", "scenario", a.Scenario, "source", a.Value, "err", err)
-		}
-	}()
-	return p, true
 }
 
 // notifyReady tells systemd the daemon is up and keeps its watchdog fed.

@@ -112,7 +112,7 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	for _, ac := range acqs {
-		src, err := acquire.New(ac, filepath.Join(cfg.StateDir, "acquire"))
+		src, err := acquire.New(ac, filepath.Join(cfg.StateDir, "acquire"), acquire.WithAcks())
 		if err != nil {
 			return nil, contentError{err}
 		}
@@ -144,6 +144,7 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		IPv6Prefix:     cfg.Enforce.IPv6BanPrefix,
 		Guard:          guard,
 		Applied:        latency.Applied,
+		Load:           dec.load,
 	}, backends...)
 	if err := dec.start(ctx, d, guard); err != nil {
 		return nil, err
@@ -236,6 +237,7 @@ func (d *daemon) run(ctx context.Context) error {
 	notifyReady(ctx, g)
 	d.log.Info("moat running", "sources", len(d.sources), "backends", backendNames(d.backends), "entries", d.recon.Stats().Entries)
 	err := g.Wait()
+	checkpoint(d.log, d.sources)
 	d.log.Info("moat stopped; bans stay in the kernel")
 	if errors.Is(err, context.Canceled) {
 		return nil

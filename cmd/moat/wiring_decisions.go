@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/moatsec/moat/enforce"
@@ -33,12 +31,10 @@ type decisions struct {
 	store    *store.Store
 	profiles *profile.Set
 	svc      *decision.Service
-	created  created
+	pipeline *decision.Dispatcher
 }
 
-func (d *decisions) counts() metrics.Decisions {
-	return &decisionCounts{svc: d.svc, created: &d.created}
-}
+func (d *decisions) counts() metrics.Decisions { return decisionCounts{d} }
 
 // loadProfiles reads the configured profiles file, or the built-in one when
 // it does not exist at its default place.
@@ -71,8 +67,13 @@ func (d *decisions) close() {
 	}
 }
 
-// start builds the service over the reconciler and seeds the reconciler
-// with the stored active decisions, so a restart converges to them.
+// load hands the reconciler the stored active decisions page by page, in
+// the background of its start (see enforce.Loader).
+func (d *decisions) load(ctx context.Context, load func([]model.Decision) error) error {
+	return d.store.ActivePages(ctx, time.Now(), 0, load)
+}
+
+// start builds the service and the alert pipeline over the reconciler.
 func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) error {
 	svc, err := decision.New(d.store, d.profiles, m.recon, d.cfg.AllowlistPrefixes()...)
 	if err != nil {
@@ -80,16 +81,26 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	}
 	svc.Protect = guard.Check
 	d.svc = svc
-	active, err := svc.ActiveDecisions(ctx)
-	if err != nil {
-		return fmt.Errorf("read active decisions: %w", err)
-	}
-	if err := m.recon.Seed(active); err != nil {
-		// Refused ones (an address that became ours, a new allowlist
-		// entry) stay out of the kernel; the rest are enforced.
-		d.log.Warn("some stored decisions are not enforced", "err", err)
-	}
-	m.handler = countingHandler{svc: svc, created: &d.created}
+	d.pipeline = decision.NewDispatcher(svc, decision.DispatcherConfig{
+		OnBan: func(a model.Alert, ds []model.Decision) {
+			for _, dec := range ds {
+				d.log.Info("ban", "value", dec.Value, "scenario", a.Scenario, "until", dec.Until.Format(time.RFC3339), "events", a.EventsCount, "simulated", dec.Simulated)
+			}
+		},
+		OnError: func(a model.Alert, err error) {
+			d.log.Warn("alert not fully enforced or stored; its bans stay in the kernel, the store write is retried", "scenario", a.Scenario, "source", a.Value, "err", err)
+		},
+	})
+	m.handler = d.pipeline
+	m.services = append(m.services, func(ctx context.Context) error {
+		<-m.recon.Ready()
+		if n, err := m.recon.LoadResult(); err != nil {
+			// Refused ones (an address that became ours, a new allowlist
+			// entry) stay out of the kernel; the rest are enforced.
+			d.log.Warn("some stored decisions are not enforced", "loaded", n, "err", err)
+		}
+		return nil
+	})
 	m.services = append(m.services, func(ctx context.Context) error {
 		return svc.Run(ctx, func(err error) { d.log.Warn("store maintenance", "err", err) })
 	})
@@ -127,18 +138,6 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	return nil
 }
 
-// countingHandler counts what alerts become, for the metrics.
-type countingHandler struct {
-	svc     *decision.Service
-	created *created
-}
-
-func (h countingHandler) Enforce(ctx context.Context, a model.Alert) ([]model.Decision, func() error, error) {
-	ds, stored, err := h.svc.Enforce(ctx, a)
-	h.created.add(a, ds)
-	return ds, stored, err
-}
-
 func (d *decisions) status() metrics.StatusReader { return statusReader{d.store} }
 
 // statusReader feeds the status page from the store.
@@ -168,67 +167,22 @@ func (s statusReader) RecentAlerts(ctx context.Context, n int) ([]model.Alert, e
 	return out, nil
 }
 
-// created counts alerts and decisions since start by scenario and origin,
-// for moat_alerts_total and moat_decisions_total.
-type created struct {
-	mu        sync.Mutex
-	alerts    map[metrics.CreatedStat]uint64
-	decisions map[metrics.CreatedStat]uint64
-}
+// decisionCounts reports active decisions by origin and what the pipeline
+// stored since start.
+type decisionCounts struct{ d *decisions }
 
-func (c *created) add(a model.Alert, ds []model.Decision) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.alerts == nil {
-		c.alerts, c.decisions = map[metrics.CreatedStat]uint64{}, map[metrics.CreatedStat]uint64{}
+func (c decisionCounts) DecisionCounts(ctx context.Context) (metrics.DecisionCounts, error) {
+	active, err := c.d.svc.ActiveByOrigin(ctx)
+	if err != nil {
+		return metrics.DecisionCounts{}, err
 	}
-	c.alerts[metrics.CreatedStat{Scenario: a.Scenario, Origin: model.OriginLocal}]++
-	for _, d := range ds {
-		c.decisions[metrics.CreatedStat{Scenario: d.Scenario, Origin: d.Origin}]++
+	out := metrics.DecisionCounts{Active: active}
+	alerts, decisions := c.d.pipeline.Created()
+	for _, a := range alerts {
+		out.Alerts = append(out.Alerts, metrics.CreatedStat{Scenario: a.Scenario, Origin: a.Origin, Count: a.Count})
 	}
-}
-
-func (c *created) snapshot() (alerts, decisions []metrics.CreatedStat) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, n := range c.alerts {
-		k.Count = n
-		alerts = append(alerts, k)
+	for _, x := range decisions {
+		out.Decisions = append(out.Decisions, metrics.CreatedStat{Scenario: x.Scenario, Origin: x.Origin, Count: x.Count})
 	}
-	for k, n := range c.decisions {
-		k.Count = n
-		decisions = append(decisions, k)
-	}
-	return alerts, decisions
-}
-
-// decisionCounts reports active decisions by origin (from the store, at
-// most every few seconds: a scrape must not scan a million rows each time)
-// and what was created since start.
-type decisionCounts struct {
-	svc     *decision.Service
-	created *created
-
-	mu     sync.Mutex
-	at     time.Time
-	active map[model.Origin]int
-}
-
-func (c *decisionCounts) DecisionCounts(ctx context.Context) (metrics.DecisionCounts, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if time.Since(c.at) > 15*time.Second {
-		ds, err := c.svc.ActiveDecisions(ctx)
-		if err != nil {
-			return metrics.DecisionCounts{}, err
-		}
-		c.active = map[model.Origin]int{}
-		for _, d := range ds {
-			c.active[d.Origin]++
-		}
-		c.at = time.Now()
-	}
-	out := metrics.DecisionCounts{Active: maps.Clone(c.active)}
-	out.Alerts, out.Decisions = c.created.snapshot()
 	return out, nil
 }

@@ -65,8 +65,10 @@ type Service struct {
 
 	stats struct {
 		sync.Mutex
-		alerts, decisions, allowlisted int64
+		alerts, decisions, allowlisted, duplicates int64
 	}
+
+	activeCache activeCache
 }
 
 // New builds the service. enf may be nil when no kernel backend runs
@@ -148,15 +150,87 @@ func (s *Service) HandleAlert(ctx context.Context, a model.Alert) ([]model.Decis
 // exactly once. Until stored returns, profiles deciding on a later alert of
 // the same source may not count these decisions, so a caller keeps one
 // source's alerts in order by calling stored first.
+//
+// An alert whose source already holds an active decision from an alert of
+// the same scenario is the attack already banned, raised again (a restart
+// re-reads the log lines it had not acknowledged): it takes no decision,
+// is not stored, refreshes no ban and counts toward no escalation.
 func (s *Service) Enforce(ctx context.Context, a model.Alert) (ds []model.Decision, stored func() error, err error) {
+	p, err := s.enforce(ctx, a)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.ds, func() error {
+		err := p.wait()
+		if err == nil {
+			err = p.enfErr
+		}
+		if err != nil {
+			return fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+		}
+		s.stored(p)
+		return nil
+	}, nil
+}
+
+// pending is an alert whose decisions went to the kernel and whose store
+// write may still run.
+type pending struct {
+	a   model.Alert
+	ds  []model.Decision
+	dup bool
+	// first is the first store attempt's result.
+	first  chan error
+	enfErr error
+}
+
+// wait returns the first store attempt's result.
+func (p *pending) wait() error {
+	if p.first == nil {
+		return nil
+	}
+	return <-p.first
+}
+
+// insert stores p again after a failed attempt. Its decision IDs are kept:
+// the kernel holds them under those.
+func (s *Service) insert(ctx context.Context, p *pending) error {
+	_, err := s.st.InsertAlert(ctx, p.a, p.ds)
+	return err
+}
+
+func (s *Service) stored(p *pending) {
+	if !p.dup {
+		s.count(func() { s.stats.decisions += int64(len(p.ds)) })
+	}
+}
+
+// duplicate reports whether a is an attack whose ban is active.
+func (s *Service) duplicate(ctx context.Context, a model.Alert, now time.Time) (bool, error) {
+	if !a.Source.IsValid() {
+		return false, nil
+	}
+	return s.st.HasActive(ctx, store.ValueString(a.Source), a.Scenario, now)
+}
+
+func (s *Service) enforce(ctx context.Context, a model.Alert) (*pending, error) {
 	now := time.Now()
+	dup, err := s.duplicate(ctx, a, now)
+	if err != nil {
+		return nil, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+	}
+	if dup {
+		s.count(func() { s.stats.duplicates++ })
+		return &pending{a: a, dup: true}, nil
+	}
+	var ds []model.Decision
 	s.count(func() { s.stats.alerts++ })
 	if a.Source.IsValid() && s.Allowlisted(a.Source) {
 		s.count(func() { s.stats.allowlisted++ })
 	} else {
 		out, err := s.profiles.Decide(ctx, a, s.st, now)
 		if err != nil {
-			return nil, nil, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
+			return nil, fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
 		}
 		if s.Observe != nil {
 			s.Observe(a, out)
@@ -167,7 +241,7 @@ func (s *Service) Enforce(ctx context.Context, a model.Alert) (ds []model.Decisi
 				continue
 			}
 			if err := s.protect(d.Value); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			ds = append(ds, d)
 		}
@@ -178,25 +252,16 @@ func (s *Service) Enforce(ctx context.Context, a model.Alert) (ds []model.Decisi
 			ds[i].ID = id + int64(i)
 		}
 	}
-	done := make(chan error, 1)
+	p := &pending{a: a, ds: ds, first: make(chan error, 1)}
 	go func() {
 		// The insert must finish even if ctx ends now: the kernel may
 		// already hold the ban.
-		_, err := s.st.InsertAlert(context.WithoutCancel(ctx), a, ds)
-		done <- err
+		p.first <- s.insert(context.WithoutCancel(ctx), p)
 	}()
-	var enfErr error
 	if add := enforceable(ds); len(add) > 0 && s.enf != nil {
-		enfErr = s.enf.Apply(ctx, add, nil)
+		p.enfErr = s.enf.Apply(ctx, add, nil)
 	}
-	stored = func() error {
-		if err := errors.Join(<-done, enfErr); err != nil {
-			return fmt.Errorf("alert %s %s: %w", a.Scenario, a.Value, err)
-		}
-		s.count(func() { s.stats.decisions += int64(len(ds)) })
-		return nil
-	}
-	return ds, stored, nil
+	return p, nil
 }
 
 func (s *Service) count(f func()) {
@@ -205,18 +270,21 @@ func (s *Service) count(f func()) {
 	s.stats.Unlock()
 }
 
-// Stats counts what the service handled since start.
+// Stats counts what the service handled since start. Decisions counts
+// those stored; Duplicates the alerts raised again for an attack whose ban
+// is active (see Enforce), which Alerts leaves out.
 type Stats struct {
 	Alerts      int64 `json:"alerts"`
 	Decisions   int64 `json:"decisions"`
 	Allowlisted int64 `json:"allowlisted"`
+	Duplicates  int64 `json:"duplicates"`
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	s.stats.Lock()
 	defer s.stats.Unlock()
-	return Stats{Alerts: s.stats.alerts, Decisions: s.stats.decisions, Allowlisted: s.stats.allowlisted}
+	return Stats{Alerts: s.stats.alerts, Decisions: s.stats.decisions, Allowlisted: s.stats.allowlisted, Duplicates: s.stats.duplicates}
 }
 
 // Validate checks a decision from outside (CLI, API) and fills defaults.
