@@ -72,7 +72,22 @@ year take --year (default: the current year). Nothing is banned.`,
 				return err
 			}
 			warnUntimed(a.stderr, eng.Stats().Scenarios.Scenarios)
-			return writeAlerts(a.stdout, format, alerts)
+			if cut := r.Stats().Cut; cut > 0 {
+				fmt.Fprintf(a.stderr, "moat: warning: %d lines longer than %d bytes were cut to that length\n", cut, r.MaxLineLength)
+			}
+			if err := writeAlerts(a.stdout, format, alerts); err != nil {
+				return err
+			}
+			// The alerts of what could be read are printed, but a damaged
+			// input makes the replay a failure: its result is incomplete.
+			damaged := r.Damaged()
+			for _, d := range damaged {
+				fmt.Fprintf(a.stderr, "moat: %s\n", esc(d.Error()))
+			}
+			if len(damaged) > 0 {
+				return fmt.Errorf("replay incomplete: %d damaged input(s)", len(damaged))
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()

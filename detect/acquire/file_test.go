@@ -26,6 +26,9 @@ type fileHarness struct {
 	out      chan detect.Line
 	cancel   context.CancelFunc
 	done     chan error
+	// opts and tune apply to each source start builds.
+	opts []Option
+	tune func(Source)
 }
 
 func newFileHarness(t *testing.T, mut func(*Config)) *fileHarness {
@@ -53,9 +56,12 @@ func (h *fileHarness) path(name string) string { return filepath.Join(h.dir, nam
 
 func (h *fileHarness) start() {
 	h.t.Helper()
-	src, err := New(h.cfg, h.stateDir)
+	src, err := New(h.cfg, h.stateDir, h.opts...)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if h.tune != nil {
+		h.tune(src)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.src, h.out, h.cancel, h.done = src, make(chan detect.Line), cancel, make(chan error, 1)

@@ -113,7 +113,12 @@ type journalRun struct {
 
 func startJournal(t testing.TB, cfg Config, stateDir string) *journalRun {
 	t.Helper()
-	src, err := New(cfg, stateDir)
+	return startJournalOpts(t, cfg, stateDir)
+}
+
+func startJournalOpts(t testing.TB, cfg Config, stateDir string, opts ...Option) *journalRun {
+	t.Helper()
+	src, err := New(cfg, stateDir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/coreos/go-systemd/v22/sdjournal"
@@ -30,6 +32,51 @@ type Replay struct {
 	read    atomic.Int64
 	done    atomic.Bool
 	c       counters
+
+	mu     sync.Mutex
+	damage []*Damage
+}
+
+// Damage is an input a replay could not read to its end: a corrupt or
+// truncated gzip, a read error, a corrupt journal file. It is an error
+// naming the input and where it broke.
+type Damage struct {
+	Input string
+	// Lines is how many lines of the input were read before it broke.
+	Lines uint64
+	// Offset is how many bytes of the input (uncompressed, for gzip) were
+	// read before it broke; -1 for a journal.
+	Offset int64
+	Err    error
+}
+
+func (d *Damage) Error() string {
+	if d.Offset < 0 {
+		return fmt.Sprintf("replay %s: broken after %d entries: %v", d.Input, d.Lines, d.Err)
+	}
+	return fmt.Sprintf("replay %s: broken after line %d (byte %d): %v", d.Input, d.Lines, d.Offset, d.Err)
+}
+
+func (d *Damage) Unwrap() error { return d.Err }
+
+// Damaged returns the inputs that broke, in the order they were read.
+// Their lines before the damage were replayed.
+func (r *Replay) Damaged() []*Damage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Damage(nil), r.damage...)
+}
+
+// maxDamage bounds the damage a journal replay records: past it, the
+// replay stops.
+const maxDamage = 1000
+
+func (r *Replay) damaged(d *Damage) int {
+	r.c.fail(d)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.damage = append(r.damage, d)
+	return len(r.damage)
 }
 
 type replayInput struct {
@@ -146,8 +193,8 @@ func (r *Replay) Close() error {
 }
 
 // Stream sends every line in order and returns nil at the end of the input
-// or when ctx is cancelled. A file that fails mid-way is counted and the
-// replay goes on with the next one.
+// or when ctx is cancelled. A file that fails mid-way is counted and
+// recorded (Damaged), and the replay goes on with the next one.
 func (r *Replay) Stream(ctx context.Context, out chan<- detect.Line) error {
 	defer r.done.Store(true)
 	defer r.Close()
@@ -160,7 +207,11 @@ func (r *Replay) Stream(ctx context.Context, out chan<- detect.Line) error {
 			if errors.Is(err, errStopped) {
 				return nil
 			}
-			r.c.fail(err)
+			var d *Damage
+			if !errors.As(err, &d) {
+				d = &Damage{Input: in.name, Err: err}
+			}
+			r.damaged(d)
 		}
 		if in.c != nil {
 			in.c.Close()
@@ -184,10 +235,12 @@ func (c countingReader) Read(p []byte) (int, error) {
 func (r *Replay) streamInput(ctx context.Context, out chan<- detect.Line, in *replayInput, buf []byte) error {
 	br := bufio.NewReaderSize(countingReader{in.r, &r.read}, 64*1024)
 	var src io.Reader = br
+	var lines uint64
+	var off int64
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("replay %s: %w", in.name, err)
+			return &Damage{Input: in.name, Err: fmt.Errorf("gzip header: %w", err)}
 		}
 		defer zr.Close()
 		src = zr
@@ -198,6 +251,7 @@ func (r *Replay) streamInput(ctx context.Context, out chan<- detect.Line, in *re
 		if _, ok := sendAt(ctx, out, l); !ok {
 			return false
 		}
+		lines++
 		r.c.lines.Add(1)
 		if cut {
 			r.c.cut.Add(1)
@@ -207,6 +261,7 @@ func (r *Replay) streamInput(ctx context.Context, out chan<- detect.Line, in *re
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			off += int64(n)
 			r.c.bytes.Add(uint64(n))
 			if !sp.feed(buf[:n], func(line []byte, cut bool, _ int) bool { return emit(line, cut) }) {
 				return errStopped
@@ -219,7 +274,9 @@ func (r *Replay) streamInput(ctx context.Context, out chan<- detect.Line, in *re
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("replay %s: %w", in.name, err)
+			// A gzip cut short ends in io.ErrUnexpectedEOF; its partial
+			// last line is not sent: it is not a line the log holds.
+			return &Damage{Input: in.name, Lines: lines, Offset: off, Err: err}
 		}
 	}
 }
@@ -229,9 +286,8 @@ func (r *Replay) streamJournal(ctx context.Context, out chan<- detect.Line) erro
 	for {
 		n, err := r.journal.Next()
 		if err != nil {
-			// A corrupt file: count it; sd_journal skips to the next file.
-			r.c.fail(fmt.Errorf("replay %s: %w", r.name, err))
-			if r.c.errors.Load() > 1000 {
+			// A corrupt file: record it; sd_journal skips to the next file.
+			if r.damaged(&Damage{Input: strings.TrimPrefix(r.name, "replay:"), Lines: r.c.lines.Load(), Offset: -1, Err: err}) > maxDamage {
 				return fmt.Errorf("replay %s: too many errors: %w", r.name, err)
 			}
 			continue
