@@ -299,3 +299,56 @@ func dumpIterate[K any](m *ebpf.Map, out []Ban, prefix func(K) netip.Prefix) ([]
 	}
 	return out, nil
 }
+
+// Counts returns how many entries each ban map holds (expired ones
+// included), in the order single4, single6, range4, range6. Unlike the
+// other methods it is safe to call while another goroutine writes the
+// maps: it uses only the map descriptors Load opened and buffers of its own.
+func (f *Filter) Counts() ([4]int, error) {
+	var out [4]int
+	var err error
+	if out[mapSingle4], err = count[[4]byte](f.objs.MoatSingle4); err != nil {
+		return out, err
+	}
+	if out[mapSingle6], err = count[moatAddr6](f.objs.MoatSingle6); err != nil {
+		return out, err
+	}
+	if out[mapRange4], err = count[moatLpm4](f.objs.MoatRange4); err != nil {
+		return out, err
+	}
+	if out[mapRange6], err = count[moatLpm6](f.objs.MoatRange6); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// count counts m's entries in batches where the kernel can, else one key
+// at a time.
+func count[K any](m *ebpf.Map) (int, error) {
+	const chunk = 4096
+	ks := make([]K, chunk)
+	vs := make([]moatBan, chunk)
+	var cursor ebpf.MapBatchCursor
+	total := 0
+	for {
+		n, err := m.BatchLookup(&cursor, ks, vs, nil)
+		total += n
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return total, nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			total = 0
+			var k K
+			it := m.Iterate()
+			for it.Next(&k, &vs[0]) {
+				total++
+			}
+			if err := it.Err(); err != nil {
+				return 0, fmt.Errorf("count %s: %w", mapName(m), err)
+			}
+			return total, nil
+		case err != nil:
+			return 0, fmt.Errorf("count %s: %w", mapName(m), err)
+		}
+	}
+}

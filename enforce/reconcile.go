@@ -36,6 +36,10 @@ type ReconcilerConfig struct {
 	// (see startup.go); Ready closes once it is done. Without it, Run
 	// converges the kernel to the seeded state before anything else.
 	Load Loader
+	// Verified, when set, is called on the reconciler's goroutine after
+	// every verify pass once Run is ready (periodic, on demand, retries),
+	// with what it found and repaired: the hook for the daemon's log.
+	Verified func(Drift)
 }
 
 // Reconciler is the single writer of kernel state. It keeps the desired set
@@ -196,6 +200,10 @@ type reconcilerStats struct {
 	entries                              atomic.Int64
 	byClass                              [numClasses]atomic.Int64
 	lastApplyNanos                       atomic.Int64
+
+	// repairs counts, per backend (in r.backends order), the entries a
+	// verify pass found Missing, Extra or with a wrong Expiry and repaired.
+	repairs [][numRepairKinds]atomic.Uint64
 }
 
 // Entry classes, as the backends store them: single addresses and ranges,
@@ -222,9 +230,30 @@ func classOf(p netip.Prefix) int {
 	return c
 }
 
+// Repair kinds, indexing BackendRepairs.Count.
+const (
+	RepairMissing = iota
+	RepairExtra
+	RepairExpiry
+	numRepairKinds
+)
+
+// RepairKinds names the repair kinds for logs and metrics.
+var RepairKinds = [numRepairKinds]string{"missing", "extra", "expiry"}
+
+// BackendRepairs counts the entries verify passes repaired in one backend
+// since start, by kind. The pass that converges the kernel at start is not
+// counted: after a reboot every ban is missing, and that is no drift.
+type BackendRepairs struct {
+	Backend string
+	Count   [numRepairKinds]uint64
+}
+
 // ReconcilerStats is a snapshot of the reconciler's counters.
 type ReconcilerStats struct {
 	Batches, ApplyErrors, Refused, Drift uint64
+	// Repairs has one row per backend.
+	Repairs []BackendRepairs
 	// Entries is the number of prefixes the kernel should hold; ByClass
 	// splits it by ClassNames.
 	Entries   int64
@@ -243,7 +272,7 @@ func NewReconciler(cfg ReconcilerConfig, backends ...Backend) *Reconciler {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
 	}
-	return &Reconciler{
+	r := &Reconciler{
 		cfg:      cfg,
 		backends: backends,
 		reqs:     make(chan *request, 1024),
@@ -251,6 +280,8 @@ func NewReconciler(cfg ReconcilerConfig, backends ...Backend) *Reconciler {
 		desired:  newDesiredSet(),
 		more:     map[pkey]map[int64]stamp{},
 	}
+	r.stats.repairs = make([][numRepairKinds]atomic.Uint64, len(backends))
+	return r
 }
 
 // Stats returns the counters; safe from any goroutine.
@@ -265,6 +296,13 @@ func (r *Reconciler) Stats() ReconcilerStats {
 	}
 	for i := range st.ByClass {
 		st.ByClass[i] = r.stats.byClass[i].Load()
+	}
+	for i, b := range r.backends {
+		br := BackendRepairs{Backend: b.Name()}
+		for k := range br.Count {
+			br.Count[k] = r.stats.repairs[i][k].Load()
+		}
+		st.Repairs = append(st.Repairs, br)
 	}
 	return st
 }
@@ -924,7 +962,15 @@ func (r *Reconciler) verify(ctx context.Context) (Drift, error) {
 	var drift Drift
 	var errs []error
 	now := time.Now()
-	for _, b := range r.backends {
+	// The verify Run makes before Ready, without a Load, converges the
+	// kernel at start: not a repair. Passes during a Load are.
+	started := r.loading
+	select {
+	case <-r.ready:
+		started = true
+	default:
+	}
+	for i, b := range r.backends {
 		bd := BackendDrift{Backend: b.Name()}
 		bd.Err = r.verifyBackend(ctx, b, now, &bd)
 		if bd.Err != nil {
@@ -932,7 +978,18 @@ func (r *Reconciler) verify(ctx context.Context) (Drift, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), bd.Err))
 		}
 		r.stats.drift.Add(uint64(len(bd.Missing) + len(bd.Extra) + len(bd.Expiry)))
+		// A failed repair is counted by the pass that succeeds: the drift
+		// is found again.
+		if started && bd.Err == nil {
+			rs := &r.stats.repairs[i]
+			rs[RepairMissing].Add(uint64(len(bd.Missing)))
+			rs[RepairExtra].Add(uint64(len(bd.Extra)))
+			rs[RepairExpiry].Add(uint64(len(bd.Expiry)))
+		}
 		drift.Backends = append(drift.Backends, bd)
+	}
+	if started && r.cfg.Verified != nil {
+		r.cfg.Verified(drift)
 	}
 	if len(errs) == 0 && !r.loading {
 		r.adopt = false

@@ -145,6 +145,7 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		Guard:          guard,
 		Applied:        latency.Applied,
 		Load:           dec.load,
+		Verified:       logDrift(log.With("component", "reconciler")),
 	}, backends...)
 	if err := dec.start(ctx, d, guard); err != nil {
 		return nil, err

@@ -9,11 +9,11 @@ import (
 	"github.com/moatsec/moat/internal/metrics"
 )
 
-// The metrics server reads the backends through the reconciler: a backend
-// is not safe for concurrent use, and listing a million-element set at every
-// scrape would cost seconds of kernel time. Element counts are therefore the
-// reconciler's (what it has applied and verify keeps true), counters are
-// read on the reconciler's goroutine.
+// The metrics server reads the backends' counters through the reconciler: a
+// backend is not safe for concurrent use. Element counts are read from the
+// kernel itself, on sockets and map descriptors of their own, so a dump of
+// a million elements never holds a ban back; the metrics server caches
+// them, since such a dump costs seconds of kernel time.
 
 func nftView(r *enforce.Reconciler, bs []enforce.Backend) metrics.NFTables {
 	for _, b := range bs {
@@ -31,15 +31,6 @@ func xdpView(r *enforce.Reconciler, bs []enforce.Backend) metrics.XDP {
 		}
 	}
 	return nil
-}
-
-func elementCounts(r *enforce.Reconciler) map[string]int {
-	st := r.Stats()
-	out := make(map[string]int, len(st.ByClass))
-	for i, n := range st.ByClass {
-		out[enforce.ClassNames[i]] = int(n)
-	}
-	return out
 }
 
 type nftMetrics struct {
@@ -63,8 +54,8 @@ func (m nftMetrics) DropCounters(ctx context.Context) (map[string]metrics.DropCo
 	return out, err
 }
 
-func (m nftMetrics) Elements(context.Context) (map[string]int, error) {
-	return elementCounts(m.r), nil
+func (m nftMetrics) Elements(ctx context.Context) (map[string]int, error) {
+	return m.b.CountElements(ctx)
 }
 
 type xdpMetrics struct {
@@ -78,6 +69,6 @@ func (m xdpMetrics) XDPCounters() (metrics.XDPCounters, error) {
 	return metrics.XDPCounters(c), err
 }
 
-func (m xdpMetrics) Elements(context.Context) (map[string]int, error) {
-	return elementCounts(m.r), nil
+func (m xdpMetrics) Elements(ctx context.Context) (map[string]int, error) {
+	return m.b.CountElements(ctx)
 }

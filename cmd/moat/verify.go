@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -39,6 +41,45 @@ func reportOf(d enforce.Drift) verifyReport {
 		r.Backends = append(r.Backends, vb)
 	}
 	return r
+}
+
+// logDrift is the reconciler's Verified hook. Every repair is a warning:
+// something changed moat's bans behind its back (a manual nft command,
+// another firewall tool, a lost map), and the kernel did not enforce what
+// moat decided until the repair.
+func logDrift(log *slog.Logger) func(enforce.Drift) {
+	return func(d enforce.Drift) {
+		for _, b := range d.Backends {
+			if b.Err != nil {
+				log.Warn("kernel verify failed, retrying", "backend", b.Backend, "err", b.Err)
+				continue
+			}
+			if len(b.Missing)+len(b.Extra)+len(b.Expiry) == 0 {
+				continue
+			}
+			log.Warn("kernel drift repaired", "backend", b.Backend,
+				"missing", len(b.Missing), "extra", len(b.Extra), "expiry", len(b.Expiry), "sample", driftSample(b))
+		}
+	}
+}
+
+// driftSample names a few of the entries repaired: enough to find the
+// culprit, bounded however big the drift.
+func driftSample(b enforce.BackendDrift) string {
+	const most = 5
+	var out []string
+	for _, kind := range []struct {
+		name string
+		ps   []netip.Prefix
+	}{{"missing", b.Missing}, {"extra", b.Extra}, {"expiry", b.Expiry}} {
+		for _, p := range kind.ps {
+			if len(out) == most {
+				return strings.Join(out, " ") + " ..."
+			}
+			out = append(out, kind.name+":"+p.String())
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // serveVerify runs a verify pass on demand: the kernel is compared with the

@@ -56,12 +56,27 @@ func (d *rawConn) Close() error { return d.c.Close() }
 
 // dump reads every element of one set.
 func (d *rawConn) dump(t *nftables.Table, set string, now func() time.Time) ([]element, error) {
+	var out []element
+	err := d.dumpEach(t, set, func(b []byte) error {
+		var err error
+		out, err = decodeElements(b, now(), out)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// dumpEach asks for a dump of one set and hands each NEWSETELEM message's
+// attributes to fn as it arrives.
+func (d *rawConn) dumpEach(t *nftables.Table, set string, fn func([]byte) error) error {
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(t.Name + "\x00")},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(set + "\x00")},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req, err := d.c.Send(netlink.Message{
 		Header: netlink.Header{
@@ -71,9 +86,8 @@ func (d *rawConn) dump(t *nftables.Table, set string, now func() time.Time) ([]e
 		Data: append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, attrs...),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("send dump request: %w", err)
+		return fmt.Errorf("send dump request: %w", err)
 	}
-	var out []element
 	for {
 		var n int
 		var rerr error
@@ -81,15 +95,14 @@ func (d *rawConn) dump(t *nftables.Table, set string, now func() time.Time) ([]e
 			n, _, rerr = unix.Recvfrom(int(fd), d.buf, 0)
 			return rerr != unix.EAGAIN
 		}); err != nil {
-			return nil, fmt.Errorf("receive dump: %w", err)
+			return fmt.Errorf("receive dump: %w", err)
 		}
 		if rerr != nil {
-			return nil, fmt.Errorf("receive dump: %w", rerr)
+			return fmt.Errorf("receive dump: %w", rerr)
 		}
-		at := now()
 		msgs, err := syscall.ParseNetlinkMessage(d.buf[:n])
 		if err != nil {
-			return nil, fmt.Errorf("parse dump: %w", err)
+			return fmt.Errorf("parse dump: %w", err)
 		}
 		for _, m := range msgs {
 			if m.Header.Seq != req.Header.Sequence {
@@ -97,22 +110,21 @@ func (d *rawConn) dump(t *nftables.Table, set string, now func() time.Time) ([]e
 			}
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
-				return out, nil
+				return nil
 			case unix.NLMSG_ERROR:
 				if len(m.Data) < 4 {
-					return nil, errors.New("short netlink error message")
+					return errors.New("short netlink error message")
 				}
 				if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
-					return nil, fmt.Errorf("dump set %s: %w", set, unix.Errno(-code))
+					return fmt.Errorf("dump set %s: %w", set, unix.Errno(-code))
 				}
-				return out, nil
+				return nil
 			}
 			if len(m.Data) < 4 {
 				continue
 			}
-			out, err = decodeElements(m.Data[4:], at, out)
-			if err != nil {
-				return nil, fmt.Errorf("decode set %s: %w", set, err)
+			if err := fn(m.Data[4:]); err != nil {
+				return fmt.Errorf("decode set %s: %w", set, err)
 			}
 		}
 	}

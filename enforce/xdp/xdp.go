@@ -249,3 +249,18 @@ func Cleanup(pinDir string) error {
 	}
 	return nil
 }
+
+// CountElements reports how many entries each ban map holds in the kernel
+// now, expired ones included, keyed by the names moat's nftables sets use
+// (ban4, ban6, ban4_range, ban6_range) so both backends line up. Unlike the
+// other methods it is safe to call while the reconciler writes.
+func (b *Backend) CountElements(ctx context.Context) (map[string]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("xdp count elements: %w", err)
+	}
+	n, err := b.f.Counts()
+	if err != nil {
+		return nil, fmt.Errorf("xdp count elements: %w", err)
+	}
+	return map[string]int{"ban4": n[0], "ban6": n[1], "ban4_range": n[2], "ban6_range": n[3]}, nil
+}

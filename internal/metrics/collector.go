@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/model"
 )
 
@@ -200,6 +201,7 @@ func (u *engineUpdater) Update(_ context.Context, ch chan<- prometheus.Metric) e
 type reconcilerUpdater struct {
 	rec                                                      Reconciler
 	batches, applyErrors, refused, drift, entries, lastApply *prometheus.Desc
+	repairs                                                  *prometheus.Desc
 }
 
 func newReconcilerUpdater(r Reconciler) *reconcilerUpdater {
@@ -211,6 +213,8 @@ func newReconcilerUpdater(r Reconciler) *reconcilerUpdater {
 		drift:       desc("moat_reconciler_drift_total", "Kernel entries found different from the desired set and repaired."),
 		entries:     desc("moat_reconciler_entries", "Prefixes the kernel should hold now."),
 		lastApply:   desc("moat_reconciler_last_apply_seconds", "How long the last batch took to reach every backend."),
+		repairs: desc("moat_kernel_repairs_total",
+			"Kernel entries a verify pass (periodic or moat verify) found missing, extra or with another expiry, and repaired.", "backend", "kind"),
 	}
 }
 
@@ -222,6 +226,11 @@ func (u *reconcilerUpdater) Update(_ context.Context, ch chan<- prometheus.Metri
 	counter(ch, u.drift, st.Drift)
 	gauge(ch, u.entries, float64(st.Entries))
 	gauge(ch, u.lastApply, st.LastApply.Seconds())
+	for _, r := range st.Repairs {
+		for k, n := range r.Count {
+			counter(ch, u.repairs, n, r.Backend, enforce.RepairKinds[k])
+		}
+	}
 	return nil
 }
 
@@ -233,7 +242,7 @@ type kernelDescs struct {
 
 func newKernelDescs() *kernelDescs {
 	return &kernelDescs{elements: desc("moat_kernel_elements",
-		"Elements in a kernel set (nftables) or map (XDP).", "backend", "set")}
+		"Elements the kernel holds in a set (nftables) or map (XDP), as last counted from the kernel itself; a range counts once.", "backend", "set")}
 }
 
 func (k *kernelDescs) sendElements(ch chan<- prometheus.Metric, backend string, el map[string]int) {
@@ -245,13 +254,15 @@ func (k *kernelDescs) sendElements(ch chan<- prometheus.Metric, backend string, 
 type nftUpdater struct {
 	nft            NFTables
 	k              *kernelDescs
+	elems          *elementCache
 	packets, bytes *prometheus.Desc
 }
 
-func newNFTUpdater(n NFTables, k *kernelDescs) *nftUpdater {
+func newNFTUpdater(n NFTables, k *kernelDescs, every time.Duration) *nftUpdater {
 	return &nftUpdater{
 		nft:     n,
 		k:       k,
+		elems:   newElementCache(n.Elements, every),
 		packets: desc("moat_nft_dropped_packets_total", "Packets dropped by moat's nftables rule for a set.", "set"),
 		bytes:   desc("moat_nft_dropped_bytes_total", "Bytes dropped by moat's nftables rule for a set.", "set"),
 	}
@@ -266,7 +277,7 @@ func (u *nftUpdater) Update(ctx context.Context, ch chan<- prometheus.Metric) er
 		counter(ch, u.packets, c.Packets, set)
 		counter(ch, u.bytes, c.Bytes, set)
 	}
-	el, err := u.nft.Elements(ctx)
+	el, err := u.elems.get(ctx)
 	if err != nil {
 		return fmt.Errorf("nftables elements: %w", err)
 	}
@@ -277,13 +288,15 @@ func (u *nftUpdater) Update(ctx context.Context, ch chan<- prometheus.Metric) er
 type xdpUpdater struct {
 	xdp                                    XDP
 	k                                      *kernelDescs
+	elems                                  *elementCache
 	dropped, droppedBytes, passed, expired *prometheus.Desc
 }
 
-func newXDPUpdater(x XDP, k *kernelDescs) *xdpUpdater {
+func newXDPUpdater(x XDP, k *kernelDescs, every time.Duration) *xdpUpdater {
 	return &xdpUpdater{
 		xdp:          x,
 		k:            k,
+		elems:        newElementCache(x.Elements, every),
 		dropped:      desc("moat_xdp_dropped_packets_total", "Packets dropped by the XDP program, summed over CPUs."),
 		droppedBytes: desc("moat_xdp_dropped_bytes_total", "Bytes dropped by the XDP program, summed over CPUs."),
 		passed:       desc("moat_xdp_passed_packets_total", "Packets the XDP program let through, summed over CPUs."),
@@ -300,7 +313,7 @@ func (u *xdpUpdater) Update(ctx context.Context, ch chan<- prometheus.Metric) er
 	counter(ch, u.droppedBytes, c.DroppedBytes)
 	counter(ch, u.passed, c.PassedPackets)
 	counter(ch, u.expired, c.ExpiredHits)
-	el, err := u.xdp.Elements(ctx)
+	el, err := u.elems.get(ctx)
 	if err != nil {
 		return fmt.Errorf("xdp elements: %w", err)
 	}

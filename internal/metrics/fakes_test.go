@@ -53,11 +53,12 @@ func newWorld() *world {
 					MaxBuckets: 30, Degraded: true, Degradations: 1, SketchPours: 40, Promotions: 3},
 			}},
 		},
-		rec:      enforce.ReconcilerStats{Batches: 10, Entries: 5, LastApply: 180 * time.Microsecond},
+		rec: enforce.ReconcilerStats{Batches: 10, Entries: 5, LastApply: 180 * time.Microsecond, Drift: 3,
+			Repairs: []enforce.BackendRepairs{{Backend: "nftables", Count: [3]uint64{2, 1, 0}}, {Backend: "xdp"}}},
 		nftDrops: map[string]DropCounter{"ban4": {Packets: 500, Bytes: 30000}, "ban6": {}, "ban4_range": {Packets: 7, Bytes: 420}, "ban6_range": {}},
 		nftElems: map[string]int{"ban4": 4, "ban6": 0, "ban4_range": 1, "ban6_range": 0},
 		xdp:      XDPCounters{DroppedPackets: 9000, DroppedBytes: 540000, PassedPackets: 123456},
-		xdpElems: map[string]int{"moat_single4": 4, "moat_single6": 0, "moat_range4": 1, "moat_range6": 0},
+		xdpElems: map[string]int{"ban4": 4, "ban6": 0, "ban4_range": 1, "ban6_range": 0},
 		created:  map[[2]string]uint64{{"crowdsecurity/ssh-bf", "local"}: 4, {"", "cli"}: 1},
 		alertsBy: map[[2]string]uint64{{"crowdsecurity/ssh-bf", "local"}: 4, {"crowdsecurity/ssh-slow-bf", "local"}: 1},
 	}
@@ -87,7 +88,7 @@ func (w *world) ban(ip string, scen string, lat time.Duration, applied func([]mo
 	w.rec.Batches++
 	w.rec.Entries++
 	w.nftElems["ban4"]++
-	w.xdpElems["moat_single4"]++
+	w.xdpElems["ban4"]++
 	w.mu.Unlock()
 	// The hook runs outside the lock, as the reconciler calls it from its
 	// own goroutine.
@@ -214,6 +215,8 @@ func newTestServer(t testing.TB) (*Server, *world) {
 	s, err := New(Config{
 		Sources: w, Engine: w, Reconciler: fakeReconciler{w}, NFTables: fakeNFT{w}, XDP: fakeXDP{w},
 		Decisions: w, Status: w, DropsInterval: 50 * time.Millisecond,
+		// Count the kernel at every scrape: the fakes answer at once.
+		ElementsInterval: time.Nanosecond,
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -31,6 +31,10 @@ type Config struct {
 	// DropsInterval is how often drops are sampled for the status page's
 	// drops-per-second figure (default 5s).
 	DropsInterval time.Duration
+	// ElementsInterval is how long a count of the kernel's elements serves
+	// scrapes before the next one is taken (default 30s; longer when a
+	// count takes over a tenth of it).
+	ElementsInterval time.Duration
 
 	// Latency is the histogram whose Applied method was given to the
 	// reconciler; nil makes a new one.
@@ -66,6 +70,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DropsInterval <= 0 {
 		cfg.DropsInterval = 5 * time.Second
 	}
+	if cfg.ElementsInterval <= 0 {
+		cfg.ElementsInterval = 30 * time.Second
+	}
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
 			return nil, fmt.Errorf("metrics web config %s: %w", cfg.WebConfigFile, err)
@@ -88,10 +95,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	k := newKernelDescs()
 	if cfg.NFTables != nil {
-		ups["nftables"] = newNFTUpdater(cfg.NFTables, k)
+		ups["nftables"] = newNFTUpdater(cfg.NFTables, k, cfg.ElementsInterval)
 	}
 	if cfg.XDP != nil {
-		ups["xdp"] = newXDPUpdater(cfg.XDP, k)
+		ups["xdp"] = newXDPUpdater(cfg.XDP, k, cfg.ElementsInterval)
 	}
 	if cfg.Decisions != nil {
 		ups["decisions"] = newDecisionsUpdater(cfg.Decisions)

@@ -139,7 +139,7 @@ func TestBanMovesMetrics(t *testing.T) {
 		{"moat_reconciler_entries", nil, 1},
 		{"moat_kernel_elements", []string{"backend", "nftables", "set", "ban4"}, 1},
 		{"moat_kernel_elements", []string{"backend", "nftables", "set", "ban6"}, 0},
-		{"moat_kernel_elements", []string{"backend", "xdp", "set", "moat_single4"}, 1},
+		{"moat_kernel_elements", []string{"backend", "xdp", "set", "ban4"}, 1},
 		{"moat_source_lines_total", []string{"source", "/var/log/auth.log"}, 0},
 	}
 	for _, d := range deltas {

@@ -52,7 +52,9 @@ type DropCounter struct {
 type NFTables interface {
 	// DropCounters returns the drop rules' counters keyed by set name.
 	DropCounters(ctx context.Context) (map[string]DropCounter, error)
-	// Elements returns the number of elements in each of moat's sets.
+	// Elements counts the elements each of moat's sets holds in the kernel,
+	// read from the kernel; it may take seconds and is called at most once
+	// per ElementsInterval, concurrently with the backend's writer.
 	Elements(ctx context.Context) (map[string]int, error)
 }
 
@@ -64,7 +66,8 @@ type XDPCounters struct {
 // XDP reads the XDP backend.
 type XDP interface {
 	XDPCounters() (XDPCounters, error)
-	// Elements returns the number of entries in each ban map.
+	// Elements counts the entries each ban map holds in the kernel, as
+	// NFTables.Elements does.
 	Elements(ctx context.Context) (map[string]int, error)
 }
 
