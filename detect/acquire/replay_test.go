@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,5 +196,66 @@ func TestReplayStdinFromFile(t *testing.T) {
 	fi, _ := f.Stat()
 	if p := r.Progress(); p.BytesTotal != fi.Size() || p.BytesRead != fi.Size() || len(ls) != len(wantLines(t, plain)) {
 		t.Fatalf("stdin from a file: progress %+v, %d lines", p, len(ls))
+	}
+}
+
+// TestReplayDamage: a gzip cut short, one corrupted mid-stream and one with
+// a bad header are each reported naming the file and how far it was read;
+// the other inputs are still read in full, and cut lines are counted.
+func TestReplayDamage(t *testing.T) {
+	dir := t.TempDir()
+	var plain strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&plain, "Nov 25 06:31:17 web1 sshd[%d]: Failed password for root from 198.18.%d.%d port 22 ssh2\n", i, i/256, i%256)
+	}
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(plain.String()))
+	zw.Close()
+	whole := b.Bytes()
+	corrupt := append([]byte(nil), whole...)
+	for i := len(corrupt) / 2; i < len(corrupt)/2+64; i++ {
+		corrupt[i] ^= 0x5a
+	}
+	long := filepath.Join(dir, "long.log")
+	files := map[string][]byte{
+		"truncated.gz": whole[:len(whole)*2/3],
+		"corrupt.gz":   corrupt,
+		"header.gz":    {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xde, 0xad},
+		"long.log":     []byte("short\n" + strings.Repeat("x", 200) + "\nafter\n"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inputs := []string{filepath.Join(dir, "truncated.gz"), long, filepath.Join(dir, "corrupt.gz"), filepath.Join(dir, "header.gz")}
+	r, err := OpenReplay(inputs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.MaxLineLength = 120
+	ls := collectReplay(t, r)
+	ds := r.Damaged()
+	if len(ds) != 3 {
+		t.Fatalf("damage: %v", ds)
+	}
+	for i, want := range []string{inputs[0], inputs[2], inputs[3]} {
+		d := ds[i]
+		if d.Input != want || !strings.Contains(d.Error(), want) {
+			t.Fatalf("damage %d: %v, want it to name %s", i, d, want)
+		}
+		if i < 2 && (d.Lines == 0 || d.Lines >= 2000 || d.Offset <= 0 || !strings.Contains(d.Error(), fmt.Sprintf("line %d (byte %d)", d.Lines, d.Offset))) {
+			t.Fatalf("damage %d does not say where it broke: %+v", i, d)
+		}
+	}
+	// Lines before the damage are replayed, and whole files in full.
+	truncLines := int(ds[0].Lines)
+	if len(ls) < truncLines+3 || ls[truncLines].Raw != "short" || ls[truncLines+2].Raw != "after" {
+		t.Fatalf("%d lines replayed; the plain file after the damage was not read whole", len(ls))
+	}
+	// The corrupt gzip may yield garbage (cut too) before its damage shows.
+	if st := r.Stats(); ls[truncLines+1].Raw != strings.Repeat("x", 120) || st.Cut < 1 || st.Errors != 3 {
+		t.Fatalf("cut line %.20q..., stats: %+v", ls[truncLines+1].Raw, st)
 	}
 }
