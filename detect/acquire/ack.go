@@ -108,14 +108,11 @@ func (a *ackLog[P]) take(apply func(P)) int {
 	}
 	if n > 0 {
 		a.taken.Store(a.q[n-1].seq)
-		var zero ackEntry[P]
-		for i := range n {
-			a.q[i] = zero // drop references for the collector
-		}
-		a.q = a.q[n:]
-		if len(a.q) == 0 {
-			a.q = a.q[:0:0]
-		}
+		// Keep the array: the next interval sends about as many lines.
+		// What is left (sent, not acknowledged) is moved to the front.
+		m := copy(a.q, a.q[n:])
+		clear(a.q[m:])
+		a.q = a.q[:m]
 	}
 	return n
 }

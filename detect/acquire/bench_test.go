@@ -23,8 +23,15 @@ const benchColdLines = 500_000
 
 // BenchmarkFileColdRead reads a large file from its head (mode cat) into an
 // unbuffered channel drained by another goroutine, as the daemon's pipeline
-// does; it reports lines/s and heap allocations per line.
+// does; it reports lines/s and heap allocations per line. With acks=true
+// the source is built WithAcks and the consumer acknowledges every line.
 func BenchmarkFileColdRead(b *testing.B) {
+	for _, acks := range []bool{false, true} {
+		b.Run(fmt.Sprintf("acks=%v", acks), func(b *testing.B) { benchFileColdRead(b, acks) })
+	}
+}
+
+func benchFileColdRead(b *testing.B, acks bool) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "auth.log")
 	f, err := os.Create(path)
@@ -48,8 +55,14 @@ func BenchmarkFileColdRead(b *testing.B) {
 	var lines uint64
 	runtime.ReadMemStats(&ms0)
 	start := time.Now()
+	var opts []Option
+	if acks {
+		opts = append(opts, WithAcks())
+	}
+	state := filepath.Join(dir, "state")
 	for b.Loop() {
-		src, err := New(cfg, "")
+		os.RemoveAll(state) // each round reads the file from its head
+		src, err := New(cfg, state, opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -57,7 +70,8 @@ func BenchmarkFileColdRead(b *testing.B) {
 		done := make(chan error, 1)
 		go func() { done <- src.Stream(context.Background(), out); close(out) }()
 		n := 0
-		for range out {
+		for l := range out {
+			l.Pos.Ack()
 			n++
 		}
 		if err := <-done; err != nil || n != benchColdLines {
@@ -228,5 +242,23 @@ func TestJournaldBenchChild(t *testing.T) {
 	t.Logf("journald: %.0f entries/s read; entry-to-channel latency p50 %s p99 %s", float64(n)/el.Seconds(), p50, p99)
 	if p99 > 50*time.Millisecond {
 		t.Errorf("p99 latency %s: the source is not following with the journal's wait", p99)
+	}
+}
+
+// BenchmarkAckLog is the per-line cost WithAcks adds on its own: the
+// sender records the line, the consumer acknowledges it, the saver takes
+// it (one take per 1000 lines, as a save interval batches them).
+func BenchmarkAckLog(b *testing.B) {
+	a := newAckLog[fileAck]()
+	cur := &fileCursor{}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		seq := a.next()
+		a.sent(seq, fileAck{cur, mark{int64(i), false}})
+		a.ack(seq)
+		if i++; i%1000 == 0 {
+			a.take(func(fileAck) {})
+		}
 	}
 }
