@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -71,16 +73,24 @@ func (a *app) decisionsCmd() *cobra.Command {
 	return cmd
 }
 
+// defaultListLimit is how many decisions list shows unless told: a host
+// with a blocklist holds a million, more than anyone reads on a terminal.
+const defaultListLimit = 100
+
 func (a *app) decisionsListCmd() *cobra.Command {
 	var f decisionFilterFlags
-	var history bool
+	var history, all bool
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List active decisions",
-		Long: `List the active decisions, newest first. --history includes expired and
-deleted ones. -o raw prints one value per line. Table and raw output show
-control characters escaped (\x1b, \\ for a backslash); -o json is exact.`,
+		Long: `List the active decisions, newest first: the 100 newest unless --limit N
+says otherwise; --all lists every one. Decisions are printed as they are
+read from the daemon, so a list of millions needs no more memory than a
+list of ten. When the table leaves some out, a line on stderr says how many
+there are. --history includes expired and deleted ones. -o raw prints one
+value per line. Table and raw output show control characters escaped
+(\x1b, \\ for a backslash); -o json is exact, a JSON array.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := a.outputFormat("json")
@@ -94,70 +104,131 @@ control characters escaped (\x1b, \\ for a backslash); -o json is exact.`,
 			if history {
 				q.Set("history", "true")
 			}
-			if limit < 0 {
-				return usagef("--limit %d: want 0 (no limit) or more", limit)
-			}
-			if limit > 0 {
+			switch {
+			case all && cmd.Flags().Changed("limit"):
+				return usagef("give --limit or --all, not both")
+			case limit < 1 && !all:
+				return usagef("--limit %d: want 1 or more (--all for every decision)", limit)
+			case !all:
 				q.Set("limit", strconv.Itoa(limit))
 			}
 			c, err := a.adminClient(cmd)
 			if err != nil {
 				return err
 			}
-			ds, err := c.Decisions(cmd.Context(), q)
+			out := newDecisionWriter(a.stdout, format)
+			total, err := c.EachDecision(cmd.Context(), q, out.write)
 			if err != nil {
 				return adminError(err)
 			}
-			return writeDecisions(a.stdout, format, ds)
+			if err := out.close(); err != nil {
+				return err
+			}
+			if format == "table" && total > out.n {
+				fmt.Fprintf(a.stderr, "showing %d of %d (use --limit or --all)\n", out.n, total)
+			}
+			return nil
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&history, "history", false, "include expired and deleted decisions")
-	cmd.Flags().IntVar(&limit, "limit", 0, "show at most this many (0: all)")
+	fl := cmd.Flags()
+	fl.BoolVar(&history, "history", false, "include expired and deleted decisions")
+	fl.IntVar(&limit, "limit", defaultListLimit, "show at most this many, newest first")
+	fl.BoolVar(&all, "all", false, "show every decision")
 	return cmd
 }
 
-func writeDecisions(w io.Writer, format string, ds []api.Decision) error {
-	switch format {
-	case "json":
-		if ds == nil {
-			ds = []api.Decision{}
-		}
-		return writeJSONOut(w, ds)
-	case "raw":
-		for _, d := range ds {
-			if _, err := fmt.Fprintln(w, esc(d.Value)); err != nil {
-				return err
-			}
-		}
-		return nil
+// decisionWriter prints decisions one at a time as they arrive, through a
+// buffer: a write per decision made a million system calls.
+type decisionWriter struct {
+	w      *bufio.Writer
+	format string
+	n      int
+	tab    *streamTable
+	now    time.Time
+}
+
+func newDecisionWriter(w io.Writer, format string) *decisionWriter {
+	dw := &decisionWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, now: time.Now()}
+	if format == "table" {
+		dw.tab = newStreamTable(dw.w, []string{"ID", "ORIGIN", "SCOPE:VALUE", "REASON", "ACTION", "EXPIRES IN", "ALERT"}, 256)
 	}
-	if len(ds) == 0 {
-		_, err := fmt.Fprintln(w, "No decisions.")
+	return dw
+}
+
+func (dw *decisionWriter) write(d api.Decision) error {
+	dw.n++
+	switch dw.format {
+	case "json":
+		// The layout writeJSONOut gives a slice, element by element.
+		b, err := json.MarshalIndent(d, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if dw.n == 1 {
+			sep = "[\n  "
+		}
+		_, err = io.WriteString(dw.w, sep+string(b))
+		return err
+	case "raw":
+		_, err := fmt.Fprintln(dw.w, esc(d.Value))
 		return err
 	}
-	now := time.Now()
-	rows := make([][]string, 0, len(ds))
-	for _, d := range ds {
-		left := remaining(d.Until, now)
-		if !d.DeletedAt.IsZero() && d.DeletedAt.Before(d.Until) {
-			left = "deleted"
+	return dw.tab.Row(decisionRow(d, dw.now))
+}
+
+func (dw *decisionWriter) close() error {
+	var err error
+	switch dw.format {
+	case "json":
+		end := "\n]\n"
+		if dw.n == 0 {
+			end = "[]\n"
 		}
-		typ := d.Type
-		if d.Simulated {
-			typ += " (simulated)"
+		_, err = io.WriteString(dw.w, end)
+	case "table":
+		var rows bool
+		rows, err = dw.tab.Close()
+		if err == nil && !rows {
+			_, err = fmt.Fprintln(dw.w, "No decisions.")
 		}
-		reason := d.Scenario
-		if reason == "" {
-			reason = d.Reason
-		}
-		alert := "-"
-		if d.AlertID != 0 {
-			alert = strconv.FormatInt(d.AlertID, 10)
-		}
-		rows = append(rows, []string{strconv.FormatInt(d.ID, 10), d.Origin, d.Scope + ":" + d.Value, reason, typ, left, alert})
 	}
-	return table(w, []string{"ID", "ORIGIN", "SCOPE:VALUE", "REASON", "ACTION", "EXPIRES IN", "ALERT"}, rows)
+	if err != nil {
+		return err
+	}
+	return dw.w.Flush()
+}
+
+// writeDecisions prints a list of decisions at once.
+func writeDecisions(w io.Writer, format string, ds []api.Decision) error {
+	dw := newDecisionWriter(w, format)
+	for _, d := range ds {
+		if err := dw.write(d); err != nil {
+			return err
+		}
+	}
+	return dw.close()
+}
+
+func decisionRow(d api.Decision, now time.Time) []string {
+	left := remaining(d.Until, now)
+	if !d.DeletedAt.IsZero() && d.DeletedAt.Before(d.Until) {
+		left = "deleted"
+	}
+	typ := d.Type
+	if d.Simulated {
+		typ += " (simulated)"
+	}
+	reason := d.Scenario
+	if reason == "" {
+		reason = d.Reason
+	}
+	alert := "-"
+	if d.AlertID != 0 {
+		alert = strconv.FormatInt(d.AlertID, 10)
+	}
+	return []string{strconv.FormatInt(d.ID, 10), d.Origin, d.Scope + ":" + d.Value, reason, typ, left, alert}
 }
 
 func (a *app) decisionsAddCmd() *cobra.Command {

@@ -35,7 +35,14 @@ func adminDaemon(t *testing.T) (string, *decision.Service) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	st, err := store.Open(context.Background(), filepath.Join(dir, "moat.db"), store.Options{})
+	return serveAdmin(t, dir, filepath.Join(dir, "moat.db"))
+}
+
+// serveAdmin opens the store at db and serves the admin API over it on a
+// socket in dir; it returns a config file pointing at the socket.
+func serveAdmin(t *testing.T, dir, db string) (string, *decision.Service) {
+	t.Helper()
+	st, err := store.Open(context.Background(), db, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,11 +49,29 @@ func (e *Error) Error() string {
 var ErrDaemonDown = errors.New("the moat daemon is not running (or its socket is elsewhere)")
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	resp, err := c.open(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// open sends a request and returns a successful answer, whose body the
+// caller reads and closes; an error answer comes back as *Error.
+func (c *Client) open(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -63,7 +81,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -72,27 +90,69 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return fmt.Errorf("%s: %w (%v)", c.socket, ErrDaemonDown, op.Err)
+			return nil, fmt.Errorf("%s: %w (%v)", c.socket, ErrDaemonDown, op.Err)
 		}
-		return err
+		return nil, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
 		var eb errorBody
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
 			eb.Message = string(data)
 		}
-		return &Error{Status: resp.StatusCode, Message: eb.Message}
+		return nil, &Error{Status: resp.StatusCode, Message: eb.Message}
 	}
-	if out == nil {
-		io.Copy(io.Discard, resp.Body)
-		return nil
+	return resp, nil
+}
+
+// EachDecision lists decisions as Decisions does, handing each to fn as it
+// is read off the socket: a listing of a million decisions holds one in
+// memory at a time. total is how many the filters select whatever the
+// limit (-1 when the daemon did not say). An error from fn stops the
+// listing and is returned.
+func (c *Client) EachDecision(ctx context.Context, q url.Values, fn func(Decision) error) (total int, err error) {
+	const path = "/v1/admin/decisions"
+	resp, err := c.open(ctx, http.MethodGet, path, q, nil)
+	if err != nil {
+		return 0, err
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode %s %s answer: %w", method, path, err)
+	defer resp.Body.Close()
+	total = -1
+	if v := resp.Header.Get(TotalCountHeader); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			total = n
+		}
 	}
-	return nil
+	bad := func(err error) (int, error) {
+		return total, fmt.Errorf("decode GET %s answer: %w", path, err)
+	}
+	dec := json.NewDecoder(resp.Body)
+	tok, err := dec.Token()
+	if err != nil {
+		return bad(err)
+	}
+	if tok == nil { // null: nothing
+		return total, nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return bad(fmt.Errorf("got %v, want a JSON array", tok))
+	}
+	for dec.More() {
+		var d Decision
+		if err := dec.Decode(&d); err != nil {
+			return bad(err)
+		}
+		if err := fn(d); err != nil {
+			return total, err
+		}
+	}
+	// The closing bracket: a listing cut short by the daemon ends
+	// without it, and must not pass for a complete one.
+	if _, err := dec.Token(); err != nil {
+		return bad(err)
+	}
+	return total, nil
 }
 
 // Decisions lists decisions; q takes ip, range, value, scope, type, origin,

@@ -443,11 +443,21 @@ func filterFromQuery(r *http.Request, admin bool) (store.Filter, error) {
 	return f, nil
 }
 
+// TotalCountHeader carries, on a decision listing, how many decisions the
+// filters select whatever the limit, so a capped listing can say what it
+// left out while its body stays a plain JSON array.
+const TotalCountHeader = "X-Total-Count"
+
 func (s *Server) listDecisions(w http.ResponseWriter, r *http.Request) error {
 	f, err := filterFromQuery(r, true)
 	if err != nil {
 		return err
 	}
+	total, err := s.st.CountMatching(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	w.Header().Set(TotalCountHeader, strconv.Itoa(total))
 	return s.writeList(w, r, f, s.limits().admin, "[]\n", func(rec store.Record) ([]byte, error) {
 		return json.Marshal(fromRecord(rec))
 	})
