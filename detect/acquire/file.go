@@ -495,8 +495,8 @@ func (r *fileRun) resumePath(path string, saved filePos, hasSaved bool, drains [
 		return true
 	}
 	for _, d := range drains {
-		if i := r.locate(cands, d); i > 0 {
-			if t := r.resume(path, cands[i], d); t != nil {
+		if name := r.locateName(path, cands, d); name != "" && name != path {
+			if t := r.resume(path, name, d); t != nil {
 				add(t)
 			}
 		}
@@ -521,6 +521,14 @@ func (r *fileRun) resumePath(path string, saved filePos, hasSaved bool, drains [
 			}
 			for j := i - 1; j >= 1; j-- {
 				if t := r.resume(path, cands[j], filePos{}); t != nil {
+					add(t)
+				}
+			}
+		default:
+			// Renamed to a name no rotation scheme gives: its rest, then
+			// path (its place among generations is unknown).
+			if name := r.locateName(path, nil, saved); name != "" {
+				if t := r.resume(path, name, saved); t != nil {
 					add(t)
 				}
 			}
@@ -626,6 +634,43 @@ func (r *fileRun) locate(cands []string, p filePos) int {
 		}
 	}
 	return -1
+}
+
+// locateName is locate returning the name, and looking by inode through
+// the whole directory when no candidate is the file.
+func (r *fileRun) locateName(path string, cands []string, p filePos) string {
+	if i := r.locate(cands, p); i >= 0 {
+		return cands[i]
+	}
+	name := findInode(filepath.Dir(path), p.Dev, p.Ino)
+	if name == "" {
+		return ""
+	}
+	if fi, err := os.Stat(name); err != nil || !r.holds(name, fi, p) {
+		return ""
+	}
+	return name
+}
+
+// findInode looks in dir for the file with the given identity.
+func findInode(dir string, dev, ino uint64) string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if d, i := devIno(fi); d == dev && i == ino {
+			return filepath.Join(dir, e.Name())
+		}
+	}
+	return ""
 }
 
 // holds reports whether name has p's first bytes and reaches its offset.
