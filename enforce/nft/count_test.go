@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -68,4 +69,30 @@ func TestCountElementsReadsTheKernel(t *testing.T) {
 	}()
 	apply(t, b, enforce.Diff{Delete: []netip.Prefix{netip.MustParsePrefix("198.18.0.3/32")}})
 	<-done
+}
+
+// BenchmarkCountElements is one count of the kernel's elements, what a
+// metrics refresh costs, with n entries loaded (1% ranges, 20% IPv6).
+func BenchmarkCountElements(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ns := testutil.NewNetNS(b)
+			be := openIn(b, ns, Config{})
+			if err := be.Apply(context.Background(), mixDiff(n)); err != nil {
+				b.Fatal(err)
+			}
+			var got map[string]int
+			for b.Loop() {
+				got = counts(b, be)
+			}
+			total := 0
+			for _, c := range got {
+				total += c
+			}
+			if total != n {
+				b.Fatalf("counted %d elements (%v), loaded %d", total, got, n)
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/count")
+		})
+	}
 }

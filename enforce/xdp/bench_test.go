@@ -308,3 +308,28 @@ func BenchmarkList(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(set))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
+
+// BenchmarkCountElements is one count of the maps' entries with 1M loaded
+// (the mix): what a metrics refresh costs.
+func BenchmarkCountElements(b *testing.B) {
+	ctx := context.Background()
+	be, err := Open(ctx, Config{PinDir: testPinDir(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	set := loadSet(1_000_000, true)
+	if err := be.Apply(ctx, enforce.Diff{Set: set}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		got, err := be.CountElements(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := got["ban4"] + got["ban6"] + got["ban4_range"] + got["ban6_range"]; n != len(set) {
+			b.Fatalf("counted %d (%v), loaded %d", n, got, len(set))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/count")
+}

@@ -242,7 +242,7 @@ type kernelDescs struct {
 
 func newKernelDescs() *kernelDescs {
 	return &kernelDescs{elements: desc("moat_kernel_elements",
-		"Elements the kernel holds in a set (nftables) or map (XDP), as last counted from the kernel itself; a range counts once.", "backend", "set")}
+		"Elements the kernel holds in a set (nftables) or map (XDP), as last counted from the kernel itself (refreshed at most every 30s); a range counts once.", "backend", "set")}
 }
 
 func (k *kernelDescs) sendElements(ch chan<- prometheus.Metric, backend string, el map[string]int) {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -10,11 +11,13 @@ import (
 // means dumping every set or map from the kernel, seconds of kernel time at
 // a million elements, so a scrape reads the cache and, when the count is
 // older than the refresh interval, starts a new one in the background. The
-// next refresh also waits ten times as long as the last count took, so
-// counting never takes more than a tenth of a CPU. A scrape that starts a
-// count waits for it a little (freshWait): small sets are then counted
-// afresh, while a million-element dump finishes for a later scrape. Only the
-// first scrape waits for a count until it has one (or its timeout).
+// next refresh also waits twenty times as long as the last count took, so
+// counting never takes more than a twentieth of a CPU (a million-element
+// hash set takes about 45 s to dump: the kernel walks the set from its
+// start for every 32 KiB message). A scrape that starts a count waits for
+// it a little (freshWait): small sets are then counted afresh, while a big
+// dump finishes for a later scrape. Until the first count is done, scrapes
+// report the figure as failed rather than wait.
 type elementCache struct {
 	read    func(context.Context) (map[string]int, error)
 	every   time.Duration
@@ -32,7 +35,7 @@ type elementCache struct {
 const freshWait = 200 * time.Millisecond
 
 func newElementCache(read func(context.Context) (map[string]int, error), every time.Duration) *elementCache {
-	return &elementCache{read: read, every: every, timeout: max(time.Minute, 10*every)}
+	return &elementCache{read: read, every: every, timeout: max(5*time.Minute, 10*every)}
 }
 
 // get returns the last count, starting a new one if it is due.
@@ -46,28 +49,25 @@ func (c *elementCache) get(ctx context.Context) (map[string]int, error) {
 		started = true
 		go c.refresh(running)
 	}
-	have := c.counts != nil || c.err != nil
 	c.mu.Unlock()
-	if started || !have {
-		var wait <-chan time.Time
-		if have {
-			t := time.NewTimer(freshWait)
-			defer t.Stop()
-			wait = t.C
-		}
+	if started {
+		t := time.NewTimer(freshWait)
 		select {
 		case <-running:
-		case <-wait:
+		case <-t.C:
 		case <-ctx.Done():
-			if !have {
-				return nil, ctx.Err()
-			}
 		}
+		t.Stop()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.counts == nil && c.err == nil {
+		return nil, errNotCounted
+	}
 	return c.counts, c.err
 }
+
+var errNotCounted = errors.New("kernel elements not counted yet")
 
 // refresh counts with its own deadline: the scrape that started it may end
 // first, and the count is for the next scrapes anyway.
@@ -85,7 +85,7 @@ func (c *elementCache) refresh(done chan struct{}) {
 	if err != nil {
 		c.counts = nil
 	}
-	c.next = time.Now().Add(max(c.every, 10*took))
+	c.next = time.Now().Add(max(c.every, 20*took))
 	c.running = nil
 	close(done)
 }
