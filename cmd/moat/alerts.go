@@ -94,13 +94,29 @@ func writeAlertList(w io.Writer, format string, alerts []api.Alert) error {
 	}
 	rows := make([][]string, 0, len(alerts))
 	for _, al := range alerts {
-		ds := "-"
-		if len(al.Decisions) > 0 {
-			ds = strconv.Itoa(len(al.Decisions))
-		}
-		rows = append(rows, []string{strconv.FormatInt(al.ID, 10), al.Scope + ":" + al.Value, al.Scenario, strconv.Itoa(al.EventsCount), ds, fmtTime(al.CreatedAt)})
+		rows = append(rows, []string{strconv.FormatInt(al.ID, 10), al.Scope + ":" + al.Value, al.Scenario, strconv.Itoa(al.EventsCount), decisionIDs(al.Decisions), fmtTime(al.CreatedAt)})
 	}
 	return table(w, []string{"ID", "SCOPE:VALUE", "SCENARIO", "EVENTS", "DECISIONS", "CREATED"}, rows)
+}
+
+// decisionIDs shows the decisions an alert produced by ID, for moat
+// decisions list --id; past three, how many more ("-": none).
+func decisionIDs(ids []int64) string {
+	if len(ids) == 0 {
+		return "-"
+	}
+	var b strings.Builder
+	for i, id := range ids {
+		if i == 3 {
+			fmt.Fprintf(&b, " +%d", len(ids)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	return b.String()
 }
 
 func (a *app) alertsInspectCmd() *cobra.Command {

@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -983,9 +984,11 @@ type AlertFilter struct {
 	Limit    int // 0 means 100
 }
 
-// ListAlerts returns alerts, newest first.
+// ListAlerts returns alerts, newest first, each with the IDs of the
+// decisions it produced.
 func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) ([]AlertRecord, error) {
-	q := `SELECT id, created_at, data FROM alerts WHERE created_at >= ?`
+	// The decisions through their alert_id index, one subquery a row.
+	q := `SELECT id, created_at, data, (SELECT group_concat(d.id) FROM decisions d WHERE d.alert_id = alerts.id) FROM alerts WHERE created_at >= ?`
 	args := []any{nanos(f.Since)}
 	if f.Scenario != "" {
 		q += ` AND instr(scenario, ?) > 0`
@@ -1010,13 +1013,20 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) ([]AlertRecord, e
 		var a AlertRecord
 		var created int64
 		var data string
-		if err := rows.Scan(&a.ID, &created, &data); err != nil {
+		var ids sql.NullString
+		if err := rows.Scan(&a.ID, &created, &data, &ids); err != nil {
 			return nil, fmt.Errorf("list alerts: %w", err)
 		}
 		a.Created = fromNanos(created)
 		if err := json.Unmarshal([]byte(data), &a.Alert); err != nil {
 			return nil, fmt.Errorf("alert %d: %w", a.ID, err)
 		}
+		for _, v := range strings.Split(ids.String, ",") {
+			if id, err := strconv.ParseInt(v, 10, 64); err == nil {
+				a.Decisions = append(a.Decisions, id)
+			}
+		}
+		slices.Sort(a.Decisions)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
