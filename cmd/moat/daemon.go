@@ -110,8 +110,9 @@ type alertHandler = *decision.Dispatcher
 // detectLoop feeds lines through the engine and hands every line's alerts
 // to the pipeline with the line's acknowledgement, which the pipeline
 // calls once they are stored. Time-driven overflows are checked every
-// second. It is the only user of eng.
-func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines <-chan detect.Line, pipeline alertHandler) error {
+// second. It is the only user of eng; a reload hands the next engine
+// through swap, taken between two lines.
+func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, swap <-chan *engine.Engine, lines <-chan detect.Line, pipeline alertHandler) error {
 	g, ctx := errgroup.WithContext(ctx)
 	batches := make(chan decision.Batch, 1024)
 	g.Go(func() error { return pipeline.Run(ctx, batches) })
@@ -131,6 +132,7 @@ func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, lines
 			select {
 			case <-ctx.Done():
 				return nil
+			case eng = <-swap:
 			case l := <-lines:
 				// Every line goes through, those that raised nothing too:
 				// its acknowledgement must wait for the alerts before it.

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
-	"runtime/debug"
-	"slices"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,10 +18,8 @@ import (
 	"github.com/moatsec/moat/detect/acquire"
 	"github.com/moatsec/moat/detect/engine"
 	"github.com/moatsec/moat/enforce"
-	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/internal/metrics"
-	"github.com/moatsec/moat/internal/version"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -31,9 +29,17 @@ func (a *app) runCmd() *cobra.Command {
 		Long: `Runs moat in the foreground. Everything is checked before anything is
 changed: a bad configuration, parser, scenario, acquisition or profile file
 stops the start with exit code 2 and the kernel untouched. SIGINT and SIGTERM
-stop it cleanly; bans stay in the kernel.`,
+stop it cleanly; bans stay in the kernel. SIGHUP (systemctl reload moat)
+reloads the configuration, the acquisition and the hub content, keeping
+every ban; a bad new configuration is logged and refused, and the running
+one stays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Caught from the start: a SIGHUP's default action kills the
+			// process, and one sent while moat loads is reloaded after.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			tuneGC()
 			cfg, err := a.loadConfig(cmd)
 			if err != nil {
@@ -48,24 +54,33 @@ stop it cleanly; bans stay in the kernel.`,
 				return err
 			}
 			defer d.close()
-			return d.run(cmd.Context())
+			d.loadConfig = func() (config.Config, error) { return a.loadConfig(cmd) }
+			d.setLevel = a.setLevel
+			return d.run(cmd.Context(), hup)
 		},
 	}
 }
 
 // daemon is moat's running state, assembled by newDaemon.
 type daemon struct {
-	cfg      config.Config
-	log      *slog.Logger
-	content  content
-	engine   *engine.Engine
-	sources  []acquire.Source
-	recon    *enforce.Reconciler
-	backends []enforce.Backend
-	closers  []func()
-	services []func(ctx context.Context) error
-	handler  alertHandler
-	started  time.Time
+	cfg     config.Config
+	log     *slog.Logger
+	content content
+	// engine is read by status and metrics; only detectLoop runs it, and
+	// a reload hands it the next one through swap.
+	engine      *engineRef
+	swap        chan *engine.Engine
+	fingerprint string
+	sources     *sourceSet
+	reloads     *reloadCounts
+	loadConfig  func() (config.Config, error)
+	setLevel    func(config.Config) error
+	recon       *enforce.Reconciler
+	backends    []enforce.Backend
+	closers     []func()
+	services    []func(ctx context.Context) error
+	handler     alertHandler
+	started     time.Time
 }
 
 func (d *daemon) close() {
@@ -75,23 +90,9 @@ func (d *daemon) close() {
 }
 
 // newDaemon loads and checks every file first, then touches the kernel.
-// daemonGOGC is the daemon's GC target unless GOGC says otherwise. With
-// Go's default of 100, a small heap is collected every few megabytes, and
-// on a 2-CPU host each cycle takes a CPU from the detection path for
-// milliseconds: over 200 attackers through journald, the detection-to-kernel
-// p99 was 2.3-15 ms (median 6.9) in five runs at 100, 2.8-5.8 ms (median
-// 3.3) at 200. The price is a heap that may grow to three times what is
-// live instead of twice.
-const daemonGOGC = 200
-
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(daemonGOGC)
-	}
-}
-
 func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, started: time.Now()}
+	d := &daemon{cfg: cfg, log: log, started: time.Now(), engine: &engineRef{}, swap: make(chan *engine.Engine), reloads: newReloadCounts()}
+	d.sources = &sourceSet{stateDir: filepath.Join(cfg.StateDir, "acquire"), log: log}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -100,10 +101,15 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 	if d.content, err = resolveContent(cfg); err != nil {
 		return nil, err
 	}
-	d.closers = append(d.closers, d.content.cleanup)
-	if d.engine, err = loadEngine(cfg, d.content, false, 0); err != nil {
+	d.closers = append(d.closers, func() { d.content.cleanup() })
+	if d.fingerprint, err = fingerprint(cfg, d.content); err != nil {
 		return nil, err
 	}
+	eng, err := loadEngine(cfg, d.content, false, 0)
+	if err != nil {
+		return nil, err
+	}
+	d.engine.p.Store(eng)
 	acqs, err := loadAcquisition(d.content.acquisDir, log)
 	if err != nil {
 		return nil, err
@@ -112,11 +118,9 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	for _, ac := range acqs {
-		src, err := acquire.New(ac, filepath.Join(cfg.StateDir, "acquire"), acquire.WithAcks())
-		if err != nil {
-			return nil, contentError{err}
+		if _, err := d.sources.add(ac); err != nil {
+			return nil, err
 		}
-		d.sources = append(d.sources, src)
 	}
 	dec, err := openDecisions(ctx, cfg, log)
 	if err != nil {
@@ -155,7 +159,7 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 			Listen:     cfg.Metrics.Listen,
 			Logger:     log.With("component", "metrics"),
 			Latency:    latency,
-			Sources:    sourceStats(d.sources),
+			Sources:    d.sources,
 			Engine:     d.engine,
 			Reconciler: d.recon,
 			NFTables:   nftView(d.recon, backends),
@@ -165,6 +169,9 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		})
 		if err != nil {
 			return nil, err
+		}
+		if err := srv.Registry().Register(d.reloads); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 		d.services = append(d.services, srv.Run)
 	}
@@ -176,12 +183,12 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 const positionWait = 10 * time.Second
 
 // waitPositioned returns once every source knows where it starts reading,
-// so that a line logged after "moat running" is never skipped by a source
-// still seeking to the end of its input.
-func (d *daemon) waitPositioned(ctx context.Context) {
+// so that a line logged after "moat running" (or "configuration reloaded")
+// is never skipped by a source still seeking to the end of its input.
+func (d *daemon) waitPositioned(ctx context.Context, sources []acquire.Source) {
 	timeout := time.NewTimer(positionWait)
 	defer timeout.Stop()
-	for _, src := range d.sources {
+	for _, src := range sources {
 		p, ok := src.(acquire.Positioner)
 		if !ok {
 			continue
@@ -210,22 +217,14 @@ func loadAcquisition(dir string, log *slog.Logger) ([]acquire.Config, error) {
 	return acqs, nil
 }
 
-func (d *daemon) run(ctx context.Context) error {
+func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	g, ctx := errgroup.WithContext(ctx)
 	// Unbuffered: a source saves its position only for lines it handed
 	// over, so a line waiting in a buffer would be lost by a crash.
 	lines := make(chan detect.Line)
 	g.Go(func() error { return d.recon.Run(ctx) })
-	for _, src := range d.sources {
-		g.Go(func() error {
-			// One source failing never stops the others, nor detection.
-			if err := src.Stream(ctx, lines); err != nil && ctx.Err() == nil {
-				d.log.Error("source stopped", "source", src.Name(), "err", err)
-			}
-			return nil
-		})
-	}
-	g.Go(func() error { return detectLoop(ctx, d.log, d.engine, lines, d.handler) })
+	g.Go(func() error { return d.sources.run(ctx, lines) })
+	g.Go(func() error { return detectLoop(ctx, d.log, d.engine.p.Load(), d.swap, lines, d.handler) })
 	for _, svc := range d.services {
 		g.Go(func() error { return svc(ctx) })
 	}
@@ -234,11 +233,13 @@ func (d *daemon) run(ctx context.Context) error {
 	case <-ctx.Done():
 		return g.Wait()
 	}
-	d.waitPositioned(ctx)
+	d.waitPositioned(ctx, d.sources.list())
 	notifyReady(ctx, g)
-	d.log.Info("moat running", "sources", len(d.sources), "backends", backendNames(d.backends), "entries", d.recon.Stats().Entries)
+	d.log.Info("moat running", "sources", len(d.sources.list()), "backends", backendNames(d.backends), "entries", d.recon.Stats().Entries)
+	g.Go(func() error { return d.reloadLoop(ctx, hup) })
+	g.Go(func() error { trimIdle(ctx, d.engine); return nil })
 	err := g.Wait()
-	checkpoint(d.log, d.sources)
+	checkpoint(d.log, d.sources.list())
 	d.log.Info("moat stopped; bans stay in the kernel")
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -252,76 +253,4 @@ func backendNames(bs []enforce.Backend) []string {
 		out = append(out, b.Name())
 	}
 	return out
-}
-
-// sourceStats adapts the acquisition sources for the metrics server.
-type sourceStats []acquire.Source
-
-func (ss sourceStats) SourceStats() []metrics.SourceStat {
-	out := make([]metrics.SourceStat, 0, len(ss))
-	for _, s := range ss {
-		st := s.Stats()
-		ms := metrics.SourceStat{Name: s.Name(), Lines: st.Lines, Bytes: st.Bytes, Errors: st.Errors, CutLines: st.Cut, Lag: st.Lag, Up: st.LastError == nil}
-		if st.LastError != nil {
-			ms.Err = st.LastError.Error()
-		}
-		out = append(out, ms)
-	}
-	return out
-}
-
-// checkContent loads everything moat run would load, touching nothing.
-func checkContent(cfg config.Config) error {
-	c, err := resolveContent(cfg)
-	if err != nil {
-		return err
-	}
-	defer c.cleanup()
-	if _, err := loadEngine(cfg, c, false, 0); err != nil {
-		return err
-	}
-	acqs, err := acquire.LoadConfigDir(c.acquisDir)
-	if err != nil {
-		return contentError{err}
-	}
-	for _, ac := range acqs {
-		if err := ac.Validate(); err != nil {
-			return contentError{err}
-		}
-	}
-	_, err = loadProfiles(cfg)
-	return err
-}
-
-// status fills the daemon's part of moat status.
-func (d *daemon) status(ctx context.Context) (api.Status, error) {
-	st := api.Status{Version: version.Version, StartedAt: d.started, Counters: map[string]int64{}}
-	for _, s := range d.sources {
-		ss := s.Stats()
-		src := api.Source{Name: s.Name(), Lines: int64(ss.Lines)}
-		if ss.LastError != nil {
-			src.Error = ss.LastError.Error()
-		}
-		st.Sources = append(st.Sources, src)
-	}
-	es := d.engine.Stats()
-	for _, p := range es.Parsers {
-		st.Parsers = append(st.Parsers, p.Parser)
-	}
-	st.Parsers = slices.Compact(st.Parsers)
-	for _, sc := range es.Scenarios.Scenarios {
-		st.Scenarios = append(st.Scenarios, sc.Name)
-	}
-	rs := d.recon.Stats()
-	for _, b := range d.backends {
-		st.Backends = append(st.Backends, api.Backend{Name: b.Name(), Entries: int(rs.Entries)})
-	}
-	st.Counters["lines"] = int64(es.Lines)
-	st.Counters["parsed"] = int64(es.Parsed)
-	st.Counters["unparsed"] = int64(es.Unparsed)
-	st.Counters["kernel_batches"] = int64(rs.Batches)
-	st.Counters["kernel_errors"] = int64(rs.ApplyErrors)
-	st.Counters["refused"] = int64(rs.Refused)
-	st.Counters["drift_repaired"] = int64(rs.Drift)
-	return st, nil
 }

@@ -33,6 +33,7 @@ func main() {
 type app struct {
 	configPath string
 	logLevel   string
+	level      *slog.LevelVar
 	output     string
 	stdin      io.Reader
 	stdout     io.Writer
@@ -122,19 +123,6 @@ func (a *app) loadConfig(cmd *cobra.Command) (config.Config, error) {
 		return config.Config{}, err
 	}
 	return cfg, nil
-}
-
-// logger builds the process logger: text to stderr, which journald keeps.
-func (a *app) logger(cfg config.Config) (*slog.Logger, error) {
-	level := cfg.LogLevel
-	if a.logLevel != "" {
-		level = a.logLevel
-	}
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 // outputFormat resolves -o: table on a terminal, else def.
