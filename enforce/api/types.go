@@ -129,6 +129,11 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 		if !validWord(typ, 64) {
 			return nil, fmt.Errorf("decision %d: type %q: want letters, digits, - or _", i, nd.Type)
 		}
+		// Types are compared exactly, here as by CrowdSec's bouncers: a
+		// "BAN" would be stored, served and never enforced.
+		if lower := strings.ToLower(typ); lower != typ {
+			return nil, fmt.Errorf("decision %d: type %q: decision types are lowercase and matched exactly, so this one would never be enforced (did you mean %q?)", i, nd.Type, lower)
+		}
 		if len(nd.Reason) > 1024 || len(nd.Scenario) > 512 {
 			return nil, fmt.Errorf("decision %d: reason or scenario too long", i)
 		}
