@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/moatsec/moat/internal/model"
@@ -112,4 +114,103 @@ func (r *Reconciler) dropAdopted(k pkey, c *cover) (empty bool) {
 		return false
 	}
 	return !r.coverRemove(k, c, adoptedID)
+}
+
+// AdoptedFilter selects adopted entries: those matching every field set.
+// The zero filter selects none.
+type AdoptedFilter struct {
+	// IP selects entries containing the address, Range those containing
+	// the whole range, Exact the entry the kernel holds for that value
+	// (an IPv6 address widened as decisions on it are).
+	IP           netip.Addr
+	Range, Exact netip.Prefix
+	// Scope, when set, selects single addresses ("Ip") or ranges
+	// ("Range"), compared case-insensitively as the store does.
+	Scope string
+	// All selects every adopted entry.
+	All bool
+}
+
+func (f AdoptedFilter) empty() bool {
+	return !f.All && !f.IP.IsValid() && !f.Range.IsValid() && !f.Exact.IsValid()
+}
+
+// DeleteAdopted removes from the desired set and the kernel the adopted
+// entries f selects and returns them. They have no stored decision, so a
+// delete in the store cannot reach them, yet they ban like one.
+func (r *Reconciler) DeleteAdopted(ctx context.Context, f AdoptedFilter) ([]Entry, error) {
+	if f.empty() {
+		return nil, nil
+	}
+	var out []Entry
+	err := r.Do(ctx, func() error {
+		out = r.selectAdopted(f)
+		if len(out) == 0 {
+			return nil
+		}
+		diff := Diff{Delete: make([]netip.Prefix, 0, len(out))}
+		for _, e := range out {
+			r.removeDecision(e.Prefix, adoptedID)
+			diff.Delete = append(diff.Delete, e.Prefix)
+		}
+		return r.apply(ctx, diff, false)
+	})
+	if err != nil {
+		return out, fmt.Errorf("delete adopted bans: %w", err)
+	}
+	return out, nil
+}
+
+// selectAdopted returns the adopted entries f selects. It looks up the few
+// prefixes that can match rather than walking a desired set of a million.
+func (r *Reconciler) selectAdopted(f AdoptedFilter) []Entry {
+	var exact netip.Prefix
+	if f.Exact.IsValid() {
+		var err error
+		if exact, err = r.prefixOf(model.Decision{Value: f.Exact}); err != nil {
+			return nil
+		}
+	}
+	ip := f.IP.Unmap()
+	rng := f.Range
+	if rng.IsValid() {
+		rng, _ = r.prefixOf(model.Decision{Value: rng})
+	}
+	match := func(p netip.Prefix) bool {
+		single := p.Bits() == p.Addr().BitLen()
+		return (f.Scope == "" || strings.EqualFold(f.Scope, "Ip") && single || strings.EqualFold(f.Scope, "Range") && !single) &&
+			(!exact.IsValid() || p == exact) &&
+			(!ip.IsValid() || p.Contains(ip)) &&
+			(!rng.IsValid() || p.Bits() <= rng.Bits() && p.Contains(rng.Addr()))
+	}
+	var out []Entry
+	add := func(k pkey) {
+		c, ok := r.desired.get(k)
+		if !ok || c.id != adoptedID || r.shared(k) {
+			return
+		}
+		if p := k.prefix(); match(p) {
+			out = append(out, Entry{Prefix: p, Expiry: c.until.time()})
+		}
+	}
+	// Every prefix containing a value: one per length up to its own.
+	covering := func(a netip.Addr, bits int) {
+		for b := 0; b <= bits; b++ {
+			p, _ := a.Prefix(b)
+			add(keyOf(p))
+		}
+	}
+	switch {
+	case exact.IsValid():
+		add(keyOf(exact))
+	case rng.IsValid():
+		covering(rng.Addr(), rng.Bits())
+	case ip.IsValid():
+		covering(ip, ip.BitLen())
+	default: // All
+		for k := range r.desired.all() {
+			add(k)
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -162,5 +163,81 @@ func TestReconcilerLoadsInBackground(t *testing.T) {
 	}
 	if _, ok := mem.get("198.18.1.4/32"); ok {
 		t.Error("the deleted decision came back")
+	}
+}
+
+// TestReconcilerDeletesAdopted: a delete by value reaches adopted entries,
+// which no stored decision selects, and only those the filter names.
+func TestReconcilerDeletesAdopted(t *testing.T) {
+	adopted := []string{"198.18.3.1/32", "198.18.3.2/32", "198.18.4.0/24", "2001:db8::/64"}
+	stored := ban(5, "198.18.3.3/32", time.Hour)
+	cases := []struct {
+		name string
+		f    AdoptedFilter
+		want []string
+	}{
+		{"ip", AdoptedFilter{IP: netip.MustParseAddr("198.18.3.1")}, []string{"198.18.3.1/32"}},
+		{"ip in an adopted range", AdoptedFilter{IP: netip.MustParseAddr("198.18.4.7")}, []string{"198.18.4.0/24"}},
+		{"mapped ip", AdoptedFilter{IP: netip.MustParseAddr("::ffff:198.18.3.2")}, []string{"198.18.3.2/32"}},
+		{"ipv6 in a range", AdoptedFilter{IP: netip.MustParseAddr("2001:db8::9")}, []string{"2001:db8::/64"}},
+		{"exact value", AdoptedFilter{Exact: netip.MustParsePrefix("198.18.3.2/32")}, []string{"198.18.3.2/32"}},
+		{"exact range", AdoptedFilter{Exact: netip.MustParsePrefix("198.18.4.0/24")}, []string{"198.18.4.0/24"}},
+		{"range inside", AdoptedFilter{Range: netip.MustParsePrefix("198.18.4.128/25")}, []string{"198.18.4.0/24"}},
+		{"range wider than any", AdoptedFilter{Range: netip.MustParsePrefix("198.18.0.0/16")}, nil},
+		{"stored, not adopted", AdoptedFilter{IP: netip.MustParseAddr("198.18.3.3")}, nil},
+		{"scope range, single ip", AdoptedFilter{IP: netip.MustParseAddr("198.18.3.1"), Scope: "range"}, nil},
+		{"scope ip", AdoptedFilter{IP: netip.MustParseAddr("198.18.3.1"), Scope: "ip"}, []string{"198.18.3.1/32"}},
+		{"ip and another exact value", AdoptedFilter{IP: netip.MustParseAddr("198.18.3.1"), Exact: netip.MustParsePrefix("198.18.3.2/32")}, nil},
+		{"nothing named", AdoptedFilter{}, nil},
+		{"all", AdoptedFilter{All: true}, adopted},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mem := newMem()
+			expiry := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+			for _, p := range adopted {
+				mem.held[netip.MustParsePrefix(p)] = expiry
+			}
+			mem.held[stored.Value] = stored.Until
+			r := startLoading(t, func(_ context.Context, load func([]model.Decision) error) error {
+				return load([]model.Decision{stored})
+			}, mem)
+			waitReady(t, r)
+			ctx := context.Background()
+			if _, err := r.Verify(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := r.Adopted(); n != uint64(len(adopted)) {
+				t.Fatalf("adopted %d entries, want %d", n, len(adopted))
+			}
+			got, err := r.DeleteAdopted(ctx, c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gotP []string
+			for _, e := range got {
+				gotP = append(gotP, e.Prefix.String())
+				if !e.Expiry.Equal(expiry) {
+					t.Errorf("%s reported with expiry %v, want its kernel expiry %v", e.Prefix, e.Expiry, expiry)
+				}
+			}
+			slices.Sort(gotP)
+			if !slices.Equal(gotP, c.want) {
+				t.Fatalf("deleted %v, want %v", gotP, c.want)
+			}
+			// A verify pass must not bring them back.
+			if drift, err := r.Verify(ctx); err != nil || drift.Total() != 0 {
+				t.Fatalf("verify after the delete: drift %+v, %v", drift, err)
+			}
+			for _, p := range append(slices.Clone(adopted), stored.Value.String()) {
+				_, held := mem.get(p)
+				if want := !slices.Contains(c.want, p); held != want {
+					t.Errorf("%s held %v, want %v", p, held, want)
+				}
+			}
+			if got, want := r.Stats().Entries, int64(len(adopted)+1-len(c.want)); got != want {
+				t.Errorf("reconciler counts %d entries, want %d", got, want)
+			}
+		})
 	}
 }

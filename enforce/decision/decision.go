@@ -337,7 +337,9 @@ func (s *Service) Add(ctx context.Context, ds []model.Decision) error {
 }
 
 // Delete deletes the active decisions f selects, in the store and then in
-// the kernel, and returns them. An empty filter is refused.
+// the kernel, and returns them. An empty filter is refused. A filter naming
+// a value also deletes the kernel bans adopted at start without a stored
+// decision, returned with ID 0 and AdoptedReason.
 func (s *Service) Delete(ctx context.Context, f store.Filter) ([]model.Decision, error) {
 	if f.Empty() {
 		return nil, ErrEmptyFilter
@@ -346,16 +348,66 @@ func (s *Service) Delete(ctx context.Context, f store.Filter) ([]model.Decision,
 	if err != nil {
 		return nil, err
 	}
-	return ds, s.unenforce(ctx, ds)
+	err = s.unenforce(ctx, ds)
+	if af, ok := adoptedFilter(f); ok {
+		adopted, aerr := s.deleteAdopted(ctx, af)
+		ds, err = append(ds, adopted...), errors.Join(err, aerr)
+	}
+	return ds, err
 }
 
-// DeleteAll deletes every active decision.
+// DeleteAll deletes every active decision, and the kernel bans adopted
+// without one.
 func (s *Service) DeleteAll(ctx context.Context) ([]model.Decision, error) {
 	ds, err := s.st.DeleteAll(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return ds, s.unenforce(ctx, ds)
+	err = s.unenforce(ctx, ds)
+	adopted, aerr := s.deleteAdopted(ctx, enforce.AdoptedFilter{All: true})
+	return append(ds, adopted...), errors.Join(err, aerr)
+}
+
+// adoptedDeleter is an enforcer that adopts, at start, kernel bans the
+// store lacks (enforce.Reconciler): a ban enforced by an earlier run that
+// never got stored. No store row selects them, so a delete by value asks
+// the enforcer for them too.
+type adoptedDeleter interface {
+	DeleteAdopted(ctx context.Context, f enforce.AdoptedFilter) ([]enforce.Entry, error)
+}
+
+// AdoptedReason is the Reason of the decisions Delete reports for adopted
+// kernel bans, which have no stored decision (and ID 0).
+const AdoptedReason = "adopted from the kernel: banned by an earlier run, never stored"
+
+// adoptedFilter selects the adopted bans a store filter means: it names a
+// value, and nothing an adopted ban lacks (an ID, origin or scenario).
+func adoptedFilter(f store.Filter) (enforce.AdoptedFilter, bool) {
+	af := enforce.AdoptedFilter{IP: f.IP, Range: f.Range, Scope: f.Scope}
+	if f.Value != "" {
+		p, err := store.ParseValue(f.Value)
+		if err != nil {
+			return af, false
+		}
+		af.Exact = p
+	}
+	if f.ID != 0 || f.Origin != "" || f.Scenario != "" || f.Type != "" && f.Type != "ban" {
+		return af, false
+	}
+	return af, af.IP.IsValid() || af.Range.IsValid() || af.Exact.IsValid()
+}
+
+func (s *Service) deleteAdopted(ctx context.Context, f enforce.AdoptedFilter) ([]model.Decision, error) {
+	del, ok := s.enf.(adoptedDeleter)
+	if !ok {
+		return nil, nil
+	}
+	es, err := del.DeleteAdopted(ctx, f)
+	var out []model.Decision
+	for _, e := range es {
+		out = append(out, model.Decision{Value: e.Prefix, Type: "ban", Reason: AdoptedReason, Until: e.Expiry})
+	}
+	return out, err
 }
 
 func (s *Service) unenforce(ctx context.Context, ds []model.Decision) error {
