@@ -176,7 +176,8 @@ func (c decisionCounts) DecisionCounts(ctx context.Context) (metrics.DecisionCou
 	if err != nil {
 		return metrics.DecisionCounts{}, err
 	}
-	out := metrics.DecisionCounts{Active: active}
+	st := c.d.pipeline.Stats()
+	out := metrics.DecisionCounts{Active: active, StoreErrors: st.StoreErrors, PendingStore: st.PendingStore}
 	alerts, decisions := c.d.pipeline.Created()
 	for _, a := range alerts {
 		out.Alerts = append(out.Alerts, metrics.CreatedStat{Scenario: a.Scenario, Origin: a.Origin, Count: a.Count})

@@ -325,6 +325,7 @@ func (u *xdpUpdater) Update(ctx context.Context, ch chan<- prometheus.Metric) er
 type decisionsUpdater struct {
 	dec                       Decisions
 	active, alerts, decisions *prometheus.Desc
+	storeErrors, pendingStore *prometheus.Desc
 }
 
 func newDecisionsUpdater(d Decisions) *decisionsUpdater {
@@ -333,6 +334,10 @@ func newDecisionsUpdater(d Decisions) *decisionsUpdater {
 		active:    desc("moat_active_decisions", "Decisions in force now.", "origin"),
 		alerts:    desc("moat_alerts_total", "Alerts created since start.", "scenario", "origin"),
 		decisions: desc("moat_decisions_total", "Decisions created since start.", "scenario", "origin"),
+		storeErrors: desc("moat_store_errors_total",
+			"Failed store writes of bans already enforced since start; each is retried."),
+		pendingStore: desc("moat_decisions_pending_store",
+			"Alerts whose bans are enforced and whose store write has not succeeded yet."),
 	}
 }
 
@@ -346,6 +351,8 @@ func (u *decisionsUpdater) Update(ctx context.Context, ch chan<- prometheus.Metr
 	}
 	sendCreated(ch, u.alerts, dc.Alerts)
 	sendCreated(ch, u.decisions, dc.Decisions)
+	counter(ch, u.storeErrors, dc.StoreErrors)
+	gauge(ch, u.pendingStore, float64(dc.PendingStore))
 	return nil
 }
 

@@ -32,6 +32,9 @@ type world struct {
 	created   map[[2]string]uint64 // scenario, origin -> decisions
 	alertsBy  map[[2]string]uint64
 	nextID    int64
+	// The pipeline's store side: a write failed twice, one still pending.
+	storeErrors  uint64
+	pendingStore int64
 }
 
 func newWorld() *world {
@@ -61,6 +64,9 @@ func newWorld() *world {
 		xdpElems: map[string]int{"ban4": 4, "ban6": 0, "ban4_range": 1, "ban6_range": 0},
 		created:  map[[2]string]uint64{{"crowdsecurity/ssh-bf", "local"}: 4, {"", "cli"}: 1},
 		alertsBy: map[[2]string]uint64{{"crowdsecurity/ssh-bf", "local"}: 4, {"crowdsecurity/ssh-slow-bf", "local"}: 1},
+
+		storeErrors:  2,
+		pendingStore: 1,
 	}
 }
 
@@ -180,6 +186,7 @@ func (w *world) DecisionCounts(context.Context) (DecisionCounts, error) {
 	}
 	dc.Decisions = created(w.created)
 	dc.Alerts = created(w.alertsBy)
+	dc.StoreErrors, dc.PendingStore = w.storeErrors, w.pendingStore
 	return dc, nil
 }
 

@@ -84,6 +84,11 @@ type CreatedStat struct {
 type DecisionCounts struct {
 	Active            map[model.Origin]int
 	Alerts, Decisions []CreatedStat
+	// StoreErrors counts failed store writes of enforced bans since start;
+	// PendingStore is the alerts whose bans are enforced and not yet
+	// stored (a full or failing disk shows in both).
+	StoreErrors  uint64
+	PendingStore int64
 }
 
 // Decisions reads the decision service.
