@@ -205,6 +205,8 @@ func checkAdminAndMetrics(t *testing.T, victim *testutil.NetNS, host *e2eHost) {
 	for _, want := range []string{
 		`moat_detection_to_kernel_seconds_count 3`,
 		`moat_decisions_total{origin="local",scenario="moat/ssh-bf"} 2`,
+		"moat_store_errors_total 0",
+		"moat_decisions_pending_store 0",
 		`moat_kernel_elements{backend="nftables",set="ban4"} 1`,
 		`moat_kernel_elements{backend="nftables",set="ban6"} 1`,
 	} {
