@@ -56,15 +56,20 @@ func (d *daemon) reloadLoop(ctx context.Context, hup <-chan os.Signal) error {
 		case <-hup:
 		}
 		sddaemon.SdNotify(false, sddaemon.SdNotifyReloading)
-		if err := d.reload(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		applied, err := d.reload(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil:
+			d.reloads.success.Add(1)
+		default:
 			d.reloads.failure.Add(1)
 			msg, _, _ := strings.Cut(err.Error(), "\n")
-			d.log.Error("configuration reload refused; moat keeps running with the previous configuration", "err", msg)
-		} else {
-			d.reloads.success.Add(1)
+			if applied {
+				d.log.Error("configuration reloaded, but a source could not start", "err", msg)
+			} else {
+				d.log.Error("configuration reload refused; moat keeps running with the previous configuration", "err", msg)
+			}
 		}
 		sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
 	}
@@ -73,51 +78,52 @@ func (d *daemon) reloadLoop(ctx context.Context, hup <-chan os.Signal) error {
 // reload loads and checks everything first, then applies it: the log
 // level, the detection content (a new engine only when it changed) and the
 // acquisition sources. Settings bound to sockets, the state directory or
-// the kernel keep their running values.
-func (d *daemon) reload(ctx context.Context) error {
+// the kernel keep their running values. applied reports whether anything
+// changed: a refused reload changes nothing.
+func (d *daemon) reload(ctx context.Context) (applied bool, err error) {
 	cfg, err := d.loadConfig()
 	if err != nil {
-		return err
+		return false, err
 	}
 	frozen := keepFrozen(d.cfg, &cfg)
 	c, err := resolveContent(cfg)
 	if err != nil {
-		return err
+		return false, err
 	}
-	applied := false
+	inUse := false
 	defer func() {
-		if !applied {
+		if !inUse {
 			c.cleanup()
 		}
 	}()
 	fp, err := fingerprint(cfg, c)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var eng *engine.Engine
 	if fp != d.fingerprint {
 		if eng, err = loadEngine(cfg, c, false, 0); err != nil {
-			return err
+			return false, err
 		}
 	}
 	acqs, err := loadAcquisition(c.acquisDir, d.log)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, ac := range acqs {
 		if err := ac.Validate(); err != nil {
-			return contentError{err}
+			return false, contentError{err}
 		}
 	}
 	if _, err := loadProfiles(cfg); err != nil {
-		return err
+		return false, err
+	}
+	if err := d.setLevel(cfg); err != nil {
+		return false, err
 	}
 
 	if len(frozen) > 0 {
 		d.log.Warn("configuration changes need a restart; the running values stay until then", "needs_restart", frozen)
-	}
-	if err := d.setLevel(cfg); err != nil {
-		return err
 	}
 	engineState := "kept, buckets kept"
 	if eng != nil {
@@ -125,20 +131,20 @@ func (d *daemon) reload(ctx context.Context) error {
 		select {
 		case d.swap <- eng:
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		d.engine.p.Store(eng)
 		engineState = "replaced"
 		d.log.Warn("detection content changed: new parsers and scenarios run from the next line; the old buckets are dropped",
 			"buckets_dropped", old.Stats().Scenarios.Buckets, "scenarios", len(eng.Stats().Scenarios.Scenarios))
 		d.content.cleanup()
-		d.content, d.fingerprint, applied = c, fp, true
+		d.content, d.fingerprint, inUse = c, fp, true
 	}
 	started, kept, stopped, err := d.sources.replace(acqs)
 	d.cfg = cfg
 	d.waitPositioned(ctx, started)
 	d.log.Info("configuration reloaded", "engine", engineState, "sources_kept", kept, "sources_started", len(started), "sources_stopped", stopped)
-	return err
+	return true, err
 }
 
 // keepFrozen puts back into next the settings that cannot change while
