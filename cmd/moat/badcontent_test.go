@@ -39,7 +39,7 @@ func TestBadContentStopsTheStart(t *testing.T) {
 			name:    "scenario filter that does not compile",
 			file:    "scenarios/moat/ssh-bf.yaml",
 			content: "type: leaky\nname: moat/ssh-bf\ndescription: d\nfilter: \"evt.Meta.log_type ==\"\ncapacity: 5\nleakspeed: 10s\ngroupby: evt.Meta.source_ip\n",
-			want:    regexp.MustCompile(`ssh-bf\.yaml:1\b.*filter`),
+			want:    regexp.MustCompile(`ssh-bf\.yaml:4\b.*filter`),
 		},
 	}
 	root := repoRoot(t)

@@ -156,8 +156,8 @@ func TestLoadErrors(t *testing.T) {
 		name, body, want string
 	}{
 		{"unknown key", "type: trigger\nname: a\ndescription: d\nfilter: 'true'\nbogus: 1\n", `s.yaml:5: unknown key "bogus"`},
-		{"second document", "type: trigger\nname: a\ndescription: d\nfilter: 'true'\n---\ntype: leaky\nname: b\ndescription: d\nfilter: 'true'\ncapacity: 0\nleakspeed: 1s\n", ":6: scenario b: bad capacity"},
-		{"bad filter", "type: trigger\nname: a\ndescription: d\nfilter: 'evt.Nope'\n", ":1: scenario a: filter"},
+		{"second document", "type: trigger\nname: a\ndescription: d\nfilter: 'true'\n---\ntype: leaky\nname: b\ndescription: d\nfilter: 'true'\ncapacity: 0\nleakspeed: 1s\n", ":10: scenario b: bad capacity"},
+		{"bad filter", "type: trigger\nname: a\ndescription: d\nfilter: 'evt.Nope'\n", ":4: scenario a: filter"},
 		{"bad type", "type: sieve\nname: a\ndescription: d\nfilter: 'true'\n", `unknown type "sieve"`},
 		{"counter capacity", "type: counter\nname: a\ndescription: d\nfilter: 'true'\nduration: 1s\ncapacity: 3\n", "capacity -1"},
 		{"format", "format: 9.0\ntype: trigger\nname: a\ndescription: d\nfilter: 'true'\n", "newer than"},

@@ -12,6 +12,7 @@ import (
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
 	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/internal/yamlerr"
 )
 
 // DefaultMaxBuckets caps live buckets when Options.MaxBuckets is 0. Each
@@ -113,17 +114,17 @@ func Load(files []string, opts Options) (*Set, error) {
 		sim[n] = true
 	}
 	for _, f := range files {
-		specs, lines, hash, err := readFile(f)
+		specs, lines, docs, hash, err := readFile(f)
 		if err != nil {
 			return nil, err
 		}
 		for i, sp := range specs {
 			sc, warns, err := compile(sp, env)
 			if err != nil {
-				return nil, &LoadError{File: f, Line: lines[i], Name: sp.Name, Err: err}
+				return nil, &LoadError{File: f, Line: yamlerr.LineFor(docs[i], err, lines[i]), Name: sp.Name, Err: err}
 			}
 			for _, w := range warns {
-				s.warnings = append(s.warnings, &LoadError{File: f, Line: lines[i], Name: sp.Name, Err: w})
+				s.warnings = append(s.warnings, &LoadError{File: f, Line: yamlerr.LineFor(docs[i], w, lines[i]), Name: sp.Name, Err: w})
 			}
 			sc.idx = len(s.scenarios)
 			// Scenarios with the same name and filter fill the same

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -146,11 +145,13 @@ func (e *LoadError) Error() string {
 
 func (e *LoadError) Unwrap() error { return e.Err }
 
-// readFile decodes every document of one scenario file.
-func readFile(path string) ([]Spec, []int, string, error) {
-	raw, err := os.ReadFile(path)
+// readFile decodes every document of one scenario file; with each spec
+// come the line it starts at and its nodes, where compile's errors find
+// the line of their key (yamlerr.LineFor).
+func readFile(path string) ([]Spec, []int, []*yaml.Node, string, error) {
+	raw, err := yamlerr.ReadFile(path, yamlerr.MaxHubFile)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("load scenario %s: %w", path, err)
+		return nil, nil, nil, "", fmt.Errorf("load scenario %s: %w", path, err)
 	}
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:])
@@ -160,16 +161,18 @@ func readFile(path string) ([]Spec, []int, string, error) {
 	// node.Decode, so the two passes stay separate).
 	var lines []int
 	var empty []bool
+	var nodes []*yaml.Node
 	nd := yaml.NewDecoder(bytes.NewReader(raw))
 	for {
-		var n yaml.Node
-		err := nd.Decode(&n)
+		n := new(yaml.Node)
+		err := nd.Decode(n)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, nil, "", yamlerr.Wrap(path, err)
+			return nil, nil, nil, "", yamlerr.Wrap(path, err)
 		}
+		nodes = append(nodes, n)
 		line := n.Line
 		isEmpty := len(n.Content) == 0
 		if len(n.Content) > 0 {
@@ -181,6 +184,7 @@ func readFile(path string) ([]Spec, []int, string, error) {
 	}
 	var specs []Spec
 	var specLines []int
+	var specNodes []*yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	for i := 0; ; i++ {
@@ -194,73 +198,78 @@ func readFile(path string) ([]Spec, []int, string, error) {
 			line = lines[i]
 		}
 		if err != nil {
-			return nil, nil, "", yamlerr.Wrap(path, err)
+			return nil, nil, nil, "", yamlerr.Wrap(path, err)
 		}
 		if i < len(empty) && empty[i] {
 			continue
 		}
+		var node *yaml.Node
+		if i < len(nodes) {
+			node = nodes[i]
+		}
 		specs = append(specs, s)
 		specLines = append(specLines, line)
+		specNodes = append(specNodes, node)
 	}
-	return specs, specLines, hash, nil
+	return specs, specLines, specNodes, hash, nil
 }
 
 // compile validates a spec and compiles its expressions.
 func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	sc := &scenario{spec: sp, qsize: sp.Capacity}
 	if sp.Name == "" {
-		return nil, nil, errors.New("scenario without name")
+		return nil, nil, yamlerr.AtKey(errors.New("scenario without name"), "name")
 	}
 	if sp.Description == "" {
-		return nil, nil, errors.New("description is mandatory")
+		return nil, nil, yamlerr.AtKey(errors.New("description is mandatory"), "description")
 	}
 	if sp.Format != "" {
 		f, err := strconv.ParseFloat(sp.Format, 64)
 		if err != nil {
-			return nil, nil, fmt.Errorf("bad format %q", sp.Format)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad format %q", sp.Format), "format")
 		}
 		if f > maxFormat {
-			return nil, nil, fmt.Errorf("format %s is newer than the supported %.1f", sp.Format, maxFormat)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("format %s is newer than the supported %.1f", sp.Format, maxFormat), "format")
 		}
 	}
 	var err error
 	if sp.LeakSpeed != "" {
 		if sc.leakspeed, err = time.ParseDuration(sp.LeakSpeed); err != nil {
-			return nil, nil, fmt.Errorf("bad leakspeed %q: %w", sp.LeakSpeed, err)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad leakspeed %q: %w", sp.LeakSpeed, err), "leakspeed")
 		}
 	}
 	var duration time.Duration
 	if sp.Duration != "" {
 		if duration, err = time.ParseDuration(sp.Duration); err != nil {
-			return nil, nil, fmt.Errorf("bad duration %q: %w", sp.Duration, err)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad duration %q: %w", sp.Duration, err), "duration")
 		}
 	}
 	if sp.Blackhole != "" {
 		if sc.blackhole, err = time.ParseDuration(sp.Blackhole); err != nil {
-			return nil, nil, fmt.Errorf("bad blackhole %q: %w", sp.Blackhole, err)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad blackhole %q: %w", sp.Blackhole, err), "blackhole")
 		}
 	}
 	switch sp.Type {
 	case "leaky":
 		sc.kind = kindLeaky
 		if sp.Capacity <= 0 {
-			return nil, nil, fmt.Errorf("bad capacity for leaky %d", sp.Capacity)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad capacity for leaky %d", sp.Capacity), "capacity")
 		}
 		if sc.leakspeed <= 0 {
-			return nil, nil, errors.New("leaky needs a positive leakspeed")
+			return nil, nil, yamlerr.AtKey(errors.New("leaky needs a positive leakspeed"), "leakspeed")
 		}
 	case "trigger":
 		sc.kind = kindTrigger
 		if sp.Capacity != 0 {
-			return nil, nil, errors.New("trigger must have capacity 0")
+			return nil, nil, yamlerr.AtKey(errors.New("trigger must have capacity 0"), "capacity")
 		}
 	case "counter":
 		sc.kind = kindCounter
 		if duration <= 0 {
-			return nil, nil, errors.New("counter needs a positive duration")
+			return nil, nil, yamlerr.AtKey(errors.New("counter needs a positive duration"), "duration")
 		}
 		if sp.Capacity != -1 {
-			return nil, nil, errors.New("counter must have capacity -1")
+			return nil, nil, yamlerr.AtKey(errors.New("counter must have capacity -1"), "capacity")
 		}
 	case "conditional":
 		sc.kind = kindConditional
@@ -268,7 +277,7 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 			return nil, nil, errors.New("conditional needs a condition")
 		}
 		if sc.leakspeed <= 0 {
-			return nil, nil, errors.New("conditional needs a positive leakspeed")
+			return nil, nil, yamlerr.AtKey(errors.New("conditional needs a positive leakspeed"), "leakspeed")
 		}
 	case "bayesian":
 		sc.kind = kindBayesian
@@ -276,19 +285,19 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 			return nil, nil, errors.New("bayesian needs bayesian_conditions")
 		}
 		if sp.BayesianPrior <= 0 || sp.BayesianPrior > 1 {
-			return nil, nil, errors.New("bayesian needs a prior in (0, 1]")
+			return nil, nil, yamlerr.AtKey(errors.New("bayesian needs a prior in (0, 1]"), "bayesian_prior")
 		}
 		if sp.BayesianThreshold <= 0 || sp.BayesianThreshold > 1 {
-			return nil, nil, errors.New("bayesian needs a threshold in (0, 1]")
+			return nil, nil, yamlerr.AtKey(errors.New("bayesian needs a threshold in (0, 1]"), "bayesian_threshold")
 		}
 		if sp.Capacity != -1 {
-			return nil, nil, errors.New("bayesian must have capacity -1")
+			return nil, nil, yamlerr.AtKey(errors.New("bayesian must have capacity -1"), "capacity")
 		}
 		if sc.leakspeed <= 0 {
-			return nil, nil, errors.New("bayesian needs a positive leakspeed")
+			return nil, nil, yamlerr.AtKey(errors.New("bayesian needs a positive leakspeed"), "leakspeed")
 		}
 	default:
-		return nil, nil, fmt.Errorf("unknown type %q", sp.Type)
+		return nil, nil, yamlerr.AtKey(fmt.Errorf("unknown type %q", sp.Type), "type")
 	}
 	if sp.CacheSize > 0 && (sp.CacheSize <= sp.Capacity || sp.Capacity == -1) {
 		sc.qsize = sp.CacheSize
@@ -316,14 +325,14 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	// A data file that cannot be read leaves the scenario loaded, as in
 	// CrowdSec: the helpers reading it then see an empty file.
 	var warns []error
-	for _, d := range sp.Data {
+	for i, d := range sp.Data {
 		if err := env.LoadData(d); err != nil {
-			warns = append(warns, fmt.Errorf("data %s: %w", d.DestFile, err))
+			warns = append(warns, yamlerr.AtKey(fmt.Errorf("data %s: %w", d.DestFile, err), "data", i))
 		}
 	}
 
 	if strings.TrimSpace(sp.Filter) == "" {
-		return nil, nil, errors.New("scenario without filter")
+		return nil, nil, yamlerr.AtKey(errors.New("scenario without filter"), "filter")
 	}
 	evtVars := map[string]any{"evt": &detect.Event{}}
 	condVars := map[string]any{"evt": &detect.Event{}, "queue": &Queue{}, "leaky": &Leaky{}}
@@ -332,10 +341,11 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 		vars map[string]any
 		dst  **vm.Program
 		what string
+		key  []any
 	}{
-		{sp.Condition, condVars, &sc.condition, "condition"},
-		{sp.Scope.Expression, evtVars, &sc.scopeExpr, "scope expression"},
-		{sp.OverflowFilter, map[string]any{"queue": &Queue{}, "signal": &model.Alert{}, "leaky": &Leaky{}}, &sc.overflowFilter, "overflow_filter"},
+		{sp.Condition, condVars, &sc.condition, "condition", []any{"condition"}},
+		{sp.Scope.Expression, evtVars, &sc.scopeExpr, "scope expression", []any{"scope", "expression"}},
+		{sp.OverflowFilter, map[string]any{"queue": &Queue{}, "signal": &model.Alert{}, "leaky": &Leaky{}}, &sc.overflowFilter, "overflow_filter", []any{"overflow_filter"}},
 	}
 	evtProgs := []struct {
 		src  string
@@ -353,7 +363,7 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 		}
 		prog, err := env.CompileEvt(p.src, evtVars)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", p.what, err)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("%s: %w", p.what, err), p.what)
 		}
 		*p.dst = prog
 	}
@@ -363,14 +373,14 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 		}
 		prog, err := env.Compile(p.src, p.vars)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", p.what, err)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("%s: %w", p.what, err), p.key...)
 		}
 		*p.dst = prog
 	}
 	for i, bc := range sp.BayesianConditions {
 		prog, err := env.Compile(bc.Condition, condVars)
 		if err != nil {
-			return nil, nil, fmt.Errorf("bayesian condition %d: %w", i, err)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("bayesian condition %d: %w", i, err), "bayesian_conditions", i, "condition")
 		}
 		sc.bayes = append(sc.bayes, bayesCond{prog: prog, evil: bc.ProbGivenEvil, benign: bc.ProbGivenBenign, guillotine: bc.Guillotine})
 	}
@@ -383,7 +393,7 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	default:
 		sc.scope = sp.Scope.Type
 		if sc.scopeExpr == nil {
-			return nil, nil, fmt.Errorf("scope %s needs an expression", sp.Scope.Type)
+			return nil, nil, yamlerr.AtKey(fmt.Errorf("scope %s needs an expression", sp.Scope.Type), "scope", "type")
 		}
 	}
 	sc.labels, sc.remediate = flattenLabels(sp.Labels)

@@ -3,6 +3,7 @@ package yamlerr
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -45,5 +46,35 @@ func TestWrap(t *testing.T) {
 	}
 	if Wrap("f.yaml", nil) != nil {
 		t.Error("Wrap(nil) != nil")
+	}
+}
+
+// An error tagged with a key path, wrapped on its way up through nested
+// specs, is found at the line of its innermost key.
+func TestLineFor(t *testing.T) {
+	const doc = "# comment\nname: a\nfilter: x ==\nnodes:\n  - grok:\n      pattern: '%{'\n  - filter: y\n    statics:\n      - meta: a\n        expression: z(\n"
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	bad := errors.New("bad")
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{AtKey(bad, "filter"), 3},
+		{AtKey(fmt.Errorf("node 0: %w", AtKey(fmt.Errorf("grok: %w", AtKey(bad, "pattern")), "grok")), "nodes", 0), 6},
+		{AtKey(AtKey(AtKey(bad, "expression"), "statics", 0), "nodes", 1), 10},
+		{AtKey(bad, "nodes", 1, "whitelist"), 7}, // the deepest key there is
+		{AtKey(bad, "nosuchkey"), 2},             // the mapping's first line
+		{bad, 99},                                // no path: the default
+		{fmt.Errorf("wrapped: %w", AtKey(bad, "name")), 2},
+	} {
+		if got := LineFor(&n, tc.err, 99); got != tc.want {
+			t.Errorf("LineFor(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+	if AtKey(nil, "x") != nil {
+		t.Error("AtKey(nil) != nil")
 	}
 }
