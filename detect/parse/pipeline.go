@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -134,18 +133,25 @@ func (p *Pipeline) stageIndex(s string) int {
 }
 
 func (p *Pipeline) loadFile(f File) ([]*node, error) {
-	b, err := os.ReadFile(f.Path)
+	b, err := yamlerr.ReadFile(f.Path, yamlerr.MaxHubFile)
 	if err != nil {
 		return nil, fmt.Errorf("load parser: %w", err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
+	// The same documents as nodes, for the lines of compile errors
+	// (KnownFields is lost inside node.Decode, so two decoders).
+	nodes := yaml.NewDecoder(bytes.NewReader(b))
 	var out []*node
 	for {
 		var spec nodeSpec
 		err := dec.Decode(&spec)
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		var doc yaml.Node
+		if err == nil {
+			err = nodes.Decode(&doc)
 		}
 		if err != nil {
 			// One line, FILE:LINE: message, like every moat loader.
@@ -159,11 +165,12 @@ func (p *Pipeline) loadFile(f File) ([]*node, error) {
 			continue // an empty document
 		}
 		if spec.Name == "" {
-			return nil, fmt.Errorf("load parser %s: node without a name", f.Path)
+			return nil, &yamlerr.Error{File: f.Path, Line: yamlerr.LineOf(&doc), Msg: "parser node without a name"}
 		}
 		n, err := p.compileNode(&spec, spec.Name, f)
 		if err != nil {
-			return nil, fmt.Errorf("load parser %s: %s: %w", f.Path, spec.Name, err)
+			// FILE:LINE of the key at fault, like every moat loader.
+			return nil, &yamlerr.Error{File: f.Path, Line: yamlerr.LineFor(&doc, err, yamlerr.LineOf(&doc)), Msg: fmt.Sprintf("parser %s: %v", spec.Name, err), Err: err}
 		}
 		if n.onSuccess == "" {
 			n.onSuccess = "continue"
@@ -198,14 +205,14 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 	switch n.onSuccess {
 	case "", "continue", "next_stage":
 	default:
-		return nil, fmt.Errorf("onsuccess %q: want next_stage or continue", s.OnSuccess)
+		return nil, yamlerr.AtKey(fmt.Errorf("onsuccess %q: want next_stage or continue", s.OnSuccess), "onsuccess")
 	}
-	for _, d := range s.Data {
+	for i, d := range s.Data {
 		switch d.Type {
 		case "string", "regexp", "map":
 			if err := p.env.LoadData(d); err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
-					return nil, err
+					return nil, yamlerr.AtKey(err, "data", i)
 				}
 				// A missing data file behaves as an empty one, as when the
 				// hub's data service is unreachable; Missing lists it.
@@ -217,11 +224,11 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 	var err error
 	if s.Filter != "" {
 		if n.filter, err = p.compile(s.Filter); err != nil {
-			return nil, fmt.Errorf("filter: %w", err)
+			return nil, yamlerr.AtKey(fmt.Errorf("filter: %w", err), "filter")
 		}
 		if !p.opts.Postoverflow {
 			if n.fastFilter, err = p.env.CompileEvt(s.Filter, p.typeVars()); err != nil {
-				return nil, fmt.Errorf("filter: %w", err)
+				return nil, yamlerr.AtKey(fmt.Errorf("filter: %w", err), "filter")
 			}
 		}
 	}
@@ -234,7 +241,11 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 			src = "%{" + s.Grok.Name + "}"
 		}
 		if n.grok, err = p.grok.compile(src); err != nil {
-			return nil, fmt.Errorf("grok: %w", err)
+			key := "pattern"
+			if s.Grok.Pattern == "" {
+				key = "name"
+			}
+			return nil, yamlerr.AtKey(fmt.Errorf("grok: %w", err), "grok", key)
 		}
 		switch {
 		case s.Grok.ApplyOn != "":
@@ -244,64 +255,64 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 			}
 		case s.Grok.Expression != "":
 			if n.grokExpr, err = p.compile(s.Grok.Expression); err != nil {
-				return nil, fmt.Errorf("grok expression: %w", err)
+				return nil, yamlerr.AtKey(fmt.Errorf("grok expression: %w", err), "grok", "expression")
 			}
 		default:
-			return nil, fmt.Errorf("grok without apply_on or expression")
+			return nil, yamlerr.AtKey(fmt.Errorf("grok without apply_on or expression"), "grok")
 		}
 		if n.grokStatics, err = p.compileStatics(s.Grok.Statics); err != nil {
-			return nil, err
+			return nil, yamlerr.AtKey(err, "grok", "statics")
 		}
 	}
 	if n.statics, err = p.compileStatics(s.Statics); err != nil {
-		return nil, err
+		return nil, yamlerr.AtKey(err, "statics")
 	}
 	if w := s.Whitelist; w.Reason != "" || len(w.IPs)+len(w.CIDRs)+len(w.Expression) > 0 {
 		n.wl = &whitelist{reason: w.Reason}
-		for _, ip := range w.IPs {
+		for i, ip := range w.IPs {
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
-				return nil, fmt.Errorf("whitelist ip: %w", err)
+				return nil, yamlerr.AtKey(fmt.Errorf("whitelist ip: %w", err), "whitelist", "ip", i)
 			}
 			n.wl.ips = append(n.wl.ips, a.Unmap())
 		}
-		for _, c := range w.CIDRs {
+		for i, c := range w.CIDRs {
 			pf, err := netip.ParsePrefix(c)
 			if err != nil {
-				return nil, fmt.Errorf("whitelist cidr: %w", err)
+				return nil, yamlerr.AtKey(fmt.Errorf("whitelist cidr: %w", err), "whitelist", "cidr", i)
 			}
 			n.wl.cidrs = append(n.wl.cidrs, pf.Masked())
 		}
-		for _, e := range w.Expression {
+		for i, e := range w.Expression {
 			pr, err := p.compile(e)
 			if err != nil {
-				return nil, fmt.Errorf("whitelist expression: %w", err)
+				return nil, yamlerr.AtKey(fmt.Errorf("whitelist expression: %w", err), "whitelist", "expression", i)
 			}
 			n.wl.exprs = append(n.wl.exprs, pr)
 		}
 	}
-	for _, st := range s.Stash {
+	for i, st := range s.Stash {
 		if st.Name == "" || st.Key == "" || st.Value == "" {
-			return nil, fmt.Errorf("stash needs name, key and value")
+			return nil, yamlerr.AtKey(fmt.Errorf("stash needs name, key and value"), "stash", i)
 		}
 		ttl, err := parseDuration(st.TTL)
 		if err != nil {
-			return nil, fmt.Errorf("stash %s: %w", st.Name, err)
+			return nil, yamlerr.AtKey(fmt.Errorf("stash %s: %w", st.Name, err), "stash", i, "ttl")
 		}
 		p.env.CreateStash(st.Name, ttl, st.Size)
 		e := stashEntry{name: st.Name}
 		if e.key, err = p.compile(st.Key); err != nil {
-			return nil, fmt.Errorf("stash key: %w", err)
+			return nil, yamlerr.AtKey(fmt.Errorf("stash key: %w", err), "stash", i, "key")
 		}
 		if e.value, err = p.compile(st.Value); err != nil {
-			return nil, fmt.Errorf("stash value: %w", err)
+			return nil, yamlerr.AtKey(fmt.Errorf("stash value: %w", err), "stash", i, "value")
 		}
 		n.stash = append(n.stash, e)
 	}
 	for i := range s.Nodes {
 		c, err := p.compileNode(&s.Nodes[i], n.name, f)
 		if err != nil {
-			return nil, fmt.Errorf("node %d: %w", i, err)
+			return nil, yamlerr.AtKey(fmt.Errorf("node %d: %w", i, err), "nodes", i)
 		}
 		n.children = append(n.children, c)
 	}
@@ -315,7 +326,7 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 
 func (p *Pipeline) compileStatics(specs []staticSpec) ([]static, error) {
 	out := make([]static, 0, len(specs))
-	for _, s := range specs {
+	for i, s := range specs {
 		st := static{value: s.Value}
 		switch {
 		case s.Method != "":
@@ -330,19 +341,19 @@ func (p *Pipeline) compileStatics(specs []staticSpec) ([]static, error) {
 		case s.Target != "":
 			st.kind, st.path = staticTarget, parseTargetPath(s.Target)
 		default:
-			return nil, fmt.Errorf("static without parsed, meta, enriched, target or method")
+			return nil, yamlerr.AtKey(fmt.Errorf("static without parsed, meta, enriched, target or method"), i)
 		}
 		if s.Value == "" && s.Expression != "" {
 			pr, err := p.compile(s.Expression)
 			if err != nil {
-				return nil, fmt.Errorf("static expression: %w", err)
+				return nil, yamlerr.AtKey(fmt.Errorf("static expression: %w", err), i, "expression")
 			}
 			st.expr = pr
 			if !p.opts.Postoverflow {
 				st.get = fieldGetter(s.Expression)
 				if st.get == nil {
 					if st.fast, err = p.env.CompileEvt(s.Expression, p.typeVars()); err != nil {
-						return nil, fmt.Errorf("static expression: %w", err)
+						return nil, yamlerr.AtKey(fmt.Errorf("static expression: %w", err), i, "expression")
 					}
 				}
 			}
