@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/moatsec/moat/internal/yamlerr"
 )
 
 // Source kinds accepted in "source:".
@@ -204,7 +206,7 @@ func LoadConfigDir(dir string) ([]Config, error) {
 	var all []Config
 	seen := map[string]string{}
 	for _, p := range names {
-		data, err := os.ReadFile(p)
+		data, err := yamlerr.ReadFile(p, yamlerr.MaxConfigFile)
 		if err != nil {
 			return nil, fmt.Errorf("read acquisition file: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/moatsec/moat/detect/parse"
+	"github.com/moatsec/moat/internal/yamlerr"
 )
 
 // Kinds of hub items, named as the hub's directories.
@@ -230,7 +231,7 @@ func (h *Hub) selectCollection(sel *Selection, it Item, visiting map[string]bool
 		return nil // collections may include each other; each is read once
 	}
 	visiting[it.Name] = true
-	b, err := os.ReadFile(it.Path)
+	b, err := yamlerr.ReadFile(it.Path, yamlerr.MaxHubFile)
 	if err != nil {
 		return fmt.Errorf("load collection %s: %w", it.Name, err)
 	}

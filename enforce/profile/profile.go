@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/internal/yamlerr"
 )
 
 // Counter answers the history questions duration expressions ask.
@@ -91,7 +91,7 @@ type Set struct {
 
 // Load reads and compiles a profiles file.
 func Load(path string) (*Set, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlerr.ReadFile(path, yamlerr.MaxConfigFile)
 	if err != nil {
 		return nil, fmt.Errorf("load profiles: %w", err)
 	}

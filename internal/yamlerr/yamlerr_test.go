@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -76,5 +78,37 @@ func TestLineFor(t *testing.T) {
 	}
 	if AtKey(nil, "x") != nil {
 		t.Error("AtKey(nil) != nil")
+	}
+}
+
+// ReadFile reads a file up to its limit and refuses one byte more, naming
+// the file and the limit and quoting none of it.
+func TestReadFileLimit(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		size    int
+		tooBig  bool
+		message string
+	}{
+		{1 << 20, false, ""},
+		{1<<20 + 1, true, "big.yaml: larger than 1 MiB, the limit for this kind of file"},
+	} {
+		path := filepath.Join(dir, "big.yaml")
+		if err := os.WriteFile(path, bytes.Repeat([]byte("#"), tc.size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		data, err := ReadFile(path, 1<<20)
+		if tc.tooBig {
+			if !errors.Is(err, ErrTooLarge) || data != nil || err.Error() != filepath.Join(dir, tc.message) {
+				t.Errorf("%d bytes: %d read, err %v; want ErrTooLarge: %s", tc.size, len(data), err, tc.message)
+			}
+			continue
+		}
+		if err != nil || len(data) != tc.size {
+			t.Errorf("%d bytes: %d read, err %v", tc.size, len(data), err)
+		}
+	}
+	if _, err := ReadFile(filepath.Join(dir, "none.yaml"), 1); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v, want ErrNotExist", err)
 	}
 }
