@@ -1,0 +1,124 @@
+package enforce
+
+// expiryItem is a decision's expiry as the reconciler queues it.
+type expiryItem struct {
+	until stamp
+	key   pkey
+	id    int64
+}
+
+func (it expiryItem) when() stamp { return it.until }
+
+// expiry4 is an IPv4 item, its key packed as the desired set packs it: 24
+// bytes instead of 40, and IPv4 is nearly all of a big blocklist.
+type expiry4 struct {
+	until stamp
+	key   uint64
+	id    int64
+}
+
+func (it expiry4) when() stamp { return it.until }
+
+// expiryHeap queues expiries earliest first, IPv4 and IPv6 apart so that
+// each holds its own key size.
+type expiryHeap struct {
+	v4 blockHeap[expiry4]
+	v6 blockHeap[expiryItem]
+}
+
+func (h *expiryHeap) len() int { return h.v4.n + h.v6.n }
+
+func (h *expiryHeap) push(it expiryItem) {
+	if it.key.v6 {
+		h.v6.push(it)
+		return
+	}
+	h.v4.push(expiry4{until: it.until, key: v4Key(it.key), id: it.id})
+}
+
+// from4 reports whether the earliest item is in the IPv4 heap.
+func (h *expiryHeap) from4() bool {
+	return h.v6.n == 0 || h.v4.n > 0 && h.v4.top().until <= h.v6.top().until
+}
+
+func (h *expiryHeap) top() expiryItem {
+	if h.from4() {
+		it := h.v4.top()
+		return expiryItem{until: it.until, key: fromV4Key(it.key), id: it.id}
+	}
+	return h.v6.top()
+}
+
+func (h *expiryHeap) pop() expiryItem {
+	if h.from4() {
+		it := h.v4.pop()
+		return expiryItem{until: it.until, key: fromV4Key(it.key), id: it.id}
+	}
+	return h.v6.pop()
+}
+
+// blockHeap is a min-heap on when, written out rather than used through
+// container/heap, whose interface boxes every pushed item: a million
+// allocations when a million bans load. Items live in fixed-size blocks, so
+// growing past a million items adds a block instead of copying tens of
+// megabytes while a ban waits.
+type blockHeap[T interface{ when() stamp }] struct {
+	blocks [][]T
+	n      int
+}
+
+const heapBlock = 1 << 13
+
+func (h *blockHeap[T]) at(i int) *T { return &h.blocks[i/heapBlock][i%heapBlock] }
+
+func (h *blockHeap[T]) top() T { return *h.at(0) }
+
+func (h *blockHeap[T]) less(i, j int) bool { return (*h.at(i)).when() < (*h.at(j)).when() }
+
+func (h *blockHeap[T]) swap(i, j int) {
+	a, b := h.at(i), h.at(j)
+	*a, *b = *b, *a
+}
+
+func (h *blockHeap[T]) push(it T) {
+	if h.n == len(h.blocks)*heapBlock {
+		h.blocks = append(h.blocks, make([]T, heapBlock))
+	}
+	*h.at(h.n) = it
+	h.n++
+	for i := h.n - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			break
+		}
+		h.swap(parent, i)
+		i = parent
+	}
+}
+
+func (h *blockHeap[T]) pop() T {
+	top := *h.at(0)
+	h.n--
+	*h.at(0) = *h.at(h.n)
+	for i := 0; ; {
+		small, l, r := i, 2*i+1, 2*i+2
+		if l < h.n && h.less(l, small) {
+			small = l
+		}
+		if r < h.n && h.less(r, small) {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		h.swap(i, small)
+		i = small
+	}
+	// Free blocks beyond two blocks of room: a ban and its expiry near a
+	// block boundary should not allocate and free a block each time.
+	if len(h.blocks)*heapBlock-h.n > 2*heapBlock {
+		h.blocks[len(h.blocks)-1] = nil
+		h.blocks = h.blocks[:len(h.blocks)-1]
+	}
+	return top
+}
