@@ -370,15 +370,11 @@ func (s *Service) ActiveByOrigin(ctx context.Context) (map[model.Origin]int, err
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.active == nil || time.Since(c.at) > activeTTL {
-		ds, err := s.ActiveDecisions(ctx)
+		active, err := s.st.ActiveByOrigin(ctx, time.Now())
 		if err != nil {
 			return nil, err
 		}
-		c.active = map[model.Origin]int{}
-		for _, d := range ds {
-			c.active[d.Origin]++
-		}
-		c.at = time.Now()
+		c.active, c.at = active, time.Now()
 	}
 	return maps.Clone(c.active), nil
 }

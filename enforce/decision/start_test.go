@@ -18,7 +18,7 @@ import (
 
 // bulkDecisions writes n active bans on 100.64.0.0/10 straight into the
 // store's table in one statement: InsertDecisions would take seconds.
-func bulkDecisions(t *testing.T, path string, n int) {
+func bulkDecisions(t testing.TB, path string, n int) {
 	t.Helper()
 	st, err := store.Open(context.Background(), path, store.Options{})
 	if err != nil {
