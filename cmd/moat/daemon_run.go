@@ -127,6 +127,10 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		return nil, err
 	}
 	d.closers = append(d.closers, dec.close)
+	if dec.lis, err = openListeners(cfg.API.Socket, cfg.API.Listen); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, dec.lis.close)
 
 	// The kernel, last.
 	backends, closeBackends, err := openBackends(ctx, cfg, log)

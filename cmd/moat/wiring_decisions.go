@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,6 +31,8 @@ type decisions struct {
 	profiles *profile.Set
 	svc      *decision.Service
 	pipeline *decision.Dispatcher
+	// lis are opened by newDaemon before the kernel, served by start.
+	lis *listeners
 }
 
 func (d *decisions) counts() metrics.Decisions { return decisionCounts{d} }
@@ -121,18 +122,9 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	admin := http.NewServeMux()
 	admin.Handle("/", srv.AdminHandler())
 	admin.HandleFunc("POST /v1/admin/verify", m.serveVerify)
-	ln, err := api.ListenUnix(d.cfg.API.Socket)
-	if err != nil {
-		return err
-	}
-	m.closers = append(m.closers, func() { ln.Close(); os.Remove(d.cfg.API.Socket) })
+	ln := d.lis.admin
 	m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, ln, admin) })
-	if d.cfg.API.Listen != "" {
-		tcp, err := net.Listen("tcp", d.cfg.API.Listen)
-		if err != nil {
-			return fmt.Errorf("bouncer api: %w", err)
-		}
-		m.closers = append(m.closers, func() { tcp.Close() })
+	if tcp := d.lis.bouncer; tcp != nil {
 		m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, tcp, srv.BouncerHandler()) })
 	}
 	return nil
