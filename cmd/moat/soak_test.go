@@ -166,6 +166,7 @@ type soakEnv struct {
 	banned  map[netip.Addr]bool
 
 	probeAdd           chan netip.Addr
+	burst              chan struct{} // an attacker's lines were just written
 	leaked, freeArrive atomic.Int64
 	leakedFrom         sync.Map // netip.Addr -> *atomic.Int64
 	sent               atomic.Int64
@@ -185,7 +186,7 @@ func soakChild(t *testing.T) {
 	cycles, _ := strconv.Atoi(env("MOAT_SOAK_CYCLES"))
 	attackers, _ := strconv.Atoi(env("MOAT_SOAK_ATTACKERS"))
 	s := &soakEnv{t: t, victim: &testutil.NetNS{Name: env("MOAT_SOAK_VICTIM")}, attacker: &testutil.NetNS{Name: env("MOAT_SOAK_ATTACKER")},
-		dir: env("MOAT_SOAK_DIR"), banned: map[netip.Addr]bool{}, probeAdd: make(chan netip.Addr, 1024)}
+		dir: env("MOAT_SOAK_DIR"), banned: map[netip.Addr]bool{}, probeAdd: make(chan netip.Addr, 1024), burst: make(chan struct{}, 1)}
 	s.pidFile = filepath.Join(s.dir, "pids")
 	s.startJournald()
 	s.writeConfig()
@@ -231,13 +232,29 @@ func soakChild(t *testing.T) {
 		rot, rotDown := "", false
 		if c%3 == 1 {
 			rot = []string{"rename", "copytruncate"}[(c/3)%2]
-			rotDown = (c/6)%2 == 1 && kind != "hup"
+			rotDown = kind != "hup" && rng.IntN(2) == 0
 		}
 		if rot != "" && !rotDown {
 			s.rotate(rot, c)
 			rotations[rot+" (running)"]++
 		}
+		// The kernel as the fault finds it (an nft dump takes tens of ms,
+		// so it is taken first).
 		before := s.kernel()
+		// Half the faults land 0-3 ms after an attacker's lines were
+		// written: while they are read, raised, banned and stored.
+		onBurst := rng.IntN(2) == 0
+		if onBurst {
+			select {
+			case <-s.burst:
+			default:
+			}
+			select {
+			case <-s.burst:
+			case <-time.After(5 * time.Second):
+			}
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		}
 		leakedBefore := s.leaked.Load()
 		f.kernelBefore += len(before)
 		t0 := time.Now()
@@ -312,7 +329,7 @@ func soakChild(t *testing.T) {
 		f.settle = append(f.settle, time.Since(t1))
 		leaked := s.leaked.Load() - leakedBefore
 		f.leaked += int(leaked)
-		t.Logf("soak: cycle %2d %-4s rot=%-22s kernel before %3d, down/reload %v, store settled %v, leaked %d", c, kind,
+		t.Logf("soak: cycle %2d %-4s on-burst=%-5v rot=%-22s kernel before %3d, down/reload %v, store settled %v, leaked %d", c, kind, onBurst,
 			rot+map[bool]string{true: " (down)", false: ""}[rotDown && rot != ""], len(before), down.Round(time.Millisecond), time.Since(t1).Round(time.Millisecond), leaked)
 	}
 
@@ -546,6 +563,10 @@ func (s *soakEnv) write(ctx context.Context, n int) {
 			s.written = append(s.written, a)
 			s.mu.Unlock()
 			i++
+			select {
+			case s.burst <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
