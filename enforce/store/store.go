@@ -23,7 +23,6 @@ import (
 	"crypto/subtle"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -454,7 +453,7 @@ func (s *Store) InsertDecisions(ctx context.Context, ds []model.Decision) error 
 // as by InsertDecisions) in one transaction and returns the alert's ID.
 func (s *Store) InsertAlert(ctx context.Context, a model.Alert, ds []model.Decision) (int64, error) {
 	s.assignIDs(ds)
-	data, err := json.Marshal(a)
+	data, err := encodeAlert(a)
 	if err != nil {
 		return 0, fmt.Errorf("store alert: %w", err)
 	}
@@ -1012,13 +1011,13 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) ([]AlertRecord, e
 	for rows.Next() {
 		var a AlertRecord
 		var created int64
-		var data string
+		var data []byte
 		var ids sql.NullString
 		if err := rows.Scan(&a.ID, &created, &data, &ids); err != nil {
 			return nil, fmt.Errorf("list alerts: %w", err)
 		}
 		a.Created = fromNanos(created)
-		if err := json.Unmarshal([]byte(data), &a.Alert); err != nil {
+		if err := decodeAlert(data, &a.Alert); err != nil {
 			return nil, fmt.Errorf("alert %d: %w", a.ID, err)
 		}
 		for _, v := range strings.Split(ids.String, ",") {
@@ -1039,7 +1038,7 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) ([]AlertRecord, e
 func (s *Store) GetAlert(ctx context.Context, id int64) (AlertRecord, error) {
 	a := AlertRecord{ID: id}
 	var created int64
-	var data string
+	var data []byte
 	err := s.r.QueryRowContext(ctx, `SELECT created_at, data FROM alerts WHERE id = ?`, id).Scan(&created, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return AlertRecord{}, fmt.Errorf("alert %d: %w", id, ErrNotFound)
@@ -1048,7 +1047,7 @@ func (s *Store) GetAlert(ctx context.Context, id int64) (AlertRecord, error) {
 		return AlertRecord{}, fmt.Errorf("alert %d: %w", id, err)
 	}
 	a.Created = fromNanos(created)
-	if err := json.Unmarshal([]byte(data), &a.Alert); err != nil {
+	if err := decodeAlert(data, &a.Alert); err != nil {
 		return AlertRecord{}, fmt.Errorf("alert %d: %w", id, err)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT id FROM decisions WHERE alert_id = ? ORDER BY id`, id)
@@ -1363,4 +1362,24 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (PruneStats, error)
 		return st, fmt.Errorf("prune store: checkpoint: %w", err)
 	}
 	return st, nil
+}
+
+// CapAlerts deletes the oldest alerts past the newest max that no active
+// decision refers to, so a flood cannot grow the file faster than
+// retention prunes it, and returns how many it deleted.
+func (s *Store) CapAlerts(ctx context.Context, max int) (int64, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx, _ int64) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM alerts WHERE id <= (SELECT id FROM alerts ORDER BY id DESC LIMIT 1 OFFSET ?)
+			AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = alerts.id AND d.deleted_at IS NULL)`, max)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cap alerts at %d: %w", max, err)
+	}
+	return n, nil
 }
