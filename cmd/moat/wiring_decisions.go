@@ -81,6 +81,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 		return err
 	}
 	svc.Protect = guard.Check
+	svc.Retention, svc.MaxAlerts = d.cfg.Store.AlertRetention, d.cfg.Store.MaxAlerts
 	d.svc = svc
 	d.pipeline = decision.NewDispatcher(svc, decision.DispatcherConfig{
 		OnBan: func(a model.Alert, ds []model.Decision) {

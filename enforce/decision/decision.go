@@ -51,6 +51,8 @@ type Service struct {
 
 	// Retention of ended decisions and alerts.
 	Retention time.Duration
+	// MaxAlerts caps the stored alerts, oldest pruned first; 0 is no cap.
+	MaxAlerts int
 	// Observe, when set, sees every alert's profile outcome (debug traces
 	// and warnings) for the caller to log.
 	Observe func(model.Alert, profile.Outcome)
@@ -457,6 +459,9 @@ func (s *Service) Run(ctx context.Context, report func(error)) error {
 			_, err = s.Expire(ctx)
 		case now := <-prune.C:
 			_, err = s.st.Prune(ctx, now.Add(-s.Retention))
+			if err == nil && s.MaxAlerts > 0 {
+				_, err = s.st.CapAlerts(ctx, s.MaxAlerts)
+			}
 		}
 		if err != nil && report != nil && ctx.Err() == nil {
 			report(err)

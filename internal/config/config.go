@@ -39,7 +39,8 @@ type Config struct {
 	AllowlistAllowWide bool `yaml:"allowlist_allow_wide"`
 	// Simulation lists scenarios whose alerts produce simulated decisions,
 	// stored and shown but never enforced.
-	Simulation []string `yaml:"simulation"`
+	Simulation []string  `yaml:"simulation"`
+	Store      StoreConf `yaml:"store"`
 
 	// Source is the file the config came from, or "" for the embedded default.
 	Source string `yaml:"-"`
@@ -99,6 +100,14 @@ type NFT struct {
 	Interfaces []string `yaml:"interfaces"`
 }
 
+// StoreConf bounds the store file: alerts and ended decisions older than
+// AlertRetention are pruned (hourly), and past MaxAlerts (0: no cap) the
+// oldest alerts go first. Escalation looks back no further than retention.
+type StoreConf struct {
+	AlertRetention time.Duration `yaml:"alert_retention"`
+	MaxAlerts      int           `yaml:"max_alerts"`
+}
+
 type XDPConf struct {
 	Enabled    bool     `yaml:"enabled"`
 	Interfaces []string `yaml:"interfaces"`
@@ -133,6 +142,7 @@ func Default() Config {
 			NFTables:       NFT{Enabled: true, Hook: "prerouting", Priority: -300},
 			XDP:            XDPConf{PinDir: "/sys/fs/bpf/moat", MaxSingles: 1 << 20, MaxRanges: 1 << 16},
 		},
+		Store: StoreConf{AlertRetention: 30 * 24 * time.Hour, MaxAlerts: 1_000_000},
 	}
 }
 
@@ -276,6 +286,12 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if e.BatchWindow < 0 || e.BatchWindow > time.Second {
 		return bad("batch_window must be between 0 and 1s", "enforce", "batch_window")
+	}
+	if r := c.Store.AlertRetention; r < time.Hour {
+		return bad(fmt.Sprintf("alert_retention %s: want at least 1h", r), "store", "alert_retention")
+	}
+	if c.Store.MaxAlerts < 0 {
+		return bad(fmt.Sprintf("max_alerts %d: want 0 (no cap) or more", c.Store.MaxAlerts), "store", "max_alerts")
 	}
 	if e.VerifyInterval < 0 || e.VerifyInterval > 0 && e.VerifyInterval < time.Second {
 		return bad(fmt.Sprintf("verify_interval %s: want 0 (no drift repair) or at least 1s", e.VerifyInterval), "enforce", "verify_interval")

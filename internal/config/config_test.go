@@ -31,6 +31,8 @@ func TestBadConfigs(t *testing.T) {
 		// Drift repair: off is 0, said plainly; below zero is a mistake.
 		"negative-verify-interval.bad.yaml": `testdata/negative-verify-interval.bad.yaml:4: verify_interval -1m0s: want 0 (no drift repair) or at least 1s`,
 		"tiny-verify-interval.bad.yaml":     `testdata/tiny-verify-interval.bad.yaml:2: verify_interval 10ms: want 0 (no drift repair) or at least 1s`,
+		"short-alert-retention.bad.yaml":    `testdata/short-alert-retention.bad.yaml:3: alert_retention 10m0s: want at least 1h`,
+		"negative-max-alerts.bad.yaml":      `testdata/negative-max-alerts.bad.yaml:3: max_alerts -1: want 0 (no cap) or more`,
 		// Content directories that do not exist must not fall back.
 		"missing-hub-dir.bad.yaml":         `testdata/missing-hub-dir.bad.yaml:3: hub.dir "/etc/moat/hbu": no such directory (only the default /etc/moat/hub falls back to the packaged content)`,
 		"missing-acquisition-dir.bad.yaml": `testdata/missing-acquisition-dir.bad.yaml:4: acquisition.dir "/etc/moat/acquis.dd": no such directory (only the default /etc/moat/acquis.d falls back to the packaged content)`,
@@ -80,6 +82,7 @@ func TestRoundTrip(t *testing.T) {
 	in := Default()
 	in.Allowlist = []string{"198.18.0.0/24", "2001:db8::/48"}
 	in.Enforce.BatchWindow = 3 * time.Millisecond
+	in.Store = StoreConf{AlertRetention: 48 * time.Hour, MaxAlerts: 5000}
 	in.Enforce.XDP = XDPConf{Enabled: true, Interfaces: []string{"eth0"}, PinDir: "/sys/fs/bpf/moat", MaxSingles: 10, MaxRanges: 5}
 	out, err := in.Marshal()
 	if err != nil {
