@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -21,6 +22,27 @@ func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(daemonGOGC)
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limitAfterGC()
+	}
+}
+
+// A big live heap (a million bans hold over 100 MB) would grow to three
+// times itself at GOGC 200, and the latency argument for 200 is about
+// small heaps collected every few megabytes. So after each collection the
+// soft memory limit becomes the live heap plus a quarter, never below
+// memLimitFloor: GOGC 200 still rules a small heap, and a big one is
+// collected once a quarter of it is garbage. Following the live heap, the
+// limit never falls below it, so the collector never runs without end.
+const memLimitFloor = 64 << 20
+
+// limitAfterGC sets the limit now and arms itself for the next cycle (on
+// an object too big for the tiny allocator, whose cleanups may never run).
+func limitAfterGC() {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	debug.SetMemoryLimit(int64(max(memLimitFloor, s[0].Value.Uint64()*5/4)))
+	runtime.AddCleanup(new([32]byte), func(struct{}) { limitAfterGC() }, struct{}{})
 }
 
 // Idle trimming. Loading the hub leaves about as much garbage as the live
