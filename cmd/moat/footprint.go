@@ -67,33 +67,46 @@ func (r *engineRef) Lines() uint64 { return r.p.Load().Stats().Lines }
 // trimIdle returns the start's garbage at once, then idle garbage every
 // trimInterval without lines, until ctx ends.
 func trimIdle(ctx context.Context, lc lineCounter) {
-	debug.FreeOSMemory()
-	t := time.NewTicker(trimInterval)
-	defer t.Stop()
-	last := lc.Lines()
-	samples := []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-	}
+	t := trimmer{lines: lc, heap: readHeap, free: debug.FreeOSMemory}
+	t.run(ctx, time.NewTicker(trimInterval).C)
+}
+
+// trimmer is trimIdle with its clock, heap reading and release apart.
+type trimmer struct {
+	lines lineCounter
+	// heap returns the live heap after the last collection, the heap
+	// objects now (live plus garbage) and the free heap not yet released.
+	heap func() (live, objects, free uint64)
+	free func()
+}
+
+func (t trimmer) run(ctx context.Context, tick <-chan time.Time) {
+	t.free()
+	last := t.lines.Lines()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
-		n := lc.Lines()
+		n := t.lines.Lines()
 		busy := n != last
 		last = n
 		if busy {
 			continue
 		}
-		metrics.Read(samples)
-		live, objects, free := samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64()
-		// objects-live is garbage not yet collected; free is heap the
-		// runtime keeps without using it.
-		if objects+free > live+trimSlack {
-			debug.FreeOSMemory()
+		if live, objects, free := t.heap(); objects+free > live+trimSlack {
+			t.free()
 		}
 	}
+}
+
+func readHeap() (live, objects, free uint64) {
+	s := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,5 +77,54 @@ func TestIdleFootprint(t *testing.T) {
 	}
 	if total > maxIdleTotalKB {
 		t.Errorf("idle RSS %d kB, want at most %d kB", total, maxIdleTotalKB)
+	}
+}
+
+type fakeLines struct{ n []uint64 }
+
+func (f *fakeLines) Lines() uint64 {
+	v := f.n[0]
+	if len(f.n) > 1 {
+		f.n = f.n[1:]
+	}
+	return v
+}
+
+// TestTrimmer: the start's garbage is always returned; afterwards only an
+// idle daemon holding more than trimSlack of garbage and free heap is
+// trimmed, never one reading lines.
+func TestTrimmer(t *testing.T) {
+	const mb = 1 << 20
+	for _, tc := range []struct {
+		name  string
+		lines []uint64 // at start, then at each tick
+		heap  [3]uint64
+		want  int // releases, the start's included
+	}{
+		{"idle with garbage", []uint64{5, 5, 5, 5}, [3]uint64{10 * mb, 14 * mb, 2 * mb}, 4},
+		{"idle and tidy", []uint64{5, 5, 5, 5}, [3]uint64{10 * mb, 11 * mb, 1 * mb}, 1},
+		{"busy with garbage", []uint64{5, 6, 7, 8}, [3]uint64{10 * mb, 30 * mb, 2 * mb}, 1},
+		{"quiet after a burst", []uint64{5, 9, 9, 9}, [3]uint64{10 * mb, 30 * mb, 0}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			freed := 0
+			tr := trimmer{
+				lines: &fakeLines{n: tc.lines},
+				heap:  func() (uint64, uint64, uint64) { return tc.heap[0], tc.heap[1], tc.heap[2] },
+				free:  func() { freed++ },
+			}
+			tick := make(chan time.Time)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { tr.run(ctx, tick); close(done) }()
+			for range len(tc.lines) - 1 {
+				tick <- time.Now()
+			}
+			cancel()
+			<-done
+			if freed != tc.want {
+				t.Errorf("%d releases, want %d", freed, tc.want)
+			}
+		})
 	}
 }
