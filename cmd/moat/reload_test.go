@@ -134,8 +134,21 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		set := nftSet(t, ns, "ban4")
 		return strings.Contains(set, "198.18.7.1") && strings.Contains(set, "198.18.6.2")
 	})
-	if ok, bad := metricValue(t, ns, `moat_config_reloads_total{result="success"}`), metricValue(t, ns, `moat_config_reloads_total{result="failure"}`); ok != 2 || bad != 1 {
-		t.Errorf("moat_config_reloads_total: success %v failure %v, want 2 and 1", ok, bad)
+
+	// 4. So is a broken scenario, and the new scenario keeps running.
+	must(t, os.WriteFile(h.cfgPath, []byte(cfgText), 0o644))
+	broken := filepath.Join(hub, "scenarios", "moat", "broken.yaml")
+	must(t, os.WriteFile(broken, []byte("type: leaky\nname: test/broken\ndescription: broken\nfilter: \"evt.Meta.log_type ==\"\ngroupby: evt.Meta.source_ip\ncapacity: 1\nleakspeed: 1s\n"), 0o644))
+	d.hup(t, 4)
+	if out := d.stderr.String(); strings.Count(out, "configuration reload refused") != 2 || !strings.Contains(out, broken+":") {
+		t.Fatalf("the broken scenario was not refused by name:\n%s", out)
+	}
+	appendTo(t, second, "Failed password for reloadprobe from 198.18.6.3 port 2227 ssh2")
+	waitFor(t, 10*time.Second, "a ban by the scenario loaded before the refused reloads", func() bool {
+		return strings.Contains(nftSet(t, ns, "ban4"), "198.18.6.3")
+	})
+	if ok, bad := metricValue(t, ns, `moat_config_reloads_total{result="success"}`), metricValue(t, ns, `moat_config_reloads_total{result="failure"}`); ok != 2 || bad != 2 {
+		t.Errorf("moat_config_reloads_total: success %v failure %v, want 2 and 2", ok, bad)
 	}
 	set := nftSet(t, ns, "ban4")
 	for _, ip := range []string{"198.18.5.1", "198.18.6.1"} {
