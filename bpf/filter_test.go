@@ -18,23 +18,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestNormalize(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"198.18.0.1/32", "198.18.0.1/32"},
-		{"198.18.3.4/16", "198.18.0.0/16"},
-		{"2001:db8::1/128", "2001:db8::1/128"},
-		{"2001:db8:1:2::5/48", "2001:db8:1::/48"},
-		{"::ffff:198.18.0.1/128", "198.18.0.1/32"},
-		{"::ffff:198.18.7.1/120", "198.18.7.0/24"},
-		{"::ffff:0:0/80", "::/80"}, // shorter than the mapped block: stays IPv6
+// TestKeysAdd checks that each prefix lands in the map that holds it, in
+// the canonical form (model.Canonical's own test covers the edge cases).
+func TestKeysAdd(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		which int
+		bits  int
+	}{
+		{"198.18.0.1/32", mapSingle4, 32},
+		{"198.18.3.4/16", mapRange4, 16},
+		{"2001:db8::1/128", mapSingle6, 128},
+		{"2001:db8:1:2::5/48", mapRange6, 48},
+		{"::ffff:198.18.0.1/128", mapSingle4, 32},
+		{"::ffff:198.18.7.1/120", mapRange4, 24},
+		{"::ffff:0:0/80", mapRange6, 80}, // shorter than the mapped block: stays IPv6
 	} {
-		got, err := Normalize(netip.MustParsePrefix(tc.in))
-		if err != nil || got.String() != tc.want {
-			t.Errorf("Normalize(%s) = %v, %v; want %s", tc.in, got, err, tc.want)
+		var k keys
+		which, err := k.add(netip.MustParsePrefix(tc.in))
+		if err != nil || which != tc.which {
+			t.Errorf("add(%s) = %d, %v; want map %d", tc.in, which, err, tc.which)
+			continue
+		}
+		var bits int
+		switch which {
+		case mapRange4:
+			bits = int(k.range4[0].Prefixlen)
+		case mapRange6:
+			bits = int(k.range6[0].Prefixlen)
+		default:
+			bits = netip.MustParsePrefix(tc.in).Addr().Unmap().BitLen()
+		}
+		if bits != tc.bits {
+			t.Errorf("add(%s): key prefix length %d, want %d", tc.in, bits, tc.bits)
 		}
 	}
-	if _, err := Normalize(netip.Prefix{}); err == nil {
-		t.Error("Normalize accepted the zero prefix")
+	var k keys
+	if _, err := k.add(netip.Prefix{}); err == nil {
+		t.Error("add accepted the zero prefix")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"github.com/moatsec/moat/internal/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,19 +16,6 @@ import (
 type Ban struct {
 	Prefix    netip.Prefix
 	ExpiresNs uint64
-}
-
-// Normalize returns the form the filter stores p in: masked, with IPv4-mapped
-// IPv6 prefixes turned into IPv4 ones (the program sees those packets as
-// IPv4). Entries returns prefixes in this form.
-func Normalize(p netip.Prefix) (netip.Prefix, error) {
-	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("invalid prefix %v", p)
-	}
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p.Masked(), nil
 }
 
 // batchSize bounds one batch syscall, so a huge update does not pin a huge
@@ -57,10 +45,12 @@ func (k *keys) reset() {
 // add appends p's key to the slice of the map that holds it and returns
 // that map's index.
 func (k *keys) add(p netip.Prefix) (int, error) {
-	p, err := Normalize(p)
-	if err != nil {
-		return 0, err
+	if !p.IsValid() {
+		return 0, fmt.Errorf("invalid prefix %v", p)
 	}
+	// The program sees IPv4-mapped packets as IPv4, so keys take the
+	// canonical form Entries also returns.
+	p = model.Canonical(p)
 	a := p.Addr()
 	switch {
 	case a.Is4() && p.IsSingleIP():

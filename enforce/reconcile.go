@@ -804,13 +804,11 @@ func (r *Reconciler) prefixOf(d model.Decision) (netip.Prefix, error) {
 	if !p.IsValid() {
 		return netip.Prefix{}, fmt.Errorf("decision %d: invalid value", d.ID)
 	}
-	if p.Addr().Is4In6() {
-		p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-	}
+	p = model.Canonical(p)
 	if p.Addr().Is6() && p.Bits() > r.cfg.IPv6Prefix {
-		p = netip.PrefixFrom(p.Addr(), r.cfg.IPv6Prefix)
+		p = netip.PrefixFrom(p.Addr(), r.cfg.IPv6Prefix).Masked()
 	}
-	return p.Masked(), nil
+	return p, nil
 }
 
 // addDecision records d as covering p. It reports whether d was recorded

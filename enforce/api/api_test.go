@@ -94,7 +94,7 @@ func (f *fixture) bouncerKey(t testing.TB, name string) string {
 
 func (f *fixture) add(t testing.TB, value string, dur time.Duration, scenario string) model.Decision {
 	t.Helper()
-	p, err := store.ParseValue(value)
+	p, err := model.ParseValue(value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +459,7 @@ func FuzzDecodeAddDecisions(f *testing.F) {
 				t.Fatalf("accepted %+v", d)
 			}
 			// What is accepted must round-trip through the store's text form.
-			p, err := store.ParseValue(store.ValueString(d.Value))
+			p, err := model.ParseValue(model.ValueString(d.Value))
 			if err != nil || p != d.Value {
 				t.Fatalf("value %v does not round-trip: %v %v", d.Value, p, err)
 			}

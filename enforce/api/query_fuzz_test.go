@@ -56,7 +56,7 @@ func FuzzFilterFromQuery(f *testing.F) {
 			t.Fatalf("%q: filter IP %v not asked for", raw, fl.IP)
 		}
 		if v := q.Get("range"); v != "" {
-			p, err := store.ParseValue(v)
+			p, err := model.ParseValue(v)
 			if err != nil || fl.Range != p {
 				t.Fatalf("%q: range %q gave filter range %v", raw, v, fl.Range)
 			}
@@ -233,7 +233,7 @@ func FuzzBouncerQuery(f *testing.F) {
 			t.Fatalf("decisions %q: body %q: %v", raw, w.Body, err)
 		}
 		for _, d := range ds {
-			p, err := store.ParseValue(d.Value)
+			p, err := model.ParseValue(d.Value)
 			if err != nil {
 				t.Fatalf("decisions %q: value %q: %v", raw, d.Value, err)
 			}
@@ -243,7 +243,7 @@ func FuzzBouncerQuery(f *testing.F) {
 				ok = ok && err == nil && p.Contains(a.Unmap())
 			}
 			if v := q.Get("range"); v != "" {
-				r, err := store.ParseValue(v)
+				r, err := model.ParseValue(v)
 				ok = ok && err == nil && p.Bits() <= r.Bits() && p.Contains(r.Addr())
 			}
 			if v := q.Get("scope"); v != "" {
@@ -254,8 +254,8 @@ func FuzzBouncerQuery(f *testing.F) {
 			}
 			if v := q.Get("value"); v != "" {
 				want := v
-				if r, err := store.ParseValue(v); err == nil {
-					want = store.ValueString(r)
+				if r, err := model.ParseValue(v); err == nil {
+					want = model.ValueString(r)
 				}
 				ok = ok && want == d.Value
 			}
@@ -337,7 +337,7 @@ func FuzzAdminBodies(f *testing.F) {
 		if err := json.Unmarshal(body, &req); err != nil {
 			t.Fatalf("accepted body %q is not an allow request: %v", body, err)
 		}
-		want, err := store.ParseValue(req.Value)
+		want, err := model.ParseValue(req.Value)
 		if err != nil {
 			t.Fatalf("accepted value %q: %v", req.Value, err)
 		}

@@ -410,8 +410,8 @@ func filterFromQuery(r *http.Request, admin bool) (store.Filter, error) {
 		f.Range = p
 	}
 	if v := q.Get("value"); v != "" {
-		if p, err := store.ParseValue(v); err == nil {
-			v = store.ValueString(p)
+		if p, err := model.ParseValue(v); err == nil {
+			v = model.ValueString(p)
 		}
 		f.Value = v
 	}

@@ -39,7 +39,7 @@ func fromRecord(r store.Record) Decision {
 
 func fromModel(m model.Decision) Decision {
 	return Decision{
-		ID: m.ID, Value: store.ValueString(m.Value), Scope: store.Scope(m.Value),
+		ID: m.ID, Value: model.ValueString(m.Value), Scope: model.ScopeOf(m.Value),
 		Type: m.Type, Origin: string(m.Origin), Scenario: m.Scenario, Reason: m.Reason,
 		Until: m.Until, Simulated: m.Simulated,
 	}
@@ -114,7 +114,7 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 	}
 	out := make([]model.Decision, 0, len(req.Decisions))
 	for i, nd := range req.Decisions {
-		p, err := store.ParseValue(nd.Value)
+		p, err := model.ParseValue(nd.Value)
 		if err != nil {
 			return nil, fmt.Errorf("decision %d: value %q: want an IP address or CIDR range", i, nd.Value)
 		}
@@ -332,8 +332,8 @@ const neverDuration = MaxDuration
 
 func toLAPI(d model.Decision, now time.Time) lapiDecision {
 	out := lapiDecision{
-		ID: d.ID, Origin: crowdsecOrigin(d.Origin), Scenario: d.Scenario, Scope: store.Scope(d.Value),
-		Simulated: d.Simulated, Type: d.Type, Value: store.ValueString(d.Value),
+		ID: d.ID, Origin: crowdsecOrigin(d.Origin), Scenario: d.Scenario, Scope: model.ScopeOf(d.Value),
+		Simulated: d.Simulated, Type: d.Type, Value: model.ValueString(d.Value),
 	}
 	if out.Scenario == "" {
 		out.Scenario = "manual '" + d.Type + "'"
@@ -380,7 +380,7 @@ func (f streamFilter) match(d model.Decision) bool {
 	if len(f.scopes) > 0 {
 		ok := false
 		for _, s := range f.scopes {
-			ok = ok || strings.EqualFold(s, store.Scope(d.Value))
+			ok = ok || strings.EqualFold(s, model.ScopeOf(d.Value))
 		}
 		if !ok {
 			return false
@@ -414,7 +414,7 @@ func (f streamFilter) match(d model.Decision) bool {
 
 // parsePrefixParam parses an address or range query parameter.
 func parsePrefixParam(s string) (netip.Prefix, error) {
-	p, err := store.ParseValue(s)
+	p, err := model.ParseValue(s)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q: want an IP address or CIDR range", s)
 	}

@@ -80,7 +80,7 @@ type Service struct {
 func New(st *store.Store, profiles *profile.Set, enf Enforcer, allowlist ...netip.Prefix) (*Service, error) {
 	s := &Service{st: st, profiles: profiles, enf: enf, Retention: DefaultRetention}
 	for _, p := range allowlist {
-		s.fromCfg = append(s.fromCfg, store.Canonical(p))
+		s.fromCfg = append(s.fromCfg, model.Canonical(p))
 	}
 	entries, err := st.ListAllow(context.Background())
 	if err != nil {
@@ -109,7 +109,7 @@ func (s *Service) Store() *store.Store { return s.st }
 // Allowlisted reports whether p overlaps an allowlist entry. Overlap, not
 // containment: a range ban must not cover an allowlisted address either.
 func (s *Service) Allowlisted(p netip.Prefix) bool {
-	p = store.Canonical(p)
+	p = model.Canonical(p)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, a := range s.fromCfg {
@@ -212,7 +212,7 @@ func (s *Service) duplicate(ctx context.Context, a model.Alert, now time.Time) (
 	if !a.Source.IsValid() {
 		return false, nil
 	}
-	return s.st.HasActive(ctx, store.ValueString(a.Source), a.Scenario, now)
+	return s.st.HasActive(ctx, model.ValueString(a.Source), a.Scenario, now)
 }
 
 func (s *Service) enforce(ctx context.Context, a model.Alert) (*pending, error) {
@@ -297,7 +297,7 @@ func Validate(d *model.Decision, now time.Time) error {
 	if z := d.Value.Addr().Zone(); z != "" {
 		return fmt.Errorf("%w: zoned address", ErrInvalid)
 	}
-	d.Value = store.Canonical(d.Value)
+	d.Value = model.Canonical(d.Value)
 	if d.Type == "" {
 		d.Type = "ban"
 	}
@@ -387,7 +387,7 @@ const AdoptedReason = "adopted from the kernel: banned by an earlier run, never 
 func adoptedFilter(f store.Filter) (enforce.AdoptedFilter, bool) {
 	af := enforce.AdoptedFilter{IP: f.IP, Range: f.Range, Scope: f.Scope}
 	if f.Value != "" {
-		p, err := store.ParseValue(f.Value)
+		p, err := model.ParseValue(f.Value)
 		if err != nil {
 			return af, false
 		}
@@ -487,13 +487,13 @@ func (s *Service) AddAllow(ctx context.Context, value netip.Prefix, reason strin
 	if !value.IsValid() || value.Addr().Zone() != "" {
 		return nil, fmt.Errorf("allowlist: %w: bad address or range", ErrInvalid)
 	}
-	if err := enforce.CheckAllowWidth(store.Canonical(value)); err != nil && !wide {
+	if err := enforce.CheckAllowWidth(model.Canonical(value)); err != nil && !wide {
 		return nil, fmt.Errorf("allowlist: %w: %w; to allowlist it anyway, override with allow_wide (moat allowlist add --allow-wide; API: \"allow_wide\": true)", ErrInvalid, err)
 	}
 	if len(reason) > 1024 {
 		return nil, fmt.Errorf("allowlist: %w: reason too long", ErrInvalid)
 	}
-	value = store.Canonical(value)
+	value = model.Canonical(value)
 	e := store.AllowEntry{Value: value, Reason: reason, Created: time.Now()}
 	if err := s.st.AddAllow(ctx, e); err != nil {
 		return nil, err
@@ -520,12 +520,12 @@ func (s *Service) AddAllow(ctx context.Context, value netip.Prefix, reason strin
 
 // DeleteAllow removes a CLI-managed allowlist entry.
 func (s *Service) DeleteAllow(ctx context.Context, value netip.Prefix) error {
-	value = store.Canonical(value)
+	value = model.Canonical(value)
 	s.mu.RLock()
 	fromCfg := slices.Contains(s.fromCfg, value)
 	s.mu.RUnlock()
 	if fromCfg {
-		return fmt.Errorf("allowlist entry %s: %w", store.ValueString(value), ErrConfigEntry)
+		return fmt.Errorf("allowlist entry %s: %w", model.ValueString(value), ErrConfigEntry)
 	}
 	if err := s.st.DeleteAllow(ctx, value); err != nil {
 		return err

@@ -169,7 +169,7 @@ func (l *liveDaemon) stored(t *testing.T, want []netip.Prefix) []netip.Prefix {
 	t.Helper()
 	var out []netip.Prefix
 	for _, p := range want {
-		recs, err := l.svc.List(context.Background(), store.Filter{Value: store.ValueString(p)})
+		recs, err := l.svc.List(context.Background(), store.Filter{Value: model.ValueString(p)})
 		if err != nil {
 			t.Fatalf("list %s: %v", p, err)
 		}

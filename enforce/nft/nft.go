@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // Config says where moat's table lives and where its chains hook in.
@@ -581,18 +582,6 @@ func (b *Backend) Counters(ctx context.Context) (map[string]Counter, error) {
 	return out, nil
 }
 
-// canonical maps IPv4-mapped IPv6 prefixes to IPv4 and masks host bits.
-func canonical(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4In6() {
-		bits := p.Bits() - 96
-		if bits < 0 {
-			bits = 0
-		}
-		p = netip.PrefixFrom(p.Addr().Unmap(), bits)
-	}
-	return p.Masked()
-}
-
 func isSingle(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }
 
 // timeoutFor converts an absolute expiry into a kernel timeout, rounded up
@@ -749,7 +738,7 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) (err error) {
 	}
 	var rangeTouched [2]bool
 	for _, e := range d.Set {
-		p := canonical(e.Prefix)
+		p := model.Canonical(e.Prefix)
 		if !p.IsValid() {
 			return t.abort(fmt.Errorf("nft: invalid prefix %v", e.Prefix))
 		}
@@ -765,7 +754,7 @@ func (b *Backend) Apply(ctx context.Context, d enforce.Diff) (err error) {
 		rangeTouched[f] = true
 	}
 	for _, p := range d.Delete {
-		p = canonical(p)
+		p = model.Canonical(p)
 		if !p.IsValid() {
 			return t.abort(fmt.Errorf("nft: invalid prefix %v", p))
 		}

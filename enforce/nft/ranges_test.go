@@ -140,15 +140,3 @@ func TestCovered(t *testing.T) {
 		t.Error("covered across a gap")
 	}
 }
-
-func TestCanonical(t *testing.T) {
-	for in, want := range map[string]string{
-		"198.18.0.7/24":         "198.18.0.0/24",
-		"::ffff:198.18.0.7/128": "198.18.0.7/32",
-		"2001:db8::1/32":        "2001:db8::/32",
-	} {
-		if got := canonical(netip.MustParsePrefix(in)); got.String() != want {
-			t.Errorf("canonical(%s) = %s, want %s", in, got, want)
-		}
-	}
-}

@@ -405,18 +405,8 @@ func (e Env) count(value string, since time.Time) int {
 // canonicalValue writes value as the store does, so "::ffff:1.2.3.4" and
 // "1.2.3.4" count the same decisions.
 func canonicalValue(v string) string {
-	if p, err := netip.ParsePrefix(v); err == nil {
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-		}
-		p = p.Masked()
-		if p.Bits() == p.Addr().BitLen() {
-			return p.Addr().String()
-		}
-		return p.String()
-	}
-	if a, err := netip.ParseAddr(v); err == nil {
-		return a.Unmap().String()
+	if p, err := model.ParseValue(v); err == nil {
+		return model.ValueString(p)
 	}
 	return v
 }

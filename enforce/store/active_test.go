@@ -23,7 +23,7 @@ func TestHasActive(t *testing.T) {
 	defer func() { s.Close() }()
 	alertOn := func(value, scenario string, d time.Duration) {
 		t.Helper()
-		p, err := ParseValue(value)
+		p, err := model.ParseValue(value)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -286,53 +286,6 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, seq int64) error)
 	return tx.Commit()
 }
 
-// Scope returns the CrowdSec scope of a decision value.
-func Scope(p netip.Prefix) string {
-	if p.Bits() == p.Addr().BitLen() {
-		return model.ScopeIP
-	}
-	return model.ScopeRange
-}
-
-// Canonical returns p unmapped and masked, the form values are stored in.
-func Canonical(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4In6() {
-		p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-	}
-	return p.Masked()
-}
-
-// ValueString is how a decision value is written: an address alone for a
-// single address, else CIDR notation.
-func ValueString(p netip.Prefix) string {
-	p = Canonical(p)
-	if Scope(p) == model.ScopeIP {
-		return p.Addr().String()
-	}
-	return p.String()
-}
-
-// ParseValue parses an address or a CIDR.
-func ParseValue(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return Canonical(p), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	if a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%s: zoned addresses are not allowed", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
 // bounds returns the first and last address of p as 16 bytes each, so
 // SQLite's memcmp ordering of BLOBs compares addresses.
 func bounds(p netip.Prefix) ([]byte, []byte) {
@@ -373,7 +326,7 @@ type Record struct {
 }
 
 // Scope is the record's CrowdSec scope.
-func (r Record) Scope() string { return Scope(r.Value) }
+func (r Record) Scope() string { return model.ScopeOf(r.Value) }
 
 func (s *Store) assignIDs(ds []model.Decision) {
 	need := 0
@@ -414,18 +367,18 @@ func insertDecisions(ctx context.Context, tx *sql.Tx, seq, alertID int64, now ti
 		if !d.Value.IsValid() {
 			return fmt.Errorf("decision %d: invalid value", d.ID)
 		}
-		p := Canonical(d.Value)
+		p := model.Canonical(d.Value)
 		// Only ranges need bounds: single addresses are found by value,
 		// and leaving them NULL saves 32 bytes a row.
 		var first, last []byte
-		if Scope(p) == model.ScopeRange {
+		if model.ScopeOf(p) == model.ScopeRange {
 			first, last = bounds(p)
 		}
 		typ := d.Type
 		if typ == "" {
 			typ = "ban"
 		}
-		if _, err := st.ExecContext(ctx, d.ID, aid, ValueString(p), Scope(p), first, last, typ, string(d.Origin), d.Scenario, d.Reason, d.Simulated, now.UnixNano(), nanos(d.Until), seq); err != nil {
+		if _, err := st.ExecContext(ctx, d.ID, aid, model.ValueString(p), model.ScopeOf(p), first, last, typ, string(d.Origin), d.Scenario, d.Reason, d.Simulated, now.UnixNano(), nanos(d.Until), seq); err != nil {
 			return fmt.Errorf("insert decision %d: %w", d.ID, err)
 		}
 	}
@@ -483,7 +436,7 @@ func (s *Store) InsertAlert(ctx context.Context, a model.Alert, ds []model.Decis
 func (s *Store) counted(seq int64, created time.Time, ds []model.Decision) {
 	values := make([]string, len(ds))
 	for i, d := range ds {
-		values[i] = ValueString(d.Value)
+		values[i] = model.ValueString(d.Value)
 	}
 	s.counts.add(seq, created.UnixNano(), values)
 }
@@ -562,10 +515,10 @@ func (f Filter) where(now time.Time) (string, []any) {
 		args = append(args, a.String(), b, b)
 	}
 	if f.Range.IsValid() {
-		p := Canonical(f.Range)
+		p := model.Canonical(f.Range)
 		first, last := bounds(p)
 		conds = append(conds, coveringIDs)
-		args = append(args, ValueString(p), first, last)
+		args = append(args, model.ValueString(p), first, last)
 	}
 	if f.Value != "" {
 		conds = append(conds, `value = ?`)
@@ -604,7 +557,7 @@ func scanRecord(sc scanner) (Record, error) {
 	if err := sc.Scan(&r.ID, &r.AlertID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &created, &until, &deleted); err != nil {
 		return Record{}, err
 	}
-	p, err := ParseValue(value)
+	p, err := model.ParseValue(value)
 	if err != nil {
 		return Record{}, fmt.Errorf("decision %d: bad stored value %q: %w", r.ID, value, err)
 	}
@@ -801,7 +754,7 @@ func scanStream(rows *sql.Rows, r *Record, extra ...any) error {
 	if err := rows.Scan(append([]any{&r.ID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &until}, extra...)...); err != nil {
 		return err
 	}
-	p, err := ParseValue(value)
+	p, err := model.ParseValue(value)
 	if err != nil {
 		return fmt.Errorf("decision %d: bad stored value %q: %w", r.ID, value, err)
 	}
@@ -1212,7 +1165,7 @@ type AllowEntry struct {
 
 // AddAllow stores an allowlist entry.
 func (s *Store) AddAllow(ctx context.Context, e AllowEntry) error {
-	v := ValueString(e.Value)
+	v := model.ValueString(e.Value)
 	err := s.write(ctx, func(tx *sql.Tx, _ int64) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM allowlist WHERE value = ?`, v).Scan(&n); err != nil {
@@ -1234,7 +1187,7 @@ func (s *Store) AddAllow(ctx context.Context, e AllowEntry) error {
 func (s *Store) DeleteAllow(ctx context.Context, value netip.Prefix) error {
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx, _ int64) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM allowlist WHERE value = ?`, ValueString(value))
+		res, err := tx.ExecContext(ctx, `DELETE FROM allowlist WHERE value = ?`, model.ValueString(value))
 		if err != nil {
 			return err
 		}
@@ -1245,7 +1198,7 @@ func (s *Store) DeleteAllow(ctx context.Context, value netip.Prefix) error {
 		return fmt.Errorf("delete allowlist entry: %w", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("allowlist entry %s: %w", ValueString(value), ErrNotFound)
+		return fmt.Errorf("allowlist entry %s: %w", model.ValueString(value), ErrNotFound)
 	}
 	return nil
 }
@@ -1265,7 +1218,7 @@ func (s *Store) ListAllow(ctx context.Context) ([]AllowEntry, error) {
 		if err := rows.Scan(&v, &e.Reason, &created); err != nil {
 			return nil, fmt.Errorf("list allowlist: %w", err)
 		}
-		p, err := ParseValue(v)
+		p, err := model.ParseValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("allowlist entry %q: %w", v, err)
 		}

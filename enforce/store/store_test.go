@@ -35,12 +35,12 @@ func TestValues(t *testing.T) {
 		{"2001:DB8::1", "2001:db8::1", "Ip", "", ""},
 	}
 	for _, c := range cases {
-		p, err := ParseValue(c.in)
+		p, err := model.ParseValue(c.in)
 		if err != nil {
 			t.Fatalf("%s: %v", c.in, err)
 		}
-		if ValueString(p) != c.value || Scope(p) != c.scope {
-			t.Errorf("%s: %s %s, want %s %s", c.in, ValueString(p), Scope(p), c.value, c.scope)
+		if model.ValueString(p) != c.value || model.ScopeOf(p) != c.scope {
+			t.Errorf("%s: %s %s, want %s %s", c.in, model.ValueString(p), model.ScopeOf(p), c.value, c.scope)
 		}
 		if c.first != "" {
 			f, l := bounds(p)
@@ -50,7 +50,7 @@ func TestValues(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "x", "198.18.0.1/33", "fe80::1%eth0", "198.18.0.256", "1.2.3.4/"} {
-		if _, err := ParseValue(bad); err == nil {
+		if _, err := model.ParseValue(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}
@@ -234,7 +234,7 @@ func TestCountsWithoutReaders(t *testing.T) {
 		t.Helper()
 		var ds []model.Decision
 		for _, v := range values {
-			p, err := ParseValue(v)
+			p, err := model.ParseValue(v)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -216,9 +215,6 @@ func (b *Backend) List(ctx context.Context) ([]enforce.Entry, error) {
 	}
 	return out, nil
 }
-
-// Normalize returns the form List reports p in.
-func Normalize(p netip.Prefix) (netip.Prefix, error) { return bpf.Normalize(p) }
 
 // Counters returns the program's packet counters, summed over CPUs.
 func (b *Backend) Counters() (Counters, error) {

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/yamlerr"
 )
 
@@ -338,25 +339,10 @@ func detail(v string, err error) string {
 }
 
 // ParsePrefix accepts an address ("198.18.0.1") or a CIDR ("198.18.0.0/15")
-// and returns it as a masked prefix, IPv4-mapped IPv6 unmapped as the store
-// does, so ::ffff:0.0.0.0/96 is judged as the 0.0.0.0/0 it acts as.
+// and returns it in the form the store keeps (model.ParseValue), so
+// ::ffff:0.0.0.0/96 is judged as the 0.0.0.0/0 it acts as.
 func ParsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	return model.ParseValue(s)
 }
 
 // AllowlistPrefixes returns the parsed allowlist; Parse has validated it.

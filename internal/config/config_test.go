@@ -199,14 +199,17 @@ func TestParsePrefix(t *testing.T) {
 		"2001:db8::1":           "2001:db8::1/128",
 		"::ffff:198.18.0.1":     "198.18.0.1/32",
 		"::ffff:198.18.0.0/112": "198.18.0.0/16",
+		"::ffff:0:0/80":         "::/80",
 	} {
 		p, err := ParsePrefix(in)
 		if err != nil || p.String() != want {
 			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
 		}
 	}
-	if _, err := ParsePrefix("198.18.0.0/33"); err == nil {
-		t.Error("ParsePrefix accepted /33")
+	for _, bad := range []string{"198.18.0.0/33", "fe80::1%eth0"} {
+		if _, err := ParsePrefix(bad); err == nil {
+			t.Errorf("ParsePrefix accepted %q", bad)
+		}
 	}
 }
 
