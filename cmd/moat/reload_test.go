@@ -150,6 +150,13 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if ok, bad := metricValue(t, ns, `moat_config_reloads_total{result="success"}`), metricValue(t, ns, `moat_config_reloads_total{result="failure"}`); ok != 2 || bad != 2 {
 		t.Errorf("moat_config_reloads_total: success %v failure %v, want 2 and 2", ok, bad)
 	}
+	// What users read carries wall time only, never Go's monotonic clock.
+	for _, list := range []string{"alerts", "decisions"} {
+		out := moatIn(t, ns, list, "list", "-o", "json", "--config", h.cfgPath)
+		if !strings.Contains(out, "198.18.7.1") || strings.Contains(out, "m=+") {
+			t.Errorf("moat %s list shows no ban of 198.18.7.1 or a monotonic clock reading:\n%s", list, out)
+		}
+	}
 	set := nftSet(t, ns, "ban4")
 	for _, ip := range []string{"198.18.5.1", "198.18.6.1"} {
 		if !strings.Contains(set, ip) {
