@@ -9,6 +9,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X github.com/moatsec/moat/internal/version.Version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CLANG       ?= clang-14
+STRIP       ?= llvm-strip-14
 
 # Needed to build (sdjournal's cgo headers) and to run the tests: kernel
 # tools, a private journald, the CrowdSec firewall bouncer as a real API
@@ -21,7 +22,7 @@ TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng cu
 GEN_DEBS    := clang-14 llvm libbpf-dev
 DEB_DEBS    := debhelper dh-golang dpkg-dev fakeroot lintian debootstrap
 
-.PHONY: all build test test-unit tidy-check run generate lint bench clean deb deps-build deps-test deps-gen deps-deb help fuzz
+.PHONY: all build test test-unit tidy-check generate-check run generate lint bench clean deb deps-build deps-test deps-gen deps-deb help fuzz
 
 all: build
 
@@ -31,7 +32,7 @@ help: ## list the targets
 build: deps-build ## build bin/moat
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/moat
 
-test: deps-test tidy-check ## run every test (kernel tests too when root)
+test: deps-test tidy-check generate-check ## run every test (kernel tests too when root)
 	@for f in detect/inject/testdata/injectable-*-hub.txt; do \
 		echo "make: hub parsers whose banned address a client's text can move ($$f, checked below by detect/inject TestHubSnapshots):"; \
 		grep -v '^#' $$f | cut -f1,2 | sed 's/\t/ via /; s/^/  /'; \
@@ -47,8 +48,28 @@ test-unit: ## run the tests that need neither root nor Debian packages beyond th
 run: build ## run the daemon on /etc/moat/moat.yaml, or the built-in default
 	./$(BIN) run
 
+# bpf2go takes its compiler and strip tool from BPF2GO_CC and BPF2GO_STRIP;
+# pinning both is what makes the objects byte-identical on every machine.
+BPF2GO_ENV  := BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP)
+
 generate: deps-gen ## rebuild the committed eBPF objects with bpf2go
-	cd bpf && BPF_CLANG=$(CLANG) $(GO) generate ./...
+	cd bpf && $(BPF2GO_ENV) $(GO) generate ./...
+
+# The check generates into a copy of bpf/'s sources (with go.mod, which
+# pins bpf2go), so the working tree is never touched, then compares every
+# generated file with the committed one. Without the compiler (not root, so
+# deps-gen could not install it) it says so and passes: CI runs as root.
+generate-check: deps-gen ## fail when make generate would change the committed eBPF objects
+	@if ! command -v $(CLANG) >/dev/null; then echo "make: generate-check skipped: $(CLANG) is not installed" >&2; exit 0; fi; \
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp go.mod go.sum "$$tmp"/ && mkdir "$$tmp"/bpf && \
+	cp bpf/*.c $$(grep -l '^//go:generate' bpf/*.go) "$$tmp"/bpf/ && \
+	inputs=$$(ls "$$tmp"/bpf) && \
+	(cd "$$tmp"/bpf && $(BPF2GO_ENV) $(GO) generate ./...) && \
+	diff=0 && for f in $$(ls "$$tmp"/bpf); do \
+		case " $$(echo $$inputs) " in *" $$f "*) continue;; esac; \
+		cmp -s "$$tmp"/bpf/$$f bpf/$$f || { echo "make: bpf/$$f differs from what make generate writes (run make generate and commit it)" >&2; diff=1; }; \
+	done; exit $$diff
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
