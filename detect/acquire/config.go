@@ -121,69 +121,99 @@ func defaultConfig() Config {
 
 var validMatch = regexp.MustCompile(`^[A-Z0-9_]+=`)
 
+// configError is a problem at file:line of an acquisition file, worded as
+// every moat loader words it and matching ErrConfig.
+func configError(file string, line int, err error) error {
+	if file == "" {
+		file = "config"
+	}
+	return &yamlerr.Error{File: file, Line: line, Msg: err.Error(), Err: errors.Join(ErrConfig, err)}
+}
+
 // Validate checks one document; errors name the document's file:line.
 func (c *Config) Validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%s: %w: %s", c.Where(), ErrConfig, fmt.Sprintf(format, a...))
+	if err := c.validate(); err != nil {
+		return configError(c.File, c.Line, err)
 	}
+	return nil
+}
+
+// validate tags each error with the key at fault, so that a loader holding
+// the document's nodes can name the key's line.
+func (c *Config) validate() error {
+	bad := func(key []any, format string, a ...any) error {
+		return yamlerr.AtKey(fmt.Errorf(format, a...), key...)
+	}
+	at := func(key ...any) []any { return key }
 	if c.Labels["type"] == "" {
-		return bad("labels.type is required (it selects the parsers)")
+		return bad(at("labels"), "labels.type is required (it selects the parsers)")
 	}
 	switch c.Mode {
 	case "tail", "cat":
 	default:
-		return bad("mode %q: want tail or cat", c.Mode)
+		return bad(at("mode"), "mode %q: want tail or cat", c.Mode)
 	}
 	switch c.Start {
 	case "tail", "head":
 	default:
-		return bad("start %q: want tail or head", c.Start)
+		return bad(at("start"), "start %q: want tail or head", c.Start)
 	}
 	switch c.Source {
 	case KindFile:
 		if len(c.Patterns()) == 0 {
-			return bad("source file needs filename or filenames")
+			return bad(at("source"), "source file needs filename or filenames")
 		}
-		for _, p := range c.Patterns() {
+		for i, p := range c.Patterns() {
 			if !filepath.IsAbs(p) {
-				return bad("filename %q is not absolute", p)
+				return bad(c.patternKey(i), "filename %q is not absolute", p)
 			}
 			if _, err := filepath.Match(p, ""); err != nil {
-				return bad("filename %q: %v", p, err)
+				return bad(c.patternKey(i), "filename %q: %v", p, err)
 			}
 		}
-		for _, r := range c.ExcludeRegexps {
+		for i, r := range c.ExcludeRegexps {
 			if _, err := regexp.Compile(r); err != nil {
-				return bad("exclude_regexps %q: %v", r, err)
+				return bad(at("exclude_regexps", i), "exclude_regexps %q: %v", r, err)
 			}
 		}
 		if len(c.JournalctlFilter) > 0 || c.JournalDir != "" || c.JournalFields != nil {
-			return bad("journalctl options on a file source")
+			return bad(at("source"), "journalctl options on a file source")
 		}
 	case KindJournal:
 		if c.Filename != "" || len(c.Filenames) > 0 {
-			return bad("filenames on a journalctl source")
+			return bad(c.patternKey(0), "filenames on a journalctl source")
 		}
-		for _, m := range c.JournalctlFilter {
+		for i, m := range c.JournalctlFilter {
 			if m != "+" && !validMatch.MatchString(m) {
-				return bad("journalctl_filter %q: want FIELD=value or +", m)
+				return bad(at("journalctl_filter", i), "journalctl_filter %q: want FIELD=value or +", m)
 			}
 		}
 	case "":
-		return bad("source is required (file or journalctl)")
+		return bad(at("source"), "source is required (file or journalctl)")
 	default:
-		return bad("source %q is not supported (file, journalctl)", c.Source)
+		return bad(at("source"), "source %q is not supported (file, journalctl)", c.Source)
 	}
 	if c.MaxLineLength < 16 {
-		return bad("max_line_length %d is below 16", c.MaxLineLength)
+		return bad(at("max_line_length"), "max_line_length %d is below 16", c.MaxLineLength)
 	}
 	if c.PollInterval < 10*time.Millisecond {
-		return bad("poll_interval %s is below 10ms", c.PollInterval)
+		return bad(at("poll_interval"), "poll_interval %s is below 10ms", c.PollInterval)
 	}
 	if c.ForceInotify && c.PollWithoutInotify {
-		return bad("force_inotify and poll_without_inotify exclude each other")
+		return bad(at("poll_without_inotify"), "force_inotify and poll_without_inotify exclude each other")
 	}
 	return nil
+}
+
+// patternKey is the key path of the i-th of Patterns: filename comes first.
+func (c *Config) patternKey(i int) []any {
+	if c.Filename != "" {
+		if i == 0 {
+			return []any{"filename"}
+		}
+		i--
+	}
+	return []any{"filenames", i}
 }
 
 // LoadConfigDir loads every *.yaml and *.yml file in dir, in name order.
@@ -216,7 +246,7 @@ func LoadConfigDir(dir string) ([]Config, error) {
 		}
 		for _, c := range cs {
 			if prev, ok := seen[c.Name]; ok {
-				return nil, fmt.Errorf("%s: %w: name %q already used at %s", c.Where(), ErrConfig, c.Name, prev)
+				return nil, configError(c.File, c.Line, fmt.Errorf("name %q already used at %s", c.Name, prev))
 			}
 			seen[c.Name] = c.Where()
 		}
@@ -224,8 +254,6 @@ func LoadConfigDir(dir string) ([]Config, error) {
 	}
 	return all, nil
 }
-
-var yamlLine = regexp.MustCompile(`(?:yaml: )?line (\d+): `)
 
 // LoadConfig decodes the YAML documents in data (read from path, which is
 // used in messages only). Unknown keys are errors.
@@ -249,15 +277,7 @@ func LoadConfig(path string, data []byte) ([]Config, error) {
 			err = nerr
 		}
 		if err != nil {
-			// yaml.v3 says "yaml: line N: ..." or, for type errors, a list
-			// of "line N: ..."; name the file and the first line.
-			msg := strings.ReplaceAll(err.Error(), "yaml: unmarshal errors:\n  ", "")
-			line := "1"
-			if m := yamlLine.FindStringSubmatch(msg); m != nil {
-				line = m[1]
-				msg = yamlLine.ReplaceAllString(msg, "")
-			}
-			return nil, fmt.Errorf("%s:%s: %w: %s", path, line, ErrConfig, strings.TrimPrefix(msg, "yaml: "))
+			return nil, decodeError(path, err)
 		}
 		if len(n.Content) == 0 || (n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null") {
 			continue // an empty document, as after a trailing ---
@@ -266,12 +286,22 @@ func LoadConfig(path string, data []byte) ([]Config, error) {
 		if c.Name == "" {
 			c.Name = defaultName(&c)
 		}
-		if err := c.Validate(); err != nil {
-			return nil, err
+		if err := c.validate(); err != nil {
+			return nil, configError(path, yamlerr.LineFor(&n, err, c.Line), err)
 		}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// decodeError words a yaml.v3 error as yamlerr does, matching ErrConfig.
+func decodeError(path string, err error) error {
+	var ye *yamlerr.Error
+	if !errors.As(yamlerr.Wrap(path, err), &ye) {
+		return configError(path, 0, err)
+	}
+	ye.Err = errors.Join(ErrConfig, ye.Err)
+	return ye
 }
 
 func defaultName(c *Config) string {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/moatsec/moat/internal/yamlerr"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden error files")
@@ -34,8 +36,9 @@ func TestConfigBad(t *testing.T) {
 			if cs != nil || !errors.Is(err, ErrConfig) {
 				t.Fatalf("want nil configs and ErrConfig, got %v, %v", cs, err)
 			}
-			if !strings.Contains(err.Error(), f+":") {
-				t.Fatalf("error does not name %s:line: %v", f, err)
+			var ye *yamlerr.Error
+			if !errors.As(err, &ye) || !strings.HasPrefix(err.Error(), f+":") {
+				t.Fatalf("error is not the loaders' one form, %s:line: message: %v", f, err)
 			}
 			golden := strings.TrimSuffix(f, ".yaml") + ".err"
 			if *update {
