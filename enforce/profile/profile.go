@@ -13,8 +13,6 @@ import (
 	"io"
 	"net/netip"
 	"reflect"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,19 +30,8 @@ type Counter interface {
 	CountDecisions(ctx context.Context, value string, since time.Time) (int, error)
 }
 
-// Error is a profile file error at a line.
-type Error struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// Error is a profile file error at a line, in the form of every moat loader.
+type Error = yamlerr.Error
 
 // rawProfile is one YAML document as written.
 type rawProfile struct {
@@ -98,27 +85,6 @@ func Load(path string) (*Set, error) {
 	return Parse(path, data)
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-var unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-
-func yamlError(file string, err error) error {
-	msgs := []string{err.Error()}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	m := yamlLine.FindStringSubmatch(strings.TrimSpace(msgs[0]))
-	if m == nil {
-		return &Error{File: file, Msg: strings.TrimPrefix(msgs[0], "yaml: ")}
-	}
-	line, _ := strconv.Atoi(m[1])
-	msg := m[2]
-	if f := unknownField.FindStringSubmatch(msg); f != nil {
-		msg = fmt.Sprintf("unknown key %q", f[1])
-	}
-	return &Error{File: file, Line: line, Msg: msg}
-}
-
 // Parse compiles the profiles in data; file names it in errors.
 func Parse(file string, data []byte) (*Set, error) {
 	strict := yaml.NewDecoder(bytes.NewReader(data))
@@ -133,11 +99,11 @@ func Parse(file string, data []byte) (*Set, error) {
 			break
 		}
 		if err != nil {
-			return nil, yamlError(file, err)
+			return nil, yamlerr.Wrap(file, err)
 		}
 		var doc yaml.Node
 		if err := nodes.Decode(&doc); err != nil {
-			return nil, yamlError(file, err)
+			return nil, yamlerr.Wrap(file, err)
 		}
 		p, err := compile(file, raw, &doc)
 		if err != nil {
@@ -158,27 +124,10 @@ func Parse(file string, data []byte) (*Set, error) {
 // lineOf finds the line of key (and of its idx-th item when idx >= 0) in
 // a document, or the document's line.
 func lineOf(doc *yaml.Node, key string, idx int) int {
-	n := doc
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
+	if idx >= 0 {
+		return yamlerr.LineOf(doc, key, idx)
 	}
-	if n.Kind != yaml.MappingNode {
-		return n.Line
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value != key {
-			continue
-		}
-		v := n.Content[i+1]
-		if idx >= 0 && v.Kind == yaml.SequenceNode && idx < len(v.Content) {
-			return v.Content[idx].Line
-		}
-		if idx >= 0 {
-			return v.Line
-		}
-		return n.Content[i].Line
-	}
-	return n.Line
+	return yamlerr.LineOf(doc, key)
 }
 
 func exprOptions() []expr.Option {

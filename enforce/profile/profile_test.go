@@ -2,6 +2,7 @@ package profile
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/internal/yamlerr"
 	"github.com/moatsec/moat/packaging"
 )
 
@@ -166,6 +168,9 @@ func TestBadFiles(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), want[filepath.Base(f)]) {
 			t.Errorf("%s: error %q, want it to contain %q", f, err, want[filepath.Base(f)])
+		}
+		if ye := (*yamlerr.Error)(nil); !errors.As(err, &ye) {
+			t.Errorf("%s: error %T is not the loaders' one form", f, err)
 		}
 	}
 	if _, err := Parse("empty.yaml", nil); err == nil {
