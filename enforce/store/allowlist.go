@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/moatsec/moat/internal/model"
+)
+
+// AllowEntry is an allowlist entry managed from the CLI.
+type AllowEntry struct {
+	Value   netip.Prefix
+	Reason  string
+	Created time.Time
+}
+
+// AddAllow stores an allowlist entry.
+func (s *Store) AddAllow(ctx context.Context, e AllowEntry) error {
+	v := model.ValueString(e.Value)
+	err := s.write(ctx, func(tx *sql.Tx, _ int64) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM allowlist WHERE value = ?`, v).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("allowlist entry %s: %w", v, ErrExists)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO allowlist (value, reason, created_at) VALUES (?, ?, ?)`, v, e.Reason, nanos(e.Created))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("add allowlist entry: %w", err)
+	}
+	return nil
+}
+
+// DeleteAllow removes an allowlist entry.
+func (s *Store) DeleteAllow(ctx context.Context, value netip.Prefix) error {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx, _ int64) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM allowlist WHERE value = ?`, model.ValueString(value))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete allowlist entry: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("allowlist entry %s: %w", model.ValueString(value), ErrNotFound)
+	}
+	return nil
+}
+
+// ListAllow returns the stored allowlist entries.
+func (s *Store) ListAllow(ctx context.Context) ([]AllowEntry, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT value, reason, created_at FROM allowlist ORDER BY value`)
+	if err != nil {
+		return nil, fmt.Errorf("list allowlist: %w", err)
+	}
+	defer rows.Close()
+	var out []AllowEntry
+	for rows.Next() {
+		var v string
+		var e AllowEntry
+		var created int64
+		if err := rows.Scan(&v, &e.Reason, &created); err != nil {
+			return nil, fmt.Errorf("list allowlist: %w", err)
+		}
+		p, err := model.ParseValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("allowlist entry %q: %w", v, err)
+		}
+		e.Value, e.Created = p, fromNanos(created)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
