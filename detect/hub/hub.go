@@ -239,7 +239,7 @@ func (h *Hub) selectCollection(sel *Selection, it Item, visiting map[string]bool
 	dec.KnownFields(true)
 	var c collection
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("load collection %s: %w", it.Path, err)
+		return fmt.Errorf("load collection %s: %w", it.Name, yamlerr.Wrap(it.Path, err))
 	}
 	for _, p := range c.Parsers {
 		if x, ok := h.items[Parsers][p]; ok {

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -68,5 +69,27 @@ func TestRefPath(t *testing.T) {
 	it, err := h.Ref(Parsers, "./parsers/s01-parse/crowdsecurity/nginx-logs.yaml")
 	if err != nil || it.Stage != "s01-parse" || it.Name != "crowdsecurity/nginx-logs" {
 		t.Fatalf("Ref = %+v, %v", it, err)
+	}
+}
+
+// A collection with a typo reads as every moat loader's error: the file,
+// the line and "unknown key".
+func TestCollectionErrorWording(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, Collections, "me", "typo.yaml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("parsers: []\nscenario: [me/x]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Select([]string{"me/typo"})
+	want := "load collection me/typo: " + path + `:2: unknown key "scenario"`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
 }
