@@ -1,6 +1,7 @@
-// Package yamlerr turns gopkg.in/yaml.v3 errors into one line that names
+// Package yamlerr turns go.yaml.in/yaml/v3 errors into one line that names
 // the file and line, "moat.yaml:4: unknown key "lisen"", the form every moat
-// loader reports.
+// loader reports: moat.yaml, acquisition, profiles, parsers, scenarios and
+// collections.
 package yamlerr
 
 import (
