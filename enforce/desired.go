@@ -3,6 +3,8 @@ package enforce
 import (
 	"encoding/binary"
 	"iter"
+	"net/netip"
+	"time"
 )
 
 // desiredSet maps each prefix moat wants in the kernel to its cover. IPv4
@@ -71,4 +73,118 @@ func (d desiredSet) all() iter.Seq2[pkey, cover] {
 			}
 		}
 	}
+}
+
+// pkey is a prefix as a map key. netip.Prefix holds a zone pointer, and
+// hashing and GC-scanning a million of them dominated the cost of loading a
+// million bans; this key has no pointer.
+type pkey struct {
+	a    [16]byte
+	bits uint8
+	v6   bool
+}
+
+func keyOf(p netip.Prefix) pkey {
+	return pkey{a: p.Addr().As16(), bits: uint8(p.Bits()), v6: p.Addr().Is6()}
+}
+
+func (k pkey) prefix() netip.Prefix {
+	a := netip.AddrFrom16(k.a)
+	if !k.v6 {
+		a = a.Unmap()
+	}
+	return netip.PrefixFrom(a, int(k.bits))
+}
+
+// stamp is an expiry in Unix nanoseconds, 0 for never: a time.Time holds a
+// location pointer, and the desired set keeps one per ban.
+type stamp int64
+
+func stampOf(t time.Time) stamp {
+	if t.IsZero() {
+		return 0
+	}
+	return stamp(t.UnixNano())
+}
+
+func (s stamp) time() time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(s))
+}
+
+// cover is the set of decisions covering one prefix; the kernel holds the
+// prefix until the latest of their expiries. Nearly every prefix has one
+// decision, kept inline; the rare further ones live in Reconciler.more, so
+// the desired set holds no pointer and the garbage collector never scans
+// it (at a million bans it was tens of megabytes on every cycle).
+type cover struct {
+	id    int64
+	until stamp
+}
+
+// shared reports whether further decisions cover k, in r.more.
+func (r *Reconciler) shared(k pkey) bool {
+	if len(r.more) == 0 {
+		return false
+	}
+	_, ok := r.more[k]
+	return ok
+}
+
+func (r *Reconciler) expiryOf(k pkey, c cover) stamp {
+	latest := c.until
+	if latest == 0 || !r.shared(k) {
+		return latest
+	}
+	for _, u := range r.more[k] {
+		if u == 0 {
+			return 0
+		}
+		latest = max(latest, u)
+	}
+	return latest
+}
+
+// coverGet returns the expiry of decision id, if it covers k.
+func (r *Reconciler) coverGet(k pkey, c cover, id int64) (stamp, bool) {
+	if c.id == id {
+		return c.until, true
+	}
+	u, ok := r.more[k][id]
+	return u, ok
+}
+
+func (r *Reconciler) coverSet(k pkey, c *cover, id int64, until stamp) {
+	if c.id == id {
+		c.until = until
+		return
+	}
+	m := r.more[k]
+	if m == nil {
+		m = map[int64]stamp{}
+		r.more[k] = m
+	}
+	m[id] = until
+}
+
+// coverRemove drops decision id and reports whether any decision is left.
+func (r *Reconciler) coverRemove(k pkey, c *cover, id int64) bool {
+	m, shared := r.more[k]
+	if !shared {
+		return c.id != id
+	}
+	if c.id == id {
+		for other, u := range m {
+			c.id, c.until = other, u
+			id = other
+			break
+		}
+	}
+	delete(m, id)
+	if len(m) == 0 {
+		delete(r.more, k)
+	}
+	return true
 }

@@ -1,5 +1,10 @@
 package enforce
 
+import (
+	"context"
+	"time"
+)
+
 // expiryItem is a decision's expiry as the reconciler queues it.
 type expiryItem struct {
 	until stamp
@@ -121,4 +126,60 @@ func (h *blockHeap[T]) pop() T {
 		h.blocks = h.blocks[:len(h.blocks)-1]
 	}
 	return top
+}
+
+func (r *Reconciler) armExpiry(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	if r.expiries.len() == 0 {
+		t.Reset(time.Hour)
+		return
+	}
+	t.Reset(time.Until(r.expiries.top().until.time()))
+}
+
+// expire drops decisions whose time has come. The kernel already stopped
+// enforcing them (nft timeouts, XDP expiry in the map value); this only
+// frees kernel memory and keeps the desired set exact.
+func (r *Reconciler) expire(ctx context.Context, now time.Time) {
+	var diff Diff
+	touched := map[pkey]stamp{}
+	cut := stampOf(now)
+	for r.expiries.len() > 0 && r.expiries.top().until <= cut {
+		it := r.expiries.pop()
+		c, ok := r.desired.get(it.key)
+		if !ok {
+			continue
+		}
+		// A stale heap item: the decision was re-issued with a later expiry.
+		if u, ok := r.coverGet(it.key, c, it.id); !ok || u != it.until {
+			continue
+		}
+		if _, ok := touched[it.key]; !ok {
+			touched[it.key] = r.expiryOf(it.key, c)
+		}
+		r.removeDecision(it.key.prefix(), it.id)
+	}
+	for k, was := range touched {
+		c, ok := r.desired.get(k)
+		exp := r.expiryOf(k, c)
+		switch {
+		case !ok:
+			diff.Delete = append(diff.Delete, k.prefix())
+		case exp != was:
+			diff.Set = append(diff.Set, Entry{Prefix: k.prefix(), Expiry: exp.time()})
+		}
+	}
+	r.apply(ctx, diff, true)
+}
+
+// selfExpiring is implemented by backends whose kernel objects drop expired
+// entries on their own (nft element timeouts): deleting those again would
+// only fail on an element the kernel already removed.
+type selfExpiring interface {
+	ExpiresEntries() bool
 }
