@@ -55,7 +55,7 @@ func newDriftRig(t *testing.T, verifyEvery time.Duration) *driftRig {
 		<-done
 		b.Close()
 	})
-	srv, err := metrics.New(metrics.Config{Reconciler: rec, NFTables: nftView(rec, []enforce.Backend{b}), ElementsInterval: time.Nanosecond})
+	srv, err := metrics.New(metrics.Config{Reconciler: reconcilerMetrics{rec}, NFTables: nftView(rec, []enforce.Backend{b}), ElementsInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatsec/moat/detect/parse"
-	"github.com/moatsec/moat/detect/scenario"
 	"github.com/moatsec/moat/internal/model"
 )
 
@@ -45,12 +43,12 @@ func BenchmarkScrape(b *testing.B) {
 	s, w := newTestServer(b)
 	w.eng.Parsers = nil
 	for i := range 300 {
-		w.eng.Parsers = append(w.eng.Parsers, parse.NodeStat{Stage: fmt.Sprintf("s0%d", i%3), Parser: fmt.Sprintf("hub/parser-%d", i), Hits: uint64(i * 100), Parsed: uint64(i * 90)})
+		w.eng.Parsers = append(w.eng.Parsers, ParserStat{Stage: fmt.Sprintf("s0%d", i%3), Parser: fmt.Sprintf("hub/parser-%d", i), Hits: uint64(i * 100), Parsed: uint64(i * 90)})
 	}
-	w.eng.Scenarios.Scenarios = nil
+	w.eng.Scenarios = nil
 	for i := range 150 {
 		name := fmt.Sprintf("hub/scenario-%d", i)
-		w.eng.Scenarios.Scenarios = append(w.eng.Scenarios.Scenarios, scenario.ScenarioStats{Name: name, Pours: uint64(i), Buckets: i})
+		w.eng.Scenarios = append(w.eng.Scenarios, ScenarioStat{Name: name, Pours: uint64(i), Buckets: i})
 		w.created[[2]string{name, "local"}] = uint64(i)
 	}
 	h := s.Handler()

@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/model"
 )
 
@@ -179,7 +178,7 @@ func (u *engineUpdater) Update(_ context.Context, ch chan<- prometheus.Metric) e
 		counter(ch, u.nodeUnparsed, unparsed, k.stage, k.parser)
 	}
 	done := map[string]bool{}
-	for _, sc := range st.Scenarios.Scenarios {
+	for _, sc := range st.Scenarios {
 		if done[sc.Name] {
 			continue
 		}
@@ -227,9 +226,7 @@ func (u *reconcilerUpdater) Update(_ context.Context, ch chan<- prometheus.Metri
 	gauge(ch, u.entries, float64(st.Entries))
 	gauge(ch, u.lastApply, st.LastApply.Seconds())
 	for _, r := range st.Repairs {
-		for k, n := range r.Count {
-			counter(ch, u.repairs, n, r.Backend, enforce.RepairKinds[k])
-		}
+		counter(ch, u.repairs, r.Count, r.Backend, r.Kind)
 	}
 	return nil
 }

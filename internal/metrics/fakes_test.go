@@ -8,10 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatsec/moat/detect/engine"
-	"github.com/moatsec/moat/detect/parse"
-	"github.com/moatsec/moat/detect/scenario"
-	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/model"
 )
 
@@ -21,8 +17,8 @@ import (
 type world struct {
 	mu        sync.Mutex
 	sources   []SourceStat
-	eng       engine.Stats
-	rec       enforce.ReconcilerStats
+	eng       EngineStats
+	rec       ReconcilerStats
 	nftDrops  map[string]DropCounter
 	nftElems  map[string]int
 	xdp       XDPCounters
@@ -43,21 +39,24 @@ func newWorld() *world {
 			{Name: "/var/log/auth.log", Kind: "file", Lines: 1200, Bytes: 96000, Up: true, Lag: 3 * time.Millisecond},
 			{Name: "journald:ssh.service", Kind: "journald", Lines: 40, Bytes: 3100, Errors: 2, Up: false, Err: "journal rotated"},
 		},
-		eng: engine.Stats{
+		eng: EngineStats{
 			Lines: 1240, Parsed: 1100, Unparsed: 140, Whitelisted: 3,
-			Parsers: []parse.NodeStat{
+			Parsers: []ParserStat{
 				{Stage: "s00-raw", Parser: "crowdsecurity/syslog-logs", Hits: 1240, Parsed: 1240},
 				{Stage: "s01-parse", Parser: "crowdsecurity/sshd-logs", Hits: 1240, Parsed: 1100},
 				{Stage: "s02-enrich", Parser: "crowdsecurity/dateparse-enrich", Hits: 1100, Parsed: 1100},
 			},
-			Scenarios: scenario.Stats{Scenarios: []scenario.ScenarioStats{
+			Scenarios: []ScenarioStat{
 				{Name: "crowdsecurity/ssh-bf", Pours: 300, Overflows: 4, Buckets: 12, MaxBuckets: 50000},
 				{Name: "crowdsecurity/ssh-slow-bf", Pours: 300, Overflows: 1, Buckets: 30, Evictions: 2,
-					MaxBuckets: 30, Degraded: true, Degradations: 1, SketchPours: 40, Promotions: 3},
-			}},
+					MaxBuckets: 30, Degraded: true, SketchPours: 40, Promotions: 3},
+			},
 		},
-		rec: enforce.ReconcilerStats{Batches: 10, Entries: 5, LastApply: 180 * time.Microsecond, Drift: 3,
-			Repairs: []enforce.BackendRepairs{{Backend: "nftables", Count: [3]uint64{2, 1, 0}}, {Backend: "xdp"}}},
+		rec: ReconcilerStats{Batches: 10, Entries: 5, LastApply: 180 * time.Microsecond, Drift: 3,
+			Repairs: []RepairStat{
+				{Backend: "nftables", Kind: "missing", Count: 2}, {Backend: "nftables", Kind: "extra", Count: 1}, {Backend: "nftables", Kind: "expiry"},
+				{Backend: "xdp", Kind: "missing"}, {Backend: "xdp", Kind: "extra"}, {Backend: "xdp", Kind: "expiry"},
+			}},
 		nftDrops: map[string]DropCounter{"ban4": {Packets: 500, Bytes: 30000}, "ban6": {}, "ban4_range": {Packets: 7, Bytes: 420}, "ban6_range": {}},
 		nftElems: map[string]int{"ban4": 4, "ban6": 0, "ban4_range": 1, "ban6_range": 0},
 		xdp:      XDPCounters{DroppedPackets: 9000, DroppedBytes: 540000, PassedPackets: 123456},
@@ -84,9 +83,9 @@ func (w *world) ban(ip string, scen string, lat time.Duration, applied func([]mo
 	w.decisions = append(w.decisions, d)
 	w.alerts = append([]model.Alert{{Scenario: scen, Scope: model.ScopeIP, Value: ip, Source: p,
 		Start: readAt.Add(-time.Minute), Stop: readAt, EventsCount: 6, ReadAt: readAt}}, w.alerts...)
-	for i := range w.eng.Scenarios.Scenarios {
-		if w.eng.Scenarios.Scenarios[i].Name == scen {
-			w.eng.Scenarios.Scenarios[i].Overflows++
+	for i := range w.eng.Scenarios {
+		if w.eng.Scenarios[i].Name == scen {
+			w.eng.Scenarios[i].Overflows++
 		}
 	}
 	w.created[[2]string{scen, "local"}]++
@@ -108,17 +107,17 @@ func (w *world) SourceStats() []SourceStat {
 	return append([]SourceStat(nil), w.sources...)
 }
 
-func (w *world) Stats() engine.Stats {
+func (w *world) Stats() EngineStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.eng
-	s.Scenarios.Scenarios = append([]scenario.ScenarioStats(nil), w.eng.Scenarios.Scenarios...)
+	s.Scenarios = append([]ScenarioStat(nil), w.eng.Scenarios...)
 	return s
 }
 
 type fakeReconciler struct{ w *world }
 
-func (r fakeReconciler) Stats() enforce.ReconcilerStats {
+func (r fakeReconciler) Stats() ReconcilerStats {
 	r.w.mu.Lock()
 	defer r.w.mu.Unlock()
 	return r.w.rec

@@ -5,14 +5,13 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/moatsec/moat/detect/engine"
-	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/model"
 )
 
 // The interfaces below are what the Server reads at scrape time. Each is as
-// small as the metrics need; cmd/moat passes the real components, through an
-// adapter where their method names differ.
+// small as the metrics need, over types declared here: internal/ is the
+// bottom layer and names nothing of detect or enforce. cmd/moat adapts the
+// real components.
 
 // SourceStat is one acquisition source's counters.
 type SourceStat struct {
@@ -33,14 +32,53 @@ type Sources interface {
 	SourceStats() []SourceStat
 }
 
-// Engine is the detection engine; *engine.Engine implements it.
-type Engine interface {
-	Stats() engine.Stats
+// EngineStats is the detection engine's counters, as the metrics name them.
+type EngineStats struct {
+	Lines, Parsed, Unparsed, Whitelisted uint64
+	Parsers                              []ParserStat
+	Scenarios                            []ScenarioStat
 }
 
-// Reconciler is the kernel writer; *enforce.Reconciler implements it.
+// ParserStat is one parser node of a stage.
+type ParserStat struct {
+	Stage, Parser string
+	// Hits counts events that entered the node, Parsed those it succeeded on.
+	Hits, Parsed uint64
+}
+
+// ScenarioStat is one scenario's counters and its bucket table's state.
+type ScenarioStat struct {
+	Name                                string
+	Pours, Overflows, Evictions, Errors uint64
+	Buckets, MaxBuckets                 int
+	Degraded                            bool
+	SketchPours, Promotions             uint64
+}
+
+// Engine is the detection engine.
+type Engine interface {
+	Stats() EngineStats
+}
+
+// ReconcilerStats is the kernel writer's counters.
+type ReconcilerStats struct {
+	Batches, ApplyErrors, Refused, Drift uint64
+	// Entries is the number of prefixes the kernel should hold.
+	Entries   int64
+	LastApply time.Duration
+	Repairs   []RepairStat
+}
+
+// RepairStat counts the entries of one kind ("missing", "extra",
+// "expiry") verify passes repaired in one backend.
+type RepairStat struct {
+	Backend, Kind string
+	Count         uint64
+}
+
+// Reconciler is the kernel writer.
 type Reconciler interface {
-	Stats() enforce.ReconcilerStats
+	Stats() ReconcilerStats
 }
 
 // DropCounter is what one drop rule matched.

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/metrics"
+)
+
+// The metrics server names the engine's and the reconciler's counters in
+// types of its own, internal/ being below detect and enforce; these views
+// copy the components' snapshots into them at scrape time.
+
+type engineMetrics struct{ r *engineRef }
+
+func (m engineMetrics) Stats() metrics.EngineStats {
+	st := m.r.Stats()
+	out := metrics.EngineStats{Lines: st.Lines, Parsed: st.Parsed, Unparsed: st.Unparsed, Whitelisted: st.Whitelisted}
+	out.Parsers = make([]metrics.ParserStat, len(st.Parsers))
+	for i, n := range st.Parsers {
+		out.Parsers[i] = metrics.ParserStat{Stage: n.Stage, Parser: n.Parser, Hits: n.Hits, Parsed: n.Parsed}
+	}
+	out.Scenarios = make([]metrics.ScenarioStat, len(st.Scenarios.Scenarios))
+	for i, s := range st.Scenarios.Scenarios {
+		out.Scenarios[i] = metrics.ScenarioStat{
+			Name: s.Name, Pours: s.Pours, Overflows: s.Overflows, Evictions: s.Evictions, Errors: s.Errors,
+			Buckets: s.Buckets, MaxBuckets: s.MaxBuckets, Degraded: s.Degraded,
+			SketchPours: s.SketchPours, Promotions: s.Promotions,
+		}
+	}
+	return out
+}
+
+type reconcilerMetrics struct{ r *enforce.Reconciler }
+
+func (m reconcilerMetrics) Stats() metrics.ReconcilerStats {
+	st := m.r.Stats()
+	out := metrics.ReconcilerStats{
+		Batches: st.Batches, ApplyErrors: st.ApplyErrors, Refused: st.Refused, Drift: st.Drift,
+		Entries: st.Entries, LastApply: st.LastApply,
+	}
+	for _, b := range st.Repairs {
+		for k, n := range b.Count {
+			out.Repairs = append(out.Repairs, metrics.RepairStat{Backend: b.Backend, Kind: enforce.RepairKinds[k], Count: n})
+		}
+	}
+	return out
+}
