@@ -55,7 +55,7 @@ func serveAdmin(t *testing.T, dir, db string) (string, *decision.Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.NewServer(svc, func(context.Context) (api.Status, error) {
+	srv := api.NewServer(svc, st, func(context.Context) (api.Status, error) {
 		return api.Status{Version: "0.0.0-test", Backends: []api.Backend{{Name: "nftables", Entries: 2}}, Sources: []api.Source{{Name: "/var/log/auth.log", Kind: "file", Lines: 12}}}, nil
 	})
 	sock := filepath.Join(dir, "run", "moat.sock")
@@ -155,7 +155,7 @@ func TestBouncersAllowlistAlertsStatusCLI(t *testing.T) {
 	if code != exitOK || len(key) != 64 || strings.Count(out, "\n") != 1 {
 		t.Fatalf("bouncers add raw: %d %q", code, out)
 	}
-	if _, err := svc.Store().AuthBouncer(context.Background(), key); err != nil {
+	if _, err := svc.Store().(*store.Store).AuthBouncer(context.Background(), key); err != nil {
 		t.Fatalf("printed key does not authenticate: %v", err)
 	}
 	code, out, _ = runMoat(t, "", "bouncers", "add", "nginx", "-c", cfg, "-o", "table")

@@ -56,7 +56,7 @@ func listDaemon(t *testing.T, n int) string {
 	bulkInsert(t, path, n)
 	cfg, svc := serveAdmin(t, dir, path)
 	// The store loads its in-memory indexes in the background.
-	if err := svc.Store().WaitIndexed(context.Background()); err != nil {
+	if err := svc.Store().(*store.Store).WaitIndexed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return cfg

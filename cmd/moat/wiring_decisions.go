@@ -107,7 +107,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 		return svc.Run(ctx, func(err error) { d.log.Warn("store maintenance", "err", err) })
 	})
 
-	srv := api.NewServer(svc, m.status)
+	srv := api.NewServer(svc, d.store, m.status)
 	srv.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
 	srv.OnAbort = func(r *http.Request, err error) {
 		// Cut-offs are few (each held a slot for a write timeout);

@@ -44,6 +44,7 @@ func (f *fakeEnforcer) Apply(_ context.Context, add, remove []model.Decision) er
 
 type fixture struct {
 	svc   *decision.Service
+	st    *store.Store
 	enf   *fakeEnforcer
 	srv   *Server
 	admin *httptest.Server
@@ -74,10 +75,10 @@ func newFixtureOn(t testing.TB, enf decision.Enforcer) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(svc, func(context.Context) (Status, error) {
+	srv := NewServer(svc, st, func(context.Context) (Status, error) {
 		return Status{Version: "test", Parsers: []string{"crowdsecurity/sshd-logs"}, Backends: []Backend{{Name: "nftables", Entries: 3}}}, nil
 	})
-	f := &fixture{svc: svc, srv: srv, admin: httptest.NewServer(srv.AdminHandler()), lapi: httptest.NewServer(srv.BouncerHandler())}
+	f := &fixture{svc: svc, st: st, srv: srv, admin: httptest.NewServer(srv.AdminHandler()), lapi: httptest.NewServer(srv.BouncerHandler())}
 	t.Cleanup(f.admin.Close)
 	t.Cleanup(f.lapi.Close)
 	return f
@@ -85,7 +86,7 @@ func newFixtureOn(t testing.TB, enf decision.Enforcer) *fixture {
 
 func (f *fixture) bouncerKey(t testing.TB, name string) string {
 	t.Helper()
-	key, err := f.svc.Store().AddBouncer(context.Background(), name)
+	key, err := f.st.AddBouncer(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +266,7 @@ func TestStreamProtocol(t *testing.T) {
 		t.Errorf("after HEAD: %v", values(r.New))
 	}
 
-	bs, _ := f.svc.Store().ListBouncers(context.Background())
+	bs, _ := f.st.ListBouncers(context.Background())
 	if len(bs) != 2 || bs[0].LastSeen.IsZero() || bs[0].LastIP != "127.0.0.1" || !strings.HasPrefix(bs[0].UserAgent, "Go-http-client") {
 		t.Errorf("bouncer bookkeeping: %+v", bs)
 	}
@@ -335,7 +336,7 @@ func TestAuth(t *testing.T) {
 			t.Errorf("%s good key: %d %s", path, code, body)
 		}
 	}
-	if err := f.svc.Store().DeleteBouncer(context.Background(), "fw"); err != nil {
+	if err := f.st.DeleteBouncer(context.Background(), "fw"); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := get(t, f.lapi.URL, "/v1/decisions/stream?startup=true", key); code != http.StatusUnauthorized {
@@ -395,7 +396,7 @@ func TestBadInput(t *testing.T) {
 		{"PUT", "/v1/admin/decisions", `{}`, 404},
 		{"GET", "/v1/nothing", ``, 404},
 	}
-	before, _ := f.svc.Store().Counts(context.Background())
+	before, _ := f.st.Counts(context.Background())
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, f.admin.URL+c.path, strings.NewReader(c.body))
 		resp, err := http.DefaultClient.Do(req)
@@ -414,7 +415,7 @@ func TestBadInput(t *testing.T) {
 			}
 		}
 	}
-	after, _ := f.svc.Store().Counts(context.Background())
+	after, _ := f.st.Counts(context.Background())
 	after.FileBytes, before.FileBytes = 0, 0
 	if after != before {
 		t.Errorf("bad requests changed the store: %+v -> %+v", before, after)
@@ -629,7 +630,7 @@ func TestStreamConcurrentWriters(t *testing.T) {
 		t.Errorf("only %d pulls overlapped the writers", pulls)
 	}
 	apply(pull(t, f.lapi.URL, key, false, ""))
-	active, err := f.svc.Store().Active(ctx, time.Now())
+	active, err := f.st.Active(ctx, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func BenchmarkStreamStartup1M(b *testing.B) {
 			}
 			ds = append(ds, model.Decision{Value: netip.PrefixFrom(a, a.BitLen()), Type: "ban", Origin: model.OriginList, Scenario: "crowdsecurity/ssh-bf", Until: until})
 		}
-		if err := f.svc.Store().InsertDecisions(context.Background(), ds); err != nil {
+		if err := f.st.InsertDecisions(context.Background(), ds); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -151,7 +151,7 @@ prometheus:
 	waitFor("the startup decision leaves too", func(rs string) bool { return !strings.Contains(rs, "198.18.10.1") })
 
 	// The bouncer's pulls were recorded.
-	bs, err := f.svc.Store().ListBouncers(context.Background())
+	bs, err := f.st.ListBouncers(context.Background())
 	if err != nil || len(bs) != 1 || bs[0].LastSeen.IsZero() || !strings.Contains(bs[0].UserAgent, "firewall-bouncer") {
 		t.Errorf("bouncer bookkeeping: %+v, %v", bs, err)
 	}

@@ -94,7 +94,7 @@ func TestLimits(t *testing.T) {
 	}
 
 	// Paged responses, several pages long, are what encoding/json writes.
-	recs, err := f.svc.Store().ListDecisions(ctx, store.Filter{})
+	recs, err := f.st.ListDecisions(ctx, store.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}

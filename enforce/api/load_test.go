@@ -339,7 +339,7 @@ func fillDecisions(t testing.TB, f *fixture, n int) {
 			a := netip.AddrFrom4([4]byte{198, 18 + byte(j>>16)&1, byte(j >> 8), byte(j)})
 			ds = append(ds, model.Decision{Value: netip.PrefixFrom(a, 32), Type: "ban", Origin: model.OriginList, Scenario: "crowdsecurity/ssh-bf", Until: until})
 		}
-		if err := f.svc.Store().InsertDecisions(context.Background(), ds); err != nil {
+		if err := f.st.InsertDecisions(context.Background(), ds); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -130,7 +130,7 @@ func fuzzServer(tb testing.TB) (*Server, *decision.Service, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return NewServer(svc, func(context.Context) (Status, error) { return Status{Version: "test"}, nil }), svc, key
+	return NewServer(svc, st, func(context.Context) (Status, error) { return Status{Version: "test"}, nil }), svc, key
 }
 
 func canonicalPrefix(v string) string {
@@ -292,16 +292,16 @@ func FuzzAdminBodies(f *testing.F) {
 		f.Add([]byte(b), false)
 		f.Add([]byte(b), true)
 	}
-	srv, svc, _ := fuzzServer(f)
+	srv, _, _ := fuzzServer(f)
 	h := srv.AdminHandler()
 	f.Fuzz(func(t *testing.T, body []byte, bouncer bool) {
 		if bouncer {
-			before, _ := svc.Store().ListBouncers(context.Background())
+			before, _ := srv.st.ListBouncers(context.Background())
 			w := serve(h, http.MethodPost, "/v1/admin/bouncers", "", body)
 			switch w.Code {
 			case http.StatusCreated:
 			case http.StatusBadRequest, http.StatusConflict:
-				after, _ := svc.Store().ListBouncers(context.Background())
+				after, _ := srv.st.ListBouncers(context.Background())
 				if len(after) != len(before) {
 					t.Fatalf("refused body %q added a bouncer", body)
 				}

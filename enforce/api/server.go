@@ -36,7 +36,7 @@ const MaxBodyBytes = 1 << 20
 // Server serves the API.
 type Server struct {
 	svc    *decision.Service
-	st     *store.Store
+	st     Store
 	status StatusFunc
 	// ErrorLog receives net/http's own errors (nil discards them).
 	ErrorLog *log.Logger
@@ -65,10 +65,12 @@ type Server struct {
 	lim limits
 }
 
-// NewServer builds a server over the decision service. status may be nil.
-func NewServer(svc *decision.Service, status StatusFunc) *Server {
+// NewServer builds a server over the decision service and the store it
+// writes to, which the server reads bouncers, streams and alerts from.
+// status may be nil.
+func NewServer(svc *decision.Service, st Store, status StatusFunc) *Server {
 	return &Server{
-		svc: svc, st: svc.Store(), status: status, Now: time.Now,
+		svc: svc, st: st, status: status, Now: time.Now,
 		MaxStreams: DefaultMaxStreams, MaxStreamsPerBouncer: DefaultMaxStreamsPerBouncer,
 		MaxBulk: DefaultMaxBulk, BulkWait: DefaultBulkWait, WriteTimeout: DefaultWriteTimeout,
 	}

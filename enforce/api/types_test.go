@@ -28,7 +28,7 @@ func TestAddDecisionTypeCase(t *testing.T) {
 		{"Captcha", http.StatusBadRequest, `type "Captcha"`},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
-			before, err := f.svc.Store().CountMatching(t.Context(), storeFilterAll)
+			before, err := f.st.CountMatching(t.Context(), storeFilterAll)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +37,7 @@ func TestAddDecisionTypeCase(t *testing.T) {
 			if w.Code != tc.code {
 				t.Fatalf("POST type %q: %d %s, want %d", tc.typ, w.Code, w.Body, tc.code)
 			}
-			after, err := f.svc.Store().CountMatching(t.Context(), storeFilterAll)
+			after, err := f.st.CountMatching(t.Context(), storeFilterAll)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -82,10 +82,10 @@ func TestDeleteReachesAdoptedBans(t *testing.T) {
 			}}
 			var svc *Service
 			r := enforce.NewReconciler(enforce.ReconcilerConfig{Load: func(ctx context.Context, load func([]model.Decision) error) error {
-				return svc.Store().ActivePages(ctx, time.Now(), 0, load)
+				return sqlStore(svc).ActivePages(ctx, time.Now(), 0, load)
 			}}, k)
 			svc = newService(t, r)
-			if err := svc.Store().InsertDecisions(ctx, []model.Decision{{Value: netip.MustParsePrefix(stored + "/32"), Type: "ban", Origin: model.OriginCLI, Until: until}}); err != nil {
+			if err := sqlStore(svc).InsertDecisions(ctx, []model.Decision{{Value: netip.MustParsePrefix(stored + "/32"), Type: "ban", Origin: model.OriginCLI, Until: until}}); err != nil {
 				t.Fatal(err)
 			}
 			rctx, cancel := context.WithCancel(ctx)

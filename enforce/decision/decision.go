@@ -45,7 +45,7 @@ const DefaultRetention = 30 * 24 * time.Hour
 
 // Service is the decision service. It is safe for concurrent use.
 type Service struct {
-	st       *store.Store
+	st       Store
 	profiles *profile.Set
 	enf      Enforcer
 
@@ -77,7 +77,7 @@ type Service struct {
 // (decisions are then only stored and served to bouncers). allowlist holds
 // the configuration file's entries; entries added from the CLI live in the
 // store.
-func New(st *store.Store, profiles *profile.Set, enf Enforcer, allowlist ...netip.Prefix) (*Service, error) {
+func New(st Store, profiles *profile.Set, enf Enforcer, allowlist ...netip.Prefix) (*Service, error) {
 	s := &Service{st: st, profiles: profiles, enf: enf, Retention: DefaultRetention}
 	for _, p := range allowlist {
 		s.fromCfg = append(s.fromCfg, model.Canonical(p))
@@ -103,8 +103,8 @@ func (s *Service) protect(p netip.Prefix) error {
 	return nil
 }
 
-// Store is the service's store.
-func (s *Service) Store() *store.Store { return s.st }
+// Store is the store the service was built over.
+func (s *Service) Store() Store { return s.st }
 
 // Allowlisted reports whether p overlaps an allowlist entry. Overlap, not
 // containment: a range ban must not cover an allowlisted address either.

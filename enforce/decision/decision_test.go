@@ -109,11 +109,11 @@ func TestEscalationThroughStore(t *testing.T) {
 			t.Errorf("alert %d: %s, want %s", i, durations[i], want[i])
 		}
 	}
-	alerts, err := svc.Store().ListAlerts(ctx, store.AlertFilter{})
+	alerts, err := sqlStore(svc).ListAlerts(ctx, store.AlertFilter{})
 	if err != nil || len(alerts) != 3 {
 		t.Fatalf("alerts %v, %v", alerts, err)
 	}
-	a, err := svc.Store().GetAlert(ctx, alerts[0].ID)
+	a, err := sqlStore(svc).GetAlert(ctx, alerts[0].ID)
 	if err != nil || len(a.Decisions) != 1 || a.Alert.Scenario != "crowdsecurity/ssh-bf" {
 		t.Fatalf("inspect: %+v, %v", a, err)
 	}
@@ -237,7 +237,7 @@ func TestAddDeleteOverlapping(t *testing.T) {
 			t.Errorf("add %+v: %v", b, err)
 		}
 	}
-	if n, _ := svc.Store().Counts(ctx); n.Decisions != 2 {
+	if n, _ := sqlStore(svc).Counts(ctx); n.Decisions != 2 {
 		t.Errorf("store has %d decisions, want 2", n.Decisions)
 	}
 }
@@ -249,7 +249,7 @@ func TestExpireFeedsStream(t *testing.T) {
 	if err := svc.Add(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
-	seq, err := svc.Store().Seq(ctx)
+	seq, err := sqlStore(svc).Seq(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestExpireFeedsStream(t *testing.T) {
 		t.Fatalf("expire: %d, %v", n, err)
 	}
 	var deleted []int64
-	_, err = svc.Store().Stream(ctx, seq, false, time.Now(), 0, func(c store.Change, rs []store.Record) error {
+	_, err = sqlStore(svc).Stream(ctx, seq, false, time.Now(), 0, func(c store.Change, rs []store.Record) error {
 		for _, r := range rs {
 			if c == store.Deleted {
 				deleted = append(deleted, r.ID)
@@ -270,11 +270,11 @@ func TestExpireFeedsStream(t *testing.T) {
 		t.Fatalf("stream deleted %v, %v", deleted, err)
 	}
 	// The expired decision still counts for escalation.
-	if n, _ := svc.Store().CountDecisions(ctx, "198.18.6.6", time.Time{}); n != 1 {
+	if n, _ := sqlStore(svc).CountDecisions(ctx, "198.18.6.6", time.Time{}); n != 1 {
 		t.Errorf("count %d", n)
 	}
 	// Prune with a cutoff after its end removes it.
-	st, err := svc.Store().Prune(ctx, time.Now().Add(time.Second))
+	st, err := sqlStore(svc).Prune(ctx, time.Now().Add(time.Second))
 	if err != nil || st.Decisions != 1 {
 		t.Fatalf("prune: %+v, %v", st, err)
 	}
