@@ -88,7 +88,7 @@ func journaldChild(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		fams, err := metrics.ParseText(strings.NewReader(string(out)))
+		fams, err := parseMetricsText(strings.NewReader(string(out)))
 		must(t, err)
 		sum = metrics.Summarize(fams)
 		return sum.Latency.Count >= attackers

@@ -35,7 +35,7 @@ func TestDetectionToKernelLatency(t *testing.T) {
 	}
 	var sum metrics.Summary
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d bans in the histogram", attackers), func() bool {
-		fams, err := metrics.ParseText(strings.NewReader(scrape(t, victim, "http://127.0.0.1:9641/metrics")))
+		fams, err := parseMetricsText(strings.NewReader(scrape(t, victim, "http://127.0.0.1:9641/metrics")))
 		must(t, err)
 		sum = metrics.Summarize(fams)
 		return sum.Latency.Count >= attackers

@@ -32,11 +32,11 @@ https://user:password@127.0.0.1:9641/metrics.`,
 				if err != nil {
 					return err
 				}
-				if url, err = metrics.ScrapeURL(cfg.Metrics.Listen); err != nil {
+				if url, err = scrapeURL(cfg.Metrics.Listen); err != nil {
 					return usagef("%v", err)
 				}
 			}
-			raw, fams, err := metrics.Fetch(cmd.Context(), &http.Client{Timeout: timeout}, url)
+			raw, fams, err := fetchMetrics(cmd.Context(), &http.Client{Timeout: timeout}, url)
 			if err != nil {
 				return err
 			}
@@ -49,7 +49,7 @@ https://user:password@127.0.0.1:9641/metrics.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(metrics.Summarize(fams))
 			}
-			return metrics.Summarize(fams).WriteText(a.stdout)
+			return writeMetricsText(a.stdout, metrics.Summarize(fams))
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "", "metrics URL (default http://<metrics.listen>/metrics)")

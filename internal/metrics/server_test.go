@@ -15,6 +15,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	pmodel "github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/moatsec/moat/internal/testutil"
@@ -63,9 +65,10 @@ func scrape(t testing.TB, base string) map[string]*dto.MetricFamily {
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d: %s", code, body)
 	}
-	fams, err := ParseText(strings.NewReader(string(body)))
+	p := expfmt.NewTextParser(pmodel.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("parse metrics: %v", err)
 	}
 	return fams
 }

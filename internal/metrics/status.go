@@ -29,9 +29,9 @@ const (
 
 func parseStatusTemplate() (*template.Template, error) {
 	t, err := template.New("status.html").Funcs(template.FuncMap{
-		"num":     num,
-		"seconds": seconds,
-		"percent": percent,
+		"num":     FormatCount,
+		"seconds": FormatSeconds,
+		"percent": FormatPercent,
 		"addf":    func(a, b float64) float64 { return a + b },
 		"until": func(now, t time.Time) string {
 			if t.IsZero() {

@@ -3,19 +3,15 @@ package metrics
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"sort"
-	"strings"
-	"text/tabwriter"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	pmodel "github.com/prometheus/common/model"
 )
 
-// Summary is a scrape condensed into the tables `moat metrics` prints and
-// the status page shows.
+// Summary is a scrape condensed into the tables the status page shows and
+// `moat metrics` prints (cmd/moat renders them; the daemon's status page
+// needs the same figures, so they are computed here).
 type Summary struct {
 	Sources    []SourceRow   `json:"sources"`
 	Engine     EngineRow     `json:"engine"`
@@ -110,16 +106,6 @@ type LatencyRow struct {
 	P50        float64 `json:"p50_seconds"`
 	P90        float64 `json:"p90_seconds"`
 	P99        float64 `json:"p99_seconds"`
-}
-
-// ParseText reads the Prometheus text exposition format.
-func ParseText(r io.Reader) (map[string]*dto.MetricFamily, error) {
-	p := expfmt.NewTextParser(pmodel.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		return nil, fmt.Errorf("parse metrics: %w", err)
-	}
-	return fams, nil
 }
 
 // Families indexes gathered families by name.
@@ -456,66 +442,9 @@ func Quantile(q float64, buckets []Bucket) float64 {
 	return lower + (bs[i].UpperBound-lower)*((rank-below)/inBucket)
 }
 
-// WriteText prints the summary as the tables of `moat metrics`.
-func (s Summary) WriteText(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	section := func(title string, header ...string) {
-		fmt.Fprintf(tw, "\n%s\n", title)
-		fmt.Fprintln(tw, strings.Join(header, "\t"))
-	}
-	row := func(cells ...any) {
-		parts := make([]string, len(cells))
-		for i, c := range cells {
-			switch v := c.(type) {
-			case float64:
-				parts[i] = num(v)
-			default:
-				parts[i] = fmt.Sprint(v)
-			}
-		}
-		fmt.Fprintln(tw, strings.Join(parts, "\t"))
-	}
-
-	section("Sources:", "SOURCE", "KIND", "LINES", "BYTES", "ERRORS", "CUT", "LAG", "STATUS")
-	for _, r := range s.Sources {
-		status := "up"
-		if !r.Up {
-			status = "DOWN"
-		}
-		row(r.Name, r.Kind, r.Lines, r.Bytes, r.Errors, r.CutLines, seconds(r.LagSeconds), status)
-	}
-	section("Engine:", "LINES", "PARSED", "UNPARSED", "WHITELISTED", "COVERAGE")
-	row(s.Engine.Lines, s.Engine.Parsed, s.Engine.Unparsed, s.Engine.Whitelisted, percent(s.Engine.Parsed, s.Engine.Parsed+s.Engine.Unparsed))
-	section("Parsers:", "STAGE", "PARSER", "HITS", "PARSED", "UNPARSED")
-	for _, r := range s.Parsers {
-		row(r.Stage, r.Parser, r.Hits, r.Parsed, r.Unparsed)
-	}
-	section("Scenarios:", "SCENARIO", "POURS", "OVERFLOWS", "BUCKETS", "EVICTIONS", "ALERTS", "DECISIONS")
-	for _, r := range s.Scenarios {
-		row(r.Name, r.Pours, r.Overflows, r.Buckets, r.Evictions, r.Alerts, r.Decisions)
-	}
-	section("Decisions:", "ORIGIN", "ACTIVE", "CREATED")
-	for _, r := range s.Decisions {
-		row(r.Origin, r.Active, r.Created)
-	}
-	section("Kernel:", "BACKEND", "SET", "ELEMENTS", "DROPPED PACKETS", "DROPPED BYTES")
-	for _, r := range s.Kernel {
-		row(r.Backend, r.Set, r.Elements, r.Packets, r.Bytes)
-	}
-	section("Reconciler:", "BATCHES", "APPLY ERRORS", "REFUSED", "DRIFT", "ENTRIES", "LAST APPLY")
-	rc := s.Reconciler
-	row(rc.Batches, rc.ApplyErrors, rc.Refused, rc.Drift, rc.Entries, seconds(rc.LastApplySeconds))
-	section("Detection to kernel:", "BANS", "MEAN", "P50", "P90", "P99")
-	mean := math.NaN()
-	if s.Latency.Count > 0 {
-		mean = s.Latency.SumSeconds / s.Latency.Count
-	}
-	row(s.Latency.Count, seconds(mean), seconds(s.Latency.P50), seconds(s.Latency.P90), seconds(s.Latency.P99))
-	return tw.Flush()
-}
-
-// num prints counts without a fraction and large ones with a unit suffix.
-func num(v float64) string {
+// FormatCount prints a count without a fraction and a large one with a unit
+// suffix, as the status page and `moat metrics` show it.
+func FormatCount(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "-"
@@ -531,8 +460,8 @@ func num(v float64) string {
 	return fmt.Sprintf("%.3g", v)
 }
 
-// seconds prints a duration in the unit that suits it.
-func seconds(v float64) string {
+// FormatSeconds prints a duration in the unit that suits it.
+func FormatSeconds(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "-"
@@ -546,7 +475,8 @@ func seconds(v float64) string {
 	return fmt.Sprintf("%.2fs", v)
 }
 
-func percent(part, whole float64) string {
+// FormatPercent prints part of whole as a percentage, "-" of nothing.
+func FormatPercent(part, whole float64) string {
 	if whole == 0 {
 		return "-"
 	}

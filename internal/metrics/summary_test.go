@@ -1,21 +1,10 @@
 package metrics
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"flag"
 	"math"
-	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 func TestQuantile(t *testing.T) {
 	inf := math.Inf(1)
@@ -83,89 +72,4 @@ func TestLatencyQuantilesFromHook(t *testing.T) {
 	check("p50", l.P50, 300e-6, 400e-6)
 	check("p90", l.P90, 300e-6, 400e-6)
 	check("p99", l.P99, 2e-3, 3e-3)
-}
-
-func TestScrapeURL(t *testing.T) {
-	tests := []struct{ listen, want, err string }{
-		{"127.0.0.1:9641", "http://127.0.0.1:9641/metrics", ""},
-		{"0.0.0.0:9641", "http://127.0.0.1:9641/metrics", ""},
-		{":9641", "http://127.0.0.1:9641/metrics", ""},
-		{"[::]:9641", "http://[::1]:9641/metrics", ""},
-		{"[::1]:9641", "http://[::1]:9641/metrics", ""},
-		{"localhost:9641", "http://localhost:9641/metrics", ""},
-		{"", "", "metrics.listen is empty: the daemon serves no metrics"},
-		{"9641", "", `metrics.listen "9641": address 9641: missing port in address`},
-	}
-	for _, tc := range tests {
-		got, err := ScrapeURL(tc.listen)
-		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
-			t.Errorf("ScrapeURL(%q) = %q, %v; want %q, %q", tc.listen, got, err, tc.want, tc.err)
-		}
-	}
-}
-
-// TestSummaryGolden scrapes the fakes over HTTP as `moat metrics` does and
-// compares the tables and the JSON with golden files.
-func TestSummaryGolden(t *testing.T) {
-	s, w := newTestServer(t)
-	w.ban("198.18.0.7", "crowdsecurity/ssh-bf", 1700*time.Microsecond, s.Latency().Applied)
-	w.ban("198.18.0.8", "crowdsecurity/ssh-bf", 4*time.Millisecond, s.Latency().Applied)
-	url, err := ScrapeURL(serveAddr(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, fams, err := Fetch(context.Background(), &http.Client{Timeout: 10 * time.Second}, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(raw, []byte("# TYPE "+LatencyName+" histogram")) {
-		t.Error("raw scrape lacks the histogram")
-	}
-	sum := Summarize(fams)
-
-	var text bytes.Buffer
-	if err := sum.WriteText(&text); err != nil {
-		t.Fatal(err)
-	}
-	js, err := json.MarshalIndent(sum, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "summary.txt", text.Bytes())
-	golden(t, "summary.json", append(js, '\n'))
-
-	// And with no samples, quantiles are null in JSON, "-" in text.
-	empty := Summarize(nil)
-	js, err = json.Marshal(empty.Latency)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"count":0,"sum_seconds":0,"p50_seconds":null,"p90_seconds":null,"p99_seconds":null}`; string(js) != want {
-		t.Errorf("empty latency JSON %s, want %s", js, want)
-	}
-}
-
-func serveAddr(t *testing.T, s *Server) string {
-	t.Helper()
-	return serve(t, s)[len("http://"):]
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
 }
