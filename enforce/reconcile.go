@@ -254,41 +254,10 @@ func (r *Reconciler) batch(ctx context.Context, first *request) {
 		first.done <- result{err: err, drift: drift}
 		return
 	}
-	reqs := []*request{first}
-	n := len(first.add) + len(first.remove)
-	var window <-chan time.Time
-	if r.cfg.Window > 0 {
-		t := time.NewTimer(r.cfg.Window)
-		defer t.Stop()
-		window = t.C
-	}
-gather:
-	for n < r.cfg.MaxBatch {
-		select {
-		case req := <-r.reqs:
-			if req.verify || req.fn != nil {
-				// Answer after this batch so it sees the batch applied.
-				defer r.answerLater(ctx, req)
-				break gather
-			}
-			reqs = append(reqs, req)
-			n += len(req.add) + len(req.remove)
-		default:
-			if window == nil {
-				break gather
-			}
-			select {
-			case req := <-r.reqs:
-				if req.verify || req.fn != nil {
-					defer r.answerLater(ctx, req)
-					break gather
-				}
-				reqs = append(reqs, req)
-				n += len(req.add) + len(req.remove)
-			case <-window:
-				break gather
-			}
-		}
+	reqs, n, later := r.gather(first)
+	if later != nil {
+		// Answer after this batch so it sees the batch applied.
+		defer r.answerLater(ctx, later)
 	}
 
 	now := time.Now()
@@ -354,6 +323,42 @@ gather:
 		}
 	}
 	r.finish(ctx, reqs, errs, applied, diff)
+}
+
+// gather collects the requests queued behind first (or arriving within the
+// window) until they carry MaxBatch decisions, and returns them with their
+// decision count. A verify or function request ends the batch; it is
+// returned apart, to be answered once the batch is applied.
+func (r *Reconciler) gather(first *request) (reqs []*request, n int, later *request) {
+	reqs = []*request{first}
+	n = len(first.add) + len(first.remove)
+	var window <-chan time.Time
+	if r.cfg.Window > 0 {
+		t := time.NewTimer(r.cfg.Window)
+		defer t.Stop()
+		window = t.C
+	}
+	for n < r.cfg.MaxBatch {
+		var req *request
+		select {
+		case req = <-r.reqs:
+		default:
+			if window == nil {
+				return reqs, n, nil
+			}
+			select {
+			case req = <-r.reqs:
+			case <-window:
+				return reqs, n, nil
+			}
+		}
+		if req.verify || req.fn != nil {
+			return reqs, n, req
+		}
+		reqs = append(reqs, req)
+		n += len(req.add) + len(req.remove)
+	}
+	return reqs, n, nil
 }
 
 func (r *Reconciler) answerLater(ctx context.Context, req *request) {
