@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,33 +43,6 @@ func adminError(err error) error {
 		return errors.New(ae.Message)
 	}
 	return err
-}
-
-func writeJSONOut(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// table writes rows under a header, aligned. It escapes every cell (esc),
-// so a tab or an escape sequence in a value can neither break the columns
-// nor reach the terminal; callers pass cells unescaped.
-func table(w io.Writer, header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	line := func(cells []string) {
-		for i, c := range cells {
-			if i > 0 {
-				io.WriteString(tw, "\t")
-			}
-			io.WriteString(tw, esc(c))
-		}
-		io.WriteString(tw, "\n")
-	}
-	line(header)
-	for _, r := range rows {
-		line(r)
-	}
-	return tw.Flush()
 }
 
 func fmtTime(t time.Time) string {

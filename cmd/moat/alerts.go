@@ -73,30 +73,22 @@ func (a *app) alertsListCmd() *cobra.Command {
 	return cmd
 }
 
+// alertListing prints the alerts the daemon stored, newest first.
+var alertListing = listing[api.Alert]{
+	columns: []column[api.Alert]{
+		{"ID", func(al api.Alert) string { return strconv.FormatInt(al.ID, 10) }},
+		{"SCOPE:VALUE", func(al api.Alert) string { return al.Scope + ":" + al.Value }},
+		{"SCENARIO", func(al api.Alert) string { return al.Scenario }},
+		{"EVENTS", func(al api.Alert) string { return strconv.Itoa(al.EventsCount) }},
+		{"DECISIONS", func(al api.Alert) string { return decisionIDs(al.Decisions) }},
+		{"CREATED", func(al api.Alert) string { return fmtTime(al.CreatedAt) }},
+	},
+	raw:   func(al api.Alert) string { return strconv.FormatInt(al.ID, 10) },
+	empty: "No alerts.",
+}
+
 func writeAlertList(w io.Writer, format string, alerts []api.Alert) error {
-	switch format {
-	case "json":
-		if alerts == nil {
-			alerts = []api.Alert{}
-		}
-		return writeJSONOut(w, alerts)
-	case "raw":
-		for _, al := range alerts {
-			if _, err := fmt.Fprintln(w, al.ID); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if len(alerts) == 0 {
-		_, err := fmt.Fprintln(w, "No alerts.")
-		return err
-	}
-	rows := make([][]string, 0, len(alerts))
-	for _, al := range alerts {
-		rows = append(rows, []string{strconv.FormatInt(al.ID, 10), al.Scope + ":" + al.Value, al.Scenario, strconv.Itoa(al.EventsCount), decisionIDs(al.Decisions), fmtTime(al.CreatedAt)})
-	}
-	return table(w, []string{"ID", "SCOPE:VALUE", "SCENARIO", "EVENTS", "DECISIONS", "CREATED"}, rows)
+	return alertListing.render(w, format, alerts)
 }
 
 // decisionIDs shows the decisions an alert produced by ID, for moat
@@ -158,14 +150,11 @@ UTF-8 escaped (\x1b, \u202e, \\ for a backslash); -o json is exact.`,
 // writeAlertOut shows one alert: in full, as JSON, or (raw) its scenario
 // and value on one line.
 func writeAlertOut(w io.Writer, format string, al api.Alert) error {
-	switch format {
-	case "json":
-		return writeJSONOut(w, al)
-	case "raw":
-		_, err := fmt.Fprintf(w, "%s %s\n", esc(al.Scenario), esc(al.Value))
-		return err
-	}
-	return writeAlert(w, al)
+	return result{
+		value: al,
+		raw:   []string{al.Scenario + " " + al.Value},
+		text:  func(w io.Writer) error { return writeAlert(w, al) },
+	}.render(w, format)
 }
 
 func writeAlert(w io.Writer, al api.Alert) error {

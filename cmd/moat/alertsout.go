@@ -1,72 +1,57 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
-	"text/tabwriter"
+	"strconv"
 	"time"
 
+	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/internal/model"
 )
 
-// alertRow is one alert as replay prints it.
-type alertRow struct {
-	Source    string    `json:"source"`
-	Scope     string    `json:"scope"`
-	Scenario  string    `json:"scenario"`
-	Events    int       `json:"events"`
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
-	Simulated bool      `json:"simulated,omitempty"`
+// replayListing prints the alerts a replay raised. -o json has the schema
+// of moat alerts list -o json, so one script reads both; the table shows
+// times in UTC, as the logs replayed are rarely from this host's zone.
+var replayListing = listing[api.Alert]{
+	columns: []column[api.Alert]{
+		{"SOURCE", func(al api.Alert) string { return al.Value }},
+		{"SCENARIO", func(al api.Alert) string {
+			if al.Simulated {
+				return al.Scenario + " (simulated)"
+			}
+			return al.Scenario
+		}},
+		{"EVENTS", func(al api.Alert) string { return strconv.Itoa(al.EventsCount) }},
+		{"FIRST SEEN", func(al api.Alert) string { return al.Start.Format(time.DateTime) }},
+		{"LAST SEEN", func(al api.Alert) string { return al.Stop.Format(time.DateTime) }},
+	},
+	raw:    func(al api.Alert) string { return al.Value },
+	footer: func(n int) string { return fmt.Sprintf("%d alerts", n) },
 }
 
-func alertRows(alerts []model.Alert) []alertRow {
-	rows := make([]alertRow, 0, len(alerts))
+// replayAlerts are alerts as replay prints them: in UTC, by first event,
+// then scenario and source, so the same logs always print the same.
+func replayAlerts(alerts []model.Alert) []api.Alert {
+	out := make([]api.Alert, 0, len(alerts))
 	for _, a := range alerts {
-		rows = append(rows, alertRow{
-			Source: a.Value, Scope: a.Scope, Scenario: a.Scenario, Events: a.EventsCount,
-			FirstSeen: a.Start.UTC(), LastSeen: a.Stop.UTC(), Simulated: a.Simulated,
-		})
+		al := api.AlertOf(a)
+		al.Start, al.Stop = al.Start.UTC(), al.Stop.UTC()
+		out = append(out, al)
 	}
-	// Stable output: by first event, then scenario and source.
-	sort.SliceStable(rows, func(i, j int) bool {
-		if !rows[i].FirstSeen.Equal(rows[j].FirstSeen) {
-			return rows[i].FirstSeen.Before(rows[j].FirstSeen)
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Start.Equal(out[j].Start) {
+			return out[i].Start.Before(out[j].Start)
 		}
-		if rows[i].Scenario != rows[j].Scenario {
-			return rows[i].Scenario < rows[j].Scenario
+		if out[i].Scenario != out[j].Scenario {
+			return out[i].Scenario < out[j].Scenario
 		}
-		return rows[i].Source < rows[j].Source
+		return out[i].Value < out[j].Value
 	})
-	return rows
+	return out
 }
 
 func writeAlerts(w io.Writer, format string, alerts []model.Alert) error {
-	rows := alertRows(alerts)
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	case "raw":
-		for _, r := range rows {
-			if _, err := fmt.Fprintln(w, esc(r.Source)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tSCENARIO\tEVENTS\tFIRST SEEN\tLAST SEEN")
-	for _, r := range rows {
-		sc := esc(r.Scenario)
-		if r.Simulated {
-			sc += " (simulated)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", esc(r.Source), sc, r.Events, r.FirstSeen.Format(time.DateTime), r.LastSeen.Format(time.DateTime))
-	}
-	fmt.Fprintf(tw, "%d alerts\n", len(rows))
-	return tw.Flush()
+	return replayListing.render(w, format, replayAlerts(alerts))
 }

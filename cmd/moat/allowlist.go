@@ -69,15 +69,10 @@ func (a *app) allowlistAddCmd() *cobra.Command {
 			if err != nil {
 				return adminError(err)
 			}
-			switch format {
-			case "json":
-				return writeJSONOut(a.stdout, res)
-			case "raw":
-				_, err := fmt.Fprintln(a.stdout, value)
+			return result{value: res, raw: []string{value}, text: func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "%s allowlisted; %d active decision(s) lifted.\n", value, len(res.Lifted))
 				return err
-			}
-			_, err = fmt.Fprintf(a.stdout, "%s allowlisted; %d active decision(s) lifted.\n", value, len(res.Lifted))
-			return err
+			}}.render(a.stdout, format)
 		},
 	}
 	cmd.Flags().StringVarP(&reason, "reason", "R", "", "why this source is trusted (required)")
@@ -104,34 +99,25 @@ func (a *app) allowlistListCmd() *cobra.Command {
 	}
 }
 
-func writeAllowlist(w io.Writer, format string, es []decision.AllowEntry) error {
-	switch format {
-	case "json":
-		if es == nil {
-			es = []decision.AllowEntry{}
-		}
-		return writeJSONOut(w, es)
-	case "raw":
-		for _, e := range es {
-			if _, err := fmt.Fprintln(w, allowString(e.Value)); err != nil {
-				return err
+// allowListing prints allowlist entries, the configuration's and the CLI's.
+var allowListing = listing[decision.AllowEntry]{
+	columns: []column[decision.AllowEntry]{
+		{"VALUE", func(e decision.AllowEntry) string { return allowString(e.Value) }},
+		{"SOURCE", func(e decision.AllowEntry) string {
+			if e.Config {
+				return "config"
 			}
-		}
-		return nil
-	}
-	if len(es) == 0 {
-		_, err := fmt.Fprintln(w, "No allowlist entries.")
-		return err
-	}
-	rows := make([][]string, 0, len(es))
-	for _, e := range es {
-		src := "cli"
-		if e.Config {
-			src = "config"
-		}
-		rows = append(rows, []string{allowString(e.Value), src, e.Reason, fmtTime(e.Created)})
-	}
-	return table(w, []string{"VALUE", "SOURCE", "REASON", "CREATED"}, rows)
+			return "cli"
+		}},
+		{"REASON", func(e decision.AllowEntry) string { return e.Reason }},
+		{"CREATED", func(e decision.AllowEntry) string { return fmtTime(e.Created) }},
+	},
+	raw:   func(e decision.AllowEntry) string { return allowString(e.Value) },
+	empty: "No allowlist entries.",
+}
+
+func writeAllowlist(w io.Writer, format string, es []decision.AllowEntry) error {
+	return allowListing.render(w, format, es)
 }
 
 func allowString(p netip.Prefix) string {

@@ -50,15 +50,10 @@ moat keeps only its hash. -o raw prints the key alone, for scripts.`,
 			if err != nil {
 				return adminError(err)
 			}
-			switch format {
-			case "json":
-				return writeJSONOut(a.stdout, nb)
-			case "raw":
-				_, err := fmt.Fprintln(a.stdout, nb.Key)
+			return result{value: nb, raw: []string{nb.Key}, text: func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "API key for %q:\n\n    %s\n\nKeep it now: it will not be shown again.\n", nb.Name, nb.Key)
 				return err
-			}
-			_, err = fmt.Fprintf(a.stdout, "API key for %q:\n\n    %s\n\nKeep it now: it will not be shown again.\n", nb.Name, nb.Key)
-			return err
+			}}.render(a.stdout, format)
 		},
 	}
 }
@@ -82,37 +77,29 @@ func (a *app) bouncersListCmd() *cobra.Command {
 	}
 }
 
+// bouncerListing prints registered bouncers; "-" stands for what a
+// bouncer that never pulled has not told.
+var bouncerListing = listing[api.Bouncer]{
+	columns: []column[api.Bouncer]{
+		{"NAME", func(b api.Bouncer) string { return b.Name }},
+		{"CREATED", func(b api.Bouncer) string { return fmtTime(b.CreatedAt) }},
+		{"LAST PULL", func(b api.Bouncer) string { return fmtTime(b.LastSeen) }},
+		{"IP", func(b api.Bouncer) string { return orDash(b.LastIP) }},
+		{"USER AGENT", func(b api.Bouncer) string { return orDash(b.UserAgent) }},
+	},
+	raw:   func(b api.Bouncer) string { return b.Name },
+	empty: "No bouncers.",
+}
+
 func writeBouncers(w io.Writer, format string, bs []api.Bouncer) error {
-	switch format {
-	case "json":
-		if bs == nil {
-			bs = []api.Bouncer{}
-		}
-		return writeJSONOut(w, bs)
-	case "raw":
-		for _, b := range bs {
-			if _, err := fmt.Fprintln(w, esc(b.Name)); err != nil {
-				return err
-			}
-		}
-		return nil
+	return bouncerListing.render(w, format, bs)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
 	}
-	if len(bs) == 0 {
-		_, err := fmt.Fprintln(w, "No bouncers.")
-		return err
-	}
-	rows := make([][]string, 0, len(bs))
-	for _, b := range bs {
-		ip, ua := b.LastIP, b.UserAgent
-		if ip == "" {
-			ip = "-"
-		}
-		if ua == "" {
-			ua = "-"
-		}
-		rows = append(rows, []string{b.Name, fmtTime(b.CreatedAt), fmtTime(b.LastSeen), ip, ua})
-	}
-	return table(w, []string{"NAME", "CREATED", "LAST PULL", "IP", "USER AGENT"}, rows)
+	return s
 }
 
 func (a *app) bouncersDeleteCmd() *cobra.Command {

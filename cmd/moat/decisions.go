@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -113,7 +114,7 @@ value per line. Table and raw output show control characters escaped
 			if err != nil {
 				return err
 			}
-			out := newDecisionWriter(a.stdout, format)
+			out := decisionListing(time.Now()).writer(a.stdout, format, decisionSample)
 			total, err := c.EachDecision(cmd.Context(), q, out.write)
 			if err != nil {
 				return adminError(err)
@@ -184,19 +185,18 @@ returns once the decision is stored and in the kernel.`,
 			if err != nil {
 				return adminError(err)
 			}
-			switch format {
-			case "json":
-				return writeJSONOut(a.stdout, ds)
-			case "raw":
+			ids := make([]string, len(ds))
+			for i, d := range ds {
+				ids[i] = strconv.FormatInt(d.ID, 10)
+			}
+			return result{value: ds, raw: ids, text: func(w io.Writer) error {
 				for _, d := range ds {
-					fmt.Fprintln(a.stdout, d.ID)
+					if _, err := fmt.Fprintf(w, "Decision %d: %s %s for %s (until %s).\n", d.ID, esc(d.Type), esc(d.Value), duration, fmtTime(d.Until)); err != nil {
+						return err
+					}
 				}
 				return nil
-			}
-			for _, d := range ds {
-				fmt.Fprintf(a.stdout, "Decision %d: %s %s for %s (until %s).\n", d.ID, esc(d.Type), esc(d.Value), duration, fmtTime(d.Until))
-			}
-			return nil
+			}}.render(a.stdout, format)
 		},
 	}
 	fl := cmd.Flags()
@@ -245,17 +245,14 @@ kernel. With no filter nothing is deleted unless --all is given.`,
 			if err != nil {
 				return adminError(err)
 			}
-			switch format {
-			case "json":
-				return writeJSONOut(a.stdout, res)
-			case "raw":
-				for _, d := range res.Decisions {
-					fmt.Fprintln(a.stdout, esc(d.Value))
-				}
-				return nil
+			values := make([]string, len(res.Decisions))
+			for i, d := range res.Decisions {
+				values[i] = d.Value
 			}
-			_, err = fmt.Fprintf(a.stdout, "%d decision(s) deleted.\n", res.Deleted)
-			return err
+			return result{value: res, raw: values, text: func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "%d decision(s) deleted.\n", res.Deleted)
+				return err
+			}}.render(a.stdout, format)
 		},
 	}
 	f.register(cmd)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/moatsec/moat/enforce/api"
 )
 
 // genCorpus writes the shared corpus generator's auth.log and truth.tsv.
@@ -32,16 +34,16 @@ func replayedSources(t *testing.T, stdin string, args ...string) map[string]bool
 	if code != exitOK {
 		t.Fatalf("moat replay %v: exit %d: %s", args, code, errOut)
 	}
-	var rows []alertRow
+	var rows []api.Alert
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("replay output is not JSON: %v\n%s", err, out)
 	}
 	got := map[string]bool{}
 	for _, r := range rows {
-		if r.FirstSeen.Year() != 2026 || r.LastSeen.Before(r.FirstSeen) {
-			t.Fatalf("alert times come from the log (2026), got %v..%v", r.FirstSeen, r.LastSeen)
+		if r.Start.Year() != 2026 || r.Stop.Before(r.Start) {
+			t.Fatalf("alert times come from the log (2026), got %v..%v", r.Start, r.Stop)
 		}
-		got[r.Source] = true
+		got[r.Value] = true
 	}
 	return got
 }
@@ -133,11 +135,11 @@ func replayedSourcesStdin(t *testing.T, path string) map[string]bool {
 	if err != nil {
 		t.Fatalf("moat replay -: %v", err)
 	}
-	var rows []alertRow
+	var rows []api.Alert
 	must(t, json.Unmarshal(out, &rows))
 	got := map[string]bool{}
 	for _, r := range rows {
-		got[r.Source] = true
+		got[r.Value] = true
 	}
 	return got
 }

@@ -32,14 +32,15 @@ func (a *app) statusCmd() *cobra.Command {
 }
 
 func writeStatusOut(w io.Writer, format string, st api.Status, now time.Time) error {
-	switch format {
-	case "json":
-		return writeJSONOut(w, st)
-	case "raw":
-		_, err := fmt.Fprintf(w, "active_decisions %d\nalerts %d\nbouncers %d\n", st.Store.ActiveDecisions, st.Store.Alerts, st.Store.Bouncers)
-		return err
-	}
-	return writeStatus(w, st, now)
+	return result{
+		value: st,
+		raw: []string{
+			fmt.Sprintf("active_decisions %d", st.Store.ActiveDecisions),
+			fmt.Sprintf("alerts %d", st.Store.Alerts),
+			fmt.Sprintf("bouncers %d", st.Store.Bouncers),
+		},
+		text: func(w io.Writer) error { return writeStatus(w, st, now) },
+	}.render(w, format)
 }
 
 func writeStatus(w io.Writer, st api.Status, now time.Time) error {

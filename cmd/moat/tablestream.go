@@ -43,15 +43,12 @@ func (t *streamTable) Row(cells []string) error {
 	return t.err
 }
 
-// Close writes what is held; it reports whether any row came.
-func (t *streamTable) Close() (rows bool, err error) {
+// Close writes what is held, the header alone when no row came.
+func (t *streamTable) Close() error {
 	if t.widths == nil {
-		if len(t.held) == 0 {
-			return false, nil
-		}
 		t.flushHeld()
 	}
-	return true, t.err
+	return t.err
 }
 
 func (t *streamTable) flushHeld() {

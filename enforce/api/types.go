@@ -158,10 +158,12 @@ func validWord(s string, max int) bool {
 	return true
 }
 
-// Alert is an alert as the admin endpoints show it.
+// Alert is an alert as the admin endpoints show it, and as moat replay
+// prints the alerts it raises: one schema for scripts to read. A replayed
+// alert is never stored, so it has no ID and no creation time.
 type Alert struct {
-	ID              int64               `json:"id"`
-	CreatedAt       time.Time           `json:"created_at"`
+	ID              int64               `json:"id,omitempty"`
+	CreatedAt       time.Time           `json:"created_at,omitzero"`
 	Scenario        string              `json:"scenario"`
 	ScenarioVersion string              `json:"scenario_version,omitempty"`
 	Message         string              `json:"message,omitempty"`
@@ -179,17 +181,23 @@ type Alert struct {
 }
 
 func fromAlert(r store.AlertRecord, full bool) Alert {
-	a := r.Alert
-	out := Alert{
-		ID: r.ID, CreatedAt: r.Created, Scenario: a.Scenario, ScenarioVersion: a.ScenarioVersion,
-		Message: a.Message, Scope: a.Scope, Value: a.Value, Start: a.Start, Stop: a.Stop,
-		EventsCount: a.EventsCount, Remediation: a.Remediation, Simulated: a.Simulated,
-		Decisions: r.Decisions,
-	}
+	out := AlertOf(r.Alert)
+	out.ID, out.CreatedAt, out.Decisions = r.ID, r.Created, r.Decisions
 	if full {
+		a := r.Alert
 		out.Meta, out.Labels, out.Events = a.Meta, a.Labels, a.Events
 	}
 	return out
+}
+
+// AlertOf is an alert as a list shows it: without its meta, labels and
+// events, which only inspect shows.
+func AlertOf(a model.Alert) Alert {
+	return Alert{
+		Scenario: a.Scenario, ScenarioVersion: a.ScenarioVersion,
+		Message: a.Message, Scope: a.Scope, Value: a.Value, Start: a.Start, Stop: a.Stop,
+		EventsCount: a.EventsCount, Remediation: a.Remediation, Simulated: a.Simulated,
+	}
 }
 
 // NewBouncer answers a bouncer add: the key is shown this once.
