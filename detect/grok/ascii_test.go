@@ -1,23 +1,20 @@
-package parse
+package grok
 
 import (
 	"bufio"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/moatsec/moat/detect/parse/internal/ascii"
+	"github.com/moatsec/moat/detect/grok/internal/ascii"
 )
 
-// regexpOnly is c with Go's regexp as its only matcher.
-func regexpOnly(c *grok) *grok {
-	plain := *c
-	plain.v4, plain.anch, plain.anch4, plain.fast, plain.lits, plain.pre, plain.v6 = nil, nil, nil, nil, nil, "", nil
-	plain.ascii, plain.ascii4, plain.ascii6 = nil, nil, nil
-	return &plain
+// regexpOnly is c with Go's regexp as its only matcher: no Fast or
+// Backtrack tier, no variant, anchored try or prefilter.
+func regexpOnly(c *Pattern) *Pattern {
+	return &Pattern{lib: c.lib, src: c.src, tiers: []Tier{Regexp}, full: variant{re: c.full.re, names: c.full.names}}
 }
 
 // Every grok the hub's parsers compile finds, on every line of the hub's
@@ -48,31 +45,32 @@ func TestASCIIMatchesRegexpOnHubLogs(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(root, "hub", "parsers", "*", "*", "*.yaml"))
 	var m ascii.Machine
 	groks, compiled, compared, matched := 0, 0, 0, 0
+	var tiers TierCounts
 	done := map[string]bool{}
 	for _, f := range files {
-		p, err := Load([]File{{Path: f, Stage: filepath.Base(filepath.Dir(filepath.Dir(f)))}}, Options{
-			PatternDir: filepath.Join(root, "patterns"),
-			DataDir:    filepath.Join(root, "data"),
-		})
+		g := New(Options{})
+		if err := g.LoadDir(filepath.Join(root, "patterns")); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := compileParserFile(g, f)
 		if err != nil {
 			continue
 		}
-		for src, c := range p.grok.compiled {
+		for _, c := range ps {
+			src := c.String()
 			if done[src] {
 				continue
 			}
 			done[src] = true
 			groks++
-			if c.ascii != nil {
+			tiers[c.Tier()]++
+			if c.full.prog != nil {
 				compiled++
 			} else {
 				t.Logf("left to regexp: %s", src)
 			}
-			for _, v := range []struct {
-				re   *regexp.Regexp
-				prog *ascii.Prog
-			}{{c.re, c.ascii}, {c.v4, c.ascii4}, {c.v6, c.ascii6}} {
-				if v.re == nil || v.prog == nil {
+			for _, v := range []*variant{&c.full, c.v4, c.v6} {
+				if v == nil || v.prog == nil {
 					continue
 				}
 				caps := make([]int, v.prog.NumSlots())
@@ -101,6 +99,7 @@ func TestASCIIMatchesRegexpOnHubLogs(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("hub groks served first by tier: fast %d, backtrack %d, regexp %d", tiers[Fast], tiers[Backtrack], tiers[Regexp])
 	t.Logf("%d groks, %d compiled for ASCII; %d comparisons over %d lines, %d matches", groks, compiled, compared, len(lines), matched)
 	if compiled < groks*9/10 || matched < 1000 {
 		t.Errorf("%d of %d groks compiled, %d matches compared: too few to show anything", compiled, groks, matched)

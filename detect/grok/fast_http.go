@@ -1,4 +1,4 @@
-package parse
+package grok
 
 import "strings"
 
@@ -18,7 +18,7 @@ var httpDefs = map[string]string{
 	"EXT":  `\.[^.]*$|$`,
 }
 
-func (g *grokLib) httpFast(src string) func(string, map[string]string) (bool, bool) {
+func (g *Library) httpFast(src string) func(string, map[string]string) (bool, bool) {
 	var f func(string, map[string]string) (bool, bool)
 	switch src {
 	case httpArgsPattern:
@@ -28,11 +28,7 @@ func (g *grokLib) httpFast(src string) func(string, map[string]string) (bool, bo
 	default:
 		return nil
 	}
-	ref := newGrokLib()
-	for k, v := range httpDefs {
-		ref.defs[k] = v
-	}
-	if !g.sameExpansion(ref, src, expandFull) {
+	if !g.sameExpansion(withDefs(httpDefs), src) {
 		return nil
 	}
 	return f

@@ -1,9 +1,8 @@
-package parse
+package grok
 
 import (
 	"regexp"
 	"strings"
-	"sync"
 )
 
 // nginx-logs runs nginxAccess on every access log line; with IPORHOST
@@ -12,7 +11,8 @@ import (
 // characters the sub-patterns cannot hold, so the captures of a line that
 // matches from its first byte can be read by splitting, each field then
 // checked against its own small regexp. Anything unusual goes to the
-// regexp (ok=false); FuzzNginxFastPath checks that both agree.
+// next tier (ok=false); FuzzNginxFastPath checks that it agrees with the
+// regexp.
 const nginxAccess = `(%{IPORHOST:target_fqdn}(:%{INT:port})? )?%{IPORHOST:remote_addr} - (%{NGCUSTOMUSER:remote_user} )?\[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"( %{NUMBER:request_length} %{NUMBER:request_time} \[%{DATA:proxy_upstream_name}\] \[%{DATA:proxy_alternative_upstream_name}\])?`
 
 // nginxDefs are the pattern_syntax and pattern-dir definitions the fast
@@ -24,15 +24,8 @@ var nginxDefs = map[string]string{
 
 // nginxFast builds the fast path for src when it is nginxAccess and
 // expands here as with the built-in patterns, else nil.
-func (g *grokLib) nginxFast(src string) func(string, map[string]string) (bool, bool) {
-	if src != nginxAccess {
-		return nil
-	}
-	ref := newGrokLib()
-	for k, v := range nginxDefs {
-		ref.defs[k] = v
-	}
-	if !g.sameExpansion(ref, src, expandFull) {
+func (g *Library) nginxFast(src string) func(string, map[string]string) (bool, bool) {
+	if src != nginxAccess || !g.sameExpansion(withDefs(nginxDefs), src) {
 		return nil
 	}
 	full := func(p string) *tokenCheck {
@@ -54,41 +47,6 @@ func (g *grokLib) nginxFast(src string) func(string, map[string]string) (bool, b
 	return func(s string, parsed map[string]string) (bool, bool) {
 		return fastNginxAccess(s, parsed, host, date)
 	}
-}
-
-// tokenCheck answers whether a whole token matches a pattern, remembering
-// verdicts: addresses and dates come back line after line.
-type tokenCheck struct {
-	re *regexp.Regexp
-	// whole: the token must be exactly the leftmost-first match of an
-	// unanchored-at-end re, not just matched by it.
-	whole bool
-	mu    sync.Mutex
-	seen  map[string]bool
-}
-
-const tokenCheckMax = 4096
-
-func (t *tokenCheck) ok(s string) bool {
-	t.mu.Lock()
-	v, hit := t.seen[s]
-	t.mu.Unlock()
-	if hit {
-		return v
-	}
-	if t.whole {
-		loc := t.re.FindStringIndex(s)
-		v = loc != nil && loc[1] == len(s)
-	} else {
-		v = t.re.MatchString(s)
-	}
-	t.mu.Lock()
-	if len(t.seen) >= tokenCheckMax {
-		clear(t.seen)
-	}
-	t.seen[strings.Clone(s)] = v
-	t.mu.Unlock()
-	return v
 }
 
 func isWord(c byte) bool { return isAlnum(c) || c == '_' }

@@ -1,9 +1,4 @@
-package parse
-
-import (
-	"regexp/syntax"
-	"slices"
-)
+package grok
 
 // The syslog-logs parser runs ^%{SYSLOGLINE} on every line, and the NFA
 // Go's regexp needs for it costs microseconds. fastSyslogLine computes the
@@ -13,8 +8,8 @@ import (
 //	Mmm dd hh:mm:ss host prog: message
 //
 // by following the path the regexp prefers, and gives up (ok=false) on
-// anything else, which then goes to the regexp. FuzzSyslogFastPath checks
-// that both agree.
+// anything else, which the next tier then takes. FuzzSyslogFastPath
+// checks that it agrees with the regexp.
 
 // syslogDefs are the definitions the fast path reproduces; a pattern dir
 // that changes any of them disables it.
@@ -39,48 +34,9 @@ var syslogDefs = map[string]string{
 }
 
 // standardSyslog reports whether SYSLOGLINE means here what the fast path
-// reproduces. A pattern dir may redefine base patterns (a copy of them, a
-// different spelling of the same regexp): only a difference in the
-// expanded, parsed regexp and its field names disables the fast path.
-func (g *grokLib) standardSyslog() bool {
-	ref := newGrokLib()
-	for k, v := range syslogDefs {
-		ref.defs[k] = v
-	}
-	return g.sameExpansion(ref, "%{SYSLOGLINE}", expandFull)
-}
-
-// sameExpansion reports whether src expands to the same regexp, with the
-// same field names, in g and ref.
-func (g *grokLib) sameExpansion(ref *grokLib, src string, mode expandMode) bool {
-	var n1, n2 []string
-	a, err := g.expand(src, &n1, 0, mode)
-	if err != nil {
-		return false
-	}
-	b, err := ref.expand(src, &n2, 0, mode)
-	if err != nil || !slices.Equal(n1, n2) {
-		return false
-	}
-	if a == b {
-		return true
-	}
-	ra, err := syntax.Parse(a, syntax.Perl)
-	if err != nil {
-		return false
-	}
-	rb, err := syntax.Parse(b, syntax.Perl)
-	if err != nil {
-		return false
-	}
-	return ra.Simplify().Equal(rb.Simplify())
-}
-
-// standardV4 reports whether IPV6 and HOSTNAME expand as the built-in
-// ones, which grok.v4 relies on.
-func (g *grokLib) standardV4() bool {
-	ref := newGrokLib()
-	return g.sameExpansion(ref, "%{IPV6}", expandFull) && g.sameExpansion(ref, "%{HOSTNAME}", expandFull)
+// reproduces.
+func (g *Library) standardSyslog() bool {
+	return g.sameExpansion(withDefs(syslogDefs), "%{SYSLOGLINE}")
 }
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}

@@ -1,45 +1,23 @@
-package parse
+package grok
 
 import (
 	"maps"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/moatsec/moat/detect"
 )
-
-var syslogSeeds = []string{
-	"Mar  1 00:00:00 web1 sshd[3095632]: Invalid user guest from 198.18.38.187 port 17744",
-	"Feb 12 14:10:21 sd-126005 sshd[16378]: Invalid user pascal from 35.188.49.176 port 53502",
-	"Dec 31 23:59:59 host.example.org. CRON: (root) CMD (run-parts /etc/cron.hourly)",
-	"Jan  9 01:02:03 h kernel: [12345.678] IN=eth0 OUT= SRC=198.18.0.1",
-	"Jan 32 01:02:03 h prog: x",
-	"Jan  9 24:02:03 h prog: x",
-	"Jan  9 01:02:03 10.0.0.1 prog[1]: from an address host",
-	"Jan  9 01:02:03 h prog[01]: leading zero pid",
-	"Jan  9 01:02:03 h a:b: colons in prog",
-	"Jan  9 01:02:03 h prog:nospace",
-	"Jan  9 01:02:03 <4.6> h prog: facility",
-	"2024-01-02T03:04:05Z h prog[2]: iso",
-	"Jan  9 01:02:03.123 h prog: fraction",
-	"Jan  9 01:02:03 h-.x prog: odd host",
-	"Jan  9 01:02:03 h prog[7]: \xff invalid utf8",
-	"Jan  9 01:02:03 h prog[7]:",
-}
 
 // The syslog fast path agrees with the regexp whenever it answers.
 func FuzzSyslogFastPath(f *testing.F) {
-	for _, s := range syslogSeeds {
+	for _, s := range syslogSeeds(f) {
 		f.Add(s)
 	}
-	g := newGrokLib()
-	if err := g.loadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
+	g := New(Options{})
+	if err := g.LoadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
 		f.Fatal(err)
 	}
-	c, err := g.compile("^%{SYSLOGLINE}")
+	c, err := g.Compile("^%{SYSLOGLINE}")
 	if err != nil || c.fast == nil {
 		f.Fatalf("fast path not installed: %v", err)
 	}
@@ -51,60 +29,9 @@ func FuzzSyslogFastPath(f *testing.F) {
 			return
 		}
 		re := map[string]string{}
-		mr := slow.match(s, re)
+		mr := slow.Match(s, re)
 		if m != mr || !maps.Equal(fast, re) {
 			t.Fatalf("%q: fast %v %v, regexp %v %v", s, m, fast, mr, re)
-		}
-	})
-}
-
-// hubPipeline loads syslog, sshd, nginx and http parsers from the shared
-// hub snapshot.
-func hubPipeline(t testing.TB) *Pipeline {
-	root := sharedHub(t)
-	var files []File
-	for _, f := range []string{
-		"s00-raw/crowdsecurity/syslog-logs.yaml",
-		"s01-parse/crowdsecurity/sshd-logs.yaml",
-		"s01-parse/crowdsecurity/nginx-logs.yaml",
-		"s02-enrich/crowdsecurity/dateparse-enrich.yaml",
-		"s02-enrich/crowdsecurity/http-logs.yaml",
-	} {
-		files = append(files, File{Path: filepath.Join(root, "hub/parsers", f), Stage: strings.Split(f, "/")[0]})
-	}
-	p, err := Load(files, Options{PatternDir: filepath.Join(root, "patterns"), DataDir: filepath.Join(root, "data"), Year: 2026, LogTime: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// No line, however malformed, panics the pipeline; a line parsed as sshd
-// carries a source IP that is a valid address written in the line, and an
-// unparsed line leaves Process false.
-func FuzzPipeline(f *testing.F) {
-	for _, s := range syslogSeeds {
-		f.Add(s, "syslog")
-	}
-	f.Add(`198.18.241.36 - - [01/Mar/2026:00:00:00 +0000] "GET /blog/post-21 HTTP/1.1" 200 32774 "-" "curl/8"`, "nginx")
-	f.Add(`2001:db8::1 - - [01/Mar/2026:00:00:00 +0000] "GET /../../etc/passwd HTTP/1.1" 404 1 "-" "-"`, "nginx")
-	f.Add("Mar  1 00:00:00 web1 sshd[1]: Failed password for invalid user admin from 2001:db8::7 port 22 ssh2", "syslog")
-	p := hubPipeline(f)
-	f.Fuzz(func(t *testing.T, line, typ string) {
-		evt := detect.NewEvent(detect.Line{Raw: line, Labels: map[string]string{"type": typ}})
-		ok := p.Parse(evt)
-		if ok != evt.Process {
-			t.Fatalf("Parse returned %v, Process %v", ok, evt.Process)
-		}
-		if !ok || evt.Meta["service"] != "ssh" || evt.Meta["source_ip"] == "" {
-			return
-		}
-		ip := evt.Meta["source_ip"]
-		if _, err := netip.ParseAddr(ip); err != nil {
-			t.Fatalf("%q: source_ip %q is not an address: %v", line, ip, err)
-		}
-		if !strings.Contains(line, ip) {
-			t.Fatalf("%q: source_ip %q is not in the line", line, ip)
 		}
 	})
 }
@@ -136,19 +63,19 @@ func FuzzGrokVariants(f *testing.F) {
 	f.Add("Failed to log; Failed password for root from 198.18.0.7 port 22 ssh2")
 	f.Add("Connection reset by x Connection closed by 198.18.0.9 port 1 [preauth]")
 	f.Add("x " + strings.Repeat("a", 70) + ".example.org - - [01/Mar/2026:00:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"")
-	g := newGrokLib()
-	if err := g.loadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
+	g := New(Options{})
+	if err := g.LoadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
 		f.Fatal(err)
 	}
-	g.add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
+	g.Add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
 	// sshd-logs' own definitions: an address followed by optional parts.
-	g.add("IPv4_WORKAROUND", `(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)`)
-	g.add("IP_WORKAROUND", `(?:%{IPV6}|%{IPv4_WORKAROUND})`)
+	g.Add("IPv4_WORKAROUND", `(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)`)
+	g.Add("IP_WORKAROUND", `(?:%{IPV6}|%{IPv4_WORKAROUND})`)
 	optionalTail := []string{
 		`Invalid user\s*%{USERNAME:sshd_invalid_user}? from %{IP_WORKAROUND:sshd_client_ip}( port \d+)?`,
 		`pam_%{DATA:pam_type}\(sshd:auth\): authentication failure; logname= uid=%{NUMBER:uid}? euid=%{NUMBER:euid}? tty=ssh ruser= rhost=%{IP_WORKAROUND:sshd_client_ip}( %{SPACE}user=%{USERNAME:sshd_invalid_user})?`,
 	}
-	var groks []*grok
+	var groks []*Pattern
 	for _, p := range []string{
 		`(%{IPORHOST:target_fqdn}(:%{INT:port})? )?%{IPORHOST:remote_addr} - (%{NGCUSTOMUSER:remote_user} )?\[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"`,
 		`%{SSHD_FAIL}`,
@@ -159,7 +86,7 @@ func FuzzGrokVariants(f *testing.F) {
 		optionalTail[0],
 		optionalTail[1],
 	} {
-		c, err := g.compile(p)
+		c, err := g.Compile(p)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -174,10 +101,10 @@ func FuzzGrokVariants(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, c := range groks {
 			got := map[string]string{}
-			m := c.match(s, got)
+			m := c.Match(s, got)
 			plain := regexpOnly(c)
 			want := map[string]string{}
-			mw := plain.match(s, want)
+			mw := plain.Match(s, want)
 			if m != mw || !maps.Equal(got, want) {
 				t.Fatalf("%q: variants %v %v, full regexp %v %v", s, m, got, mw, want)
 			}
@@ -201,12 +128,12 @@ func FuzzNginxFastPath(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	g := newGrokLib()
-	if err := g.loadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
+	g := New(Options{})
+	if err := g.LoadDir(filepath.Join(sharedHub(f), "patterns")); err != nil {
 		f.Fatal(err)
 	}
-	g.add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
-	c, err := g.compile(nginxAccess)
+	g.Add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
+	c, err := g.Compile(nginxAccess)
 	if err != nil || c.fast == nil {
 		f.Fatalf("fast path not installed: %v", err)
 	}
@@ -218,7 +145,7 @@ func FuzzNginxFastPath(f *testing.F) {
 			return
 		}
 		re := map[string]string{}
-		mr := slow.match(s, re)
+		mr := slow.Match(s, re)
 		if m != mr || !maps.Equal(fast, re) {
 			t.Fatalf("%q: fast %v %v, regexp %v %v", s, m, fast, mr, re)
 		}
@@ -233,13 +160,13 @@ func FuzzHTTPFastPaths(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	g := newGrokLib()
+	g := New(Options{})
 	for k, v := range httpDefs {
-		g.add(k, v)
+		g.Add(k, v)
 	}
-	var groks []*grok
+	var groks []*Pattern
 	for _, p := range []string{httpArgsPattern, httpFilePattern} {
-		c, err := g.compile(p)
+		c, err := g.Compile(p)
 		if err != nil || c.fast == nil {
 			f.Fatalf("%s: fast path not installed: %v", p, err)
 		}
@@ -254,7 +181,7 @@ func FuzzHTTPFastPaths(f *testing.F) {
 			}
 			slow := regexpOnly(c)
 			re := map[string]string{}
-			mr := slow.match(s, re)
+			mr := slow.Match(s, re)
 			if m != mr || (m && !maps.Equal(fast, re)) {
 				t.Fatalf("%q: fast %v %v, regexp %v %v", s, m, fast, mr, re)
 			}

@@ -1,4 +1,4 @@
-package parse
+package grok
 
 import (
 	"maps"
@@ -8,8 +8,8 @@ import (
 )
 
 func TestGrok(t *testing.T) {
-	g := newGrokLib()
-	g.add("MYPROG", `%{WORD:prog}(?:\[%{POSINT:pid}\])?`)
+	g := New(Options{})
+	g.Add("MYPROG", `%{WORD:prog}(?:\[%{POSINT:pid}\])?`)
 	tests := []struct {
 		pattern, in string
 		want        map[string]string // nil: no match
@@ -26,17 +26,17 @@ func TestGrok(t *testing.T) {
 		{`(?<raw>ab+)c`, "xabbc", map[string]string{"raw": "abb"}},
 	}
 	for _, tt := range tests {
-		c, err := g.compile(tt.pattern)
+		c, err := g.Compile(tt.pattern)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.pattern, err)
 		}
 		got := map[string]string{}
-		ok := c.match(tt.in, got)
+		ok := c.Match(tt.in, got)
 		if ok != (tt.want != nil) || (ok && !maps.Equal(got, tt.want)) {
 			t.Errorf("%s on %q = %v %v, want %v", tt.pattern, tt.in, ok, got, tt.want)
 		}
 	}
-	if _, err := g.compile(`%{NOPE}`); err == nil {
+	if _, err := g.Compile(`%{NOPE}`); err == nil {
 		t.Error("unknown pattern compiled")
 	}
 }
@@ -44,7 +44,7 @@ func TestGrok(t *testing.T) {
 // A pattern dir that repeats or respells base patterns keeps the syslog and
 // IPv4 fast paths; one that changes what they match disables them.
 func TestFastPathsSurviveRedefinitions(t *testing.T) {
-	syslog := func(g *grokLib) {
+	syslog := func(g *Library) {
 		for _, k := range []string{"SYSLOGLINE", "SYSLOGBASE2"} {
 			g.defs[k] = syslogDefs[k]
 		}
@@ -63,12 +63,12 @@ func TestFastPathsSurviveRedefinitions(t *testing.T) {
 		{"different IPV6", map[string]string{"IPV6": `[0-9a-f:]+`}, false, false},
 	}
 	for _, tt := range tests {
-		g := newGrokLib()
+		g := New(Options{})
 		syslog(g)
 		for k, v := range tt.redef {
-			g.add(k, v)
+			g.Add(k, v)
 		}
-		c, err := g.compile("^%{SYSLOGLINE}")
+		c, err := g.Compile("^%{SYSLOGLINE}")
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}

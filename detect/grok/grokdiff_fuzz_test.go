@@ -1,58 +1,23 @@
-package parse
+package grok
 
 import (
 	"maps"
 	"os"
-	"path/filepath"
 	"regexp"
-	"slices"
-	"strings"
 	"testing"
 
-	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/packaging"
 )
 
-// shippedContent extracts the content moat embeds (hub/, patterns/,
-// acquis.d/) so the fuzz targets run the parsers as they ship today,
-// not a copy that drifts from them.
-func shippedContent(tb testing.TB) string {
+// shippedGroks compiles every grok of the parsers moat ships (hub/,
+// patterns/ as embedded), not a copy that drifts from them.
+func shippedGroks(tb testing.TB) []*Pattern {
 	tb.Helper()
 	dir := tb.TempDir()
 	if err := os.CopyFS(dir, packaging.Files); err != nil {
 		tb.Fatalf("extract shipped content: %v", err)
 	}
-	return dir
-}
-
-// shippedPipeline loads every shipped parser.
-func shippedPipeline(tb testing.TB) *Pipeline {
-	tb.Helper()
-	dir := shippedContent(tb)
-	paths, err := filepath.Glob(filepath.Join(dir, "hub", "parsers", "*", "*", "*.yaml"))
-	if err != nil || len(paths) == 0 {
-		tb.Fatalf("no shipped parsers: %v", err)
-	}
-	var files []File
-	for _, p := range paths {
-		files = append(files, File{Path: p, Stage: filepath.Base(filepath.Dir(filepath.Dir(p)))})
-	}
-	p, err := Load(files, Options{PatternDir: filepath.Join(dir, "patterns"), DataDir: tb.TempDir(), Year: 2026, LogTime: true})
-	if err != nil {
-		tb.Fatalf("load shipped parsers: %v", err)
-	}
-	return p
-}
-
-// groksOf collects the groks of nodes and their children.
-func groksOf(ns []*node, out []*grok) []*grok {
-	for _, n := range ns {
-		if n.grok != nil {
-			out = append(out, n.grok)
-		}
-		out = groksOf(n.children, out)
-	}
-	return out
+	return compileParserDir(tb, dir)
 }
 
 // refMatch is what a grok means, computed with nothing but Go's regexp on
@@ -86,31 +51,27 @@ func refMatch(re *regexp.Regexp, names []string, s string, parsed map[string]str
 // fuzzGroks is every grok the shipped parsers compile, plus the patterns
 // the hand-written matchers exist for (hub syslog, nginx access, http
 // path splitting) compiled with the definitions those matchers assume.
-func fuzzGroks(tb testing.TB) []*grok {
+func fuzzGroks(tb testing.TB) []*Pattern {
 	tb.Helper()
-	gs := groksOf(nil, nil)
-	p := shippedPipeline(tb)
-	for _, ns := range p.nodes {
-		gs = groksOf(ns, gs)
-	}
+	gs := shippedGroks(tb)
 	if len(gs) == 0 {
 		tb.Fatal("the shipped parsers compile no grok")
 	}
-	hub := newGrokLib()
+	hub := New(Options{})
 	for k, v := range syslogDefs {
-		hub.add(k, v)
+		hub.Add(k, v)
 	}
 	for k, v := range nginxDefs {
-		hub.add(k, v)
+		hub.Add(k, v)
 	}
-	hub.add("IPv4_WORKAROUND", `(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)`)
-	hub.add("IP_WORKAROUND", `(?:%{IPV6}|%{IPv4_WORKAROUND})`)
-	http := newGrokLib()
+	hub.Add("IPv4_WORKAROUND", `(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)`)
+	hub.Add("IP_WORKAROUND", `(?:%{IPV6}|%{IPv4_WORKAROUND})`)
+	http := New(Options{})
 	for k, v := range httpDefs {
-		http.add(k, v)
+		http.Add(k, v)
 	}
 	for _, x := range []struct {
-		lib *grokLib
+		lib *Library
 		src string
 	}{
 		{hub, "^%{SYSLOGLINE}"},
@@ -121,7 +82,7 @@ func fuzzGroks(tb testing.TB) []*grok {
 		{http, httpArgsPattern},
 		{http, httpFilePattern},
 	} {
-		c, err := x.lib.compile(x.src)
+		c, err := x.lib.Compile(x.src)
 		if err != nil {
 			tb.Fatalf("compile %s: %v", x.src, err)
 		}
@@ -135,7 +96,7 @@ func fuzzGroks(tb testing.TB) []*grok {
 // matcher), matches exactly where Go's regexp on its expanded pattern
 // matches, with the same fields.
 func FuzzGrokMatchesRegexp(f *testing.F) {
-	for _, s := range syslogSeeds {
+	for _, s := range syslogSeeds(f) {
 		f.Add(s)
 	}
 	for _, s := range []string{
@@ -162,63 +123,16 @@ func FuzzGrokMatchesRegexp(f *testing.F) {
 	for i, c := range gs {
 		// A fresh regexp from the expanded text: no variant, prefilter
 		// or fast path of the grok takes part.
-		refs[i] = ref{regexp.MustCompile(c.re.String()), c.names}
+		refs[i] = ref{regexp.MustCompile(c.full.re.String()), c.full.names}
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		for i, c := range gs {
 			got := map[string]string{}
-			m := c.match(s, got)
+			m := c.Match(s, got)
 			want := map[string]string{}
 			mw := refMatch(refs[i].re, refs[i].names, s, want)
 			if m != mw || !maps.Equal(got, want) {
-				t.Fatalf("grok %.80q on %q:\n grok   %v %v\n regexp %v %v", c.re.String(), s, m, got, mw, want)
-			}
-		}
-	})
-}
-
-// FuzzLoadParserFile loads a parser file from attacker-controlled YAML. An
-// error names the file and leaves no pipeline; a pipeline that loads has
-// the one stage asked for and parses lines with Parse agreeing with
-// Process.
-func FuzzLoadParserFile(f *testing.F) {
-	dir := shippedContent(f)
-	paths, _ := filepath.Glob(filepath.Join(dir, "hub", "parsers", "*", "*", "*.yaml"))
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte("filter: 1 +\n"))
-	f.Add([]byte("name: x/y\ngrok:\n  pattern: '%{NOPE:x}'\n  apply_on: message\n"))
-	f.Add([]byte("name: x/y\nonsuccess: next_stage\nnodes:\n  - grok:\n      pattern: '(?P<a>a)|(?P<a>b)'\n      apply_on: Line.Raw\n"))
-	patterns := filepath.Join(dir, "patterns")
-	lines := []string{
-		"Mar  1 00:00:00 web1 sshd[1]: Invalid user guest from 198.18.38.187 port 17744",
-		`198.18.241.36 - - [01/Mar/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "curl/8"`,
-		"",
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "fuzz.yaml")
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		p, err := Load([]File{{Path: path, Stage: "s01-parse"}}, Options{PatternDir: patterns, DataDir: t.TempDir(), Year: 2026})
-		if err != nil {
-			if p != nil || !strings.Contains(err.Error(), path) {
-				t.Fatalf("error %q with pipeline %v: want none, and the file named", err, p)
-			}
-			return
-		}
-		if p == nil || !slices.Equal(p.Stages(), []string{"s01-parse"}) {
-			t.Fatalf("loaded pipeline %v: want stage s01-parse", p)
-		}
-		for _, l := range lines {
-			evt := detect.NewEvent(detect.Line{Raw: l, Labels: map[string]string{"type": "syslog"}, Process: true})
-			if ok := p.Parse(evt); ok != evt.Process {
-				t.Fatalf("%q: Parse returned %v, Process %v", l, ok, evt.Process)
+				t.Fatalf("grok %.80q on %q:\n grok   %v %v\n regexp %v %v", c.full.re.String(), s, m, got, mw, want)
 			}
 		}
 	})

@@ -1,4 +1,4 @@
-package parse
+package grok
 
 // basePatterns are the grok patterns every grok library ships and that hub
 // pattern files build on (the pattern dir defines only the service ones).

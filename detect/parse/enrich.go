@@ -61,6 +61,10 @@ func looksSyslog(s string) bool {
 	return len(s) >= 15 && s[3] == ' ' && s[0] >= 'A' && s[0] <= 'Z' && (s[len(s)-3] == ':' || strings.Count(s, ":") == 2)
 }
 
+var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
 // parseSyslogDate reads "Mmm dd hh:mm:ss" (day space- or zero-padded) as
 // time.Parse(syslogLayout) does, without its generality; false sends
 // anything else (other case, other widths) to time.Parse.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/detect/grok"
 )
 
 const (
@@ -115,7 +116,7 @@ type node struct {
 	// fastFilter is filter with closures (not in postoverflows).
 	fastFilter *exprenv.Program
 
-	grok        *grok
+	grok        *grok.Pattern
 	grokApply   string // "Line.Raw" or a Parsed key
 	grokExpr    *vm.Program
 	grokStatics []static
@@ -143,6 +144,9 @@ type run struct {
 	// input is the last grok input a pureMiss node read, valid while only
 	// such nodes failed since.
 	input fieldRead
+	// tracing collects the groks that matched in hits.
+	tracing bool
+	hits    []GrokHit
 }
 
 type fieldRead struct {
@@ -248,7 +252,11 @@ func (n *node) process(r *run) (bool, error) {
 				in = strconv.FormatFloat(v, 'f', 6, 64)
 			}
 		}
-		if n.grok.match(in, evt.Parsed) {
+		matched, tier := n.grok.MatchTier(in, evt.Parsed)
+		if matched && r.tracing {
+			r.hits = append(r.hits, GrokHit{Pattern: n.grok.String(), Tier: n.grok.Tier(), Served: tier})
+		}
+		if matched {
 			grokOK = true
 			if err := n.applyStatics(r, n.grokStatics); err != nil {
 				return false, err

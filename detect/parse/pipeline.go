@@ -23,6 +23,7 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/detect/grok"
 )
 
 // File is one parser file and the stage it belongs to ("s01-parse").
@@ -46,9 +47,9 @@ type Options struct {
 	LogTime bool
 	// Postoverflow compiles expressions against OverflowEvent.
 	Postoverflow bool
-	// RegexpOnly runs every grok on Go's regexp, never on the ASCII
-	// backtracker (hand-written fast paths stay): what the backtracker's
-	// gain is measured against.
+	// RegexpOnly leaves out the grok.Backtrack tier: groks the
+	// hand-written fast paths do not answer run on Go's regexp, what the
+	// backtracker's gain is measured against.
 	RegexpOnly bool
 }
 
@@ -58,7 +59,7 @@ type Pipeline struct {
 	opts   Options
 	stages []string
 	nodes  [][]*node // per stage, in file order
-	grok   *grokLib
+	grok   *grok.Library
 	vars   map[string]any
 	memo   exprenv.Memo
 	run    run // the state of the event being parsed, reused
@@ -75,12 +76,11 @@ var ErrUnknownField = errors.New("unknown field")
 // Load reads and compiles parser files. Files of a stage run in the order
 // of their base names; the documents of a file in file order.
 func Load(files []File, opts Options) (*Pipeline, error) {
-	p := &Pipeline{env: opts.Env, opts: opts, grok: newGrokLib()}
-	p.grok.regexpOnly = opts.RegexpOnly
+	p := &Pipeline{env: opts.Env, opts: opts, grok: grok.New(grok.Options{NoBacktrack: opts.RegexpOnly})}
 	if p.env == nil {
 		p.env = exprenv.New(opts.DataDir)
 	}
-	if err := p.grok.loadDir(opts.PatternDir); err != nil {
+	if err := p.grok.LoadDir(opts.PatternDir); err != nil {
 		return nil, err
 	}
 	sorted := append([]File(nil), files...)
@@ -233,14 +233,14 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 		}
 	}
 	for k, v := range s.PatternSyntax {
-		p.grok.add(k, v)
+		p.grok.Add(k, v)
 	}
 	if s.Grok.Pattern != "" || s.Grok.Name != "" {
 		src := s.Grok.Pattern
 		if src == "" {
 			src = "%{" + s.Grok.Name + "}"
 		}
-		if n.grok, err = p.grok.compile(src); err != nil {
+		if n.grok, err = p.grok.Compile(src); err != nil {
 			key := "pattern"
 			if s.Grok.Pattern == "" {
 				key = "name"
@@ -319,7 +319,7 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 	if n.grok == nil && len(n.children) == 0 && len(n.statics) == 0 && n.filter == nil && n.wl.empty() && len(n.stash) == 0 {
 		return nil, fmt.Errorf("node does nothing")
 	}
-	n.pureMiss = n.grok != nil && n.grok.fast == nil && n.grokExpr == nil && n.grokApply != "" && n.grokApply != "Line.Raw" &&
+	n.pureMiss = n.grok != nil && n.grok.Tier() != grok.Fast && n.grokExpr == nil && n.grokApply != "" && n.grokApply != "Line.Raw" &&
 		n.filter == nil && n.wl.empty() && len(n.stash) == 0 && len(n.children) == 0
 	return n, nil
 }

@@ -2,8 +2,10 @@ package parse
 
 import (
 	"maps"
+	"slices"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/grok"
 )
 
 // NodeResult is the outcome of one top-level node on one event, for the
@@ -14,6 +16,16 @@ type NodeResult struct {
 	Idx     int // order in which the parser first ran in its stage, from 1
 	Success bool
 	Evt     *detect.Event // a copy of the event after the node ran
+	// Groks are the groks that matched in the node and its children.
+	Groks []GrokHit
+}
+
+// GrokHit is a grok pattern that matched, and how.
+type GrokHit struct {
+	Pattern string
+	// Tier serves the pattern first; Served answered this time (a later
+	// tier when an earlier one gave up on the input).
+	Tier, Served grok.Tier
 }
 
 // Trace collects NodeResults; nil disables tracing.
@@ -22,7 +34,7 @@ type Trace struct {
 	idx     map[string]map[string]int
 }
 
-func (t *Trace) add(stage, parser string, ok bool, evt *detect.Event) {
+func (t *Trace) add(stage, parser string, ok bool, evt *detect.Event, hits []GrokHit) {
 	if t.idx == nil {
 		t.idx = map[string]map[string]int{}
 	}
@@ -36,7 +48,7 @@ func (t *Trace) add(stage, parser string, ok bool, evt *detect.Event) {
 		i = len(m) + 1
 		m[parser] = i
 	}
-	t.Results = append(t.Results, NodeResult{Stage: stage, Parser: parser, Idx: i, Success: ok, Evt: CloneEvent(evt)})
+	t.Results = append(t.Results, NodeResult{Stage: stage, Parser: parser, Idx: i, Success: ok, Evt: CloneEvent(evt), Groks: slices.Clone(hits)})
 }
 
 // CloneEvent deep-copies an event's maps.
@@ -81,7 +93,7 @@ func (p *Pipeline) Parse(evt *detect.Event) bool {
 // ParseTrace is Parse that records each node's result in tr.
 func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
 	r := &p.run
-	*r = run{p: p, evt: evt, root: evt, vars: p.vars}
+	*r = run{p: p, evt: evt, root: evt, vars: p.vars, tracing: tr != nil}
 	defer func() { *r = run{} }()
 	p.vars["evt"] = evt
 	ok := p.runStages(r, tr)
@@ -94,7 +106,7 @@ func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
 // o.Overflow.Whitelisted.
 func (p *Pipeline) ProcessOverflow(o *OverflowEvent, tr *Trace) bool {
 	r := &p.run
-	*r = run{p: p, evt: &o.Event, root: o, vars: p.vars, ov: o}
+	*r = run{p: p, evt: &o.Event, root: o, vars: p.vars, ov: o, tracing: tr != nil}
 	defer func() { *r = run{} }()
 	p.vars["evt"] = o
 	ok := p.runStages(r, tr)
@@ -127,7 +139,8 @@ func (p *Pipeline) runStages(r *run, tr *Trace) bool {
 				ok = false
 			}
 			if tr != nil {
-				tr.add(stage, n.name, ok, evt)
+				tr.add(stage, n.name, ok, evt, r.hits)
+				r.hits = r.hits[:0]
 			}
 			if ok {
 				stageOK = true
@@ -164,6 +177,10 @@ func (p *Pipeline) Stats() []NodeStat {
 	}
 	return out
 }
+
+// GrokPatterns counts the compiled grok patterns per tier that serves
+// them first.
+func (p *Pipeline) GrokPatterns() grok.TierCounts { return p.grok.Counts() }
 
 // Unavailable counts enricher calls skipped for lack of a database.
 func (p *Pipeline) Unavailable() uint64 { return p.unavailable.Load() }
