@@ -158,7 +158,8 @@ func TestRenderersEscapeUntrustedText(t *testing.T) {
 		{"explain", false, func(w io.Writer, format, h string) error {
 			x := engine.Explanation{
 				Parsed: true,
-				Stages: []engine.StageExplanation{{Stage: h, Nodes: []engine.NodeExplanation{{Parser: h, Success: true, Set: map[string]string{h: h}}}}},
+				Stages: []engine.StageExplanation{{Stage: h, Nodes: []engine.NodeExplanation{{Parser: h, Success: true, Set: map[string]string{h: h},
+					Groks: []engine.GrokExplanation{{Pattern: h, Tier: "fast", Served: "regexp"}}}}}},
 				Alerts: []model.Alert{{Scenario: h, Value: h, EventsCount: 5}},
 			}
 			return writeExplanation(w, format, h, x)

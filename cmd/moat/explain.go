@@ -90,6 +90,15 @@ func writeExplanation(w io.Writer, format, raw string, x engine.Explanation) err
 				mark = "✓"
 			}
 			fmt.Fprintf(w, "    %s %s\n", mark, esc(n.Parser))
+			for _, g := range n.Groks {
+				// The tier that serves the pattern, and the one that
+				// answered when an earlier tier gave up on this line.
+				tier := g.Tier
+				if g.Served != g.Tier {
+					tier += ", answered by " + g.Served
+				}
+				fmt.Fprintf(w, "        grok %s (%s)\n", esc(g.Pattern), tier)
+			}
 			keys := make([]string, 0, len(n.Set))
 			for k := range n.Set {
 				keys = append(keys, k)

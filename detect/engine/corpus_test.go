@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/grok"
 	"github.com/moatsec/moat/detect/hub"
 	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/testutil"
@@ -318,6 +319,10 @@ func TestExplain(t *testing.T) {
 	if strings.Join(stages, ",") != "s00-raw,s01-parse,s02-enrich" || !found {
 		t.Errorf("stages %v, sshd-logs node setting source_ip found: %v", stages, found)
 	}
+	// The syslog line is split by the hand-written matcher of ^%{SYSLOGLINE}.
+	if raw := x.Stages[0].Nodes; len(raw) == 0 || !slices.Contains(raw[0].Groks, GrokExplanation{Pattern: "^%{SYSLOGLINE}", Tier: "fast", Served: "fast"}) {
+		t.Errorf("s00-raw groks: %+v, want ^%%{SYSLOGLINE} served by the fast tier", raw)
+	}
 	if ts := x.Event.Meta["timestamp"]; !strings.HasSuffix(ts, "-03-01T00:00:00Z") {
 		t.Errorf("timestamp meta = %q", ts)
 	}
@@ -338,6 +343,10 @@ func TestLoadWholeHub(t *testing.T) {
 	st := e.Stats()
 	if len(st.Parsers) < 150 || len(st.Postoverflows) == 0 || len(e.set.Names()) < 300 {
 		t.Errorf("loaded %d parser nodes, %d postoverflow nodes, %d scenarios", len(st.Parsers), len(st.Postoverflows), len(e.set.Names()))
+	}
+	// syslog, nginx access and http-logs' two path splits.
+	if g := st.GrokPatterns; g[grok.Fast] < 4 || g[grok.Backtrack] < 200 || g[grok.Fast]+g[grok.Backtrack]+g[grok.Regexp] < 250 {
+		t.Errorf("grok patterns per tier: %v", g)
 	}
 	sk := e.Skipped()
 	for _, err := range sk {

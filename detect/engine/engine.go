@@ -14,6 +14,7 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/detect/grok"
 	"github.com/moatsec/moat/detect/hub"
 	"github.com/moatsec/moat/detect/parse"
 	"github.com/moatsec/moat/detect/scenario"
@@ -353,6 +354,9 @@ type Stats struct {
 	// database or network.
 	EnricherUnavailable uint64
 	MissingData         []string
+	// GrokPatterns counts the compiled grok patterns of parsers and
+	// postoverflows, per tier that serves them first.
+	GrokPatterns grok.TierCounts
 }
 
 // Stats returns a snapshot of the counters.
@@ -366,8 +370,10 @@ func (e *Engine) Stats() Stats {
 		EnricherUnavailable: e.pipe.Unavailable(),
 		MissingData:         e.pipe.MissingData(),
 	}
+	s.GrokPatterns = e.pipe.GrokPatterns()
 	if e.post != nil {
 		s.Postoverflows = e.post.Stats()
+		s.GrokPatterns.Add(e.post.GrokPatterns())
 	}
 	return s
 }
@@ -400,6 +406,15 @@ type NodeExplanation struct {
 	Parser  string
 	Success bool
 	Set     map[string]string // "Parsed.x", "Meta.y", "Enriched.z" -> value
+	// Groks are the grok patterns that matched in the node.
+	Groks []GrokExplanation `json:",omitempty"`
+}
+
+// GrokExplanation is a grok pattern that matched: the tier that serves it
+// first and the tier that answered for this line (a later one when an
+// earlier tier gave up on it).
+type GrokExplanation struct {
+	Pattern, Tier, Served string
 }
 
 // Explain processes the line like Process (buckets see it) and reports
@@ -418,6 +433,9 @@ func (e *Engine) Explain(l detect.Line) Explanation {
 			x.Stages = append(x.Stages, StageExplanation{Stage: r.Stage})
 		}
 		ne := NodeExplanation{Parser: r.Parser, Success: r.Success, Set: diff(prev, r.Evt)}
+		for _, h := range r.Groks {
+			ne.Groks = append(ne.Groks, GrokExplanation{Pattern: h.Pattern, Tier: h.Tier.String(), Served: h.Served.String()})
+		}
 		st := &x.Stages[len(x.Stages)-1]
 		st.Nodes = append(st.Nodes, ne)
 		prev = r.Evt
