@@ -1,31 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/moatsec/moat/internal/testutil"
 )
-
-// repoRoot is the checkout's top directory (tests run in cmd/moat).
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	abs, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
 
 // e2eHost is a namespace with moat's configuration and log file.
 type e2eHost struct {
@@ -227,112 +213,4 @@ func checkAdminAndMetrics(t *testing.T, victim *testutil.NetNS, host *e2eHost) {
 	if !strings.Contains(nftSet(t, victim, "ban4"), "198.18.1.2") {
 		t.Fatal("moat verify did not restore the deleted element")
 	}
-}
-
-// moatIn runs a moat subcommand inside ns and returns its output.
-func moatIn(t *testing.T, ns *testutil.NetNS, args ...string) string {
-	t.Helper()
-	cmd := ns.Command(append([]string{os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("moat %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// scrape fetches url from inside ns (net/http would dial from a goroutine
-// outside the namespace).
-func scrape(t *testing.T, ns *testutil.NetNS, url string) string {
-	t.Helper()
-	return ns.Run(t, "curl", "-sf", "--max-time", "5", url)
-}
-
-func nftSet(t *testing.T, ns *testutil.NetNS, set string) string {
-	t.Helper()
-	out, err := ns.Command("nft", "list", "set", "inet", "moat", set).CombinedOutput()
-	if err != nil {
-		return ""
-	}
-	return string(out)
-}
-
-// listenTCP accepts connections on port 0 of every address in ns and
-// returns the port.
-func listenTCP(t *testing.T, ns *testutil.NetNS) int {
-	t.Helper()
-	var ln net.Listener
-	must(t, ns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", "[::]:0")
-		return err
-	}))
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("ok\n"))
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// dialTCP connects from ns and reads the listener's greeting.
-func dialTCP(ns *testutil.NetNS, addr string, port int) error {
-	return ns.Do(func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		buf := make([]byte, 3)
-		if _, err := c.Read(buf); err != nil {
-			return err
-		}
-		return nil
-	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
