@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/moatsec/moat/detect/grok"
 	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/metrics"
 )
@@ -13,7 +14,11 @@ type engineMetrics struct{ r *engineRef }
 
 func (m engineMetrics) Stats() metrics.EngineStats {
 	st := m.r.Stats()
-	out := metrics.EngineStats{Lines: st.Lines, Parsed: st.Parsed, Unparsed: st.Unparsed, Whitelisted: st.Whitelisted}
+	out := metrics.EngineStats{Lines: st.Lines, Parsed: st.Parsed, Unparsed: st.Unparsed, Whitelisted: st.Whitelisted,
+		GrokPatterns: make(map[string]int, len(st.GrokPatterns))}
+	for tier, n := range st.GrokPatterns {
+		out.GrokPatterns[grok.Tier(tier).String()] = n
+	}
 	out.Parsers = make([]metrics.ParserStat, len(st.Parsers))
 	for i, n := range st.Parsers {
 		out.Parsers[i] = metrics.ParserStat{Stage: n.Stage, Parser: n.Parser, Hits: n.Hits, Parsed: n.Parsed}

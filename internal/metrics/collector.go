@@ -118,6 +118,7 @@ type engineUpdater struct {
 	nodeHits, nodeParsed, nodeUnparsed                   *prometheus.Desc
 	pours, overflows, buckets, evictions, scenarioErrors *prometheus.Desc
 	maxBuckets, degraded, sketchPours, promotions        *prometheus.Desc
+	grokPatterns                                         *prometheus.Desc
 }
 
 func newEngineUpdater(e Engine) *engineUpdater {
@@ -139,8 +140,9 @@ func newEngineUpdater(e Engine) *engineUpdater {
 		maxBuckets:     desc("moat_scenario_max_buckets", "A scenario's share of the bucket cap.", "scenario"),
 		degraded: desc("moat_scenario_degraded", "Whether a scenario's buckets are at its cap and new sources are counted approximately (1) or not (0).",
 			"scenario"),
-		sketchPours: desc("moat_scenario_sketch_pours_total", "Events of a scenario counted only approximately, its buckets being at the cap.", "scenario"),
-		promotions:  desc("moat_bucket_sketch_promotions_total", "Sources of a scenario promoted from approximate counting to a bucket.", "scenario"),
+		sketchPours:  desc("moat_scenario_sketch_pours_total", "Events of a scenario counted only approximately, its buckets being at the cap.", "scenario"),
+		promotions:   desc("moat_bucket_sketch_promotions_total", "Sources of a scenario promoted from approximate counting to a bucket.", "scenario"),
+		grokPatterns: desc("moat_grok_patterns", "Compiled grok patterns per matcher tier that serves them first.", "tier"),
 	}
 }
 
@@ -150,6 +152,9 @@ func (u *engineUpdater) Update(_ context.Context, ch chan<- prometheus.Metric) e
 	counter(ch, u.parsed, st.Parsed)
 	counter(ch, u.unparsed, st.Unparsed)
 	counter(ch, u.whitelisted, st.Whitelisted)
+	for tier, n := range st.GrokPatterns {
+		gauge(ch, u.grokPatterns, float64(n), tier)
+	}
 	// The same node name can appear twice in a stage (two files defining
 	// it); sum them, since duplicate series would fail the scrape.
 	type key struct{ stage, parser string }

@@ -37,6 +37,9 @@ type EngineStats struct {
 	Lines, Parsed, Unparsed, Whitelisted uint64
 	Parsers                              []ParserStat
 	Scenarios                            []ScenarioStat
+	// GrokPatterns counts compiled grok patterns per matcher tier that
+	// serves them first ("fast", "backtrack", "regexp").
+	GrokPatterns map[string]int
 }
 
 // ParserStat is one parser node of a stage.
