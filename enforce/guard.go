@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/moatsec/moat/internal/model"
 )
 
 // ErrRefused is wrapped by every decision the guard will not let reach the
@@ -24,54 +26,6 @@ func (e *RefusedError) Error() string {
 }
 
 func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
-
-// DefaultMinBits4 and DefaultMinBits6 are the widest ranges a ban may
-// cover (/8, /32) unless enforce.min_range_bits_v4/v6 say otherwise. They
-// bound allowlist entries too: an entry as wide as 0.0.0.0/0 lifts every ban
-// and disables banning, so a wider one needs an explicit override.
-const (
-	DefaultMinBits4 = 8
-	DefaultMinBits6 = 32
-)
-
-// ErrTooWide is wrapped by every *WidthError.
-var ErrTooWide = errors.New("range too wide")
-
-// WidthError says a range is wider than a limit.
-type WidthError struct {
-	Prefix netip.Prefix
-	// MinBits is the limit: the widest range accepted is /MinBits.
-	MinBits int
-}
-
-func (e *WidthError) Error() string {
-	fam := "IPv4"
-	if e.Prefix.Addr().Is6() {
-		fam = "IPv6"
-	}
-	return fmt.Sprintf("%s is wider than /%d, the limit for %s ranges", e.Prefix, e.MinBits, fam)
-}
-
-func (e *WidthError) Is(target error) bool { return target == ErrTooWide }
-
-// CheckWidth returns a *WidthError when p is wider than /min4 (IPv4) or
-// /min6 (IPv6).
-func CheckWidth(p netip.Prefix, min4, min6 int) error {
-	limit := min6
-	if p.Addr().Is4() {
-		limit = min4
-	}
-	if p.Bits() < limit {
-		return &WidthError{Prefix: p.Masked(), MinBits: limit}
-	}
-	return nil
-}
-
-// CheckAllowWidth is the rule for allowlist entries, wherever they come
-// from (configuration, CLI, API): no wider than the default ban limits.
-func CheckAllowWidth(p netip.Prefix) error {
-	return CheckWidth(p, DefaultMinBits4, DefaultMinBits6)
-}
 
 // GuardConfig sets what the guard protects.
 type GuardConfig struct {
@@ -133,8 +87,8 @@ func (g *Guard) Check(p netip.Prefix) error {
 		return &RefusedError{Prefix: p, Reason: "invalid prefix"}
 	}
 	p = p.Masked()
-	if err := CheckWidth(p, g.cfg.MinBits4, g.cfg.MinBits6); err != nil {
-		return &RefusedError{Prefix: p, Reason: fmt.Sprintf("range wider than the configured limit /%d", err.(*WidthError).MinBits)}
+	if err := model.CheckWidth(p, g.cfg.MinBits4, g.cfg.MinBits6); err != nil {
+		return &RefusedError{Prefix: p, Reason: fmt.Sprintf("range wider than the configured limit /%d", err.(*model.WidthError).MinBits)}
 	}
 	for _, a := range alwaysProtected {
 		if a.p.Overlaps(p) {

@@ -481,13 +481,13 @@ type AllowEntry struct {
 
 // AddAllow adds an allowlist entry and lifts the active decisions it
 // overlaps (from the store and the kernel). It returns those decisions.
-// An entry wider than the ban limits (enforce.CheckAllowWidth) lifts every
+// An entry wider than the ban limits (model.CheckAllowWidth) lifts every
 // ban in it and keeps it unbannable, so it is refused unless wide is set.
 func (s *Service) AddAllow(ctx context.Context, value netip.Prefix, reason string, wide bool) ([]model.Decision, error) {
 	if !value.IsValid() || value.Addr().Zone() != "" {
 		return nil, fmt.Errorf("allowlist: %w: bad address or range", ErrInvalid)
 	}
-	if err := enforce.CheckAllowWidth(model.Canonical(value)); err != nil && !wide {
+	if err := model.CheckAllowWidth(model.Canonical(value)); err != nil && !wide {
 		return nil, fmt.Errorf("allowlist: %w: %w; to allowlist it anyway, override with allow_wide (moat allowlist add --allow-wide; API: \"allow_wide\": true)", ErrInvalid, err)
 	}
 	if len(reason) > 1024 {

@@ -16,7 +16,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/yamlerr"
 )
@@ -275,7 +274,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		if err != nil {
 			return bad(fmt.Sprintf("allowlist entry %s: want an IP address or CIDR range%s", q(s), detail(s, err)), "allowlist", i)
 		}
-		if err := enforce.CheckAllowWidth(p); err != nil && !c.AllowlistAllowWide {
+		if err := model.CheckAllowWidth(p); err != nil && !c.AllowlistAllowWide {
 			return bad(fmt.Sprintf("allowlist entry %s: %v; set allowlist_allow_wide: true to accept it", q(s), err), "allowlist", i)
 		}
 	}
