@@ -15,7 +15,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/moatsec/moat/internal/testutil"
-	"golang.org/x/sys/unix"
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // TestKeysAdd checks that each prefix lands in the map that holds it, in

@@ -7,7 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/moatsec/moat/internal/model"
-	"golang.org/x/sys/unix"
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // Ban is one entry of the filter: a single address (full-length prefix) or a

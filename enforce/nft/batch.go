@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // batch is one nfnetlink transaction of set-element messages, encoded

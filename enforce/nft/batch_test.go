@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"golang.org/x/sys/unix"
 
 	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/testutil"
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // TestBatchErrors: the kernel's answer to a failing message comes back as

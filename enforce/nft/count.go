@@ -10,7 +10,8 @@ import (
 	"slices"
 
 	"github.com/google/nftables"
-	"golang.org/x/sys/unix"
+
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // CountElements reports how many elements each of moat's sets holds in the

@@ -10,7 +10,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
+
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // element is one set element as a dump reports it.

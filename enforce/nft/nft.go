@@ -17,9 +17,9 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // Config says where moat's table lives and where its chains hook in.

@@ -8,7 +8,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
+
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // Cleanup deletes moat's table (inet and netdev) and with it every chain,

@@ -13,7 +13,7 @@ import (
 
 	"github.com/moatsec/moat/bpf"
 	"github.com/moatsec/moat/enforce"
-	"golang.org/x/sys/unix"
+	"github.com/moatsec/moat/internal/unix"
 )
 
 // Config configures Open. Zero values take the bpf package defaults.
