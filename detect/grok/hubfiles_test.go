@@ -19,8 +19,7 @@ import (
 // sharedHub is the hub snapshot beside the checkout.
 func sharedHub(tb testing.TB) string {
 	tb.Helper()
-	testutil.Shared(tb, "crowdsec-hub/hub")
-	return testutil.Shared(tb, "crowdsec-hub")
+	return filepath.Dir(testutil.Shared(tb, "crowdsec-hub/hub"))
 }
 
 // compileParserFile compiles the groks of one hub parser file into g as
