@@ -208,8 +208,9 @@ func (d *daemon) waitPositioned(ctx context.Context, sources []acquire.Source) {
 	}
 }
 
-// loadAcquisition reads acquis.d. Without a journal (containers, minimal
-// systems) the default journald source is replaced by /var/log/auth.log.
+// loadAcquisition reads acquis.d. An empty acquis.d is not an error (the
+// daemon still serves decisions), but it reads no logs, so it says so; no
+// source is made up in its place.
 func loadAcquisition(dir string, log *slog.Logger) ([]acquire.Config, error) {
 	acqs, err := acquire.LoadConfigDir(dir)
 	if err != nil {
