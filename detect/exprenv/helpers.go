@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +24,17 @@ type helper struct {
 }
 
 func (e *Env) functions() []expr.Option {
-	hs := []helper{
+	hs := slices.Concat(e.textHelpers(), e.matchHelpers(), e.dataHelpers(), e.stateHelpers())
+	opts := make([]expr.Option, 0, len(hs))
+	for _, h := range hs {
+		opts = append(opts, expr.Function(h.name, h.fn))
+	}
+	return opts
+}
+
+// textHelpers are the string, number and URL helpers.
+func (e *Env) textHelpers() []helper {
+	return []helper{
 		{"Lower", str1(e.lower)},
 		{"Upper", str1(e.upper)},
 		{"TrimSpace", str1(strings.TrimSpace)},
@@ -97,6 +108,12 @@ func (e *Env) functions() []expr.Option {
 			}
 			return h, nil
 		}},
+	}
+}
+
+// matchHelpers test addresses, ranges, data files and regexps.
+func (e *Env) matchHelpers() []helper {
+	return []helper{
 		{"IsIP", strBool(func(s string) bool { _, err := netip.ParseAddr(s); return err == nil })},
 		{"IsIPV4", strBool(func(s string) bool { a, err := netip.ParseAddr(s); return err == nil && a.Unmap().Is4() })},
 		{"IsIPV6", strBool(func(s string) bool { a, err := netip.ParseAddr(s); return err == nil && a.Is6() && !a.Is4In6() })},
@@ -159,6 +176,12 @@ func (e *Env) functions() []expr.Option {
 			}
 			return re.MatchString(ToString(p[1])), nil
 		}},
+	}
+}
+
+// dataHelpers read JSON, key=value and XML.
+func (e *Env) dataHelpers() []helper {
+	return []helper{
 		{"JsonExtract", func(p ...any) (any, error) {
 			if err := arity("JsonExtract", p, 2); err != nil {
 				return nil, err
@@ -256,6 +279,12 @@ func (e *Env) functions() []expr.Option {
 			}
 			return n.attr(ToString(p[2])), nil
 		}},
+	}
+}
+
+// stateHelpers reach the stash, bucket figures, maps and time.
+func (e *Env) stateHelpers() []helper {
+	return []helper{
 		{"GetFromStash", func(p ...any) (any, error) {
 			if err := arity("GetFromStash", p, 2); err != nil {
 				return nil, err
@@ -335,11 +364,6 @@ func (e *Env) functions() []expr.Option {
 			return time.Unix(int64(sec), int64(frac*1e9)).UTC().Format(time.RFC3339)
 		})},
 	}
-	opts := make([]expr.Option, 0, len(hs))
-	for _, h := range hs {
-		opts = append(opts, expr.Function(h.name, h.fn))
-	}
-	return opts
 }
 
 func arity(name string, p []any, n int) error {
