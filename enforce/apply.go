@@ -89,7 +89,7 @@ func (r *Reconciler) addDecision(d model.Decision, p netip.Prefix, now time.Time
 	}
 	r.desired.put(k, c)
 	if until != 0 {
-		r.expiries.push(expiryItem{until: until, key: k, id: d.ID})
+		r.expiries.push(expiryItem{until: until, key: k})
 	}
 	return true, !ok, nil
 }

@@ -5,21 +5,22 @@ import (
 	"time"
 )
 
-// expiryItem is a decision's expiry as the reconciler queues it.
+// expiryItem is a decision's expiry as the reconciler queues it. It names
+// the prefix, not the decision: when it comes due, every decision on the
+// prefix that has expired by then goes (see expire), so the queue, which
+// holds an item per ban, need not hold the ID too.
 type expiryItem struct {
 	until stamp
 	key   pkey
-	id    int64
 }
 
 func (it expiryItem) when() stamp { return it.until }
 
-// expiry4 is an IPv4 item, its key packed as the desired set packs it: 24
-// bytes instead of 40, and IPv4 is nearly all of a big blocklist.
+// expiry4 is an IPv4 item, its key packed as the desired set packs it: 16
+// bytes instead of 32, and IPv4 is nearly all of a big blocklist.
 type expiry4 struct {
 	until stamp
 	key   uint64
-	id    int64
 }
 
 func (it expiry4) when() stamp { return it.until }
@@ -38,7 +39,7 @@ func (h *expiryHeap) push(it expiryItem) {
 		h.v6.push(it)
 		return
 	}
-	h.v4.push(expiry4{until: it.until, key: v4Key(it.key), id: it.id})
+	h.v4.push(expiry4{until: it.until, key: v4Key(it.key)})
 }
 
 // from4 reports whether the earliest item is in the IPv4 heap.
@@ -49,7 +50,7 @@ func (h *expiryHeap) from4() bool {
 func (h *expiryHeap) top() expiryItem {
 	if h.from4() {
 		it := h.v4.top()
-		return expiryItem{until: it.until, key: fromV4Key(it.key), id: it.id}
+		return expiryItem{until: it.until, key: fromV4Key(it.key)}
 	}
 	return h.v6.top()
 }
@@ -57,7 +58,7 @@ func (h *expiryHeap) top() expiryItem {
 func (h *expiryHeap) pop() expiryItem {
 	if h.from4() {
 		it := h.v4.pop()
-		return expiryItem{until: it.until, key: fromV4Key(it.key), id: it.id}
+		return expiryItem{until: it.until, key: fromV4Key(it.key)}
 	}
 	return h.v6.pop()
 }
@@ -149,20 +150,23 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 	var diff Diff
 	touched := map[pkey]stamp{}
 	cut := stampOf(now)
+	var ids []int64
 	for r.expiries.len() > 0 && r.expiries.top().until <= cut {
 		it := r.expiries.pop()
 		c, ok := r.desired.get(it.key)
 		if !ok {
 			continue
 		}
-		// A stale heap item: the decision was re-issued with a later expiry.
-		if u, ok := r.coverGet(it.key, c, it.id); !ok || u != it.until {
+		// None: a stale item, its decisions re-issued with later expiries.
+		if ids = r.expiredIDs(ids[:0], it.key, c, cut); len(ids) == 0 {
 			continue
 		}
 		if _, ok := touched[it.key]; !ok {
 			touched[it.key] = r.expiryOf(it.key, c)
 		}
-		r.removeDecision(it.key.prefix(), it.id)
+		for _, id := range ids {
+			r.removeDecision(it.key.prefix(), id)
+		}
 	}
 	for k, was := range touched {
 		c, ok := r.desired.get(k)
@@ -175,6 +179,22 @@ func (r *Reconciler) expire(ctx context.Context, now time.Time) {
 		}
 	}
 	r.apply(ctx, diff, true)
+}
+
+// expiredIDs appends to ids the decisions covering k that expire at or
+// before cut.
+func (r *Reconciler) expiredIDs(ids []int64, k pkey, c cover, cut stamp) []int64 {
+	if c.until != 0 && c.until <= cut {
+		ids = append(ids, c.id)
+	}
+	if r.shared(k) {
+		for id, u := range r.more[k] {
+			if u != 0 && u <= cut {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
 }
 
 // selfExpiring is implemented by backends whose kernel objects drop expired

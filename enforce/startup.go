@@ -101,7 +101,7 @@ func (r *Reconciler) adoptEntry(e Entry, now time.Time) bool {
 	r.stats.byClass[classOf(e.Prefix)].Add(1)
 	r.stats.entries.Store(int64(r.desired.len()))
 	if until != 0 {
-		r.expiries.push(expiryItem{until: until, key: k, id: adoptedID})
+		r.expiries.push(expiryItem{until: until, key: k})
 	}
 	r.adopted.Add(1)
 	return true

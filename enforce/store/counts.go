@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+
+	"github.com/moatsec/moat/enforce/internal/keytab"
 )
 
 // countIndex answers CountDecisions, the escalation question on the
@@ -15,8 +17,8 @@ import (
 // took 10-100 ms. Here it takes a read lock and a map lookup.
 //
 // Values are keyed by a 64-bit seeded hash, and a value with one decision
-// (nearly all of them: blocklists) costs one map slot of two words, so a
-// million decisions take about 20 MB. A collision (odds about 3e-8 at a
+// (nearly all of them: blocklists) costs one keytab slot of two words, so a
+// million decisions take about 21 MB (28-35 MB in a Go map). A collision (odds about 3e-8 at a
 // million values) can only lengthen a ban. The index mirrors the table:
 // inserts add to it after their commit, and Prune rebuilds it.
 type countIndex struct {
@@ -25,7 +27,7 @@ type countIndex struct {
 	mu sync.RWMutex
 	// one holds the creation time (ns) of values with one decision, many
 	// those of values with more.
-	one  map[uint64]int64
+	one  *keytab.Map[int64]
 	many map[uint64][]int64
 	// pending, while a rebuild reads the table, logs what commits
 	// meanwhile (nil otherwise).
@@ -40,23 +42,23 @@ type countAdd struct {
 }
 
 func newCountIndex() *countIndex {
-	return &countIndex{seed: maphash.MakeSeed(), one: map[uint64]int64{}, many: map[uint64][]int64{}}
+	return &countIndex{seed: maphash.MakeSeed(), one: keytab.New[int64](), many: map[uint64][]int64{}}
 }
 
 func (x *countIndex) key(value string) uint64 { return maphash.String(x.seed, value) }
 
 // addTo adds one decision to one and many (x.mu held if they are x's).
-func (x *countIndex) addTo(one map[uint64]int64, many map[uint64][]int64, key uint64, created int64) {
+func (x *countIndex) addTo(one *keytab.Map[int64], many map[uint64][]int64, key uint64, created int64) {
 	if ts, ok := many[key]; ok {
 		many[key] = append(ts, created)
 		return
 	}
-	if t, ok := one[key]; ok {
-		delete(one, key)
+	if t, ok := one.Get(key); ok {
+		one.Delete(key)
 		many[key] = []int64{t, created}
 		return
 	}
-	one[key] = created
+	one.Put(key, created)
 }
 
 // add records decisions on values committed at seq.
@@ -77,7 +79,7 @@ func (x *countIndex) count(value string, since int64) int {
 	k := x.key(value)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if t, ok := x.one[k]; ok {
+	if t, ok := x.one.Get(k); ok {
 		if t >= since {
 			return 1
 		}
@@ -105,7 +107,7 @@ func (s *Store) rebuildCounts(ctx context.Context, db *sql.DB) error {
 		x.rebuilding, x.pending = false, nil
 		x.mu.Unlock()
 	}()
-	one, many := map[uint64]int64{}, map[uint64][]int64{}
+	one, many := keytab.New[int64](), map[uint64][]int64{}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("count index: %w", err)
