@@ -58,31 +58,26 @@ func (m *Map[V]) hash(k uint64) uint64 {
 	return hi ^ lo
 }
 
-// home is k's first slot in a shard of n slots, and the shard.
-func (m *Map[V]) home(k uint64, n int) (*shard[V], int) {
-	h := m.hash(k)
+// at returns h's shard and its first slot there.
+func (m *Map[V]) at(h uint64) (*shard[V], int) {
 	s := &m.shards[h>>(64-shardBits)]
-	i, _ := bits.Mul64(h<<shardBits, uint64(n))
+	i, _ := bits.Mul64(h<<shardBits, uint64(len(s.slots)))
 	return s, int(i)
 }
 
-func (m *Map[V]) shardOf(k uint64) *shard[V] {
-	return &m.shards[m.hash(k)>>(64-shardBits)]
-}
-
-// slot returns k's slot index in s, or -1.
-func (m *Map[V]) slot(s *shard[V], k uint64) int {
+// find returns k's shard and slot index there, or -1.
+func (m *Map[V]) find(k uint64) (*shard[V], int) {
+	s, i := m.at(m.hash(k))
 	n := len(s.slots)
 	if n == 0 {
-		return -1
+		return s, -1
 	}
-	_, i := m.home(k, n)
 	for {
 		switch s.slots[i].k {
 		case k:
-			return i
+			return s, i
 		case 0:
-			return -1
+			return s, -1
 		}
 		if i++; i == n {
 			i = 0
@@ -98,40 +93,53 @@ func (m *Map[V]) Get(k uint64) (V, bool) {
 	if k == 0 {
 		return m.zero, m.hasZero
 	}
-	s := m.shardOf(k)
-	if i := m.slot(s, k); i >= 0 {
+	if s, i := m.find(k); i >= 0 {
 		return s.slots[i].v, true
 	}
 	var zero V
 	return zero, false
 }
 
-// Put sets k's value.
-func (m *Map[V]) Put(k uint64, v V) {
+// Put sets k's value and reports whether k had one.
+func (m *Map[V]) Put(k uint64, v V) (had bool) {
 	if k == 0 {
-		if !m.hasZero {
+		had = m.hasZero
+		if !had {
 			m.n++
 		}
 		m.zero, m.hasZero = v, true
-		return
+		return had
 	}
-	s := m.shardOf(k)
-	if i := m.slot(s, k); i >= 0 {
-		s.slots[i].v = v
-		return
-	}
-	if (s.n+1)*16 > len(s.slots)*13 {
+	h := m.hash(k)
+	// Grown before the probe, so that one probe finds k or its place; a
+	// shard at the bound grows a little early when k is already there.
+	if s := &m.shards[h>>(64-shardBits)]; (s.n+1)*16 > len(s.slots)*13 {
 		m.resize(s, max(minSlots, len(s.slots)+len(s.slots)/4))
 	}
-	m.insert(s, entry[V]{k, v})
-	s.n++
-	m.n++
+	s, i := m.at(h)
+	n := len(s.slots)
+	for {
+		e := &s.slots[i]
+		switch e.k {
+		case k:
+			e.v = v
+			return true
+		case 0:
+			*e = entry[V]{k, v}
+			s.n++
+			m.n++
+			return false
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
 }
 
 // insert places e, absent from s, in its first free slot.
 func (m *Map[V]) insert(s *shard[V], e entry[V]) {
 	n := len(s.slots)
-	_, i := m.home(e.k, n)
+	_, i := m.at(m.hash(e.k))
 	for s.slots[i].k != 0 {
 		if i++; i == n {
 			i = 0
@@ -165,8 +173,7 @@ func (m *Map[V]) Delete(k uint64) bool {
 		m.n--
 		return true
 	}
-	s := m.shardOf(k)
-	i := m.slot(s, k)
+	s, i := m.find(k)
 	if i < 0 {
 		return false
 	}
@@ -197,7 +204,7 @@ func (m *Map[V]) shiftBack(s *shard[V], i int) {
 		}
 		// The entry at j may fill the hole at i unless its home lies
 		// cyclically in (i, j].
-		_, h := m.home(k, n)
+		_, h := m.at(m.hash(k))
 		if i <= j && (h <= i || h > j) || i > j && h <= i && h > j {
 			s.slots[i] = s.slots[j]
 			i = j
