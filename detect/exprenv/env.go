@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -55,7 +56,9 @@ type Env struct {
 	lookups  map[string][]lookupEntry
 	dataPath map[string]string // base name -> path under dataDir, built lazily
 	stashes  map[string]*stash
-	reCache  map[string]*regexp.Regexp
+	// res holds patterns computed per event (RegexpMatch, matches over a
+	// computed pattern), bounded.
+	res *reCache
 	// reHits caches RegexpInFile verdicts per file and input: the same
 	// user agents and paths come back again and again, and a file holds
 	// hundreds of regexps (CrowdSec's LRU strategy serves the same end).
@@ -79,6 +82,12 @@ type Env struct {
 	slotShared []*atomic.Bool
 
 	vms sync.Pool
+
+	fnOnce  sync.Once
+	fns     map[string]*builtin.Function
+	dynMu   sync.Mutex
+	dyn     []Dynamic
+	dynSeen map[Dynamic]bool
 }
 
 // New returns an Env reading data files under dataDir (searched
@@ -91,7 +100,7 @@ func New(dataDir string) *Env {
 		regexps: map[string][]*regexp.Regexp{},
 		lookups: map[string][]lookupEntry{},
 		stashes: map[string]*stash{},
-		reCache: map[string]*regexp.Regexp{},
+		res:     newReCache(reCacheMax),
 		reHits:  map[string]map[string]bool{},
 		uppers:  map[string]string{},
 		lowers:  map[string]string{},
@@ -253,11 +262,15 @@ func (e *Env) LoadData(d DataSpec) error {
 }
 
 // Compile compiles src once against the helper functions and the variable
-// types in vars (e.g. {"evt": &detect.Event{}}).
+// types in vars (e.g. {"evt": &detect.Event{}}). Calls of pure helpers
+// over constants are computed here, and a pattern computed per event is
+// compiled through a bounded cache: no run compiles what a load could.
 func (e *Env) Compile(src string, vars map[string]any) (*vm.Program, error) {
-	opts := make([]expr.Option, 0, len(e.opts)+1)
+	f := e.newFolder(src, true)
+	opts := make([]expr.Option, 0, len(e.opts)+3)
 	opts = append(opts, expr.Env(vars))
 	opts = append(opts, e.opts...)
+	opts = append(opts, e.dynMatchHelper(), expr.Patch(f))
 	p, err := expr.Compile(src, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("compile %q: %w", src, err)

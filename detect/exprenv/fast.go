@@ -104,6 +104,7 @@ func (e *Env) CompileEvt(src string, vars map[string]any) (*Program, error) {
 	if err != nil {
 		return prog, nil
 	}
+	ast.Walk(&tree.Node, e.newFolder(src, false))
 	c := &fcomp{e: e, scope: map[string]int{}}
 	fn, k := c.node(tree.Node)
 	if k != kNone {
@@ -656,7 +657,7 @@ func (c *fcomp) builtin(x *ast.BuiltinNode) (nfn, kind) {
 		return nil, kNone
 	}
 	switch b.Operator {
-	case "contains", "==", "startsWith", "endsWith":
+	case "contains", "==", "startsWith", "endsWith", "matches":
 	default:
 		return nil, kNone
 	}
@@ -666,7 +667,11 @@ func (c *fcomp) builtin(x *ast.BuiltinNode) (nfn, kind) {
 		if !ok {
 			return val{}, false
 		}
-		hit := m.get().match(v.s)
+		mm := m.get()
+		if _, bad := mm.(badPatterns); bad {
+			return val{}, false
+		}
+		hit := mm.match(v.s)
 		if guarded && hit {
 			return val{}, false
 		}
@@ -755,6 +760,8 @@ func (e *Env) listMatcher(file, fold, op string) *lazyMatcher {
 			lits = foldAll(lits, func(l string) string { return jsonExtractRaw(l, path) })
 		}
 		switch op {
+		case "matches":
+			return newPatternMatcher(lits)
 		case "contains":
 			return newACMatcher(lits)
 		case "startsWith":

@@ -22,6 +22,7 @@ func TestNativeAgreesWithVM(t *testing.T) {
 		{DestFile: "cves.json", Type: "string"},
 		{DestFile: "ua.regex.txt", Type: "regexp"},
 		{DestFile: "tech.json", Type: "map"},
+		{DestFile: "path.regex.txt", Type: "string"},
 	} {
 		if err := e.LoadData(d); err != nil {
 			t.Fatal(err)
@@ -42,6 +43,9 @@ func TestNativeAgreesWithVM(t *testing.T) {
 		{`any(File('probes.txt'), {evt.Parsed.request startsWith #})`, nil},
 		{`any(File('missing.txt'), {evt.Parsed.request contains #})`, nil},
 		{`RegexpInFile(evt.Parsed.http_user_agent, "ua.regex.txt")`, nil},
+		{`any(File('path.regex.txt'), {Upper(evt.Meta.http_path) matches Upper(#)})`, nil},
+		{`any(File('path.regex.txt'), {Lower(evt.Meta.http_path) matches #})`, nil},
+		{`Upper(evt.Meta.http_path) matches Upper(Sprintf('^/%s-[a-z]+', 'wp'))`, nil},
 		{`Upper(evt.Meta.http_path) matches Upper('/wp-[a-z]+\\.php')`, nil},
 		{`let p = Lower(evt.Parsed.request); p matches '/php/.*\\.js\\.map' || p contains 'select'`, nil},
 		{`Upper(QueryUnescape(evt.Meta.http_path)) startsWith Upper('/etc/')`, nil},

@@ -400,22 +400,7 @@ func strBool(f func(string) bool) func(p ...any) (any, error) {
 	}
 }
 
-func (e *Env) regexp(src string) (*regexp.Regexp, error) {
-	e.mu.RLock()
-	re, ok := e.reCache[src]
-	e.mu.RUnlock()
-	if ok {
-		return re, nil
-	}
-	re, err := regexp.Compile(src)
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	e.reCache[src] = re
-	e.mu.Unlock()
-	return re, nil
-}
+func (e *Env) regexp(src string) (*regexp.Regexp, error) { return e.res.get(src) }
 
 func (le *lookupEntry) match(s string) bool {
 	switch le.Type {
