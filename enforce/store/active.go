@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moatsec/moat/enforce/internal/keytab"
 	"github.com/moatsec/moat/internal/model"
 )
 
@@ -26,7 +27,7 @@ type activeIndex struct {
 	mu sync.RWMutex
 	// until holds the latest expiry (ns, math.MaxInt64 for never) of the
 	// active alert decisions of each key.
-	until map[uint64]int64
+	until *keytab.Map[int64]
 	// log, while a load reads the table, keeps what commits meanwhile.
 	log     []activeChange
 	loading bool
@@ -38,7 +39,7 @@ type activeChange struct {
 }
 
 func newActiveIndex() *activeIndex {
-	return &activeIndex{seed: maphash.MakeSeed(), until: map[uint64]int64{}}
+	return &activeIndex{seed: maphash.MakeSeed(), until: keytab.New[int64]()}
 }
 
 func (x *activeIndex) key(value, scenario string) uint64 {
@@ -57,13 +58,13 @@ func untilKey(until int64) int64 {
 	return until
 }
 
-func (x *activeIndex) set(m map[uint64]int64, key uint64, until int64, del bool) {
+func (x *activeIndex) set(m *keytab.Map[int64], key uint64, until int64, del bool) {
 	if del {
-		delete(m, key)
+		m.Delete(key)
 		return
 	}
-	if until > m[key] {
-		m[key] = until
+	if u, _ := m.Get(key); until > u {
+		m.Put(key, until)
 	}
 }
 
@@ -84,7 +85,8 @@ func (x *activeIndex) has(value, scenario string, now int64) bool {
 	k := x.key(value, scenario)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.until[k] > now
+	u, _ := x.until.Get(k)
+	return u > now
 }
 
 // loadActive reads the index from the table; commits made while it reads
@@ -113,7 +115,7 @@ func (s *Store) loadActive(ctx context.Context) error {
 		return fmt.Errorf("active index: %w", err)
 	}
 	defer rows.Close()
-	m := map[uint64]int64{}
+	m := keytab.New[int64]()
 	var value, scenario string
 	var until int64
 	for rows.Next() {
