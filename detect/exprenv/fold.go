@@ -193,8 +193,11 @@ func (f *folder) matches(n *ast.Node, x *ast.BinaryNode) {
 	// Only operands the operator itself accepts: anything else keeps
 	// failing the type check as it did.
 	for _, side := range []ast.Node{x.Left, x.Right} {
+		if _, isNil := side.(*ast.NilNode); isNil {
+			return
+		}
 		t := side.Type()
-		if t != nil && t != stringType && t.Kind() != reflect.Interface {
+		if t == nil || (t != stringType && t.Kind() != reflect.Interface) {
 			return
 		}
 	}

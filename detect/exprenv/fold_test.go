@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 
 	"github.com/moatsec/moat/detect"
 )
@@ -56,7 +57,37 @@ func TestFoldAgreesWithUnfolded(t *testing.T) {
 		if (gerr != nil) != (werr != nil) || got != want {
 			t.Errorf("%s: folded %v (%v), unfolded %v (%v)", src, got, gerr, want, werr)
 		}
+		if c := constCall(p.Node()); c != "" {
+			t.Errorf("%s: %s left to run per event", src, c)
+		}
 	}
+}
+
+type constCallFinder struct{ found string }
+
+func (v *constCallFinder) Visit(n *ast.Node) {
+	c, ok := (*n).(*ast.CallNode)
+	if !ok {
+		return
+	}
+	id, ok := c.Callee.(*ast.IdentifierNode)
+	if !ok || !pureHelpers[id.Value] {
+		return
+	}
+	for _, a := range c.Arguments {
+		if _, ok := constValue(a); !ok {
+			return
+		}
+	}
+	v.found = c.String()
+}
+
+// constCall names a call of a pure helper over constants left in a
+// compiled tree ("" if none).
+func constCall(n ast.Node) string {
+	var v constCallFinder
+	ast.Walk(&n, &v)
+	return v.found
 }
 
 // A pattern made of pure helpers over constants is compiled at load: a
@@ -119,12 +150,20 @@ func TestDynamicPatternCached(t *testing.T) {
 	if _, err := e.Run(p, vars); err == nil {
 		t.Error("a bad pattern matched without an error")
 	}
-	np, err := e.Compile(`evt.Meta.http_path matches nil`, vars)
+	if _, err := e.Compile(`evt.Meta.http_path matches nil`, vars); err == nil {
+		t.Error("matches nil compiled; expr rejects it")
+	}
+	// A pattern of unknown type (a helper's result) is cached too.
+	np, err := e.Compile(`evt.Meta.http_path matches Get(Split(evt.Meta.pat, ','), 0)`, vars)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := e.Run(np, vars); err != nil || got != false {
-		t.Errorf("matches nil = %v, %v; want false", got, err)
+	evt.Meta["pat"] = "^/TMUI/,x"
+	if got, err := e.Run(np, vars); err != nil || got != true {
+		t.Errorf("matches over a helper's result = %v, %v; want true", got, err)
+	}
+	if n := len(e.Dynamic()); n != 2 {
+		t.Errorf("Dynamic() = %v, want 2 expressions", e.Dynamic())
 	}
 }
 
@@ -244,6 +283,9 @@ func FuzzFoldPureHelpers(f *testing.F) {
 		want, werr := unfolded(t, e, h.name+"("+names+")", vars)
 		if (gerr != nil) != (werr != nil) || fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("%s(%q, %q): folded %#v (%v), at run time %#v (%v)", h.name, a, b, got, gerr, want, werr)
+		}
+		if c := constCall(folded.Node()); gerr == nil && c != "" {
+			t.Fatalf("%s left to run per event", c)
 		}
 	})
 }
