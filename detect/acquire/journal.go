@@ -118,54 +118,38 @@ func addMatches(j *sdjournal.Journal, matches []string) error {
 	return nil
 }
 
+// journalReader is the state of one Stream call: the open journal and where
+// the reader stands in it.
+type journalReader struct {
+	s *journalSource
+	j *sdjournal.Journal
+	r *entryReader
+	// from is the cursor seek returns to; empty, it seeks to the head.
+	from string
+	// skipFirst is the cursor just sought to: its entry was already read.
+	skipFirst string
+	// sent: entries were sent since the cursor was last published. The
+	// journal still points at the last sent entry until the next Next, so
+	// the cursor is taken lazily: before moving on once the interval has
+	// passed, and when idle.
+	sent        bool
+	lastPub     time.Time
+	lastEntry   time.Time
+	current     bool // the journal points at an entry (not only a seek)
+	lastRefresh time.Time
+}
+
 func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) error {
 	defer s.start.open()
-	var st journalState
-	if _, err := loadState(s.statePath, &st); err != nil {
-		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
-	}
-	// Opened without matches first: the tail start is the newest entry of
-	// the whole journal, found before the matches narrow the view.
-	j, err := openJournal(s.cfg.JournalDir, nil)
+	rd, tailStart, err := s.openReader()
 	if err != nil {
 		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
 	}
-	defer func() { j.Close() }()
-	tailStart := false
-	if st.Cursor == "" && s.cfg.Start == "tail" && s.cfg.Mode == "tail" {
-		// The start is a cursor, like a restart's, not SeekTail (with
-		// nothing matching yet it loses the first entries) nor a realtime
-		// seek (which, with matches across rotations, can find nothing).
-		if err := j.SeekTail(); err == nil {
-			if n, err := j.Previous(); err == nil && n == 1 {
-				st.Cursor, _ = j.GetCursor()
-				tailStart = st.Cursor != ""
-			}
-		}
-	}
-	if err := addMatches(j, s.cfg.JournalctlFilter); err != nil {
-		return fmt.Errorf("journal source %s: %w", s.cfg.Name, err)
-	}
-	// seek puts the journal at the start position, and again whenever the
-	// file set changes before an entry was read. A cursor whose entry was
-	// vacuumed still seeks to the nearest entry; TestCursor then fails and
-	// that entry is new, so it is kept.
-	skipFirst := ""
-	seek := func() error {
-		if st.Cursor != "" {
-			skipFirst = st.Cursor
-			return j.SeekCursor(st.Cursor)
-		}
-		// start: head, mode: cat, or an empty journal: everything is new.
-		return j.SeekHead()
-	}
-	if err := seek(); err != nil {
-		return fmt.Errorf("journal source %s: seek: %w", s.cfg.Name, err)
-	}
+	defer func() { rd.j.Close() }()
 	s.mu.Lock()
 	// A tail start is saved like a position: a restart before the first
 	// line must not start at a later tail.
-	s.cursor, s.dirty = st.Cursor, tailStart
+	s.cursor, s.dirty = rd.from, tailStart
 	s.mu.Unlock()
 
 	s.start.open()
@@ -175,146 +159,222 @@ func (s *journalSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 	}
 	defer runSaver(s.save, kick)()
 
-	r := newEntryReader(j, s.cfg.Labels, s.cfg.JournalFields, s.cfg.MaxLineLength, &s.c)
-	// sent: entries were sent since the cursor was last published. The
-	// journal still points at the last sent entry until the next Next, so
-	// the cursor is taken lazily: before moving on once the interval has
-	// passed, and when idle.
-	sent := false
-	lastPub := time.Now()
-	var lastEntry time.Time
-	current := false // the journal points at an entry (not only a seek)
-	lastRefresh := time.Now()
-	publish := func() {
-		if s.ack != nil {
-			// Only acknowledged entries are saved, by the saver.
-			sent = false
-			return
-		}
-		c, err := j.GetCursor()
-		if err != nil {
-			s.c.fail(fmt.Errorf("journal cursor: %w", err))
-			return
-		}
-		s.mu.Lock()
-		s.cursor, s.dirty = c, true
-		s.mu.Unlock()
-		sent, lastPub = false, time.Now()
-	}
+	rd.r = newEntryReader(rd.j, s.cfg.Labels, s.cfg.JournalFields, s.cfg.MaxLineLength, &s.c)
+	rd.lastPub = time.Now()
+	rd.lastRefresh = time.Now()
 	for {
 		if ctx.Err() != nil {
-			if sent {
-				publish()
+			if rd.sent {
+				rd.publish()
 			}
 			return nil
 		}
-		if sent && time.Since(lastPub) >= StateInterval {
-			publish()
+		if rd.sent && time.Since(rd.lastPub) >= StateInterval {
+			rd.publish()
 		}
-		n, err := j.Next()
+		n, err := rd.j.Next()
 		if err != nil {
 			// A corrupt or vanished journal file: count it and carry on
 			// with the rest of the journal.
 			s.c.fail(fmt.Errorf("journal next: %w", err))
-			j.Wait(journalWait)
+			rd.j.Wait(journalWait)
 			continue
 		}
 		if n == 0 {
-			if sent {
-				publish()
+			if rd.sent {
+				rd.publish()
 			}
 			if s.cfg.Mode == "cat" {
 				return nil
 			}
-			wait := journalWait
-			if time.Since(lastEntry) < journalHotWindow {
-				wait = journalHotPoll
-			}
-			var tail string // the last entry read, to re-anchor on
-			if current {
-				tail, _ = j.GetCursor()
-			}
-			if time.Since(lastRefresh) >= journalRefresh && time.Since(lastEntry) >= journalRefresh {
-				// Idle for a while: reopen, in case the handle stopped
-				// noticing new journal files (seen under heavy rotation).
-				lastRefresh = time.Now()
-				nj, err := openJournal(s.cfg.JournalDir, s.cfg.JournalctlFilter)
-				if err != nil {
-					s.c.fail(fmt.Errorf("journal reopen: %w", err))
-				} else {
-					j.Close()
-					j, r.j = nj, nj
-					if tail != "" {
-						st.Cursor, current = tail, false
-					}
-					if err := seek(); err != nil {
-						s.c.fail(fmt.Errorf("journal seek: %w", err))
-					}
-					continue
-				}
-			}
-			// The goroutine this source just handed lines to was readied on
-			// this P; a cgo wait keeps the P until sysmon takes it back,
-			// up to 10ms later. Let it run first.
-			runtime.Gosched()
-			w := j.Wait(wait)
-			switch {
-			case tail != "":
-				// Re-anchor on the last entry read before moving on: at the
-				// tail, sd-journal (before systemd 254) can see an entry
-				// journald is still writing and lose its place, skipping
-				// entries; after rotation or vacuum too. A seek by cursor
-				// finds the place afresh.
-				if err := j.SeekCursor(tail); err == nil {
-					skipFirst = tail
-				}
-			case w == sdjournal.SD_JOURNAL_INVALIDATE:
-				if err := seek(); err != nil {
-					s.c.fail(fmt.Errorf("journal seek: %w", err))
-				}
-			}
+			rd.idle()
 			continue
 		}
-		current = true
-		if skipFirst != "" {
-			c := skipFirst
-			skipFirst = ""
-			if j.TestCursor(c) == nil {
-				continue
-			}
-		}
-		l, t := r.entry()
-		if l.Src == "" {
-			continue // an entry without MESSAGE (binary or missing) carries no line
-		}
-		var cursor string
-		if s.ack != nil {
-			// The cursor is taken now, while the journal points at the
-			// entry: a later acknowledgement must map back to it.
-			if cursor, err = j.GetCursor(); err != nil {
-				s.c.fail(fmt.Errorf("journal cursor: %w", err))
-				continue
-			}
-			l.Pos = detect.NewPosition(s, s.ack.next())
-		}
-		at, ok := sendAt(ctx, out, l)
-		if !ok {
-			// The current entry was not delivered: step back to the last
-			// one that was, if it is not already saved.
-			if sent {
-				if n, err := j.Previous(); err == nil && n == 1 {
-					publish()
-				}
-			}
+		if !rd.deliver(ctx, out) {
 			return nil
 		}
-		if s.ack != nil {
-			s.ack.sent(l.Pos.Seq(), cursor)
-		}
-		s.c.lines.Add(1)
-		s.c.lag.Store(int64(at.Sub(t)))
-		sent, lastEntry = true, at
 	}
+}
+
+// openReader opens the journal at the saved cursor, or at the configured start
+// without one. tailStart reports that the start is the journal's tail.
+func (s *journalSource) openReader() (rd *journalReader, tailStart bool, err error) {
+	var st journalState
+	if _, err := loadState(s.statePath, &st); err != nil {
+		return nil, false, err
+	}
+	// Opened without matches first: the tail start is the newest entry of
+	// the whole journal, found before the matches narrow the view.
+	j, err := openJournal(s.cfg.JournalDir, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	rd = &journalReader{s: s, j: j, from: st.Cursor}
+	if rd.from == "" && s.cfg.Start == "tail" && s.cfg.Mode == "tail" {
+		rd.from = newestCursor(j)
+		tailStart = rd.from != ""
+	}
+	if err := addMatches(j, s.cfg.JournalctlFilter); err != nil {
+		j.Close()
+		return nil, false, err
+	}
+	if err := rd.seek(); err != nil {
+		j.Close()
+		return nil, false, fmt.Errorf("seek: %w", err)
+	}
+	return rd, tailStart, nil
+}
+
+// newestCursor is the cursor of the journal's newest entry, "" when there
+// is none. The tail start is a cursor, like a restart's, not SeekTail (with
+// nothing matching yet it loses the first entries) nor a realtime seek
+// (which, with matches across rotations, can find nothing).
+func newestCursor(j *sdjournal.Journal) string {
+	if err := j.SeekTail(); err != nil {
+		return ""
+	}
+	if n, err := j.Previous(); err != nil || n != 1 {
+		return ""
+	}
+	c, _ := j.GetCursor()
+	return c
+}
+
+// seek puts the journal at the start position, and again whenever the file
+// set changes before an entry was read. A cursor whose entry was vacuumed
+// still seeks to the nearest entry; TestCursor then fails and that entry is
+// new, so it is kept.
+func (rd *journalReader) seek() error {
+	if rd.from != "" {
+		rd.skipFirst = rd.from
+		return rd.j.SeekCursor(rd.from)
+	}
+	// start: head, mode: cat, or an empty journal: everything is new.
+	return rd.j.SeekHead()
+}
+
+// publish hands the cursor of the last sent entry to the saver.
+func (rd *journalReader) publish() {
+	s := rd.s
+	if s.ack != nil {
+		// Only acknowledged entries are saved, by the saver.
+		rd.sent = false
+		return
+	}
+	c, err := rd.j.GetCursor()
+	if err != nil {
+		s.c.fail(fmt.Errorf("journal cursor: %w", err))
+		return
+	}
+	s.mu.Lock()
+	s.cursor, s.dirty = c, true
+	s.mu.Unlock()
+	rd.sent, rd.lastPub = false, time.Now()
+}
+
+// idle waits for new entries once the reader is at the end of the journal.
+func (rd *journalReader) idle() {
+	s := rd.s
+	wait := journalWait
+	if time.Since(rd.lastEntry) < journalHotWindow {
+		wait = journalHotPoll
+	}
+	var tail string // the last entry read, to re-anchor on
+	if rd.current {
+		tail, _ = rd.j.GetCursor()
+	}
+	if time.Since(rd.lastRefresh) >= journalRefresh && time.Since(rd.lastEntry) >= journalRefresh && rd.reopen(tail) {
+		return
+	}
+	// The goroutine this source just handed lines to was readied on
+	// this P; a cgo wait keeps the P until sysmon takes it back,
+	// up to 10ms later. Let it rd first.
+	runtime.Gosched()
+	w := rd.j.Wait(wait)
+	switch {
+	case tail != "":
+		// Re-anchor on the last entry read before moving on: at the
+		// tail, sd-journal (before systemd 254) can see an entry
+		// journald is still writing and lose its place, skipping
+		// entries; after rotation or vacuum too. A seek by cursor
+		// finds the place afresh.
+		if err := rd.j.SeekCursor(tail); err == nil {
+			rd.skipFirst = tail
+		}
+	case w == sdjournal.SD_JOURNAL_INVALIDATE:
+		if err := rd.seek(); err != nil {
+			s.c.fail(fmt.Errorf("journal seek: %w", err))
+		}
+	}
+}
+
+// reopen replaces the journal handle of a source idle for a while, in case
+// it stopped noticing new journal files (seen under heavy rotation), and
+// seeks it to tail, the last entry read. It reports whether it did.
+func (rd *journalReader) reopen(tail string) bool {
+	s := rd.s
+	rd.lastRefresh = time.Now()
+	nj, err := openJournal(s.cfg.JournalDir, s.cfg.JournalctlFilter)
+	if err != nil {
+		s.c.fail(fmt.Errorf("journal reopen: %w", err))
+		return false
+	}
+	rd.j.Close()
+	rd.j, rd.r.j = nj, nj
+	if tail != "" {
+		rd.from, rd.current = tail, false
+	}
+	if err := rd.seek(); err != nil {
+		s.c.fail(fmt.Errorf("journal seek: %w", err))
+	}
+	return true
+}
+
+// deliver sends the entry the journal points at, unless it was read
+// before. It reports false when ctx ended before the line was taken.
+func (rd *journalReader) deliver(ctx context.Context, out chan<- detect.Line) bool {
+	s := rd.s
+	rd.current = true
+	if rd.skipFirst != "" {
+		c := rd.skipFirst
+		rd.skipFirst = ""
+		if rd.j.TestCursor(c) == nil {
+			return true
+		}
+	}
+	l, t := rd.r.entry()
+	if l.Src == "" {
+		return true // an entry without MESSAGE (binary or missing) carries no line
+	}
+	var cursor string
+	if s.ack != nil {
+		// The cursor is taken now, while the journal points at the
+		// entry: a later acknowledgement must map back to it.
+		var err error
+		if cursor, err = rd.j.GetCursor(); err != nil {
+			s.c.fail(fmt.Errorf("journal cursor: %w", err))
+			return true
+		}
+		l.Pos = detect.NewPosition(s, s.ack.next())
+	}
+	at, ok := sendAt(ctx, out, l)
+	if !ok {
+		// The current entry was not delivered: step back to the last
+		// one that was, if it is not already saved.
+		if rd.sent {
+			if n, err := rd.j.Previous(); err == nil && n == 1 {
+				rd.publish()
+			}
+		}
+		return false
+	}
+	if s.ack != nil {
+		s.ack.sent(l.Pos.Seq(), cursor)
+	}
+	s.c.lines.Add(1)
+	s.c.lag.Store(int64(at.Sub(t)))
+	rd.sent, rd.lastEntry = true, at
+	return true
 }
 
 func (s *journalSource) save() { _ = s.saveErr() }
