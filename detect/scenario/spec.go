@@ -217,88 +217,141 @@ func readFile(path string) ([]Spec, []int, []*yaml.Node, string, error) {
 // compile validates a spec and compiles its expressions.
 func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	sc := &scenario{spec: sp, qsize: sp.Capacity}
+	if err := checkHeader(sp); err != nil {
+		return nil, nil, err
+	}
+	duration, err := parseDurations(sp, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkType(sp, sc, duration); err != nil {
+		return nil, nil, err
+	}
+	sizeBuckets(sp, sc, duration)
+
+	// A data file that cannot be read leaves the scenario loaded, as in
+	// CrowdSec: the helpers reading it then see an empty file.
+	var warns []error
+	for i, d := range sp.Data {
+		if err := env.LoadData(d); err != nil {
+			warns = append(warns, yamlerr.AtKey(fmt.Errorf("data %s: %w", d.DestFile, err), "data", i))
+		}
+	}
+
+	if err := compileExprs(sp, sc, env); err != nil {
+		return nil, nil, err
+	}
+	if err := resolveScope(sp, sc); err != nil {
+		return nil, nil, err
+	}
+	sc.labels, sc.remediate = flattenLabels(sp.Labels)
+	sc.reqs = requirements(sp.Filter)
+	sc.readsQueue = sc.kind == kindConditional || sc.kind == kindBayesian || sc.overflowFilter != nil || sc.scopeExpr != nil
+	return sc, warns, nil
+}
+
+// checkHeader checks what every spec must say of itself before its
+// behaviour is read.
+func checkHeader(sp Spec) error {
 	if sp.Name == "" {
-		return nil, nil, yamlerr.AtKey(errors.New("scenario without name"), "name")
+		return yamlerr.AtKey(errors.New("scenario without name"), "name")
 	}
 	if sp.Description == "" {
-		return nil, nil, yamlerr.AtKey(errors.New("description is mandatory"), "description")
+		return yamlerr.AtKey(errors.New("description is mandatory"), "description")
 	}
 	if sp.Format != "" {
 		f, err := strconv.ParseFloat(sp.Format, 64)
 		if err != nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad format %q", sp.Format), "format")
+			return yamlerr.AtKey(fmt.Errorf("bad format %q", sp.Format), "format")
 		}
 		if f > maxFormat {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("format %s is newer than the supported %.1f", sp.Format, maxFormat), "format")
+			return yamlerr.AtKey(fmt.Errorf("format %s is newer than the supported %.1f", sp.Format, maxFormat), "format")
 		}
 	}
+	return nil
+}
+
+// parseDurations sets sc's leakspeed and blackhole and returns the
+// duration, which only counters keep, as their lifetime.
+func parseDurations(sp Spec, sc *scenario) (time.Duration, error) {
 	var err error
 	if sp.LeakSpeed != "" {
 		if sc.leakspeed, err = time.ParseDuration(sp.LeakSpeed); err != nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad leakspeed %q: %w", sp.LeakSpeed, err), "leakspeed")
+			return 0, yamlerr.AtKey(fmt.Errorf("bad leakspeed %q: %w", sp.LeakSpeed, err), "leakspeed")
 		}
 	}
 	var duration time.Duration
 	if sp.Duration != "" {
 		if duration, err = time.ParseDuration(sp.Duration); err != nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad duration %q: %w", sp.Duration, err), "duration")
+			return 0, yamlerr.AtKey(fmt.Errorf("bad duration %q: %w", sp.Duration, err), "duration")
 		}
 	}
 	if sp.Blackhole != "" {
 		if sc.blackhole, err = time.ParseDuration(sp.Blackhole); err != nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad blackhole %q: %w", sp.Blackhole, err), "blackhole")
+			return 0, yamlerr.AtKey(fmt.Errorf("bad blackhole %q: %w", sp.Blackhole, err), "blackhole")
 		}
 	}
+	return duration, nil
+}
+
+// checkType sets sc's kind and checks the settings that kind needs.
+func checkType(sp Spec, sc *scenario, duration time.Duration) error {
 	switch sp.Type {
 	case "leaky":
 		sc.kind = kindLeaky
 		if sp.Capacity <= 0 {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("bad capacity for leaky %d", sp.Capacity), "capacity")
+			return yamlerr.AtKey(fmt.Errorf("bad capacity for leaky %d", sp.Capacity), "capacity")
 		}
 		if sc.leakspeed <= 0 {
-			return nil, nil, yamlerr.AtKey(errors.New("leaky needs a positive leakspeed"), "leakspeed")
+			return yamlerr.AtKey(errors.New("leaky needs a positive leakspeed"), "leakspeed")
 		}
 	case "trigger":
 		sc.kind = kindTrigger
 		if sp.Capacity != 0 {
-			return nil, nil, yamlerr.AtKey(errors.New("trigger must have capacity 0"), "capacity")
+			return yamlerr.AtKey(errors.New("trigger must have capacity 0"), "capacity")
 		}
 	case "counter":
 		sc.kind = kindCounter
 		if duration <= 0 {
-			return nil, nil, yamlerr.AtKey(errors.New("counter needs a positive duration"), "duration")
+			return yamlerr.AtKey(errors.New("counter needs a positive duration"), "duration")
 		}
 		if sp.Capacity != -1 {
-			return nil, nil, yamlerr.AtKey(errors.New("counter must have capacity -1"), "capacity")
+			return yamlerr.AtKey(errors.New("counter must have capacity -1"), "capacity")
 		}
 	case "conditional":
 		sc.kind = kindConditional
 		if sp.Condition == "" {
-			return nil, nil, errors.New("conditional needs a condition")
+			return errors.New("conditional needs a condition")
 		}
 		if sc.leakspeed <= 0 {
-			return nil, nil, yamlerr.AtKey(errors.New("conditional needs a positive leakspeed"), "leakspeed")
+			return yamlerr.AtKey(errors.New("conditional needs a positive leakspeed"), "leakspeed")
 		}
 	case "bayesian":
 		sc.kind = kindBayesian
 		if len(sp.BayesianConditions) == 0 {
-			return nil, nil, errors.New("bayesian needs bayesian_conditions")
+			return errors.New("bayesian needs bayesian_conditions")
 		}
 		if sp.BayesianPrior <= 0 || sp.BayesianPrior > 1 {
-			return nil, nil, yamlerr.AtKey(errors.New("bayesian needs a prior in (0, 1]"), "bayesian_prior")
+			return yamlerr.AtKey(errors.New("bayesian needs a prior in (0, 1]"), "bayesian_prior")
 		}
 		if sp.BayesianThreshold <= 0 || sp.BayesianThreshold > 1 {
-			return nil, nil, yamlerr.AtKey(errors.New("bayesian needs a threshold in (0, 1]"), "bayesian_threshold")
+			return yamlerr.AtKey(errors.New("bayesian needs a threshold in (0, 1]"), "bayesian_threshold")
 		}
 		if sp.Capacity != -1 {
-			return nil, nil, yamlerr.AtKey(errors.New("bayesian must have capacity -1"), "capacity")
+			return yamlerr.AtKey(errors.New("bayesian must have capacity -1"), "capacity")
 		}
 		if sc.leakspeed <= 0 {
-			return nil, nil, yamlerr.AtKey(errors.New("bayesian needs a positive leakspeed"), "leakspeed")
+			return yamlerr.AtKey(errors.New("bayesian needs a positive leakspeed"), "leakspeed")
 		}
 	default:
-		return nil, nil, yamlerr.AtKey(fmt.Errorf("unknown type %q", sp.Type), "type")
+		return yamlerr.AtKey(fmt.Errorf("unknown type %q", sp.Type), "type")
 	}
+	return nil
+}
+
+// sizeBuckets sets how many events sc's buckets hold and how long they
+// live.
+func sizeBuckets(sp Spec, sc *scenario, duration time.Duration) {
 	if sp.CacheSize > 0 && (sp.CacheSize <= sp.Capacity || sp.Capacity == -1) {
 		sc.qsize = sp.CacheSize
 	}
@@ -321,18 +374,13 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	case kindCounter:
 		sc.lifetime = duration
 	}
+}
 
-	// A data file that cannot be read leaves the scenario loaded, as in
-	// CrowdSec: the helpers reading it then see an empty file.
-	var warns []error
-	for i, d := range sp.Data {
-		if err := env.LoadData(d); err != nil {
-			warns = append(warns, yamlerr.AtKey(fmt.Errorf("data %s: %w", d.DestFile, err), "data", i))
-		}
-	}
-
+// compileExprs compiles sc's expressions: those over one event through
+// exprenv's native path, the rest, which also see the bucket, with expr.
+func compileExprs(sp Spec, sc *scenario, env *exprenv.Env) error {
 	if strings.TrimSpace(sp.Filter) == "" {
-		return nil, nil, yamlerr.AtKey(errors.New("scenario without filter"), "filter")
+		return yamlerr.AtKey(errors.New("scenario without filter"), "filter")
 	}
 	evtVars := map[string]any{"evt": &detect.Event{}}
 	condVars := map[string]any{"evt": &detect.Event{}, "queue": &Queue{}, "leaky": &Leaky{}}
@@ -363,7 +411,7 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 		}
 		prog, err := env.CompileEvt(p.src, evtVars)
 		if err != nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("%s: %w", p.what, err), p.what)
+			return yamlerr.AtKey(fmt.Errorf("%s: %w", p.what, err), p.what)
 		}
 		*p.dst = prog
 	}
@@ -373,18 +421,23 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 		}
 		prog, err := env.Compile(p.src, p.vars)
 		if err != nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("%s: %w", p.what, err), p.key...)
+			return yamlerr.AtKey(fmt.Errorf("%s: %w", p.what, err), p.key...)
 		}
 		*p.dst = prog
 	}
 	for i, bc := range sp.BayesianConditions {
 		prog, err := env.Compile(bc.Condition, condVars)
 		if err != nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("bayesian condition %d: %w", i, err), "bayesian_conditions", i, "condition")
+			return yamlerr.AtKey(fmt.Errorf("bayesian condition %d: %w", i, err), "bayesian_conditions", i, "condition")
 		}
 		sc.bayes = append(sc.bayes, bayesCond{prog: prog, evil: bc.ProbGivenEvil, benign: bc.ProbGivenBenign, guillotine: bc.Guillotine})
 	}
+	return nil
+}
 
+// resolveScope sets sc's decision scope: the built-in ones by their
+// canonical name, any other only with an expression that yields its value.
+func resolveScope(sp Spec, sc *scenario) error {
 	switch sp.Scope.Type {
 	case "", "Ip", "ip":
 		sc.scope = "Ip"
@@ -393,13 +446,10 @@ func compile(sp Spec, env *exprenv.Env) (*scenario, []error, error) {
 	default:
 		sc.scope = sp.Scope.Type
 		if sc.scopeExpr == nil {
-			return nil, nil, yamlerr.AtKey(fmt.Errorf("scope %s needs an expression", sp.Scope.Type), "scope", "type")
+			return yamlerr.AtKey(fmt.Errorf("scope %s needs an expression", sp.Scope.Type), "scope", "type")
 		}
 	}
-	sc.labels, sc.remediate = flattenLabels(sp.Labels)
-	sc.reqs = requirements(sp.Filter)
-	sc.readsQueue = sc.kind == kindConditional || sc.kind == kindBayesian || sc.overflowFilter != nil || sc.scopeExpr != nil
-	return sc, warns, nil
+	return nil
 }
 
 // flattenLabels turns hub labels into strings: lists are joined with ",",
