@@ -160,78 +160,193 @@ func total(fams map[string]*dto.MetricFamily, name string) float64 {
 // Summarize condenses metric families (parsed or gathered) into a Summary.
 // Rows are sorted by their busiest figure, names breaking ties.
 func Summarize(fams map[string]*dto.MetricFamily) Summary {
-	var s Summary
+	b := &summaryBuilder{
+		fams:      fams,
+		sources:   map[string]*SourceRow{},
+		parsers:   map[parserKey]*ParserRow{},
+		scenarios: map[string]*ScenarioRow{},
+		decisions: map[string]*DecisionRow{},
+		kernel:    map[kernelKey]*KernelRow{},
+	}
+	for _, f := range summaryFeeds {
+		f.feed(b, f.family)
+	}
+	return b.summary()
+}
 
-	src := map[string]*SourceRow{}
-	srcRow := func(l map[string]string) *SourceRow {
-		r := src[l["source"]]
-		if r == nil {
-			r = &SourceRow{Name: l["source"], Kind: l["kind"]}
-			src[l["source"]] = r
+// summaryFeeds is which metric families feed which figures of a Summary,
+// in the order they are read: where two series or families feed one
+// figure, the later one overwrites it or adds to it, as its feed says.
+var summaryFeeds = []struct {
+	family string
+	feed   func(b *summaryBuilder, family string)
+}{
+	{"moat_source_lines_total", toSource(func(r *SourceRow, v float64) { r.Lines = v })},
+	{"moat_source_bytes_total", toSource(func(r *SourceRow, v float64) { r.Bytes = v })},
+	{"moat_source_errors_total", toSource(func(r *SourceRow, v float64) { r.Errors = v })},
+	{"moat_source_cut_lines_total", toSource(func(r *SourceRow, v float64) { r.CutLines = v })},
+	{"moat_source_lag_seconds", toSource(func(r *SourceRow, v float64) { r.LagSeconds = v })},
+	{"moat_source_up", toSource(func(r *SourceRow, v float64) { r.Up = v == 1 })},
+
+	{"moat_engine_lines_total", toTotal(func(s *Summary, v float64) { s.Engine.Lines = v })},
+	{"moat_engine_lines_parsed_total", toTotal(func(s *Summary, v float64) { s.Engine.Parsed = v })},
+	{"moat_engine_lines_unparsed_total", toTotal(func(s *Summary, v float64) { s.Engine.Unparsed = v })},
+	{"moat_engine_lines_whitelisted_total", toTotal(func(s *Summary, v float64) { s.Engine.Whitelisted = v })},
+
+	{"moat_parser_hits_total", toParser(func(r *ParserRow, v float64) { r.Hits = v })},
+	{"moat_parser_lines_parsed_total", toParser(func(r *ParserRow, v float64) { r.Parsed = v })},
+	{"moat_parser_lines_unparsed_total", toParser(func(r *ParserRow, v float64) { r.Unparsed = v })},
+
+	{"moat_scenario_pours_total", toScenario(func(r *ScenarioRow, v float64) { r.Pours = v })},
+	{"moat_scenario_overflows_total", toScenario(func(r *ScenarioRow, v float64) { r.Overflows = v })},
+	{"moat_scenario_buckets", toScenario(func(r *ScenarioRow, v float64) { r.Buckets = v })},
+	{"moat_scenario_evictions_total", toScenario(func(r *ScenarioRow, v float64) { r.Evictions = v })},
+	{"moat_alerts_total", toScenario(func(r *ScenarioRow, v float64) { r.Alerts += v })},
+	{"moat_decisions_total", toScenario(func(r *ScenarioRow, v float64) { r.Decisions += v })},
+
+	{"moat_active_decisions", toDecision(func(r *DecisionRow, v float64) { r.Active = v })},
+	{"moat_decisions_total", toDecision(func(r *DecisionRow, v float64) { r.Created += v })},
+
+	{"moat_kernel_elements", toKernel("", func(r *KernelRow, v float64) { r.Elements = v })},
+	{"moat_nft_dropped_packets_total", toKernel("nftables", func(r *KernelRow, v float64) { r.Packets = v })},
+	{"moat_nft_dropped_bytes_total", toKernel("nftables", func(r *KernelRow, v float64) { r.Bytes = v })},
+	{"moat_xdp_dropped_packets_total", toXDPProgram("moat_xdp_dropped_bytes_total")},
+
+	{"moat_nft_dropped_packets_total", toTotal(func(s *Summary, v float64) { s.Drops.Packets += v })},
+	{"moat_xdp_dropped_packets_total", toTotal(func(s *Summary, v float64) { s.Drops.Packets += v })},
+	{"moat_nft_dropped_bytes_total", toTotal(func(s *Summary, v float64) { s.Drops.Bytes += v })},
+	{"moat_xdp_dropped_bytes_total", toTotal(func(s *Summary, v float64) { s.Drops.Bytes += v })},
+	{"moat_xdp_passed_packets_total", toTotal(func(s *Summary, v float64) { s.Drops.XDPPassed = v })},
+
+	{"moat_reconciler_batches_total", toTotal(func(s *Summary, v float64) { s.Reconciler.Batches = v })},
+	{"moat_reconciler_apply_errors_total", toTotal(func(s *Summary, v float64) { s.Reconciler.ApplyErrors = v })},
+	{"moat_reconciler_refused_total", toTotal(func(s *Summary, v float64) { s.Reconciler.Refused = v })},
+	{"moat_reconciler_drift_total", toTotal(func(s *Summary, v float64) { s.Reconciler.Drift = v })},
+	{"moat_reconciler_entries", toTotal(func(s *Summary, v float64) { s.Reconciler.Entries = v })},
+	{"moat_reconciler_last_apply_seconds", toTotal(func(s *Summary, v float64) { s.Reconciler.LastApplySeconds = v })},
+}
+
+type parserKey struct{ stage, parser string }
+
+type kernelKey struct{ backend, set string }
+
+// summaryBuilder holds a Summary's figures and its rows by key while the
+// feeds fill them in.
+type summaryBuilder struct {
+	fams      map[string]*dto.MetricFamily
+	s         Summary
+	sources   map[string]*SourceRow
+	parsers   map[parserKey]*ParserRow
+	scenarios map[string]*ScenarioRow
+	decisions map[string]*DecisionRow
+	kernel    map[kernelKey]*KernelRow
+}
+
+// toTotal feeds a figure the family's total over all its series.
+func toTotal(set func(s *Summary, v float64)) func(*summaryBuilder, string) {
+	return func(b *summaryBuilder, family string) { set(&b.s, total(b.fams, family)) }
+}
+
+// toSource feeds each series to the row of its source; the first series
+// of a source names its kind.
+func toSource(set func(r *SourceRow, v float64)) func(*summaryBuilder, string) {
+	return func(b *summaryBuilder, family string) {
+		for _, x := range each(b.fams, family) {
+			name := x.labels["source"]
+			set(row(b.sources, name, func() *SourceRow { return &SourceRow{Name: name, Kind: x.labels["kind"]} }), x.value)
 		}
-		return r
 	}
-	for _, x := range each(fams, "moat_source_lines_total") {
-		srcRow(x.labels).Lines = x.value
+}
+
+func toParser(set func(r *ParserRow, v float64)) func(*summaryBuilder, string) {
+	return func(b *summaryBuilder, family string) {
+		for _, x := range each(b.fams, family) {
+			k := parserKey{x.labels["stage"], x.labels["parser"]}
+			set(row(b.parsers, k, func() *ParserRow { return &ParserRow{Stage: k.stage, Parser: k.parser} }), x.value)
+		}
 	}
-	for _, x := range each(fams, "moat_source_bytes_total") {
-		srcRow(x.labels).Bytes = x.value
+}
+
+func toScenario(set func(r *ScenarioRow, v float64)) func(*summaryBuilder, string) {
+	return func(b *summaryBuilder, family string) {
+		for _, x := range each(b.fams, family) {
+			name := x.labels["scenario"]
+			if name == "" {
+				// Decisions added by hand or imported carry no scenario.
+				name = "(none)"
+			}
+			set(row(b.scenarios, name, func() *ScenarioRow { return &ScenarioRow{Name: name} }), x.value)
+		}
 	}
-	for _, x := range each(fams, "moat_source_errors_total") {
-		srcRow(x.labels).Errors = x.value
+}
+
+func toDecision(set func(r *DecisionRow, v float64)) func(*summaryBuilder, string) {
+	return func(b *summaryBuilder, family string) {
+		for _, x := range each(b.fams, family) {
+			o := x.labels["origin"]
+			set(row(b.decisions, o, func() *DecisionRow { return &DecisionRow{Origin: o} }), x.value)
+		}
 	}
-	for _, x := range each(fams, "moat_source_cut_lines_total") {
-		srcRow(x.labels).CutLines = x.value
+}
+
+// toKernel feeds each series to the row of its set, in backend, or in the
+// backend its labels name when backend is empty.
+func toKernel(backend string, set func(r *KernelRow, v float64)) func(*summaryBuilder, string) {
+	return func(b *summaryBuilder, family string) {
+		for _, x := range each(b.fams, family) {
+			k := kernelKey{backend, x.labels["set"]}
+			if backend == "" {
+				k.backend = x.labels["backend"]
+			}
+			set(row(b.kernel, k, func() *KernelRow { return &KernelRow{Backend: k.backend, Set: k.set} }), x.value)
+		}
 	}
-	for _, x := range each(fams, "moat_source_lag_seconds") {
-		srcRow(x.labels).LagSeconds = x.value
+}
+
+// toXDPProgram gives the XDP program one kernel row, with the totals of its
+// packet family and of bytesFamily, when the packet family was scraped:
+// XDP drops are counted per program, not per set.
+func toXDPProgram(bytesFamily string) func(*summaryBuilder, string) {
+	return func(b *summaryBuilder, family string) {
+		if _, ok := b.fams[family]; !ok {
+			return
+		}
+		r := row(b.kernel, kernelKey{"xdp", "(program)"}, func() *KernelRow { return &KernelRow{Backend: "xdp", Set: "(program)"} })
+		r.Packets = total(b.fams, family)
+		r.Bytes = total(b.fams, bytesFamily)
 	}
-	for _, x := range each(fams, "moat_source_up") {
-		srcRow(x.labels).Up = x.value == 1
+}
+
+// row is m's row for k, made by create the first time.
+func row[K comparable, R any](m map[K]*R, k K, create func() *R) *R {
+	r := m[k]
+	if r == nil {
+		r = create()
+		m[k] = r
 	}
-	for _, r := range src {
-		s.Sources = append(s.Sources, *r)
+	return r
+}
+
+// sortedRows lists m's rows ordered by less; nil when there are none.
+func sortedRows[K comparable, R any](m map[K]*R, less func(a, b R) bool) []R {
+	var out []R
+	for _, r := range m {
+		out = append(out, *r)
 	}
-	sort.Slice(s.Sources, func(i, j int) bool {
-		a, b := s.Sources[i], s.Sources[j]
+	sort.Slice(out, func(i, j int) bool { return less(out[i], out[j]) })
+	return out
+}
+
+// summary orders the rows, busiest first, and adds the latency estimate.
+func (b *summaryBuilder) summary() Summary {
+	s := b.s
+	s.Sources = sortedRows(b.sources, func(a, b SourceRow) bool {
 		if a.Lines != b.Lines {
 			return a.Lines > b.Lines
 		}
 		return a.Name < b.Name
 	})
-
-	s.Engine = EngineRow{
-		Lines:       total(fams, "moat_engine_lines_total"),
-		Parsed:      total(fams, "moat_engine_lines_parsed_total"),
-		Unparsed:    total(fams, "moat_engine_lines_unparsed_total"),
-		Whitelisted: total(fams, "moat_engine_lines_whitelisted_total"),
-	}
-
-	type pkey struct{ stage, parser string }
-	par := map[pkey]*ParserRow{}
-	parRow := func(l map[string]string) *ParserRow {
-		k := pkey{l["stage"], l["parser"]}
-		r := par[k]
-		if r == nil {
-			r = &ParserRow{Stage: k.stage, Parser: k.parser}
-			par[k] = r
-		}
-		return r
-	}
-	for _, x := range each(fams, "moat_parser_hits_total") {
-		parRow(x.labels).Hits = x.value
-	}
-	for _, x := range each(fams, "moat_parser_lines_parsed_total") {
-		parRow(x.labels).Parsed = x.value
-	}
-	for _, x := range each(fams, "moat_parser_lines_unparsed_total") {
-		parRow(x.labels).Unparsed = x.value
-	}
-	for _, r := range par {
-		s.Parsers = append(s.Parsers, *r)
-	}
-	sort.Slice(s.Parsers, func(i, j int) bool {
-		a, b := s.Parsers[i], s.Parsers[j]
+	s.Parsers = sortedRows(b.parsers, func(a, b ParserRow) bool {
 		if a.Stage != b.Stage {
 			return a.Stage < b.Stage
 		}
@@ -240,43 +355,7 @@ func Summarize(fams map[string]*dto.MetricFamily) Summary {
 		}
 		return a.Parser < b.Parser
 	})
-
-	sc := map[string]*ScenarioRow{}
-	scRow := func(name string) *ScenarioRow {
-		if name == "" {
-			// Decisions added by hand or imported carry no scenario.
-			name = "(none)"
-		}
-		r := sc[name]
-		if r == nil {
-			r = &ScenarioRow{Name: name}
-			sc[name] = r
-		}
-		return r
-	}
-	for _, x := range each(fams, "moat_scenario_pours_total") {
-		scRow(x.labels["scenario"]).Pours = x.value
-	}
-	for _, x := range each(fams, "moat_scenario_overflows_total") {
-		scRow(x.labels["scenario"]).Overflows = x.value
-	}
-	for _, x := range each(fams, "moat_scenario_buckets") {
-		scRow(x.labels["scenario"]).Buckets = x.value
-	}
-	for _, x := range each(fams, "moat_scenario_evictions_total") {
-		scRow(x.labels["scenario"]).Evictions = x.value
-	}
-	for _, x := range each(fams, "moat_alerts_total") {
-		scRow(x.labels["scenario"]).Alerts += x.value
-	}
-	for _, x := range each(fams, "moat_decisions_total") {
-		scRow(x.labels["scenario"]).Decisions += x.value
-	}
-	for _, r := range sc {
-		s.Scenarios = append(s.Scenarios, *r)
-	}
-	sort.Slice(s.Scenarios, func(i, j int) bool {
-		a, b := s.Scenarios[i], s.Scenarios[j]
+	s.Scenarios = sortedRows(b.scenarios, func(a, b ScenarioRow) bool {
 		if a.Alerts != b.Alerts {
 			return a.Alerts > b.Alerts
 		}
@@ -285,85 +364,19 @@ func Summarize(fams map[string]*dto.MetricFamily) Summary {
 		}
 		return a.Name < b.Name
 	})
-
-	dec := map[string]*DecisionRow{}
-	decRow := func(o string) *DecisionRow {
-		r := dec[o]
-		if r == nil {
-			r = &DecisionRow{Origin: o}
-			dec[o] = r
-		}
-		return r
-	}
-	for _, x := range each(fams, "moat_active_decisions") {
-		decRow(x.labels["origin"]).Active = x.value
-	}
-	for _, x := range each(fams, "moat_decisions_total") {
-		decRow(x.labels["origin"]).Created += x.value
-	}
-	for _, r := range dec {
-		s.Decisions = append(s.Decisions, *r)
-	}
-	sort.Slice(s.Decisions, func(i, j int) bool {
-		a, b := s.Decisions[i], s.Decisions[j]
+	s.Decisions = sortedRows(b.decisions, func(a, b DecisionRow) bool {
 		if a.Active != b.Active {
 			return a.Active > b.Active
 		}
 		return a.Origin < b.Origin
 	})
-
-	type kkey struct{ backend, set string }
-	ker := map[kkey]*KernelRow{}
-	kRow := func(b, set string) *KernelRow {
-		k := kkey{b, set}
-		r := ker[k]
-		if r == nil {
-			r = &KernelRow{Backend: b, Set: set}
-			ker[k] = r
-		}
-		return r
-	}
-	for _, x := range each(fams, "moat_kernel_elements") {
-		kRow(x.labels["backend"], x.labels["set"]).Elements = x.value
-	}
-	for _, x := range each(fams, "moat_nft_dropped_packets_total") {
-		kRow("nftables", x.labels["set"]).Packets = x.value
-	}
-	for _, x := range each(fams, "moat_nft_dropped_bytes_total") {
-		kRow("nftables", x.labels["set"]).Bytes = x.value
-	}
-	if _, ok := fams["moat_xdp_dropped_packets_total"]; ok {
-		r := kRow("xdp", "(program)")
-		r.Packets = total(fams, "moat_xdp_dropped_packets_total")
-		r.Bytes = total(fams, "moat_xdp_dropped_bytes_total")
-	}
-	for _, r := range ker {
-		s.Kernel = append(s.Kernel, *r)
-	}
-	sort.Slice(s.Kernel, func(i, j int) bool {
-		a, b := s.Kernel[i], s.Kernel[j]
+	s.Kernel = sortedRows(b.kernel, func(a, b KernelRow) bool {
 		if a.Backend != b.Backend {
 			return a.Backend < b.Backend
 		}
 		return a.Set < b.Set
 	})
-
-	s.Drops = DropsRow{
-		Packets:   total(fams, "moat_nft_dropped_packets_total") + total(fams, "moat_xdp_dropped_packets_total"),
-		Bytes:     total(fams, "moat_nft_dropped_bytes_total") + total(fams, "moat_xdp_dropped_bytes_total"),
-		XDPPassed: total(fams, "moat_xdp_passed_packets_total"),
-	}
-
-	s.Reconciler = ReconcilerRow{
-		Batches:          total(fams, "moat_reconciler_batches_total"),
-		ApplyErrors:      total(fams, "moat_reconciler_apply_errors_total"),
-		Refused:          total(fams, "moat_reconciler_refused_total"),
-		Drift:            total(fams, "moat_reconciler_drift_total"),
-		Entries:          total(fams, "moat_reconciler_entries"),
-		LastApplySeconds: total(fams, "moat_reconciler_last_apply_seconds"),
-	}
-
-	s.Latency = latencyRow(fams[LatencyName])
+	s.Latency = latencyRow(b.fams[LatencyName])
 	return s
 }
 
