@@ -60,6 +60,19 @@ func (f *decisionFilterFlags) query() (url.Values, error) {
 	return q, nil
 }
 
+// filteredRequest is what list and delete read before they call the
+// daemon: the output format, checked first so a bad -o is reported whatever
+// the filters say, and the filters as a query.
+func (a *app) filteredRequest(f *decisionFilterFlags) (format string, q url.Values, err error) {
+	if format, err = a.outputFormat("json"); err != nil {
+		return "", nil, err
+	}
+	if q, err = f.query(); err != nil {
+		return "", nil, err
+	}
+	return format, q, nil
+}
+
 func (a *app) decisionsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "decisions",
@@ -91,11 +104,7 @@ value per line. Table and raw output show control characters escaped
 (\x1b, \\ for a backslash); -o json is exact, a JSON array.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := a.outputFormat("json")
-			if err != nil {
-				return err
-			}
-			q, err := f.query()
+			format, q, err := a.filteredRequest(&f)
 			if err != nil {
 				return err
 			}
@@ -221,11 +230,7 @@ kernel. With no filter nothing is deleted unless --all is given.`,
 		Example: "  moat decisions delete --ip 198.51.100.7\n  moat decisions delete --id 42\n  moat decisions delete --all",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := a.outputFormat("json")
-			if err != nil {
-				return err
-			}
-			q, err := f.query()
+			format, q, err := a.filteredRequest(&f)
 			if err != nil {
 				return err
 			}
