@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moatsec/moat/detect/grok/internal/ascii"
 )
@@ -39,9 +40,8 @@ type Pattern struct {
 	// address (ip6). Lines with IPv6 addresses then avoid full's NFA.
 	v6     *variant
 	v6runs []int
-	v6end  []bool      // per run: the pattern ends with it
-	ip6    *tokenCheck // the run is an address
-	ip6pre *tokenCheck // the run is where IPV6's preferred match ends
+	v6end  []bool // per run: the pattern ends with it
+	ip6    *ip6Checks
 	// pre is the literal every match starts with, when the pattern has
 	// one and no assertion on the start of the text: a match can only
 	// start at an occurrence of pre, so the anchored regexp run at each
@@ -55,18 +55,56 @@ type Pattern struct {
 // variant is one regexp a pattern can run as, in the Backtrack and
 // Regexp tiers.
 type variant struct {
-	re *regexp.Regexp
-	// anch is re anchored at the start of the input (nil when the
-	// pattern is anchored itself). A match there is the leftmost match,
-	// with the same submatches, and most lines match their pattern from
-	// their first byte: trying it first spares the unanchored search,
-	// whose NFA keeps a thread alive for every start position.
-	anch *regexp.Regexp
-	// prog is re for the Backtrack tier, nil when it could not compile
+	// rx is the regexp text, checked to compile when the pattern was.
+	rx string
+	// prog is rx for the Backtrack tier, nil when it could not compile
 	// or the tier is off.
 	prog *ascii.Prog
 	// names[i] is the field name of submatch i ("" for unnamed groups).
 	names []string
+	// withAnch: the Regexp tier tries anch first.
+	withAnch bool
+
+	// The Regexp tier's programs are built on first use. Where a Fast or
+	// Backtrack tier serves the pattern they are needed only for
+	// non-ASCII lines and lines too long for the backtracker, and they
+	// were most of the heap of a daemon loaded with the hub (4.3 of 8.8
+	// MB with the built-in content).
+	once sync.Once
+	re   *regexp.Regexp
+	// anch is re anchored at the start of the input (nil without
+	// withAnch). A match there is the leftmost match, with the same
+	// submatches, and most lines match their pattern from their first
+	// byte: trying it first spares the unanchored search, whose NFA keeps
+	// a thread alive for every start position.
+	anch *regexp.Regexp
+}
+
+// newVariant checks that rx compiles as a Go regexp, without keeping the
+// program, and compiles it for the Backtrack tier unless noBacktrack.
+// gen names the generated groups (see fieldNames).
+func newVariant(rx string, gen []string, withAnch, noBacktrack bool) (*variant, *syntax.Regexp, error) {
+	// regexp.Compile fails only where syntax.Parse does.
+	tree, err := syntax.Parse(rx, syntax.Perl)
+	if err != nil {
+		return nil, nil, err
+	}
+	v := &variant{rx: rx, names: fieldNames(tree, gen), withAnch: withAnch}
+	if !noBacktrack {
+		v.prog, _ = ascii.Compile(tree)
+	}
+	return v, tree, nil
+}
+
+// regexps returns the variant's Go regexps, compiling them on first use.
+func (v *variant) regexps() (re, anch *regexp.Regexp) {
+	v.once.Do(func() {
+		v.re = regexp.MustCompile(v.rx) // it parsed at load
+		if v.withAnch {
+			v.anch = anchor(v.rx)
+		}
+	})
+	return v.re, v.anch
 }
 
 // String returns the grok text the pattern was compiled from.
@@ -89,23 +127,19 @@ func (g *Library) Compile(src string) (*Pattern, error) {
 	if err != nil {
 		return nil, err
 	}
-	re, err := regexp.Compile(rx)
+	anchored := strings.HasPrefix(src, "^")
+	full, tree, err := newVariant(rx, gen, !anchored, g.opts.NoBacktrack)
 	if err != nil {
 		return nil, fmt.Errorf("compile grok %q: %w", src, err)
 	}
-	c := &Pattern{lib: g, src: src}
-	c.full = variant{re: re, prog: g.compileASCII(rx), names: fieldNames(re, gen)}
-	anchored := strings.HasPrefix(src, "^")
-	if !anchored {
-		c.full.anch = anchor(rx)
-	}
-	if c.v4 = g.compileV4(src, re, anchored); c.v4 != nil {
+	c := &Pattern{lib: g, src: src, full: variant{rx: full.rx, prog: full.prog, names: full.names, withAnch: full.withAnch}}
+	if c.v4 = g.compileV4(src, rx, tree.MaxCap(), anchored); c.v4 != nil {
 		c.v4.names = c.full.names
 		c.compileV6(rx)
 	}
 	c.lits = requiredLiterals(rx)
-	if p, _ := re.LiteralPrefix(); p != "" && c.full.anch != nil && (c.v4 == nil || c.v4.anch != nil) && !assertsTextStart(rx) {
-		c.pre = p
+	if !anchored && !assertsTextStart(rx) {
+		c.pre = literalPrefix(tree)
 	}
 	c.fast = g.fastMatcher(src)
 	c.tiers = c.tierList()
@@ -150,20 +184,28 @@ func anchor(rx string) *regexp.Regexp {
 	return a
 }
 
-// compileV4 builds the v4 variant of src (full compiled as re), or nil.
-func (g *Library) compileV4(src string, re *regexp.Regexp, anchored bool) *variant {
+// literalPrefix is the literal every match of tree starts with, as
+// regexp's LiteralPrefix finds it.
+func literalPrefix(tree *syntax.Regexp) string {
+	prog, err := syntax.Compile(tree.Simplify())
+	if err != nil {
+		return ""
+	}
+	p, _ := prog.Prefix()
+	return p
+}
+
+// compileV4 builds the v4 variant of src (full expanded as rx, with
+// nsub submatches), or nil.
+func (g *Library) compileV4(src, rx string, nsub int, anchored bool) *variant {
 	var gen4 []string
 	rx4, err := g.expand(src, &gen4, 0, expandNoV6)
-	if err != nil || rx4 == re.String() || !g.standardV4() {
+	if err != nil || rx4 == rx || !g.standardV4() {
 		return nil
 	}
-	re4, err := regexp.Compile(rx4)
-	if err != nil || re4.NumSubexp() != re.NumSubexp() {
+	v, tree, err := newVariant(rx4, nil, !anchored, g.opts.NoBacktrack)
+	if err != nil || tree.MaxCap() != nsub {
 		return nil
-	}
-	v := &variant{re: re4, prog: g.compileASCII(rx4)}
-	if !anchored {
-		v.anch = anchor(rx4)
 	}
 	return v
 }
@@ -178,51 +220,55 @@ func (c *Pattern) compileV6(rx string) {
 	if err != nil || rx6 == rx || !bounded {
 		return
 	}
-	re6, err1 := regexp.Compile(rx6)
-	a6, err2 := regexp.Compile("^(?:" + rx6 + ")")
-	var ipNames []string
-	ip6, err3 := g.expand("%{IPV6}", &ipNames, 0, expandFull)
-	full, err4 := regexp.Compile("^(?:" + ip6 + ")$")
-	pref, err5 := regexp.Compile("^(?:" + ip6 + ")")
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil {
+	v, tree, err := newVariant(rx6, gen6, true, g.opts.NoBacktrack)
+	if err != nil {
 		return
 	}
-	v := &variant{re: re6, anch: a6, prog: g.compileASCII(rx6), names: fieldNames(re6, gen6)}
+	ip6 := g.ip6Checks()
+	if ip6 == nil {
+		return
+	}
 	var runs []int
-	for i, n := range re6.SubexpNames() {
+	for i, n := range tree.CapNames() {
 		if n == v6Group {
 			runs = append(runs, i)
-			v.names[i] = ""
 		}
 	}
 	if len(runs) != len(atEnd) {
 		return
 	}
-	c.v6, c.v6runs, c.v6end = v, runs, atEnd
-	c.ip6 = &tokenCheck{re: full, seen: map[string]bool{}}
-	c.ip6pre = &tokenCheck{re: pref, seen: map[string]bool{}, whole: true}
+	c.v6, c.v6runs, c.v6end, c.ip6 = v, runs, atEnd, ip6
 }
 
-// compileASCII compiles rx for the Backtrack tier, or returns nil.
-func (g *Library) compileASCII(rx string) *ascii.Prog {
-	if g.opts.NoBacktrack {
-		return nil
+// ip6Checks are the checks of the IPv6 runs a v6 variant takes: the run
+// is an address (whole), or where IPV6's preferred match ends (pre).
+type ip6Checks struct{ whole, pre *tokenCheck }
+
+// ip6Checks returns the library's IPv6 run checks, shared by its
+// patterns, or nil when IPV6 does not compile.
+func (g *Library) ip6Checks() *ip6Checks {
+	if g.ip6 != nil {
+		return g.ip6
 	}
-	re, err := syntax.Parse(rx, syntax.Perl)
+	var names []string
+	ip6, err := g.expand("%{IPV6}", &names, 0, expandFull)
 	if err != nil {
 		return nil
 	}
-	p, err := ascii.Compile(re)
-	if err != nil {
+	if _, err := syntax.Parse(ip6, syntax.Perl); err != nil {
 		return nil
 	}
-	return p
+	g.ip6 = &ip6Checks{
+		whole: newTokenCheck("^(?:"+ip6+")$", false),
+		pre:   newTokenCheck("^(?:"+ip6+")", true),
+	}
+	return g.ip6
 }
 
-// fieldNames maps the submatches of re to grok field names.
-func fieldNames(re *regexp.Regexp, gen []string) []string {
-	names := make([]string, re.NumSubexp()+1)
-	for i, n := range re.SubexpNames() {
+// fieldNames maps the submatches of tree to grok field names.
+func fieldNames(tree *syntax.Regexp, gen []string) []string {
+	names := make([]string, tree.MaxCap()+1)
+	for i, n := range tree.CapNames() {
 		if n == "" || n == v6Group {
 			continue
 		}

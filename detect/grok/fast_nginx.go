@@ -1,7 +1,7 @@
 package grok
 
 import (
-	"regexp"
+	"regexp/syntax"
 	"strings"
 )
 
@@ -34,11 +34,11 @@ func (g *Library) nginxFast(src string) func(string, map[string]string) (bool, b
 		if err != nil {
 			return nil
 		}
-		re, err := regexp.Compile(`^(?:` + rx + `)$`)
-		if err != nil {
+		rx = `^(?:` + rx + `)$`
+		if _, err := syntax.Parse(rx, syntax.Perl); err != nil {
 			return nil
 		}
-		return &tokenCheck{re: re, seen: map[string]bool{}}
+		return newTokenCheck(rx, false)
 	}
 	host, date := full("%{IPORHOST}"), full("%{HTTPDATE}")
 	if host == nil || date == nil {

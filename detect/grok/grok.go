@@ -45,6 +45,8 @@ type Library struct {
 	made TierCounts
 	// scratch is match state the library's patterns take turns with.
 	scratch atomic.Pointer[scratch]
+	// ip6 checks the IPv6 runs of v6 variants; nil until one needs it.
+	ip6 *ip6Checks
 }
 
 type scratch struct {
@@ -116,6 +118,7 @@ func (g *Library) Add(name, def string) {
 	g.defs[name] = def
 	// A redefinition invalidates compiled patterns that may depend on it.
 	clear(g.compiled)
+	g.ip6 = nil
 }
 
 // Counts returns how many patterns the library compiled, per tier that

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -104,4 +105,28 @@ func FuzzShapeOf(f *testing.F) {
 			t.Fatalf("%q: shapeOf %v %v, want %v %v", s, long, v6, wantLong, wantV6)
 		}
 	})
+}
+
+// Patterns are shared between goroutines: the first lines to need the
+// Regexp tier build its programs once, and all get its answer.
+func TestLazyRegexpConcurrent(t *testing.T) {
+	g := New(Options{})
+	c, err := g.Compile(`%{WORD:user} from %{IP:ip}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 8 {
+		wg.Go(func() {
+			<-start
+			got := map[string]string{}
+			// Non-ASCII: past the backtracker, to Go's regexp.
+			if !c.Match("é bob from 2001:db8::1", got) || got["user"] != "bob" || got["ip"] != "2001:db8::1" {
+				t.Errorf("got %v", got)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
 }

@@ -40,9 +40,9 @@ func (c *Pattern) MatchTier(s string, parsed map[string]string) (bool, Tier) {
 			if a < 0 {
 				continue
 			}
-			check := c.ip6
+			check := c.ip6.whole
 			if c.v6end[k] {
-				check = c.ip6pre
+				check = c.ip6.pre
 			}
 			if !check.ok(s[a:idx[2*g+1]]) {
 				v = &c.full
@@ -104,13 +104,14 @@ func (c *Pattern) find(s string, v *variant, sc *scratch) ([]int, Tier) {
 			return caps, Backtrack
 		}
 	}
-	return c.findRegexp(s, v.re, v.anch), Regexp
+	re, anch := v.regexps()
+	return c.findRegexp(s, re, anch), Regexp
 }
 
 // findRegexp is the Regexp tier: re, or anch (re anchored at the start of
-// its input) where it is known to find the same match.
+// its input; may be nil) where it is known to find the same match.
 func (c *Pattern) findRegexp(s string, re, anch *regexp.Regexp) []int {
-	if c.pre != "" {
+	if c.pre != "" && anch != nil {
 		for off := 0; ; {
 			i := strings.Index(s[off:], c.pre)
 			if i < 0 {

@@ -9,12 +9,18 @@ import (
 // tokenCheck answers whether a whole token matches a pattern, remembering
 // verdicts: addresses and dates come back line after line.
 type tokenCheck struct {
-	re *regexp.Regexp
+	rx string // checked to compile
 	// whole: the token must be exactly the leftmost-first match of an
-	// unanchored-at-end re, not just matched by it.
+	// unanchored-at-end rx, not just matched by it.
 	whole bool
+	once  sync.Once
+	re    *regexp.Regexp // rx, compiled on first use
 	mu    sync.Mutex
 	seen  map[string]bool
+}
+
+func newTokenCheck(rx string, whole bool) *tokenCheck {
+	return &tokenCheck{rx: rx, whole: whole, seen: map[string]bool{}}
 }
 
 const tokenCheckMax = 4096
@@ -26,6 +32,7 @@ func (t *tokenCheck) ok(s string) bool {
 	if hit {
 		return v
 	}
+	t.once.Do(func() { t.re = regexp.MustCompile(t.rx) })
 	if t.whole {
 		loc := t.re.FindStringIndex(s)
 		v = loc != nil && loc[1] == len(s)

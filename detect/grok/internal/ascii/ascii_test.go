@@ -146,8 +146,36 @@ func TestExponentialPattern(t *testing.T) {
 		}
 	}
 	caps := make([]int, p.NumSlots())
-	if _, ok := p.Find(m, strings.Repeat("a", maxVisited/len(p.memo)), caps); ok {
+	if _, ok := p.Find(m, strings.Repeat("a", maxVisited/p.memoLen), caps); ok {
 		t.Error("answered past the memory bound")
+	}
+}
+
+// The search that remembers failed states, on the memo program built
+// from the runs of the first, finds the submatches Go's regexp finds.
+func TestMemoSearchMatchesRegexp(t *testing.T) {
+	m := &Machine{}
+	for _, pat := range patterns {
+		re, p := compileBoth(t, pat)
+		memo := p.memoInsts()
+		if len(memo) != p.memoLen {
+			t.Fatalf("%s: memo program of %d instructions, want %d", pat, len(memo), p.memoLen)
+		}
+		for _, s := range inputs {
+			if !isASCII(s) {
+				continue
+			}
+			caps := make([]int, p.NumSlots())
+			for i := range caps {
+				caps[i] = -1
+			}
+			visited := make([]uint64, (len(memo)*(len(s)+1)+63)/64)
+			matched, _ := p.search(m, memo, s, caps, -1, visited)
+			want := re.FindStringSubmatchIndex(s)
+			if matched != (want != nil) || matched && !slices.Equal(caps, want) {
+				t.Fatalf("%s on %q: memo search %v %v, regexp %v", pat, s, matched, caps, want)
+			}
+		}
 	}
 }
 

@@ -23,7 +23,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp/syntax"
+	"slices"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -69,9 +71,13 @@ type Prog struct {
 	// memo is the program with runs unrolled into loops over one byte,
 	// for the search that remembers failed states: a run entered at many
 	// positions rescans the same bytes, a loop's states are each
-	// remembered.
-	memo []inst
-	ncap int // submatch slots, 2 per group including the whole match
+	// remembered. It is built from insts by the first search that needs
+	// it: few lines do, and it is the larger program (26k instructions
+	// against 17k for the hub's patterns).
+	memoOnce sync.Once
+	memo     []inst
+	memoLen  int
+	ncap     int // submatch slots, 2 per group including the whole match
 	// prefix is a literal every match starts with; first holds the bytes
 	// a match can start with, when it cannot be empty (nullable false).
 	prefix    string
@@ -94,15 +100,15 @@ const maxInsts = 1 << 16
 
 // Compile compiles a pattern parsed with syntax.Perl (unsimplified).
 func Compile(re *syntax.Regexp) (*Prog, error) {
-	insts, err := compileInsts(re, false)
+	insts, err := compileInsts(re)
 	if err != nil {
 		return nil, err
 	}
-	memo, err := compileInsts(re, true)
-	if err != nil {
-		return nil, err
+	memoLen := unrolledLen(insts)
+	if memoLen > maxInsts {
+		return nil, fmt.Errorf("%w: %d instructions unrolled", ErrUnsupported, memoLen)
 	}
-	p := &Prog{insts: insts, memo: memo, ncap: 2 * (re.MaxCap() + 1)}
+	p := &Prog{insts: insts, memoLen: memoLen, ncap: 2 * (re.MaxCap() + 1)}
 	p.first, p.nullable = firstBytes(re)
 	p.prefix = literalPrefix(re)
 	p.textStart = startsText(re)
@@ -118,8 +124,8 @@ func Compile(re *syntax.Regexp) (*Prog, error) {
 	return p, nil
 }
 
-func compileInsts(re *syntax.Regexp, unrollRuns bool) ([]inst, error) {
-	c := &compiler{unrollRuns: unrollRuns}
+func compileInsts(re *syntax.Regexp) ([]inst, error) {
+	c := &compiler{}
 	if err := c.emit(re); err != nil {
 		return nil, err
 	}
@@ -127,15 +133,14 @@ func compileInsts(re *syntax.Regexp, unrollRuns bool) ([]inst, error) {
 	if len(c.insts) > maxInsts {
 		return nil, fmt.Errorf("%w: %d instructions", ErrUnsupported, len(c.insts))
 	}
-	return c.insts, nil
+	return slices.Clone(c.insts), nil // without append's spare capacity
 }
 
 // NumSlots is the length Find needs for caps.
 func (p *Prog) NumSlots() int { return p.ncap }
 
 type compiler struct {
-	insts      []inst
-	unrollRuns bool
+	insts []inst
 }
 
 func (c *compiler) add(i inst) int {
@@ -246,7 +251,7 @@ func (c *compiler) literal(r *syntax.Regexp) {
 // repeat emits body repeated min to max times (max -1: no bound).
 func (c *compiler) repeat(r, body *syntax.Regexp, min, max int) error {
 	lazy := r.Flags&syntax.NonGreedy != 0
-	if set := oneByte(body); set != nil && !c.unrollRuns {
+	if set := oneByte(body); set != nil {
 		op := opRun
 		if lazy {
 			op = opRunLazy
@@ -289,10 +294,89 @@ func (c *compiler) repeat(r, body *syntax.Regexp, min, max int) error {
 
 // branch makes split try body before skipping it, or after when lazy.
 func (c *compiler) branch(split, body, skip int, lazy bool) {
+	branch(&c.insts[split], body, skip, lazy)
+}
+
+func branch(split *inst, body, skip int, lazy bool) {
 	if lazy {
 		body, skip = skip, body
 	}
-	c.insts[split].x, c.insts[split].y = body, skip
+	split.x, split.y = body, skip
+}
+
+// unrolledSize is how many instructions in takes in the memo program: a
+// run of min to max bytes is min bytes, then a loop (split, byte, jump)
+// or max-min optional bytes (split, byte).
+func unrolledSize(in inst) int {
+	if in.op != opRun && in.op != opRunLazy {
+		return 1
+	}
+	switch {
+	case in.max < 0:
+		return in.n + 3
+	case in.max > in.n:
+		return in.n + 2*(in.max-in.n)
+	}
+	return in.n
+}
+
+func unrolledLen(insts []inst) int {
+	n := 0
+	for _, in := range insts {
+		n += unrolledSize(in)
+	}
+	return n
+}
+
+// memoInsts returns the memo program, building it on first use.
+func (p *Prog) memoInsts() []inst {
+	p.memoOnce.Do(func() { p.memo = unroll(p.insts, p.memoLen) })
+	return p.memo
+}
+
+// unroll rewrites each run of insts (n instructions unrolled) as the
+// loop over one byte that repeat emits for a group.
+func unroll(insts []inst, n int) []inst {
+	at := make([]int, len(insts)) // where each instruction starts
+	pc := 0
+	for i, in := range insts {
+		at[i] = pc
+		pc += unrolledSize(in)
+	}
+	out := make([]inst, 0, n)
+	for _, in := range insts {
+		switch in.op {
+		case opRun, opRunLazy:
+			lazy := in.op == opRunLazy
+			b := inst{op: opByte, set: in.set}
+			for range in.n {
+				out = append(out, b)
+			}
+			switch {
+			case in.max < 0:
+				loop := len(out)
+				out = append(out, inst{op: opSplit}, b, inst{op: opJmp, x: loop})
+				branch(&out[loop], loop+1, len(out), lazy)
+			case in.max > in.n:
+				first := len(out)
+				for range in.max - in.n {
+					out = append(out, inst{op: opSplit}, b)
+				}
+				for s := first; s < len(out); s += 2 {
+					branch(&out[s], s+1, len(out), lazy)
+				}
+			}
+		case opSplit:
+			in.x, in.y = at[in.x], at[in.y]
+			out = append(out, in)
+		case opJmp:
+			in.x = at[in.x]
+			out = append(out, in)
+		default:
+			out = append(out, in)
+		}
+	}
+	return out
 }
 
 // oneByte returns the set of bytes r matches when it matches exactly one

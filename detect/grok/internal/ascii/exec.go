@@ -67,7 +67,7 @@ func (p *Prog) Find(m *Machine, s string, caps []int) (matched, ok bool) {
 	if done {
 		return matched, true
 	}
-	n := len(p.memo) * (len(s) + 1)
+	n := p.memoLen * (len(s) + 1)
 	if n > maxVisited {
 		return false, false
 	}
@@ -81,7 +81,7 @@ func (p *Prog) Find(m *Machine, s string, caps []int) (matched, ok bool) {
 	for i := range caps[:p.ncap] {
 		caps[i] = -1
 	}
-	matched, _ = p.search(m, p.memo, s, caps, -1, visited)
+	matched, _ = p.search(m, p.memoInsts(), s, caps, -1, visited)
 	return matched, true
 }
 
