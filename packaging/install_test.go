@@ -205,37 +205,8 @@ func TestInstall(t *testing.T) {
 
 	work := t.TempDir()
 	root := filepath.Join(work, "root")
-	debs := filepath.Join(work, "debs")
-
-	// debootstrap mostly waits on the mirror: build the packages meanwhile.
-	// A failed build must not let the temp dir go while debootstrap
-	// still writes into it: cleanup waits for it.
-	booted := make(chan struct{})
-	var bootErr error
-	go func() {
-		defer close(booted)
-		out, err := exec.Command("debootstrap", "--variant=minbase", "bookworm", root, aptMirror()).CombinedOutput()
-		if err != nil {
-			bootErr = fmt.Errorf("debootstrap: %v\n%s", err, out)
-		}
-	}()
-	t.Cleanup(func() { <-booted })
 	const v1, v2 = "0.0.0~test1", "0.0.0~test2"
-	deb1 := buildDeb(t, v1, debs)
-	deb2 := buildDeb(t, v2, debs)
-	<-booted
-	if bootErr != nil {
-		t.Fatal(bootErr)
-	}
-	for _, d := range []string{deb1, deb2} {
-		b, err := os.ReadFile(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "tmp", filepath.Base(d)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deb1, deb2 := bootstrapWithDebs(t, root, filepath.Join(work, "debs"), v1, v2)
 	env := []string{"DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 
 	// The package's Depends come from the mirror, with the network.
@@ -254,17 +225,7 @@ func TestInstall(t *testing.T) {
 		t.Helper()
 		return run(t, work, env, append([]string{"ip", "netns", "exec", ns.Name, "chroot", root}, args...)...)
 	}
-	// A bpffs of the chroot's own, for moat's pins.
-	bpffs := filepath.Join(root, "sys/fs/bpf")
-	if err := os.MkdirAll(bpffs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run(t, work, nil, "mount", "-t", "bpf", "bpf", bpffs)
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", bpffs).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", bpffs, err, out)
-		}
-	})
+	bpffs := mountBPFFS(t, root)
 
 	// Install.
 	inRoot("dpkg", "-i", "/tmp/"+filepath.Base(deb1))
@@ -276,6 +237,107 @@ func TestInstall(t *testing.T) {
 	if len(installed) == 0 {
 		t.Fatal("dpkg -i added no file")
 	}
+	checkInstalled(t, root, inRoot)
+
+	kernelState := leaveKernelState(t, ns, work, bpffs)
+
+	// Upgrade: the kernel state stays for the new daemon to adopt.
+	inRoot("dpkg", "-i", "/tmp/"+filepath.Base(deb2))
+	if out := inRoot("moat", "version"); !strings.Contains(out, "moat "+v2+" ") {
+		t.Errorf("moat version after upgrade: %q, want %s", out, v2)
+	}
+	if table, pin := kernelState(); !table || !pin {
+		t.Errorf("upgrade dropped kernel state: nft table %v, pin %v; want both kept", table, pin)
+	}
+
+	// Remove: the binary goes, the configuration stays, the kernel state
+	// goes with `moat cleanup`.
+	inRoot("dpkg", "-r", "moat")
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/moat")); err == nil {
+		t.Error("/usr/bin/moat is still there after remove")
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/moat/moat.yaml")); err != nil {
+		t.Errorf("remove took the configuration: %v", err)
+	}
+	if table, pin := kernelState(); table || pin {
+		t.Errorf("after remove: nft table inet moat %v, pin %v; want neither (moat cleanup in prerm)", table, pin)
+	}
+
+	// Purge: nothing of moat is left.
+	inRoot("dpkg", "--purge", "moat")
+	left, gone := purgeDiff(before, files(t, root))
+	if len(left) > 0 {
+		t.Errorf("left after purge:\n%s", strings.Join(left, "\n"))
+	}
+	if len(gone) > 0 {
+		t.Errorf("gone after purge that were there before install:\n%s", strings.Join(gone, "\n"))
+	}
+	if table, pin := kernelState(); table || pin {
+		t.Errorf("after purge: nft table inet moat %v, pin %v; want neither", table, pin)
+	}
+	// dpkg-query fails for a package it has no record of: that is the goal.
+	if out, err := exec.Command("chroot", root, "dpkg-query", "-W", "-f=${Status}", "moat").CombinedOutput(); err == nil {
+		t.Errorf("dpkg still has a record of moat: %q", out)
+	}
+	t.Logf("install added %d paths, purge left %d", len(installed), len(left))
+}
+
+// bootstrapWithDebs debootstraps Debian 12 into root and builds the
+// package at versions v1 and v2 into debs, and copies both into the
+// chroot's /tmp. debootstrap mostly waits on the mirror: the packages are
+// built meanwhile. A failed build must not let the temp dir go while
+// debootstrap still writes into it: cleanup waits for it.
+func bootstrapWithDebs(t *testing.T, root, debs, v1, v2 string) (deb1, deb2 string) {
+	t.Helper()
+	booted := make(chan struct{})
+	var bootErr error
+	go func() {
+		defer close(booted)
+		out, err := exec.Command("debootstrap", "--variant=minbase", "bookworm", root, aptMirror()).CombinedOutput()
+		if err != nil {
+			bootErr = fmt.Errorf("debootstrap: %v\n%s", err, out)
+		}
+	}()
+	t.Cleanup(func() { <-booted })
+	deb1 = buildDeb(t, v1, debs)
+	deb2 = buildDeb(t, v2, debs)
+	<-booted
+	if bootErr != nil {
+		t.Fatal(bootErr)
+	}
+	for _, d := range []string{deb1, deb2} {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "tmp", filepath.Base(d)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return deb1, deb2
+}
+
+// mountBPFFS gives the chroot a bpffs of its own, for moat's pins, until
+// the test ends, and returns where.
+func mountBPFFS(t *testing.T, root string) string {
+	t.Helper()
+	bpffs := filepath.Join(root, "sys/fs/bpf")
+	if err := os.MkdirAll(bpffs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, filepath.Dir(root), nil, "mount", "-t", "bpf", "bpf", bpffs)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", bpffs).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", bpffs, err, out)
+		}
+	})
+	return bpffs
+}
+
+// checkInstalled checks what the installed package put in the chroot at
+// root: its files, its state directory, its group and its conffiles.
+func checkInstalled(t *testing.T, root string, inRoot func(args ...string) string) {
+	t.Helper()
 	for _, p := range []string{
 		"usr/bin/moat", "etc/moat/moat.yaml", "etc/moat/profiles.yaml", "etc/moat/acquis.d/sshd.yaml",
 		"usr/share/moat/hub/scenarios/moat/ssh-bf.yaml", "usr/share/moat/hub/scenarios/moat/http-probing.yaml",
@@ -306,66 +368,35 @@ func TestInstall(t *testing.T) {
 			t.Errorf("%s is not a conffile: %q", c, conffiles)
 		}
 	}
+}
 
-	// Kernel state as a running daemon leaves it: its nftables table in the
-	// namespace and a pinned map (named as moat's single-address map) under
-	// the chroot's bpffs.
+// leaveKernelState leaves kernel state as a running daemon does: its
+// nftables table in ns and a pinned map (named as moat's single-address
+// map) under bpffs. kernelState reports which of the two are still there.
+func leaveKernelState(t *testing.T, ns *testutil.NetNS, work, bpffs string) (kernelState func() (table, pin bool)) {
+	t.Helper()
 	ns.Run(t, "nft", "add", "table", "inet", "moat")
 	pins := filepath.Join(bpffs, "moat")
 	if err := os.Mkdir(pins, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	run(t, work, nil, "bpftool", "map", "create", filepath.Join(pins, "moat_single4"), "type", "hash", "key", "4", "value", "8", "entries", "16", "name", "moat_single4")
-	kernelState := func() (table, pin bool) {
+	return func() (table, pin bool) {
 		t.Helper()
 		table = strings.Contains(ns.Run(t, "nft", "list", "tables"), "table inet moat")
 		_, err := os.Stat(pins)
 		return table, err == nil
 	}
+}
 
-	// Upgrade: the kernel state stays for the new daemon to adopt.
-	inRoot("dpkg", "-i", "/tmp/"+filepath.Base(deb2))
-	if out := inRoot("moat", "version"); !strings.Contains(out, "moat "+v2+" ") {
-		t.Errorf("moat version after upgrade: %q, want %s", out, v2)
-	}
-	if table, pin := kernelState(); !table || !pin {
-		t.Errorf("upgrade dropped kernel state: nft table %v, pin %v; want both kept", table, pin)
-	}
-
-	// Remove: the binary goes, the configuration stays, the kernel state
-	// goes with `moat cleanup`.
-	inRoot("dpkg", "-r", "moat")
-	if _, err := os.Stat(filepath.Join(root, "usr/bin/moat")); err == nil {
-		t.Error("/usr/bin/moat is still there after remove")
-	}
-	if _, err := os.Stat(filepath.Join(root, "etc/moat/moat.yaml")); err != nil {
-		t.Errorf("remove took the configuration: %v", err)
-	}
-	if table, pin := kernelState(); table || pin {
-		t.Errorf("after remove: nft table inet moat %v, pin %v; want neither (moat cleanup in prerm)", table, pin)
-	}
-
-	// Purge: nothing of moat is left.
-	inRoot("dpkg", "--purge", "moat")
-	after := files(t, root)
-	// addgroup leaves shadow's backup of the file it edited, as any group
-	// change does; it is not the package's.
+// purgeDiff compares the chroot's paths before install and after purge:
+// left are there only after, gone only before. addgroup leaves shadow's
+// backup of the file it edited, as any group change does; it is not the
+// package's.
+func purgeDiff(before, after []string) (left, gone []string) {
 	after = slices.DeleteFunc(after, func(p string) bool { return p == "etc/gshadow-" || p == "etc/group-" })
 	before = slices.DeleteFunc(before, func(p string) bool { return p == "etc/gshadow-" || p == "etc/group-" })
-	if left := minus(after, before); len(left) > 0 {
-		t.Errorf("left after purge:\n%s", strings.Join(left, "\n"))
-	}
-	if gone := minus(before, after); len(gone) > 0 {
-		t.Errorf("gone after purge that were there before install:\n%s", strings.Join(gone, "\n"))
-	}
-	if table, pin := kernelState(); table || pin {
-		t.Errorf("after purge: nft table inet moat %v, pin %v; want neither", table, pin)
-	}
-	// dpkg-query fails for a package it has no record of: that is the goal.
-	if out, err := exec.Command("chroot", root, "dpkg-query", "-W", "-f=${Status}", "moat").CombinedOutput(); err == nil {
-		t.Errorf("dpkg still has a record of moat: %q", out)
-	}
-	t.Logf("install added %d paths, purge left %d", len(installed), len(minus(after, before)))
+	return minus(after, before), minus(before, after)
 }
 
 // unitCaps returns the unit's capability bounding set as setpriv spells
