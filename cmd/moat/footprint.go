@@ -45,9 +45,9 @@ func limitAfterGC() {
 	runtime.AddCleanup(new([32]byte), func(struct{}) { limitAfterGC() }, struct{}{})
 }
 
-// Idle trimming. Loading the hub leaves about as much garbage as the live
-// heap (compiled grok and expr programs: 11 MB live, 24 MB in use at the
-// first collection with the default content), and at GOGC 200 an idle
+// Idle trimming. Loading the hub leaves more garbage than the live heap
+// (parsing and compiling grok and expr programs; the programs themselves
+// keep about 2 MB live with the default content), and at GOGC 200 an idle
 // daemon, allocating little, would keep that and grow towards three times
 // the live heap before collecting again. So once running, and then
 // whenever no line arrived for a trimInterval and enough garbage or free
