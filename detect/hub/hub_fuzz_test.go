@@ -2,12 +2,12 @@ package hub
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/moatsec/moat/internal/testutil"
 	"github.com/moatsec/moat/packaging"
 )
 
@@ -16,17 +16,7 @@ import (
 // holds each file once, only files of the hub, each under the kind it was
 // indexed as, and never anything outside the hub directory.
 func FuzzSelectCollection(f *testing.F) {
-	err := fs.WalkDir(packaging.Files, "hub/collections", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(packaging.Files, p)
-		f.Add(b)
-		return err
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
+	testutil.SeedFiles(f, packaging.Files, "hub/collections")
 	f.Add([]byte("collections:\n  - moat/fuzz\n  - moat/sshd\n"))
 	f.Add([]byte("parsers:\n  - ../../../../etc/passwd\n"))
 	f.Add([]byte("scenarios:\n  - moat/http-probing\nunknown: 1\n"))

@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/internal/testutil"
 	"github.com/moatsec/moat/packaging"
 )
 
@@ -19,17 +19,7 @@ import (
 // named scenarios, loads the same way twice, and only raises alerts for
 // the scenarios it holds.
 func FuzzLoadScenarioFile(f *testing.F) {
-	err := fs.WalkDir(packaging.Files, "hub/scenarios", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(packaging.Files, p)
-		f.Add(b)
-		return err
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
+	testutil.SeedFiles(f, packaging.Files, "hub/scenarios")
 	f.Add([]byte("type: leaky\nname: a/b\ndescription: d\nfilter: 'true'\ngroupby: evt.Meta.source_ip\ncapacity: 1\nleakspeed: 1s\nblackhole: 1m\n"))
 	f.Add([]byte("type: trigger\nname: a/t\ndescription: d\nfilter: evt.Meta.source_ip != ''\ngroupby: evt.Meta.source_ip\n---\n---\ntype: counter\nname: a/c\ndescription: d\nfilter: 'true'\nduration: 1s\ncapacity: -1\n"))
 	f.Add([]byte("type: conditional\nname: a/c\ndescription: d\nfilter: 'true'\ncondition: len(queue.Queue) > 1\nleakspeed: 1s\ncapacity: -1\n"))

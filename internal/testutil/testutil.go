@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,4 +159,21 @@ func Run(tb testing.TB, args ...string) string {
 // Command returns an unstarted command on the host.
 func Command(name string, args ...string) *exec.Cmd {
 	return exec.Command(name, args...)
+}
+
+// SeedFiles adds every file under dir in fsys to f's seed corpus, so a
+// fuzz target starts from the content moat ships.
+func SeedFiles(f *testing.F, fsys fs.FS, dir string) {
+	f.Helper()
+	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		f.Add(b)
+		return err
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
 }
