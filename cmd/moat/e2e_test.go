@@ -32,23 +32,7 @@ func newE2EHost(t *testing.T, ns *testutil.NetNS, allowlist []string) *e2eHost {
 	must(t, os.WriteFile(h.logPath, nil, 0o644))
 	must(t, os.WriteFile(filepath.Join(acquis, "auth.yaml"), []byte(fmt.Sprintf(
 		"source: file\nfilenames:\n  - %s\nlabels:\n  type: syslog\n", h.logPath)), 0o644))
-	cfg := fmt.Sprintf(`state_dir: %[1]s/state
-api:
-  socket: %[1]s/moat.sock
-  listen: ""
-metrics:
-  listen: 127.0.0.1:9641
-hub:
-  dir: %[2]s/packaging/hub
-  patterns: %[2]s/packaging/patterns
-  data: %[1]s/data
-acquisition:
-  dir: %[3]s
-profiles: %[2]s/packaging/profiles.yaml
-enforce:
-  verify_interval: 2s
-allowlist: [%[4]s]
-`, h.dir, root, acquis, strings.Join(allowlist, ", "))
+	cfg := daemonConfig(h.dir, root, acquis) + "allowlist: [" + strings.Join(allowlist, ", ") + "]\n"
 	must(t, os.WriteFile(h.cfgPath, []byte(cfg), 0o644))
 	return h
 }

@@ -86,22 +86,7 @@ func (s *soakEnv) writeConfig() {
 	must(t, os.WriteFile(s.logPath, nil, 0o644))
 	must(t, os.WriteFile(filepath.Join(acquis, "auth.yaml"), []byte(fmt.Sprintf("source: file\nfilenames:\n  - %s\nlabels:\n  type: syslog\n", s.logPath)), 0o644))
 	must(t, os.WriteFile(filepath.Join(acquis, "sshd.yaml"), []byte("source: journalctl\njournalctl_filter: [SYSLOG_IDENTIFIER=sshd]\nlabels: {type: syslog}\n"), 0o644))
-	cfg := fmt.Sprintf(`state_dir: %[1]s/state
-api:
-  socket: %[1]s/moat.sock
-  listen: ""
-metrics:
-  listen: 127.0.0.1:9641
-hub:
-  dir: %[2]s/packaging/hub
-  patterns: %[2]s/packaging/patterns
-  data: %[1]s/data
-acquisition:
-  dir: %[3]s
-profiles: %[2]s/packaging/profiles.yaml
-enforce:
-  verify_interval: 2s
-`, s.dir, root, acquis)
+	cfg := daemonConfig(s.dir, root, acquis)
 	must(t, os.WriteFile(s.cfgPath, []byte(cfg), 0o644))
 }
 

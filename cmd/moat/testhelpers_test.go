@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -52,4 +53,26 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// daemonConfig is the configuration the daemon tests run: state, socket
+// and data under dir, the checkout's shipped content from root, file
+// sources from acquis, no bouncer API and a short verify interval.
+func daemonConfig(dir, root, acquis string) string {
+	return fmt.Sprintf(`state_dir: %[1]s/state
+api:
+  socket: %[1]s/moat.sock
+  listen: ""
+metrics:
+  listen: 127.0.0.1:9641
+hub:
+  dir: %[2]s/packaging/hub
+  patterns: %[2]s/packaging/patterns
+  data: %[1]s/data
+acquisition:
+  dir: %[3]s
+profiles: %[2]s/packaging/profiles.yaml
+enforce:
+  verify_interval: 2s
+`, dir, root, acquis)
 }
