@@ -148,6 +148,21 @@ func (s *Server) newPageWriter(w http.ResponseWriter, r *http.Request) *pageWrit
 	return &pageWriter{s: s, r: r, rc: http.NewResponseController(w), bw: bufio.NewWriterSize(w, 32<<10), end: time.Now().Add(maxResponseTime)}
 }
 
+// fail ends a response whose read failed. Before its first byte it is
+// refused whole and its bulk slot given back; mid-body the client sees
+// truncated JSON and retries, so a bouncer's sequence is not advanced.
+func (p *pageWriter) fail(w http.ResponseWriter, err error) error {
+	if !p.wrote {
+		if p.bulk != nil {
+			p.bulk()
+		}
+		return p.s.refuse(w, p.r, err)
+	}
+	p.err = err
+	p.finish()
+	return nil
+}
+
 // page arms the write deadline for the next page, after yielding the CPU:
 // a client that reads as fast as it is written never blocks the encoding,
 // which then runs 10 ms slices until the scheduler preempts it, and an

@@ -270,17 +270,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 		return pw.err
 	})
 	if err != nil {
-		if !pw.wrote {
-			if pw.bulk != nil {
-				pw.bulk()
-			}
-			return s.refuse(w, r, err)
-		}
-		// Mid-body: the client sees truncated JSON and retries; the
-		// bouncer's sequence is not advanced.
-		pw.err = err
-		pw.finish()
-		return nil
+		return pw.fail(w, err)
 	}
 	switch state {
 	case 0:
@@ -374,15 +364,7 @@ func (s *Server) writeList(w http.ResponseWriter, r *http.Request, f store.Filte
 		return pw.err
 	})
 	if err != nil {
-		if !pw.wrote {
-			if pw.bulk != nil {
-				pw.bulk()
-			}
-			return s.refuse(w, r, err)
-		}
-		pw.err = err
-		pw.finish()
-		return nil
+		return pw.fail(w, err)
 	}
 	if n == 0 {
 		pw.writeString(empty)
