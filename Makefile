@@ -32,12 +32,12 @@ help: ## list the targets
 build: deps-build ## build bin/moat
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/moat
 
-test: deps-test tidy-check generate-check ## run every test (kernel tests too when root)
+test: deps-test tidy-check generate-check ## run every test (kernel tests too when root, and the 1M-source flood tests)
 	@for f in detect/inject/testdata/injectable-*-hub.txt; do \
 		echo "make: hub parsers whose banned address a client's text can move ($$f, checked below by detect/inject TestHubSnapshots):"; \
 		grep -v '^#' $$f | cut -f1,2 | sed 's/\t/ via /; s/^/  /'; \
 	done
-	$(GO) test -count=1 -timeout 75m ./...
+	MOAT_FLOOD_FULL=1 $(GO) test -count=1 -timeout 75m ./...
 
 tidy-check: ## fail when go.mod or go.sum are not tidy
 	@$(GO) mod tidy -diff || { echo "make: go.mod/go.sum are not tidy (run go mod tidy)" >&2; exit 1; }
