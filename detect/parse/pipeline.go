@@ -66,8 +66,13 @@ type Pipeline struct {
 	// lastDate spares dateparse the lines that repeat the timestamp before.
 	lastDate dateMemo
 
-	unavailable atomic.Uint64
+	// unavailable is shared with the pipeline's workers (see Worker).
+	unavailable *atomic.Uint64
 	missing     []string
+	// crossEvent is set when a node keeps state from one event to the
+	// next (a stash, a line's shared labels), which parallel parsing
+	// would reorder.
+	crossEvent bool
 }
 
 // ErrUnknownField is wrapped by errors for keys a parser file must not have.
@@ -76,7 +81,7 @@ var ErrUnknownField = errors.New("unknown field")
 // Load reads and compiles parser files. Files of a stage run in the order
 // of their base names; the documents of a file in file order.
 func Load(files []File, opts Options) (*Pipeline, error) {
-	p := &Pipeline{env: opts.Env, opts: opts, grok: grok.New(grok.Options{NoBacktrack: opts.RegexpOnly})}
+	p := &Pipeline{env: opts.Env, opts: opts, grok: grok.New(grok.Options{NoBacktrack: opts.RegexpOnly}), unavailable: new(atomic.Uint64)}
 	if p.env == nil {
 		p.env = exprenv.New(opts.DataDir)
 	}
@@ -106,13 +111,27 @@ func Load(files []File, opts Options) (*Pipeline, error) {
 		}
 		p.nodes[si] = append(p.nodes[si], ns...)
 	}
-	if opts.Postoverflow {
-		p.vars = map[string]any{"evt": &OverflowEvent{}}
-	} else {
-		p.vars = map[string]any{"evt": &detect.Event{}}
-	}
+	p.vars = p.typeVars()
 	return p, nil
 }
+
+// Worker returns a pipeline for another goroutine: it shares p's compiled
+// nodes, grok patterns (safe for concurrent use), expression environment
+// (guarded) and counters, and has its own per-event scratch (expression
+// variables, fold memo, run state, date memo). Events parsed by workers
+// come out as p would make them unless CrossEvent.
+func (p *Pipeline) Worker() *Pipeline {
+	w := &Pipeline{env: p.env, opts: p.opts, stages: p.stages, nodes: p.nodes, grok: p.grok,
+		unavailable: p.unavailable, missing: p.missing, crossEvent: p.crossEvent}
+	w.vars = w.typeVars()
+	return w
+}
+
+// CrossEvent reports whether a node carries state from one event to the
+// next (stash entries, GetFromStash or SetInStash calls, statics writing
+// to evt.Line, whose labels all lines of a source share): such a pipeline
+// must parse events one at a time, in order.
+func (p *Pipeline) CrossEvent() bool { return p.crossEvent }
 
 // Env returns the expression environment the pipeline uses.
 func (p *Pipeline) Env() *exprenv.Env { return p.env }
@@ -187,6 +206,9 @@ type unknownFieldError struct{ error }
 func (e unknownFieldError) Unwrap() []error { return []error{e.error, ErrUnknownField} }
 
 func (p *Pipeline) compile(src string) (*vm.Program, error) {
+	if strings.Contains(src, "GetFromStash") || strings.Contains(src, "SetInStash") {
+		p.crossEvent = true
+	}
 	return p.env.Compile(src, p.typeVars())
 }
 
@@ -291,6 +313,9 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 			n.wl.exprs = append(n.wl.exprs, pr)
 		}
 	}
+	if len(s.Stash) > 0 {
+		p.crossEvent = true
+	}
 	for i, st := range s.Stash {
 		if st.Name == "" || st.Key == "" || st.Value == "" {
 			return nil, yamlerr.AtKey(fmt.Errorf("stash needs name, key and value"), "stash", i)
@@ -340,6 +365,10 @@ func (p *Pipeline) compileStatics(specs []staticSpec) ([]static, error) {
 			st.kind, st.key = staticEnriched, s.Enriched
 		case s.Target != "":
 			st.kind, st.path = staticTarget, parseTargetPath(s.Target)
+			if st.path[0] == "Line" {
+				// A line's labels are one map for every line of a source.
+				p.crossEvent = true
+			}
 		default:
 			return nil, yamlerr.AtKey(fmt.Errorf("static without parsed, meta, enriched, target or method"), i)
 		}
