@@ -57,7 +57,7 @@ func TestLiveTailMatchesReplay(t *testing.T) {
 	r, err := acquire.OpenReplay([]string{filepath.Join(dir, "auth.log")}, map[string]string{"type": "syslog"})
 	must(t, err)
 	defer r.Close()
-	cold, err := replay(context.Background(), corpusEngine(t), r, nil)
+	cold, err := replay(context.Background(), corpusEngine(t), r, 2, nil)
 	must(t, err)
 	if len(cold) == 0 {
 		t.Fatal("the cold replay raised no alert")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ func (a *app) replayCmd() *cobra.Command {
 		journalDir string
 		matches    []string
 		year       int
+		workers    int
 	)
 	cmd := &cobra.Command{
 		Use:   "replay FILE... | - | --journal-dir DIR",
@@ -67,7 +69,10 @@ year take --year (default: the current year). Nothing is banned.`,
 			if f, ok := a.stderr.(*os.File); ok && isTerminal(f) {
 				bar = f
 			}
-			alerts, err := replay(cmd.Context(), eng, r, bar)
+			if n := eng.Workers(workers); n < workers {
+				fmt.Fprintf(a.stderr, "moat: parsing on %d worker(s), not %d: a parser keeps state from one line to the next\n", n, workers)
+			}
+			alerts, err := replay(cmd.Context(), eng, r, workers, bar)
 			if err != nil {
 				return err
 			}
@@ -95,13 +100,14 @@ year take --year (default: the current year). Nothing is banned.`,
 	f.StringVar(&journalDir, "journal-dir", "", "replay a journal directory instead of files")
 	f.StringSliceVar(&matches, "match", nil, "journal match FIELD=VALUE (repeatable), with --journal-dir")
 	f.IntVar(&year, "year", 0, "year of syslog dates that have none (default: the current year)")
+	f.IntVar(&workers, "workers", runtime.NumCPU(), "goroutines parsing lines; buckets still see them in input order, so alerts do not depend on it")
 	return cmd
 }
 
-// replay runs every line of r through eng, in order, and returns the alerts
-// including those the end of the input flushes. With bar set, it draws a
-// progress line there.
-func replay(ctx context.Context, eng *engine.Engine, r *acquire.Replay, bar io.Writer) ([]model.Alert, error) {
+// replay runs every line of r through eng, in order, with up to workers
+// parse goroutines, and returns the alerts including those the end of the
+// input flushes. With bar set, it draws a progress line there.
+func replay(ctx context.Context, eng *engine.Engine, r *acquire.Replay, workers int, bar io.Writer) ([]model.Alert, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	lines := make(chan detect.Line, 4096)
 	g.Go(func() error {
@@ -112,12 +118,15 @@ func replay(ctx context.Context, eng *engine.Engine, r *acquire.Replay, bar io.W
 	g.Go(func() error {
 		start := time.Now()
 		next := start
-		for l := range lines {
-			alerts = append(alerts, eng.Process(l)...)
+		err := eng.Run(ctx, lines, workers, func(_ detect.Line, a []model.Alert) {
+			alerts = append(alerts, a...)
 			if bar != nil && time.Now().After(next) {
 				drawProgress(bar, r.Progress(), time.Since(start))
 				next = time.Now().Add(200 * time.Millisecond)
 			}
+		})
+		if err != nil {
+			return err
 		}
 		if bar != nil {
 			drawProgress(bar, r.Progress(), time.Since(start))

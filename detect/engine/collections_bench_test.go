@@ -148,7 +148,7 @@ func parserName(path string) string {
 
 // hubTestLogs reads every hub test's log, keyed by the names of the
 // parsers the test lists.
-func hubTestLogs(b *testing.B, dir string) map[string][]detect.Line {
+func hubTestLogs(b testing.TB, dir string) map[string][]detect.Line {
 	b.Helper()
 	cfgs, err := filepath.Glob(filepath.Join(dir, "*", "config.yaml"))
 	if err != nil {
@@ -177,7 +177,7 @@ func hubTestLogs(b *testing.B, dir string) map[string][]detect.Line {
 	return out
 }
 
-func fileLines(b *testing.B, path, typ string) []detect.Line {
+func fileLines(b testing.TB, path, typ string) []detect.Line {
 	b.Helper()
 	f, err := os.Open(path)
 	if err != nil {
