@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -241,5 +242,46 @@ func TestWorkersStash(t *testing.T) {
 	}
 	if got := e.Workers(4); got != 1 {
 		t.Errorf("auditd-logs (stash): Workers(4) = %d, want 1", got)
+	}
+}
+
+// TestRunParallelLoneLines: a line that arrives alone (a live source) is
+// parsed and emitted without waiting for more, and a cancelled Run ends.
+func TestRunParallelLoneLines(t *testing.T) {
+	dir := shared(t)
+	e, err := New(hubConfig(dir, append(sshItems, "crowdsecurity/ssh-bf")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := make(chan detect.Line)
+	emitted := make(chan detect.Line, 1)
+	ran := make(chan error, 1)
+	go func() {
+		ran <- e.Run(ctx, in, 2, func(l detect.Line, _ []model.Alert) { emitted <- l })
+	}()
+	for i := range 5 {
+		l := detect.Line{Raw: "Mar  1 10:00:0" + strconv.Itoa(i) + " host sshd[1]: Invalid user x from 192.0.2.1 port 22", Labels: map[string]string{"type": "syslog"}, Process: true}
+		in <- l
+		select {
+		case got := <-emitted:
+			if got.Raw != l.Raw {
+				t.Fatalf("emitted %q, want %q", got.Raw, l.Raw)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("line %d not emitted while the source is idle", i)
+		}
+	}
+	cancel()
+	select {
+	case err := <-ran:
+		if err != context.Canceled {
+			t.Fatalf("Run = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not end on cancel")
+	}
+	if st := e.Stats(); st.Lines != 5 || st.Parsed != 5 {
+		t.Errorf("lines %d parsed %d, want 5 and 5", st.Lines, st.Parsed)
 	}
 }
