@@ -18,8 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/enforce/nft"
+	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 // Load test figures. The RSS bound covers the whole test process: the
@@ -39,27 +43,135 @@ const (
 	loadRSSBound   = 768 << 20
 )
 
-// timedEnforcer notes when each ban reached it.
-type timedEnforcer struct {
+// stampedBackend is moat's nftables backend with a clock: it notes when
+// the kernel transaction carrying each watched address began and when it
+// returned, so a ban is timed up to the kernel holding it.
+type stampedBackend struct {
+	*nft.Backend
+	watch netip.Prefix
+
 	mu sync.Mutex
-	at map[netip.Prefix]time.Time
+	at map[netip.Prefix]kernelStamp
 }
 
-func (e *timedEnforcer) Apply(_ context.Context, add, _ []model.Decision) error {
-	now := time.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, d := range add {
-		e.at[d.Value] = now
+type kernelStamp struct{ start, done time.Time }
+
+func (b *stampedBackend) Apply(ctx context.Context, d enforce.Diff) error {
+	start := time.Now()
+	err := b.Backend.Apply(ctx, d)
+	done := time.Now()
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range d.Set {
+		if b.watch.Contains(e.Prefix.Addr()) {
+			b.at[e.Prefix] = kernelStamp{start, done}
+		}
 	}
 	return nil
 }
 
-func (e *timedEnforcer) reached(p netip.Prefix) (time.Time, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, ok := e.at[p]
-	return t, ok
+func (b *stampedBackend) reached(p netip.Prefix) (kernelStamp, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.at[p]
+	return s, ok
+}
+
+// loadKernel is the daemon's enforcement side for the load test: the
+// fixture's store and decision service over a reconciler writing moat's
+// nftables table in a network namespace of the test's own.
+type loadKernel struct {
+	f   *fixture
+	rec *enforce.Reconciler
+	be  *stampedBackend
+}
+
+// newLoadKernel stores n decisions, then starts the reconciler as the
+// daemon does (loading the store in the background, with the daemon's
+// default batching) and waits until the kernel holds them all.
+func newLoadKernel(t *testing.T, n int) *loadKernel {
+	ns := testutil.NewNetNS(t)
+	fd, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	nb, err := nft.Open(context.Background(), nft.Config{NetNS: int(fd.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nb.Close() })
+	k := &loadKernel{be: &stampedBackend{Backend: nb, watch: netip.MustParsePrefix("203.0.112.0/20"), at: map[netip.Prefix]kernelStamp{}}}
+	def := config.Default().Enforce
+	k.rec = enforce.NewReconciler(enforce.ReconcilerConfig{
+		Window:         def.BatchWindow,
+		MaxBatch:       def.BatchMax,
+		VerifyInterval: def.VerifyInterval,
+		IPv6Prefix:     def.IPv6BanPrefix,
+		// The fixture's allowlist stays in the service: the seed has
+		// addresses in it, stored behind the service's back.
+		Guard: enforce.NewGuard(enforce.GuardConfig{MinBits4: def.MinRangeBits4, MinBits6: def.MinRangeBits6}),
+		Load: func(ctx context.Context, load func([]model.Decision) error) error {
+			return k.f.st.ActivePages(ctx, time.Now(), 0, load)
+		},
+	}, k.be)
+	k.f = newFixtureOn(t, k.rec)
+	fillDecisions(t, k.f, n)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- k.rec.Run(ctx) }()
+	// Registered after the fixture's: the reconciler stops before the
+	// store it loads from closes.
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-k.rec.Ready():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the reconciler did not load the store into the kernel")
+	}
+	if got, err := k.rec.LoadResult(); got != n || err != nil {
+		t.Fatalf("the reconciler loaded %d decisions (%v), want %d", got, err, n)
+	}
+	if st := k.rec.Stats(); st.Entries != int64(n) || st.ApplyErrors != 0 {
+		t.Fatalf("reconciler after the load: %d entries, %d apply errors; want %d, 0", st.Entries, st.ApplyErrors, n)
+	}
+	t.Logf("seed: %d decisions in the kernel %v after the reconciler started", n, time.Since(start).Round(time.Millisecond))
+	return k
+}
+
+// kernelHolds reads moat's sets back from the kernel and returns how many
+// entries they hold and which of want are missing.
+func (k *loadKernel) kernelHolds(t *testing.T, want []netip.Prefix) (n int, missing []netip.Prefix) {
+	t.Helper()
+	var held []enforce.Entry
+	start := time.Now()
+	err := k.rec.Do(context.Background(), func() (err error) {
+		held, err = k.be.List(context.Background())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("list the nft sets: %v", err)
+	}
+	in := make(map[netip.Prefix]bool, len(held))
+	for _, e := range held {
+		in[e.Prefix] = true
+	}
+	for _, p := range want {
+		if !in[p] {
+			missing = append(missing, p)
+		}
+	}
+	t.Logf("kernel: %d entries listed in %v", len(held), time.Since(start).Round(time.Millisecond))
+	return len(held), missing
 }
 
 // procStatus reads a kB field of /proc/self/status, in bytes.
@@ -160,27 +272,22 @@ func bouncer(ctx context.Context, c *http.Client, base, key string, n *loadCount
 	}
 }
 
-// TestLoadBansUnderBouncerLoad runs the decision service and the bouncer
-// API on loopback with 100k decisions stored while 1,000 bouncers pull
-// (startup, then deltas), 10 more send a startup pull and never read, and
-// 1,000 clients ask for every decision and never read the answer. New SSH
-// brute-force alerts go through the decision service as the daemon sends
-// them; each ban must reach the enforcer (the Enforcer interface the
-// reconciler implements) with p99 under loadBanP99, and the process's RSS
-// must stay under loadRSSBound.
-func TestLoadBansUnderBouncerLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("load test: 100k decisions and 2,010 loopback clients; skipped with -short")
-	}
-	raiseNoFile(t, 16384)
-	enf := &timedEnforcer{at: map[netip.Prefix]time.Time{}}
-	f := newFixtureOn(t, enf)
-	fillDecisions(t, f, loadDecisions)
+// bouncerLoad is the API side of the load test: 1,000 bouncers pulling,
+// 10 stalled in a startup pull and 1,000 unread listings.
+type bouncerLoad struct {
+	counts loadCounts
+	conns  []net.Conn
+	wg     sync.WaitGroup
+	tr     *http.Transport
+}
+
+// startBouncerLoad serves the bouncer API on loopback and starts the
+// clients; they run until ctx ends, and stop ends them.
+func startBouncerLoad(ctx context.Context, t *testing.T, f *fixture) *bouncerLoad {
 	keys := make([]string, loadBouncers+loadStalled)
 	for i := range keys {
 		keys[i] = f.bouncerKey(t, fmt.Sprintf("fw%04d", i))
 	}
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -188,34 +295,65 @@ func TestLoadBansUnderBouncerLoad(t *testing.T) {
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- f.srv.Serve(srvCtx, ln, f.srv.BouncerHandler()) }()
-	defer func() {
+	t.Cleanup(func() {
 		stopSrv()
 		if err := <-served; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
 	addr := ln.Addr().String()
-	base := "http://" + addr
+	l := &bouncerLoad{tr: &http.Transport{MaxIdleConnsPerHost: loadBouncers, DisableCompression: true}}
+	t.Cleanup(l.stop)
+	for i := range loadStalled {
+		c, err := rawRequest(addr, "/v1/decisions/stream?startup=true", keys[loadBouncers+i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.conns = append(l.conns, c)
+	}
+	time.Sleep(200 * time.Millisecond)
+	client := &http.Client{Transport: l.tr}
+	for i := range loadBouncers {
+		l.wg.Go(func() { bouncer(ctx, client, "http://"+addr, keys[i], &l.counts) })
+	}
+	for i := range loadUnreadLists {
+		c, err := rawRequest(addr, "/v1/decisions", keys[i%loadBouncers])
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.conns = append(l.conns, c)
+	}
+	return l
+}
 
-	ctx, stopLoad := context.WithTimeout(context.Background(), 90*time.Second)
-	defer stopLoad()
-	rssBefore := procStatus(t, "VmRSS")
+// stop closes the unread connections and waits for the bouncers, whose
+// context must have ended.
+func (l *bouncerLoad) stop() {
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.conns = nil
+	l.wg.Wait()
+	l.tr.CloseIdleConnections()
+}
 
-	// The watchdog ends the load as soon as memory passes the bound, so a
-	// failing run does not take the host down with it.
-	var rssMax atomic.Int64
-	watchdog := make(chan struct{})
+// rssWatchdog notes the process's peak RSS every 50ms until ctx ends, and
+// ends the load (stop) as soon as it passes the bound, so a failing run
+// does not take the host down with it. The returned channel closes when
+// it returns.
+func rssWatchdog(ctx context.Context, t *testing.T, stop func(), peak *atomic.Int64) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
-		defer close(watchdog)
+		defer close(done)
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			rss := procStatus(t, "VmRSS")
-			if rss > rssMax.Load() {
-				rssMax.Store(rss)
+			if rss > peak.Load() {
+				peak.Store(rss)
 			}
 			if rss > loadRSSBound {
-				stopLoad()
+				stop()
 				return
 			}
 			select {
@@ -225,82 +363,107 @@ func TestLoadBansUnderBouncerLoad(t *testing.T) {
 			}
 		}
 	}()
+	return done
+}
 
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := range loadStalled {
-		c, err := rawRequest(addr, "/v1/decisions/stream?startup=true", keys[loadBouncers+i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
+// TestLoadBansUnderBouncerLoad runs the decision service, the reconciler
+// over moat's nftables table (in a network namespace of its own) and the
+// bouncer API on loopback, with 100k decisions stored and in the kernel,
+// while 1,000 bouncers pull (startup, then deltas), 10 more send a startup
+// pull and never read, and 1,000 clients ask for every decision and never
+// read the answer. New SSH brute-force alerts go through the decision
+// service as the daemon sends them; each ban is timed from the alert
+// handed to the service until the nftables transaction holding it has
+// returned, and its p99 must stay under loadBanP99. The process's RSS must
+// stay under loadRSSBound, and the kernel must hold every ban afterwards.
+func TestLoadBansUnderBouncerLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test: 100k decisions in the kernel and 2,010 loopback clients; skipped with -short")
 	}
-	time.Sleep(200 * time.Millisecond)
+	testutil.RequireRoot(t)
+	raiseNoFile(t, 16384)
+	k := newLoadKernel(t, loadDecisions)
 
-	var counts loadCounts
-	tr := &http.Transport{MaxIdleConnsPerHost: loadBouncers, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	var wg sync.WaitGroup
-	for i := range loadBouncers {
-		wg.Go(func() { bouncer(ctx, client, base, keys[i], &counts) })
-	}
-	for i := range loadUnreadLists {
-		c, err := rawRequest(addr, "/v1/decisions", keys[i%loadBouncers])
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
+	ctx, stopLoad := context.WithTimeout(context.Background(), 90*time.Second)
+	defer stopLoad()
+	rssBefore := procStatus(t, "VmRSS")
+	var rssMax atomic.Int64
+	watchdog := rssWatchdog(ctx, t, stopLoad, &rssMax)
+	load := startBouncerLoad(ctx, t, k.f)
 	time.Sleep(2 * time.Second)
 
-	lat, failed := sendBans(ctx, t, f.svc, enf)
+	bans := sendBans(ctx, t, k.f.svc, k.be)
 
 	stopLoad()
 	<-watchdog
-	for _, c := range conns {
-		c.Close()
-	}
-	wg.Wait()
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
-	}
-	t.Logf("bans: %d reached the enforcer, %d failed; latency p50 %v p99 %v max %v", len(lat)-failed, failed, pct(0.5), pct(0.99), pct(1))
+	load.stop()
+	t.Logf("bans: %d reached the kernel, %d failed; alert to kernel %s; in the nft transaction %s; alert to Enforce's return %s",
+		len(bans.total)-bans.failed, bans.failed, pctiles(bans.total), pctiles(bans.kernel), pctiles(bans.returned))
 	t.Logf("RSS: %d MiB before the load, %d MiB at most during it (bound %d MiB); VmHWM %d MiB",
 		rssBefore>>20, rssMax.Load()>>20, loadRSSBound>>20, procStatus(t, "VmHWM")>>20)
+	c := &load.counts
 	t.Logf("bouncers: %d startups (%d MiB), %d delta polls, %d refused (429/503), %d failed",
-		counts.startups.Load(), counts.startupBytes.Load()>>20, counts.polls.Load(), counts.refused.Load(), counts.failed.Load())
+		c.startups.Load(), c.startupBytes.Load()>>20, c.polls.Load(), c.refused.Load(), c.failed.Load())
 	if rssMax.Load() > loadRSSBound {
 		t.Errorf("RSS reached %d MiB, bound %d MiB", rssMax.Load()>>20, loadRSSBound>>20)
 	}
-	if failed > 0 || len(lat) < loadBans {
-		t.Errorf("%d of %d bans did not reach the enforcer within %v", failed+loadBans-len(lat), loadBans, loadBanTimeout)
+	if bans.failed > 0 || len(bans.total) < loadBans {
+		t.Errorf("%d of %d bans did not reach the kernel within %v", bans.failed+loadBans-len(bans.total), loadBans, loadBanTimeout)
 	}
-	if p99 := pct(0.99); p99 > loadBanP99 {
+	if p99 := pctile(bans.total, 0.99); p99 > loadBanP99 {
 		t.Errorf("ban latency p99 %v, want < %v", p99, loadBanP99)
 	}
-	if counts.startups.Load() == 0 {
+	if c.startups.Load() == 0 {
 		t.Error("no bouncer finished a startup pull")
 	}
+	n, missing := k.kernelHolds(t, bans.sent)
+	if len(missing) > 0 {
+		t.Errorf("the kernel lacks %d of the %d bans: %v", len(missing), len(bans.sent), missing)
+	}
+	if want := loadDecisions + len(bans.sent); n != want {
+		t.Errorf("the kernel holds %d entries, want %d (the seed and the bans)", n, want)
+	}
+	if st := k.rec.Stats(); st.ApplyErrors != 0 {
+		t.Errorf("reconciler: %d apply errors", st.ApplyErrors)
+	}
+}
+
+// banTimes are the load test's ban latencies, sorted: total from the alert
+// handed to the service until the kernel transaction holding the ban
+// returned; kernel the transaction alone; returned until Enforce returned.
+type banTimes struct {
+	total, kernel, returned []time.Duration
+	failed                  int
+	// sent are the banned addresses.
+	sent []netip.Prefix
+}
+
+func pctile(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+}
+
+func pctiles(lat []time.Duration) string {
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+	return fmt.Sprintf("p50 %v p99 %v max %v", r(pctile(lat, 0.5)), r(pctile(lat, 0.99)), r(pctile(lat, 1)))
 }
 
 // sendBans sends loadBans SSH brute-force alerts through the decision
 // service as the daemon's detection loop does (kernel first, store write
-// in the background) and returns each ban's time to the enforcer; a ban
-// that failed counts as loadBanTimeout.
-func sendBans(ctx context.Context, t *testing.T, svc *decision.Service, enf *timedEnforcer) (lat []time.Duration, failed int) {
+// in the background) and times each ban up to the kernel; a ban that
+// failed counts as loadBanTimeout.
+func sendBans(ctx context.Context, t *testing.T, svc *decision.Service, be *stampedBackend) (bt banTimes) {
 	var stores sync.WaitGroup
 	defer stores.Wait()
+	defer func() {
+		for _, l := range [][]time.Duration{bt.total, bt.kernel, bt.returned} {
+			slices.Sort(l)
+		}
+	}()
 	for i := range loadBans {
-		if ctx.Err() != nil || failed >= 5 {
+		if ctx.Err() != nil || bt.failed >= 5 {
 			break
 		}
 		time.Sleep(loadBanEvery)
@@ -310,22 +473,26 @@ func sendBans(ctx context.Context, t *testing.T, svc *decision.Service, enf *tim
 		actx, cancel := context.WithTimeout(ctx, loadBanTimeout)
 		t0 := time.Now()
 		_, stored, err := svc.Enforce(actx, a)
-		at, ok := enf.reached(src)
+		ret := time.Now()
+		at, ok := be.reached(src)
 		cancel()
+		bt.sent = append(bt.sent, src)
 		if err != nil || !ok {
 			t.Logf("ban %d (%s): %v", i, src, err)
-			failed++
-			lat = append(lat, loadBanTimeout)
+			bt.failed++
+			bt.total = append(bt.total, loadBanTimeout)
 			continue
 		}
-		lat = append(lat, at.Sub(t0))
+		bt.total = append(bt.total, at.done.Sub(t0))
+		bt.kernel = append(bt.kernel, at.done.Sub(at.start))
+		bt.returned = append(bt.returned, ret.Sub(t0))
 		stores.Go(func() {
 			if err := stored(); err != nil {
 				t.Errorf("store ban %s: %v", src, err)
 			}
 		})
 	}
-	return lat, failed
+	return bt
 }
 
 // fillDecisions stores n active bans on distinct addresses in batches, as
