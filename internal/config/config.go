@@ -142,7 +142,7 @@ func Default() Config {
 			NFTables:       NFT{Enabled: true, Hook: "prerouting", Priority: -300},
 			XDP:            XDPConf{PinDir: "/sys/fs/bpf/moat", MaxSingles: 1 << 20, MaxRanges: 1 << 16},
 		},
-		Store: StoreConf{AlertRetention: 30 * 24 * time.Hour, MaxAlerts: 1_000_000},
+		Store: StoreConf{AlertRetention: 30 * 24 * time.Hour, MaxAlerts: 200_000},
 	}
 }
 
