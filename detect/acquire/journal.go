@@ -288,7 +288,7 @@ func (rd *journalReader) idle() {
 	}
 	// The goroutine this source just handed lines to was readied on
 	// this P; a cgo wait keeps the P until sysmon takes it back,
-	// up to 10ms later. Let it rd first.
+	// up to 10ms later. Let it run first.
 	runtime.Gosched()
 	w := rd.j.Wait(wait)
 	switch {
