@@ -94,8 +94,11 @@ func (s *sketch) lower(k sketchKey, t int64) time.Duration {
 }
 
 // add pours d of leak time for the key at t. The key takes the ownership
-// of a cell whose owner is now lighter than the key's own count there;
-// an owner's record only ever grows by its own events.
+// of a cell whose owner has drained below half an event: an owner between
+// two events of its burst keeps its record (taking a cell as soon as the
+// owner leaked a little below one event let a passing key reset an
+// attacker's count, and 2 of a million attackers escaped); an owner's
+// record only ever grows by its own events.
 func (s *sketch) add(k sketchKey, t int64, d time.Duration) {
 	for _, i := range k.idx {
 		e := max(s.drain[i], t) + int64(d)
@@ -104,7 +107,7 @@ func (s *sketch) add(k sketchKey, t int64, d time.Duration) {
 		switch {
 		case s.owner[i] == k.fp:
 			s.own[i] = max(s.own[i], t) + int64(d)
-		case s.own[i]-t < int64(d):
+		case s.own[i]-t < int64(d)/2:
 			s.owner[i], s.own[i] = k.fp, t+int64(d)
 		}
 	}
