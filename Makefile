@@ -13,8 +13,9 @@ STRIP       ?= llvm-strip-14
 
 # Needed to build (sdjournal's cgo headers) and to run the tests: kernel
 # tools, a private journald, the CrowdSec firewall bouncer as a real API
-# client, Debian's crowdsec for the hub snapshot a Debian host has, Prometheus and Chromium for the metrics and status page, and the
-# Debian tool chain for the package tests.
+# client, Debian's crowdsec for the hub snapshot a Debian host has,
+# Prometheus and Chromium for the metrics and status page, and the Debian
+# tool chain (and bpftool) for the package tests.
 BUILD_DEBS  := gcc libc6-dev libsystemd-dev
 TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl \
                crowdsec crowdsec-firewall-bouncer prometheus chromium \
