@@ -138,6 +138,9 @@ func (d *Dispatcher) Run(ctx context.Context, in <-chan Batch) error {
 					return nil
 				}
 			}
+			if len(b.Alerts) == 0 && marks.pass(b.Ack) {
+				continue
+			}
 			m := marks.open(b.Ack, len(b.Alerts))
 			for _, a := range b.Alerts {
 				select {
@@ -300,6 +303,21 @@ func (w *watermark) open(ack func(), alerts int) *mark {
 	w.queue = append(w.queue, m)
 	w.mu.Unlock()
 	return m
+}
+
+// pass acknowledges a batch without alerts at once when no batch before it
+// is pending, and reports whether it did: most lines raise nothing, and
+// then need no mark.
+func (w *watermark) pass(ack func()) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) > 0 {
+		return false
+	}
+	if ack != nil {
+		ack()
+	}
+	return true
 }
 
 func (w *watermark) done(m *mark) {

@@ -70,6 +70,8 @@ func TestWatermarkAcksInOrder(t *testing.T) {
 		{"later first then head", []int{1, 1, 1}, []int{2, 1, 0}, []int{0, 1, 2}},
 		{"empty batches follow the head", []int{2, 0, 0, 1}, []int{0, 3}, nil},
 		{"empty batches released", []int{2, 0, 0, 1}, []int{0, 3, 0}, []int{0, 1, 2, 3}},
+		{"empty batch with nothing pending", []int{0, 1, 0}, []int{1}, []int{0, 1, 2}},
+		{"empty batch alone", []int{0}, nil, []int{0}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -77,7 +79,11 @@ func TestWatermarkAcksInOrder(t *testing.T) {
 			var acked []int
 			marks := make([]*mark, len(c.alerts))
 			for i, n := range c.alerts {
-				marks[i] = w.open(func() { acked = append(acked, i) }, n)
+				ack := func() { acked = append(acked, i) }
+				if n == 0 && w.pass(ack) {
+					continue
+				}
+				marks[i] = w.open(ack, n)
 				w.done(marks[i])
 			}
 			for _, i := range c.finish {
