@@ -100,15 +100,7 @@ func BenchmarkLoad(b *testing.B) {
 // a moved expiry) into maps holding 1M entries.
 func BenchmarkApplyOne(b *testing.B) {
 	ctx := context.Background()
-	be, err := Open(ctx, Config{PinDir: testPinDir(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.Close()
-	set := loadSet(1_000_000, true)
-	if err := be.Apply(ctx, enforce.Diff{Set: set}); err != nil {
-		b.Fatal(err)
-	}
+	be, set := openLoaded(b, 1_000_000)
 	var samples []time.Duration
 	apply := func(i int) {
 		e := set[(i*7919)%len(set)]
@@ -287,15 +279,7 @@ func kernelMem(tb testing.TB) int64 {
 // reconciler does after a restart.
 func BenchmarkList(b *testing.B) {
 	ctx := context.Background()
-	be, err := Open(ctx, Config{PinDir: testPinDir(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.Close()
-	set := loadSet(1_000_000, true)
-	if err := be.Apply(ctx, enforce.Diff{Set: set}); err != nil {
-		b.Fatal(err)
-	}
+	be, set := openLoaded(b, 1_000_000)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		list, err := be.List(ctx)
@@ -313,15 +297,7 @@ func BenchmarkList(b *testing.B) {
 // (the mix): what a metrics refresh costs.
 func BenchmarkCountElements(b *testing.B) {
 	ctx := context.Background()
-	be, err := Open(ctx, Config{PinDir: testPinDir(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.Close()
-	set := loadSet(1_000_000, true)
-	if err := be.Apply(ctx, enforce.Diff{Set: set}); err != nil {
-		b.Fatal(err)
-	}
+	be, set := openLoaded(b, 1_000_000)
 	for b.Loop() {
 		got, err := be.CountElements(ctx)
 		if err != nil {
@@ -332,4 +308,20 @@ func BenchmarkCountElements(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/count")
+}
+
+// openLoaded opens a backend on the benchmark's pins holding n entries of
+// the mix; it closes when the benchmark ends.
+func openLoaded(b *testing.B, n int) (*Backend, []enforce.Entry) {
+	b.Helper()
+	be, err := Open(context.Background(), Config{PinDir: testPinDir(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	set := loadSet(n, true)
+	if err := be.Apply(context.Background(), enforce.Diff{Set: set}); err != nil {
+		b.Fatal(err)
+	}
+	return be, set
 }
