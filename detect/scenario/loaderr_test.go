@@ -2,9 +2,9 @@ package scenario
 
 import (
 	"errors"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/moatsec/moat/internal/testutil"
 )
 
 // A scenario that does not load is reported at the line of the key at
@@ -19,24 +19,12 @@ func TestLoadErrorLines(t *testing.T) {
 		"type.yaml":       `testdata/bad/type.yaml:4: scenario test/bad-type: unknown type "leakyy"`,
 		"scope.yaml":      "testdata/bad/scope.yaml:6: scenario test/bad-scope: scope Country needs an expression",
 	}
-	files, err := filepath.Glob("testdata/bad/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != len(want) {
-		t.Fatalf("%d files in testdata/bad, %d expectations", len(files), len(want))
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, err := Load([]string{f}, Options{})
-			var le *LoadError
-			if !errors.As(err, &le) {
-				t.Fatalf("Load = %v, want a *LoadError", err)
-			}
-			first, _, _ := strings.Cut(err.Error(), "\n")
-			if w := want[filepath.Base(f)]; !strings.HasPrefix(first, w) {
-				t.Fatalf("error\n got: %s\nwant: %s...", first, w)
-			}
-		})
-	}
+	testutil.ErrorLines(t, "testdata/bad/*.yaml", want, func(t *testing.T, f string) error {
+		_, err := Load([]string{f}, Options{})
+		var le *LoadError
+		if !errors.As(err, &le) {
+			t.Fatalf("Load = %v, want a *LoadError", err)
+		}
+		return err
+	})
 }

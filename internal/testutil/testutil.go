@@ -177,3 +177,26 @@ func SeedFiles(f *testing.F, fsys fs.FS, dir string) {
 		f.Fatal(err)
 	}
 }
+
+// ErrorLines loads each file matching glob with load and checks that the
+// first line of its error starts with want[base name]; every file must
+// have an expectation and every expectation a file. load also checks the
+// error's type.
+func ErrorLines(t *testing.T, glob string, want map[string]string, load func(t *testing.T, path string) error) {
+	t.Helper()
+	files, err := filepath.Glob(glob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Fatalf("%d files match %s, %d expectations", len(files), glob, len(want))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			first, _, _ := strings.Cut(load(t, f).Error(), "\n")
+			if w, ok := want[filepath.Base(f)]; !ok || !strings.HasPrefix(first, w) {
+				t.Fatalf("error\n got: %s\nwant: %s...", first, w)
+			}
+		})
+	}
+}
