@@ -3,6 +3,8 @@ package exprenv
 import (
 	"regexp"
 	"regexp/syntax"
+
+	"github.com/moatsec/moat/detect/internal/rxlit"
 )
 
 // regexpPrefilter lets a regexp data file (bad_user_agents: hundreds of
@@ -46,27 +48,10 @@ func requiredLiteral(rx string) string {
 		return ""
 	}
 	best := ""
-	var walk func(r *syntax.Regexp)
-	walk = func(r *syntax.Regexp) {
-		switch r.Op {
-		case syntax.OpLiteral:
-			if r.Flags&syntax.FoldCase == 0 {
-				if s := string(r.Rune); len(s) > len(best) {
-					best = s
-				}
-			}
-		case syntax.OpCapture, syntax.OpPlus:
-			walk(r.Sub[0])
-		case syntax.OpRepeat:
-			if r.Min >= 1 {
-				walk(r.Sub[0])
-			}
-		case syntax.OpConcat:
-			for _, s := range r.Sub {
-				walk(s)
-			}
+	rxlit.Required(re, func(lit string) {
+		if len(lit) > len(best) {
+			best = lit
 		}
-	}
-	walk(re)
+	})
 	return best
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/moatsec/moat/detect/grok/internal/ascii"
+	"github.com/moatsec/moat/detect/internal/rxlit"
 )
 
 // Pattern is a compiled grok pattern. It is safe for concurrent use.
@@ -421,28 +422,11 @@ func requiredLiterals(rx string) []string {
 		return nil
 	}
 	var out []string
-	var walk func(r *syntax.Regexp)
-	walk = func(r *syntax.Regexp) {
-		switch r.Op {
-		case syntax.OpLiteral:
-			if r.Flags&syntax.FoldCase == 0 {
-				if s := string(r.Rune); len(s) >= 3 {
-					out = append(out, s)
-				}
-			}
-		case syntax.OpCapture, syntax.OpPlus:
-			walk(r.Sub[0])
-		case syntax.OpRepeat:
-			if r.Min >= 1 {
-				walk(r.Sub[0])
-			}
-		case syntax.OpConcat:
-			for _, s := range r.Sub {
-				walk(s)
-			}
+	rxlit.Required(re, func(lit string) {
+		if len(lit) >= 3 {
+			out = append(out, lit)
 		}
-	}
-	walk(re)
+	})
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	if len(out) > 4 {
 		out = out[:4]
