@@ -163,12 +163,12 @@ func checkpoint(log *slog.Logger, sources []acquire.Source) {
 }
 
 // logDegraded logs the scenarios whose detection became degraded (buckets
-// at their cap, new sources counted approximately) or recovered since the
+// at their cap, new sources counted in its sketch) or recovered since the
 // last call, and returns now for the next.
 func logDegraded(log *slog.Logger, before, now []string) []string {
 	for _, n := range now {
 		if !slices.Contains(before, n) {
-			log.Warn("detection degraded: scenario buckets at their cap, new sources counted approximately", "scenario", n)
+			log.Warn("detection degraded: scenario buckets at their cap, new sources counted in its sketch", "scenario", n)
 		}
 	}
 	for _, n := range before {

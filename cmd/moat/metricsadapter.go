@@ -28,7 +28,7 @@ func (m engineMetrics) Stats() metrics.EngineStats {
 		out.Scenarios[i] = metrics.ScenarioStat{
 			Name: s.Name, Pours: s.Pours, Overflows: s.Overflows, Evictions: s.Evictions, Errors: s.Errors,
 			Buckets: s.Buckets, MaxBuckets: s.MaxBuckets, Degraded: s.Degraded,
-			SketchPours: s.SketchPours, Promotions: s.Promotions,
+			SketchPours: s.SketchPours, Promotions: s.Promotions, SketchLost: s.SketchLost,
 		}
 	}
 	return out

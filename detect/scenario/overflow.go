@@ -380,14 +380,16 @@ type ScenarioStats struct {
 	// The scenario's bucket table (shared by scenarios of one name and
 	// filter): its cap, whether it is degraded (full, with partitions
 	// counted by its sketch only), how often it became so and recovered,
-	// the events only the sketch counted, and the partitions the sketch
-	// promoted to a bucket.
+	// the events only the sketch counted, the partitions the sketch
+	// promoted to a bucket, and the partitions whose exact level the
+	// sketch dropped for lack of room.
 	MaxBuckets   int
 	Degraded     bool
 	Degradations uint64
 	Recoveries   uint64
 	SketchPours  uint64
 	Promotions   uint64
+	SketchLost   uint64
 }
 
 // Stats are the set's counters.
@@ -408,7 +410,7 @@ func (s *Set) Stats() Stats {
 		t := sc.tab
 		ss := &st.Scenarios[i]
 		ss.MaxBuckets, ss.Degraded, ss.Degradations, ss.Recoveries = t.cap, t.degraded, t.degradations, t.recoveries
-		ss.SketchPours, ss.Promotions = t.sketchPours, t.promotions
+		ss.SketchPours, ss.Promotions, ss.SketchLost = t.sketchPours, t.promotions, t.sketchLost()
 	}
 	return st
 }

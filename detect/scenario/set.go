@@ -71,6 +71,8 @@ type Set struct {
 	checkAt  time.Time
 	rng      *rand.Rand
 	seed     maphash.Seed
+	// sketchLevels bounds the exact levels of each table's sketch.
+	sketchLevels int
 
 	warnings []error
 
@@ -103,8 +105,9 @@ func Load(files []string, opts Options) (*Set, error) {
 		ovars:    map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
 		// Victim sampling need not be unpredictable, only cheap; a fixed
 		// seed keeps replays reproducible.
-		rng:  rand.New(rand.NewPCG(1, 2)),
-		seed: maphash.MakeSeed(),
+		rng:          rand.New(rand.NewPCG(1, 2)),
+		seed:         maphash.MakeSeed(),
+		sketchLevels: defaultMaxLevels,
 	}
 	if s.max <= 0 {
 		s.max = DefaultMaxBuckets

@@ -8,24 +8,29 @@ import (
 	"time"
 )
 
-// TestSketchBounds pours random streams of many keys into a sketch far
+// TestSketchBounds pours random streams of many keys into sketches far
 // too small for them and checks, against each key's exact leaky level,
 // that the estimate never falls below it (no attacker escapes promotion)
-// and the owned level never rises above it (no benign key is seeded with
+// and the level the sketch keeps is exact while its levels have room and
+// never above the truth once they are full (no benign key is seeded with
 // its neighbours' events).
 func TestSketchBounds(t *testing.T) {
 	cases := []struct {
 		name        string
 		keys, steps int
 		leak        time.Duration
+		maxLevels   int
+		wantLost    bool
 	}{
-		{"sparse", 1000, 20000, 10 * time.Second},
-		{"saturated", 1_000_000, 200_000, 60 * time.Second},
-		{"few heavy", 50, 20000, 10 * time.Second},
+		{"sparse", 1000, 20000, 10 * time.Second, defaultMaxLevels, false},
+		{"saturated cells", 1_000_000, 200_000, 60 * time.Second, defaultMaxLevels, false},
+		{"few heavy", 50, 20000, 10 * time.Second, defaultMaxLevels, false},
+		// 2,400 keys live at once against 768 slots' worth.
+		{"levels full", 100_000, 200_000, 60 * time.Second, 1 << 10, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			sk := newSketch(maphash.MakeSeed())
+			sk := newSketch(maphash.MakeSeed(), c.maxLevels)
 			exact := map[string]int64{} // drain time of each key alone
 			rng := rand.New(rand.NewPCG(5, 6))
 			now := int64(0)
@@ -39,9 +44,13 @@ func TestSketchBounds(t *testing.T) {
 				if est := sk.estimate(key, now, 0); est < truth {
 					t.Fatalf("estimate %v below the true level %v", est, truth)
 				}
-				if lo := sk.lower(key, now); lo > truth {
-					t.Fatalf("owned level %v above the true level %v", lo, truth)
+				lo := sk.lower(key, now)
+				if lo > truth || sk.steals == 0 && lo != truth {
+					t.Fatalf("kept level %v, true level %v, %d keys dropped", lo, truth, sk.steals)
 				}
+			}
+			if c.wantLost != (sk.steals > 0) || len(sk.levels) > c.maxLevels {
+				t.Errorf("%d keys dropped from %d slots (bound %d)", sk.steals, len(sk.levels), c.maxLevels)
 			}
 		})
 	}

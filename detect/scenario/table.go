@@ -36,6 +36,14 @@ type table struct {
 	recoveries   uint64
 	sketchPours  uint64 // events counted by the sketch only
 	promotions   uint64 // partitions promoted from the sketch to a bucket
+	lostBefore   uint64 // sketch.steals of the sketches dropped at recovery
+}
+
+func (tab *table) sketchLost() uint64 {
+	if tab.sk == nil {
+		return tab.lostBefore
+	}
+	return tab.lostBefore + tab.sk.steals
 }
 
 // victimSamples is how many buckets an eviction compares: the least full
@@ -96,15 +104,16 @@ func (s *Set) makeRoom(tab *table, key string, t time.Time) (time.Duration, bool
 	}
 	sc := tab.sketchFor
 	if tab.sk == nil {
-		tab.sk = newSketch(s.seed)
+		tab.sk = newSketch(s.seed, s.sketchLevels)
 	}
 	k := tab.sk.key(key)
 	tn := t.UnixNano()
 	est := tab.sk.estimate(k, tn, sc.leakspeed)
-	// Promote at half the room: a key can still be one event from its
-	// overflow when promoted, so what it poured before counts through
-	// the seed, and a one-event flood key stays in the sketch.
-	if est >= max(sc.room/2, sc.leakspeed*2) && est > lv {
+	// Promote at half the room, and a key this event overflows whatever
+	// the victim holds: what the key poured before counts through the
+	// seed, and a one-event flood key stays in the sketch.
+	heavy := est >= max(sc.room/2, sc.leakspeed*2) && est > lv
+	if heavy || tab.sk.lower(k, tn) > sc.room-sc.leakspeed {
 		s.foldEvict(tab, v, t)
 		tab.promotions++
 		return s.unsketch(tab, key, t), true
@@ -161,7 +170,7 @@ func (b *bucket) seed(lv time.Duration) {
 }
 
 // recoverCheck ends the degraded state of tables whose sketch has drained
-// and which have room again: nothing is then counted only approximately.
+// and which have room again: every source then has a bucket.
 func (s *Set) recoverCheck(now time.Time) {
 	if s.degraded == 0 || now.Before(s.checkAt) {
 		return
@@ -177,6 +186,7 @@ func (s *Set) recoverCheck(now time.Time) {
 		s.degraded--
 		// A drained sketch holds nothing: its memory goes back until the
 		// next flood.
+		tab.lostBefore += tab.sk.steals
 		tab.sk = nil
 	}
 }

@@ -118,6 +118,7 @@ type engineUpdater struct {
 	nodeHits, nodeParsed, nodeUnparsed                   *prometheus.Desc
 	pours, overflows, buckets, evictions, scenarioErrors *prometheus.Desc
 	maxBuckets, degraded, sketchPours, promotions        *prometheus.Desc
+	sketchLost                                           *prometheus.Desc
 	grokPatterns                                         *prometheus.Desc
 }
 
@@ -138,10 +139,12 @@ func newEngineUpdater(e Engine) *engineUpdater {
 		evictions:      desc("moat_scenario_evictions_total", "Buckets of a scenario dropped at the bucket cap.", "scenario"),
 		scenarioErrors: desc("moat_scenario_errors_total", "Expression or source errors in a scenario.", "scenario"),
 		maxBuckets:     desc("moat_scenario_max_buckets", "A scenario's share of the bucket cap.", "scenario"),
-		degraded: desc("moat_scenario_degraded", "Whether a scenario's buckets are at its cap and new sources are counted approximately (1) or not (0).",
+		degraded: desc("moat_scenario_degraded", "Whether a scenario's buckets are at its cap and new sources are counted by its sketch (1) or not (0).",
 			"scenario"),
-		sketchPours:  desc("moat_scenario_sketch_pours_total", "Events of a scenario counted only approximately, its buckets being at the cap.", "scenario"),
-		promotions:   desc("moat_bucket_sketch_promotions_total", "Sources of a scenario promoted from approximate counting to a bucket.", "scenario"),
+		sketchPours: desc("moat_scenario_sketch_pours_total", "Events of a scenario counted by its sketch, its buckets being at the cap.", "scenario"),
+		promotions:  desc("moat_bucket_sketch_promotions_total", "Sources of a scenario promoted from its sketch to a bucket.", "scenario"),
+		sketchLost: desc("moat_scenario_sketch_lost_total",
+			"Sources of a scenario whose exact count the sketch dropped for lack of room: a brute force among them needs more events to be caught.", "scenario"),
 		grokPatterns: desc("moat_grok_patterns", "Compiled grok patterns per matcher tier that serves them first.", "tier"),
 	}
 }
@@ -197,6 +200,7 @@ func (u *engineUpdater) Update(_ context.Context, ch chan<- prometheus.Metric) e
 		gauge(ch, u.degraded, boolValue(sc.Degraded), sc.Name)
 		counter(ch, u.sketchPours, sc.SketchPours, sc.Name)
 		counter(ch, u.promotions, sc.Promotions, sc.Name)
+		counter(ch, u.sketchLost, sc.SketchLost, sc.Name)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func newWorld() *world {
 			Scenarios: []ScenarioStat{
 				{Name: "crowdsecurity/ssh-bf", Pours: 300, Overflows: 4, Buckets: 12, MaxBuckets: 50000},
 				{Name: "crowdsecurity/ssh-slow-bf", Pours: 300, Overflows: 1, Buckets: 30, Evictions: 2,
-					MaxBuckets: 30, Degraded: true, SketchPours: 40, Promotions: 3},
+					MaxBuckets: 30, Degraded: true, SketchPours: 40, Promotions: 3, SketchLost: 1},
 			},
 		},
 		rec: ReconcilerStats{Batches: 10, Entries: 5, LastApply: 180 * time.Microsecond, Drift: 3,

@@ -55,7 +55,7 @@ type ScenarioStat struct {
 	Pours, Overflows, Evictions, Errors uint64
 	Buckets, MaxBuckets                 int
 	Degraded                            bool
-	SketchPours, Promotions             uint64
+	SketchPours, Promotions, SketchLost uint64
 }
 
 // Engine is the detection engine.
