@@ -66,6 +66,20 @@ var migrations = []string{
 	// each request made any request, with any key, cost as much as the
 	// number of bouncers.
 	`CREATE INDEX bouncers_key ON bouncers (key_hash);`,
+	// CrowdSec agents ("machines") of the fleet server role: a bcrypt
+	// password hash, an approval an admin gives (or an enrolment token
+	// gave) before the machine may log in, and what it last told of itself.
+	`CREATE TABLE machines (
+		machine_id TEXT PRIMARY KEY,
+		password_hash BLOB NOT NULL,
+		approved INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		last_login INTEGER NOT NULL DEFAULT 0,
+		last_heartbeat INTEGER NOT NULL DEFAULT 0,
+		ip TEXT NOT NULL DEFAULT '',
+		version TEXT NOT NULL DEFAULT '',
+		scenarios TEXT NOT NULL DEFAULT ''
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
