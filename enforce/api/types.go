@@ -268,7 +268,7 @@ type Backend struct {
 // filter or label by origin keep working.
 func crowdsecOrigin(o model.Origin) string {
 	switch o {
-	case model.OriginLocal:
+	case model.OriginLocal, model.OriginMachine:
 		return "crowdsec"
 	case model.OriginCLI:
 		return "cscli"

@@ -14,6 +14,10 @@ const (
 	OriginAPI       Origin = "api"       // a client of the local API
 	OriginCommunity Origin = "community" // the opt-in community blocklist
 	OriginList      Origin = "list"      // an imported list
+	// OriginMachine is a scenario that overflowed on a CrowdSec agent
+	// (a machine) pushing its alerts to this fleet server; a machine's
+	// cscli decisions keep OriginCLI.
+	OriginMachine Origin = "machine"
 )
 
 // Scope of an alert source or decision, spelled as CrowdSec spells it.
