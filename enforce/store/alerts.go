@@ -56,7 +56,11 @@ type AlertFilter struct {
 	Scenario string // substring
 	Value    string
 	Since    time.Time
-	Limit    int // 0 means 100
+	// Until keeps alerts stored before it (CrowdSec's until filter).
+	Until time.Time
+	// Scope matches exactly ("Ip", "Range").
+	Scope string
+	Limit int // 0 means 100
 }
 
 // ListAlerts returns alerts, newest first, each with the IDs of the
@@ -72,6 +76,14 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) ([]AlertRecord, e
 	if f.Value != "" {
 		q += ` AND value = ?`
 		args = append(args, f.Value)
+	}
+	if !f.Until.IsZero() {
+		q += ` AND created_at < ?`
+		args = append(args, f.Until.UnixNano())
+	}
+	if f.Scope != "" {
+		q += ` AND scope = ?`
+		args = append(args, f.Scope)
 	}
 	limit := f.Limit
 	if limit <= 0 {
