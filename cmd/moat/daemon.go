@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/moatsec/moat/enforce/nft"
 	"github.com/moatsec/moat/enforce/xdp"
 	"github.com/moatsec/moat/internal/config"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // contentError marks a bad parser, scenario, acquisition or profile file:
@@ -107,21 +109,20 @@ func xdpConfig(cfg config.Config) xdp.Config {
 // alertHandler is the alert pipeline (see decision.Dispatcher).
 type alertHandler = *decision.Dispatcher
 
-// detectLoop feeds lines through the engine and hands every line's alerts
-// to the pipeline with the line's acknowledgement, which the pipeline
-// calls once they are stored. Time-driven overflows are checked every
-// second. It is the only user of eng; a reload hands the next engine
-// through swap, taken between two lines.
-func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, swap <-chan *engine.Engine, lines <-chan detect.Line, pipeline alertHandler) error {
+// detectLoop feeds lines through the engine, parsed by up to workers
+// goroutines, and hands every line's alerts, in input order, to the
+// pipeline with the line's acknowledgement, which the pipeline calls once
+// they are stored. Time-driven overflows are checked every second. It is
+// the only user of eng; a reload hands the next engine through swap,
+// taken once the lines already read are through the old one.
+func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, swap <-chan *engine.Engine, lines <-chan detect.Line, workers int, pipeline alertHandler) error {
 	g, ctx := errgroup.WithContext(ctx)
 	batches := make(chan decision.Batch, 1024)
 	g.Go(func() error { return pipeline.Run(ctx, batches) })
-	send := func(b decision.Batch) bool {
+	send := func(b decision.Batch) {
 		select {
 		case batches <- b:
-			return true
 		case <-ctx.Done():
-			return false
 		}
 	}
 	g.Go(func() error {
@@ -129,25 +130,49 @@ func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, swap 
 		defer tick.Stop()
 		var degraded []string
 		for {
+			runCtx, stop := context.WithCancel(ctx)
+			next := make(chan *engine.Engine, 1)
+			go func() {
+				select {
+				case e := <-swap:
+					next <- e
+					stop()
+				case <-runCtx.Done():
+				}
+			}()
+			err := eng.RunLive(runCtx, lines, workers, tick.C,
+				// Every line goes through, those that raised nothing
+				// too: its acknowledgement must wait for the alerts
+				// before it.
+				func(l detect.Line, alerts []model.Alert) { send(decision.Batch{Alerts: alerts, Ack: l.Pos.Ack}) },
+				func(_ time.Time, alerts []model.Alert) {
+					if len(alerts) > 0 {
+						send(decision.Batch{Alerts: alerts})
+					}
+					degraded = logDegraded(log, degraded, eng.Degraded())
+				})
+			stop()
 			select {
-			case <-ctx.Done():
-				return nil
-			case eng = <-swap:
-			case l := <-lines:
-				// Every line goes through, those that raised nothing too:
-				// its acknowledgement must wait for the alerts before it.
-				if !send(decision.Batch{Alerts: eng.Process(l), Ack: l.Pos.Ack}) {
-					return nil
-				}
-			case now := <-tick.C:
-				if alerts := eng.Tick(now); len(alerts) > 0 && !send(decision.Batch{Alerts: alerts}) {
-					return nil
-				}
-				degraded = logDegraded(log, degraded, eng.Degraded())
+			case eng = <-next:
+				continue
+			default:
 			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 	})
 	return g.Wait()
+}
+
+// parseWorkers is the configured number of parse goroutines, 0 meaning
+// one per core.
+func parseWorkers(cfg config.Config) int {
+	if cfg.Hub.Workers > 0 {
+		return cfg.Hub.Workers
+	}
+	return runtime.NumCPU()
 }
 
 // checkpoint saves the sources' acknowledged positions once the pipeline

@@ -229,7 +229,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	lines := make(chan detect.Line)
 	g.Go(func() error { return d.recon.Run(ctx) })
 	g.Go(func() error { return d.sources.run(ctx, lines) })
-	g.Go(func() error { return detectLoop(ctx, d.log, d.engine.p.Load(), d.swap, lines, d.handler) })
+	g.Go(func() error {
+		return detectLoop(ctx, d.log, d.engine.p.Load(), d.swap, lines, parseWorkers(d.cfg), d.handler)
+	})
 	for _, svc := range d.services {
 		g.Go(func() error { return svc(ctx) })
 	}

@@ -51,11 +51,33 @@ type batch struct {
 // parse (see Workers); buckets, postoverflows and emit run on the calling
 // goroutine in input order, so the alerts, their order and the counters
 // are those of Process called line by line. Run returns when in is closed
-// or ctx is done (ctx.Err() then); Flush or Tick stay the caller's.
+// or ctx is done (ctx.Err() then), having processed every line it took
+// from in; Flush or Tick stay the caller's.
 func (e *Engine) Run(ctx context.Context, in <-chan detect.Line, workers int, emit func(detect.Line, []model.Alert)) error {
-	n := e.Workers(workers)
+	return e.run(ctx, in, runOpts{workers: workers, flushAfter: replayFlushAfter, emit: emit})
+}
+
+// RunLive is Run for lines as they are written: a line waits for no
+// company before a worker parses it, and every tick of tick the calling
+// goroutine, between two lines, calls Tick and hands its alerts to
+// onTick, so that time-driven overflows and the buckets never race.
+func (e *Engine) RunLive(ctx context.Context, in <-chan detect.Line, workers int, tick <-chan time.Time,
+	emit func(detect.Line, []model.Alert), onTick func(time.Time, []model.Alert)) error {
+	return e.run(ctx, in, runOpts{workers: workers, tick: tick, emit: emit, onTick: onTick})
+}
+
+type runOpts struct {
+	workers    int
+	flushAfter time.Duration
+	tick       <-chan time.Time
+	emit       func(detect.Line, []model.Alert)
+	onTick     func(time.Time, []model.Alert)
+}
+
+func (e *Engine) run(ctx context.Context, in <-chan detect.Line, o runOpts) error {
+	n := e.Workers(o.workers)
 	if n == 1 {
-		return e.runSerial(ctx, in, emit)
+		return e.runSerial(ctx, in, o)
 	}
 	work := make([]chan *batch, n)
 	done := make([]chan *batch, n)
@@ -80,31 +102,35 @@ func (e *Engine) Run(ctx context.Context, in <-chan detect.Line, workers int, em
 		}()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- dispatch(ctx, in, pool, work) }()
+	go func() { errc <- dispatch(ctx, in, pool, work, o.flushAfter) }()
 	// Batch k went to worker k mod n, and each worker keeps its batches
 	// in order: reading the workers in turn restores the input order.
-	for k := 0; ; k++ {
-		b, ok := <-done[k%n]
-		if !ok {
-			break
+	for k := 0; ; {
+		select {
+		case b, ok := <-done[k%n]:
+			if !ok {
+				return <-errc
+			}
+			e.consume(b, o.emit)
+			pool <- b
+			k++
+		case now := <-o.tick:
+			o.onTick(now, e.Tick(now))
 		}
-		e.consume(b, emit)
-		pool <- b
 	}
-	return <-errc
 }
 
 // dispatch cuts in into batches for the workers in turn and closes their
 // channels at the end. A batch leaves full, or once in has stayed empty
-// for flushAfter: a replay's reader keeps batches full, and a live line
-// waits at most that long for company.
-func dispatch(ctx context.Context, in <-chan detect.Line, pool <-chan *batch, work []chan *batch) error {
+// for flushAfter (at once when 0): a replay's reader keeps batches full,
+// and a live line waits at most that long for company.
+func dispatch(ctx context.Context, in <-chan detect.Line, pool <-chan *batch, work []chan *batch, flushAfter time.Duration) error {
 	defer func() {
 		for _, w := range work {
 			close(w)
 		}
 	}()
-	timer := time.NewTimer(flushAfter)
+	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for k := 0; ; k++ {
 		var b *batch
@@ -136,6 +162,9 @@ func dispatch(ctx context.Context, in <-chan detect.Line, pool <-chan *batch, wo
 				continue
 			default:
 			}
+			if flushAfter == 0 {
+				break fill
+			}
 			if !armed {
 				timer.Reset(flushAfter)
 				armed = true
@@ -164,18 +193,21 @@ func dispatch(ctx context.Context, in <-chan detect.Line, pool <-chan *batch, wo
 	}
 }
 
-// flushAfter bounds how long a line waits for a batch to fill.
-const flushAfter = time.Millisecond
+// replayFlushAfter bounds how long a replayed line waits for a batch to
+// fill, should the reader fall behind the workers.
+const replayFlushAfter = time.Millisecond
 
-// runSerial is Run with one goroutine: Process line by line.
-func (e *Engine) runSerial(ctx context.Context, in <-chan detect.Line, emit func(detect.Line, []model.Alert)) error {
+// runSerial is run with one goroutine: Process line by line.
+func (e *Engine) runSerial(ctx context.Context, in <-chan detect.Line, o runOpts) error {
 	for {
 		select {
 		case l, ok := <-in:
 			if !ok {
 				return nil
 			}
-			emit(l, e.Process(l))
+			o.emit(l, e.Process(l))
+		case now := <-o.tick:
+			o.onTick(now, e.Tick(now))
 		case <-ctx.Done():
 			return ctx.Err()
 		}

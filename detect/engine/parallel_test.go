@@ -285,3 +285,83 @@ func TestRunParallelLoneLines(t *testing.T) {
 		t.Errorf("lines %d parsed %d, want 5 and 5", st.Lines, st.Parsed)
 	}
 }
+
+// TestRunLiveMatchesSerial feeds a corpus as a live source would, a line
+// at a time, and ticks the engine half-way, once every line before was
+// emitted: the alerts of the lines and of the tick are those of Process
+// and Tick called in the same order on one goroutine.
+func TestRunLiveMatchesSerial(t *testing.T) {
+	dir := shared(t)
+	out, year := corpus(t, dir, "--ssh-lines", "20000", "--nginx-lines", "10", "--seed", "7")
+	cfg := hubConfig(dir, append(sshItems, "crowdsecurity/ssh-bf", "crowdsecurity/ssh-slow-bf")...)
+	cfg.Year = year
+	lines := allLines(readLines(t, filepath.Join(out, "auth.log"), "syslog"))
+	half := len(lines) / 2
+	at := lines[half-1].ReadAt.Add(time.Hour)
+
+	ref, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []lineAlerts
+	for i, l := range lines {
+		if i == half {
+			want = append(want, lineAlerts{-1, ref.Tick(at)})
+		}
+		if a := ref.Process(l); len(a) > 0 {
+			want = append(want, lineAlerts{i, a})
+		}
+	}
+
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, tick := make(chan detect.Line), make(chan time.Time)
+	emitted, ticked := make(chan int, len(lines)), make(chan struct{})
+	var got []lineAlerts
+	i := 0
+	errc := make(chan error, 1)
+	go func() {
+		errc <- e.RunLive(context.Background(), in, 2, tick,
+			func(l detect.Line, a []model.Alert) {
+				if len(a) > 0 {
+					got = append(got, lineAlerts{i, a})
+				}
+				emitted <- i
+				i++
+			},
+			func(now time.Time, a []model.Alert) {
+				if !now.Equal(at) {
+					t.Errorf("tick at %v, want %v", now, at)
+				}
+				got = append(got, lineAlerts{-1, a})
+				close(ticked)
+			})
+	}()
+	for k, l := range lines {
+		if k == half {
+			for n := range emitted {
+				if n == half-1 {
+					break
+				}
+			}
+			tick <- at
+			<-ticked
+		}
+		in <- l
+	}
+	close(in)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if i != len(lines) {
+		t.Fatalf("emitted %d lines of %d", i, len(lines))
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("live alerts differ (-serial +live):\n%s", diff)
+	}
+	if len(want) < 2 {
+		t.Errorf("only %d alert groups to compare", len(want))
+	}
+}

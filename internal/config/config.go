@@ -65,6 +65,10 @@ type Hub struct {
 	// MaxBuckets bounds live scenario buckets so a flood of distinct
 	// sources cannot exhaust memory.
 	MaxBuckets int `yaml:"max_buckets"`
+	// Workers is how many goroutines parse lines, live and in a replay;
+	// 0 is one per core. Buckets still see the lines in order, so the
+	// alerts do not depend on it.
+	Workers int `yaml:"workers"`
 }
 
 type Acquisition struct {
@@ -316,6 +320,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Hub.MaxBuckets < 1 {
 		return bad("hub max_buckets must be positive", "hub", "max_buckets")
+	}
+	if c.Hub.Workers < 0 {
+		return bad("hub workers must be 0 (one per core) or positive", "hub", "workers")
 	}
 	return nil
 }
