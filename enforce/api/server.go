@@ -63,6 +63,9 @@ type Server struct {
 	OnAbort func(r *http.Request, err error)
 
 	lim limits
+	// machines serves the CrowdSec LAPI machine endpoints once
+	// EnableMachines ran; nil otherwise.
+	machines *machines
 }
 
 // NewServer builds a server over the decision service and the store it
@@ -159,6 +162,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("POST /v1/admin/allowlist", handle(s.addAllow))
 	mux.Handle("DELETE /v1/admin/allowlist", handle(s.deleteAllow))
 	mux.Handle("GET /v1/admin/status", handle(s.getStatus))
+	s.machineAdminRoutes(mux)
 	mux.HandleFunc("/", notFound)
 	return mux
 }
