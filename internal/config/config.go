@@ -41,6 +41,8 @@ type Config struct {
 	// stored and shown but never enforced.
 	Simulation []string  `yaml:"simulation"`
 	Store      StoreConf `yaml:"store"`
+	// Server is the fleet server role (off by default).
+	Server Server `yaml:"server"`
 
 	// Source is the file the config came from, or "" for the embedded default.
 	Source string `yaml:"-"`
@@ -110,6 +112,31 @@ type NFT struct {
 type StoreConf struct {
 	AlertRetention time.Duration `yaml:"alert_retention"`
 	MaxAlerts      int           `yaml:"max_alerts"`
+}
+
+// Server is the fleet server role: CrowdSec agents ("machines") register,
+// log in and push alerts to the CrowdSec LAPI machine endpoints, served
+// beside the bouncer endpoints.
+type Server struct {
+	Enabled bool `yaml:"enabled"`
+	// Listen is where the machine and bouncer endpoints are served; ""
+	// serves the machine endpoints on api.listen, beside the bouncer ones.
+	Listen string `yaml:"listen"`
+	// JWTLifetime is how long a login token is valid (0: 2h, CrowdSec's).
+	JWTLifetime time.Duration `yaml:"jwt_lifetime"`
+	// EnrolmentTokenFile holds a token that approves the machines
+	// presenting it at registration; without it every machine waits for
+	// moat machines approve.
+	EnrolmentTokenFile string    `yaml:"enrolment_token_file"`
+	TLS                ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS serves server.listen over TLS; with ClientCA, clients must
+// present a certificate it signed (mutual TLS).
+type ServerTLS struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
 }
 
 type XDPConf struct {
@@ -323,6 +350,45 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Hub.Workers < 0 {
 		return bad("hub workers must be 0 (one per core) or positive", "hub", "workers")
+	}
+	return c.validateServer(bad)
+}
+
+// validateServer checks the server section. A listener off loopback must
+// have TLS: machine passwords and tokens would cross the network in clear.
+func (c *Config) validateServer(bad func(msg string, keys ...any) error) error {
+	sv := c.Server
+	if l := sv.JWTLifetime; l != 0 && (l < time.Minute || l > 30*24*time.Hour) {
+		return bad(fmt.Sprintf("jwt_lifetime %s: want 0 (2h) or between 1m and 720h", l), "server", "jwt_lifetime")
+	}
+	if (sv.TLS.Cert == "") != (sv.TLS.Key == "") {
+		return bad("tls needs both cert and key", "server", "tls")
+	}
+	if sv.TLS.ClientCA != "" && sv.TLS.Cert == "" {
+		return bad("tls client_ca needs cert and key: mutual TLS is TLS first", "server", "tls", "client_ca")
+	}
+	if sv.Listen != "" {
+		ap, err := netip.ParseAddrPort(sv.Listen)
+		if err != nil {
+			return bad(fmt.Sprintf("%s: want address:port%s", short(sv.Listen), detail(sv.Listen, err)), "server", "listen")
+		}
+		if sv.Listen == c.API.Listen {
+			return bad(fmt.Sprintf("%s is api.listen already: leave server.listen empty to serve machines there", sv.Listen), "server", "listen")
+		}
+		if sv.Enabled && !ap.Addr().IsLoopback() && sv.TLS.Cert == "" {
+			return bad(fmt.Sprintf("%s is not loopback: set tls cert and key, or machine passwords and tokens cross the network in clear", sv.Listen), "server", "listen")
+		}
+	}
+	if !sv.Enabled {
+		return nil
+	}
+	if sv.Listen == "" {
+		if c.API.Listen == "" {
+			return bad("server is enabled but neither server.listen nor api.listen is set", "server", "enabled")
+		}
+		if sv.TLS.Cert != "" {
+			return bad("tls applies to server.listen, which is empty (api.listen serves plain HTTP)", "server", "tls")
+		}
 	}
 	return nil
 }

@@ -40,6 +40,12 @@ func TestBadConfigs(t *testing.T) {
 		// A long value or key is quoted in part, never whole.
 		"long-value.bad.yaml": `testdata/long-value.bad.yaml:1: log_level "` + strings.Repeat("x", 64) + `..." (5000 bytes): want debug, info, warn or error`,
 		"long-key.bad.yaml":   `testdata/long-key.bad.yaml:2: unknown key "` + strings.Repeat("k", 64) + `..." (1000 bytes)`,
+		// The fleet server role.
+		"server-no-tls.bad.yaml":      `testdata/server-no-tls.bad.yaml:3: 0.0.0.0:8089 is not loopback: set tls cert and key, or machine passwords and tokens cross the network in clear`,
+		"server-lifetime.bad.yaml":    `testdata/server-lifetime.bad.yaml:3: jwt_lifetime 10s: want 0 (2h) or between 1m and 720h`,
+		"server-half-tls.bad.yaml":    `testdata/server-half-tls.bad.yaml:5: tls needs both cert and key`,
+		"server-unknown-key.bad.yaml": `testdata/server-unknown-key.bad.yaml:3: unknown key "jwt_lifetme"`,
+		"server-no-listener.bad.yaml": `testdata/server-no-listener.bad.yaml:4: server is enabled but neither server.listen nor api.listen is set`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yaml")
 	if err != nil {
