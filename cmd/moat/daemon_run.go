@@ -131,6 +131,9 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		return nil, err
 	}
 	d.closers = append(d.closers, dec.lis.close)
+	if err := dec.lis.openServer(cfg.Server); err != nil {
+		return nil, err
+	}
 
 	// The kernel, last.
 	backends, closeBackends, err := openBackends(ctx, cfg, log)

@@ -13,7 +13,9 @@ import (
 // nothing changed there (it used to leave table inet moat behind).
 type listeners struct {
 	admin, bouncer net.Listener // bouncer is nil when api.listen is ""
-	socket         string
+	// server is server.listen's, nil unless the server role has its own.
+	server net.Listener
+	socket string
 }
 
 func openListeners(socket, listen string) (*listeners, error) {
@@ -32,6 +34,9 @@ func openListeners(socket, listen string) (*listeners, error) {
 }
 
 func (l *listeners) close() {
+	if l.server != nil {
+		l.server.Close()
+	}
 	if l.bouncer != nil {
 		l.bouncer.Close()
 	}

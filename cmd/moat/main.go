@@ -105,6 +105,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.decisionsCmd(),
 		a.alertsCmd(),
 		a.bouncersCmd(),
+		a.machinesCmd(),
 		a.allowlistCmd(),
 		a.statusCmd(),
 	)

@@ -125,8 +125,12 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	admin.HandleFunc("POST /v1/admin/verify", m.serveVerify)
 	ln := d.lis.admin
 	m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, ln, admin) })
+	if err := d.enableMachines(srv, m); err != nil {
+		return err
+	}
 	if tcp := d.lis.bouncer; tcp != nil {
-		m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, tcp, srv.BouncerHandler()) })
+		h := d.apiListenHandler(srv)
+		m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, tcp, h) })
 	}
 	return nil
 }
