@@ -17,7 +17,7 @@ STRIP       ?= llvm-strip-14
 # Prometheus and Chromium for the metrics and status page, and the Debian
 # tool chain (and bpftool) for the package tests.
 BUILD_DEBS  := gcc libc6-dev libsystemd-dev
-TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl \
+TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl postgresql \
                crowdsec crowdsec-firewall-bouncer prometheus chromium \
                debhelper dpkg-dev fakeroot lintian debootstrap bpftool
 GEN_DEBS    := clang-14 llvm libbpf-dev
