@@ -37,10 +37,10 @@ type Latency struct {
 		P99 float64 `json:"p99"`
 		Max float64 `json:"max"`
 	} `json:"pooled_ms"`
-	TargetP99 float64   `json:"target_p99_ms"`
+	TargetP99 float64 `json:"target_p99_ms"`
 	// WarmUp is the first attack after each start, not in the samples.
-	WarmUp []float64 `json:"warmup_ms"`
-	Samples   []float64 `json:"samples_ms"`
+	WarmUp  []float64 `json:"warmup_ms"`
+	Samples []float64 `json:"samples_ms"`
 }
 
 // latencyRun is one child's answer: one sample per attacker (ms).
