@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,7 +34,7 @@ func TestRealCrowdsecAgent(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, b := range []string{crowdsecBin, cscliBin, filepath.Join(csHub, ".index.json")} {
 		if _, err := os.Stat(b); err != nil {
-			t.Skipf("SKIPPED: Debian's crowdsec is not installed (%v)", err)
+			t.Fatalf("Debian's crowdsec is not installed (%v): apt-get install --no-install-recommends crowdsec", err)
 		}
 	}
 	ns := testutil.NewNetNS(t)
@@ -42,8 +42,72 @@ func TestRealCrowdsecAgent(t *testing.T) {
 	if err := f.srv.EnableMachines(MachineConfig{Store: f.st}); err != nil {
 		t.Fatal(err)
 	}
-	// The listener is opened inside the namespace, on its loopback; the
-	// server goroutine serves it from the host side.
+	lapiURL := serveMachinesIn(t, ns, f)
+	dir := t.TempDir()
+	cfg := writeCrowdsecConfig(t, dir, lapiURL)
+	const machine, attacker = "agent-1", "192.0.2.77"
+	registerAgent(t, ns, f, cfg, lapiURL, machine)
+
+	// The firewall bouncer pulls from the same listener, beside the agent.
+	bouncer, bouncerErr := exec.LookPath("crowdsec-firewall-bouncer")
+	if bouncerErr == nil {
+		startFirewallBouncer(t, ns, bouncer, lapiURL+"/", f.bouncerKey(t, "cs-firewall-bouncer"))
+	}
+	startAgent(t, ns, cfg, filepath.Join(dir, "crowdsec.out"))
+	rec := waitForAgentAlert(t, f, filepath.Join(dir, "auth.log"), attacker)
+	if rec.Alert.Labels["machine"] != machine || len(rec.Decisions) == 0 {
+		t.Fatalf("stored alert %+v: want one of %s with a decision", rec, machine)
+	}
+	recs, err := f.st.ListDecisions(context.Background(), store.Filter{Value: attacker})
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("active decisions on %s: %v, %v", attacker, recs, err)
+	}
+	var d store.Record
+	for _, r := range recs {
+		if r.AlertID == rec.ID {
+			d = r
+		}
+	}
+	if d.Type != "ban" || d.Origin != "machine" || d.Scenario != "crowdsecurity/ssh-bf" {
+		t.Fatalf("decisions %+v: want a ban of origin machine from alert %d", recs, rec.ID)
+	}
+	f.enf.mu.Lock()
+	_, held := f.enf.held[d.ID]
+	f.enf.mu.Unlock()
+	if !held {
+		t.Fatalf("decision %d is not in the kernel enforcer", d.ID)
+	}
+	// A bouncer sees it through the bouncer endpoints, as crowdsec's.
+	code, body := get(t, f.lapi.URL, "/v1/decisions?ip="+url.QueryEscape(attacker), f.bouncerKey(t, "fw"))
+	var got []lapiDecision
+	if err := json.Unmarshal(body, &got); code != 200 || err != nil || len(got) == 0 || got[0].Origin != "crowdsec" || got[0].Value != attacker {
+		t.Fatalf("bouncer lookup of %s: %d %s", attacker, code, body)
+	}
+	if bouncerErr == nil {
+		waitForRuleset(t, ns, "the agent's ban in the firewall bouncer's set", func(rs string) bool {
+			return strings.Contains(rs, "moattest-bl4") && strings.Contains(rs, attacker)
+		})
+	} else {
+		t.Logf("crowdsec-firewall-bouncer not installed: its part skipped (%v)", bouncerErr)
+	}
+	// cscli reads the alert back through GET /v1/alerts.
+	out, err := ns.Command(cscliBin, "-c", cfg, "alerts", "list", "-o", "json", "--ip", attacker).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), attacker) || !strings.Contains(string(out), "crowdsecurity/ssh-bf") {
+		t.Errorf("cscli alerts list --ip %s: %v: %s", attacker, err, out)
+	}
+	// And deletes the ban through DELETE /v1/decisions.
+	out, err = ns.Command(cscliBin, "-c", cfg, "decisions", "delete", "--ip", attacker).CombinedOutput()
+	t.Logf("cscli decisions delete: %s", out)
+	if recs, _ := f.st.ListDecisions(context.Background(), store.Filter{Value: attacker}); err != nil || len(recs) != 0 {
+		t.Errorf("after cscli decisions delete: %v, %d active", err, len(recs))
+	}
+}
+
+// serveMachinesIn serves f's machine and bouncer endpoints on ns's
+// loopback until the test ends and returns the base URL. The listener is
+// opened inside the namespace; the server goroutine serves it from here.
+func serveMachinesIn(t *testing.T, ns *testutil.NetNS, f *fixture) string {
+	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() (err error) {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
@@ -58,41 +122,45 @@ func TestRealCrowdsecAgent(t *testing.T) {
 		cancel()
 		<-served
 	})
-	lapiURL := "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String()
+}
 
-	dir := t.TempDir()
-	cfg := writeCrowdsecConfig(t, dir, lapiURL)
-	const machine = "agent-1"
-
-	// Register as an operator would, with cscli, then approve on moat's side.
+// registerAgent registers the agent as an operator would, with cscli
+// lapi register, checks an unapproved agent is refused with a clear
+// message, then approves it in moat's store.
+func registerAgent(t *testing.T, ns *testutil.NetNS, f *fixture, cfg, lapiURL, machine string) {
+	t.Helper()
 	out, err := ns.Command(cscliBin, "-c", cfg, "lapi", "register", "--url", lapiURL, "--machine", machine).CombinedOutput()
-	t.Logf("cscli lapi register: %s", out)
 	if err != nil {
-		t.Fatalf("cscli lapi register: %v", err)
+		t.Fatalf("cscli lapi register: %v: %s", err, out)
 	}
 	m, err := f.st.GetMachine(context.Background(), machine)
 	if err != nil || m.Approved {
 		t.Fatalf("after register: machine %+v, %v: want it stored, unapproved", m, err)
 	}
-	// Unapproved, the agent gets a clear refusal.
-	out, _ = ns.Command(cscliBin, "-c", cfg, "lapi", "status").CombinedOutput()
-	t.Logf("cscli lapi status, unapproved: %s", out)
+	out, err = ns.Command(cscliBin, "-c", cfg, "lapi", "status").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not approved") {
+		t.Fatalf("cscli lapi status, unapproved: %v: %s", err, out)
+	}
 	if err := f.st.ApproveMachine(context.Background(), machine); err != nil {
 		t.Fatal(err)
 	}
 	out, err = ns.Command(cscliBin, "-c", cfg, "lapi", "status").CombinedOutput()
-	t.Logf("cscli lapi status, approved: %s", out)
-	if err != nil {
-		t.Fatalf("cscli lapi status after approval: %v", err)
+	if err != nil || !strings.Contains(string(out), "successfully interact") {
+		t.Fatalf("cscli lapi status, approved: %v: %s", err, out)
 	}
+}
 
-	logPath := filepath.Join(dir, "auth.log")
+// startAgent runs crowdsec -no-api (the agent alone) in ns until the test
+// ends, killing its process group even on failure.
+func startAgent(t *testing.T, ns *testutil.NetNS, cfg, outPath string) {
+	t.Helper()
 	agent := ns.Command(crowdsecBin, "-c", cfg, "-no-api")
-	agentLog, err := os.Create(filepath.Join(dir, "crowdsec.out"))
+	out, err := os.Create(outPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent.Stdout, agent.Stderr = agentLog, agentLog
+	agent.Stdout, agent.Stderr = out, out
 	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
@@ -100,88 +168,35 @@ func TestRealCrowdsecAgent(t *testing.T) {
 	t.Cleanup(func() {
 		syscall.Kill(-agent.Process.Pid, syscall.SIGKILL)
 		agent.Wait()
-		agentLog.Close()
+		out.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(agentLog.Name())
+			b, _ := os.ReadFile(outPath)
 			t.Logf("crowdsec output:\n%s", b)
 		}
 	})
+}
 
-	const attacker = "192.0.2.77"
+// waitForAgentAlert writes SSH brute-force bursts from attacker into the
+// agent's log until its crowdsecurity/ssh-bf alert is stored (the agent
+// tails from the end of the file, so bursts before it started are lost).
+func waitForAgentAlert(t *testing.T, f *fixture, logPath, attacker string) store.AlertRecord {
+	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
-	var rec store.AlertRecord
-	for n := 0; ; n++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("no alert from the agent for %s within 90s", attacker)
-		}
-		// The agent tails from the end of the file: keep writing bursts
-		// until one is read after it started.
+	for n := 0; time.Now().Before(deadline); n++ {
 		appendBruteForce(t, logPath, attacker, n)
 		time.Sleep(time.Second)
 		recs, err := f.st.ListAlerts(context.Background(), store.AlertFilter{Value: attacker})
 		if err != nil {
 			t.Fatal(err)
 		}
-		found := false
 		for _, r := range recs {
 			if r.Alert.Scenario == "crowdsecurity/ssh-bf" {
-				rec, found = r, true
+				return r
 			}
 		}
-		if found {
-			break
-		}
 	}
-	all, _ := f.st.ListAlerts(context.Background(), store.AlertFilter{})
-	for _, a := range all {
-		t.Logf("stored alert %d: %s %s %s events=%d decisions=%v", a.ID, a.Alert.Scenario, a.Alert.Scope, a.Alert.Value, a.Alert.EventsCount, a.Decisions)
-	}
-	hist, _ := f.st.ListDecisions(context.Background(), store.Filter{History: true})
-	for _, d := range hist {
-		t.Logf("decision %d: %s %s origin=%s alert=%d until=%s", d.ID, d.Type, d.Value, d.Origin, d.AlertID, d.Until.Sub(d.Created).Round(time.Minute))
-	}
-	if !strings.HasPrefix(rec.Alert.Scenario, "crowdsecurity/ssh-bf") || rec.Alert.Labels["machine"] != machine {
-		t.Fatalf("stored alert %+v: want crowdsecurity/ssh-bf from %s", rec.Alert, machine)
-	}
-	if len(rec.Decisions) == 0 {
-		t.Fatalf("alert %d has no decision", rec.ID)
-	}
-	recs, err := f.st.ListDecisions(context.Background(), store.Filter{Value: attacker})
-	if err != nil || len(recs) == 0 {
-		t.Fatalf("active decisions on %s: %v, %v", attacker, recs, err)
-	}
-	d := recs[0]
-	if d.Type != "ban" || d.Origin != "machine" || d.AlertID != rec.ID {
-		t.Fatalf("decision %+v: want a ban of origin machine from alert %d", d, rec.ID)
-	}
-	if _, held := f.enf.held[d.ID]; !held {
-		t.Fatalf("decision %d is not in the kernel enforcer", d.ID)
-	}
-	// A bouncer sees it through the bouncer endpoints, as crowdsec.
-	key := f.bouncerKey(t, "fw")
-	req, _ := http.NewRequest(http.MethodGet, f.lapi.URL+"/v1/decisions?ip="+url.QueryEscape(attacker), nil)
-	req.Header.Set("X-Api-Key", key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var got []lapiDecision
-	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || len(got) == 0 {
-		t.Fatalf("bouncer lookup of %s: %v, %v", attacker, got, err)
-	}
-	if got[0].Origin != "crowdsec" || got[0].Value != attacker {
-		t.Fatalf("bouncer sees %+v: want origin crowdsec on %s", got[0], attacker)
-	}
-	// cscli reads the alert back through GET /v1/alerts.
-	out, err = ns.Command(cscliBin, "-c", cfg, "alerts", "list", "-o", "json", "--ip", attacker).CombinedOutput()
-	if err != nil {
-		t.Logf("cscli alerts list: %v: %s", err, out)
-	} else if !strings.Contains(string(out), attacker) {
-		t.Errorf("cscli alerts list does not show %s: %s", attacker, out)
-	}
-	m, _ = f.st.GetMachine(context.Background(), machine)
-	t.Logf("machine after the run: %+v", m)
+	t.Fatalf("no crowdsecurity/ssh-bf alert from the agent for %s within 90s", attacker)
+	return store.AlertRecord{}
 }
 
 // appendBruteForce appends seven failed SSH logins from ip, timestamped
