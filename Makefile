@@ -33,7 +33,7 @@ help: ## list the targets
 build: deps-build ## build bin/moat
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/moat
 
-test: deps-test tidy-check generate-check ## run every test (kernel tests too when root, and the 1M-source flood tests)
+test: deps-test tidy-check generate-check bench-quick ## run every test (kernel tests too when root, and the 1M-source flood tests)
 	@for f in detect/inject/testdata/injectable-*-hub.txt; do \
 		echo "make: hub parsers whose banned address a client's text can move ($$f, checked below by detect/inject TestHubSnapshots):"; \
 		grep -v '^#' $$f | cut -f1,2 | sed 's/\t/ via /; s/^/  /'; \
@@ -77,8 +77,31 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench: deps-test ## run the benchmarks (5 runs each; compare with benchstat)
+# make bench runs the suite (cmd/moat-bench, internal/bench): log line to
+# dropped packet live, replay throughput and accuracy beside the installed
+# peers, 1M decisions, drop rate; each repeated. It writes result.json,
+# table.txt and the charts into bin/bench/, and the full run also the charts
+# and the table into docs/ (performance.md). BENCH_QUICK=1 make bench, or make
+# bench-quick, is the two-minute run make test checks; BENCH_GO=1 runs every
+# go benchmark instead (5 runs each, for benchstat).
+BENCH_OUT   := bin/bench
+
+bench: deps-test ## run the benchmark suite (BENCH_QUICK=1: the quick mode; BENCH_GO=1: every go benchmark, for benchstat)
+ifeq ($(BENCH_GO),1)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 120m ./... | tee bench.out
+else ifeq ($(BENCH_QUICK),1)
+	@$(MAKE) --no-print-directory bench-quick
+else
+	$(GO) build -o $(BENCH_OUT)/moat-bench ./cmd/moat-bench
+	$(BENCH_OUT)/moat-bench -out $(BENCH_OUT)/full -docs docs
+	$(BENCH_OUT)/moat-bench -check $(BENCH_OUT)/full/result.json
+endif
+
+.PHONY: bench-quick
+bench-quick: ## run the benchmark suite's quick mode and check it wrote a valid result
+	$(GO) build -o $(BENCH_OUT)/moat-bench ./cmd/moat-bench
+	$(BENCH_OUT)/moat-bench -quick -out $(BENCH_OUT)/quick
+	$(BENCH_OUT)/moat-bench -check $(BENCH_OUT)/quick/result.json
 
 deb: deps-deb ## build the Debian package into dist/
 	packaging/build-deb.sh

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -66,6 +67,10 @@ func runPeers(ctx context.Context, o *Options, res *Result) error {
 		return nil
 	}
 	c, err := genCorpus(ctx, o, o.PeerSSHLines, o.PeerNginxLines)
+	if errors.Is(err, errNoCorpus) {
+		res.Skipped = append(res.Skipped, "peers: SKIPPED, "+err.Error())
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -192,19 +192,15 @@ func Check(path string) error {
 	if len(res.Errors) > 0 {
 		bad = append(bad, fmt.Sprintf("%d part(s) failed: %s", len(res.Errors), firstLine(res.Errors[0])))
 	}
-	if len(res.Throughput) == 0 {
-		bad = append(bad, "no throughput measured")
+	if len(res.Throughput) == 0 && !skipped(&res, "throughput:") {
+		bad = append(bad, "no throughput measured (and not skipped)")
 	}
 	for _, t := range res.Throughput {
 		if t.LinesPerSec.N == 0 || t.LinesPerSec.Median <= 0 {
 			bad = append(bad, fmt.Sprintf("%s %s: no lines/s", t.Tool, t.Log))
 		}
 	}
-	rootSkipped := false
-	for _, s := range res.Skipped {
-		rootSkipped = rootSkipped || strings.Contains(s, "needs root")
-	}
-	if !rootSkipped && len(res.Latency) == 0 {
+	if len(res.Latency) == 0 && !skipped(&res, "latency:") {
 		bad = append(bad, "no latency measured (and not skipped for want of root)")
 	}
 	for _, l := range res.Latency {
@@ -212,8 +208,21 @@ func Check(path string) error {
 			bad = append(bad, fmt.Sprintf("latency %s/%s: no samples", l.Source, l.Backend))
 		}
 	}
+	if len(res.Scale) == 0 && !skipped(&res, "scale:") {
+		bad = append(bad, "no scale figure (and not skipped)")
+	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%s is not a complete result: %s", path, strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// skipped reports whether a part was skipped, with its reason recorded.
+func skipped(res *Result, prefix string) bool {
+	for _, s := range res.Skipped {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -14,8 +14,8 @@ import (
 // regenerates them anywhere.
 
 const (
-	chartW, chartH             = 720, 420
-	padL, padR, padT, padB     = 70, 180, 40, 55
+	chartW, chartH             = 820, 420
+	padL, padR, padT, padB     = 70, 250, 40, 55
 	plotW, plotH               = chartW - padL - padR, chartH - padT - padB
 	chartFont                  = `font-family="DejaVu Sans, Helvetica, Arial, sans-serif"`
 	colNFT, colXDP, colC, colD = "#1f77b4", "#d62728", "#2ca02c", "#9467bd"
@@ -54,6 +54,18 @@ func tickLabel(v float64) string {
 		return fmt.Sprintf("%gk", v/1e3)
 	default:
 		return fmt.Sprintf("%g", v)
+	}
+}
+
+// short is v with three significant digits and a k or M suffix.
+func short(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.3gM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.3gk", v/1e3)
+	default:
+		return fmt.Sprintf("%.3g", v)
 	}
 }
 
@@ -103,7 +115,7 @@ func latencyCDF(path, source string, ls []Latency) error {
 		s.add(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="#ddd"/>`, px, padT, px, oy)
 		s.text(px, oy+16, "middle", tickLabel(t))
 	}
-	for _, f := range []float64{0, 0.25, 0.5, 0.75, 0.9, 0.99, 1} {
+	for _, f := range []float64{0, 0.25, 0.5, 0.75, 0.9, 1} {
 		py := oy - f*plotH
 		s.add(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#eee"/>`, ox, py, ox+plotW, py)
 		s.text(ox-6, py+4, "end", fmt.Sprint(f))
@@ -140,24 +152,27 @@ type bar struct {
 // spread of the repetitions as whiskers.
 func throughputBars(path string, ts []Throughput) error {
 	groups := map[string][]bar{}
+	sizes := map[string]map[string]int{} // log -> corpus -> lines
 	var logs []string
 	var lo, hi = math.Inf(1), 0.0
 	for _, t := range ts {
 		if t.LinesPerSec.N == 0 {
 			continue
 		}
-		label, color := fmt.Sprintf("moat, %d worker(s), %s lines", t.Workers, tickLabel(float64(t.Lines))), colNFT
+		label, color := fmt.Sprintf("moat, %d workers", t.Workers), colNFT
 		switch {
 		case t.Tool != "moat":
-			label, color = fmt.Sprintf("%s, %s lines", t.Tool, tickLabel(float64(t.Lines))), colC
+			label, color = t.Tool+" (peer corpus)", colC
 		case t.Corpus == "peer":
-			color = colD
+			label, color = fmt.Sprintf("moat, %d workers (peer corpus)", t.Workers), colD
 		case t.Workers == 1:
-			color = colXDP
+			label, color = "moat, 1 worker", colXDP
 		}
 		if !slices.Contains(logs, t.Log) {
 			logs = append(logs, t.Log)
+			sizes[t.Log] = map[string]int{}
 		}
+		sizes[t.Log][t.Corpus] = t.Lines
 		groups[t.Log] = append(groups[t.Log], bar{label, color, t.LinesPerSec})
 		lo, hi = min(lo, t.LinesPerSec.Min), max(hi, t.LinesPerSec.Max)
 	}
@@ -187,12 +202,16 @@ func throughputBars(path string, ts []Throughput) error {
 				cx := x + bw/2
 				s.add(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="black"/>`, cx, oy-y.pos(b.v.Min, plotH), cx, oy-y.pos(b.v.Max, plotH))
 			}
-			s.text(x+bw/2, oy-h-4, "middle", tickLabel(math.Round(b.v.Median)))
+			s.text(x+bw/2, oy-h-4, "middle", short(b.v.Median))
 			if !slices.Contains(legend, b.label+"|"+b.color) {
 				legend = append(legend, b.label+"|"+b.color)
 			}
 		}
-		s.text(ox+float64(g)*gw+gw/2, oy+18, "middle", log)
+		label := log + ": " + short(float64(sizes[log]["main"])) + " lines"
+		if n := sizes[log]["peer"]; n > 0 {
+			label += ", peer corpus " + short(float64(n))
+		}
+		s.text(ox+float64(g)*gw+gw/2, oy+18, "middle", label)
 	}
 	for i, l := range legend {
 		label, color, _ := strings.Cut(l, "|")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,7 +54,7 @@ type corpus struct {
 func genCorpus(ctx context.Context, o *Options, ssh, nginx int) (*corpus, error) {
 	gen := filepath.Join(o.Repo, "..", "shared", "corpus", "gen-corpus")
 	if _, err := os.Stat(gen); err != nil {
-		return nil, fmt.Errorf("the corpus generator is missing (../shared beside the checkout): %w", err)
+		return nil, fmt.Errorf("%w: %v", errNoCorpus, err)
 	}
 	dir := filepath.Join(o.CacheDir, fmt.Sprintf("corpus-ssh%d-nginx%d-seed1", ssh, nginx))
 	if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
@@ -107,6 +108,9 @@ func loadCorpus(dir string) (*corpus, error) {
 	}
 	return c, sc.Err()
 }
+
+// errNoCorpus skips the replay parts where the shared material is absent.
+var errNoCorpus = errors.New("the corpus generator is missing (../shared/corpus beside the checkout)")
 
 // logType is the acquisition label type each corpus log takes.
 var logType = map[string]string{"auth.log": "syslog", "access.log": "nginx"}
@@ -189,6 +193,10 @@ func summarise(tool, log, corpusName string, c *corpus, workers int, ss []sample
 // the repetitions interleaved.
 func runThroughput(ctx context.Context, o *Options, res *Result) error {
 	c, err := genCorpus(ctx, o, o.SSHLines, o.NginxLines)
+	if errors.Is(err, errNoCorpus) {
+		res.Skipped = append(res.Skipped, "throughput: SKIPPED, "+err.Error())
+		return nil
+	}
 	if err != nil {
 		return err
 	}
