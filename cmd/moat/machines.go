@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -30,7 +29,7 @@ func (l *listeners) openServer(sv config.Server) error {
 		return fmt.Errorf("server listen: %w", err)
 	}
 	if sv.TLS.Cert != "" {
-		tc, err := serverTLS(sv.TLS)
+		tc, err := api.ServerTLS(sv.TLS.Cert, sv.TLS.Key, sv.TLS.ClientCA)
 		if err != nil {
 			ln.Close()
 			return err
@@ -39,26 +38,6 @@ func (l *listeners) openServer(sv config.Server) error {
 	}
 	l.server = ln
 	return nil
-}
-
-func serverTLS(c config.ServerTLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-	if err != nil {
-		return nil, fmt.Errorf("server tls: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCA != "" {
-		pem, err := os.ReadFile(c.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("server tls client_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("server tls client_ca %s: no PEM certificate in it", c.ClientCA)
-		}
-		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
 }
 
 // enableMachines turns the server role on in srv and serves server.listen
