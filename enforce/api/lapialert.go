@@ -143,7 +143,7 @@ func (la *lapiAlert) toModel(machine string, now time.Time) (pushed, error) {
 	if la.Scenario == nil || *la.Scenario == "" {
 		return pushed{}, errors.New("no scenario")
 	}
-	if la.Source == nil || la.Source.Scope == nil || la.Source.Value == nil || *la.Source.Value == "" {
+	if la.Source == nil || la.Source.Scope == nil || la.Source.Value == nil || *la.Source.Scope == "" || *la.Source.Value == "" {
 		return pushed{}, errors.New("no source scope and value")
 	}
 	if len(*la.Scenario) > 512 || len(str(la.Message)) > 4096 || len(*la.Source.Value) > 256 || len(*la.Source.Scope) > 64 {
@@ -154,7 +154,8 @@ func (la *lapiAlert) toModel(machine string, now time.Time) (pushed, error) {
 		Message: str(la.Message), Scope: *la.Source.Scope, Value: *la.Source.Value,
 		Remediation: la.Remediation, Simulated: la.Simulated != nil && *la.Simulated,
 		Labels: map[string]string{"machine": machine},
-		ReadAt: now,
+		// No ReadAt: the line was read on the machine, on its clock; the
+		// log-line-to-kernel latency is the local path's measure.
 	}
 	switch strings.ToLower(a.Scope) {
 	case "ip", "range":
