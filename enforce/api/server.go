@@ -2,8 +2,11 @@
 // it serves the admin endpoints the CLI uses, under /v1/admin/; over TCP
 // (api.listen, loopback by default) it serves only the bouncer endpoints of
 // the CrowdSec LAPI (/v1/decisions/stream and /v1/decisions, authenticated
-// with X-Api-Key), so CrowdSec bouncers work against moat unchanged.
-// Client is the Go client the CLI uses.
+// with X-Api-Key), so CrowdSec bouncers work against moat unchanged. With
+// the fleet server role on (EnableMachines), MachineHandler adds the LAPI's
+// machine endpoints (/v1/watchers, /v1/alerts, /v1/heartbeat, decision
+// deletes, authenticated with a login token), so CrowdSec agents push their
+// alerts to moat unchanged. Client is the Go client the CLI uses.
 package api
 
 import (
