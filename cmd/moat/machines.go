@@ -57,7 +57,7 @@ func (d *decisions) enableMachines(srv *api.Server, m *daemon) error {
 			return fmt.Errorf("server enrolment_token_file %s: want a token of at least 16 characters", sv.EnrolmentTokenFile)
 		}
 	}
-	if err := srv.EnableMachines(api.MachineConfig{Store: d.store, TokenLifetime: sv.JWTLifetime, EnrolmentToken: enrol}); err != nil {
+	if err := srv.EnableMachines(api.MachineConfig{Store: d.store, TokenLifetime: sv.JWTLifetime, EnrolmentToken: enrol, Simulated: d.cfg.Simulation}); err != nil {
 		return err
 	}
 	if ln := d.lis.server; ln != nil {

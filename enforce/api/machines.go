@@ -47,6 +47,10 @@ type MachineConfig struct {
 	// EnrolmentToken, when set, approves at registration a machine that
 	// presents it; others wait for an admin's approval.
 	EnrolmentToken string
+	// Simulated names scenarios (the configuration's simulation list)
+	// whose pushed alerts are simulated here too, whatever the machine
+	// says: the server's admin decides what its fleet enforces.
+	Simulated []string
 }
 
 // DefaultTokenLifetime is CrowdSec's own token lifetime.
@@ -58,6 +62,7 @@ type machines struct {
 	secret   []byte
 	lifetime time.Duration
 	enrol    string
+	sim      map[string]bool
 }
 
 // EnableMachines turns the machine endpoints on: MachineHandler serves
@@ -66,7 +71,10 @@ func (s *Server) EnableMachines(cfg MachineConfig) error {
 	if cfg.Store == nil {
 		return errors.New("machine endpoints: no store")
 	}
-	m := &machines{st: cfg.Store, secret: cfg.Secret, lifetime: cfg.TokenLifetime, enrol: cfg.EnrolmentToken}
+	m := &machines{st: cfg.Store, secret: cfg.Secret, lifetime: cfg.TokenLifetime, enrol: cfg.EnrolmentToken, sim: map[string]bool{}}
+	for _, n := range cfg.Simulated {
+		m.sim[n] = true
+	}
 	if len(m.secret) == 0 {
 		m.secret = make([]byte, 32)
 		if _, err := rand.Read(m.secret); err != nil {
@@ -273,6 +281,12 @@ func (s *Server) pushAlerts(w http.ResponseWriter, r *http.Request) error {
 	}
 	ids := make([]string, 0, len(ps))
 	for _, p := range ps {
+		if s.machines.sim[p.alert.Scenario] {
+			p.alert.Simulated = true
+			for i := range p.decisions {
+				p.decisions[i].Simulated = true
+			}
+		}
 		id, _, err := s.svc.AddAlert(r.Context(), p.alert, p.decisions, p.origin)
 		if err != nil {
 			return err

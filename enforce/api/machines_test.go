@@ -30,7 +30,8 @@ type machineFixture struct {
 func newMachineFixture(t *testing.T) *machineFixture {
 	t.Helper()
 	f := newFixture(t)
-	if err := f.srv.EnableMachines(MachineConfig{Store: f.st, Secret: testSecret, TokenLifetime: time.Hour, EnrolmentToken: testEnrol}); err != nil {
+	cfg := MachineConfig{Store: f.st, Secret: testSecret, TokenLifetime: time.Hour, EnrolmentToken: testEnrol, Simulated: []string{"crowdsecurity/simulated"}}
+	if err := f.srv.EnableMachines(cfg); err != nil {
 		t.Fatal(err)
 	}
 	m := &machineFixture{fixture: f, mach: httptest.NewServer(f.srv.MachineHandler())}
@@ -265,6 +266,18 @@ func TestMachinePushAlerts(t *testing.T) {
 	if recs, _ := m.st.ListDecisions(context.Background(), store.Filter{Value: "198.18.200.5"}); len(recs) != 0 {
 		t.Fatalf("allowlisted source got decisions: %+v", recs)
 	}
+	// A scenario the server simulates: stored, never enforced.
+	sim := strings.Replace(strings.Replace(sshAlert, `192.0.2.10`, `192.0.2.40`, -1), `"crowdsecurity/ssh-bf"`, `"crowdsecurity/simulated"`, 1)
+	if code, body := m.call(t, "POST", "/v1/alerts", tok, sim); code != 201 {
+		t.Fatalf("push simulated: %d %s", code, body)
+	}
+	recs, _ = m.st.ListDecisions(context.Background(), store.Filter{Value: "192.0.2.40"})
+	if len(recs) != 1 || !recs[0].Simulated {
+		t.Fatalf("simulated scenario's decisions: %+v", recs)
+	}
+	if _, held := m.enf.held[recs[0].ID]; held {
+		t.Fatal("a simulated decision was enforced")
+	}
 
 	// Listing, with the filters agents and cscli use.
 	for _, tc := range []struct {
@@ -272,11 +285,11 @@ func TestMachinePushAlerts(t *testing.T) {
 		code  int
 		n     int
 	}{
-		{"", 200, 3},
+		{"", 200, 4},
 		{"?ip=192.0.2.10", 200, 1},
 		{"?scope=ip&value=192.0.2.20", 200, 1},
 		{"?scenario=ssh-bf&limit=2", 200, 2},
-		{"?since=1h", 200, 3},
+		{"?since=1h", 200, 4},
 		{"?until=1h", 200, 0},
 		{"?since=banana", 400, 0},
 		{"?limit=-1", 400, 0},
