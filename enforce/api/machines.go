@@ -63,6 +63,33 @@ type machines struct {
 	lifetime time.Duration
 	enrol    string
 	sim      map[string]bool
+	// hashing bounds the bcrypt work of registrations and logins in
+	// progress: anyone who reaches the listener can ask for it, and a
+	// flood of logins must not take the cores the hot path needs.
+	hashing chan struct{}
+}
+
+// Bounds of the unauthenticated machine endpoints.
+const (
+	// MaxHashing is the registrations and logins hashed at once; more
+	// wait up to BulkWait, then are answered 503.
+	MaxHashing = 4
+	// MaxPendingMachines bounds the registered machines no admin
+	// approved, so registrations cannot grow the store without end.
+	MaxPendingMachines = 1000
+)
+
+// hash takes a bcrypt slot; the returned func gives it back.
+func (s *Server) hash(w http.ResponseWriter, r *http.Request) (func(), error) {
+	release, err := s.acquireBulk(r.Context(), s.machines.hashing)
+	if err != nil {
+		var le *limitError
+		if errors.As(err, &le) {
+			le.msg = fmt.Sprintf("too many logins and registrations in progress (at most %d): retry later", MaxHashing)
+		}
+		return nil, s.refuse(w, r, err)
+	}
+	return release, nil
 }
 
 // EnableMachines turns the machine endpoints on: MachineHandler serves
@@ -71,7 +98,7 @@ func (s *Server) EnableMachines(cfg MachineConfig) error {
 	if cfg.Store == nil {
 		return errors.New("machine endpoints: no store")
 	}
-	m := &machines{st: cfg.Store, secret: cfg.Secret, lifetime: cfg.TokenLifetime, enrol: cfg.EnrolmentToken, sim: map[string]bool{}}
+	m := &machines{st: cfg.Store, secret: cfg.Secret, lifetime: cfg.TokenLifetime, enrol: cfg.EnrolmentToken, sim: map[string]bool{}, hashing: make(chan struct{}, MaxHashing)}
 	for _, n := range cfg.Simulated {
 		m.sim[n] = true
 	}
@@ -137,6 +164,26 @@ func (s *Server) registerMachine(w http.ResponseWriter, r *http.Request) error {
 	if req.RegistrationToken != "" && !approved {
 		return &apiError{http.StatusForbidden, "registration token refused"}
 	}
+	if !approved {
+		ms, err := m.st.ListMachines(r.Context())
+		if err != nil {
+			return err
+		}
+		pending := 0
+		for _, mc := range ms {
+			if !mc.Approved {
+				pending++
+			}
+		}
+		if pending >= MaxPendingMachines {
+			return &apiError{http.StatusForbidden, fmt.Sprintf("%d machines already wait for approval: approve or delete some (moat machines list) before more register", pending)}
+		}
+	}
+	release, err := s.hash(w, r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := m.st.AddMachine(r.Context(), req.MachineID, req.Password, approved, remoteIP(r)); err != nil {
 		return err
 	}
@@ -169,6 +216,11 @@ func (s *Server) loginMachine(w http.ResponseWriter, r *http.Request) error {
 		return errMachineAuth
 	}
 	m := s.machines
+	release, err := s.hash(w, r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	mc, err := m.st.AuthMachine(r.Context(), req.MachineID, req.Password, remoteIP(r), r.UserAgent(), req.Scenarios)
 	switch {
 	case errors.Is(err, store.ErrBadPassword):

@@ -413,3 +413,28 @@ func TestMachineAdmin(t *testing.T) {
 		t.Fatalf("watchers with the role off: %d", resp.StatusCode)
 	}
 }
+
+// TestMachineHashingBound: logins and registrations past MaxHashing in
+// progress wait BulkWait, then get a 503 telling to retry.
+func TestMachineHashingBound(t *testing.T) {
+	m := newMachineFixture(t)
+	m.srv.BulkWait = 50 * time.Millisecond
+	for range MaxHashing {
+		m.srv.machines.hashing <- struct{}{}
+	}
+	for _, path := range []string{"/v1/watchers/login", "/v1/watchers"} {
+		code, body := m.call(t, "POST", path, "", `{"machine_id":"x","password":"password1"}`)
+		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "retry later") {
+			t.Errorf("%s with every slot held: %d %s", path, code, body)
+		}
+	}
+	for range MaxHashing {
+		<-m.srv.machines.hashing
+	}
+	if code, body := m.call(t, "POST", "/v1/watchers", "", `{"machine_id":"x","password":"password1"}`); code != http.StatusCreated {
+		t.Fatalf("register with slots free: %d %s", code, body)
+	}
+	if got := m.srv.Stats().Refused; got != 2 {
+		t.Errorf("refused counter %d, want 2", got)
+	}
+}
