@@ -156,7 +156,7 @@ func (s *Store) InsertAlerts(ctx context.Context, batch []AlertBatch) ([]int64, 
 			}
 		}
 	}
-	_, ids, err := s.exec(ctx, &c, time.Now())
+	ids, err := s.insert(ctx, &c)
 	if err != nil {
 		a := batch[0].Alert
 		return nil, s.wrap(fmt.Sprintf("insert %d alerts (first %s %s)", len(batch), a.Scenario, a.Value), err)
@@ -182,7 +182,7 @@ func (s *Store) InsertDecisions(ctx context.Context, ds []model.Decision) error 
 			return fmt.Errorf("postgres: insert decisions: %w", err)
 		}
 	}
-	if _, _, err := s.exec(ctx, &c, time.Now()); err != nil {
+	if _, err := s.insert(ctx, &c); err != nil {
 		return s.wrap(fmt.Sprintf("insert %d decisions", len(ds)), err)
 	}
 	return nil

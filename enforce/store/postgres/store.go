@@ -54,7 +54,8 @@ type Store struct {
 	addr string
 	log  *slog.Logger
 
-	ids ids
+	ids   ids
+	group group
 	// badID hands out negative IDs when a block could not be reserved;
 	// the insert refuses them (see ReserveIDs).
 	badID atomic.Int64

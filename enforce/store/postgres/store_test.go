@@ -254,3 +254,57 @@ func TestReplicasUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupedInserts: inserts made at once share statements, yet each
+// alert gets its own decisions, and one caller's bad row (an ID already
+// taken) fails that caller alone.
+func TestGroupedInserts(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	s := open(t, pg.DSN())
+	ctx := context.Background()
+	taken := decisions(1, 0, time.Now().Add(time.Hour))
+	if err := s.InsertDecisions(ctx, taken); err != nil {
+		t.Fatal(err)
+	}
+	const callers = 64
+	type result struct {
+		alert int64
+		ds    []int64
+		err   error
+	}
+	results := make([]result, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			ds := decisions(1+i%3, 10+4*i, time.Now().Add(time.Hour))
+			if i == callers/2 {
+				ds[0].ID = taken[0].ID
+			}
+			id, err := s.InsertAlert(ctx, model.Alert{Scenario: fmt.Sprint("s", i), Scope: model.ScopeIP, Value: ds[0].Value.Addr().String()}, ds)
+			results[i] = result{alert: id, err: err}
+			for _, d := range ds {
+				results[i].ds = append(results[i].ds, d.ID)
+			}
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		if i == callers/2 {
+			if r.err == nil {
+				t.Errorf("caller %d reused decision ID %d without error", i, taken[0].ID)
+			}
+			continue
+		}
+		if r.err != nil {
+			t.Errorf("caller %d: %v", i, r.err)
+			continue
+		}
+		a, err := s.GetAlert(ctx, r.alert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Alert.Scenario != fmt.Sprint("s", i) || fmt.Sprint(a.Decisions) != fmt.Sprint(r.ds) {
+			t.Errorf("caller %d: alert %d is %s with decisions %v, want s%d with %v", i, r.alert, a.Alert.Scenario, a.Decisions, i, r.ds)
+		}
+	}
+}

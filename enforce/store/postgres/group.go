@@ -1,0 +1,131 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// maxGroup bounds how many inserts one statement carries.
+const maxGroup = 256
+
+// group coalesces the inserts callers make at once into one statement (a
+// group commit). Every decision insert takes the sequence row's lock, so
+// concurrent inserts would otherwise queue on it one commit at a time:
+// eight goroutines stored fewer alerts a second than one. One caller at a
+// time, the leader, sends what is queued; when it is done it hands the
+// lead to the first caller still queued, so no caller flushes for others
+// longer than its own round.
+type group struct {
+	mu    sync.Mutex
+	queue []*pending
+	busy  bool
+}
+
+// pending is one caller's insert.
+type pending struct {
+	c   *columns
+	ids []int64
+	err error
+	// done closes when the insert ended (ids, err set); lead when this
+	// caller is to flush the queue.
+	done, lead chan struct{}
+}
+
+// insert stores c, grouped with whatever other callers insert meanwhile,
+// and returns its alerts' IDs. Once queued an insert runs to its end
+// whatever happens to ctx, bounded by a timeout: the kernel may already
+// hold its bans, and other callers' rows share the statement.
+func (s *Store) insert(ctx context.Context, c *columns) ([]int64, error) {
+	p := &pending{c: c, done: make(chan struct{}), lead: make(chan struct{})}
+	g := &s.group
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	leader := !g.busy
+	g.busy = true
+	g.mu.Unlock()
+	if !leader {
+		select {
+		case <-p.done:
+			return p.ids, p.err
+		case <-p.lead:
+		}
+	}
+	// p is at the head of the queue: a leader is always the oldest.
+	g.mu.Lock()
+	n := min(len(g.queue), maxGroup)
+	take := g.queue[:n:n]
+	g.queue = g.queue[n:]
+	g.mu.Unlock()
+	s.flush(context.WithoutCancel(ctx), take)
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		close(g.queue[0].lead)
+	} else {
+		g.busy = false
+	}
+	g.mu.Unlock()
+	return p.ids, p.err
+}
+
+// flush stores the inserts of take in one statement. If it fails and
+// holds several, each is tried alone, so one caller's bad row (an ID
+// another replica took) fails that caller only.
+func (s *Store) flush(ctx context.Context, take []*pending) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	now := time.Now()
+	defer func() {
+		for _, p := range take {
+			close(p.done)
+		}
+	}()
+	if len(take) == 1 {
+		_, take[0].ids, take[0].err = s.exec(ctx, take[0].c, now)
+		return
+	}
+	var all columns
+	for _, p := range take {
+		all.merge(p.c)
+	}
+	_, ids, err := s.exec(ctx, &all, now)
+	if err != nil {
+		for _, p := range take {
+			_, p.ids, p.err = s.exec(ctx, p.c, now)
+		}
+		return
+	}
+	for _, p := range take {
+		n := len(p.c.scenario)
+		p.ids, ids = ids[:n:n], ids[n:]
+	}
+}
+
+// merge appends o's alerts and decisions, renumbering the decisions'
+// alert ordinals after the alerts c already holds.
+func (c *columns) merge(o *columns) {
+	base := int64(len(c.scenario))
+	c.scenario = append(c.scenario, o.scenario...)
+	c.scope = append(c.scope, o.scope...)
+	c.value = append(c.value, o.value...)
+	c.data = append(c.data, o.data...)
+	c.events = append(c.events, o.events...)
+	c.simulated = append(c.simulated, o.simulated...)
+	for _, a := range o.aord {
+		if a != 0 {
+			a += base
+		}
+		c.aord = append(c.aord, a)
+	}
+	c.id = append(c.id, o.id...)
+	c.dvalue = append(c.dvalue, o.dvalue...)
+	c.dscope = append(c.dscope, o.dscope...)
+	c.start = append(c.start, o.start...)
+	c.end = append(c.end, o.end...)
+	c.typ = append(c.typ, o.typ...)
+	c.origin = append(c.origin, o.origin...)
+	c.dscenario = append(c.dscenario, o.dscenario...)
+	c.reason = append(c.reason, o.reason...)
+	c.dsimulated = append(c.dsimulated, o.dsimulated...)
+	c.until = append(c.until, o.until...)
+}
