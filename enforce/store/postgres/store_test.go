@@ -17,8 +17,9 @@ import (
 
 // The daemon and the API take this store as they take the SQLite one.
 var (
-	_ decision.Store = (*Store)(nil)
-	_ api.Store      = (*Store)(nil)
+	_ decision.Store   = (*Store)(nil)
+	_ api.Store        = (*Store)(nil)
+	_ api.MachineStore = (*Store)(nil)
 )
 
 func open(t testing.TB, dsn string) *Store {

@@ -197,3 +197,64 @@ func listPages(t *testing.T, s Store) {
 		t.Errorf("fn's error: %v", err)
 	}
 }
+
+// machines: a machine logs in with its password once approved; a wrong
+// password and an unknown machine are the same error; logins and
+// heartbeats are recorded.
+func machines(t *testing.T, s Store) {
+	ctx := context.Background()
+	check(t, s.AddMachine(ctx, "agent-1", "pw-one", false, "192.0.2.1"))
+	check(t, s.AddMachine(ctx, "agent-2", "pw-two", true, ""))
+	if err := s.AddMachine(ctx, "agent-1", "other", true, ""); !errors.Is(err, store.ErrExists) {
+		t.Errorf("second agent-1: %v, want ErrExists", err)
+	}
+	for _, bad := range [][2]string{{"", "pw"}, {"agent-3", ""}, {"agent-3", string(make([]byte, store.MaxPasswordBytes+1))}} {
+		if err := s.AddMachine(ctx, bad[0], bad[1], true, ""); err == nil {
+			t.Errorf("machine %q with a %d-byte password was added", bad[0], len(bad[1]))
+		}
+	}
+	logins := []struct {
+		id, pw string
+		want   error
+	}{
+		{"agent-1", "pw-one", store.ErrNotApproved},
+		{"agent-1", "wrong", store.ErrBadPassword},
+		{"agent-2", "pw-one", store.ErrBadPassword},
+		{"nobody", "pw-two", store.ErrBadPassword},
+		{"agent-2", "pw-two", nil},
+	}
+	for _, l := range logins {
+		m, err := s.AuthMachine(ctx, l.id, l.pw, "192.0.2.7", "crowdsec/v1.6", []string{"a/b", "c/d"})
+		if !errors.Is(err, l.want) {
+			t.Errorf("login %s/%s: %v, want %v", l.id, l.pw, err, l.want)
+		}
+		if l.want == nil && (m.ID != l.id || m.IP != "192.0.2.7" || m.Scenarios != "a/b,c/d" || m.LastLogin.IsZero()) {
+			t.Errorf("login %s: %+v", l.id, m)
+		}
+	}
+	check(t, s.ApproveMachine(ctx, "agent-1"))
+	ok(s.AuthMachine(ctx, "agent-1", "pw-one", "192.0.2.8", "v", nil))(t)
+	beat := time.Unix(1_700_000_000, 42)
+	check(t, s.MachineHeartbeat(ctx, "agent-1", beat, "192.0.2.9"))
+	m := ok(s.GetMachine(ctx, "agent-1"))(t)
+	if !m.Approved || !m.LastHeartbeat.Equal(beat) || m.IP != "192.0.2.9" || m.Version != "v" || m.Created.IsZero() {
+		t.Errorf("agent-1: %+v", m)
+	}
+	check(t, s.DeleteMachine(ctx, "agent-2"))
+	list := ok(s.ListMachines(ctx))(t)
+	if len(list) != 1 || list[0].ID != "agent-1" {
+		t.Errorf("ListMachines: %+v", list)
+	}
+	for name, err := range map[string]error{
+		"approve": s.ApproveMachine(ctx, "agent-2"),
+		"delete":  s.DeleteMachine(ctx, "agent-2"),
+		"beat":    s.MachineHeartbeat(ctx, "agent-2", beat, ""),
+	} {
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s a deleted machine: %v, want ErrNotFound", name, err)
+		}
+	}
+	if _, err := s.GetMachine(ctx, "agent-2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get a deleted machine: %v, want ErrNotFound", err)
+	}
+}

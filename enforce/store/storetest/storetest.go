@@ -22,6 +22,7 @@ import (
 type Store interface {
 	decision.Store
 	api.Store
+	api.MachineStore
 }
 
 // Case is one behaviour of the contract.
@@ -43,6 +44,7 @@ var Cases = []Case{
 	{"CapAlerts", capAlerts},
 	{"Prune", prune},
 	{"ListPages", listPages},
+	{"Machines", machines},
 }
 
 // Run runs every case, each on a store open returns.
