@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/internal/config"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // openServer opens server.listen, over TLS when configured, with the
@@ -57,7 +59,15 @@ func (d *decisions) enableMachines(srv *api.Server, m *daemon) error {
 			return fmt.Errorf("server enrolment_token_file %s: want a token of at least 16 characters", sv.EnrolmentTokenFile)
 		}
 	}
-	if err := srv.EnableMachines(api.MachineConfig{Store: d.store, TokenLifetime: sv.JWTLifetime, EnrolmentToken: enrol, Simulated: d.cfg.Simulation}); err != nil {
+	if err := srv.EnableMachines(api.MachineConfig{
+		Store: d.store, TokenLifetime: sv.JWTLifetime, EnrolmentToken: enrol, Simulated: d.cfg.Simulation,
+		OnAlert: func(machine string, id int64, a model.Alert, ds []model.Decision) {
+			d.log.Info("machine alert", "machine", machine, "alert", id, "scenario", a.Scenario, "source", a.Value, "decisions", len(ds))
+			for _, dec := range ds {
+				d.log.Info("ban", "value", dec.Value, "scenario", a.Scenario, "origin", dec.Origin, "until", dec.Until.Format(time.RFC3339), "machine", machine, "simulated", dec.Simulated)
+			}
+		},
+	}); err != nil {
 		return err
 	}
 	if ln := d.lis.server; ln != nil {

@@ -25,7 +25,7 @@ func TestServerRole(t *testing.T) {
 	_, err = f.WriteString("server:\n  enabled: true\n  listen: 127.0.0.1:8089\n  jwt_lifetime: 10m\n")
 	must(t, err)
 	must(t, f.Close())
-	startDaemon(t, h)
+	d := startDaemon(t, h)
 	const base = "http://127.0.0.1:8089"
 
 	var added struct {
@@ -57,6 +57,9 @@ func TestServerRole(t *testing.T) {
 		t.Fatalf("push: %s %s", code, body)
 	}
 	waitFor(t, 10*time.Second, "the pushed ban in ban4", func() bool { return strings.Contains(nftSet(t, ns, "ban4"), "192.0.2.55") })
+	if log := d.stderr.String(); !strings.Contains(log, `msg="machine alert" component=decisions machine=agent-1`) {
+		t.Errorf("the daemon did not log the machine's alert:\n%s", log)
+	}
 	out = moatIn(t, ns, "decisions", "list", "--config", h.cfgPath, "-o", "json")
 	if !strings.Contains(out, `"192.0.2.55"`) || !strings.Contains(out, `"origin": "machine"`) {
 		t.Fatalf("moat decisions list: %s", out)

@@ -51,6 +51,9 @@ type MachineConfig struct {
 	// whose pushed alerts are simulated here too, whatever the machine
 	// says: the server's admin decides what its fleet enforces.
 	Simulated []string
+	// OnAlert, when set, is told of each pushed alert stored and the
+	// decisions it took, for the caller to log.
+	OnAlert func(machine string, alertID int64, a model.Alert, ds []model.Decision)
 }
 
 // DefaultTokenLifetime is CrowdSec's own token lifetime.
@@ -63,6 +66,7 @@ type machines struct {
 	lifetime time.Duration
 	enrol    string
 	sim      map[string]bool
+	onAlert  func(machine string, alertID int64, a model.Alert, ds []model.Decision)
 	// hashing bounds the bcrypt work of registrations and logins in
 	// progress: anyone who reaches the listener can ask for it, and a
 	// flood of logins must not take the cores the hot path needs.
@@ -98,7 +102,7 @@ func (s *Server) EnableMachines(cfg MachineConfig) error {
 	if cfg.Store == nil {
 		return errors.New("machine endpoints: no store")
 	}
-	m := &machines{st: cfg.Store, secret: cfg.Secret, lifetime: cfg.TokenLifetime, enrol: cfg.EnrolmentToken, sim: map[string]bool{}, hashing: make(chan struct{}, MaxHashing)}
+	m := &machines{st: cfg.Store, secret: cfg.Secret, lifetime: cfg.TokenLifetime, enrol: cfg.EnrolmentToken, sim: map[string]bool{}, hashing: make(chan struct{}, MaxHashing), onAlert: cfg.OnAlert}
 	for _, n := range cfg.Simulated {
 		m.sim[n] = true
 	}
@@ -339,9 +343,12 @@ func (s *Server) pushAlerts(w http.ResponseWriter, r *http.Request) error {
 				p.decisions[i].Simulated = true
 			}
 		}
-		id, _, err := s.svc.AddAlert(r.Context(), p.alert, p.decisions, p.origin)
+		id, ds, err := s.svc.AddAlert(r.Context(), p.alert, p.decisions, p.origin)
 		if err != nil {
 			return err
+		}
+		if s.machines.onAlert != nil {
+			s.machines.onAlert(machineOf(r), id, p.alert, ds)
 		}
 		ids = append(ids, strconv.FormatInt(id, 10))
 	}
