@@ -38,7 +38,8 @@ import (
 // Options tune Open.
 type Options struct {
 	// MaxConns bounds the pool; 0 means pgxpool's default (the larger of
-	// 4 and the number of CPUs).
+	// 4 and the number of CPUs), and less than 3 means 3. The listener
+	// has a connection of its own beside the pool.
 	MaxConns int32
 	// Logger reports what has no caller to return to: the listener's
 	// reconnects. nil discards.
@@ -81,7 +82,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: parse dsn: %w", err)
 	}
 	if opt.MaxConns > 0 {
-		cfg.MaxConns = opt.MaxConns
+		// Singleton holds a connection while its job uses others, and
+		// the group flush needs one: fewer than 3 could wait for ever.
+		cfg.MaxConns = max(opt.MaxConns, 3)
 	}
 	log := opt.Logger
 	if log == nil {
