@@ -27,6 +27,9 @@ type Options struct {
 	// comparison, where the slowest peer sets the size.
 	SSHLines, NginxLines         int
 	PeerSSHLines, PeerNginxLines int
+	// LargeSSHLines, when set, is an sshd corpus replayed once per
+	// worker count (ten times the main one in the full run).
+	LargeSSHLines int
 	// Only, when set, names the parts to run (latency, throughput, peers,
 	// scale, drop); the rest are skipped.
 	Only []string
@@ -41,7 +44,7 @@ func QuickOptions() Options {
 }
 
 func FullOptions() Options {
-	return Options{Reps: 3, Attacks: 200, SSHLines: 10_000_000, NginxLines: 1_000_000, PeerSSHLines: 100_000, PeerNginxLines: 10_000}
+	return Options{Reps: 3, Attacks: 200, SSHLines: 1_000_000, NginxLines: 1_000_000, LargeSSHLines: 10_000_000, PeerSSHLines: 50_000, PeerNginxLines: 5_000}
 }
 
 // Result is the JSON document a run writes.

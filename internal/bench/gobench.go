@@ -127,7 +127,8 @@ func runScale(ctx context.Context, o *Options, res *Result) error {
 		errs = append(errs, err.Error())
 	}
 	if !o.Quick {
-		got, err := goBench(ctx, o, "enforce", "^BenchmarkKernelMemory$/^(nft|xdp|both)$", o.Reps)
+		// Once: host-wide kernel memory, with settling pauses (30 s a run).
+		got, err := goBench(ctx, o, "enforce", "^BenchmarkKernelMemory$/^(nft|xdp|both)$", 1)
 		if err == nil {
 			var ms []Metric
 			ms, err = pick(got, "enforce", []pickSpec{

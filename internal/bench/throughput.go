@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -20,7 +19,7 @@ import (
 type Throughput struct {
 	Tool    string `json:"tool"`
 	Log     string `json:"log"`    // auth.log or access.log
-	Corpus  string `json:"corpus"` // main (moat alone) or peer (beside the peers)
+	Corpus  string `json:"corpus"` // main, large (moat alone, once) or peer (beside the peers)
 	Lines   int    `json:"lines"`
 	Workers int    `json:"workers,omitempty"` // moat's --workers; 0 for a peer
 	// LinesPerSec is lines over wall time, start-up included;
@@ -219,11 +218,22 @@ func runThroughput(ctx context.Context, o *Options, res *Result) error {
 	for _, k := range keys {
 		res.Throughput = append(res.Throughput, summarise("moat", k.log, "main", c, k.workers, samples[k]))
 	}
+	if o.LargeSSHLines == 0 {
+		return nil
+	}
+	// The large sshd corpus, once per worker count: ten times the main
+	// one, to show the rate holds and what memory a long log costs.
+	big, err := genCorpus(ctx, o, o.LargeSSHLines, o.NginxLines)
+	if err != nil {
+		return err
+	}
+	for _, w := range []int{1, 2} {
+		logf(o.Log, "moat replay auth.log (%d lines), %d worker(s), once", big.lines["auth.log"], w)
+		s, err := moatReplay(ctx, o, big, "auth.log", w)
+		if err != nil {
+			return err
+		}
+		res.Throughput = append(res.Throughput, summarise("moat", "auth.log", "large", big, w, []sample{s}))
+	}
 	return nil
-}
-
-// atoi parses a decimal or returns 0.
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
 }
