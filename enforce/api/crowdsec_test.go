@@ -95,6 +95,13 @@ func TestRealCrowdsecAgent(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), attacker) || !strings.Contains(string(out), "crowdsecurity/ssh-bf") {
 		t.Errorf("cscli alerts list --ip %s: %v: %s", attacker, err, out)
 	}
+	// Its tables, which dereference what the JSON may leave out.
+	for _, args := range [][]string{{"alerts", "list"}, {"decisions", "list"}} {
+		out, err := ns.Command(append([]string{cscliBin, "-c", cfg, "-o", "human"}, args...)...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), attacker) {
+			t.Errorf("cscli %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
 	// And deletes the ban through DELETE /v1/decisions.
 	out, err = ns.Command(cscliBin, "-c", cfg, "decisions", "delete", "--ip", attacker).CombinedOutput()
 	t.Logf("cscli decisions delete: %s", out)

@@ -47,7 +47,7 @@ type lapiAlertDecision struct {
 	Origin    *string `json:"origin"`
 	Scenario  *string `json:"scenario"`
 	Scope     *string `json:"scope"`
-	Simulated *bool   `json:"simulated,omitempty"`
+	Simulated *bool   `json:"simulated"`
 	Type      *string `json:"type"`
 	Until     string  `json:"until,omitempty"`
 	Value     *string `json:"value"`
@@ -335,9 +335,8 @@ func toLAPIAlert(rec store.AlertRecord, ds []store.Record, now time.Time) lapiAl
 		d := &lapiAlertDecision{
 			ID: l.ID, Duration: ptr(l.Duration), Origin: ptr(l.Origin), Scenario: ptr(l.Scenario),
 			Scope: ptr(l.Scope), Type: ptr(l.Type), Until: l.Until, Value: ptr(l.Value),
-		}
-		if l.Simulated {
-			d.Simulated = &l.Simulated
+			// Always set: cscli's tables dereference it.
+			Simulated: &l.Simulated,
 		}
 		out.Decisions = append(out.Decisions, d)
 	}

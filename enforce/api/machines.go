@@ -421,17 +421,28 @@ func (s *Server) machineAlerts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// has_active_decision (cscli decisions list asks it) keeps the
+	// alerts holding an active decision, with those decisions only. It
+	// filters the page the limit cut, so it may return fewer.
+	active := q.Get("has_active_decision") == "true"
 	out := make([]lapiAlert, 0, len(recs))
 	for _, rec := range recs {
 		var ds []store.Record
 		for _, id := range rec.Decisions {
-			err := s.st.ListPages(r.Context(), store.Filter{ID: id, History: true}, 0, func(rs []store.Record) error {
-				ds = append(ds, rs...)
+			err := s.st.ListPages(r.Context(), store.Filter{ID: id, History: !active}, 0, func(rs []store.Record) error {
+				for _, d := range rs {
+					if !active || d.Deleted.IsZero() && !d.Expired(now) {
+						ds = append(ds, d)
+					}
+				}
 				return nil
 			})
 			if err != nil {
 				return err
 			}
+		}
+		if active && len(ds) == 0 {
+			continue
 		}
 		out = append(out, toLAPIAlert(rec, ds, now))
 	}

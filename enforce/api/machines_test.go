@@ -291,6 +291,7 @@ func TestMachinePushAlerts(t *testing.T) {
 		{"?scenario=ssh-bf&limit=2", 200, 2},
 		{"?since=1h", 200, 4},
 		{"?until=1h", 200, 0},
+		{"?has_active_decision=true", 200, 3},
 		{"?since=banana", 400, 0},
 		{"?limit=-1", 400, 0},
 		{"?ip=300.1.1.1", 400, 0},
