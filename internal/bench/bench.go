@@ -71,6 +71,9 @@ type Machine struct {
 	Kernel string `json:"kernel"`
 	Go     string `json:"go"`
 	MemMiB int    `json:"mem_mib"`
+	// Load is /proc/loadavg at the start and at the end of the run: the
+	// machine may be shared.
+	Load []string `json:"loadavg"`
 }
 
 // Metric is one figure reported by one of moat's Go benchmarks.
@@ -143,6 +146,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.Machine.Load = append(res.Machine.Load, loadavg())
 	return res, writeOutputs(&o, res)
 }
 
@@ -172,6 +176,7 @@ func machine() Machine {
 			}
 		}
 	}
+	m.Load = []string{loadavg()}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var kb int
 		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
@@ -204,16 +209,19 @@ func runLatencies(ctx context.Context, o *Options, res *Result) error {
 			continue
 		}
 		l := Latency{Source: k.source, Backend: k.backend, TargetP99: latencyTargets[k.source]}
-		var p50s, p99s, maxs []float64
+		var p50s, p99s, maxs, gaps []float64
 		for _, r := range runs[k] {
 			p50, p99, mx := percentiles(r.Samples)
 			p50s, p99s, maxs = append(p50s, p50), append(p99s, p99), append(maxs, mx)
 			l.Samples = append(l.Samples, r.Samples...)
 			l.WarmUp = append(l.WarmUp, r.WarmUp)
+			gaps = append(gaps, r.Gaps...)
 			l.Attacks += len(r.Samples) + r.Misses
 			l.Misses += r.Misses
 		}
 		l.P50, l.P99, l.Max = newStat(p50s), newStat(p99s), newStat(maxs)
+		l.ProbeGap = newStat(gaps)
+		l.ProbeGap.Values = nil // the samples' order; not worth the bytes
 		l.Pooled.P50, l.Pooled.P99, l.Pooled.Max = percentiles(l.Samples)
 		res.Latency = append(res.Latency, l)
 	}
@@ -236,4 +244,13 @@ func writeOutputs(o *Options, res *Result) error {
 		return err
 	}
 	return writeCharts(o.OutDir, res)
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }

@@ -38,6 +38,9 @@ type Latency struct {
 		Max float64 `json:"max"`
 	} `json:"pooled_ms"`
 	TargetP99 float64 `json:"target_p99_ms"`
+	// ProbeGap is the gap between the last probe that arrived and the
+	// first that did not, per sample (µs): the resolution.
+	ProbeGap Stat `json:"probe_gap_us"`
 	// WarmUp is the first attack after each start, not in the samples.
 	WarmUp  []float64 `json:"warmup_ms"`
 	Samples []float64 `json:"samples_ms"`
@@ -48,6 +51,7 @@ type latencyRun struct {
 	Samples []float64 `json:"samples_ms"`
 	Misses  int       `json:"misses"`
 	WarmUp  float64   `json:"warmup_ms"`
+	Gaps    []float64 `json:"probe_gaps_us"`
 }
 
 // targets are the p99 goals per source (ms).
@@ -184,7 +188,7 @@ func latencyChild(ctx context.Context, source, backend string, attacks int, moat
 			time.Sleep(5 * time.Millisecond)
 			return nil
 		}
-		lat, err := p.attack(ctx, i, ip, prepare, func() error { return w.write(line) })
+		lat, gap, err := p.attack(ctx, i, ip, prepare, func() error { return w.write(line) })
 		switch {
 		case err == errNotDropped:
 			res.Misses++
@@ -194,6 +198,7 @@ func latencyChild(ctx context.Context, source, backend string, attacks int, moat
 			res.WarmUp = float64(lat.Nanoseconds()) / 1e6
 		default:
 			res.Samples = append(res.Samples, float64(lat.Nanoseconds())/1e6)
+			res.Gaps = append(res.Gaps, float64(gap.Nanoseconds())/1e3)
 		}
 	}
 	if len(res.Samples) == 0 {

@@ -80,16 +80,17 @@ func (p *prober) close() { p.recv.Close() }
 // attack measures one attacker: it checks that its packets get through,
 // calls prepare, then trigger (which writes the line that gets it banned)
 // and returns the time from trigger's start to the send time of the first
-// probe that never arrived.
-func (p *prober) attack(ctx context.Context, i int, src netip.Addr, prepare, trigger func() error) (time.Duration, error) {
+// probe that never arrived, and the gap between that probe and the last
+// one that did (the resolution of this sample).
+func (p *prober) attack(ctx context.Context, i int, src netip.Addr, prepare, trigger func() error) (lat, gap time.Duration, err error) {
 	var c *net.UDPConn
-	err := p.attacker.do(func() error {
+	err = p.attacker.do(func() error {
 		var err error
 		c, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(p.dst))
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	var pkt [8]byte
@@ -102,32 +103,35 @@ func (p *prober) attack(ctx context.Context, i int, src netip.Addr, prepare, tri
 	deadline := time.Now().Add(2 * time.Second)
 	for p.seen[i].Load() < 0 {
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("attacker %s: no probe arrived before the attack", src)
+			return 0, 0, fmt.Errorf("attacker %s: no probe arrived before the attack", src)
 		}
 		send(0)
 		time.Sleep(time.Millisecond)
 	}
 	if err := prepare(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	sent := []time.Time{{}} // sent[k]: when probe k left; 0 is the warm-up
 	t0 := time.Now()
 	if err := trigger(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for k := 1; ; k++ {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		now := time.Now()
 		sent = append(sent, now)
 		send(k)
 		last := int(p.seen[i].Load())
 		if last+1 < len(sent) && now.Sub(sent[last+1]) > probeQuiet {
-			return sent[last+1].Sub(t0), nil
+			if last < 1 {
+				return sent[last+1].Sub(t0), sent[last+1].Sub(t0), nil
+			}
+			return sent[last+1].Sub(t0), sent[last+1].Sub(sent[last]), nil
 		}
 		if now.Sub(t0) > probeTimeout {
-			return 0, errNotDropped
+			return 0, 0, errNotDropped
 		}
 		time.Sleep(probeGap)
 	}

@@ -45,7 +45,7 @@ func fstat(s Stat) string {
 
 func sections(res *Result) []section {
 	lat := section{title: "Log line written → attacker's packets dropped (ms; median [min–max] of the per-run figure; pooled = all samples)",
-		head: []string{"source", "backend", "attacks", "p50", "p99", "max", "pooled p50", "pooled p99", "pooled max", "p99 target", "met"}}
+		head: []string{"source", "backend", "attacks", "p50", "p99", "max", "pooled p50", "pooled p99", "pooled max", "p99 target", "met", "probe gap µs"}}
 	for _, l := range res.Latency {
 		met := "yes"
 		if l.Pooled.P99 > l.TargetP99 {
@@ -56,7 +56,7 @@ func sections(res *Result) []section {
 			att += fmt.Sprintf(" (%d not dropped)", l.Misses)
 		}
 		lat.rows = append(lat.rows, []string{l.Source, l.Backend, att, fstat(l.P50), fstat(l.P99), fstat(l.Max),
-			fnum(l.Pooled.P50), fnum(l.Pooled.P99), fnum(l.Pooled.Max), "≤ " + fnum(l.TargetP99), met})
+			fnum(l.Pooled.P50), fnum(l.Pooled.P99), fnum(l.Pooled.Max), "≤ " + fnum(l.TargetP99), met, fnum(l.ProbeGap.Median)})
 	}
 	thr := section{title: "Replay throughput (start-up included; lines/CPU-s is the rate per core)",
 		head: []string{"tool", "corpus", "log", "lines", "workers", "lines/s", "lines/CPU-s", "CPU s", "peak RSS MiB", "precision", "recall"}}
@@ -87,8 +87,8 @@ func sections(res *Result) []section {
 
 func header(res *Result) string {
 	m := res.Machine
-	return fmt.Sprintf("moat-bench %s mode, %d repetition(s), %.0f s, %s\nmachine: %d CPUs (%s), kernel %s, %d MiB, %s\n",
-		res.Mode, res.Reps, res.Seconds, res.Started.Format("2006-01-02 15:04 UTC"), m.CPUs, m.CPU, m.Kernel, m.MemMiB, m.Go)
+	return fmt.Sprintf("moat-bench %s mode, %d repetition(s), %.0f s, %s\nmachine: %d CPUs (%s), kernel %s, %d MiB, %s; load average %s\n",
+		res.Mode, res.Reps, res.Seconds, res.Started.Format("2006-01-02 15:04 UTC"), m.CPUs, m.CPU, m.Kernel, m.MemMiB, m.Go, strings.Join(m.Load, " at the start, ")+" at the end")
 }
 
 func footer(res *Result) string {
