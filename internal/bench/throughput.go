@@ -58,13 +58,20 @@ func genCorpus(ctx context.Context, o *Options, ssh, nginx int) (*corpus, error)
 	dir := filepath.Join(o.CacheDir, fmt.Sprintf("corpus-ssh%d-nginx%d-seed1", ssh, nginx))
 	if _, err := os.Stat(filepath.Join(dir, "meta.json")); err != nil {
 		logf(o.Log, "generating corpus %s", filepath.Base(dir))
-		tmp := dir + ".tmp"
-		os.RemoveAll(tmp)
+		// Into a directory of this run's own, then renamed: two runs
+		// generating at once each finish, and one of them wins.
+		tmp, err := os.MkdirTemp(o.CacheDir, filepath.Base(dir)+".tmp-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
 		if _, err := run(ctx, gen, "--ssh-lines", fmt.Sprint(ssh), "--nginx-lines", fmt.Sprint(nginx), "--seed", "1", tmp); err != nil {
 			return nil, err
 		}
 		if err := os.Rename(tmp, dir); err != nil {
-			return nil, err
+			if _, statErr := os.Stat(filepath.Join(dir, "meta.json")); statErr != nil {
+				return nil, err
+			}
 		}
 	}
 	return loadCorpus(dir)
