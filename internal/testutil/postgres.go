@@ -64,8 +64,12 @@ func StartPostgres(tb testing.TB, settings ...string) *Postgres {
 	p := &Postgres{Dir: dir, Database: "moat", tb: tb, settings: settings}
 	tb.Cleanup(func() {
 		// Registered before anything starts, so a failed start is
-		// cleaned up too; stopping a stopped cluster is harmless.
-		p.stop()
+		// cleaned up too; stopping a stopped cluster is harmless. If
+		// pg_ctl cannot stop it, the postmaster is killed outright.
+		if err := p.stop(); err != nil {
+			tb.Logf("postgres: %v; killing the postmaster", err)
+			p.killPostmaster()
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			tb.Errorf("postgres: remove %s: %v", dir, err)
 		}
@@ -120,6 +124,29 @@ func (p *Postgres) Kill() {
 	p.tb.Helper()
 	if err := p.stop(); err != nil {
 		p.tb.Fatalf("postgres: stop: %v", err)
+	}
+}
+
+// Restart kills the cluster and starts it again, as after a crash.
+func (p *Postgres) Restart() {
+	p.tb.Helper()
+	p.Kill()
+	p.Start()
+}
+
+// killPostmaster sends SIGKILL to the postmaster postmaster.pid names.
+func (p *Postgres) killPostmaster() {
+	b, err := os.ReadFile(filepath.Join(p.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 1 {
+		return
+	}
+	if proc, err := os.FindProcess(pid); err == nil {
+		proc.Kill()
 	}
 }
 

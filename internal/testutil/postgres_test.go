@@ -34,6 +34,10 @@ func TestPostgresLifecycle(t *testing.T) {
 		}
 		pg.Start()
 		if err := dial(); err != nil {
+			t.Fatalf("started again, but: %v", err)
+		}
+		pg.Restart()
+		if err := dial(); err != nil {
 			t.Fatalf("restarted, but: %v", err)
 		}
 		st, err := os.Stat(dir)
