@@ -165,7 +165,13 @@ func TestRenderersEscapeUntrustedText(t *testing.T) {
 			return writeExplanation(w, format, h, x)
 		}},
 		{"replay", true, func(w io.Writer, format, h string) error {
-			return writeAlerts(w, format, []model.Alert{{Scenario: h, Scope: h, Value: h, EventsCount: 5, Start: now, Stop: now}})
+			spill, err := newAlertSpill()
+			if err != nil {
+				return err
+			}
+			defer spill.Close()
+			spill.add([]model.Alert{{Scenario: h, Scope: h, Value: h, EventsCount: 5, Start: now, Stop: now}})
+			return spill.write(w, format)
 		}},
 		{"replay warnings", false, func(w io.Writer, _, h string) error {
 			warnUntimed(w, []scenario.ScenarioStats{{Name: h, Untimed: 3}})

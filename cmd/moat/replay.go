@@ -72,15 +72,19 @@ year take --year (default: the current year). Nothing is banned.`,
 			if n := eng.Workers(workers); n < workers {
 				fmt.Fprintf(a.stderr, "moat: parsing on %d worker(s), not %d: a parser keeps state from one line to the next\n", n, workers)
 			}
-			alerts, err := replay(cmd.Context(), eng, r, workers, bar)
+			spill, err := newAlertSpill()
 			if err != nil {
+				return err
+			}
+			defer spill.Close()
+			if err := replay(cmd.Context(), eng, r, workers, bar, spill.add); err != nil {
 				return err
 			}
 			warnUntimed(a.stderr, eng.Stats().Scenarios.Scenarios)
 			if cut := r.Stats().Cut; cut > 0 {
 				fmt.Fprintf(a.stderr, "moat: warning: %d lines longer than %d bytes were cut to that length\n", cut, r.MaxLineLength)
 			}
-			if err := writeAlerts(a.stdout, format, alerts); err != nil {
+			if err := spill.write(a.stdout, format); err != nil {
 				return err
 			}
 			// The alerts of what could be read are printed, but a damaged
@@ -105,21 +109,22 @@ year take --year (default: the current year). Nothing is banned.`,
 }
 
 // replay runs every line of r through eng, in order, with up to workers
-// parse goroutines, and returns the alerts including those the end of the
-// input flushes. With bar set, it draws a progress line there.
-func replay(ctx context.Context, eng *engine.Engine, r *acquire.Replay, workers int, bar io.Writer) ([]model.Alert, error) {
+// parse goroutines, and hands the alerts to sink, those the end of the
+// input flushes last. With bar set, it draws a progress line there.
+func replay(ctx context.Context, eng *engine.Engine, r *acquire.Replay, workers int, bar io.Writer, sink func([]model.Alert)) error {
 	g, ctx := errgroup.WithContext(ctx)
 	lines := make(chan detect.Line, 4096)
 	g.Go(func() error {
 		defer close(lines)
 		return r.Stream(ctx, lines)
 	})
-	var alerts []model.Alert
 	g.Go(func() error {
 		start := time.Now()
 		next := start
 		err := eng.Run(ctx, lines, workers, func(_ detect.Line, a []model.Alert) {
-			alerts = append(alerts, a...)
+			if len(a) > 0 {
+				sink(a)
+			}
 			if bar != nil && time.Now().After(next) {
 				drawProgress(bar, r.Progress(), time.Since(start))
 				next = time.Now().Add(200 * time.Millisecond)
@@ -135,9 +140,10 @@ func replay(ctx context.Context, eng *engine.Engine, r *acquire.Replay, workers 
 		return nil
 	})
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return err
 	}
-	return append(alerts, eng.Flush()...), nil
+	sink(eng.Flush())
+	return nil
 }
 
 func drawProgress(w io.Writer, p acquire.Progress, elapsed time.Duration) {
