@@ -18,6 +18,12 @@
 //     in-memory indexes: another replica's inserts must count too.
 //   - Sweeps (expiry, prune, alert cap) work in batches ordered by id, and
 //     Singleton runs a job on one replica at a time under an advisory lock.
+//   - Concurrent inserts on one Store share a statement (group commit).
+//
+// LISTEN and session advisory locks need a session of their own: behind a
+// pooler, use session pooling (PgBouncer's transaction pooling breaks
+// both). Replicas' clocks set creation and expiry times, so keep them in
+// sync (NTP), as for any fleet.
 package postgres
 
 import (
