@@ -132,7 +132,7 @@ func jobKey(job string) int64 {
 }
 
 // Singleton runs fn if no other replica (or Store) runs the job of that
-// name now, under a session advisory lock (pg_try_advisory_lock) held on
+// name now, under an advisory lock (pg_try_advisory_lock) held by
 // a connection of its own for fn's length; it returns whether fn ran, and
 // fn's error. A replica that dies mid-job drops its connection and with
 // it the lock, so the next replica's tick takes over.

@@ -20,9 +20,9 @@
 //     Singleton runs a job on one replica at a time under an advisory lock.
 //   - Concurrent inserts on one Store share a statement (group commit).
 //
-// LISTEN and session advisory locks need a session of their own: behind a
-// pooler, use session pooling (PgBouncer's transaction pooling breaks
-// both). Replicas' clocks set creation and expiry times, so keep them in
+// LISTEN and connection-held advisory locks need a server connection
+// that stays theirs: behind a pooler, pool per client connection
+// (PgBouncer's transaction pooling breaks both). Replicas' clocks set creation and expiry times, so keep them in
 // sync (NTP), as for any fleet.
 package postgres
 
