@@ -14,17 +14,24 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/detect/exprenv"
 )
 
 func (a *app) explainCmd() *cobra.Command {
 	var logType, line string
+	var exprs bool
 	cmd := &cobra.Command{
-		Use:   "explain [--line LINE | FILE | -]",
+		Use:   "explain [--line LINE | FILE | - | --expressions]",
 		Short: "Show how lines go through every parser stage and which scenarios they trigger",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Shows, for each line, what every parser stage made of it and which scenarios
+it was poured into. With --expressions, lists instead the parser and scenario
+expressions of the loaded content that still do per-event work a load could
+have done (a pattern computed from the event, a helper that fails on constant
+arguments): where detection will be slower than it needs to be.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if (line == "") == (len(args) == 0) {
-				return usagef("give either --line or one FILE (- for stdin)")
+			if !exprs && (line == "") == (len(args) == 0) {
+				return usagef("give either --line or one FILE (- for stdin), or --expressions")
 			}
 			cfg, err := a.loadConfig(cmd)
 			if err != nil {
@@ -42,6 +49,9 @@ func (a *app) explainCmd() *cobra.Command {
 			format, err := a.outputFormat("table")
 			if err != nil {
 				return err
+			}
+			if exprs {
+				return dynamicListing.render(a.stdout, format, eng.Env().Dynamic())
 			}
 			var in io.Reader = strings.NewReader(line + "\n")
 			src := "--line"
@@ -71,7 +81,17 @@ func (a *app) explainCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&logType, "type", "syslog", "acquisition label type: selects the s00 parsers (syslog, nginx, ...)")
 	cmd.Flags().StringVar(&line, "line", "", "a single log line to explain")
+	cmd.Flags().BoolVar(&exprs, "expressions", false, "list the expressions that do per-event work a load could have done")
 	return cmd
+}
+
+var dynamicListing = listing[exprenv.Dynamic]{
+	columns: []column[exprenv.Dynamic]{
+		{"EXPRESSION", func(d exprenv.Dynamic) string { return d.Expr }},
+		{"PER-EVENT WORK", func(d exprenv.Dynamic) string { return d.Reason }},
+	},
+	raw:   func(d exprenv.Dynamic) string { return d.Expr },
+	empty: "every expression of the loaded content was compiled once at load",
 }
 
 func writeExplanation(w io.Writer, format, raw string, x engine.Explanation) error {

@@ -34,7 +34,8 @@ const dynMatch = "moatDynamicMatch"
 // Dynamic is an expression that still does, per event, work a load could
 // have done, and why.
 type Dynamic struct {
-	Expr, Reason string
+	Expr   string `json:"expr"`
+	Reason string `json:"reason"`
 }
 
 // Dynamic lists the compiled expressions that still do per-event work a
