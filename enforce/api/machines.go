@@ -135,6 +135,7 @@ func (s *Server) MachineHandler() http.Handler {
 		mux.Handle("DELETE /v1/decisions", handle(s.machineAuth(s.machineDeleteDecisions)))
 		mux.Handle("DELETE /v1/decisions/{id}", handle(s.machineAuth(s.machineDeleteDecisions)))
 		mux.Handle("GET /v1/heartbeat", handle(s.machineAuth(s.heartbeat)))
+		mux.Handle("GET "+FleetStreamPath, handle(s.machineAuth(s.fleetStream)))
 	}
 	mux.HandleFunc("/", notFound)
 	return mux

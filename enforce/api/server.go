@@ -65,7 +65,17 @@ type Server struct {
 	// each response cut short, for the caller to log.
 	OnAbort func(r *http.Request, err error)
 
-	lim limits
+	// MaxFleetStreams bounds the fleet decision streams open (machines'
+	// long-lived connections), MaxFleetStreamsPerMachine those of one
+	// machine; 0 takes the defaults. FleetHeartbeat is how long a quiet
+	// stream waits before it says it is alive; Changes, when set, wakes
+	// the streams at each store write (see fleetstream.go).
+	MaxFleetStreams, MaxFleetStreamsPerMachine int
+	FleetHeartbeat                             time.Duration
+	Changes                                    *Changes
+
+	lim   limits
+	fleet fleetState
 	// machines serves the CrowdSec LAPI machine endpoints once
 	// EnableMachines ran; nil otherwise.
 	machines *machines

@@ -18,6 +18,9 @@ const (
 	// (a machine) pushing its alerts to this fleet server; a machine's
 	// cscli decisions keep OriginCLI.
 	OriginMachine Origin = "machine"
+	// OriginFleet is a decision a fleet agent received from its fleet
+	// server's decision stream; it is never pushed back to the server.
+	OriginFleet Origin = "fleet"
 )
 
 // Scope of an alert source or decision, spelled as CrowdSec spells it.

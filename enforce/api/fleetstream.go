@@ -1,0 +1,343 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/enforce/store"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// The fleet decision stream: GET /v1/fleet/decisions/stream?after=SEQ, for
+// machines logged in (a bearer token from /v1/watchers/login). The answer
+// is a long-lived NDJSON body of FleetEvent lines: the changes after SEQ
+// (or, with SEQ 0 or a SEQ the store never reached, the whole active set),
+// a checkpoint carrying the sequence they add up to, then each later
+// change as soon as it is stored, each followed by its checkpoint, and a
+// heartbeat when nothing changed for a while. A moat fleet agent keeps one
+// open; a CrowdSec agent, which does not know it, gets a 404 from a server
+// that is not moat and polls the bouncer stream instead.
+
+// FleetStreamPath is the fleet decision stream's path.
+const FleetStreamPath = "/v1/fleet/decisions/stream"
+
+// Kinds of FleetEvent.
+const (
+	FleetNew        = "new"
+	FleetDeleted    = "deleted"
+	FleetCheckpoint = "checkpoint"
+	FleetHeartbeat  = "heartbeat"
+)
+
+// FleetEvent is one line of the fleet decision stream.
+type FleetEvent struct {
+	Kind string `json:"kind"`
+	// Seq, on a checkpoint or a heartbeat, is the sequence the agent is
+	// up to once it applied every decision before it.
+	Seq int64 `json:"seq,omitempty"`
+	// Startup, on a checkpoint, says the decisions since the previous
+	// checkpoint were the whole active set: the agent drops the fleet
+	// decisions it holds that were not among them.
+	Startup bool `json:"startup,omitempty"`
+	// Decisions of a new or deleted event.
+	Decisions []Decision `json:"decisions,omitempty"`
+	// At is the server's clock when the event was read from the store,
+	// for the agent's propagation lag.
+	At time.Time `json:"at"`
+}
+
+// Defaults of the fleet stream: a zero field of the Server takes these.
+const (
+	DefaultMaxFleetStreams           = 1024
+	DefaultMaxFleetStreamsPerMachine = 2
+	DefaultFleetHeartbeat            = 10 * time.Second
+	// fleetPoll is how often an idle stream reads the store's sequence
+	// even when no write woke it: writes this process does not see (the
+	// CLI on another replica sharing a PostgreSQL store) reach the agents
+	// within it.
+	fleetPoll = time.Second
+)
+
+// Changes wakes the fleet streams when the store changes. Wrap the
+// decision service's store with Wrap, hand it to the server (Server.Changes):
+// each stored write then wakes every stream at once, instead of a poll.
+type Changes struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// NewChanges returns a notifier.
+func NewChanges() *Changes { return &Changes{ch: make(chan struct{})} }
+
+// wait returns a channel closed at the next Notify.
+func (c *Changes) wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
+}
+
+// Notify wakes every stream waiting.
+func (c *Changes) Notify() {
+	c.mu.Lock()
+	close(c.ch)
+	c.ch = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Wrap returns st with every write that may change the decision stream
+// followed by Notify, once the write is committed (a stream woken before
+// would read nothing new).
+func (c *Changes) Wrap(st decision.Store) decision.Store { return notifyingStore{st, c} }
+
+type notifyingStore struct {
+	decision.Store
+	c *Changes
+}
+
+func (s notifyingStore) InsertAlert(ctx context.Context, a model.Alert, ds []model.Decision) (int64, error) {
+	id, err := s.Store.InsertAlert(ctx, a, ds)
+	if err == nil && len(ds) > 0 {
+		s.c.Notify()
+	}
+	return id, err
+}
+
+func (s notifyingStore) InsertDecisions(ctx context.Context, ds []model.Decision) error {
+	err := s.Store.InsertDecisions(ctx, ds)
+	if err == nil {
+		s.c.Notify()
+	}
+	return err
+}
+
+func (s notifyingStore) DeleteDecisions(ctx context.Context, f store.Filter) ([]model.Decision, error) {
+	ds, err := s.Store.DeleteDecisions(ctx, f)
+	if len(ds) > 0 {
+		s.c.Notify()
+	}
+	return ds, err
+}
+
+func (s notifyingStore) DeleteIDs(ctx context.Context, ids []int64) ([]model.Decision, error) {
+	ds, err := s.Store.DeleteIDs(ctx, ids)
+	if len(ds) > 0 {
+		s.c.Notify()
+	}
+	return ds, err
+}
+
+func (s notifyingStore) DeleteAll(ctx context.Context) ([]model.Decision, error) {
+	ds, err := s.Store.DeleteAll(ctx)
+	if len(ds) > 0 {
+		s.c.Notify()
+	}
+	return ds, err
+}
+
+func (s notifyingStore) Expire(ctx context.Context, now time.Time) (int, error) {
+	n, err := s.Store.Expire(ctx, now)
+	if n > 0 {
+		s.c.Notify()
+	}
+	return n, err
+}
+
+// fleetState is the fleet streams' share of the server's limits.
+type fleetState struct {
+	mu      sync.Mutex
+	streams int
+	per     map[string]int
+}
+
+// acquireFleet takes a fleet stream slot, in total and for the machine.
+func (s *Server) acquireFleet(machine string) (func(), error) {
+	maxAll, maxPer := s.MaxFleetStreams, s.MaxFleetStreamsPerMachine
+	if maxAll <= 0 {
+		maxAll = DefaultMaxFleetStreams
+	}
+	if maxPer <= 0 {
+		maxPer = DefaultMaxFleetStreamsPerMachine
+	}
+	f := &s.fleet
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.per == nil {
+		f.per = map[string]int{}
+	}
+	if f.streams >= maxAll {
+		return nil, &limitError{apiError{http.StatusTooManyRequests, fmt.Sprintf("too many fleet streams open (at most %d): retry later", maxAll)}}
+	}
+	if f.per[machine] >= maxPer {
+		return nil, &limitError{apiError{http.StatusTooManyRequests, fmt.Sprintf("machine %q already has %d fleet streams open (at most %d): retry later", machine, f.per[machine], maxPer)}}
+	}
+	f.streams++
+	f.per[machine]++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.streams--
+		if f.per[machine]--; f.per[machine] == 0 {
+			delete(f.per, machine)
+		}
+	}, nil
+}
+
+// fleetWriter writes stream lines, each flushed under its own write
+// deadline: an agent that stops reading is cut off after WriteTimeout.
+type fleetWriter struct {
+	rc  *http.ResponseController
+	bw  *bufio.Writer
+	enc *json.Encoder
+	to  time.Duration
+}
+
+func (fw *fleetWriter) send(ev FleetEvent) error {
+	if err := fw.rc.SetWriteDeadline(time.Now().Add(fw.to)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if err := fw.enc.Encode(ev); err != nil {
+		return err
+	}
+	// Flushed each line: an event waiting in a buffer is a ban late.
+	if err := fw.bw.Flush(); err != nil {
+		return err
+	}
+	return fw.rc.Flush()
+}
+
+// fleetStream is GET /v1/fleet/decisions/stream.
+func (s *Server) fleetStream(w http.ResponseWriter, r *http.Request) error {
+	var after int64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return badRequest("after %q: want a sequence, 0 or more", v)
+		}
+		after = n
+	}
+	release, err := s.acquireFleet(machineOf(r))
+	if err != nil {
+		return s.refuse(w, r, err)
+	}
+	defer release()
+	rc := http.NewResponseController(w)
+	// The server's read deadline covers the request, not a stream that
+	// lasts hours: left armed, it would end the stream when it passes.
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if _, err := s.svc.Expire(r.Context()); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	to := s.WriteTimeout
+	if to <= 0 {
+		to = DefaultWriteTimeout
+	}
+	fw := &fleetWriter{rc: rc, bw: bw, enc: json.NewEncoder(bw), to: to}
+	if err := s.fleetLoop(r.Context(), fw, after); err != nil && r.Context().Err() == nil {
+		s.cutShort(r, err)
+	}
+	return nil
+}
+
+// fleetLoop sends the changes after seq, then waits for the next ones,
+// until the agent goes away or a write fails.
+func (s *Server) fleetLoop(ctx context.Context, fw *fleetWriter, seq int64) error {
+	hb := s.FleetHeartbeat
+	if hb <= 0 {
+		hb = DefaultFleetHeartbeat
+	}
+	var wake func() <-chan struct{}
+	if s.Changes != nil {
+		wake = s.Changes.wait
+	}
+	startup := seq == 0
+	lastSent := time.Now()
+	poll := time.NewTicker(min(fleetPoll, hb))
+	defer poll.Stop()
+	for {
+		// Taken before the read, so a write committed during it wakes
+		// the next wait rather than being missed.
+		var woken <-chan struct{}
+		if wake != nil {
+			woken = wake()
+		}
+		next, sent, err := s.fleetDelta(ctx, fw, seq, startup)
+		if err != nil {
+			return err
+		}
+		if sent || startup {
+			lastSent = time.Now()
+		} else if time.Since(lastSent) >= hb {
+			if err := fw.send(FleetEvent{Kind: FleetHeartbeat, Seq: next, At: s.Now()}); err != nil {
+				return err
+			}
+			lastSent = time.Now()
+		}
+		seq, startup = next, false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-woken:
+		case <-poll.C:
+		}
+	}
+}
+
+// fleetDelta sends what changed after seq (everything active when startup)
+// and its checkpoint, page by page: the store is read a page at a time and
+// each page written after its rows are closed, so no store connection or
+// snapshot waits on the agent. It returns the sequence sent up to, and
+// whether anything was sent.
+func (s *Server) fleetDelta(ctx context.Context, fw *fleetWriter, seq int64, startup bool) (int64, bool, error) {
+	now := s.Now()
+	var sent bool
+	emit := func(c store.Change, recs []store.Record) error {
+		ev := FleetEvent{Kind: FleetNew, At: now}
+		if c == store.Deleted {
+			ev.Kind = FleetDeleted
+		}
+		for _, rec := range recs {
+			// Simulated decisions are the server's trial; agents
+			// enforce none of them.
+			if rec.Simulated && c == store.New {
+				continue
+			}
+			ev.Decisions = append(ev.Decisions, fromModel(rec.Decision))
+		}
+		if len(ev.Decisions) == 0 {
+			return nil
+		}
+		sent = true
+		return fw.send(ev)
+	}
+	cur, err := s.st.Stream(ctx, seq, startup, now, 0, emit)
+	if err != nil {
+		return seq, sent, err
+	}
+	if cur < seq && !startup {
+		// The agent is ahead of the store: a new store (or one restored
+		// from an old backup). What it holds cannot be trusted as a
+		// delta's base; it starts over.
+		return s.fleetDelta(ctx, fw, 0, true)
+	}
+	if !sent && !startup && cur == seq {
+		return cur, false, nil
+	}
+	if err := fw.send(FleetEvent{Kind: FleetCheckpoint, Seq: cur, Startup: startup, At: now}); err != nil {
+		return seq, sent, err
+	}
+	return cur, true, nil
+}
