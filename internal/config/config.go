@@ -43,6 +43,9 @@ type Config struct {
 	Store      StoreConf `yaml:"store"`
 	// Server is the fleet server role (off by default).
 	Server Server `yaml:"server"`
+	// Notifications are named channels (webhook, email, file) that
+	// profiles send their alerts to by name (notifications.go).
+	Notifications map[string]Notification `yaml:"notifications,omitempty"`
 
 	// Source is the file the config came from, or "" for the embedded default.
 	Source string `yaml:"-"`
@@ -350,6 +353,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Hub.Workers < 0 {
 		return bad("hub workers must be 0 (one per core) or positive", "hub", "workers")
+	}
+	if err := c.validateNotifications(bad); err != nil {
+		return err
 	}
 	return c.validateServer(bad)
 }
