@@ -181,6 +181,8 @@ type pending struct {
 	a   model.Alert
 	ds  []model.Decision
 	dup bool
+	// notify names the channels the matching profiles send the alert to.
+	notify []string
 	// first is the first store attempt's result.
 	first  chan error
 	enfErr error
@@ -226,6 +228,7 @@ func (s *Service) enforce(ctx context.Context, a model.Alert) (*pending, error) 
 		return &pending{a: a, dup: true}, nil
 	}
 	var ds []model.Decision
+	var notify []string
 	s.count(func() { s.stats.alerts++ })
 	if a.Source.IsValid() && s.Allowlisted(a.Source) {
 		s.count(func() { s.stats.allowlisted++ })
@@ -237,6 +240,7 @@ func (s *Service) enforce(ctx context.Context, a model.Alert) (*pending, error) 
 		if s.Observe != nil {
 			s.Observe(a, out)
 		}
+		notify = out.Notifications
 		for _, d := range out.Decisions {
 			if s.Allowlisted(d.Value) {
 				s.count(func() { s.stats.allowlisted++ })
@@ -254,7 +258,7 @@ func (s *Service) enforce(ctx context.Context, a model.Alert) (*pending, error) 
 			ds[i].ID = id + int64(i)
 		}
 	}
-	p := &pending{a: a, ds: ds, first: make(chan error, 1)}
+	p := &pending{a: a, ds: ds, notify: notify, first: make(chan error, 1)}
 	go func() {
 		// The insert must finish even if ctx ends now: the kernel may
 		// already hold the ban.

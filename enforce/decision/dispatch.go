@@ -44,6 +44,10 @@ type DispatcherConfig struct {
 	// attempt. For the daemon's log; called from the shards.
 	OnBan   func(model.Alert, []model.Decision)
 	OnError func(model.Alert, error)
+	// Notify, when set, is handed each alert whose profiles name
+	// notification channels, once the kernel holds its bans. It is called
+	// from the shards, so it must not wait (enforce/notify only queues).
+	Notify func(a model.Alert, ds []model.Decision, channels []string)
 }
 
 // Dispatcher is the alert pipeline: it turns alerts into decisions with
@@ -239,6 +243,9 @@ func (d *Dispatcher) handle(ctx context.Context, j job, marks *watermark) (stori
 	}
 	if d.cfg.OnBan != nil && len(p.ds) > 0 {
 		d.cfg.OnBan(j.a, p.ds)
+	}
+	if d.cfg.Notify != nil && len(p.notify) > 0 {
+		d.cfg.Notify(j.a, p.ds, p.notify)
 	}
 	s := storing{value: j.a.Value, done: make(chan struct{})}
 	d.pendingStore.Add(1)

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,7 +66,12 @@ type Profile struct {
 	Decisions []Decision
 	OnSuccess string
 	OnFailure string
+	// Notifications name the channels (moat.yaml notifications:) that
+	// hear of the alerts this profile matches.
+	Notifications []string
 
+	file         string
+	notifyLines  []int
 	filters      []*vm.Program
 	filterSrc    []string
 	durationExpr *vm.Program
@@ -141,7 +147,14 @@ func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
 	if raw.Name == "" {
 		return nil, bad("name", -1, "profile without a name")
 	}
-	p := &Profile{Name: raw.Name, Debug: raw.Debug, OnSuccess: raw.OnSuccess, OnFailure: raw.OnFailure}
+	p := &Profile{Name: raw.Name, Debug: raw.Debug, OnSuccess: raw.OnSuccess, OnFailure: raw.OnFailure, file: file}
+	for i, n := range raw.Notifications {
+		if n == "" {
+			return nil, bad("notifications", i, "profile %s: empty notification name", raw.Name)
+		}
+		p.Notifications = append(p.Notifications, n)
+		p.notifyLines = append(p.notifyLines, lineOf(doc, "notifications", i))
+	}
 	switch raw.OnSuccess {
 	case "", "continue", "break":
 	default:
@@ -189,6 +202,19 @@ func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
 	return p, nil
 }
 
+// CheckNotifications reports the first notification a profile names that
+// known does not know, at its line in the profiles file.
+func (s *Set) CheckNotifications(known func(name string) bool) error {
+	for _, p := range s.Profiles {
+		for i, n := range p.Notifications {
+			if !known(n) {
+				return &Error{File: p.file, Line: p.notifyLines[i], Msg: fmt.Sprintf("profile %s: notification %q: no such channel under notifications: in moat.yaml", p.Name, n)}
+			}
+		}
+	}
+	return nil
+}
+
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
@@ -205,6 +231,9 @@ type Outcome struct {
 	// Warnings are problems that did not stop a decision (a duration
 	// expression that failed falls back to the profile's duration).
 	Warnings []string
+	// Notifications are the channels of every profile that matched, in
+	// order, each once.
+	Notifications []string
 }
 
 // Decide runs the profiles on a. c answers history questions; it may be
@@ -238,6 +267,11 @@ func (s *Set) Decide(ctx context.Context, a model.Alert, c Counter, now time.Tim
 			continue
 		}
 		out.Profile = p.Name
+		for _, n := range p.Notifications {
+			if !slices.Contains(out.Notifications, n) {
+				out.Notifications = append(out.Notifications, n)
+			}
+		}
 		ds, err := p.decisions(env, a, now, &out)
 		if err != nil {
 			return Outcome{}, err
