@@ -1,0 +1,109 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/enforce/store"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// Applier holds the fleet decisions on this host: the daemon's decision
+// service (ServiceApplier), or a fake in tests.
+type Applier interface {
+	// Add holds ds (origin fleet, Reason from ReasonOf) and returns the
+	// ID each got here, 0 for one refused (an allowlisted or protected
+	// address here): such a decision is not retried.
+	Add(ctx context.Context, ds []model.Decision) ([]int64, error)
+	// Delete drops the decisions of these local IDs.
+	Delete(ctx context.Context, ids []int64) error
+	// Held returns the fleet decisions held now, by server ID: the local
+	// ID of each, so a restart knows which decisions it holds already.
+	Held(ctx context.Context) (map[int64]int64, error)
+}
+
+// reasonPrefix starts the Reason of a fleet decision; the server's ID
+// follows. The reason is what ties a local decision to the server's, so
+// a restart rebuilds the tie from the store.
+const reasonPrefix = "fleet decision #"
+
+// ReasonOf is the Reason a fleet decision with the server's ID id gets.
+func ReasonOf(id int64) string { return reasonPrefix + strconv.FormatInt(id, 10) }
+
+// ServerID reads the server's ID from a fleet decision's Reason.
+func ServerID(reason string) (int64, bool) {
+	s, ok := strings.CutPrefix(reason, reasonPrefix)
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil && id > 0
+}
+
+// ServiceApplier holds fleet decisions through the decision service: in
+// the store (so they survive a restart and are served to this host's
+// bouncers) and then in the kernel.
+type ServiceApplier struct {
+	Svc *decision.Service
+}
+
+// Add adds ds in one commit; when some are refused here, one at a time so
+// the others still go in.
+func (a ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, error) {
+	ids := make([]int64, len(ds))
+	err := a.Svc.Add(ctx, ds)
+	if err == nil {
+		for i := range ds {
+			ids[i] = ds[i].ID
+		}
+		return ids, nil
+	}
+	if !refused(err) {
+		return nil, err
+	}
+	for i := range ds {
+		one := ds[i : i+1 : i+1]
+		if err := a.Svc.Add(ctx, one); err != nil {
+			if refused(err) {
+				continue
+			}
+			return nil, err
+		}
+		ids[i] = one[0].ID
+	}
+	return ids, nil
+}
+
+func refused(err error) bool {
+	return errors.Is(err, decision.ErrAllowlisted) || errors.Is(err, decision.ErrProtected) || errors.Is(err, decision.ErrInvalid)
+}
+
+// Delete deletes each ID.
+func (a ServiceApplier) Delete(ctx context.Context, ids []int64) error {
+	var errs []error
+	for _, id := range ids {
+		if _, err := a.Svc.Delete(ctx, store.Filter{ID: id}); err != nil {
+			errs = append(errs, fmt.Errorf("decision %d: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Held lists the active fleet decisions.
+func (a ServiceApplier) Held(ctx context.Context) (map[int64]int64, error) {
+	recs, err := a.Svc.List(ctx, store.Filter{Origin: string(model.OriginFleet)})
+	if err != nil {
+		return nil, fmt.Errorf("fleet decisions held: %w", err)
+	}
+	out := make(map[int64]int64, len(recs))
+	for _, r := range recs {
+		if sid, ok := ServerID(r.Reason); ok {
+			out[sid] = r.ID
+		}
+	}
+	return out, nil
+}

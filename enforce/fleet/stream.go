@@ -1,0 +1,313 @@
+package fleet
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/moatsec/moat/enforce/api"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// StateFile is the file, in the state directory, holding the stream
+// position.
+const StateFile = "fleet.json"
+
+// state is what StateFile holds. The position is the server's: a state
+// saved against another server is not used.
+type state struct {
+	Server string `json:"server"`
+	Seq    int64  `json:"seq"`
+}
+
+// errNoStream is a server without a fleet stream (a CrowdSec LAPI).
+var errNoStream = errors.New("the server has no fleet decision stream")
+
+// held is the consumer's state: the fleet decisions held, by server ID,
+// with the local ID (0: refused here) and expiry of each.
+type held struct {
+	local map[int64]heldDecision
+	// seen collects the server IDs streamed since the last checkpoint,
+	// for a startup checkpoint to drop what the server no longer has.
+	seen map[int64]bool
+	// pruned is when expired entries were last forgotten.
+	pruned time.Time
+}
+
+type heldDecision struct {
+	id    int64
+	until time.Time
+}
+
+func (c *Client) loadState() state {
+	b, err := os.ReadFile(filepath.Join(c.cfg.StateDir, StateFile))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			c.report("read stream position", err)
+		}
+		return state{}
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil || st.Server != c.cfg.Server || st.Seq < 0 {
+		return state{}
+	}
+	return st
+}
+
+// saveState writes the position. Not synced: a position lost in a crash
+// only replays decisions, which apply nothing twice.
+func (c *Client) saveState(seq int64) error {
+	if c.cfg.StateDir == "" {
+		return nil
+	}
+	b, _ := json.Marshal(state{Server: c.cfg.Server, Seq: seq})
+	p := filepath.Join(c.cfg.StateDir, StateFile)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+		return fmt.Errorf("save stream position: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("save stream position: %w", err)
+	}
+	return nil
+}
+
+// streamLoop keeps a stream open until ctx ends, reconnecting with
+// backoff. Nothing is removed while disconnected: the fleet decisions
+// held stay until they expire or the server says they are deleted.
+func (c *Client) streamLoop(ctx context.Context) {
+	bo := backoff{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
+	var h *held
+	seq := c.loadState().Seq
+	c.stats.seq.Store(seq)
+	for ctx.Err() == nil {
+		if h == nil {
+			local, err := c.cfg.Applier.Held(ctx)
+			if err != nil {
+				c.report("fleet decisions held", err)
+				if !sleep(ctx, bo.next()) {
+					return
+				}
+				continue
+			}
+			h = &held{local: map[int64]heldDecision{}, seen: map[int64]bool{}}
+			for sid, id := range local {
+				h.local[sid] = heldDecision{id: id}
+			}
+		}
+		start := time.Now()
+		next, err := c.streamOnce(ctx, h, seq)
+		if next != seq {
+			seq = next
+			if serr := c.saveState(seq); serr != nil {
+				c.report("stream", serr)
+			}
+		}
+		if errors.Is(err, errNoStream) {
+			if c.cfg.BouncerKey == "" {
+				c.report("stream", fmt.Errorf("%w and no bouncer_key is configured to poll its bouncer stream", err))
+			} else {
+				c.pollLoop(ctx, h)
+				return
+			}
+		} else if err != nil && ctx.Err() == nil {
+			c.report("stream", err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// A stream that lasted is a server that was fine: the next
+		// attempt starts from the shortest backoff.
+		if time.Since(start) > time.Minute {
+			bo.reset()
+		}
+		c.stats.reconnects.Add(1)
+		if !sleep(ctx, bo.next()) {
+			return
+		}
+	}
+}
+
+// streamOnce opens one stream and applies it until it ends; it returns
+// the position reached.
+func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	url := c.cfg.Server + api.FleetStreamPath + "?after=" + strconv.FormatInt(seq, 10)
+	resp, err := c.authed(sctx, func() (*http.Request, error) {
+		return http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
+	})
+	if err != nil {
+		return seq, fmt.Errorf("open stream: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return seq, errNoStream
+	default:
+		return seq, fmt.Errorf("open stream: %w", readStatus(resp))
+	}
+	c.stats.connected.Store(true)
+	if c.cfg.OnConnect != nil {
+		c.cfg.OnConnect(true, seq)
+	}
+	defer func() {
+		c.stats.connected.Store(false)
+		if c.cfg.OnConnect != nil {
+			c.cfg.OnConnect(false, seq)
+		}
+	}()
+	// A silent stream is a dead one (a peer gone without a FIN): the
+	// server sends a heartbeat well within StreamTimeout.
+	watchdog := time.AfterFunc(c.cfg.StreamTimeout, cancel)
+	defer watchdog.Stop()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	lastSave := time.Now()
+	for sc.Scan() {
+		watchdog.Reset(c.cfg.StreamTimeout)
+		var ev api.FleetEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return seq, fmt.Errorf("stream: malformed event: %w", err)
+		}
+		switch ev.Kind {
+		case api.FleetNew:
+			if err := c.applyNew(ctx, h, ev.Decisions, ev.At); err != nil {
+				return seq, err
+			}
+		case api.FleetDeleted:
+			if err := c.applyDeleted(ctx, h, ev.Decisions); err != nil {
+				return seq, err
+			}
+		case api.FleetCheckpoint:
+			if ev.Startup {
+				if err := c.dropUnseen(ctx, h); err != nil {
+					return seq, err
+				}
+			}
+			clear(h.seen)
+			seq = ev.Seq
+			c.stats.seq.Store(seq)
+			// Saved at most every second: a replay after a crash is
+			// harmless, a write per ban is not free.
+			if ev.Startup || time.Since(lastSave) > time.Second {
+				if err := c.saveState(seq); err != nil {
+					c.report("stream", err)
+				}
+				lastSave = time.Now()
+			}
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		if sctx.Err() != nil {
+			return seq, fmt.Errorf("stream silent for %s: taken for dead", c.cfg.StreamTimeout)
+		}
+		return seq, fmt.Errorf("stream: %w", err)
+	}
+	return seq, errors.New("stream ended by the server")
+}
+
+// applyNew holds the decisions not held yet.
+func (c *Client) applyNew(ctx context.Context, h *held, ds []api.Decision, at time.Time) error {
+	now := time.Now()
+	var add []model.Decision
+	var sids []int64
+	for _, d := range ds {
+		h.seen[d.ID] = true
+		if _, ok := h.local[d.ID]; ok {
+			continue
+		}
+		md, ok := fleetDecision(d, now)
+		if !ok {
+			continue
+		}
+		add = append(add, md)
+		sids = append(sids, d.ID)
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	ids, err := c.cfg.Applier.Add(ctx, add)
+	if err != nil {
+		return fmt.Errorf("apply %d fleet decisions: %w", len(add), err)
+	}
+	for i, sid := range sids {
+		h.local[sid] = heldDecision{id: ids[i], until: add[i].Until}
+	}
+	c.stats.applied.Add(int64(len(add)))
+	if c.cfg.OnLag != nil && !at.IsZero() {
+		lag := time.Since(at)
+		for range add {
+			c.cfg.OnLag(lag)
+		}
+	}
+	c.prune(h, now)
+	return nil
+}
+
+// applyDeleted drops the decisions held of those the server deleted.
+func (c *Client) applyDeleted(ctx context.Context, h *held, ds []api.Decision) error {
+	var ids, sids []int64
+	for _, d := range ds {
+		hd, ok := h.local[d.ID]
+		if !ok {
+			continue
+		}
+		sids = append(sids, d.ID)
+		if hd.id != 0 {
+			ids = append(ids, hd.id)
+		}
+	}
+	return c.drop(ctx, h, ids, sids)
+}
+
+func (c *Client) drop(ctx context.Context, h *held, ids, sids []int64) error {
+	if len(ids) > 0 {
+		if err := c.cfg.Applier.Delete(ctx, ids); err != nil {
+			return fmt.Errorf("delete %d fleet decisions: %w", len(ids), err)
+		}
+		c.stats.deleted.Add(int64(len(ids)))
+	}
+	for _, sid := range sids {
+		delete(h.local, sid)
+	}
+	return nil
+}
+
+// dropUnseen drops, after a startup (the whole active set), the fleet
+// decisions held that the server no longer has.
+func (c *Client) dropUnseen(ctx context.Context, h *held) error {
+	var ids, sids []int64
+	for sid, hd := range h.local {
+		if h.seen[sid] {
+			continue
+		}
+		sids = append(sids, sid)
+		if hd.id != 0 {
+			ids = append(ids, hd.id)
+		}
+	}
+	return c.drop(ctx, h, ids, sids)
+}
+
+// prune forgets, once a minute, held decisions that expired (the store
+// expires them on its own), so the map stays the size of the active set.
+func (c *Client) prune(h *held, now time.Time) {
+	if now.Sub(h.pruned) < time.Minute {
+		return
+	}
+	h.pruned = now
+	for sid, hd := range h.local {
+		if !hd.until.IsZero() && now.After(hd.until) {
+			delete(h.local, sid)
+		}
+	}
+}
