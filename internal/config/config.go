@@ -43,6 +43,8 @@ type Config struct {
 	Store      StoreConf `yaml:"store"`
 	// Server is the fleet server role (off by default).
 	Server Server `yaml:"server"`
+	// Fleet is the fleet agent role (off by default).
+	Fleet Fleet `yaml:"fleet"`
 	// Notifications are named channels (webhook, email, file) that
 	// profiles send their alerts to by name (notifications.go).
 	Notifications map[string]Notification `yaml:"notifications,omitempty"`
@@ -177,6 +179,7 @@ func Default() Config {
 			XDP:            XDPConf{PinDir: "/sys/fs/bpf/moat", MaxSingles: 1 << 20, MaxRanges: 1 << 16},
 		},
 		Store: StoreConf{AlertRetention: 30 * 24 * time.Hour, MaxAlerts: 200_000},
+		Fleet: defaultFleet(),
 	}
 }
 
@@ -357,7 +360,10 @@ func (c *Config) validate(root *yaml.Node) error {
 	if err := c.validateNotifications(bad); err != nil {
 		return err
 	}
-	return c.validateServer(bad)
+	if err := c.validateServer(bad); err != nil {
+		return err
+	}
+	return c.validateFleet(bad)
 }
 
 // validateServer checks the server section. A listener off loopback must

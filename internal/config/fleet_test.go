@@ -1,0 +1,49 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func TestBadFleetConfigs(t *testing.T) {
+	want := map[string]string{
+		"plain-http.bad.yaml":    `testdata/fleet/plain-http.bad.yaml:2: server "http://10.0.0.1:8089": plain http off loopback: use https, or the machine password and tokens cross the network in clear`,
+		"two-passwords.bad.yaml": `testdata/fleet/two-passwords.bad.yaml:4: want one of password and password_file`,
+		"no-server.bad.yaml":     `testdata/fleet/no-server.bad.yaml:2: machine_id is set but fleet.server is empty: set the server's URL, or remove the fleet section`,
+		"unknown-key.bad.yaml":   `testdata/fleet/unknown-key.bad.yaml:4: unknown key "pasword"`,
+		"push-batch.bad.yaml":    `testdata/fleet/push-batch.bad.yaml:5: push_batch 0: want 1 to 1000`,
+		"scheme.bad.yaml":        `testdata/fleet/scheme.bad.yaml:2: server "ftp://fleet.example": want http(s)://host:port`,
+	}
+	files, err := filepath.Glob("testdata/fleet/*.bad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Fatalf("%d bad configs in testdata/fleet, %d expectations", len(files), len(want))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load = %v, want a *config.Error", err)
+			}
+			if got := err.Error(); got != want[filepath.Base(f)] {
+				t.Fatalf("error\n got: %s\nwant: %s", got, want[filepath.Base(f)])
+			}
+		})
+	}
+}
+
+func TestFleetConfig(t *testing.T) {
+	for _, y := range []string{
+		"fleet:\n  server: http://127.0.0.1:8089\n  machine_id: a\n  password: x\n",
+		"fleet:\n  server: https://fleet.example:8089/\n  machine_id: a\n  password_file: /etc/moat/fleet.pw\n  push_interval: 50ms\n",
+	} {
+		cfg, err := Parse("moat.yaml", []byte(y))
+		if err != nil || !cfg.Fleet.Enabled() {
+			t.Errorf("%q: %v (enabled %v)", y, err, cfg.Fleet.Enabled())
+		}
+	}
+}
