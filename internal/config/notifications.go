@@ -44,8 +44,8 @@ type Notification struct {
 	// to join it, up to GroupThreshold alerts in one message.
 	GroupWait      time.Duration `yaml:"group_wait,omitempty"`
 	GroupThreshold int           `yaml:"group_threshold,omitempty"`
-	// Timeout bounds one delivery attempt; Retries more attempts follow a
-	// failed one, RetryBackoff apart and doubling.
+	// Timeout bounds one delivery attempt; Retries more attempts (0 is
+	// 3, -1 none) follow a failed one, RetryBackoff apart and doubling.
 	Timeout      time.Duration `yaml:"timeout,omitempty"`
 	Retries      int           `yaml:"retries,omitempty"`
 	RetryBackoff time.Duration `yaml:"retry_backoff,omitempty"`
@@ -62,6 +62,9 @@ type SMTP struct {
 	// Password or PasswordFile (read at start) authenticate with PLAIN.
 	Password     string `yaml:"password,omitempty"`
 	PasswordFile string `yaml:"password_file,omitempty"`
+	// CAFile, when set, is the only CA trusted for the server's
+	// certificate (a relay with a private CA); otherwise the system's.
+	CAFile string `yaml:"ca_file,omitempty"`
 }
 
 // Notification kinds.
@@ -242,8 +245,8 @@ func (n *Notification) validateDelivery(at func(string, ...any) error) error {
 		return at(fmt.Sprintf("group_threshold %d: want 0 (default) to 10000", n.GroupThreshold), "group_threshold")
 	case n.Timeout < 0 || n.Timeout > 10*time.Minute:
 		return at(fmt.Sprintf("timeout %s: want 0 (10s) to 10m", n.Timeout), "timeout")
-	case n.Retries < 0 || n.Retries > 100:
-		return at(fmt.Sprintf("retries %d: want 0 to 100", n.Retries), "retries")
+	case n.Retries < -1 || n.Retries > 100:
+		return at(fmt.Sprintf("retries %d: want -1 (none), 0 (3) or up to 100", n.Retries), "retries")
 	case n.RetryBackoff < 0 || n.RetryBackoff > time.Hour:
 		return at(fmt.Sprintf("retry_backoff %s: want 0 (1s) to 1h", n.RetryBackoff), "retry_backoff")
 	}
