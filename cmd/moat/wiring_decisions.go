@@ -14,6 +14,7 @@ import (
 	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/enforce/fleet"
 	"github.com/moatsec/moat/enforce/profile"
 	"github.com/moatsec/moat/enforce/store"
 	"github.com/moatsec/moat/internal/config"
@@ -33,6 +34,10 @@ type decisions struct {
 	pipeline *decision.Dispatcher
 	// lis are opened by newDaemon before the kernel, served by start.
 	lis *listeners
+	// fleet is the fleet agent's client (nil unless fleet.server is set),
+	// fleetMetrics its metrics.
+	fleet        *fleet.Client
+	fleetMetrics *metrics.Fleet
 }
 
 func (d *decisions) counts() metrics.Decisions { return decisionCounts{d} }
@@ -76,17 +81,31 @@ func (d *decisions) load(ctx context.Context, load func([]model.Decision) error)
 
 // start builds the service and the alert pipeline over the reconciler.
 func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) error {
-	svc, err := decision.New(d.store, d.profiles, m.recon, d.cfg.AllowlistPrefixes()...)
+	// A fleet server's streams wake at each store write (api.Changes).
+	var st decision.Store = d.store
+	var changes *api.Changes
+	if d.cfg.Server.Enabled {
+		changes = api.NewChanges()
+		st = changes.Wrap(d.store)
+	}
+	svc, err := decision.New(st, d.profiles, m.recon, d.cfg.AllowlistPrefixes()...)
 	if err != nil {
 		return err
 	}
 	svc.Protect = guard.Check
 	svc.Retention, svc.MaxAlerts = d.cfg.Store.AlertRetention, d.cfg.Store.MaxAlerts
 	d.svc = svc
+	fl, err := d.startFleet(m, svc)
+	if err != nil {
+		return err
+	}
 	d.pipeline = decision.NewDispatcher(svc, decision.DispatcherConfig{
 		OnBan: func(a model.Alert, ds []model.Decision) {
 			for _, dec := range ds {
 				d.log.Info("ban", "value", dec.Value, "scenario", a.Scenario, "until", dec.Until.Format(time.RFC3339), "events", a.EventsCount, "simulated", dec.Simulated)
+			}
+			if fl != nil {
+				fl.Push(a, ds)
 			}
 		},
 		OnError: func(a model.Alert, err error) {
@@ -108,6 +127,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	})
 
 	srv := api.NewServer(svc, d.store, m.status)
+	srv.Changes = changes
 	srv.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
 	srv.OnAbort = func(r *http.Request, err error) {
 		// Cut-offs are few (each held a slot for a write timeout);
