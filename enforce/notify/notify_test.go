@@ -1,0 +1,252 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moatsec/moat/internal/config"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// fakeSender records messages; fail makes attempts fail, block makes
+// them wait for their context, boom makes them panic.
+type fakeSender struct {
+	mu       sync.Mutex
+	msgs     []*Message
+	attempts int
+	fail     int // attempts left to fail
+	block    bool
+	boom     bool
+	got      chan struct{}
+}
+
+func newFakeSender() *fakeSender { return &fakeSender{got: make(chan struct{}, 1000)} }
+
+func (f *fakeSender) Send(ctx context.Context, m *Message) error {
+	f.mu.Lock()
+	f.attempts++
+	fail, block, boom := f.fail > 0, f.block, f.boom
+	if fail {
+		f.fail--
+	}
+	f.mu.Unlock()
+	switch {
+	case boom:
+		panic("template function exploded")
+	case block:
+		<-ctx.Done()
+		return ctx.Err()
+	case fail:
+		return errors.New("refused")
+	}
+	f.mu.Lock()
+	f.msgs = append(f.msgs, m)
+	f.mu.Unlock()
+	f.got <- struct{}{}
+	return nil
+}
+
+func (f *fakeSender) Target() string       { return "fake" }
+func (f *fakeSender) Check(*Message) error { return nil }
+
+func (f *fakeSender) wait(t *testing.T, n int) []*Message {
+	t.Helper()
+	for range n {
+		select {
+		case <-f.got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d messages came", len(f.messages()), n)
+		}
+	}
+	return f.messages()
+}
+
+func (f *fakeSender) messages() []*Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.msgs)
+}
+
+func testAlert(ip string) model.Alert {
+	a := SampleAlert(time.Now())
+	a.Value, a.Source = ip, netip.PrefixFrom(netip.MustParseAddr(ip), 32)
+	return a
+}
+
+func run(t *testing.T, m *Manager) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestRingDropsOldest(t *testing.T) {
+	r := newRing(3)
+	var dropped int
+	for i := range 5 {
+		if r.push(item{a: model.Alert{Value: string(rune('a' + i))}}) {
+			dropped++
+		}
+	}
+	got := r.take(nil, 10)
+	var vals []string
+	for _, it := range got {
+		vals = append(vals, it.a.Value)
+	}
+	if dropped != 2 || strings.Join(vals, "") != "cde" {
+		t.Fatalf("dropped %d, kept %v; want 2 and c d e", dropped, vals)
+	}
+}
+
+// TestGrouping: alerts queued within group_wait go in one message, up to
+// group_threshold; one alone waits group_wait and goes alone.
+func TestGrouping(t *testing.T) {
+	f := newFakeSender()
+	m := NewManager()
+	if err := m.Add("g", "fake", f, Options{GroupWait: 200 * time.Millisecond, GroupThreshold: 3}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	for i := range 4 {
+		m.Notify(testAlert("198.51.100."+string(rune('1'+i))), nil, []string{"g", "unknown"})
+	}
+	msgs := f.wait(t, 2)
+	if len(msgs[0].Alerts) != 3 || len(msgs[1].Alerts) != 1 {
+		t.Fatalf("messages of %d and %d alerts, want 3 then 1", len(msgs[0].Alerts), len(msgs[1].Alerts))
+	}
+	if msgs[0].Alert.Value != "198.51.100.1" {
+		t.Fatalf("first alert %s", msgs[0].Alert.Value)
+	}
+	start := time.Now()
+	m.Notify(testAlert("198.51.100.9"), nil, []string{"g"})
+	f.wait(t, 1)
+	if waited := time.Since(start); waited < 150*time.Millisecond {
+		t.Fatalf("a lone alert went after %s, want about group_wait", waited)
+	}
+}
+
+// TestRetriesAndPanics: a failing attempt is retried with backoff; a
+// panicking sender fails its message, is reported, and the channel goes on.
+func TestRetriesAndPanics(t *testing.T) {
+	f := newFakeSender()
+	f.fail = 2
+	m := NewManager()
+	var mu sync.Mutex
+	var reported []string
+	m.OnError = func(ch string, err error) {
+		mu.Lock()
+		reported = append(reported, ch+": "+err.Error())
+		mu.Unlock()
+	}
+	if err := m.Add("r", "fake", f, Options{Retries: 3, Backoff: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	m.Notify(testAlert("198.51.100.1"), nil, []string{"r"})
+	f.wait(t, 1)
+	st := m.Stats()[0]
+	if st.Sent != 1 || st.Attempts != 3 || st.Failed != 0 {
+		t.Fatalf("stats %+v, want 1 sent after 3 attempts", st)
+	}
+	f.mu.Lock()
+	f.boom = true
+	f.mu.Unlock()
+	m.Notify(testAlert("198.51.100.2"), nil, []string{"r"})
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Stats()[0].Failed == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st = m.Stats()[0]
+	if st.Failed != 1 || !strings.Contains(st.LastError, "sender panicked: template function exploded") {
+		t.Fatalf("after a panic: %+v", st)
+	}
+	f.mu.Lock()
+	f.boom = false
+	f.mu.Unlock()
+	m.Notify(testAlert("198.51.100.3"), nil, []string{"r"})
+	f.wait(t, 1)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) != 1 || !strings.HasPrefix(reported[0], "r: 1 alert(s) not sent after 4 attempt(s)") {
+		t.Fatalf("reported %q", reported)
+	}
+}
+
+// TestHangingChannelDropsOldest: a channel whose sender hangs keeps at
+// most its queue, counts what it dropped, and Notify never waits on it.
+func TestHangingChannelDropsOldest(t *testing.T) {
+	f := newFakeSender()
+	f.block = true
+	m := NewManager()
+	if err := m.Add("h", "fake", f, Options{Queue: 10, Timeout: time.Hour, Retries: -1}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	alerts := make([]model.Alert, 1000)
+	for i := range alerts {
+		alerts[i] = testAlert(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).String())
+	}
+	start := time.Now()
+	for _, a := range alerts {
+		m.Notify(a, nil, []string{"h"})
+	}
+	took := time.Since(start)
+	t.Logf("1000 Notify calls on a hanging channel: %s", took)
+	if took > 50*time.Millisecond {
+		t.Fatalf("1000 Notify calls on a hanging channel took %s", took)
+	}
+	st := m.Stats()[0]
+	// One alert is in the hanging attempt, ten wait.
+	if st.Queued != 10 || st.Dropped < 989 || st.Dropped > 990 {
+		t.Fatalf("stats %+v, want 10 queued and 989 or 990 dropped", st)
+	}
+}
+
+func TestTemplateFuncsMatchConfig(t *testing.T) {
+	got := slices.Sorted(maps.Keys(funcs("")))
+	want := slices.Sorted(slices.Values(config.NotifyTemplateFuncs))
+	if !slices.Equal(got, want) {
+		t.Fatalf("template functions %v, config knows %v", got, want)
+	}
+}
+
+// TestFromConfigRendersAtLoad: a template that fails on an alert (a field
+// that does not exist) stops the load at the channel's key.
+func TestFromConfigRendersAtLoad(t *testing.T) {
+	cfg, err := config.Parse("moat.yaml", []byte(`notifications:
+  hook:
+    kind: webhook
+    url: http://127.0.0.1:1/x
+    body: '{{ .Alert.Country }}'
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = FromConfig(&cfg)
+	want := `moat.yaml:5: notification hook: body: template: body:1:9: executing "body" at <.Alert.Country>: can't evaluate field Country in type notify.Alert`
+	if err == nil || err.Error() != want {
+		t.Fatalf("FromConfig = %v\nwant %s", err, want)
+	}
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("%T is not a config error", err)
+	}
+}
+
+func TestEventLines(t *testing.T) {
+	a := newAlert(model.Alert{Events: []map[string]string{
+		{"timestamp": "2026-01-02T03:04:05Z", "source_ip": "198.51.100.1", "target_user": "ad min", "service": "ssh"},
+	}}, nil)
+	want := `2026-01-02T03:04:05Z service=ssh source_ip=198.51.100.1 target_user="ad min"`
+	if len(a.Lines) != 1 || a.Lines[0] != want {
+		t.Fatalf("lines %q, want %q", a.Lines, want)
+	}
+}
