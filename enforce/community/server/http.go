@@ -69,6 +69,9 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		}
 		var ae *apiError
 		if !errors.As(err, &ae) {
+			if s.cfg.OnError != nil {
+				s.cfg.OnError(fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, err))
+			}
 			ae = &apiError{http.StatusInternalServerError, "internal error"}
 		}
 		if ae.code == http.StatusTooManyRequests {

@@ -135,7 +135,7 @@ func (s *Server) Pull(ctx context.Context, id string, startup bool) (added, dele
 	}
 	// Rows changed at the same millisecond as this pull are sent again
 	// next time rather than missed: adds and deletes are idempotent.
-	rows, err := s.db.QueryContext(ctx, s.db.q(`SELECT addr, scenario, expires_at, deleted FROM listed WHERE changed_ms >= ? AND (deleted = 0 OR ? > 0) ORDER BY deleted, score DESC, addr`), cursor, cursor)
+	rows, err := s.db.QueryContext(ctx, s.db.q(`SELECT addr, scenario, expires_at, deleted FROM listed WHERE changed_ms >= ? AND (deleted = 0 OR ? = 1) ORDER BY deleted, score DESC, addr`), cursor, b2i(cursor > 0))
 	if err != nil {
 		return nil, nil, fmt.Errorf("pull for %s: %w", id, err)
 	}

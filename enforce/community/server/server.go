@@ -68,8 +68,9 @@ type Config struct {
 	TrustForwardedFor bool
 	// Now is the clock (time.Now).
 	Now func() time.Time
-	// OnError, when set, is told of a failed periodic evaluation, which
-	// Run retries at the next tick rather than stopping the server.
+	// OnError, when set, is told of a failed periodic evaluation (which
+	// Run retries at the next tick rather than stopping the server) and of
+	// requests answered with an internal error.
 	OnError func(error)
 }
 
