@@ -1,6 +1,7 @@
 package acquire
 
 import (
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -12,6 +13,7 @@ type Option func(*options)
 
 type options struct {
 	acks bool
+	log  *slog.Logger // for what a command source's program writes to stderr
 }
 
 // WithAcks makes a file or journal source save only positions its
@@ -20,6 +22,11 @@ type options struct {
 // (ones that raised nothing too) may ask for it: without acknowledgements
 // the source never saves past where it started.
 func WithAcks() Option { return func(o *options) { o.acks = true } }
+
+// WithLogger gives a command source a logger for what its program writes
+// to stderr (bounded in line length and rate). The other sources never
+// log; without it the lines are only counted.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // Checkpointer is implemented by sources that keep a position. Checkpoint
 // writes the newest position now: the newest acknowledged one under

@@ -22,6 +22,8 @@ import (
 const (
 	KindFile    = "file"
 	KindJournal = "journalctl"
+	KindSyslog  = "syslog"
+	KindCommand = "command"
 )
 
 // Defaults filled in before decoding.
@@ -74,6 +76,11 @@ type Config struct {
 	JournalFields []string `yaml:"journal_fields"`
 	// JournalDir reads a journal directory instead of the system journal.
 	JournalDir string `yaml:"journal_dir"`
+
+	// syslog: listen_addr, listen_port, protocol, max_message_len, ...
+	SyslogConfig `yaml:",inline"`
+	// command: the argv of a program whose output is the log.
+	CommandConfig `yaml:",inline"`
 
 	// Accepted for CrowdSec compatibility; moat has no per-source log level.
 	LogLevel string `yaml:"log_level"`
@@ -188,10 +195,21 @@ func (c *Config) validate() error {
 				return bad(at("journalctl_filter", i), "journalctl_filter %q: want FIELD=value or +", m)
 			}
 		}
+	case KindSyslog:
+		if err := c.validateSyslog(); err != nil {
+			return err
+		}
+	case KindCommand:
+		if err := c.validateCommand(); err != nil {
+			return err
+		}
 	case "":
-		return bad(at("source"), "source is required (file or journalctl)")
+		return bad(at("source"), "source is required (file, journalctl, syslog or command)")
 	default:
-		return bad(at("source"), "source %q is not supported (file, journalctl)", c.Source)
+		return bad(at("source"), "source %q is not supported (file, journalctl, syslog, command)", c.Source)
+	}
+	if key, kind := c.foreignKey(); key != "" {
+		return bad(at(key), "%s is a %s option, not one of a %s source", key, kind, c.Source)
 	}
 	if c.MaxLineLength < 16 {
 		return bad(at("max_line_length"), "max_line_length %d is below 16", c.MaxLineLength)
@@ -203,6 +221,37 @@ func (c *Config) validate() error {
 		return bad(at("poll_without_inotify"), "force_inotify and poll_without_inotify exclude each other")
 	}
 	return nil
+}
+
+// foreignKey names a key set on c that belongs to another kind of source,
+// and that kind; "" when there is none. The file and journalctl checks
+// above word their own.
+func (c *Config) foreignKey() (key, kind string) {
+	keys := []struct {
+		key, kind string
+		set       bool
+	}{
+		{"filenames", KindFile, c.Filename != "" || len(c.Filenames) > 0},
+		{"exclude_regexps", KindFile, len(c.ExcludeRegexps) > 0},
+		{"journalctl_filter", KindJournal, len(c.JournalctlFilter) > 0},
+		{"journal_dir", KindJournal, c.JournalDir != ""},
+		{"listen_addr", KindSyslog, c.ListenAddr != ""},
+		{"listen_port", KindSyslog, c.ListenPort != 0},
+		{"protocol", KindSyslog, c.Protocol != ""},
+		{"max_message_len", KindSyslog, c.MaxMessageLen != 0},
+		{"max_connections", KindSyslog, c.MaxConnections != 0},
+		{"disable_rfc_parser", KindSyslog, c.DisableRFCParser},
+		{"command", KindCommand, len(c.Command) > 0},
+	}
+	for _, k := range keys {
+		if k.set && k.kind != c.Source {
+			if k.key == "filenames" && c.Filename != "" {
+				k.key = "filename"
+			}
+			return k.key, k.kind
+		}
+	}
+	return "", ""
 }
 
 // patternKey is the key path of the i-th of Patterns: filename comes first.
@@ -314,6 +363,10 @@ func defaultName(c *Config) string {
 			n += "@" + c.JournalDir
 		}
 		return n
+	case KindSyslog:
+		return "syslog:" + c.SyslogConfig.withDefaults().Protocol + "://" + c.SyslogConfig.address()
+	case KindCommand:
+		return "command:" + strings.Join(c.Command, " ")
 	}
 	return c.Source
 }

@@ -24,7 +24,10 @@ type Stats struct {
 	Lines  uint64 // lines sent
 	Bytes  uint64 // bytes of input consumed (including newlines and cut parts)
 	Errors uint64 // read errors: unreadable files, corrupt journal files
-	Cut    uint64 // lines cut at max_line_length
+	Cut    uint64 // lines cut at max_line_length (max_message_len for syslog)
+	// Malformed counts syslog messages that followed neither RFC 3164
+	// nor RFC 5424; what could be read of them was still handed on.
+	Malformed uint64
 	// Lag is how far behind the source the newest line sent was: ReadAt
 	// minus the entry's own time (journald), or minus when moat noticed the
 	// data (files, whose lines carry no time before parsing).
@@ -88,6 +91,7 @@ func runSaver(save func(), kick <-chan struct{}) (stop func()) {
 // counters is the live, concurrently readable side of Stats.
 type counters struct {
 	lines, bytes, errors, cut atomic.Uint64
+	malformed                 atomic.Uint64
 	lag                       atomic.Int64
 	mu                        sync.Mutex
 	lastErr                   error
@@ -109,6 +113,7 @@ func (c *counters) snapshot() Stats {
 		Bytes:     c.bytes.Load(),
 		Errors:    c.errors.Load(),
 		Cut:       c.cut.Load(),
+		Malformed: c.malformed.Load(),
 		Lag:       time.Duration(c.lag.Load()),
 		LastError: last,
 	}
@@ -132,6 +137,10 @@ func New(cfg Config, stateDir string, opts ...Option) (Source, error) {
 		return newFileSource(cfg, stateDir, o)
 	case KindJournal:
 		return newJournalSource(cfg, stateDir, o)
+	case KindSyslog:
+		return newSyslogSource(cfg), nil
+	case KindCommand:
+		return newCommandSource(cfg, o), nil
 	}
 	return nil, fmt.Errorf("%s: %w: source %q", cfg.Where(), ErrConfig, cfg.Source)
 }

@@ -1,0 +1,332 @@
+package acquire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moatsec/moat/detect"
+)
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort(t testing.TB, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type syslogRun struct {
+	t    testing.TB
+	src  *syslogSource
+	port int
+	out  chan detect.Line
+	stop context.CancelFunc
+	done chan error
+}
+
+// startSyslog runs a syslog source on a free loopback port until the test
+// ends; mut adjusts its configuration.
+func startSyslog(t testing.TB, proto string, mut func(*Config)) *syslogRun {
+	t.Helper()
+	return startSyslogTo(t, proto, mut, make(chan detect.Line, 1024))
+}
+
+// startSyslogTo is startSyslog sending to out.
+func startSyslogTo(t testing.TB, proto string, mut func(*Config), out chan detect.Line) *syslogRun {
+	t.Helper()
+	cfg := defaultConfig()
+	cfg.Source = KindSyslog
+	cfg.Labels = map[string]string{"type": "syslog"}
+	cfg.Protocol = proto
+	cfg.ListenPort = freePort(t, proto)
+	if mut != nil {
+		mut(&cfg)
+	}
+	src, err := New(cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &syslogRun{t: t, src: src.(*syslogSource), port: cfg.ListenPort, out: out, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- src.Stream(ctx, r.out) }()
+	select {
+	case <-r.src.Positioned():
+	case <-time.After(5 * time.Second):
+		t.Fatal("listener not bound")
+	}
+	if r.src.Addr() == nil {
+		cancel()
+		t.Fatalf("listener failed: %v", <-r.done)
+	}
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *syslogRun) close() {
+	r.stop()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Errorf("Stream: %v", err)
+		}
+		r.done <- nil
+	case <-time.After(5 * time.Second):
+		r.t.Error("Stream did not return after cancellation")
+	}
+}
+
+func (r *syslogRun) next() detect.Line {
+	r.t.Helper()
+	select {
+	case l := <-r.out:
+		return l
+	case <-time.After(5 * time.Second):
+		r.t.Fatalf("no line; stats %+v", r.src.Stats())
+		return detect.Line{}
+	}
+}
+
+func (r *syslogRun) quiet() {
+	r.t.Helper()
+	select {
+	case l := <-r.out:
+		r.t.Fatalf("unexpected line %q", l.Raw)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// send writes raw bytes to the listener: one datagram, or on a fresh TCP
+// connection that is then closed.
+func (r *syslogRun) send(proto string, data ...[]byte) {
+	r.t.Helper()
+	c, err := net.Dial(proto, net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer c.Close()
+	for _, d := range data {
+		if _, err := c.Write(d); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+const sshdFailure = "Failed password for root from 198.51.100.7 port 22 ssh2"
+
+// TestSyslogLoggerPeers: util-linux logger, in every framing it has, sends
+// an sshd failure; the line handed on carries the syslog label, the peer
+// as its source, and the shipped parsers take program and client address
+// out of it.
+func TestSyslogLoggerPeers(t *testing.T) {
+	if _, err := exec.LookPath("logger"); err != nil {
+		t.Skipf("SKIP: no logger(1): %v", err)
+	}
+	p := shippedPipeline(t)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _, _ = strings.Cut(host, ".")
+	for _, tc := range []struct {
+		proto string
+		args  []string
+	}{
+		{"udp", []string{"--udp", "--rfc3164"}},
+		{"udp", []string{"--udp", "--rfc5424"}},
+		{"tcp", []string{"--tcp", "--rfc3164"}},
+		{"tcp", []string{"--tcp", "--rfc5424"}},
+		{"tcp", []string{"--tcp", "--rfc3164", "--octet-count"}},
+		{"tcp", []string{"--tcp", "--rfc5424", "--octet-count"}},
+	} {
+		t.Run(strings.Join(tc.args, ""), func(t *testing.T) {
+			r := startSyslog(t, tc.proto, nil)
+			args := append([]string{"--server", "127.0.0.1", "--port", strconv.Itoa(r.port), "-t", "sshd", "--id=4242"}, tc.args...)
+			args = append(args, "--", sshdFailure)
+			if out, err := exec.Command("logger", args...).CombinedOutput(); err != nil {
+				t.Fatalf("logger %v: %v: %s", args, err, out)
+			}
+			l := r.next()
+			want := " sshd[4242]: " + sshdFailure
+			if !strings.HasSuffix(l.Raw, want) || !strings.Contains(l.Raw, " "+host) {
+				t.Fatalf("line %q: want host %q and suffix %q", l.Raw, host, want)
+			}
+			if _, err := time.Parse(syslogLineLayout, l.Raw[:len(syslogLineLayout)]); err != nil {
+				t.Fatalf("line %q: timestamp: %v", l.Raw, err)
+			}
+			if l.Labels["type"] != "syslog" || l.Module != KindSyslog || l.Src != "127.0.0.1" || !l.Process || l.Time.IsZero() {
+				t.Fatalf("line fields: %+v", l)
+			}
+			evt := detect.NewEvent(l)
+			if !p.Parse(evt) {
+				t.Fatalf("%q does not parse", l.Raw)
+			}
+			if evt.Parsed["program"] != "sshd" || evt.Meta["source_ip"] != "198.51.100.7" {
+				t.Fatalf("%q: program %q, source_ip %q", l.Raw, evt.Parsed["program"], evt.Meta["source_ip"])
+			}
+			r.quiet()
+			if st := r.src.Stats(); st.Lines != 1 || st.Malformed != 0 || st.Cut != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// TestSyslogFraming: messages of every shape on one TCP connection, and
+// datagrams, each come out as one line; oversized ones are cut to
+// max_message_len and counted, and what follows them is intact.
+func TestSyslogFraming(t *testing.T) {
+	const max = 100
+	long := strings.Repeat("x", 3*max)
+	msg := func(i int) string { return fmt.Sprintf("<38>Dec  7 04:00:00 h sshd[1]: m%d", i) }
+	t.Run("tcp", func(t *testing.T) {
+		r := startSyslog(t, "tcp", func(c *Config) { c.MaxMessageLen = max })
+		r.send("tcp",
+			[]byte(msg(1)+"\n"),
+			[]byte(fmt.Sprintf("%d %s", len(msg(2)), msg(2))),
+			[]byte(msg(3)+"\r\n"),
+			[]byte("<38>Dec  7 04:00:00 h sshd[1]: "+long+"\n"), // cut, newline framing
+			[]byte(msg(4)+"\n"),
+			[]byte(fmt.Sprintf("%d <38>Dec  7 04:00:00 h sshd[1]: %s", len(long)+31, long)), // cut, counted
+			[]byte(msg(5)+"\n\n"),                                   // an empty frame gives no line
+			[]byte("2026-12-07T04:00:00Z h sshd[1]: no pri, digits first\n"), // not an octet count
+			[]byte(msg(6)), // the last frame, ended by the close
+		)
+		for _, want := range []string{"m1", "m2", "m3", "", "m4", "", "m5", "no pri, digits first", "m6"} {
+			l := r.next()
+			if want == "" {
+				if !strings.HasSuffix(l.Raw, long[:max-31]) || len(l.Raw) > 2*max {
+					t.Fatalf("cut line %q", l.Raw)
+				}
+				continue
+			}
+			if !strings.HasSuffix(l.Raw, ": "+want) {
+				t.Fatalf("line %q, want message %q", l.Raw, want)
+			}
+		}
+		r.quiet()
+		if st := r.src.Stats(); st.Cut != 2 || st.Lines != 9 || st.Malformed != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+	t.Run("udp", func(t *testing.T) {
+		r := startSyslog(t, "udp", func(c *Config) { c.MaxMessageLen = max })
+		r.send("udp", []byte(msg(1)+"\n"))
+		r.send("udp", []byte(msg(2)+long))
+		r.send("udp", []byte(msg(3)))
+		for _, want := range []string{"m1", "m2" + long[:max-len(msg(2))], "m3"} {
+			if l := r.next(); !strings.HasSuffix(l.Raw, ": "+want) {
+				t.Fatalf("line %q, want message %q", l.Raw, want)
+			}
+		}
+		if st := r.src.Stats(); st.Cut != 1 || st.Lines != 3 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+	t.Run("truncated count", func(t *testing.T) {
+		r := startSyslog(t, "tcp", nil)
+		r.send("tcp", []byte("50 <38>short"))
+		r.quiet()
+		deadline := time.Now().Add(5 * time.Second)
+		for r.src.Stats().Errors == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if st := r.src.Stats(); st.Errors != 1 || !errors.Is(st.LastError, io.ErrUnexpectedEOF) {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
+
+// TestSyslogConnectionLimit: past max_connections a connection is closed
+// at once and counted; once one closes, a new one is served.
+func TestSyslogConnectionLimit(t *testing.T) {
+	r := startSyslog(t, "tcp", func(c *Config) { c.MaxConnections = 2 })
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "<13>held %d\n", i)
+		r.next() // served
+		held = append(held, c)
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a connection past the limit was not closed")
+	}
+	if st := r.src.Stats(); st.Errors != 1 || !strings.Contains(st.LastError.Error(), "max_connections") {
+		t.Fatalf("stats %+v", st)
+	}
+	held[0].Close()
+	time.Sleep(50 * time.Millisecond)
+	r.send("tcp", []byte("<13>after\n"))
+	if l := r.next(); !strings.HasSuffix(l.Raw, ": after") {
+		t.Fatalf("line %q", l.Raw)
+	}
+}
+
+// TestSyslogStop: cancelling ends Stream, closing the socket and every
+// connection, also while a send is blocked on a full channel; the port
+// can be bound again at once.
+func TestSyslogStop(t *testing.T) {
+	for _, proto := range []string{"udp", "tcp"} {
+		t.Run(proto, func(t *testing.T) {
+			r := startSyslogTo(t, proto, nil, make(chan detect.Line)) // never read
+			c, err := net.Dial(proto, net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "<13>blocked\n")
+			time.Sleep(50 * time.Millisecond)
+			r.stop()
+			select {
+			case err := <-r.done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.done <- nil
+			case <-time.After(5 * time.Second):
+				t.Fatal("Stream did not return")
+			}
+			if proto == "tcp" {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); err == nil {
+					t.Fatal("connection not closed")
+				}
+			}
+			r2 := startSyslog(t, proto, func(c *Config) { c.ListenPort = r.port })
+			r2.send(proto, []byte("<13>again\n"))
+			if l := r2.next(); !strings.HasSuffix(l.Raw, ": again") {
+				t.Fatalf("line %q", l.Raw)
+			}
+		})
+	}
+}
