@@ -70,9 +70,9 @@ func newFixture(t testing.TB, dsn string, mod func(*Config)) *fixture {
 // is how the tests give reporters distinct networks: 127.0.0.x and
 // 127.1.0.x are different /16s, no X-Forwarded-For involved.
 type reporter struct {
-	t     testing.TB
-	base  string
-	hc    *http.Client
+	t         testing.TB
+	base      string
+	hc        *http.Client
 	id        string
 	token     string
 	scenarios []string
