@@ -33,7 +33,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "bench-out", "directory for result.json, table.txt and the charts")
 	docs := fs.String("docs", "", "also write the charts and the table into this directory's performance.md (the full run: docs)")
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "moat-bench-cache"), "directory keeping generated corpora between runs")
-	reps := fs.Int("reps", 0, "repetitions (default: 1 quick, 3 full)")
+	reps := fs.Int("reps", 0, "repetitions of every part (default: 1 quick; 3 full, 2 for the 1M-line replays)")
 	only := fs.String("only", "", "comma-separated parts to run: throughput,peers,latency,scale,drop")
 	check := fs.String("check", "", "only validate this result.json (exit 1 when it is not a complete result)")
 	if err := fs.Parse(args); err != nil {
@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		o = bench.QuickOptions()
 	}
 	if *reps > 0 {
-		o.Reps = *reps
+		o.Reps, o.ThroughputReps = *reps, 0
 	}
 	if *only != "" {
 		o.Only = strings.Split(*only, ",")

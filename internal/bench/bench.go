@@ -22,7 +22,10 @@ type Options struct {
 	OutDir   string // result JSON, table and SVGs
 	Quick    bool
 	Reps     int // repetitions of every measurement
-	Attacks  int // attackers per latency run
+	// ThroughputReps, when set, repeats the main corpus's replays fewer
+	// times than Reps: they are the longest part of the full run.
+	ThroughputReps int
+	Attacks        int // attackers per latency run
 	// Corpus sizes (lines) for moat's throughput and for the peer
 	// comparison, where the slowest peer sets the size.
 	SSHLines, NginxLines         int
@@ -44,7 +47,7 @@ func QuickOptions() Options {
 }
 
 func FullOptions() Options {
-	return Options{Reps: 3, Attacks: 200, SSHLines: 1_000_000, NginxLines: 1_000_000, LargeSSHLines: 10_000_000, PeerSSHLines: 50_000, PeerNginxLines: 5_000}
+	return Options{Reps: 3, ThroughputReps: 2, Attacks: 200, SSHLines: 1_000_000, NginxLines: 1_000_000, LargeSSHLines: 10_000_000, PeerSSHLines: 50_000, PeerNginxLines: 5_000}
 }
 
 // Result is the JSON document a run writes.

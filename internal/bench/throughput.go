@@ -212,9 +212,13 @@ func runThroughput(ctx context.Context, o *Options, res *Result) error {
 	}
 	keys := []key{{"auth.log", 1}, {"auth.log", 2}, {"access.log", 1}, {"access.log", 2}}
 	samples := map[key][]sample{}
-	for rep := range o.Reps {
+	reps := o.Reps
+	if o.ThroughputReps > 0 {
+		reps = min(reps, o.ThroughputReps)
+	}
+	for rep := range reps {
 		for _, k := range keys {
-			logf(o.Log, "moat replay %s (%d lines), %d worker(s), run %d/%d", k.log, c.lines[k.log], k.workers, rep+1, o.Reps)
+			logf(o.Log, "moat replay %s (%d lines), %d worker(s), run %d/%d", k.log, c.lines[k.log], k.workers, rep+1, reps)
 			s, err := moatReplay(ctx, o, c, k.log, k.workers)
 			if err != nil {
 				return err
