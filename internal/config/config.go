@@ -43,6 +43,8 @@ type Config struct {
 	Store      StoreConf `yaml:"store"`
 	// Server is the fleet server role (off by default).
 	Server Server `yaml:"server"`
+	// Community is the opt-in community exchange (off by default).
+	Community Community `yaml:"community"`
 	// Fleet is the fleet agent role (off by default).
 	Fleet Fleet `yaml:"fleet"`
 	// Notifications are named channels (webhook, email, file) that
@@ -178,8 +180,9 @@ func Default() Config {
 			NFTables:       NFT{Enabled: true, Hook: "prerouting", Priority: -300},
 			XDP:            XDPConf{PinDir: "/sys/fs/bpf/moat", MaxSingles: 1 << 20, MaxRanges: 1 << 16},
 		},
-		Store: StoreConf{AlertRetention: 30 * 24 * time.Hour, MaxAlerts: 200_000},
-		Fleet: defaultFleet(),
+		Store:     StoreConf{AlertRetention: 30 * 24 * time.Hour, MaxAlerts: 200_000},
+		Fleet:     defaultFleet(),
+		Community: defaultCommunity(),
 	}
 }
 
@@ -361,6 +364,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return err
 	}
 	if err := c.validateServer(bad); err != nil {
+		return err
+	}
+	if err := c.validateCommunity(bad); err != nil {
 		return err
 	}
 	return c.validateFleet(bad)
