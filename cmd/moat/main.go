@@ -108,6 +108,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.machinesCmd(),
 		a.allowlistCmd(),
 		a.statusCmd(),
+		a.communityCmd(),
 	)
 	return root
 }

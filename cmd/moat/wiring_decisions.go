@@ -99,6 +99,10 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	if err != nil {
 		return err
 	}
+	cc, err := d.startCommunity(m, svc)
+	if err != nil {
+		return err
+	}
 	d.pipeline = decision.NewDispatcher(svc, decision.DispatcherConfig{
 		OnBan: func(a model.Alert, ds []model.Decision) {
 			for _, dec := range ds {
@@ -106,6 +110,9 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 			}
 			if fl != nil {
 				fl.Push(a, ds)
+			}
+			if cc != nil {
+				cc.Share(a, ds)
 			}
 		},
 		OnError: func(a model.Alert, err error) {
