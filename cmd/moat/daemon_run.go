@@ -180,6 +180,9 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		if err := srv.Registry().Register(d.reloads); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
+		if err := srv.Registry().Register(metrics.NewNotifyCollector(notifyMetrics{dec.notify})); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
 		if fm := dec.fleetMetrics; fm != nil {
 			if err := srv.Registry().Register(fm); err != nil {
 				return nil, fmt.Errorf("register fleet metrics: %w", err)

@@ -29,7 +29,11 @@ func checkContent(cfg config.Config) error {
 			return contentError{err}
 		}
 	}
-	_, err = loadProfiles(cfg)
+	profiles, err := loadProfiles(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = loadNotifications(cfg, profiles, nil)
 	return err
 }
 

@@ -107,6 +107,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.bouncersCmd(),
 		a.machinesCmd(),
 		a.allowlistCmd(),
+		a.notificationsCmd(),
 		a.statusCmd(),
 		a.communityCmd(),
 	)

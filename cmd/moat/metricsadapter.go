@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/moatsec/moat/detect/grok"
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/enforce/notify"
 	"github.com/moatsec/moat/internal/metrics"
 )
 
@@ -46,6 +47,20 @@ func (m reconcilerMetrics) Stats() metrics.ReconcilerStats {
 		for k, n := range b.Count {
 			out.Repairs = append(out.Repairs, metrics.RepairStat{Backend: b.Backend, Kind: enforce.RepairKinds[k], Count: n})
 		}
+	}
+	return out
+}
+
+// notifyMetrics copies the channels' counters for the metrics server.
+type notifyMetrics struct{ m *notify.Manager }
+
+func (n notifyMetrics) NotifyStats() []metrics.NotifyStat {
+	var out []metrics.NotifyStat
+	for _, s := range n.m.Stats() {
+		out = append(out, metrics.NotifyStat{
+			Name: s.Name, Kind: s.Kind, Sent: s.Sent, Failed: s.Failed, Dropped: s.Dropped, Queued: s.Queued,
+			LatencyBounds: notify.LatencyBounds(), Buckets: s.Latency.Counts, LatencyCount: s.Latency.Count, LatencySum: s.Latency.Sum,
+		})
 	}
 	return out
 }

@@ -164,6 +164,7 @@ func keepFrozen(running config.Config, next *config.Config) []string {
 	keep("allowlist", running.Allowlist, next.Allowlist, func() { next.Allowlist = running.Allowlist })
 	keep("allowlist_allow_wide", running.AllowlistAllowWide, next.AllowlistAllowWide, func() { next.AllowlistAllowWide = running.AllowlistAllowWide })
 	keep("profiles", running.Profiles, next.Profiles, func() { next.Profiles = running.Profiles })
+	keep("notifications", running.Notifications, next.Notifications, func() { next.Notifications = running.Notifications })
 	return keys
 }
 

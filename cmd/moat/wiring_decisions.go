@@ -15,6 +15,7 @@ import (
 	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
 	"github.com/moatsec/moat/enforce/fleet"
+	"github.com/moatsec/moat/enforce/notify"
 	"github.com/moatsec/moat/enforce/profile"
 	"github.com/moatsec/moat/enforce/store"
 	"github.com/moatsec/moat/internal/config"
@@ -32,6 +33,8 @@ type decisions struct {
 	profiles *profile.Set
 	svc      *decision.Service
 	pipeline *decision.Dispatcher
+	// notify delivers the alerts profiles send to notification channels.
+	notify *notify.Manager
 	// lis are opened by newDaemon before the kernel, served by start.
 	lis *listeners
 	// fleet is the fleet agent's client (nil unless fleet.server is set),
@@ -60,11 +63,15 @@ func openDecisions(ctx context.Context, cfg config.Config, log *slog.Logger) (*d
 	if err != nil {
 		return nil, err
 	}
+	n, err := loadNotifications(cfg, profiles, log)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, store.FileName), store.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return &decisions{log: log.With("component", "decisions"), cfg: cfg, store: st, profiles: profiles}, nil
+	return &decisions{log: log.With("component", "decisions"), cfg: cfg, store: st, profiles: profiles, notify: n}, nil
 }
 
 func (d *decisions) close() {
@@ -118,7 +125,10 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 		OnError: func(a model.Alert, err error) {
 			d.log.Warn("alert not fully enforced or stored; its bans stay in the kernel, the store write is retried", "scenario", a.Scenario, "source", a.Value, "err", err)
 		},
+		// Only queues: delivery runs in the notify service below.
+		Notify: d.notify.Notify,
 	})
+	m.services = append(m.services, d.notify.Run)
 	m.handler = d.pipeline
 	m.services = append(m.services, func(ctx context.Context) error {
 		<-m.recon.Ready()
@@ -150,6 +160,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	admin := http.NewServeMux()
 	admin.Handle("/", srv.AdminHandler())
 	admin.HandleFunc("POST /v1/admin/verify", m.serveVerify)
+	api.NotifyAdminRoutes(admin, d.notify)
 	ln := d.lis.admin
 	m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, ln, admin) })
 	if err := d.enableMachines(srv, m); err != nil {

@@ -202,11 +202,15 @@ func (c *channel) stats() Stats {
 	}
 }
 
-// LatencyBuckets are the upper bounds, in seconds, of Histogram's buckets.
-var LatencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+// latencyBounds are the upper bounds, in seconds, of Histogram's buckets.
+var latencyBounds = [...]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// LatencyBounds returns the upper bounds, in seconds, of Histogram's
+// buckets.
+func LatencyBounds() []float64 { return append([]float64(nil), latencyBounds[:]...) }
 
 // Histogram counts attempt durations; Counts[i] is those at or under
-// LatencyBuckets[i] and above the bound before (not cumulative).
+// LatencyBounds()[i] and above the bound before (not cumulative).
 type Histogram struct {
 	Counts []uint64
 	Count  uint64
@@ -215,12 +219,12 @@ type Histogram struct {
 
 func (h *Histogram) observe(d time.Duration) {
 	if h.Counts == nil {
-		h.Counts = make([]uint64, len(LatencyBuckets))
+		h.Counts = make([]uint64, len(latencyBounds))
 	}
 	s := d.Seconds()
 	h.Count++
 	h.Sum += s
-	for i, b := range LatencyBuckets {
+	for i, b := range latencyBounds {
 		if s <= b {
 			h.Counts[i]++
 			return

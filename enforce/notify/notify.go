@@ -185,7 +185,7 @@ type Stats struct {
 	Failed   uint64 `json:"failed"`
 	Dropped  uint64 `json:"dropped"`
 	Attempts uint64 `json:"attempts"`
-	// Latency is the attempts' durations, in LatencyBuckets.
+	// Latency is the attempts' durations, in LatencyBounds.
 	Latency     Histogram `json:"-"`
 	LastSent    time.Time `json:"last_sent,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
