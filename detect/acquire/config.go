@@ -209,7 +209,7 @@ func (c *Config) validate() error {
 		return bad(at("source"), "source %q is not supported (file, journalctl, syslog, command)", c.Source)
 	}
 	if key, kind := c.foreignKey(); key != "" {
-		return bad(at(key), "%s is a %s option, not one of a %s source", key, kind, c.Source)
+		return bad(at(key), "%s belongs to a %s source, not to a %s source", key, kind, c.Source)
 	}
 	if c.MaxLineLength < 16 {
 		return bad(at("max_line_length"), "max_line_length %d is below 16", c.MaxLineLength)

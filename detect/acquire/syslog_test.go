@@ -207,7 +207,7 @@ func TestSyslogFraming(t *testing.T) {
 			[]byte("<38>Dec  7 04:00:00 h sshd[1]: "+long+"\n"), // cut, newline framing
 			[]byte(msg(4)+"\n"),
 			[]byte(fmt.Sprintf("%d <38>Dec  7 04:00:00 h sshd[1]: %s", len(long)+31, long)), // cut, counted
-			[]byte(msg(5)+"\n\n"),                                   // an empty frame gives no line
+			[]byte(msg(5)+"\n\n"), // an empty frame gives no line
 			[]byte("2026-12-07T04:00:00Z h sshd[1]: no pri, digits first\n"), // not an octet count
 			[]byte(msg(6)), // the last frame, ended by the close
 		)
@@ -328,5 +328,32 @@ func TestSyslogStop(t *testing.T) {
 				t.Fatalf("line %q", l.Raw)
 			}
 		})
+	}
+}
+
+// TestSourcesConfigGood: the example documents load, with the defaults
+// and names documented, and build sources.
+func TestSourcesConfigGood(t *testing.T) {
+	data, err := os.ReadFile("testdata/sources/acquis.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := LoadConfig("acquis.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cs {
+		names = append(names, fmt.Sprintf("%s@%d", c.Name, c.Line))
+		if _, err := New(c, t.TempDir()); err != nil {
+			t.Fatalf("New(%s): %v", c.Where(), err)
+		}
+	}
+	want := "syslog:udp://127.0.0.1:5514@2 syslog:tcp://[::1]:6514@7 command:/usr/bin/tail -F -n 0 /var/log/vendor/events.log@16"
+	if got := strings.Join(names, " "); got != want {
+		t.Fatalf("names\n got %s\nwant %s", got, want)
+	}
+	if d := cs[0].SyslogConfig.withDefaults(); d != (SyslogConfig{ListenAddr: "127.0.0.1", ListenPort: 5514, Protocol: "udp", MaxMessageLen: 2048, MaxConnections: 64}) {
+		t.Fatalf("defaults %+v", d)
 	}
 }
