@@ -47,7 +47,7 @@ func QuickOptions() Options {
 }
 
 func FullOptions() Options {
-	return Options{Reps: 3, ThroughputReps: 2, Attacks: 200, SSHLines: 1_000_000, NginxLines: 1_000_000, LargeSSHLines: 10_000_000, PeerSSHLines: 50_000, PeerNginxLines: 5_000}
+	return Options{Reps: 3, ThroughputReps: 2, Attacks: 200, SSHLines: 1_000_000, NginxLines: 1_000_000, LargeSSHLines: 10_000_000, PeerSSHLines: 30_000, PeerNginxLines: 2_000}
 }
 
 // Result is the JSON document a run writes.
