@@ -41,7 +41,7 @@ func sourceKey(c acquire.Config) acquire.Config {
 
 // add builds and registers a source; before run it only waits to start.
 func (s *sourceSet) add(c acquire.Config) (acquire.Source, error) {
-	src, err := acquire.New(c, s.stateDir, acquire.WithAcks())
+	src, err := acquire.New(c, s.stateDir, acquire.WithAcks(), acquire.WithLogger(s.log))
 	if err != nil {
 		return nil, contentError{err}
 	}

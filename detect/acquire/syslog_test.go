@@ -1,6 +1,7 @@
 package acquire
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -355,5 +357,107 @@ func TestSourcesConfigGood(t *testing.T) {
 	}
 	if d := cs[0].SyslogConfig.withDefaults(); d != (SyslogConfig{ListenAddr: "127.0.0.1", ListenPort: 5514, Protocol: "udp", MaxMessageLen: 2048, MaxConnections: 64}) {
 		t.Fatalf("defaults %+v", d)
+	}
+}
+
+// benchSyslog sends b.N sshd failures to a listener from one peer and
+// reports the lines handed on per second; UDP also reports the share
+// lost (the kernel drops datagrams when the socket buffer fills).
+func benchSyslog(b *testing.B, proto string, frame func(i int) []byte) {
+	r := startSyslog(b, proto, nil)
+	c, err := net.Dial(proto, net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.ResetTimer()
+	go func() {
+		w := io.Writer(c)
+		if proto == "tcp" {
+			bw := bufio.NewWriterSize(c, 64<<10)
+			defer bw.Flush()
+			w = bw
+		}
+		for i := 0; i < b.N; i++ {
+			if _, err := w.Write(frame(i)); err != nil {
+				return
+			}
+		}
+	}()
+	got, began, last := 0, time.Now(), time.Now()
+	for got < b.N {
+		select {
+		case <-r.out:
+			got++
+			last = time.Now()
+			continue
+		case <-time.After(time.Second):
+		}
+		break
+	}
+	b.StopTimer()
+	// The rate up to the last line: a lost datagram's wait is not counted.
+	b.ReportMetric(float64(got)/last.Sub(began).Seconds(), "lines/s")
+	b.ReportMetric(100*float64(b.N-got)/float64(b.N), "%lost")
+}
+
+func BenchmarkSyslogUDP(b *testing.B) {
+	benchSyslog(b, "udp", func(i int) []byte {
+		return []byte("<38>Dec  7 04:00:00 web1 sshd[" + strconv.Itoa(i%30000+1) + "]: " + sshdFailure)
+	})
+}
+
+func BenchmarkSyslogTCP(b *testing.B) {
+	benchSyslog(b, "tcp", func(i int) []byte {
+		return []byte("<38>Dec  7 04:00:00 web1 sshd[" + strconv.Itoa(i%30000+1) + "]: " + sshdFailure + "\n")
+	})
+}
+
+func BenchmarkSyslogTCPOctetCounted(b *testing.B) {
+	benchSyslog(b, "tcp", func(i int) []byte {
+		m := `<38>1 2026-12-07T04:00:00.000001+00:00 web1 sshd ` + strconv.Itoa(i%30000+1) + ` - [timeQuality tzKnown="1"] ` + sshdFailure
+		return []byte(strconv.Itoa(len(m)) + " " + m)
+	})
+}
+
+// TestSyslogLoggerThroughput measures lines/s from util-linux logger
+// sending a file line by line (logger -f), the figure docs/sources.md
+// quotes. It runs only with MOAT_SYSLOG_THROUGHPUT=1: it takes seconds
+// and its result depends on the machine.
+func TestSyslogLoggerThroughput(t *testing.T) {
+	if os.Getenv("MOAT_SYSLOG_THROUGHPUT") == "" {
+		t.Skip("SKIP: set MOAT_SYSLOG_THROUGHPUT=1 to measure")
+	}
+	const n = 100000
+	path := filepath.Join(t.TempDir(), "lines")
+	var sb strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&sb, "Failed password for root from 198.51.100.%d port 22 ssh2\n", i%250+1)
+	}
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--udp", "--rfc3164"}, {"--udp", "--rfc5424"}, {"--tcp", "--rfc3164"}, {"--tcp", "--rfc5424", "--octet-count"}} {
+		proto := strings.TrimPrefix(args[0], "--")
+		r := startSyslog(t, proto, nil)
+		cmd := exec.Command("logger", append([]string{"--server", "127.0.0.1", "--port", strconv.Itoa(r.port), "-t", "sshd", "--id=1", "-f", path}, args...)...)
+		began := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		got, last := 0, began
+		for got < n {
+			select {
+			case <-r.out:
+				got++
+				last = time.Now()
+				continue
+			case <-time.After(time.Second):
+			}
+			break
+		}
+		cmd.Wait()
+		t.Logf("logger %s: %d of %d lines in %s: %.0f lines/s", strings.Join(args, " "), got, n, last.Sub(began).Round(time.Millisecond), float64(got)/last.Sub(began).Seconds())
+		r.close()
 	}
 }
