@@ -42,11 +42,14 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST "+v+"/watchers/login", s.handle(s.login))
 		mux.HandleFunc("POST "+v+"/watchers/enroll", s.handle(s.auth(false, s.enroll)))
 		mux.HandleFunc("POST "+v+"/signals", s.handle(s.auth(true, s.signals)))
-		mux.HandleFunc("POST "+v+"/metrics", s.handle(s.auth(false, func(w http.ResponseWriter, _ *http.Request, _ string) error {
-			// Accepted and dropped: the server keeps no usage data.
+		// Accepted and dropped: the server keeps no usage data.
+		// CrowdSec 1.4 posts to metrics/, with the slash.
+		metrics := s.handle(s.auth(false, func(w http.ResponseWriter, _ *http.Request, _ string) error {
 			writeJSON(w, http.StatusOK, "OK")
 			return nil
-		})))
+		}))
+		mux.HandleFunc("POST "+v+"/metrics", metrics)
+		mux.HandleFunc("POST "+v+"/metrics/", metrics)
 	}
 	mux.HandleFunc("GET /v2/decisions/stream", s.handle(s.auth(true, s.streamV2)))
 	mux.HandleFunc("GET /v3/decisions/stream", s.handle(s.auth(true, s.streamV3)))

@@ -126,9 +126,16 @@ func (s *Server) Pull(ctx context.Context, id string, startup bool) (added, dele
 	if err := s.db.QueryRowContext(ctx, s.db.q(`SELECT scenarios, pull_cursor_ms FROM reporters WHERE id = ?`), id).Scan(&scen, &cursor); err != nil {
 		return nil, nil, fmt.Errorf("pull for %s: %w", id, err)
 	}
-	want := map[string]bool{}
-	for _, sc := range strings.Split(scen, "\n") {
-		want[sc] = true
+	// A reporter that named no scenario at login gets the whole list:
+	// a CrowdSec local API logs in before any of its agents told it what
+	// they run, and the filter is for relevance, not secrecy (every
+	// enrolled reporter may pull every scenario).
+	var want map[string]bool
+	if scen != "" {
+		want = map[string]bool{}
+		for _, sc := range strings.Split(scen, "\n") {
+			want[sc] = true
+		}
 	}
 	if startup {
 		cursor = 0
@@ -148,7 +155,7 @@ func (s *Server) Pull(ctx context.Context, id string, startup bool) (added, dele
 		}
 		e.Expires = time.Unix(exp, 0)
 		switch {
-		case !want[e.Scenario]:
+		case want != nil && !want[e.Scenario]:
 		case del == 1 && len(deleted) < s.cfg.MaxList:
 			deleted = append(deleted, e)
 		case del == 0 && !e.Expires.Before(now) && len(added) < s.cfg.MaxList:
