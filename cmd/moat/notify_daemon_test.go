@@ -1,0 +1,211 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moatsec/moat/enforce/api"
+)
+
+// TestDaemonNotifies runs moat (no kernel backend, so no root) on an
+// sshd log with three channels: a webhook on loopback, an NDJSON file and
+// a webhook that accepts and never answers. A brute force reaches the
+// first two; the hanging one only fills its queue. After a restart, the
+// restored ban and the same attack raised again send nothing; a new
+// attacker does.
+func TestDaemonNotifies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP in -short mode: runs the daemon twice")
+	}
+	var mu sync.Mutex
+	var bodies []string
+	hookLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	hook := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+	})}
+	go hook.Serve(hookLn)
+	t.Cleanup(func() { hook.Close() })
+	received := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), bodies...)
+	}
+	hangLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	t.Cleanup(func() { hangLn.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hangLn.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+
+	h := newNotifyHost(t, hookLn.Addr().String(), hangLn.Addr().String())
+	d := startPlainDaemon(t, h.cfgPath)
+	attack := func(ip string) {
+		var lines []string
+		for i := range 8 {
+			lines = append(lines, fmt.Sprintf("Failed password for root from %s port %d ssh2", ip, 40000+i))
+		}
+		h.appendLines(t, lines...)
+	}
+	attack("198.51.100.7")
+	waitFor(t, 15*time.Second, "the webhook to hear of the ban", func() bool { return len(received()) > 0 })
+	var msg struct {
+		Alerts []struct {
+			Scenario  string `json:"scenario"`
+			Value     string `json:"value"`
+			Decisions []struct {
+				Type string `json:"type"`
+			} `json:"decisions"`
+		} `json:"alerts"`
+	}
+	must(t, json.Unmarshal([]byte(received()[0]), &msg))
+	if len(msg.Alerts) != 1 || msg.Alerts[0].Value != "198.51.100.7" || !strings.Contains(msg.Alerts[0].Scenario, "ssh") || len(msg.Alerts[0].Decisions) == 0 {
+		t.Fatalf("webhook body %s", received()[0])
+	}
+	waitFor(t, 10*time.Second, "the NDJSON line", func() bool {
+		b, _ := os.ReadFile(h.siem)
+		return strings.Contains(string(b), `"value":"198.51.100.7"`)
+	})
+	code, out, errOut := runMoat(t, "", "notifications", "list", "-c", h.cfgPath, "-o", "json")
+	var chans []api.NotificationChannel
+	if code != exitOK || json.Unmarshal([]byte(out), &chans) != nil || len(chans) != 3 {
+		t.Fatalf("notifications list: %d %s %s", code, out, errOut)
+	}
+	for _, c := range chans {
+		if c.Name == "hang" && c.Sent != 0 || c.Name == "hook" && c.Sent != 1 {
+			t.Fatalf("channel %+v", c)
+		}
+	}
+	scrape := httpGet(t, "http://"+h.metrics+"/metrics")
+	if !strings.Contains(scrape, `moat_notification_sent_total{channel="hook",kind="webhook"} 1`) {
+		t.Fatalf("metrics lack the sent webhook:\n%s", grepLines(scrape, "moat_notification"))
+	}
+
+	if err := d.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("daemon stop: %v", err)
+	}
+	startPlainDaemon(t, h.cfgPath)
+	attack("198.51.100.7") // banned still: raised again, no decision
+	attack("198.51.100.8")
+	waitFor(t, 15*time.Second, "the new attacker's message", func() bool { return len(received()) >= 2 })
+	time.Sleep(500 * time.Millisecond)
+	got := received()
+	if len(got) != 2 || !strings.Contains(got[1], `"value":"198.51.100.8"`) {
+		t.Fatalf("after the restart the webhook got %d messages, want only the new attacker's:\n%s", len(got)-1, strings.Join(got[1:], "\n"))
+	}
+}
+
+type notifyHost struct {
+	e2eHost
+	siem, metrics string
+}
+
+func newNotifyHost(t *testing.T, hook, hang string) *notifyHost {
+	t.Helper()
+	h := &notifyHost{e2eHost: e2eHost{dir: t.TempDir()}}
+	h.cfgPath = filepath.Join(h.dir, "moat.yaml")
+	h.logPath = filepath.Join(h.dir, "auth.log")
+	h.siem = filepath.Join(h.dir, "siem", "alerts.ndjson")
+	acquis := filepath.Join(h.dir, "acquis.d")
+	must(t, os.MkdirAll(acquis, 0o755))
+	must(t, os.WriteFile(h.logPath, nil, 0o644))
+	must(t, os.WriteFile(filepath.Join(acquis, "auth.yaml"), []byte(fmt.Sprintf(
+		"source: file\nfilenames:\n  - %s\nlabels:\n  type: syslog\n", h.logPath)), 0o644))
+	profiles := filepath.Join(h.dir, "profiles.yaml")
+	must(t, os.WriteFile(profiles, []byte(`name: ban
+filters: ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
+decisions: [{type: ban, duration: 4h}]
+notifications: [hook, siem, hang]
+on_success: break
+`), 0o644))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	h.metrics = ln.Addr().String()
+	ln.Close()
+	root := repoRoot(t)
+	cfg := daemonConfig(h.dir, root, acquis) + "  nftables: {enabled: false}\n"
+	cfg = strings.Replace(cfg, "profiles: "+root+"/packaging/profiles.yaml", "profiles: "+profiles, 1)
+	cfg = strings.Replace(cfg, "listen: 127.0.0.1:9641", "listen: "+h.metrics, 1)
+	cfg += fmt.Sprintf(`notifications:
+  hook: {kind: webhook, url: "http://%s/hook"}
+  siem: {kind: file, path: %s}
+  hang: {kind: webhook, url: "http://%s/hook", timeout: 1m, queue: 10}
+`, hook, h.siem, hang)
+	must(t, os.WriteFile(h.cfgPath, []byte(cfg), 0o644))
+	return h
+}
+
+// startPlainDaemon runs moat run in this network namespace.
+func startPlainDaemon(t *testing.T, cfgPath string) *daemonProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "run", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
+	d := &daemonProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr, cmd.Stdout = d.stderr, d.stderr
+	must(t, cmd.Start())
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("daemon output:\n%s", d.stderr.String())
+		}
+	})
+	waitFor(t, 60*time.Second, "the daemon to start", func() bool {
+		select {
+		case err := <-d.done:
+			t.Fatalf("daemon exited at start: %v\n%s", err, d.stderr.String())
+		default:
+		}
+		return strings.Contains(d.stderr.String(), "moat running")
+	})
+	return d
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	must(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
