@@ -273,3 +273,13 @@ func firstLineOf(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
 }
+
+// MarshalYAML shows a password as set, not what it is: moat config check
+// prints the effective configuration to a terminal or a ticket.
+func (s SMTP) MarshalYAML() (any, error) {
+	type plain SMTP
+	if s.Password != "" {
+		s.Password = "(hidden)"
+	}
+	return plain(s), nil
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,5 +80,28 @@ notifications:
 	err = cfg.NotificationError("mail", "boom", "smtp")
 	if got := err.Error(); got != "moat.yaml:12: notification mail: boom" {
 		t.Fatalf("NotificationError = %q", got)
+	}
+}
+
+func TestMarshalHidesSMTPPassword(t *testing.T) {
+	cfg, err := Parse("moat.yaml", []byte(`notifications:
+  mail:
+    kind: email
+    smtp: {host: smtp.example.org, username: moat, password: hunter2}
+    from: moat@example.org
+    to: [root@example.org]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "password: (hidden)") {
+		t.Fatalf("marshalled:\n%s", out)
+	}
+	if cfg.Notifications["mail"].SMTP.Password != "hunter2" {
+		t.Fatal("Marshal changed the configuration")
 	}
 }
