@@ -97,6 +97,7 @@ func (c *Client) pollOnce(ctx context.Context, h *held, startup bool) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<30)).Decode(&s); err != nil {
 		return fmt.Errorf("bouncer stream: %w", err)
 	}
+	clear(h.seen)
 	now := time.Now()
 	conv := func(ls []lapiDecision) []api.Decision {
 		out := make([]api.Decision, 0, len(ls))

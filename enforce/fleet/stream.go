@@ -27,6 +27,9 @@ type state struct {
 	Seq    int64  `json:"seq"`
 }
 
+// openTimeout bounds the login and the opening of a stream.
+const openTimeout = 30 * time.Second
+
 // errNoStream is a server without a fleet stream (a CrowdSec LAPI).
 var errNoStream = errors.New("the server has no fleet decision stream")
 
@@ -140,6 +143,12 @@ func (c *Client) streamLoop(ctx context.Context) {
 func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A silent stream is a dead one (a peer gone without a FIN): the
+	// server sends a heartbeat well within StreamTimeout. Armed before
+	// the request, as a server that accepts and never answers is as dead,
+	// with room for a login (bcrypt on a busy server) until the answer.
+	watchdog := time.AfterFunc(max(c.cfg.StreamTimeout, openTimeout), cancel)
+	defer watchdog.Stop()
 	url := c.cfg.Server + api.FleetStreamPath + "?after=" + strconv.FormatInt(seq, 10)
 	resp, err := c.authed(sctx, func() (*http.Request, error) {
 		return http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
@@ -155,6 +164,10 @@ func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, err
 	default:
 		return seq, fmt.Errorf("open stream: %w", readStatus(resp))
 	}
+	watchdog.Reset(c.cfg.StreamTimeout)
+	// What a cut stream saw before its checkpoint does not count toward
+	// this one's: a startup must see again everything it keeps.
+	clear(h.seen)
 	c.stats.connected.Store(true)
 	if c.cfg.OnConnect != nil {
 		c.cfg.OnConnect(true, seq)
@@ -165,10 +178,6 @@ func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, err
 			c.cfg.OnConnect(false, seq)
 		}
 	}()
-	// A silent stream is a dead one (a peer gone without a FIN): the
-	// server sends a heartbeat well within StreamTimeout.
-	watchdog := time.AfterFunc(c.cfg.StreamTimeout, cancel)
-	defer watchdog.Stop()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	lastSave := time.Now()
