@@ -3,10 +3,18 @@ package notify
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"mime"
 	"mime/quotedprintable"
+	"net"
 	"net/mail"
 	"os"
 	"os/exec"
@@ -19,7 +27,7 @@ import (
 // startSMTPServer runs testdata/smtpd.py (aiosmtpd, Debian's
 // python3-aiosmtpd) on a loopback port and returns the port and the
 // directory it writes messages to.
-func startSMTPServer(t *testing.T, user, pass string) (int, string) {
+func startSMTPServer(t *testing.T, user, pass string, tlsArgs ...string) (int, string) {
 	t.Helper()
 	py := ""
 	for _, cand := range []string{"/usr/bin/python3", "python3"} {
@@ -32,7 +40,7 @@ func startSMTPServer(t *testing.T, user, pass string) (int, string) {
 		t.Skip("SKIP: no python3 with aiosmtpd (apt-get install python3-aiosmtpd; make deps-test installs it)")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(py, "testdata/smtpd.py", dir, user, pass)
+	cmd := exec.Command(py, append([]string{"testdata/smtpd.py", dir, user, pass}, tlsArgs...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -181,5 +189,69 @@ func TestEmailStartTLSRequired(t *testing.T) {
 	err := m.Test(t.Context(), "mail")
 	if err == nil || !strings.Contains(err.Error(), "does not offer STARTTLS") {
 		t.Fatalf("Test = %v", err)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// their paths.
+func selfSigned(t *testing.T) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "moat test smtp"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// TestEmailTLSModes: STARTTLS and implicit TLS to a server whose
+// certificate only ca_file vouches for; without ca_file the certificate
+// is refused and nothing is sent.
+func TestEmailTLSModes(t *testing.T) {
+	for _, mode := range []string{"starttls", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			cert, key := selfSigned(t)
+			port, dir := startSMTPServer(t, "moat", "pw", mode, cert, key)
+			conf := `notifications:
+  mail:
+    kind: email
+    smtp: {host: 127.0.0.1, port: %d, tls: %s, username: moat, password: pw%s}
+    from: moat@example.org
+    to: [root@example.org]
+`
+			m := channelsFrom(t, fmt.Sprintf(conf, port, mode, ", ca_file: "+cert))
+			if err := m.Test(t.Context(), "mail"); err != nil {
+				t.Fatal(err)
+			}
+			msg := waitMessage(t, dir)
+			if msg.Header.Get("X-Authenticated") != "True" || !strings.Contains(msg.Header.Get("Subject"), "test") {
+				t.Fatalf("headers %v", msg.Header)
+			}
+			untrusted := channelsFrom(t, fmt.Sprintf(conf, port, mode, ""))
+			if err := untrusted.Test(t.Context(), "mail"); err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Fatalf("a self-signed certificate without ca_file: %v", err)
+			}
+		})
 	}
 }
