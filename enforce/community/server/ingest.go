@@ -74,17 +74,12 @@ func (s *Server) signals(w http.ResponseWriter, r *http.Request, id string) erro
 func (s *Server) Ingest(ctx context.Context, reporter string, from netip.Addr, reps []Report) error {
 	now := s.cfg.Now().Unix()
 	net := network(from)
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("ingest from %s: %w", reporter, err)
-	}
-	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, s.db.q(`INSERT INTO reports (addr, scenario, reporter, net, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (addr, scenario, reporter) DO UPDATE SET last_at = excluded.last_at, net = excluded.net`))
-	if err != nil {
-		return fmt.Errorf("ingest from %s: %w", reporter, err)
-	}
-	defer st.Close()
+	// Canaries out, duplicates folded (one statement may not touch a row
+	// twice in PostgreSQL), then multi-row inserts: a round trip per
+	// signal is what a remote database cannot afford.
+	type key struct{ addr, scenario string }
+	var rows []key
+	seen := make(map[key]bool, len(reps))
 	var canaries int64
 	for _, rp := range reps {
 		a := rp.Addr.Unmap()
@@ -92,9 +87,35 @@ func (s *Server) Ingest(ctx context.Context, reporter string, from netip.Addr, r
 			canaries++
 			continue
 		}
-		if _, err := st.ExecContext(ctx, a.String(), rp.Scenario, reporter, net, now, now); err != nil {
+		k := key{a.String(), rp.Scenario}
+		if !seen[k] {
+			seen[k] = true
+			rows = append(rows, k)
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ingest from %s: %w", reporter, err)
+	}
+	defer tx.Rollback()
+	const chunk = 200
+	for len(rows) > 0 {
+		n := min(chunk, len(rows))
+		var q strings.Builder
+		q.WriteString(`INSERT INTO reports (addr, scenario, reporter, net, first_at, last_at) VALUES `)
+		args := make([]any, 0, 6*n)
+		for i, k := range rows[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?)")
+			args = append(args, k.addr, k.scenario, reporter, net, now, now)
+		}
+		q.WriteString(` ON CONFLICT (addr, scenario, reporter) DO UPDATE SET last_at = excluded.last_at, net = excluded.net`)
+		if _, err := tx.ExecContext(ctx, s.db.q(q.String()), args...); err != nil {
 			return fmt.Errorf("ingest from %s: %w", reporter, err)
 		}
+		rows = rows[n:]
 	}
 	if canaries > 0 {
 		if _, err := tx.ExecContext(ctx, s.db.q(`UPDATE reporters SET canaries = canaries + ? WHERE id = ?`), canaries, reporter); err != nil {
