@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ const (
 	KindJournal = "journalctl"
 	KindSyslog  = "syslog"
 	KindCommand = "command"
+	KindDocker  = "docker"
 )
 
 // Defaults filled in before decoding.
@@ -81,6 +83,8 @@ type Config struct {
 	SyslogConfig `yaml:",inline"`
 	// command: the argv of a program whose output is the log.
 	CommandConfig `yaml:",inline"`
+	// docker: container_name, container_id, docker_host, ...
+	DockerConfig `yaml:",inline"`
 
 	// Accepted for CrowdSec compatibility; moat has no per-source log level.
 	LogLevel string `yaml:"log_level"`
@@ -152,7 +156,8 @@ func (c *Config) validate() error {
 		return yamlerr.AtKey(fmt.Errorf(format, a...), key...)
 	}
 	at := func(key ...any) []any { return key }
-	if c.Labels["type"] == "" {
+	// Under use_container_labels each container names its own type.
+	if c.Labels["type"] == "" && !(c.Source == KindDocker && c.UseContainerLabels) {
 		return bad(at("labels"), "labels.type is required (it selects the parsers)")
 	}
 	switch c.Mode {
@@ -203,10 +208,14 @@ func (c *Config) validate() error {
 		if err := c.validateCommand(); err != nil {
 			return err
 		}
+	case KindDocker:
+		if err := c.validateDocker(); err != nil {
+			return err
+		}
 	case "":
-		return bad(at("source"), "source is required (file, journalctl, syslog or command)")
+		return bad(at("source"), "source is required (file, journalctl, syslog, command or docker)")
 	default:
-		return bad(at("source"), "source %q is not supported (file, journalctl, syslog, command)", c.Source)
+		return bad(at("source"), "source %q is not supported (file, journalctl, syslog, command, docker)", c.Source)
 	}
 	if key, kind := c.foreignKey(); key != "" {
 		return bad(at(key), "%s belongs to a %s source, not to a %s source", key, kind, c.Source)
@@ -242,6 +251,13 @@ func (c *Config) foreignKey() (key, kind string) {
 		{"max_connections", KindSyslog, c.MaxConnections != 0},
 		{"disable_rfc_parser", KindSyslog, c.DisableRFCParser},
 		{"command", KindCommand, len(c.Command) > 0},
+		{"container_name", KindDocker, len(c.ContainerName) > 0},
+		{"container_id", KindDocker, len(c.ContainerID) > 0},
+		{"container_name_regexp", KindDocker, len(c.ContainerNameRegexp) > 0},
+		{"container_id_regexp", KindDocker, len(c.ContainerIDRegexp) > 0},
+		{"docker_host", KindDocker, c.DockerHost != ""},
+		{"check_interval", KindDocker, c.CheckInterval != 0},
+		{"use_container_labels", KindDocker, c.UseContainerLabels},
 	}
 	for _, k := range keys {
 		if k.set && k.kind != c.Source {
@@ -367,6 +383,12 @@ func defaultName(c *Config) string {
 		return "syslog:" + c.SyslogConfig.withDefaults().Protocol + "://" + c.SyslogConfig.address()
 	case KindCommand:
 		return "command:" + strings.Join(c.Command, " ")
+	case KindDocker:
+		sel := slices.Concat(c.ContainerName, c.ContainerID, c.ContainerNameRegexp, c.ContainerIDRegexp)
+		if c.UseContainerLabels {
+			sel = append(sel, "labels")
+		}
+		return "docker:" + strings.Join(sel, ",") + "@" + c.DockerConfig.socket()
 	}
 	return c.Source
 }

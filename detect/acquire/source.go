@@ -141,6 +141,8 @@ func New(cfg Config, stateDir string, opts ...Option) (Source, error) {
 		return newSyslogSource(cfg), nil
 	case KindCommand:
 		return newCommandSource(cfg, o), nil
+	case KindDocker:
+		return newDockerSource(cfg, stateDir, o)
 	}
 	return nil, fmt.Errorf("%s: %w: source %q", cfg.Where(), ErrConfig, cfg.Source)
 }

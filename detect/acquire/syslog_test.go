@@ -351,7 +351,8 @@ func TestSourcesConfigGood(t *testing.T) {
 			t.Fatalf("New(%s): %v", c.Where(), err)
 		}
 	}
-	want := "syslog:udp://127.0.0.1:5514@2 syslog:tcp://[::1]:6514@7 command:/usr/bin/tail -F -n 0 /var/log/vendor/events.log@16"
+	want := "syslog:udp://127.0.0.1:5514@2 syslog:tcp://[::1]:6514@7 command:/usr/bin/tail -F -n 0 /var/log/vendor/events.log@16" +
+		" docker:nginx,^web-@/var/run/docker.sock@21 docker:labels@/run/podman/podman.sock@27"
 	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("names\n got %s\nwant %s", got, want)
 	}
