@@ -99,7 +99,9 @@ func runPeers(ctx context.Context, o *Options, res *Result) error {
 			}
 			moatS[log] = append(moatS[log], s)
 			lapi.reset()
-			cmd := ns.command(ctx, "crowdsec", "-c", cfg, "-dsn", "file://"+filepath.Join(c.dir, log), "-type", logType[log], "-no-api")
+			// nsenter execs crowdsec in its own place, so the measured
+			// process is crowdsec itself.
+			cmd := exec.CommandContext(ctx, "nsenter", "--net="+ns.path(), "crowdsec", "-c", cfg, "-dsn", "file://"+filepath.Join(c.dir, log), "-type", logType[log], "-no-api")
 			u, err := runMeasured(cmd, nil)
 			if err != nil {
 				return fmt.Errorf("crowdsec: %w", err)

@@ -24,6 +24,13 @@ type usage struct {
 
 // runMeasured runs cmd to its end and returns its cost. Its stdout goes
 // to out when out is not nil; stderr is kept for the error.
+//
+// The peak RSS is the child's VmHWM, sampled every 10 ms while it runs,
+// not wait4's ru_maxrss: exec(2) carries the peak of the process it
+// replaces into ru_maxrss, and Go starts a child as a vfork of this
+// process, so ru_maxrss is never below this driver's own peak (hundreds of
+// MiB after a 10M-line replay's output). ru_maxrss stands in only for a
+// child too short to be sampled.
 func runMeasured(cmd *exec.Cmd, out *bytes.Buffer) (usage, error) {
 	var errBuf bytes.Buffer
 	if out != nil {
@@ -31,11 +38,30 @@ func runMeasured(cmd *exec.Cmd, out *bytes.Buffer) (usage, error) {
 	}
 	cmd.Stderr = &errBuf
 	start := time.Now()
-	err := cmd.Run()
-	u := usage{Wall: time.Since(start)}
+	if err := cmd.Start(); err != nil {
+		return usage{}, err
+	}
+	stop, hwm := make(chan struct{}), make(chan int64, 1)
+	go func() {
+		var peak int64
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, vmHWM(cmd.Process.Pid))
+			select {
+			case <-stop:
+				hwm <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(stop)
+	u := usage{Wall: time.Since(start), MaxRSS: <-hwm}
 	if ps := cmd.ProcessState; ps != nil {
 		u.CPU = ps.UserTime() + ps.SystemTime()
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok && u.MaxRSS == 0 {
 			u.MaxRSS = ru.Maxrss * 1024 // kilobytes on Linux
 		}
 	}
@@ -85,11 +111,6 @@ func (n *netNS) run(ctx context.Context, args ...string) (string, error) {
 	return run(ctx, append([]string{"ip", "netns", "exec", n.name}, args...)...)
 }
 
-// command is an unstarted command inside the namespace.
-func (n *netNS) command(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name}, args...)...)
-}
-
 // do runs fn on a locked OS thread inside the namespace; the thread is
 // dropped afterwards, never switched back. Sockets fn opens stay in the
 // namespace for their lifetime, whichever thread uses them later.
@@ -135,4 +156,21 @@ func vethPair(ctx context.Context, a, b *netNS, an, bn string, addrA, addrB []st
 		}
 	}
 	return nil
+}
+
+// vmHWM is the peak resident set of a running process (bytes), 0 when it
+// cannot be read (gone, or not yet exec'd).
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }
