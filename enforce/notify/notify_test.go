@@ -231,7 +231,7 @@ func TestFromConfigRendersAtLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = FromConfig(&cfg)
-	want := `moat.yaml:5: notification hook: body: template: body:1:9: executing "body" at <.Alert.Country>: can't evaluate field Country in type notify.Alert`
+	want := `moat.yaml:5: notification hook: body: line 1 of the template: at <.Alert.Country>: can't evaluate field Country in type notify.Alert`
 	if err == nil || err.Error() != want {
 		t.Fatalf("FromConfig = %v\nwant %s", err, want)
 	}

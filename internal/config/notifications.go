@@ -264,7 +264,12 @@ func checkTemplate(at func(string, ...any) error, text, key string) error {
 		funcs[f] = func(...any) (any, error) { return nil, nil }
 	}
 	if _, err := template.New(key).Funcs(funcs).Parse(text); err != nil {
-		return at(fmt.Sprintf("%s template: %s", key, firstLineOf(err.Error())), key)
+		// "template: body:3: msg" says line 3 of the template.
+		msg := strings.TrimPrefix(firstLineOf(err.Error()), "template: "+key+":")
+		if n, rest, ok := strings.Cut(msg, ": "); ok {
+			msg = "line " + n + " of the template: " + rest
+		}
+		return at(fmt.Sprintf("%s: %s", key, msg), key)
 	}
 	return nil
 }
