@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/packaging"
 )
 
 // freePort returns a loopback port nothing listens on right now.
@@ -460,5 +463,46 @@ func TestSyslogLoggerThroughput(t *testing.T) {
 		cmd.Wait()
 		t.Logf("logger %s: %d of %d lines in %s: %.0f lines/s", strings.Join(args, " "), got, n, last.Sub(began).Round(time.Millisecond), float64(got)/last.Sub(began).Seconds())
 		r.close()
+	}
+}
+
+// TestSyslogThroughEngine: sshd failures sent by logger over TCP, in
+// RFC 5424 with octet counting, go through the listener and the shipped
+// parsers and scenarios and raise the ssh brute-force alert against the
+// client address in the message, not the sender's host or address.
+func TestSyslogThroughEngine(t *testing.T) {
+	if _, err := exec.LookPath("logger"); err != nil {
+		t.Skipf("SKIP: no logger(1): %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, packaging.Files); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Config{HubDir: filepath.Join(dir, "hub"), PatternDir: filepath.Join(dir, "patterns"), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startSyslog(t, "tcp", nil)
+	for i := 0; i < 6; i++ {
+		msg := fmt.Sprintf("Failed password for invalid user u%d from 198.51.100.7 port %d ssh2", i, 40000+i)
+		args := []string{"--server", "127.0.0.1", "--port", strconv.Itoa(r.port), "--tcp", "--rfc5424", "--octet-count", "-t", "sshd", "--id=77", "--", msg}
+		if out, err := exec.Command("logger", args...).CombinedOutput(); err != nil {
+			t.Fatalf("logger: %v: %s", err, out)
+		}
+	}
+	var alerts []model.Alert
+	for i := 0; i < 6; i++ {
+		alerts = append(alerts, e.Process(r.next())...)
+	}
+	alerts = append(alerts, e.Flush()...)
+	found := false
+	for _, a := range alerts {
+		t.Logf("alert %s %s", a.Scenario, a.Value)
+		if a.Scenario == "moat/ssh-bf" && a.Value == "198.51.100.7" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no moat/ssh-bf alert for 198.51.100.7 in %+v; engine %+v", alerts, e.Stats())
 	}
 }
