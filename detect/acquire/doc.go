@@ -1,8 +1,12 @@
 // Package acquire reads log lines for moat: files followed across rotation,
-// the systemd journal followed live, and cold replays of files or journal
-// directories. Each source streams detect.Line values on a channel from one
-// goroutine, keeps its position under a state directory so a restart resumes
-// where it stopped, and counts what it read in Stats.
+// the systemd journal followed live, syslog messages received over UDP or
+// TCP, the output of a command, container logs through the Docker Engine
+// API, and cold replays of files or journal directories. Each source
+// streams detect.Line values on a channel, keeps its position (where its
+// input has one: files, the journal, container logs) under a state
+// directory so a restart resumes where it stopped, and counts what it read
+// in Stats. A syslog listener and a command have no position: what is
+// sent while moat is down is the sender's to keep.
 //
 // Position guarantee. By default a source saves a position only for lines
 // whose send on the output channel has completed, so a line the consumer
@@ -45,9 +49,12 @@
 // generations), then reads every newer generation, oldest first, then the
 // live file.
 //
-// The package never logs. Read errors (an unreadable file, a corrupt journal
-// file) are counted in Stats.Errors, the newest one is kept in
-// Stats.LastError, and the source carries on with its other inputs.
+// The package never logs, but for what a command source's program writes
+// to stderr, which goes (bounded) to the logger given by WithLogger. Read
+// errors (an unreadable file, a corrupt journal file, a refused syslog
+// connection, an unreachable Docker API) are counted in Stats.Errors, the
+// newest one is kept in Stats.LastError, and the source carries on with
+// its other inputs.
 // Replay reports each damaged input (a corrupt or truncated gzip, a read
 // error) in Replay.Damage, naming the file and where it broke.
 package acquire
