@@ -179,10 +179,16 @@ func TestDeadChannelsDoNotSlowBans(t *testing.T) {
     to: [root@example.org]
     retries: 100
     retry_backoff: 1ms
-`, hang, refused, refused[len("127.0.0.1:"):]))
+  mail-hang:
+    kind: email
+    smtp: {host: 127.0.0.1, port: %s, tls: none}
+    from: moat@example.org
+    to: [root@example.org]
+    timeout: 1m
+`, hang, refused, refused[len("127.0.0.1:"):], hang[len("127.0.0.1:"):]))
 	run(t, m)
 	none := startPipeline(t, NewManager())
-	dead := startPipeline(t, m, "hang", "refused", "mail")
+	dead := startPipeline(t, m, "hang", "refused", "mail", "mail-hang")
 
 	const rounds, perRound = 5, 60
 	var noneLat, deadLat []time.Duration
@@ -236,5 +242,28 @@ func TestAlertRaisedAgainDoesNotNotify(t *testing.T) {
 	msgs := f.wait(t, 1)
 	if len(msgs) != 2 || msgs[1].Alert.Value != hotAlert(2).Value {
 		t.Fatalf("%d messages, the last for %s; want 2, the last for the new ban", len(msgs), msgs[len(msgs)-1].Alert.Value)
+	}
+}
+
+// TestHangingServerBoundedByTimeout: a webhook or SMTP server that
+// accepts and never answers fails the attempt at the channel's timeout.
+func TestHangingServerBoundedByTimeout(t *testing.T) {
+	hang := hangingListener(t)
+	m := channelsFrom(t, fmt.Sprintf(`notifications:
+  hook: {kind: webhook, url: "http://%s/hook", timeout: 300ms}
+  mail:
+    kind: email
+    smtp: {host: 127.0.0.1, port: %s, tls: none}
+    from: moat@example.org
+    to: [root@example.org]
+    timeout: 300ms
+`, hang, hang[len("127.0.0.1:"):]))
+	for _, name := range []string{"hook", "mail"} {
+		start := time.Now()
+		err := m.Test(t.Context(), name)
+		took := time.Since(start)
+		if err == nil || took < 250*time.Millisecond || took > 2*time.Second {
+			t.Errorf("%s: Test = %v after %s, want a timeout after about 300ms", name, err, took)
+		}
 	}
 }
