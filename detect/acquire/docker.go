@@ -77,6 +77,9 @@ func (c *Config) validateDocker() error {
 	if d.DockerHost != "" && !filepath.IsAbs(d.socket()) {
 		return yamlerr.AtKey(fmt.Errorf("docker_host %q: want unix:///path/to/socket (only a local socket is supported)", d.DockerHost), "docker_host")
 	}
+	if c.Mode != "tail" {
+		return yamlerr.AtKey(fmt.Errorf("mode %q: a docker source only follows (tail)", c.Mode), "mode")
+	}
 	if d.CheckInterval != 0 && d.CheckInterval < 100*time.Millisecond {
 		return yamlerr.AtKey(fmt.Errorf("check_interval %s is below 100ms", d.CheckInterval), "check_interval")
 	}
