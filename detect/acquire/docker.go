@@ -468,6 +468,11 @@ func (f *dockerFollower) readRaw(ctx context.Context, r io.Reader) error {
 			f.s.c.bytes.Add(uint64(n))
 			ok := sp.feed(buf[:n], func(line []byte, cut bool, _ int) bool {
 				ts, rest := cutDockerTS(line)
+				// The splitter's bound leaves room for the timestamp; a
+				// line without one is held to the maximum here.
+				if len(rest) > f.s.cfg.MaxLineLength {
+					rest, cut = cutRune(rest[:f.s.cfg.MaxLineLength]), true
+				}
 				return f.emit(ctx, ts, rest, cut)
 			})
 			if !ok {

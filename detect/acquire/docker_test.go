@@ -1,6 +1,7 @@
 package acquire
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -404,4 +405,55 @@ func TestDockerUnreachable(t *testing.T) {
 	if st := src.Stats(); st.Errors == 0 || !strings.Contains(st.LastError.Error(), "list containers") {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// FuzzDockerStream reads arbitrary bytes as a container's log stream,
+// multiplexed and raw. Reading ends (at the stream's end, or at a broken
+// frame), never hands on a line over the maximum, and every line is in
+// the stream.
+func FuzzDockerStream(f *testing.F) {
+	frame := func(stream byte, s string) string {
+		var hdr [8]byte
+		hdr[0] = stream
+		binary.BigEndian.PutUint32(hdr[4:], uint32(len(s)))
+		return string(hdr[:]) + s
+	}
+	for _, s := range []string{
+		frame(1, "2026-12-07T04:00:00.000000001Z GET / 200\n") + frame(2, "2026-12-07T04:00:00.5Z err\n"),
+		frame(1, "2026-12-07T04:00:00Z part one ") + frame(1, "2026-12-07T04:00:01Z part two\n"),
+		frame(3, "x") + "\xff\xff\xff\xff",
+		"\x01\x00\x00\x00\xff\xff\xff\xff2026-12-07T04:00:00Z claims 4 GiB",
+		"2026-12-07T04:00:00Z tty line\r\n2026-12-07T04:00:01+02:00 another\nno timestamp\n",
+	} {
+		f.Add([]byte(s))
+	}
+	const max = 64
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, raw := range []bool{false, true} {
+			cfg := defaultConfig()
+			cfg.MaxLineLength = max
+			s := &dockerSource{cfg: cfg, state: dockerState{Containers: map[string]dockerPos{}}}
+			out := make(chan detect.Line, len(data)+1)
+			fl := &dockerFollower{s: s, id: "c", src: "c", out: out}
+			var err error
+			if raw {
+				err = fl.readRaw(context.Background(), bytes.NewReader(data))
+			} else {
+				err = fl.readMuxed(context.Background(), bytes.NewReader(data))
+			}
+			if err == nil {
+				t.Fatalf("%q: reading ended without an error", data)
+			}
+			close(out)
+			for l := range out {
+				if len(l.Raw) > max {
+					t.Fatalf("%q: line %q over the maximum", data, l.Raw)
+				}
+				// A multiplexed line may join two frames' payloads.
+				if raw && !bytes.Contains(data, []byte(l.Raw)) {
+					t.Fatalf("%q: line %q is not in the stream", data, l.Raw)
+				}
+			}
+		}
+	})
 }
