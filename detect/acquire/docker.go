@@ -125,6 +125,11 @@ type dockerSource struct {
 	mu    sync.Mutex
 	state dockerState
 	dirty bool
+	// sent is the position of the last line sent per container: a
+	// container read again in this process (its stream broke, it was
+	// restarted) resumes there, not at the saved position, which under
+	// WithAcks trails it.
+	sent map[string]dockerPos
 }
 
 var (
@@ -209,9 +214,13 @@ func (s *dockerSource) setPos(id string, p dockerPos) {
 	s.mu.Unlock()
 }
 
+// pos is where reading container id resumes, and the first start's time.
 func (s *dockerSource) pos(id string) (dockerPos, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p, ok := s.sent[id]; ok {
+		return p, s.state.Started
+	}
 	return s.state.Containers[id], s.state.Started
 }
 
@@ -232,6 +241,7 @@ func (s *dockerSource) Stream(ctx context.Context, out chan<- detect.Line) error
 		return fmt.Errorf("docker source %s: %w", s.cfg.Name, err)
 	}
 	s.mu.Lock()
+	s.sent = map[string]dockerPos{}
 	if s.state.Containers == nil {
 		s.state.Containers = map[string]dockerPos{}
 		if s.cfg.Start == "tail" {
@@ -250,38 +260,16 @@ func (s *dockerSource) Stream(ctx context.Context, out chan<- detect.Line) error
 	if interval == 0 {
 		interval = DefaultDockerCheckInterval
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	following := map[string]bool{}
-	var fmu sync.Mutex
+	fs := &dockerFollowers{busy: map[string]bool{}}
+	defer fs.wg.Wait()
+	prev := map[string]string{} // container id -> state at the last list
 	for {
 		list, err := s.list(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.c.fail(fmt.Errorf("docker source %s: list containers: %w", s.cfg.Name, err))
 		}
-		for _, ct := range list {
-			labels, ok := s.match(ct)
-			fmu.Lock()
-			busy := following[ct.ID]
-			if ok && !busy && ct.State == "running" {
-				following[ct.ID] = true
-			}
-			fmu.Unlock()
-			if !ok || busy || ct.State != "running" {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := s.follow(ctx, ct, labels, out); err != nil && ctx.Err() == nil {
-					s.c.fail(fmt.Errorf("docker source %s: container %s: %w", s.cfg.Name, containerName(ct), err))
-				}
-				fmu.Lock()
-				delete(following, ct.ID)
-				fmu.Unlock()
-			}()
-		}
 		if err == nil {
+			prev = s.startFollowers(ctx, list, prev, fs, out)
 			s.prune(list)
 		}
 		s.start.open()
@@ -291,6 +279,59 @@ func (s *dockerSource) Stream(ctx context.Context, out chan<- detect.Line) error
 		case <-time.After(interval):
 		}
 	}
+}
+
+// dockerFollowers tracks the containers being read.
+type dockerFollowers struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+// startFollowers starts reading each matching container not being read:
+// a running (or paused) one is followed until it stops; one seen stopped
+// for the first time is read once to its end, which catches what a
+// container logged while moat was down, or between two lists, before it
+// exited. It returns the states seen, for the next call.
+func (s *dockerSource) startFollowers(ctx context.Context, list []dockerContainer, prev map[string]string, fs *dockerFollowers, out chan<- detect.Line) map[string]string {
+	seen := make(map[string]string, len(list))
+	for _, ct := range list {
+		seen[ct.ID] = ct.State
+		labels, ok := s.match(ct)
+		if !ok {
+			continue
+		}
+		switch ct.State {
+		case "running", "paused", "restarting":
+		case "exited", "dead":
+			if prev[ct.ID] == ct.State {
+				continue // read to its end already
+			}
+		default:
+			continue // created, removing: no log to read yet, or any more
+		}
+		fs.mu.Lock()
+		busy := fs.busy[ct.ID]
+		fs.busy[ct.ID] = true
+		fs.mu.Unlock()
+		if busy {
+			// Still reading: a container seen stopped is read again at
+			// the next list.
+			delete(seen, ct.ID)
+			continue
+		}
+		fs.wg.Add(1)
+		go func() {
+			defer fs.wg.Done()
+			if err := s.follow(ctx, ct, labels, out); err != nil && ctx.Err() == nil {
+				s.c.fail(fmt.Errorf("docker source %s: container %s: %w", s.cfg.Name, containerName(ct), err))
+			}
+			fs.mu.Lock()
+			delete(fs.busy, ct.ID)
+			fs.mu.Unlock()
+		}()
+	}
+	return seen
 }
 
 // prune forgets the positions of containers that no longer exist, so the
@@ -306,6 +347,11 @@ func (s *dockerSource) prune(list []dockerContainer) {
 		if !seen[id] {
 			delete(s.state.Containers, id)
 			s.dirty = true
+		}
+	}
+	for id := range s.sent {
+		if !seen[id] {
+			delete(s.sent, id)
 		}
 	}
 }
@@ -576,6 +622,9 @@ func (f *dockerFollower) emit(ctx context.Context, ts time.Time, line []byte, cu
 	} else {
 		s.setPos(f.id, pos)
 	}
+	s.mu.Lock()
+	s.sent[f.id] = pos
+	s.mu.Unlock()
 	f.cur = pos
 	s.c.lines.Add(1)
 	if !ts.IsZero() {

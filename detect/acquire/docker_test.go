@@ -363,6 +363,30 @@ func TestDockerResume(t *testing.T) {
 	}
 }
 
+// TestDockerStopsAndShortLives: a container restarted while followed
+// goes on where it was, without a repeat even when nothing was
+// acknowledged; one that starts, logs and exits between two lists is
+// still read; one that exits is read to its end.
+func TestDockerStopsAndShortLives(t *testing.T) {
+	f := newFakeDocker(t)
+	web := &fakeContainer{id: "aaaa1111", name: "web", running: true}
+	f.add(web)
+	f.log(web, atMS(1), 1, "l1")
+	r := startDocker(t, f, t.TempDir(), func(c *Config) { c.ContainerNameRegexp = []string{"^job-"} }, WithAcks())
+	r.expect("l1")
+	f.update(func() { web.running = false })
+	time.Sleep(300 * time.Millisecond) // listed stopped
+	f.update(func() { web.running = true })
+	f.log(web, atMS(2), 1, "l2")
+	r.expect("l2")
+	job := &fakeContainer{id: "eeee5555", name: "job-1", logs: []fakeLog{{atMS(3), 1, "ran and exited"}}}
+	f.add(job)
+	r.expect("ran and exited")
+	f.log(web, atMS(4), 2, "last words")
+	f.update(func() { web.running = false })
+	r.expect("last words")
+}
+
 // TestDockerTailStart: a first start at the tail skips what containers
 // logged before, and a restart before any line still starts there.
 func TestDockerTailStart(t *testing.T) {
@@ -432,7 +456,7 @@ func FuzzDockerStream(f *testing.F) {
 		for _, raw := range []bool{false, true} {
 			cfg := defaultConfig()
 			cfg.MaxLineLength = max
-			s := &dockerSource{cfg: cfg, state: dockerState{Containers: map[string]dockerPos{}}}
+			s := &dockerSource{cfg: cfg, state: dockerState{Containers: map[string]dockerPos{}}, sent: map[string]dockerPos{}}
 			out := make(chan detect.Line, len(data)+1)
 			fl := &dockerFollower{s: s, id: "c", src: "c", out: out}
 			var err error
