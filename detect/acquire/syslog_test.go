@@ -17,7 +17,9 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/detect/parse"
 	"github.com/moatsec/moat/internal/model"
+	"github.com/moatsec/moat/internal/testutil"
 	"github.com/moatsec/moat/packaging"
 )
 
@@ -504,5 +506,30 @@ func TestSyslogThroughEngine(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no moat/ssh-bf alert for 198.51.100.7 in %+v; engine %+v", alerts, e.Stats())
+	}
+}
+
+// TestSyslogLinesCrowdSecHub: the lines the listener builds parse with
+// CrowdSec's own hub parsers (crowdsecurity/syslog-logs, sshd-logs) from
+// the snapshot beside the checkout, as they do with CrowdSec's datasource.
+func TestSyslogLinesCrowdSecHub(t *testing.T) {
+	hub := testutil.Shared(t, "crowdsec-hub")
+	var files []parse.File
+	for _, f := range []string{"s00-raw/crowdsecurity/syslog-logs.yaml", "s01-parse/crowdsecurity/sshd-logs.yaml"} {
+		files = append(files, parse.File{Path: filepath.Join(hub, "hub", "parsers", f), Stage: filepath.Dir(filepath.Dir(f))})
+	}
+	p, err := parse.Load(files, parse.Options{PatternDir: filepath.Join(hub, "patterns"), DataDir: t.TempDir(), Year: 2026})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{
+		"<13>Dec  7 04:06:42 vm sshd[4242]: " + sshdFailure,
+		`<13>1 2026-12-07T04:06:42.175246+00:00 vm sshd 4242 - [timeQuality tzKnown="1" isSynced="0"] ` + sshdFailure,
+	} {
+		m := parseSyslog([]byte(in), syslogNow)
+		evt := detect.NewEvent(detect.Line{Raw: m.line(syslogNow), Module: KindSyslog, Src: "127.0.0.1", Labels: map[string]string{"type": "syslog"}, Process: true})
+		if !p.Parse(evt) || evt.Parsed["program"] != "sshd" || evt.Meta["source_ip"] != "198.51.100.7" || evt.Meta["machine"] != "vm" {
+			t.Fatalf("%q -> %q: parsed %v meta %v", in, evt.Line.Raw, evt.Parsed, evt.Meta)
+		}
 	}
 }
