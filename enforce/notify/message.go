@@ -160,7 +160,9 @@ func compile(key, text, def string) (*tmpl, error) {
 	if text == "" {
 		text = def
 	}
-	t, err := template.New(key).Option("missingkey=error").Funcs(funcs("")).Parse(text)
+	// A meta key one alert lacks prints "<no value>": failing the
+	// message (and each retry) over it would lose the alert.
+	t, err := template.New(key).Funcs(funcs("")).Parse(text)
 	if err != nil {
 		return nil, &keyError{key: key, err: err}
 	}

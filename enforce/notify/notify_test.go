@@ -250,3 +250,34 @@ func TestEventLines(t *testing.T) {
 		t.Fatalf("lines %q, want %q", a.Lines, want)
 	}
 }
+
+// TestMissingMetaKeyRenders: a meta key an alert lacks does not fail the
+// message; a password file that cannot be read fails the load at its line.
+func TestMissingMetaKeyRenders(t *testing.T) {
+	m := channelsFrom(t, `notifications:
+  hook: {kind: webhook, url: "http://127.0.0.1:1/x", body: '{{ .Alert.Meta.country }}|{{ index .Alert.Meta "service" }}'}
+`)
+	w := m.channels["hook"].send.(*webhook)
+	body, err := w.body.render(newMessage("hook", "h", []item{{a: SampleAlert(time.Now())}}), maxRender)
+	if err != nil || string(body) != "<no value>|ssh" {
+		t.Fatalf("render = %q, %v", body, err)
+	}
+	cfg, err := config.Parse("moat.yaml", []byte(`notifications:
+  mail:
+    kind: email
+    smtp:
+      host: 127.0.0.1
+      username: moat
+      password_file: /nonexistent/smtp.pass
+    from: moat@example.org
+    to: [root@example.org]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = FromConfig(&cfg)
+	want := "moat.yaml:7: notification mail: smtp.password_file: open /nonexistent/smtp.pass: no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("FromConfig = %v\nwant %s", err, want)
+	}
+}
