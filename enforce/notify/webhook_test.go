@@ -156,6 +156,43 @@ func TestWebhookThroughput(t *testing.T) {
 	if st.Dropped != 0 {
 		t.Fatalf("dropped %d", st.Dropped)
 	}
+
+	// Grouped: what is queued goes in one message, up to 100 alerts.
+	g := channelsFrom(t, fmt.Sprintf("notifications:\n  grouped: {kind: webhook, url: %s/hook, queue: 100000, group_threshold: 100}\n", h.url))
+	run(t, g)
+	const alerts = 20000
+	start = time.Now()
+	for range alerts {
+		g.Notify(a, ds, []string{"grouped"})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	seen, got := n, 0
+	for got < alerts {
+		if time.Now().After(deadline) {
+			t.Fatalf("grouped channel: %+v", g.Stats()[0])
+		}
+		reqs := h.requests()
+		got += alertsReceived(t, reqs[seen:])
+		seen = len(reqs)
+		time.Sleep(time.Millisecond)
+	}
+	took = time.Since(start)
+	gs := g.Stats()[0]
+	t.Logf("webhook grouped: %d alerts in %d messages in %s = %.0f alerts/s", alerts, gs.Sent, took.Round(time.Millisecond), alerts/took.Seconds())
+}
+
+// alertsReceived counts the alerts in default-body webhook requests.
+func alertsReceived(t *testing.T, reqs []hookReq) int {
+	t.Helper()
+	total := 0
+	for _, r := range reqs {
+		var m Message
+		if err := json.Unmarshal(r.body, &m); err != nil {
+			t.Fatalf("body: %v", err)
+		}
+		total += len(m.Alerts)
+	}
+	return total
 }
 
 // TestFileRotates: the file channel writes one JSON line per alert and
