@@ -73,6 +73,12 @@ func (f *file) Send(_ context.Context, m *Message) error {
 }
 
 func (f *file) write(buf []byte) error {
+	if f.f != nil && f.moved() {
+		// logrotate or an operator moved the file: write a new one
+		// where the shipper looks.
+		f.f.Close()
+		f.f = nil
+	}
 	if f.f == nil {
 		if err := f.open(); err != nil {
 			return err
@@ -86,6 +92,16 @@ func (f *file) write(buf []byte) error {
 	n, err := f.f.Write(buf)
 	f.size += int64(n)
 	return err
+}
+
+// moved reports whether path no longer names the open file.
+func (f *file) moved() bool {
+	st, err := os.Stat(f.path)
+	if err != nil {
+		return true
+	}
+	cur, err := f.f.Stat()
+	return err != nil || !os.SameFile(st, cur)
 }
 
 func (f *file) open() error {

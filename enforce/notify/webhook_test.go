@@ -230,6 +230,27 @@ func TestFileRotates(t *testing.T) {
 	}
 }
 
+// TestFileMovedAway: a file moved away (logrotate) is followed by a new
+// one at the configured path.
+func TestFileMovedAway(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.ndjson")
+	m := channelsFrom(t, fmt.Sprintf("notifications:\n  siem: {kind: file, path: %s}\n", path))
+	if err := m.Test(t.Context(), "siem"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path, path+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Test(t.Context(), "siem"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + ".old"} {
+		if b, err := os.ReadFile(p); err != nil || strings.Count(string(b), "\n") != 1 {
+			t.Fatalf("%s: %d lines, %v", p, strings.Count(string(b), "\n"), err)
+		}
+	}
+}
+
 func checkNDJSON(t *testing.T, p string) {
 	t.Helper()
 	f, err := os.Open(p)
