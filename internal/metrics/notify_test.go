@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"os/exec"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,5 +55,12 @@ moat_notification_sent_total{channel="slack",kind="webhook"} 7
 	}
 	if buf.String() != want {
 		t.Fatalf("scrape\n%s\nwant\n%s", buf.String(), want)
+	}
+	// Linted as the golden scrape is.
+	promtool := needTool(t, "promtool", "prometheus")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
