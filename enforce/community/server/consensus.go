@@ -165,11 +165,17 @@ func (s *Server) Evaluate(ctx context.Context) (EvalResult, error) {
 	n, _ := r.RowsAffected()
 	res.Pruned = int(n)
 	// Only addresses with enough distinct reporters and networks before
-	// trust is weighed: the query keeps a flood of single-reporter
-	// addresses out of the per-address work.
+	// trust is weighed, and of those only the ones not listed yet or
+	// whose expiry the last reports would push back by more than a
+	// quarter TTL (list's refresh rule): the query keeps a flood of
+	// single-reporter addresses, and a steady list, out of the
+	// per-address work.
+	ttl := int64(s.cfg.TTL.Seconds())
 	rows, err := s.db.QueryContext(ctx, s.db.q(`SELECT r.addr FROM reports r JOIN reporters p ON p.id = r.reporter
+		LEFT JOIN listed l ON l.addr = r.addr
 		WHERE r.last_at >= ? AND p.canaries = 0
-		GROUP BY r.addr HAVING COUNT(DISTINCT r.reporter) >= ? AND COUNT(DISTINCT r.net) >= ?`), cut, s.cfg.K, s.cfg.MinNetworks)
+		GROUP BY r.addr HAVING COUNT(DISTINCT r.reporter) >= ? AND COUNT(DISTINCT r.net) >= ?
+		AND MAX(r.last_at) + ? - MAX(CASE WHEN l.deleted = 0 THEN l.expires_at ELSE 0 END) > ?`), cut, s.cfg.K, s.cfg.MinNetworks, ttl, ttl/4)
 	if err != nil {
 		return res, fmt.Errorf("evaluate: candidates: %w", err)
 	}

@@ -278,6 +278,9 @@ func TestCanaryCollapsesTrust(t *testing.T) {
 	if ex.TrustedReporters != 2 || ex.Reporters != 3 {
 		t.Fatalf("explain: %+v", ex)
 	}
+	if b, _ := json.Marshal(ex); bytes.Contains(b, []byte("liar")) || bytes.Contains(b, []byte("127.")) {
+		t.Fatalf("explain names a reporter: %s", b)
+	}
 	c := f.reporter(t, "c", "127.3.0.2")
 	c.report(attacker)
 	if res := f.evaluate(t); res.Listed != 1 {
