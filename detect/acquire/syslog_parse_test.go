@@ -175,3 +175,21 @@ func FuzzSyslogFrames(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSyslogLine: parsing a message and building its line, the
+// listener's own work per message.
+func BenchmarkSyslogLine(b *testing.B) {
+	for _, in := range []string{
+		"<38>Dec  7 04:00:00 web1 sshd[4242]: " + sshdFailure,
+		`<38>1 2026-12-07T04:00:00.175246+00:00 web1 sshd 4242 - [timeQuality tzKnown="1" isSynced="0"] ` + sshdFailure,
+	} {
+		b.Run(in[4:5], func(b *testing.B) {
+			msg := []byte(in)
+			b.ReportAllocs()
+			for b.Loop() {
+				m := parseSyslog(msg, syslogNow)
+				_ = m.line(syslogNow)
+			}
+		})
+	}
+}
