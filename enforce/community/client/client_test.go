@@ -46,7 +46,7 @@ type community struct {
 	reqs []captured
 }
 
-func startServer(t *testing.T, dsn string) *community {
+func startServer(t testing.TB, dsn string) *community {
 	t.Helper()
 	if dsn == "" {
 		dsn = filepath.Join(t.TempDir(), "community.db")
@@ -91,7 +91,7 @@ type host struct {
 	cl  *Client
 }
 
-func newHost(t *testing.T, c *community, from string, share, pull bool) *host {
+func newHost(t testing.TB, c *community, from string, share, pull bool) *host {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), filepath.Join(dir, store.FileName), store.Options{})
