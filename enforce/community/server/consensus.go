@@ -217,6 +217,9 @@ func (s *Server) Evaluate(ctx context.Context) (EvalResult, error) {
 	n, _ = r.RowsAffected()
 	res.Expired = int(n)
 	s.stats.delisted.Add(n)
+	if _, err := s.db.ExecContext(ctx, s.db.q(`DELETE FROM reporters WHERE enrolled = 0 AND created_at < ?`), now.Add(-7*24*time.Hour).Unix()); err != nil {
+		return res, fmt.Errorf("evaluate: forget unenrolled reporters: %w", err)
+	}
 	// Deleted entries are kept for a window so clients that pull
 	// rarely still learn of them, then forgotten.
 	if _, err := s.db.ExecContext(ctx, s.db.q(`DELETE FROM listed WHERE deleted = 1 AND changed_ms < ?`), now.Add(-7*24*time.Hour).UnixMilli()); err != nil {

@@ -153,6 +153,15 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if !validID.MatchString(c.MachineID) || len(c.Password) < 8 || len(c.Password) > 72 {
 		return &apiError{http.StatusBadRequest, "machine_id: 1-64 of [A-Za-z0-9._-]; password: 8-72 bytes"}
 	}
+	if !s.cfg.Open {
+		var pending int
+		if err := s.db.QueryRowContext(r.Context(), `SELECT count(*) FROM reporters WHERE enrolled = 0`).Scan(&pending); err != nil {
+			return fmt.Errorf("register %s: %w", c.MachineID, err)
+		}
+		if pending >= s.cfg.MaxPending {
+			return &apiError{http.StatusServiceUnavailable, "too many registrations waiting for enrolment: retry later"}
+		}
+	}
 	release, err := s.slot(r.Context())
 	if err != nil {
 		return err

@@ -63,6 +63,10 @@ type Config struct {
 	NetBurst      int
 	// MaxBatch bounds the signals of one request (1000).
 	MaxBatch int
+	// MaxPending bounds the registered reporters not enrolled yet
+	// (10000), so registrations cannot grow the database without end;
+	// those older than a week are forgotten at evaluation.
+	MaxPending int
 	// TrustForwardedFor takes the client address from X-Forwarded-For;
 	// only behind a proxy that sets it.
 	TrustForwardedFor bool
@@ -96,6 +100,7 @@ func (c *Config) defaults() error {
 	def(&c.ReporterBurst, 2000)
 	def(&c.NetBurst, 200)
 	def(&c.MaxBatch, 1000)
+	def(&c.MaxPending, 10000)
 	if c.MinWeight == 0 {
 		c.MinWeight = 0.5
 	}

@@ -344,6 +344,12 @@ func TestAdmissionNeedsEnrolment(t *testing.T) {
 	if code := r.report("45.77.1.1"); code != http.StatusOK {
 		t.Fatalf("signals after enrolment: %d", code)
 	}
+	// Unenrolled registrations are bounded.
+	f.srv.cfg.MaxPending = 1
+	r.do("POST", "/v3/watchers", wire.Credentials{MachineID: "p1", Password: "password-p1"}, nil)
+	if code, _ := r.do("POST", "/v3/watchers", wire.Credentials{MachineID: "p2", Password: "password-p2"}, nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("registration past the pending bound: %d", code)
+	}
 }
 
 // BenchmarkIngest measures signals stored per second, in batches of 500
