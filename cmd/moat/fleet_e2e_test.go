@@ -62,8 +62,9 @@ func appendConfig(t *testing.T, path, text string) {
 // setWatch follows `nft monitor` in a namespace and stamps the moment
 // each address joins set ban4.
 type setWatch struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
+	mu    sync.Mutex
+	seen  map[string]time.Time
+	probe bool
 }
 
 var monitorAddr = regexp.MustCompile(`\b198\.19\.\d+\.\d+\b`)
@@ -81,10 +82,14 @@ func watchBan4(t *testing.T, ns *testutil.NetNS) *setWatch {
 		for sc.Scan() {
 			at := time.Now()
 			line := sc.Text()
+			w.mu.Lock()
+			if strings.HasPrefix(line, "add element inet moatfltest ") {
+				w.probe = true
+			}
 			if !strings.HasPrefix(line, "add element inet moat ban4 ") {
+				w.mu.Unlock()
 				continue
 			}
-			w.mu.Lock()
 			for _, a := range monitorAddr.FindAllString(line, -1) {
 				if _, ok := w.seen[a]; !ok {
 					w.seen[a] = at
@@ -93,6 +98,23 @@ func watchBan4(t *testing.T, ns *testutil.NetNS) *setWatch {
 			w.mu.Unlock()
 		}
 	}()
+	// The monitor takes a moment to subscribe: elements added to a set
+	// of the test's own until it shows one say it is listening.
+	ns.Run(t, "nft", "add table inet moatfltest")
+	ns.Run(t, "nft", "add set inet moatfltest probe { type ipv4_addr; }")
+	for i := 1; ; i++ {
+		ns.Run(t, "nft", fmt.Sprintf("add element inet moatfltest probe { 192.0.2.%d }", i%250+1))
+		w.mu.Lock()
+		ok := w.probe
+		w.mu.Unlock()
+		if ok {
+			break
+		}
+		if i > 100 {
+			t.Fatal("nft monitor shows nothing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return w
 }
 
@@ -212,6 +234,20 @@ func TestFleetPropagation(t *testing.T) {
 	}
 	if fleet != attackers+1 {
 		t.Fatalf("agent B holds %d fleet decisions, want %d: one per server decision, none twice", fleet, attackers+1)
+	}
+	// A's own bans come back by the stream and are not held twice there.
+	waitFor(t, 60*time.Second, "the server's manual ban in agent A's ban4", func() bool {
+		return strings.Contains(nftSet(t, aNS, "ban4"), "198.19.250.250")
+	})
+	ds = nil
+	out = moatIn(t, aNS, "decisions", "list", "--all", "--config", hostA.cfgPath, "-o", "json")
+	must(t, json.Unmarshal([]byte(out), &ds))
+	byOrigin := map[string]int{}
+	for _, d := range ds {
+		byOrigin[d.Origin]++
+	}
+	if byOrigin["local"] != attackers || byOrigin["fleet"] != 1 {
+		t.Fatalf("agent A holds %v decisions by origin, want %d local and only the manual ban from the fleet", byOrigin, attackers)
 	}
 }
 

@@ -52,21 +52,37 @@ type ServiceApplier struct {
 }
 
 // Add adds ds in one commit; when some are refused here, one at a time so
-// the others still go in.
+// the others still go in. A decision this host took itself (the server
+// streams back the bans of this host's own pushed alerts) is not added
+// again: a second row would count twice toward escalation here.
 func (a ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, error) {
 	ids := make([]int64, len(ds))
-	err := a.Svc.Add(ctx, ds)
+	var add []model.Decision
+	var at []int
+	for i, d := range ds {
+		own, err := a.ownBan(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		if !own {
+			add, at = append(add, d), append(at, i)
+		}
+	}
+	if len(add) == 0 {
+		return ids, nil
+	}
+	err := a.Svc.Add(ctx, add)
 	if err == nil {
-		for i := range ds {
-			ids[i] = ds[i].ID
+		for j, i := range at {
+			ids[i] = add[j].ID
 		}
 		return ids, nil
 	}
 	if !refused(err) {
 		return nil, err
 	}
-	for i := range ds {
-		one := ds[i : i+1 : i+1]
+	for j, i := range at {
+		one := add[j : j+1 : j+1]
 		if err := a.Svc.Add(ctx, one); err != nil {
 			if refused(err) {
 				continue
@@ -76,6 +92,24 @@ func (a ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, 
 		ids[i] = one[0].ID
 	}
 	return ids, nil
+}
+
+// ownBan reports whether this host holds an active local ban of d's value
+// from d's scenario: d is that ban, come back from the server.
+func (a ServiceApplier) ownBan(ctx context.Context, d model.Decision) (bool, error) {
+	if d.Scenario == "" {
+		return false, nil
+	}
+	recs, err := a.Svc.List(ctx, store.Filter{Value: model.ValueString(d.Value), Origin: string(model.OriginLocal)})
+	if err != nil {
+		return false, fmt.Errorf("fleet decision %s: %w", model.ValueString(d.Value), err)
+	}
+	for _, r := range recs {
+		if r.Scenario == d.Scenario {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func refused(err error) bool {
