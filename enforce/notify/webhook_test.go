@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -181,16 +182,17 @@ func TestWebhookThroughput(t *testing.T) {
 	t.Logf("webhook grouped: %d alerts in %d messages in %s = %.0f alerts/s", alerts, gs.Sent, took.Round(time.Millisecond), alerts/took.Seconds())
 }
 
-// alertsReceived counts the alerts in default-body webhook requests.
+// alertsReceived counts the alerts in default-body webhook requests by
+// their "scenario" keys: decoding every body would take the CPU the
+// measurement is about.
 func alertsReceived(t *testing.T, reqs []hookReq) int {
 	t.Helper()
 	total := 0
 	for _, r := range reqs {
-		var m Message
-		if err := json.Unmarshal(r.body, &m); err != nil {
-			t.Fatalf("body: %v", err)
+		if !json.Valid(r.body) {
+			t.Fatalf("body is not JSON: %.200s", r.body)
 		}
-		total += len(m.Alerts)
+		total += bytes.Count(r.body, []byte(`"scenario":`))
 	}
 	return total
 }
