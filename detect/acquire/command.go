@@ -156,7 +156,7 @@ func (s *commandSource) run(ctx context.Context, out chan<- detect.Line) error {
 	s.starts.Add(1)
 	exited := make(chan struct{})
 	defer close(exited)
-	go s.stopOnCancel(ctx, cmd.Process.Pid, exited)
+	go s.stopOnCancel(ctx, cmd.Process.Pid, exited, stdout)
 
 	var lastErr lastLine
 	errDone := make(chan struct{})
@@ -185,8 +185,10 @@ func (s *commandSource) run(ctx context.Context, out chan<- detect.Line) error {
 }
 
 // stopOnCancel stops the program's process group once ctx ends: SIGTERM,
-// then SIGKILL after the grace period. It returns when exited closes.
-func (s *commandSource) stopOnCancel(ctx context.Context, pid int, exited <-chan struct{}) {
+// then SIGKILL after the grace period. A process that left the group
+// (setsid) may still hold stdout open, so after the kill the read end is
+// closed too: a stop never waits on it. It returns when exited closes.
+func (s *commandSource) stopOnCancel(ctx context.Context, pid int, exited <-chan struct{}, stdout io.Closer) {
 	select {
 	case <-exited:
 		return
@@ -195,8 +197,14 @@ func (s *commandSource) stopOnCancel(ctx context.Context, pid int, exited <-chan
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	select {
 	case <-exited:
+		return
 	case <-time.After(s.grace):
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	select {
+	case <-exited:
+	case <-time.After(s.grace):
+		stdout.Close()
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,6 +149,39 @@ func TestCommandStopKillsGroup(t *testing.T) {
 				t.Fatalf("%d starts", r.src.starts.Load())
 			}
 		})
+	}
+}
+
+// TestCommandStopEscapedChild: a process that left the program's group
+// (setsid) and holds its stdout does not keep a stop waiting.
+func TestCommandStopEscapedChild(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skipf("SKIP: no setsid(1): %v", err)
+	}
+	pids := filepath.Join(t.TempDir(), "pids")
+	r := startCommand(t, `setsid sleep 300 & echo $$ $! > `+pids+`; echo up; wait`, nil)
+	r.next()
+	ps := readPIDs(t, pids)
+	defer syscall.Kill(ps[1], syscall.SIGKILL)
+	// Stop only once the child is in a session of its own.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if pgid, err := syscall.Getpgid(ps[1]); err == nil && pgid == ps[1] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child never left the program's group")
+		}
+	}
+	began := time.Now()
+	r.stop()
+	if err := r.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d > 3*r.src.grace+time.Second {
+		t.Fatalf("stop took %s", d)
+	}
+	if !alive(ps[1]) {
+		t.Fatal("the escaped child died: the test tested nothing")
 	}
 }
 
