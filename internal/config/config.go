@@ -360,7 +360,7 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.Hub.Workers < 0 {
 		return bad("hub workers must be 0 (one per core) or positive", "hub", "workers")
 	}
-	if err := c.validateNotifications(bad); err != nil {
+	if err := c.validateNotifications(root, bad); err != nil {
 		return err
 	}
 	if err := c.validateServer(bad); err != nil {

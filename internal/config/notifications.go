@@ -7,9 +7,12 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Notification is one named channel under notifications:. Kind selects
@@ -98,11 +101,14 @@ func (c *Config) NotificationError(name, msg string, keys ...any) error {
 
 var notifyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-func (c *Config) validateNotifications(bad func(msg string, keys ...any) error) error {
+func (c *Config) validateNotifications(root *yaml.Node, bad func(msg string, keys ...any) error) error {
 	for _, name := range c.NotificationNames() {
 		n := c.Notifications[name]
 		at := func(msg string, keys ...any) error {
 			return bad(fmt.Sprintf("notification %s: %s", name, msg), append([]any{"notifications", name}, keys...)...)
+		}
+		tmplAt := func(key string, line int, msg string) error {
+			return &Error{File: c.Source, Line: templateLine(root, line, "notifications", name, key), Msg: fmt.Sprintf("notification %s: %s", name, msg)}
 		}
 		if !notifyName.MatchString(name) {
 			return bad(fmt.Sprintf("notification name %q: want 1 to 64 letters, digits, '.', '-' or '_'", short(name)), "notifications")
@@ -110,9 +116,9 @@ func (c *Config) validateNotifications(bad func(msg string, keys ...any) error) 
 		var err error
 		switch n.Kind {
 		case NotifyWebhook:
-			err = n.validateWebhook(at)
+			err = n.validateWebhook(at, tmplAt)
 		case NotifyEmail:
-			err = n.validateEmail(at)
+			err = n.validateEmail(at, tmplAt)
 		case NotifyFile:
 			err = n.validateFile(at)
 		case "":
@@ -156,7 +162,10 @@ func (n *Notification) foreign(at func(string, ...any) error) error {
 	return at(fmt.Sprintf("%s does not apply to a %s channel", names[0], n.Kind), names[0])
 }
 
-func (n *Notification) validateWebhook(at func(string, ...any) error) error {
+// tmplAtFunc is an error at line of the template under key.
+type tmplAtFunc func(key string, line int, msg string) error
+
+func (n *Notification) validateWebhook(at func(string, ...any) error, tmplAt tmplAtFunc) error {
 	if err := n.foreign(at); err != nil {
 		return err
 	}
@@ -177,10 +186,10 @@ func (n *Notification) validateWebhook(at func(string, ...any) error) error {
 			return at(fmt.Sprintf("header %q: want a name without spaces or colons and a one-line value", short(k)), "headers")
 		}
 	}
-	return checkTemplate(at, n.Body, "body")
+	return checkTemplate(tmplAt, n.Body, "body")
 }
 
-func (n *Notification) validateEmail(at func(string, ...any) error) error {
+func (n *Notification) validateEmail(at func(string, ...any) error, tmplAt tmplAtFunc) error {
 	if err := n.foreign(at); err != nil {
 		return err
 	}
@@ -213,10 +222,10 @@ func (n *Notification) validateEmail(at func(string, ...any) error) error {
 			return at(fmt.Sprintf("to %q: want an email address", short(to)), "to", i)
 		}
 	}
-	if err := checkTemplate(at, n.Subject, "subject"); err != nil {
+	if err := checkTemplate(tmplAt, n.Subject, "subject"); err != nil {
 		return err
 	}
-	return checkTemplate(at, n.Body, "body")
+	return checkTemplate(tmplAt, n.Body, "body")
 }
 
 func (n *Notification) validateFile(at func(string, ...any) error) error {
@@ -254,8 +263,8 @@ func (n *Notification) validateDelivery(at func(string, ...any) error) error {
 }
 
 // checkTemplate parses a template with the functions notifications have,
-// so a syntax error or an unknown function stops the load at its key.
-func checkTemplate(at func(string, ...any) error, text, key string) error {
+// so a syntax error or an unknown function stops the load at its line.
+func checkTemplate(at tmplAtFunc, text, key string) error {
 	if text == "" {
 		return nil
 	}
@@ -266,10 +275,14 @@ func checkTemplate(at func(string, ...any) error, text, key string) error {
 	if _, err := template.New(key).Funcs(funcs).Parse(text); err != nil {
 		// "template: body:3: msg" says line 3 of the template.
 		msg := strings.TrimPrefix(firstLineOf(err.Error()), "template: "+key+":")
+		line := 1
 		if n, rest, ok := strings.Cut(msg, ": "); ok {
+			if l, err := strconv.Atoi(n); err == nil {
+				line = l
+			}
 			msg = "line " + n + " of the template: " + rest
 		}
-		return at(fmt.Sprintf("%s: %s", key, msg), key)
+		return at(key, line, fmt.Sprintf("%s: %s", key, msg))
 	}
 	return nil
 }
@@ -287,4 +300,41 @@ func (s SMTP) MarshalYAML() (any, error) {
 		s.Password = "(hidden)"
 	}
 	return plain(s), nil
+}
+
+// templateLine is the file line of line n of the template at path: a
+// literal block (body: |) starts on the line after its key; any other
+// scalar is on the key's line.
+func templateLine(root *yaml.Node, n int, path ...any) int {
+	line := lineOf(root, path...)
+	if v := valueAt(root, path...); v != nil && v.Style&yaml.LiteralStyle != 0 {
+		return line + n
+	}
+	return line
+}
+
+// valueAt is the node at a path of mapping keys, or nil.
+func valueAt(root *yaml.Node, path ...any) *yaml.Node {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, p := range path {
+		k, ok := p.(string)
+		if !ok || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	return n
 }

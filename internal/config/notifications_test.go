@@ -15,7 +15,7 @@ func TestBadNotifications(t *testing.T) {
 		"unknown-kind.bad.yaml":   `testdata/notify/unknown-kind.bad.yaml:3: notification pager: kind "pagerduty": want webhook, email or file`,
 		"no-kind.bad.yaml":        `testdata/notify/no-kind.bad.yaml:3: notification pager: no kind: want webhook, email or file`,
 		"bad-url.bad.yaml":        `testdata/notify/bad-url.bad.yaml:4: notification slack: url "hooks.slack.com/services/T0/B0/x": want an http:// or https:// URL with a host`,
-		"bad-template.bad.yaml":   `testdata/notify/bad-template.bad.yaml:5: notification slack: body: line 1 of the template: unexpected "}" in operand`,
+		"bad-template.bad.yaml":   `testdata/notify/bad-template.bad.yaml:6: notification slack: body: line 1 of the template: unexpected "}" in operand`,
 		"unknown-func.bad.yaml":   `testdata/notify/unknown-func.bad.yaml:7: notification mail: subject: line 1 of the template: function "shout" not defined`,
 		"unknown-key.bad.yaml":    `testdata/notify/unknown-key.bad.yaml:7: unknown key "passwd"`,
 		"foreign-key.bad.yaml":    `testdata/notify/foreign-key.bad.yaml:5: notification siem: url does not apply to a file channel`,
@@ -24,6 +24,7 @@ func TestBadNotifications(t *testing.T) {
 		"relative-path.bad.yaml":  `testdata/notify/relative-path.bad.yaml:4: notification siem: path "alerts.ndjson": want an absolute file path`,
 		"negative-queue.bad.yaml": `testdata/notify/negative-queue.bad.yaml:5: notification hook: queue -1: want 0 (1000) to 1000000`,
 		"bad-group-wait.bad.yaml": `testdata/notify/bad-group-wait.bad.yaml:5: notification hook: group_wait 2h0m0s: want 0 to 1h`,
+		"block-template.bad.yaml": `testdata/notify/block-template.bad.yaml:8: notification teams: body: line 3 of the template: unexpected "}" in operand`,
 		"bad-name.bad.yaml":       `testdata/notify/bad-name.bad.yaml:2: notification name "my channel": want 1 to 64 letters, digits, '.', '-' or '_'`,
 	}
 	files, err := filepath.Glob("testdata/notify/*.bad.yaml")
