@@ -147,7 +147,7 @@ func newDockerSource(cfg Config, stateDir string, o options) (*dockerSource, err
 				var d net.Dialer
 				return d.DialContext(ctx, "unix", sock)
 			},
-			ResponseHeaderTimeout: 30 * time.Second,
+			ResponseHeaderTimeout: dockerCallTimeout,
 		}},
 	}
 	for _, r := range cfg.ContainerNameRegexp {
@@ -404,8 +404,15 @@ func (s *dockerSource) match(ct dockerContainer) (map[string]string, bool) {
 	return nil, false
 }
 
+// dockerCallTimeout bounds a request that is not a log stream: an API
+// that stalls mid-answer must not stop the source from noticing new
+// containers for good.
+const dockerCallTimeout = 30 * time.Second
+
 // get issues an API request and decodes its JSON answer into v.
 func (s *dockerSource) get(ctx context.Context, path string, q url.Values, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
 	resp, err := s.request(ctx, path, q)
 	if err != nil {
 		return err
