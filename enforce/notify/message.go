@@ -180,26 +180,32 @@ func (t *tmpl) render(m *Message, limit int) ([]byte, error) {
 		return nil, &keyError{key: t.key, err: err}
 	}
 	if err := tt.Funcs(funcs(m.Host)).Execute(&b, m); err != nil {
-		return nil, &keyError{key: t.key, err: execError(t.key, err)}
+		line, err := execError(t.key, err)
+		return nil, &keyError{key: t.key, line: line, err: err}
 	}
 	return b.Bytes(), nil
 }
 
 // execError turns text/template's `template: body:1:9: executing "body"
-// at <.X>: msg` into `line 1 of the template: at <.X>: msg`.
-func execError(key string, err error) error {
+// at <.X>: msg` into `line 1 of the template: at <.X>: msg`, and returns
+// the line (0 when err says none).
+func execError(key string, err error) (int, error) {
 	msg := err.Error()
 	rest, ok := strings.CutPrefix(msg, "template: "+key+":")
 	if !ok {
-		return err
+		return 0, err
 	}
 	pos, rest, ok := strings.Cut(rest, ": ")
 	if !ok {
-		return err
+		return 0, err
 	}
-	line, _, _ := strings.Cut(pos, ":")
+	ls, _, _ := strings.Cut(pos, ":")
+	line, perr := strconv.Atoi(ls)
+	if perr != nil {
+		return 0, err
+	}
 	rest = strings.TrimPrefix(rest, fmt.Sprintf("executing %q ", key))
-	return fmt.Errorf("line %s of the template: %s", line, rest)
+	return line, fmt.Errorf("line %d of the template: %s", line, rest)
 }
 
 // maxRender bounds a rendered body.

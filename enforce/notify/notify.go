@@ -238,6 +238,10 @@ func FromConfig(cfg *config.Config) (*Manager, error) {
 			return nil, cfg.NotificationError(name, err.Error())
 		}
 		if err := m.Check(name); err != nil {
+			var ke *keyError
+			if errors.As(err, &ke) && ke.line > 0 {
+				return nil, cfg.NotificationTemplateError(name, ke.key, ke.line, err.Error())
+			}
 			return nil, cfg.NotificationError(name, err.Error(), keyOf(err)...)
 		}
 	}
@@ -248,7 +252,9 @@ func FromConfig(cfg *config.Config) (*Manager, error) {
 // "smtp.password_file"), for the line of a configuration error.
 type keyError struct {
 	key string
-	err error
+	// line is the template's line at fault, 0 if none.
+	line int
+	err  error
 }
 
 func (e *keyError) Error() string { return e.key + ": " + e.err.Error() }

@@ -225,13 +225,15 @@ func TestFromConfigRendersAtLoad(t *testing.T) {
   hook:
     kind: webhook
     url: http://127.0.0.1:1/x
-    body: '{{ .Alert.Country }}'
+    body: |
+      {"a": 1,
+       "c": {{ .Alert.Country }}}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = FromConfig(&cfg)
-	want := `moat.yaml:5: notification hook: body: line 1 of the template: at <.Alert.Country>: can't evaluate field Country in type notify.Alert`
+	want := `moat.yaml:7: notification hook: body: line 2 of the template: at <.Alert.Country>: can't evaluate field Country in type notify.Alert`
 	if err == nil || err.Error() != want {
 		t.Fatalf("FromConfig = %v\nwant %s", err, want)
 	}

@@ -99,6 +99,20 @@ func (c *Config) NotificationError(name, msg string, keys ...any) error {
 	return c.errAt(fmt.Sprintf("notification %s: %s", name, msg), append([]any{"notifications", name}, keys...)...)
 }
 
+// NotificationTemplateError is an error at line n of the template under
+// key of channel name, at its line in the file.
+func (c *Config) NotificationTemplateError(name, key string, n int, msg string) error {
+	line := 0
+	if c.root != nil {
+		line = templateLine(c.root, n, "notifications", name, key)
+	}
+	file := c.Source
+	if file == "" {
+		file = "(built-in default)"
+	}
+	return &Error{File: file, Line: line, Msg: fmt.Sprintf("notification %s: %s", name, msg)}
+}
+
 var notifyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 func (c *Config) validateNotifications(root *yaml.Node, bad func(msg string, keys ...any) error) error {
