@@ -154,11 +154,20 @@ func (s notifyingStore) Expire(ctx context.Context, now time.Time) (int, error) 
 type fleetState struct {
 	mu      sync.Mutex
 	streams int
-	per     map[string]int
+	// per holds each machine's open streams, oldest first.
+	per map[string][]*fleetSlot
 }
 
+// fleetSlot is one open stream; cancel ends it.
+type fleetSlot struct{ cancel context.CancelFunc }
+
 // acquireFleet takes a fleet stream slot, in total and for the machine.
-func (s *Server) acquireFleet(machine string) (func(), error) {
+// A machine at its own bound gets its oldest stream ended rather than the
+// new one refused: an agent reconnects when its stream went silent, and
+// the old one, to a peer gone without a word, would hold the slot until
+// TCP gave up on it, minutes later. The returned context ends when the
+// stream is so evicted.
+func (s *Server) acquireFleet(ctx context.Context, machine string) (context.Context, func(), error) {
 	maxAll, maxPer := s.MaxFleetStreams, s.MaxFleetStreamsPerMachine
 	if maxAll <= 0 {
 		maxAll = DefaultMaxFleetStreams
@@ -170,21 +179,33 @@ func (s *Server) acquireFleet(machine string) (func(), error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.per == nil {
-		f.per = map[string]int{}
+		f.per = map[string][]*fleetSlot{}
 	}
-	if f.streams >= maxAll {
-		return nil, &limitError{apiError{http.StatusTooManyRequests, fmt.Sprintf("too many fleet streams open (at most %d): retry later", maxAll)}}
+	mine := f.per[machine]
+	if len(mine) >= maxPer {
+		mine[0].cancel()
+		f.per[machine] = mine[1:]
+		f.streams--
+	} else if f.streams >= maxAll {
+		return nil, nil, &limitError{apiError{http.StatusTooManyRequests, fmt.Sprintf("too many fleet streams open (at most %d): retry later", maxAll)}}
 	}
-	if f.per[machine] >= maxPer {
-		return nil, &limitError{apiError{http.StatusTooManyRequests, fmt.Sprintf("machine %q already has %d fleet streams open (at most %d): retry later", machine, f.per[machine], maxPer)}}
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	slot := &fleetSlot{cancel: cancel}
 	f.streams++
-	f.per[machine]++
-	return func() {
+	f.per[machine] = append(f.per[machine], slot)
+	return ctx, func() {
+		cancel()
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.streams--
-		if f.per[machine]--; f.per[machine] == 0 {
+		list := f.per[machine]
+		for i, sl := range list {
+			if sl == slot {
+				f.per[machine] = append(list[:i:i], list[i+1:]...)
+				f.streams--
+				break
+			}
+		}
+		if len(f.per[machine]) == 0 {
 			delete(f.per, machine)
 		}
 	}, nil
@@ -223,7 +244,7 @@ func (s *Server) fleetStream(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = n
 	}
-	release, err := s.acquireFleet(machineOf(r))
+	ctx, release, err := s.acquireFleet(r.Context(), machineOf(r))
 	if err != nil {
 		return s.refuse(w, r, err)
 	}
@@ -234,7 +255,7 @@ func (s *Server) fleetStream(w http.ResponseWriter, r *http.Request) error {
 	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	if _, err := s.svc.Expire(r.Context()); err != nil {
+	if _, err := s.svc.Expire(ctx); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -246,7 +267,7 @@ func (s *Server) fleetStream(w http.ResponseWriter, r *http.Request) error {
 		to = DefaultWriteTimeout
 	}
 	fw := &fleetWriter{rc: rc, bw: bw, enc: json.NewEncoder(bw), to: to}
-	if err := s.fleetLoop(r.Context(), fw, after); err != nil && r.Context().Err() == nil {
+	if err := s.fleetLoop(ctx, fw, after); err != nil && ctx.Err() == nil {
 		s.cutShort(r, err)
 	}
 	return nil

@@ -67,7 +67,7 @@ type Server struct {
 
 	// MaxFleetStreams bounds the fleet decision streams open (machines'
 	// long-lived connections), MaxFleetStreamsPerMachine those of one
-	// machine; 0 takes the defaults. FleetHeartbeat is how long a quiet
+	// machine (one more ends its oldest); 0 takes the defaults. FleetHeartbeat is how long a quiet
 	// stream waits before it says it is alive; Changes, when set, wakes
 	// the streams at each store write (see fleetstream.go).
 	MaxFleetStreams, MaxFleetStreamsPerMachine int
