@@ -33,6 +33,7 @@ type Decisions interface {
 	Allowlisted(netip.Prefix) bool
 	Add(ctx context.Context, ds []model.Decision) error
 	Delete(ctx context.Context, f store.Filter) ([]model.Decision, error)
+	List(ctx context.Context, f store.Filter) ([]store.Record, error)
 }
 
 // Config configures the client. Share and Pull are independent.
@@ -76,8 +77,6 @@ type Client struct {
 	token string
 
 	sent, dropped, skipped, pulled, removed, errs atomic.Int64
-	// held counts the community decisions this client added and holds.
-	held atomic.Int64
 }
 
 type dedupKey struct {

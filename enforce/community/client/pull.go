@@ -54,29 +54,20 @@ func (c *Client) pull(ctx context.Context, startup bool) (PullResult, error) {
 	}
 	now := c.cfg.Now()
 	var res PullResult
-	var del []string
-	for _, g := range s.Deleted {
-		if strings.EqualFold(g.Scope, "ip") {
-			del = append(del, g.Decisions...)
-		}
+	recs, err := c.cfg.Decisions.List(ctx, store.Filter{Origin: string(model.OriginCommunity)})
+	if err != nil {
+		return res, fmt.Errorf("pull: list the community decisions: %w", err)
 	}
-	if startup {
-		// The whole list replaces what was held, so an address that left
-		// the list while this host was down does not stay banned.
-		if _, err := c.cfg.Decisions.Delete(ctx, store.Filter{Origin: string(model.OriginCommunity)}); err != nil {
-			return res, fmt.Errorf("pull: replace the community decisions: %w", err)
-		}
-		c.held.Store(0)
+	held := map[netip.Addr][]model.Decision{}
+	for _, r := range recs {
+		held[r.Value.Addr()] = append(held[r.Value.Addr()], r.Decision)
 	}
-	for _, v := range del {
-		gone, err := c.cfg.Decisions.Delete(ctx, store.Filter{Value: v, Origin: string(model.OriginCommunity)})
-		if err != nil {
-			return res, fmt.Errorf("pull: delete %s: %w", v, err)
-		}
-		res.Deleted += len(gone)
-		c.held.Add(-int64(len(gone)))
-	}
+	// Make before break: new decisions are added before the ones they
+	// replace are deleted (the kernel counts bans by decision ID), so a
+	// pull never opens a window where a listed address gets through.
 	var add []model.Decision
+	var drop []model.Decision
+	listed := map[netip.Addr]bool{}
 	for _, g := range s.New {
 		if !strings.EqualFold(g.Scope, "ip") {
 			continue
@@ -87,30 +78,59 @@ func (c *Client) pull(ctx context.Context, startup bool) (PullResult, error) {
 				res.Refused++
 				continue
 			}
-			add = append(add, dec)
-		}
-	}
-	if !startup && len(add) > 0 {
-		// A refreshed address comes again as new: its old decision
-		// goes, so one address holds one community decision.
-		for _, d := range add {
-			gone, err := c.cfg.Decisions.Delete(ctx, store.Filter{Value: d.Value.Addr().String(), Origin: string(model.OriginCommunity)})
-			if err != nil {
-				return res, fmt.Errorf("pull: refresh %s: %w", d.Value, err)
+			a := dec.Value.Addr()
+			if listed[a] {
+				continue
 			}
-			c.held.Add(-int64(len(gone)))
+			listed[a] = true
+			old := held[a]
+			// An expiry within a few minutes of the held one is the
+			// same listing: kept, not rewritten at every pull.
+			if len(old) == 1 && old[0].Until.Sub(dec.Until).Abs() < 10*time.Minute {
+				continue
+			}
+			add = append(add, dec)
+			drop = append(drop, old...)
 		}
 	}
-	if room := int64(c.cfg.MaxPulled) - c.held.Load(); int64(len(add)) > room {
-		res.Refused += len(add) - int(max(0, room))
+	for _, g := range s.Deleted {
+		if !strings.EqualFold(g.Scope, "ip") {
+			continue
+		}
+		for _, v := range g.Decisions {
+			if a, err := netip.ParseAddr(v); err == nil && !listed[a.Unmap()] {
+				drop = append(drop, held[a.Unmap()]...)
+			}
+		}
+	}
+	if startup {
+		// The whole list: what it no longer holds goes, so an address
+		// delisted while this host was down does not stay banned.
+		for a, ds := range held {
+			if !listed[a] {
+				drop = append(drop, ds...)
+			}
+		}
+	}
+	if room := c.cfg.MaxPulled - (len(recs) - len(drop)); len(add) > room {
+		res.Refused += len(add) - max(0, room)
 		add = add[:max(0, room)]
 	}
 	n, refused, err := c.add(ctx, add)
 	res.Added, res.Refused = n, res.Refused+refused
-	c.held.Add(int64(n))
 	c.pulled.Add(int64(n))
+	if err != nil {
+		return res, err
+	}
+	for _, d := range drop {
+		gone, err := c.cfg.Decisions.Delete(ctx, store.Filter{ID: d.ID})
+		if err != nil {
+			return res, fmt.Errorf("pull: delete %s: %w", d.Value, err)
+		}
+		res.Deleted += len(gone)
+	}
 	c.removed.Add(int64(res.Deleted))
-	return res, err
+	return res, nil
 }
 
 // decision turns a pulled entry into a decision, or refuses it.
