@@ -475,7 +475,12 @@ func (s *dockerSource) follow(ctx context.Context, ct dockerContainer, labels ma
 	}
 	q := url.Values{"follow": {"1"}, "stdout": {"1"}, "stderr": {"1"}, "timestamps": {"1"}}
 	if !since.IsZero() {
-		q.Set("since", strconv.FormatInt(since.Unix(), 10)+"."+fmt.Sprintf("%09d", since.Nanosecond()))
+		// Asked a microsecond early: podman reads since= as a float64,
+		// which rounds nanoseconds by up to a few hundred, and could
+		// round past lines at the position's time. The lines before it
+		// that this lets through are skipped below.
+		early := since.Add(-time.Microsecond)
+		q.Set("since", strconv.FormatInt(early.Unix(), 10)+"."+fmt.Sprintf("%09d", early.Nanosecond()))
 	}
 	resp, err := s.request(ctx, "/containers/"+url.PathEscape(ct.ID)+"/logs", q)
 	if err != nil {
