@@ -165,6 +165,7 @@ func keepFrozen(running config.Config, next *config.Config) []string {
 	keep("allowlist_allow_wide", running.AllowlistAllowWide, next.AllowlistAllowWide, func() { next.AllowlistAllowWide = running.AllowlistAllowWide })
 	keep("profiles", running.Profiles, next.Profiles, func() { next.Profiles = running.Profiles })
 	keep("notifications", running.Notifications, next.Notifications, func() { next.Notifications = running.Notifications })
+	keep("fleet", running.Fleet, next.Fleet, func() { next.Fleet = running.Fleet })
 	return keys
 }
 

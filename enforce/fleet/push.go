@@ -164,7 +164,7 @@ func (c *Client) pushLoop(ctx context.Context) {
 			}
 			c.stats.pushErrors.Add(1)
 			var se *statusError
-			if errors.As(err, &se) && se.code == http.StatusBadRequest {
+			if errors.As(err, &se) && (se.code == http.StatusBadRequest || se.code == http.StatusRequestEntityTooLarge) {
 				// The server will never take it: retrying would hold
 				// back every alert after it.
 				c.report("push (dropped: refused)", err)
