@@ -122,7 +122,8 @@ func (a *app) communityStatusCmd() *cobra.Command {
 				fmt.Fprintf(a.stdout, "not registered (enabled %v, share %v, pull %v)\n", cm.Enabled, cm.Share, cm.Pull)
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "server %s, machine %s, enabled %v, share %v, pull %v\n", cr.Server, cr.MachineID, cm.Enabled, cm.Share, cm.Pull)
+			queued, _ := client.Queued(cfg.StateDir)
+			fmt.Fprintf(a.stdout, "server %s, machine %s, enabled %v, share %v, pull %v, signals queued %d\n", cr.Server, cr.MachineID, cm.Enabled, cm.Share, cm.Pull, queued)
 			if err != nil {
 				return fmt.Errorf("the server refuses this host: %w", err)
 			}

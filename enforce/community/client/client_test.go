@@ -295,6 +295,9 @@ func TestQueuePersisted(t *testing.T) {
 	if st := cl.Stats(); st.Dropped != 2 || st.Errors == 0 {
 		t.Fatalf("stats %+v: want 2 dropped (queue of 3) and failed sends", st)
 	}
+	if n, err := Queued(dir); err != nil || n != 3 {
+		t.Fatalf("Queued: %d %v", n, err)
+	}
 	again := mk()
 	if st := again.Stats(); st.Queued != 3 || again.queue[0].Source.Value != "45.77.6.3" {
 		t.Fatalf("after restart: %+v %v", st, again.queue)

@@ -63,6 +63,22 @@ func LoadCredentials(dir string) (Credentials, error) {
 	return c, nil
 }
 
+// Queued is the number of signals the last run left queued in dir.
+func Queued(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, QueueFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("community queue: %w", err)
+	}
+	var q []json.RawMessage
+	if err := json.Unmarshal(b, &q); err != nil {
+		return 0, fmt.Errorf("community queue: %w", err)
+	}
+	return len(q), nil
+}
+
 // Unregister forgets the credentials and the queued signals in dir.
 func Unregister(dir string) error {
 	err := os.Remove(filepath.Join(dir, CredentialsFile))
