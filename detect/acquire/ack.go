@@ -16,7 +16,7 @@ type options struct {
 	log  *slog.Logger // for what a command source's program writes to stderr
 }
 
-// WithAcks makes a file or journal source save only positions its
+// WithAcks makes a file, journal or docker source save only positions its
 // consumer acknowledged with detect.Line.Pos.Ack, instead of positions of
 // lines it sent. Only a consumer that acknowledges every line it finished
 // (ones that raised nothing too) may ask for it: without acknowledgements

@@ -23,7 +23,7 @@ type Source interface {
 type Stats struct {
 	Lines  uint64 // lines sent
 	Bytes  uint64 // bytes of input consumed (including newlines and cut parts)
-	Errors uint64 // read errors: unreadable files, corrupt journal files
+	Errors uint64 // read errors: unreadable files, corrupt journal files, refused connections, exits of a command
 	Cut    uint64 // lines cut at max_line_length (max_message_len for syslog)
 	// Malformed counts syslog messages that followed neither RFC 3164
 	// nor RFC 5424; what could be read of them was still handed on.
