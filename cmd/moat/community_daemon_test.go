@@ -113,7 +113,7 @@ func seedReporter(t *testing.T, url, from, dir, addr string) {
 	cl, err := client.New(client.Config{Credentials: creds, HTTP: hc, Share: true, Scenarios: func() []string { return []string{"moat/ssh-bf"} }})
 	must(t, err)
 	p := netip.MustParsePrefix(addr + "/32")
-	cl.Share(model.Alert{Scenario: "moat/ssh-bf", Start: time.Now(), Stop: time.Now()},
+	cl.Share(model.Alert{Scenario: "moat/ssh-bf", Source: p, Start: time.Now(), Stop: time.Now()},
 		[]model.Decision{{Value: p, Origin: model.OriginLocal, Type: "ban", Until: time.Now().Add(time.Hour)}})
 	must(t, cl.Flush(context.Background()))
 }

@@ -3,10 +3,10 @@
 // the server's consensus blocklist into decisions of origin community.
 //
 // What leaves the host is fixed by wire.Signal: the scenario's name, hash
-// and version, the times, and the source address. Only local decisions
-// on public unicast, non-allowlisted single addresses are shared (never
-// manual, fleet or pulled ones), each (address, scenario) at most once per
-// dedup window. Signals wait in a bounded queue, persisted in the state
+// and version, the times, and the source address. Only alerts that took a
+// local ban (never a manual, fleet or pulled decision) and whose source is
+// one public unicast, non-allowlisted address are shared, each (address,
+// scenario) at most once per dedup window. Signals wait in a bounded queue, persisted in the state
 // directory, and are sent in batches with backoff.
 package client
 
@@ -149,52 +149,65 @@ func (c *Client) Stats() Stats {
 	return Stats{q, c.sent.Load(), c.dropped.Load(), c.skipped.Load(), c.pulled.Load(), c.removed.Load(), c.errs.Load()}
 }
 
-// Share queues a signal for each of a local alert's decisions that may be
-// shared. It never blocks on the network: the alert pipeline calls it.
+// Share queues a signal of a local alert's source when the alert took a
+// local ban and the source may be shared. It never blocks on the network:
+// the alert pipeline calls it. The source is the alert's address, not the
+// decision's value, which may have been widened (ipv6_ban_prefix).
 func (c *Client) Share(a model.Alert, ds []model.Decision) {
 	if !c.cfg.Share {
+		return
+	}
+	addr, ok := c.shareable(a, ds)
+	if !ok {
+		c.skipped.Add(1)
 		return
 	}
 	now := c.cfg.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, d := range ds {
-		if !c.shareable(a, d) {
-			c.skipped.Add(1)
-			continue
-		}
-		k := dedupKey{d.Value.Addr().Unmap(), a.Scenario}
-		if t, ok := c.seen[k]; ok && now.Sub(t) < c.cfg.Dedup {
-			c.skipped.Add(1)
-			continue
-		}
-		if len(c.seen) >= 4*c.cfg.QueueSize {
-			c.forget(now)
-		}
-		c.seen[k] = now
-		ip := k.addr.String()
-		c.queue = append(c.queue, wire.Signal{
-			Scenario: a.Scenario, ScenarioHash: a.ScenarioHash, ScenarioVersion: a.ScenarioVersion,
-			Source:  wire.Source{Scope: model.ScopeIP, Value: ip, IP: ip},
-			StartAt: a.Start.UTC(), StopAt: a.Stop.UTC(), CreatedAt: now.UTC(),
-		})
-		if over := len(c.queue) - c.cfg.QueueSize; over > 0 {
-			c.queue = append(c.queue[:0], c.queue[over:]...)
-			c.dropped.Add(int64(over))
-		}
-		c.dirty = true
+	k := dedupKey{addr, a.Scenario}
+	if t, ok := c.seen[k]; ok && now.Sub(t) < c.cfg.Dedup {
+		c.skipped.Add(1)
+		return
 	}
+	if len(c.seen) >= 4*c.cfg.QueueSize {
+		c.forget(now)
+	}
+	c.seen[k] = now
+	ip := addr.String()
+	c.queue = append(c.queue, wire.Signal{
+		Scenario: a.Scenario, ScenarioHash: a.ScenarioHash, ScenarioVersion: a.ScenarioVersion,
+		Source:  wire.Source{Scope: model.ScopeIP, Value: ip, IP: ip},
+		StartAt: a.Start.UTC(), StopAt: a.Stop.UTC(), CreatedAt: now.UTC(),
+	})
+	if over := len(c.queue) - c.cfg.QueueSize; over > 0 {
+		c.queue = append(c.queue[:0], c.queue[over:]...)
+		c.dropped.Add(int64(over))
+	}
+	c.dirty = true
 }
 
-// shareable says whether d of alert a may leave the host.
-func (c *Client) shareable(a model.Alert, d model.Decision) bool {
-	if d.Origin != model.OriginLocal || d.Simulated || a.Simulated || a.Scenario == "" || !d.SingleAddr() {
-		return false
+// shareable returns the address alert a may share: its source is one
+// public address, not allowlisted, and one of ds is an enforced local ban
+// covering it (never a manual, fleet or pulled decision).
+func (c *Client) shareable(a model.Alert, ds []model.Decision) (netip.Addr, bool) {
+	src := a.Source
+	if a.Simulated || a.Scenario == "" || !src.IsValid() || src.Bits() != src.Addr().BitLen() {
+		return netip.Addr{}, false
 	}
-	if !wire.Public(d.Value.Addr()) {
-		return false
+	addr := src.Addr().Unmap()
+	if !wire.Public(addr) {
+		return netip.Addr{}, false
 	}
-	return c.cfg.Decisions == nil || !c.cfg.Decisions.Allowlisted(d.Value)
+	if c.cfg.Decisions != nil && c.cfg.Decisions.Allowlisted(netip.PrefixFrom(addr, addr.BitLen())) {
+		return netip.Addr{}, false
+	}
+	for _, d := range ds {
+		if d.Origin == model.OriginLocal && !d.Simulated && d.Value.Contains(addr) {
+			return addr, true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // forget drops dedup entries older than the window; if all are recent

@@ -122,7 +122,7 @@ func newHost(t testing.TB, c *community, from string, share, pull bool) *host {
 }
 
 func localBan(addr string) (model.Alert, []model.Decision) {
-	p := netip.MustParsePrefix(addr + "/32")
+	p := netip.PrefixFrom(netip.MustParseAddr(addr), netip.MustParseAddr(addr).BitLen())
 	now := time.Now()
 	a := model.Alert{Scenario: sshBF, ScenarioHash: "abc123", ScenarioVersion: "0.3", Scope: model.ScopeIP, Value: addr, Source: p,
 		Start: now.Add(-time.Minute), Stop: now, EventsCount: 6, Message: "user root from " + addr,
@@ -263,12 +263,21 @@ func TestShareFilters(t *testing.T) {
 	share("45.77.5.6", func(d *model.Decision) { d.Origin = model.OriginCLI })
 	share("45.77.5.7", func(d *model.Decision) { d.Origin = model.OriginFleet })
 	share("45.77.5.8", func(d *model.Decision) { d.Origin = model.OriginCommunity })
-	share("45.77.5.9", func(d *model.Decision) { d.Value = netip.MustParsePrefix("45.77.5.0/24") })
-	if st := h.cl.Stats(); st.Queued != 1 || st.Skipped != 8 {
-		t.Fatalf("stats %+v: want 1 queued, 8 skipped", st)
+	share("45.77.5.9", func(d *model.Decision) { d.Simulated = true })
+	share("45.77.5.10", func(d *model.Decision) { d.Value = netip.MustParsePrefix("45.77.6.0/24") }) // does not cover the source
+	// A range source is not shared; a ban widened to a /64 still shares
+	// the alert's single address.
+	a, ds := localBan("45.77.5.11")
+	a.Source = netip.MustParsePrefix("45.77.5.0/24")
+	h.cl.Share(a, ds)
+	a, ds = localBan("2a01:4f8::7")
+	ds[0].Value = netip.MustParsePrefix("2a01:4f8::/64")
+	h.cl.Share(a, ds)
+	if st := h.cl.Stats(); st.Queued != 2 || st.Skipped != 10 {
+		t.Fatalf("stats %+v: want 2 queued, 10 skipped", st)
 	}
 	h.flush(t)
-	checkSignalFields(t, c.requests(), 1)
+	checkSignalFields(t, c.requests(), 2)
 }
 
 // The queue survives a restart: persisted on stop, loaded on start.
