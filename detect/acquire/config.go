@@ -258,6 +258,8 @@ func (c *Config) foreignKey() (key, kind string) {
 		{"docker_host", KindDocker, c.DockerHost != ""},
 		{"check_interval", KindDocker, c.CheckInterval != 0},
 		{"use_container_labels", KindDocker, c.UseContainerLabels},
+		{"follow_stdout", KindDocker, c.FollowStdout != nil},
+		{"follow_stderr", KindDocker, c.FollowStderr != nil},
 	}
 	for _, k := range keys {
 		if k.set && k.kind != c.Source {

@@ -38,6 +38,21 @@ type DockerConfig struct {
 	// and takes each one's acquisition labels from its crowdsec.labels.*
 	// labels (crowdsec.labels.type=nginx), as CrowdSec does.
 	UseContainerLabels bool `yaml:"use_container_labels"`
+	// FollowStdout and FollowStderr choose the streams read; both are
+	// read when unset.
+	FollowStdout *bool `yaml:"follow_stdout"`
+	FollowStderr *bool `yaml:"follow_stderr"`
+}
+
+// streams is the stdout and stderr query values.
+func (c DockerConfig) streams() (stdout, stderr string) {
+	on := func(b *bool) string {
+		if b == nil || *b {
+			return "1"
+		}
+		return "0"
+	}
+	return on(c.FollowStdout), on(c.FollowStderr)
 }
 
 // Defaults of a docker source.
@@ -63,6 +78,13 @@ func (c *Config) validateDocker() error {
 	d := c.DockerConfig
 	if len(d.ContainerName)+len(d.ContainerID)+len(d.ContainerNameRegexp)+len(d.ContainerIDRegexp) == 0 && !d.UseContainerLabels {
 		return yamlerr.AtKey(errors.New("source docker needs container_name, container_id, container_name_regexp, container_id_regexp or use_container_labels"), "source")
+	}
+	if d.UseContainerLabels && len(d.ContainerName)+len(d.ContainerID)+len(d.ContainerNameRegexp)+len(d.ContainerIDRegexp) > 0 {
+		// As CrowdSec: the labels pick the containers, or the selectors do.
+		return yamlerr.AtKey(errors.New("use_container_labels excludes container_name, container_id and their regexps"), "use_container_labels")
+	}
+	if out, errs := d.streams(); out == "0" && errs == "0" {
+		return yamlerr.AtKey(errors.New("follow_stdout and follow_stderr are both false: nothing to read"), "follow_stderr")
 	}
 	for _, k := range []struct {
 		key string
@@ -473,7 +495,8 @@ func (s *dockerSource) follow(ctx context.Context, ct dockerContainer, labels ma
 		}
 		since = t
 	}
-	q := url.Values{"follow": {"1"}, "stdout": {"1"}, "stderr": {"1"}, "timestamps": {"1"}}
+	stdout, stderr := s.cfg.DockerConfig.streams()
+	q := url.Values{"follow": {"1"}, "stdout": {stdout}, "stderr": {stderr}, "timestamps": {"1"}}
 	if !since.IsZero() {
 		// Asked a microsecond early: podman reads since= as a float64,
 		// which rounds nanoseconds by up to a few hundred, and could

@@ -138,10 +138,11 @@ func (f *fakeDocker) serveLogs(w http.ResponseWriter, r *http.Request, c *fakeCo
 		sec, frac := math.Modf(f)
 		since = time.Unix(int64(sec), int64(frac*1e9))
 	}
-	if q.Get("timestamps") != "1" || q.Get("stdout") != "1" || q.Get("stderr") != "1" {
-		http.Error(w, "want timestamps, stdout and stderr", http.StatusBadRequest)
+	if q.Get("timestamps") != "1" {
+		http.Error(w, "want timestamps", http.StatusBadRequest)
 		return
 	}
+	want := map[byte]bool{1: q.Get("stdout") == "1", 2: q.Get("stderr") == "1"}
 	w.WriteHeader(http.StatusOK)
 	next := 0
 	for {
@@ -150,7 +151,7 @@ func (f *fakeDocker) serveLogs(w http.ResponseWriter, r *http.Request, c *fakeCo
 		next = len(c.logs)
 		f.mu.Unlock()
 		for _, l := range logs {
-			if l.ts.Before(since) {
+			if l.ts.Before(since) || !want[l.stream] {
 				continue
 			}
 			payload := l.ts.UTC().Format(time.RFC3339Nano) + " " + l.text + "\n"
@@ -307,6 +308,11 @@ func TestDockerFollow(t *testing.T) {
 	if l := r.expect("from a late container")[0]; l.Labels["type"] != "apache2" || l.Src != "web-2" {
 		t.Fatalf("line %+v", l)
 	}
+	r.close()
+
+	no := false
+	r = startDocker(t, f, "", func(c *Config) { c.FollowStderr = &no })
+	r.expect("GET / 200", "later") // not "error: x", from stderr
 }
 
 // TestDockerCutAndSplitFrames: a line the engine split over two frames is
