@@ -533,3 +533,28 @@ func TestSyslogLinesCrowdSecHub(t *testing.T) {
 		}
 	}
 }
+
+// TestSourcesDocExamples: every acquisition example in docs/sources.md
+// loads and builds its sources, so the page cannot drift from the code.
+func TestSourcesDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/sources.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```yaml\n")[1:]
+	if len(blocks) < 3 {
+		t.Fatalf("%d yaml examples in docs/sources.md", len(blocks))
+	}
+	for i, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		cs, err := LoadConfig(fmt.Sprintf("docs/sources.md example %d", i+1), []byte(b))
+		if err != nil || len(cs) == 0 {
+			t.Fatalf("example %d: %v (%d documents)", i+1, err, len(cs))
+		}
+		for _, c := range cs {
+			if _, err := New(c, t.TempDir()); err != nil {
+				t.Fatalf("New(%s): %v", c.Where(), err)
+			}
+		}
+	}
+}
