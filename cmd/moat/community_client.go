@@ -79,16 +79,27 @@ func (a *app) communityRegisterCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("machine id: %w", err)
 			}
-			if _, err := client.LoadCredentials(cfg.StateDir); err == nil {
-				return usagef("already registered: run moat community unregister first")
-			}
 			hc, err := client.NewHTTPClient(cfg.Community.Proxy)
 			if err != nil {
 				return usageError{err}
 			}
-			cr, err := client.Register(cmd.Context(), hc, srvURL, token, id, cfg.StateDir)
-			if err != nil {
-				return err
+			cr, err := client.LoadCredentials(cfg.StateDir)
+			switch {
+			case err == nil && cr.Server == strings.TrimRight(srvURL, "/") && token != "":
+				// Registered, enrolment refused: retry it.
+				if err := client.Enrol(cmd.Context(), hc, cr, token); err != nil {
+					return err
+				}
+			case err == nil:
+				return usagef("already registered with %s: run moat community unregister first", cr.Server)
+			default:
+				cr, err = client.Register(cmd.Context(), hc, srvURL, token, id, cfg.StateDir)
+				if err != nil && cr.MachineID != "" {
+					return fmt.Errorf("%w (registered; run this again with the right --token)", err)
+				}
+				if err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(a.stdout, "registered with %s as %s; set community.enabled, share and pull in %s, then reload moat\n", cr.Server, cr.MachineID, a.configPath)
 			return nil
@@ -142,6 +153,19 @@ func (a *app) communityUnregisterCmd() *cobra.Command {
 			cfg, err := a.loadConfig(cmd)
 			if err != nil {
 				return err
+			}
+			cr, err := client.LoadCredentials(cfg.StateDir)
+			if err != nil {
+				return err
+			}
+			hc, err := client.NewHTTPClient(cfg.Community.Proxy)
+			if err != nil {
+				return usageError{err}
+			}
+			// Best effort: a server that is gone must not keep the
+			// credentials here.
+			if err := client.Leave(cmd.Context(), hc, cr); err != nil {
+				fmt.Fprintf(a.stderr, "moat: %s; forgetting the credentials here anyway\n", esc(err.Error()))
 			}
 			if err := client.Unregister(cfg.StateDir); err != nil {
 				return err

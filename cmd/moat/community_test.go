@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/moatsec/moat/enforce/community/server"
 )
@@ -54,4 +58,71 @@ func TestCommunityCommands(t *testing.T) {
 		t.Fatalf("explain: %s", out)
 	}
 	moat(exitUsage, "community", "explain", "--db", db, "not-an-ip")
+}
+
+// moat community serve runs until SIGTERM and exits 0; a host registers
+// with it, and an unenrolled one is refused.
+func TestCommunityServe(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	tokFile := filepath.Join(dir, "token")
+	must(t, os.WriteFile(tokFile, []byte("tok-serve\n"), 0o600))
+	cfg := filepath.Join(dir, "moat.yaml")
+	must(t, os.WriteFile(cfg, []byte("state_dir: "+dir+"/state\n"), 0o644))
+	cmd := exec.Command(os.Args[0], "--config", cfg, "community", "serve", "--listen", addr, "--enrolment-token-file", tokFile, "--db", filepath.Join(dir, "s.db"))
+	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	must(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	waitFor(t, 20*time.Second, "the server to listen", func() bool { return strings.Contains(logs.String(), "community server listening") })
+	mid := filepath.Join(dir, "machine-id")
+	must(t, os.WriteFile(mid, []byte("abcdef0123456789\n"), 0o644))
+	var out, errb bytes.Buffer
+	if code := run([]string{"--config", cfg, "community", "register", "--server", "http://" + addr, "--token", "wrong", "--machine-id", mid}, strings.NewReader(""), &out, &errb); code != exitFailure || !strings.Contains(errb.String(), "wrong enrolment token") {
+		t.Fatalf("wrong token: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	// The right token enrols the registered host; unregister leaves the
+	// server, so the host can register again.
+	for _, args := range [][]string{
+		{"community", "register", "--server", "http://" + addr, "--token", "tok-serve", "--machine-id", mid},
+		{"community", "status"},
+		{"community", "unregister"},
+		{"community", "register", "--server", "http://" + addr, "--token", "tok-serve", "--machine-id", mid},
+	} {
+		out.Reset()
+		errb.Reset()
+		if code := run(append([]string{"--config", cfg}, args...), strings.NewReader(""), &out, &errb); code != exitOK {
+			t.Fatalf("moat %v: exit %d: %s%s", args, code, out.String(), errb.String())
+		}
+	}
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve exited: %v\n%s", err, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if out := moatOut(t, cfg, "community", "serve", "--listen", "0.0.0.0:1"); !strings.Contains(out, "not loopback") {
+		t.Fatalf("serve off loopback without TLS: %s", out)
+	}
+}
+
+func moatOut(t *testing.T, cfg string, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	run(append([]string{"--config", cfg}, args...), strings.NewReader(""), &out, &errb)
+	return out.String() + errb.String()
 }

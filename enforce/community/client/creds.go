@@ -104,9 +104,11 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// Register registers this host with server under its pseudonym, enrols
-// it with token (the server's enrolment token; empty for an open server)
-// and stores the credentials in dir (mode 0600).
+// Register registers this host with server under its pseudonym, stores
+// the credentials in dir (mode 0600), then enrols it with token (the
+// server's enrolment token; empty for an open server). The credentials
+// are kept when enrolment fails, so Enrol can be retried with the right
+// token: the pseudonym is taken on the server from then on.
 func Register(ctx context.Context, hc *http.Client, server, token string, machineID []byte, dir string) (Credentials, error) {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -122,16 +124,11 @@ func Register(ctx context.Context, hc *http.Client, server, token string, machin
 	}
 	c := Credentials{Server: server, MachineID: Pseudonym(machineID, server), Password: hex.EncodeToString(pw)}
 	if err := call(ctx, hc, "POST", server+"/v3/watchers", "", wire.Credentials{MachineID: c.MachineID, Password: c.Password}, nil); err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.Code == http.StatusConflict {
+			return Credentials{}, fmt.Errorf("community register at %s: this host is registered there already and its credentials are gone: an admin of the server deletes %s: %w", server, c.MachineID, err)
+		}
 		return Credentials{}, fmt.Errorf("community register at %s: %w", server, err)
-	}
-	if token != "" {
-		tok, err := login(ctx, hc, c, nil)
-		if err != nil {
-			return Credentials{}, fmt.Errorf("community register at %s: %w", server, err)
-		}
-		if err := call(ctx, hc, "POST", server+"/v3/watchers/enroll", tok, wire.Enroll{AttachmentKey: token, Name: "moat"}, nil); err != nil {
-			return Credentials{}, fmt.Errorf("community enrol at %s: %w", server, err)
-		}
 	}
 	b, _ := json.MarshalIndent(c, "", "  ")
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -140,7 +137,36 @@ func Register(ctx context.Context, hc *http.Client, server, token string, machin
 	if err := writeFileAtomic(filepath.Join(dir, CredentialsFile), b, 0o600); err != nil {
 		return Credentials{}, fmt.Errorf("community register: store credentials: %w", err)
 	}
+	if token != "" {
+		if err := Enrol(ctx, hc, c, token); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
+}
+
+// Enrol presents the server's enrolment token for the registered host.
+func Enrol(ctx context.Context, hc *http.Client, c Credentials, token string) error {
+	tok, err := login(ctx, hc, c, nil)
+	if err != nil {
+		return fmt.Errorf("community enrol at %s: %w", c.Server, err)
+	}
+	if err := call(ctx, hc, "POST", c.Server+"/v3/watchers/enroll", tok, wire.Enroll{AttachmentKey: token, Name: "moat"}, nil); err != nil {
+		return fmt.Errorf("community enrol at %s: %w", c.Server, err)
+	}
+	return nil
+}
+
+// Leave deletes this host's registration (and its reports) on the server.
+func Leave(ctx context.Context, hc *http.Client, c Credentials) error {
+	tok, err := login(ctx, hc, c, nil)
+	if err != nil {
+		return fmt.Errorf("community leave %s: %w", c.Server, err)
+	}
+	if err := call(ctx, hc, "DELETE", c.Server+"/v3/watchers/self", tok, nil, nil); err != nil {
+		return fmt.Errorf("community leave %s: %w", c.Server, err)
+	}
+	return nil
 }
 
 // StatusError is a server's refusal.

@@ -108,8 +108,10 @@ func (s *Server) support(ctx context.Context, addr string, now time.Time) (suppo
 		if l.After(sp.last) {
 			sp.last = l
 		}
+		// An open server enrols at registration, so enrolled is the one
+		// admission test for both modes.
 		w := 0.0
-		if enrolled == 1 || s.cfg.Open {
+		if enrolled == 1 {
 			w = s.trust(reporterInfo{time.Unix(created, 0), agreed, canaries}, now)
 		}
 		if _, seen := weight[rep]; !seen {

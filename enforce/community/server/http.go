@@ -51,6 +51,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST "+v+"/metrics", metrics)
 		mux.HandleFunc("POST "+v+"/metrics/", metrics)
 	}
+	// Not CAPI: a moat host that unregisters leaves, so it can register
+	// again under the same pseudonym.
+	mux.HandleFunc("DELETE /v3/watchers/self", s.handle(s.auth(false, s.leave)))
 	mux.HandleFunc("GET /v2/decisions/stream", s.handle(s.auth(true, s.streamV2)))
 	mux.HandleFunc("GET /v3/decisions/stream", s.handle(s.auth(true, s.streamV3)))
 	return http.MaxBytesHandler(mux, 8<<20)
@@ -277,5 +280,25 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, id string) error
 		return fmt.Errorf("enroll %s: %w", id, err)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "enrolled"})
+	return nil
+}
+
+// leave deletes the reporter and its reports. Listings it helped make
+// stay until they decay: the others' reports made them too.
+func (s *Server) leave(w http.ResponseWriter, r *http.Request, id string) error {
+	tx, err := s.db.BeginTx(r.Context(), nil)
+	if err != nil {
+		return fmt.Errorf("leave %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	for _, q := range []string{`DELETE FROM reports WHERE reporter = ?`, `DELETE FROM reporters WHERE id = ?`} {
+		if _, err := tx.ExecContext(r.Context(), s.db.q(q), id); err != nil {
+			return fmt.Errorf("leave %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("leave %s: %w", id, err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "deleted"})
 	return nil
 }
