@@ -373,3 +373,32 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "signals/s")
 }
+
+// A pull returns at most MaxList addresses, the best supported first.
+func TestPullCapped(t *testing.T) {
+	f := newFixture(t, "", func(c *Config) { c.MaxList = 2 })
+	ctx := context.Background()
+	addrs := []string{"45.77.60.1", "45.77.60.2", "45.77.60.3"}
+	for i, from := range []string{"127.0.0.2", "127.0.0.3", "127.1.0.2", "127.2.0.2"} {
+		id := fmt.Sprint("r", i)
+		f.srv.db.Exec(`INSERT INTO reporters (id, password_hash, enrolled, created_at) VALUES (?, 'x', 1, ?)`, id, time.Now().Unix())
+		var reps []Report
+		for j, a := range addrs {
+			// The fourth reporter backs only 45.77.60.3, which then
+			// scores highest.
+			if i < 3 || j == 2 {
+				reps = append(reps, Report{netip.MustParseAddr(a), sshBF})
+			}
+		}
+		if err := f.srv.Ingest(ctx, id, netip.MustParseAddr(from), reps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res := f.evaluate(t); res.Listed != 3 {
+		t.Fatalf("%+v", res)
+	}
+	added, _, err := f.srv.Pull(ctx, "r0", true)
+	if err != nil || len(added) != 2 || added[0].Addr != "45.77.60.3" {
+		t.Fatalf("pull: %+v %v", added, err)
+	}
+}
