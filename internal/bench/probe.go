@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -77,6 +79,34 @@ func (p *prober) receive() {
 
 func (p *prober) close() { p.recv.Close() }
 
+// drained reports whether the receiver has read everything that arrived
+// and still has seen nothing past last. On a loaded machine the receiving
+// goroutine can lag behind the packets for longer than probeQuiet; without
+// this, probes waiting in the socket would count as dropped.
+func (p *prober) drained(i, last int) bool {
+	for range 100 {
+		if queued(p.recv) == 0 {
+			time.Sleep(time.Millisecond) // one that was read is being recorded
+			return int(p.seen[i].Load()) == last
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
+// queued is the number of bytes waiting in a socket's receive queue.
+func queued(c *net.UDPConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int32
+	_ = raw.Control(func(fd uintptr) {
+		_, _, _ = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	})
+	return int(n)
+}
+
 // attack measures one attacker: it checks that its packets get through,
 // calls prepare, then trigger (which writes the line that gets it banned)
 // and returns the time from trigger's start to the send time of the first
@@ -124,7 +154,7 @@ func (p *prober) attack(ctx context.Context, i int, src netip.Addr, prepare, tri
 		sent = append(sent, now)
 		send(k)
 		last := int(p.seen[i].Load())
-		if last+1 < len(sent) && now.Sub(sent[last+1]) > probeQuiet {
+		if last+1 < len(sent) && now.Sub(sent[last+1]) > probeQuiet && p.drained(i, last) {
 			if last < 1 {
 				return sent[last+1].Sub(t0), sent[last+1].Sub(t0), nil
 			}
@@ -133,7 +163,11 @@ func (p *prober) attack(ctx context.Context, i int, src netip.Addr, prepare, tri
 		if now.Sub(t0) > probeTimeout {
 			return 0, 0, errNotDropped
 		}
-		time.Sleep(probeGap)
+		// nanosleep(2) on this thread, not time.Sleep: the runtime's
+		// timers wake a sleeping goroutine a millisecond late, which
+		// would be the resolution.
+		ts := syscall.NsecToTimespec(probeGap.Nanoseconds())
+		_ = syscall.Nanosleep(&ts, nil)
 	}
 }
 

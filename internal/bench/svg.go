@@ -165,6 +165,10 @@ func throughputBars(path string, ts []Throughput) error {
 			label, color = t.Tool+" (peer corpus)", colC
 		case t.Corpus == "peer":
 			label, color = fmt.Sprintf("moat, %d workers (peer corpus)", t.Workers), colD
+		case t.Corpus == "large" && t.Workers == 1:
+			label, color = "moat, 1 worker, "+short(float64(t.Lines))+"-line log", "#ff9896"
+		case t.Corpus == "large":
+			label, color = fmt.Sprintf("moat, %d workers, %s-line log", t.Workers, short(float64(t.Lines))), "#aec7e8"
 		case t.Workers == 1:
 			label, color = "moat, 1 worker", colXDP
 		}
