@@ -192,6 +192,22 @@ func testFiveHosts(t *testing.T, dsn string) {
 			t.Fatalf("host %d (pull %v) community decisions %v", i, h.cl.cfg.Pull, got)
 		}
 	}
+	if st := hosts[4].cl.Stats(); st.Queued != 0 || st.Sent != 0 {
+		t.Fatalf("host with share off: %+v", st)
+	}
+	// Run with share off and pull off sends nothing at all.
+	idle, err := New(Config{Credentials: hosts[4].cl.cfg.Credentials, HTTP: hosts[4].cl.cfg.HTTP, Decisions: hosts[4].svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(c.requests())
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	idle.Share(localBan(attacker))
+	idle.Run(rctx)
+	cancel()
+	if n := len(c.requests()); n != before {
+		t.Fatalf("a client with share and pull off made %d requests", n-before)
+	}
 	reqs := c.requests()
 	for _, r := range reqs {
 		if r.from == "127.1.0.15" && strings.HasSuffix(r.path, "/signals") {
