@@ -120,10 +120,10 @@ func (s *commandSource) Stream(ctx context.Context, out chan<- detect.Line) erro
 		if err == nil {
 			err = errors.New("exited")
 		}
-		s.c.fail(fmt.Errorf("command source %s: %w; restarting in %s", s.cfg.Name, err, delay))
 		if time.Since(began) >= s.stable {
 			delay = s.restartMin
 		}
+		s.c.fail(fmt.Errorf("command source %s: %w; restarting in %s", s.cfg.Name, err, delay))
 		select {
 		case <-ctx.Done():
 			return nil
