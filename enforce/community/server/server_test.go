@@ -402,3 +402,27 @@ func TestPullCapped(t *testing.T) {
 		t.Fatalf("pull: %+v %v", added, err)
 	}
 }
+
+// The v2 stream CrowdSec 1.4 reads: flat decisions, origin CAPI.
+func TestStreamV2Shape(t *testing.T) {
+	f := newFixture(t, "", nil)
+	for i, from := range []string{"127.0.0.2", "127.0.0.3", "127.1.0.2"} {
+		f.reporter(t, fmt.Sprint("v", i), from).report("45.77.70.1")
+	}
+	f.evaluate(t)
+	r := f.reporter(t, "v2", "127.3.0.2")
+	var s wire.StreamV2
+	if code, body := r.do("GET", "/v2/decisions/stream?startup=true", nil, &s); code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	if len(s.New) != 1 || s.Deleted == nil {
+		t.Fatalf("%+v", s)
+	}
+	d := s.New[0]
+	if d.Value != "45.77.70.1" || d.Origin != "CAPI" || d.Type != "ban" || d.Scope != "Ip" || d.Scenario != sshBF {
+		t.Fatalf("%+v", d)
+	}
+	if dur, err := time.ParseDuration(d.Duration); err != nil || dur < 23*time.Hour {
+		t.Fatalf("duration %q: %v", d.Duration, err)
+	}
+}
