@@ -28,6 +28,9 @@ type Stats struct {
 	// Malformed counts syslog messages that followed neither RFC 3164
 	// nor RFC 5424; what could be read of them was still handed on.
 	Malformed uint64
+	// Dropped counts syslog datagrams the kernel dropped before moat read
+	// them (the socket's receive buffer was full): UDP has no flow control.
+	Dropped uint64
 	// Lag is how far behind the source the newest line sent was: ReadAt
 	// minus the entry's own time (journald), or minus when moat noticed the
 	// data (files, whose lines carry no time before parsing).
@@ -91,7 +94,7 @@ func runSaver(save func(), kick <-chan struct{}) (stop func()) {
 // counters is the live, concurrently readable side of Stats.
 type counters struct {
 	lines, bytes, errors, cut atomic.Uint64
-	malformed                 atomic.Uint64
+	malformed, dropped        atomic.Uint64
 	lag                       atomic.Int64
 	mu                        sync.Mutex
 	lastErr                   error
@@ -114,6 +117,7 @@ func (c *counters) snapshot() Stats {
 		Errors:    c.errors.Load(),
 		Cut:       c.cut.Load(),
 		Malformed: c.malformed.Load(),
+		Dropped:   c.dropped.Load(),
 		Lag:       time.Duration(c.lag.Load()),
 		LastError: last,
 	}

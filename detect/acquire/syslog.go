@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/moatsec/moat/detect"
@@ -190,13 +192,18 @@ func (s *syslogSource) streamUDP(ctx context.Context, out chan<- detect.Line) er
 	conn := pc.(*net.UDPConn)
 	defer conn.Close()
 	_ = conn.SetReadBuffer(syslogReadBuffer) // a smaller buffer still works
+	drops := countDrops(conn)
 	s.bound(conn.LocalAddr())
 	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	// One byte more than the maximum: a datagram that fills it was longer
 	// and the kernel dropped its tail.
 	buf := make([]byte, s.sc.MaxMessageLen+1)
+	oob := make([]byte, 64)
 	for {
-		n, peer, err := conn.ReadFromUDPAddrPort(buf)
+		n, oobn, _, peer, err := conn.ReadMsgUDPAddrPort(buf, oob)
+		if oobn > 0 {
+			drops.update(oob[:oobn], &s.c)
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -338,6 +345,47 @@ func (s *syslogSource) lineFor(msg []byte, recv time.Time) string {
 		s.c.malformed.Add(1)
 	}
 	return m.line(recv)
+}
+
+// udpDrops turns the kernel's count of datagrams dropped on a socket
+// (SO_RXQ_OVFL: the receive buffer was full) into Stats.Dropped, so a
+// flood that outruns the reader shows, instead of passing silently.
+type udpDrops struct {
+	on   bool
+	last uint32 // the socket's cumulative count at the last message
+}
+
+// countDrops asks the kernel to report drops on conn; on a kernel that
+// cannot, drops go uncounted.
+func countDrops(conn *net.UDPConn) *udpDrops {
+	d := &udpDrops{}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return d
+	}
+	_ = rc.Control(func(fd uintptr) {
+		d.on = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RXQ_OVFL, 1) == nil
+	})
+	return d
+}
+
+// update reads the drop count from a message's control data. The kernel
+// adds it to every message once the count is above zero.
+func (d *udpDrops) update(oob []byte, c *counters) {
+	if !d.on {
+		return
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return
+	}
+	for _, m := range msgs {
+		if m.Header.Level == syscall.SOL_SOCKET && m.Header.Type == syscall.SO_RXQ_OVFL && len(m.Data) >= 4 {
+			total := binary.NativeEndian.Uint32(m.Data)
+			c.dropped.Add(uint64(total - d.last)) // wraps as the kernel's counter does
+			d.last = total
+		}
+	}
 }
 
 // frameReader splits a TCP stream into syslog messages as RFC 6587 frames

@@ -263,6 +263,40 @@ func TestSyslogFraming(t *testing.T) {
 	})
 }
 
+// TestSyslogUDPDropsCounted: datagrams the kernel drops while the reader
+// is held up are counted, so that every datagram sent is either a line or
+// a drop.
+func TestSyslogUDPDropsCounted(t *testing.T) {
+	out := make(chan detect.Line)
+	r := startSyslogTo(t, "udp", func(c *Config) { c.MaxMessageLen = 4096 }, out)
+	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const sent = 20000 // 80 MB: more than any receive buffer the kernel grants
+	msg := []byte("<13>" + strings.Repeat("x", 4000))
+	for i := 0; i < sent; i++ {
+		c.Write(msg)
+	}
+	c.Write([]byte("<13>last")) // carries the drop count, or is dropped too
+	got := 0
+	for {
+		select {
+		case <-out:
+			got++
+			continue
+		case <-time.After(500 * time.Millisecond):
+		}
+		break
+	}
+	st := r.src.Stats()
+	if st.Dropped == 0 || uint64(got) != st.Lines || st.Lines+st.Dropped < sent || st.Lines+st.Dropped > sent+1 {
+		t.Fatalf("sent %d+1, received %d, stats %+v", sent, got, st)
+	}
+	t.Logf("sent %d+1: %d lines, %d dropped by the kernel", sent, st.Lines, st.Dropped)
+}
+
 // TestSyslogConnectionLimit: past max_connections a connection is closed
 // at once and counted; once one closes, a new one is served.
 func TestSyslogConnectionLimit(t *testing.T) {
@@ -405,6 +439,9 @@ func benchSyslog(b *testing.B, proto string, frame func(i int) []byte) {
 	// The rate up to the last line: a lost datagram's wait is not counted.
 	b.ReportMetric(float64(got)/last.Sub(began).Seconds(), "lines/s")
 	b.ReportMetric(100*float64(b.N-got)/float64(b.N), "%lost")
+	if proto == "udp" {
+		b.ReportMetric(100*float64(r.src.Stats().Dropped)/float64(b.N), "%dropped_counted")
+	}
 }
 
 func BenchmarkSyslogUDP(b *testing.B) {
