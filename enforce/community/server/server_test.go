@@ -410,7 +410,7 @@ func TestStreamV2Shape(t *testing.T) {
 		f.reporter(t, fmt.Sprint("v", i), from).report("45.77.70.1")
 	}
 	f.evaluate(t)
-	r := f.reporter(t, "v2", "127.3.0.2")
+	r := f.reporter(t, "puller", "127.3.0.2")
 	var s wire.StreamV2
 	if code, body := r.do("GET", "/v2/decisions/stream?startup=true", nil, &s); code != http.StatusOK {
 		t.Fatalf("%d %s", code, body)
