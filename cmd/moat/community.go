@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -144,9 +145,7 @@ func (a *app) communityServeCmd() *cobra.Command {
 }
 
 // serveCommunity serves srv until ctx ends, evaluating every interval.
-func serveCommunity(ctx context.Context, srv *server.Server, listen, cert, key string, every time.Duration, log interface {
-	Info(string, ...any)
-}) error {
+func serveCommunity(ctx context.Context, srv *server.Server, listen, cert, key string, every time.Duration, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("community server: %w", err)
@@ -160,7 +159,13 @@ func serveCommunity(ctx context.Context, srv *server.Server, listen, cert, key s
 			served <- hs.Serve(ln)
 		}
 	}()
-	go srv.Run(ctx, every)
+	evalCtx, stopEval := context.WithCancel(ctx)
+	evaluated := make(chan error, 1)
+	go func() { evaluated <- srv.Run(evalCtx, every) }()
+	defer func() {
+		stopEval()
+		<-evaluated
+	}()
 	log.Info("community server listening", "addr", ln.Addr().String(), "tls", cert != "")
 	select {
 	case err := <-served:
@@ -183,7 +188,9 @@ func (a *app) communityExplainCmd() *cobra.Command {
 			if err != nil {
 				return usagef("%q: not an IP address", args[0])
 			}
-			f.cfg.Open = true // explain admits no one; the flag only satisfies Open
+			// explain serves nothing, so admission does not apply; Open
+			// only spares it an enrolment token it would never check.
+			f.cfg.Open = true
 			srv, err := a.openServer(cmd, f)
 			if err != nil {
 				return err
