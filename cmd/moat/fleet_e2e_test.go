@@ -194,10 +194,12 @@ func TestFleetPropagation(t *testing.T) {
 	p50, p99 := lat[len(lat)/2], lat[(len(lat)*99+99)/100-1]
 	t.Logf("fleet propagation, agent A's log line to agent B's nft set, over %d attackers: p50 %.1f ms, p99 %.1f ms, max %.1f ms (target p99 < 50 ms)",
 		attackers, msOf(p50), msOf(p99), msOf(lat[len(lat)-1]))
-	// A sanity bound only: three daemons share two cores with the rest
-	// of the suite here.
-	if p99 > 500*time.Millisecond {
-		t.Errorf("p99 %.1f ms: the path is broken, not just slow", msOf(p99))
+	// Sanity bounds only: three daemons share two cores with the rest of
+	// the suite here, whose load stretches the tail (p99 over a second at
+	// a load average of 15). A median past 200 ms is no load: the stream
+	// is not woken by the store and waits for its one-second poll.
+	if p50 > 200*time.Millisecond || p99 > 5*time.Second {
+		t.Errorf("p50 %.1f ms, p99 %.1f ms: the path is broken, not just slow", msOf(p50), msOf(p99))
 	}
 	if n := strings.Count(nftSet(t, srvNS, "ban4"), "198.19."); n != attackers {
 		t.Errorf("%d attackers in the server's ban4, want %d", n, attackers)

@@ -73,6 +73,10 @@ type Client struct {
 	mu    sync.Mutex
 	token string
 
+	// own holds the bans this host pushed (see remember).
+	ownMu sync.Mutex
+	own   map[ownKey]time.Time
+
 	stats struct {
 		pushed, pushErrors, dropped, reconnects, applied, deleted atomic.Int64
 		seq                                                       atomic.Int64

@@ -132,6 +132,7 @@ func (c *Client) Push(a model.Alert, ds []model.Decision) {
 			return
 		}
 	}
+	c.remember(ds)
 	select {
 	case c.queue <- pushItem{alert: toPush(a, ds, time.Now())}:
 	default:
@@ -230,4 +231,50 @@ func (c *Client) push(ctx context.Context, batch []pushAlert) error {
 		return fmt.Errorf("push %d alerts: %w", len(batch), readStatus(resp))
 	}
 	return nil
+}
+
+// ownKey is a ban this host took: when the server streams it back, it is
+// not held a second time.
+type ownKey struct {
+	value    string
+	scenario string
+}
+
+// maxOwn bounds the bans remembered; past it the expired are forgotten,
+// then the store's check (ServiceApplier) is all that is left.
+const maxOwn = 100_000
+
+// remember notes the bans of a pushed alert. The server may stream one
+// back before this host's store has committed it (the kernel comes first
+// on the local path), which the store's check would miss.
+func (c *Client) remember(ds []model.Decision) {
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	if c.own == nil {
+		c.own = map[ownKey]time.Time{}
+	}
+	if len(c.own) >= maxOwn {
+		now := time.Now()
+		for k, until := range c.own {
+			if !until.IsZero() && now.After(until) {
+				delete(c.own, k)
+			}
+		}
+		if len(c.own) >= maxOwn {
+			return
+		}
+	}
+	for _, d := range ds {
+		if d.Scenario != "" {
+			c.own[ownKey{model.ValueString(d.Value), d.Scenario}] = d.Until
+		}
+	}
+}
+
+// isOwn reports whether d is a ban this host took and pushed.
+func (c *Client) isOwn(d model.Decision) bool {
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	until, ok := c.own[ownKey{model.ValueString(d.Value), d.Scenario}]
+	return ok && (until.IsZero() || time.Now().Before(until))
 }

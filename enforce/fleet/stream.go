@@ -238,6 +238,12 @@ func (c *Client) applyNew(ctx context.Context, h *held, ds []api.Decision, at ti
 		if !ok {
 			continue
 		}
+		if c.isOwn(md) {
+			// Held here already, under its local origin: marked held
+			// (with no local ID) so its deletion is a no-op here.
+			h.local[d.ID] = heldDecision{until: md.Until}
+			continue
+		}
 		add = append(add, md)
 		sids = append(sids, d.ID)
 	}
