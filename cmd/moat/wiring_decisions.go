@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/moatsec/moat/enforce"
@@ -29,7 +27,7 @@ import (
 type decisions struct {
 	log      *slog.Logger
 	cfg      config.Config
-	store    *store.Store
+	store    daemonStore
 	profiles *profile.Set
 	svc      *decision.Service
 	pipeline *decision.Dispatcher
@@ -67,9 +65,9 @@ func openDecisions(ctx context.Context, cfg config.Config, log *slog.Logger) (*d
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, store.FileName), store.Options{})
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, err
 	}
 	return &decisions{log: log.With("component", "decisions"), cfg: cfg, store: st, profiles: profiles, notify: n}, nil
 }
@@ -88,12 +86,16 @@ func (d *decisions) load(ctx context.Context, load func([]model.Decision) error)
 
 // start builds the service and the alert pipeline over the reconciler.
 func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) error {
-	// A fleet server's streams wake at each store write (api.Changes).
+	// A fleet server's streams wake at each store write (api.Changes),
+	// and at those of other replicas the store hears of.
 	var st decision.Store = d.store
 	var changes *api.Changes
 	if d.cfg.Server.Enabled {
 		changes = api.NewChanges()
 		st = changes.Wrap(d.store)
+		if f, ok := d.store.(changeFeed); ok {
+			m.services = append(m.services, func(ctx context.Context) error { return forwardChanges(ctx, f, changes) })
+		}
 	}
 	svc, err := decision.New(st, d.profiles, m.recon, d.cfg.AllowlistPrefixes()...)
 	if err != nil {
@@ -176,7 +178,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 func (d *decisions) status() metrics.StatusReader { return statusReader{d.store} }
 
 // statusReader feeds the status page from the store.
-type statusReader struct{ st *store.Store }
+type statusReader struct{ st daemonStore }
 
 func (s statusReader) ActiveDecisions(ctx context.Context, f metrics.DecisionFilter) ([]model.Decision, error) {
 	recs, err := s.st.ListDecisions(ctx, store.Filter{IP: f.IP, Limit: f.Limit})

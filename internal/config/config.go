@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -119,6 +120,20 @@ type NFT struct {
 type StoreConf struct {
 	AlertRetention time.Duration `yaml:"alert_retention"`
 	MaxAlerts      int           `yaml:"max_alerts"`
+	// DSN, when set, keeps the store in PostgreSQL (postgres://...), as
+	// fleet server replicas sharing one database do; "" is the embedded
+	// SQLite file in state_dir.
+	DSN string `yaml:"dsn"`
+}
+
+// MarshalYAML shows the DSN without its password: moat config check
+// prints the effective configuration to a terminal or a ticket.
+func (s StoreConf) MarshalYAML() (any, error) {
+	type plain StoreConf
+	if u, err := url.Parse(s.DSN); err == nil && u.User != nil {
+		s.DSN = u.Redacted()
+	}
+	return plain(s), nil
 }
 
 // Server is the fleet server role: CrowdSec agents ("machines") register,
@@ -356,6 +371,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Hub.MaxBuckets < 1 {
 		return bad("hub max_buckets must be positive", "hub", "max_buckets")
+	}
+	if d := c.Store.DSN; d != "" && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") {
+		return bad("store dsn must be a postgres:// URL (or empty for the SQLite file in state_dir)", "store", "dsn")
 	}
 	if c.Hub.Workers < 0 {
 		return bad("hub workers must be 0 (one per core) or positive", "hub", "workers")

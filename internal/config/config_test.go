@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/moatsec/moat/internal/yamlerr"
 	"github.com/moatsec/moat/packaging"
@@ -19,6 +20,7 @@ import (
 func TestBadConfigs(t *testing.T) {
 	want := map[string]string{
 		"unknown-key.bad.yaml":       `testdata/unknown-key.bad.yaml:4: unknown key "lisen"`,
+		"store-dsn.bad.yaml":         `testdata/store-dsn.bad.yaml:3: store dsn must be a postgres:// URL (or empty for the SQLite file in state_dir)`,
 		"wrong-type.bad.yaml":        "testdata/wrong-type.bad.yaml:2: cannot unmarshal !!str `many` into int",
 		"bad-allowlist.bad.yaml":     `testdata/bad-allowlist.bad.yaml:3: allowlist entry "300.1.2.3": want an IP address or CIDR range (ParseAddr("300.1.2.3"): IPv4 field has value >255)`,
 		"bad-hook.bad.yaml":          `testdata/bad-hook.bad.yaml:3: nftables hook "forward": want prerouting or input`,
@@ -244,4 +246,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("valid config does not survive a round trip: %v\n%s", err, out)
 		}
 	})
+}
+
+// TestStoreDSNPasswordHidden: moat config check never prints the
+// database password.
+func TestStoreDSNPasswordHidden(t *testing.T) {
+	out, err := yaml.Marshal(StoreConf{DSN: "postgres://moat:s3cret@db.example:5432/moat?sslmode=require"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cret") || !strings.Contains(string(out), "postgres://moat:xxxxx@db.example:5432/moat") {
+		t.Errorf("marshalled store section:\n%s", out)
+	}
 }
