@@ -478,3 +478,49 @@ func TestNoStreamNoKey(t *testing.T) {
 		t.Fatal("nothing reported")
 	}
 }
+
+// An agent whose position is lost (or whose server got a new store) gets
+// the whole active set, and drops the fleet decisions it holds that the
+// server no longer has; its own local bans are left alone.
+func TestStartupDropsWhatTheServerLost(t *testing.T) {
+	srv := newFleetServer(t)
+	kept := srv.ban(t, "192.0.2.20/32")
+	a := newAgent(t)
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour)
+	seed := []model.Decision{
+		{Value: netip.MustParsePrefix("192.0.2.20/32"), Type: "ban", Origin: model.OriginFleet, Reason: ReasonOf(kept), Until: until},
+		{Value: netip.MustParsePrefix("192.0.2.21/32"), Type: "ban", Origin: model.OriginFleet, Reason: ReasonOf(kept + 1000), Until: until},
+		{Value: netip.MustParsePrefix("192.0.2.22/32"), Type: "ban", Origin: model.OriginLocal, Scenario: "crowdsecurity/ssh-bf", Until: until},
+	}
+	if err := a.svc.Add(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	// A position far past the server's: its store is a new one.
+	a.client = &Client{cfg: Config{Server: srv.url(), StateDir: a.stateDir}}
+	if err := a.client.saveState(1 << 40); err != nil {
+		t.Fatal(err)
+	}
+	a.run(t, srv.url(), nil)
+	waitFor(t, "the lost decision dropped", func() bool { return !a.enf.holds("192.0.2.21/32") })
+	if !a.enf.holds("192.0.2.20/32") || !a.enf.holds("192.0.2.22/32") {
+		t.Fatal("a decision the server has, or a local one, was dropped")
+	}
+	if tw := a.enf.twice(); len(tw) > 0 {
+		t.Fatalf("applied more than once: %v", tw)
+	}
+	if got := a.client.Stats().Applied; got != 0 {
+		t.Fatalf("%d applied, want 0: the one the server has was held already", got)
+	}
+}
+
+func TestReason(t *testing.T) {
+	if id, ok := ServerID(ReasonOf(42)); !ok || id != 42 {
+		t.Fatalf("ServerID(ReasonOf(42)) = %d, %v", id, ok)
+	}
+	for _, r := range []string{"", "manual", "fleet decision #", "fleet decision #-1", "fleet decision #x"} {
+		if _, ok := ServerID(r); ok {
+			t.Errorf("ServerID(%q) ok", r)
+		}
+	}
+}
