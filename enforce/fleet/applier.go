@@ -59,19 +59,19 @@ func (a ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, 
 	ids := make([]int64, len(ds))
 	var add []model.Decision
 	var at []int
+	own, err := a.ownBans(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
 	for i, d := range ds {
-		own, err := a.ownBan(ctx, d)
-		if err != nil {
-			return nil, err
-		}
-		if !own {
+		if !own(d) {
 			add, at = append(add, d), append(at, i)
 		}
 	}
 	if len(add) == 0 {
 		return ids, nil
 	}
-	err := a.Svc.Add(ctx, add)
+	err = a.Svc.Add(ctx, add)
 	if err == nil {
 		for j, i := range at {
 			ids[i] = add[j].ID
@@ -94,22 +94,41 @@ func (a ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, 
 	return ids, nil
 }
 
-// ownBan reports whether this host holds an active local ban of d's value
-// from d's scenario: d is that ban, come back from the server.
-func (a ServiceApplier) ownBan(ctx context.Context, d model.Decision) (bool, error) {
-	if d.Scenario == "" {
-		return false, nil
+// ownBans returns a test of whether this host holds an active local ban
+// of a decision's value from its scenario: the decision is that ban, come
+// back from the server. A few decisions are looked up one by one; a page
+// (a startup) against the local bans listed once, not a query each.
+func (a ServiceApplier) ownBans(ctx context.Context, ds []model.Decision) (func(model.Decision) bool, error) {
+	type key struct{ value, scenario string }
+	local := map[key]bool{}
+	list := func(f store.Filter) error {
+		f.Origin = string(model.OriginLocal)
+		recs, err := a.Svc.List(ctx, f)
+		if err != nil {
+			return fmt.Errorf("local bans: %w", err)
+		}
+		for _, r := range recs {
+			local[key{model.ValueString(r.Value), r.Scenario}] = true
+		}
+		return nil
 	}
-	recs, err := a.Svc.List(ctx, store.Filter{Value: model.ValueString(d.Value), Origin: string(model.OriginLocal)})
-	if err != nil {
-		return false, fmt.Errorf("fleet decision %s: %w", model.ValueString(d.Value), err)
-	}
-	for _, r := range recs {
-		if r.Scenario == d.Scenario {
-			return true, nil
+	if len(ds) > 16 {
+		if err := list(store.Filter{}); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, d := range ds {
+			if d.Scenario == "" {
+				continue
+			}
+			if err := list(store.Filter{Value: model.ValueString(d.Value)}); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return false, nil
+	return func(d model.Decision) bool {
+		return d.Scenario != "" && local[key{model.ValueString(d.Value), d.Scenario}]
+	}, nil
 }
 
 func refused(err error) bool {

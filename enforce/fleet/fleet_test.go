@@ -524,3 +524,36 @@ func TestReason(t *testing.T) {
 		}
 	}
 }
+
+// The applier leaves out this host's own bans streamed back, whether it
+// looks them up one by one or, for a page, all at once.
+func TestApplierSkipsOwnBans(t *testing.T) {
+	for _, n := range []int{3, 40} {
+		enf := newCountingEnforcer()
+		_, svc := newService(t, enf, nil)
+		ctx := context.Background()
+		until := time.Now().Add(time.Hour)
+		local := []model.Decision{{Value: netip.MustParsePrefix(addr(1)), Type: "ban", Origin: model.OriginLocal, Scenario: "crowdsecurity/ssh-bf", Until: until}}
+		if err := svc.Add(ctx, local); err != nil {
+			t.Fatal(err)
+		}
+		var ds []model.Decision
+		for i := range n {
+			scenario := "crowdsecurity/ssh-bf"
+			if i == 2 {
+				scenario = "crowdsecurity/http-probing"
+			}
+			ds = append(ds, model.Decision{Value: netip.MustParsePrefix(addr(1 + i%2)), Type: "ban", Origin: model.OriginFleet, Scenario: scenario, Reason: ReasonOf(int64(100 + i)), Until: until})
+		}
+		ids, err := ServiceApplier{Svc: svc}.Add(ctx, ds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range ids {
+			own := i%2 == 0 && i != 2
+			if (id == 0) != own {
+				t.Errorf("n=%d: decision %d (%s %s) got local ID %d, own ban %v", n, i, ds[i].Value, ds[i].Scenario, id, own)
+			}
+		}
+	}
+}
