@@ -42,7 +42,7 @@ func (d *decisions) startFleet(m *daemon, svc *decision.Service) (*fleet.Client,
 	d.fleetMetrics = metrics.NewFleet()
 	cl, err := fleet.New(fleet.Config{
 		Server: f.Server, MachineID: f.MachineID, Password: pw, BouncerKey: key, HTTP: hc,
-		StateDir: d.cfg.StateDir, Applier: fleet.ServiceApplier{Svc: svc},
+		StateDir: d.cfg.StateDir, Applier: &fleet.ServiceApplier{Svc: svc},
 		PushBatch: f.PushBatch, PushInterval: f.PushInterval, PollInterval: f.PollInterval,
 		OnError: func(what string, err error) {
 			log.Warn("fleet "+what+" failed; fleet bans held stay until they expire", "err", err)

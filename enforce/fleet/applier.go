@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/moatsec/moat/enforce/decision"
 	"github.com/moatsec/moat/enforce/store"
@@ -49,13 +51,20 @@ func ServerID(reason string) (int64, bool) {
 // bouncers) and then in the kernel.
 type ServiceApplier struct {
 	Svc *decision.Service
+
+	// local caches the active local bans listed for a page, for a second:
+	// a startup's pages then list them once, not once a page. A ban newer
+	// than the listing is in the client's memory of what it pushed.
+	mu       sync.Mutex
+	local    map[ownKey]bool
+	listedAt time.Time
 }
 
 // Add adds ds in one commit; when some are refused here, one at a time so
 // the others still go in. A decision this host took itself (the server
 // streams back the bans of this host's own pushed alerts) is not added
 // again: a second row would count twice toward escalation here.
-func (a ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, error) {
+func (a *ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, error) {
 	ids := make([]int64, len(ds))
 	var add []model.Decision
 	var at []int
@@ -98,36 +107,43 @@ func (a ServiceApplier) Add(ctx context.Context, ds []model.Decision) ([]int64, 
 // of a decision's value from its scenario: the decision is that ban, come
 // back from the server. A few decisions are looked up one by one; a page
 // (a startup) against the local bans listed once, not a query each.
-func (a ServiceApplier) ownBans(ctx context.Context, ds []model.Decision) (func(model.Decision) bool, error) {
-	type key struct{ value, scenario string }
-	local := map[key]bool{}
-	list := func(f store.Filter) error {
+func (a *ServiceApplier) ownBans(ctx context.Context, ds []model.Decision) (func(model.Decision) bool, error) {
+	list := func(f store.Filter, into map[ownKey]bool) error {
 		f.Origin = string(model.OriginLocal)
 		recs, err := a.Svc.List(ctx, f)
 		if err != nil {
 			return fmt.Errorf("local bans: %w", err)
 		}
 		for _, r := range recs {
-			local[key{model.ValueString(r.Value), r.Scenario}] = true
+			into[ownKey{model.ValueString(r.Value), r.Scenario}] = true
 		}
 		return nil
 	}
+	local := map[ownKey]bool{}
 	if len(ds) > 16 {
-		if err := list(store.Filter{}); err != nil {
-			return nil, err
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.local == nil || time.Since(a.listedAt) > time.Second {
+			a.local = map[ownKey]bool{}
+			if err := list(store.Filter{}, a.local); err != nil {
+				a.local = nil
+				return nil, err
+			}
+			a.listedAt = time.Now()
 		}
+		local = a.local
 	} else {
 		for _, d := range ds {
 			if d.Scenario == "" {
 				continue
 			}
-			if err := list(store.Filter{Value: model.ValueString(d.Value)}); err != nil {
+			if err := list(store.Filter{Value: model.ValueString(d.Value)}, local); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return func(d model.Decision) bool {
-		return d.Scenario != "" && local[key{model.ValueString(d.Value), d.Scenario}]
+		return d.Scenario != "" && local[ownKey{model.ValueString(d.Value), d.Scenario}]
 	}, nil
 }
 
@@ -136,7 +152,7 @@ func refused(err error) bool {
 }
 
 // Delete deletes each ID.
-func (a ServiceApplier) Delete(ctx context.Context, ids []int64) error {
+func (a *ServiceApplier) Delete(ctx context.Context, ids []int64) error {
 	var errs []error
 	for _, id := range ids {
 		if _, err := a.Svc.Delete(ctx, store.Filter{ID: id}); err != nil {
@@ -147,7 +163,7 @@ func (a ServiceApplier) Delete(ctx context.Context, ids []int64) error {
 }
 
 // Held lists the active fleet decisions.
-func (a ServiceApplier) Held(ctx context.Context) (map[int64]int64, error) {
+func (a *ServiceApplier) Held(ctx context.Context) (map[int64]int64, error) {
 	recs, err := a.Svc.List(ctx, store.Filter{Origin: string(model.OriginFleet)})
 	if err != nil {
 		return nil, fmt.Errorf("fleet decisions held: %w", err)

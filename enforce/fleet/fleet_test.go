@@ -237,7 +237,7 @@ func (a *agent) run(t *testing.T, server string, tweak func(*Config)) {
 	t.Helper()
 	cfg := Config{
 		Server: server, MachineID: "agent-b", Password: "password-b", StateDir: a.stateDir,
-		Applier: ServiceApplier{Svc: a.svc}, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		Applier: &ServiceApplier{Svc: a.svc}, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 		StreamTimeout: time.Second,
 		OnError: func(_ string, err error) {
 			select {
@@ -429,7 +429,7 @@ func TestBadTokenLogsInAgain(t *testing.T) {
 
 // A fleet decision is never pushed back to the server.
 func TestFleetDecisionsAreNotPushed(t *testing.T) {
-	c, err := New(Config{Server: "http://127.0.0.1:1", MachineID: "a", Password: "b", Applier: ServiceApplier{}})
+	c, err := New(Config{Server: "http://127.0.0.1:1", MachineID: "a", Password: "b", Applier: &ServiceApplier{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +545,7 @@ func TestApplierSkipsOwnBans(t *testing.T) {
 			}
 			ds = append(ds, model.Decision{Value: netip.MustParsePrefix(addr(1 + i%2)), Type: "ban", Origin: model.OriginFleet, Scenario: scenario, Reason: ReasonOf(int64(100 + i)), Until: until})
 		}
-		ids, err := ServiceApplier{Svc: svc}.Add(ctx, ds)
+		ids, err := (&ServiceApplier{Svc: svc}).Add(ctx, ds)
 		if err != nil {
 			t.Fatal(err)
 		}
