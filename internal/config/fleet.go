@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/moatsec/moat/internal/yamlerr"
@@ -15,6 +16,11 @@ import (
 type Fleet struct {
 	// Server is the fleet server's base URL (https://fleet.example:8089).
 	Server string `yaml:"server"`
+	// Servers lists replicas of one fleet server (daemons sharing one
+	// PostgreSQL store, so one decision sequence): the agent streams from
+	// one and moves to the next when it fails. Server is the one-item
+	// form; set one of the two.
+	Servers []string `yaml:"servers"`
 	// MachineID and Password (or PasswordFile, holding it) log this host
 	// in; the server's admin creates them with moat machines add.
 	MachineID    string `yaml:"machine_id"`
@@ -36,7 +42,19 @@ type Fleet struct {
 }
 
 // Enabled reports whether the fleet agent role is on.
-func (f Fleet) Enabled() bool { return f.Server != "" }
+func (f Fleet) Enabled() bool { return f.Server != "" || len(f.Servers) > 0 }
+
+// URLs returns the servers' base URLs, in the order tried: Servers, or
+// Server alone.
+func (f Fleet) URLs() []string {
+	if len(f.Servers) > 0 {
+		return f.Servers
+	}
+	if f.Server != "" {
+		return []string{f.Server}
+	}
+	return nil
+}
 
 func defaultFleet() Fleet {
 	return Fleet{PushBatch: 100, PollInterval: 10 * time.Second}
@@ -67,12 +85,29 @@ func (c *Config) validateFleet(bad func(msg string, keys ...any) error) error {
 		}
 		return nil
 	}
-	u, err := url.Parse(f.Server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return bad(fmt.Sprintf("server %s: want http(s)://host:port", yamlerr.Excerpt(f.Server)), "fleet", "server")
+	if f.Server != "" && len(f.Servers) > 0 {
+		return bad("server and servers are both set: list every replica under servers", "fleet", "server")
 	}
-	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
-		return bad(fmt.Sprintf("server %s: plain http off loopback: use https, or the machine password and tokens cross the network in clear", yamlerr.Excerpt(f.Server)), "fleet", "server")
+	if len(f.Servers) > 16 {
+		return bad(fmt.Sprintf("servers: %d replicas, want at most 16", len(f.Servers)), "fleet", "servers")
+	}
+	if f.Server != "" {
+		if msg := checkServerURL(f.Server); msg != "" {
+			return bad("server "+msg, "fleet", "server")
+		}
+	}
+	seen := map[string]int{}
+	for i, s := range f.Servers {
+		if msg := checkServerURL(s); msg != "" {
+			return bad(fmt.Sprintf("servers[%d] %s", i, msg), "fleet", "servers", i)
+		}
+		// The same replica twice would make a failover a reconnect to
+		// the server that just failed.
+		k := strings.TrimRight(s, "/")
+		if j, dup := seen[k]; dup {
+			return bad(fmt.Sprintf("servers[%d] %s: the same as servers[%d]", i, yamlerr.Excerpt(s), j), "fleet", "servers", i)
+		}
+		seen[k] = i
 	}
 	if f.MachineID == "" || len(f.MachineID) > 128 {
 		return bad("machine_id: want the id the server's admin created (moat machines add), 1 to 128 characters", "fleet", "machine_id")
@@ -87,6 +122,18 @@ func (c *Config) validateFleet(bad func(msg string, keys ...any) error) error {
 		return bad("fleet and server are both on: a fleet server enforces its own decisions; a host is one or the other", "fleet", "server")
 	}
 	return nil
+}
+
+// checkServerURL returns what is wrong with a server's URL ("": nothing).
+func checkServerURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return fmt.Sprintf("%s: want http(s)://host:port", yamlerr.Excerpt(s))
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return fmt.Sprintf("%s: plain http off loopback: use https, or the machine password and tokens cross the network in clear", yamlerr.Excerpt(s))
+	}
+	return ""
 }
 
 func loopbackHost(h string) bool {
