@@ -10,7 +10,7 @@ import (
 	"github.com/moatsec/moat/internal/metrics"
 )
 
-// startFleet builds the fleet agent's client when fleet.server is set
+// startFleet builds the fleet agent's client when fleet.server(s) is set
 // (nil otherwise) and runs it with the daemon: the dispatcher pushes it
 // each local alert's bans, and it holds the fleet's decisions through svc.
 func (d *decisions) startFleet(m *daemon, svc *decision.Service) (*fleet.Client, error) {
@@ -41,17 +41,17 @@ func (d *decisions) startFleet(m *daemon, svc *decision.Service) (*fleet.Client,
 	log := m.log.With("component", "fleet")
 	d.fleetMetrics = metrics.NewFleet()
 	cl, err := fleet.New(fleet.Config{
-		Server: f.Server, MachineID: f.MachineID, Password: pw, BouncerKey: key, HTTP: hc,
+		Servers: f.URLs(), MachineID: f.MachineID, Password: pw, BouncerKey: key, HTTP: hc,
 		StateDir: d.cfg.StateDir, Applier: &fleet.ServiceApplier{Svc: svc},
 		PushBatch: f.PushBatch, PushInterval: f.PushInterval, PollInterval: f.PollInterval,
 		OnError: func(what string, err error) {
 			log.Warn("fleet "+what+" failed; fleet bans held stay until they expire", "err", err)
 		},
-		OnConnect: func(up bool, seq int64) {
+		OnConnect: func(up bool, server string, seq int64) {
 			if up {
-				log.Info("fleet stream connected", "server", f.Server, "after", seq)
+				log.Info("fleet stream connected", "server", server, "after", seq)
 			} else {
-				log.Info("fleet stream closed", "server", f.Server, "at", seq)
+				log.Info("fleet stream closed", "server", server, "at", seq)
 			}
 		},
 		OnLag: d.fleetMetrics.ObserveLag,
@@ -62,7 +62,7 @@ func (d *decisions) startFleet(m *daemon, svc *decision.Service) (*fleet.Client,
 	d.fleet = cl
 	d.fleetMetrics.SetSource(fleetStats{cl})
 	m.services = append(m.services, cl.Run)
-	log.Info("fleet agent role on", "server", f.Server, "machine", f.MachineID)
+	log.Info("fleet agent role on", "servers", f.URLs(), "machine", f.MachineID)
 	return cl, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,10 @@ import (
 type Config struct {
 	// Server is the fleet server's base URL (https://fleet.example:8089).
 	Server string
+	// Servers, when set instead of Server, are replicas of one fleet
+	// server (daemons on one PostgreSQL store, so one decision sequence):
+	// the client uses one and moves to the next when it fails.
+	Servers []string
 	// MachineID and Password log this agent in (POST /v1/watchers/login).
 	MachineID, Password string
 	// BouncerKey, when set, lets the agent poll the bouncer stream of a
@@ -57,9 +62,9 @@ type Config struct {
 	// OnError, when set, is told of each failed push, stream or apply,
 	// for the caller to log.
 	OnError func(what string, err error)
-	// OnConnect, when set, is told each time the stream connects (true)
-	// or drops (false).
-	OnConnect func(connected bool, seq int64)
+	// OnConnect, when set, is told each time the stream to server
+	// connects (true) or drops (false).
+	OnConnect func(connected bool, server string, seq int64)
 	// OnLag, when set, sees each applied decision's lag: from the server
 	// reading it from its store to this agent holding it.
 	OnLag func(time.Duration)
@@ -70,8 +75,14 @@ type Client struct {
 	cfg   Config
 	queue chan pushItem
 
-	mu    sync.Mutex
-	token string
+	// srv indexes cfg.Servers: the replica pushes and the stream use.
+	srv atomic.Int32
+
+	// token was issued by tokenServer: each replica may sign with its own
+	// secret, so a token is not taken to another.
+	mu          sync.Mutex
+	token       string
+	tokenServer string
 
 	// own holds the bans this host pushed (see remember).
 	ownMu sync.Mutex
@@ -79,6 +90,7 @@ type Client struct {
 
 	stats struct {
 		pushed, pushErrors, dropped, reconnects, applied, deleted atomic.Int64
+		failovers                                                 atomic.Int64
 		seq                                                       atomic.Int64
 		connected                                                 atomic.Bool
 	}
@@ -89,8 +101,9 @@ type Stats struct {
 	// Pushed is alerts the server took; PushErrors failed push attempts;
 	// Dropped alerts left out, the queue being full.
 	Pushed, PushErrors, Dropped int64
-	// Reconnects is streams reopened after one ended.
-	Reconnects int64
+	// Reconnects is streams reopened after one ended; Failovers moves
+	// to the next replica of Servers.
+	Reconnects, Failovers int64
 	// Applied and Deleted are fleet decisions added and removed here.
 	Applied, Deleted int64
 	// Seq is the stream position; Connected whether a stream is open.
@@ -103,20 +116,33 @@ func (c *Client) Stats() Stats {
 	s := &c.stats
 	return Stats{
 		Pushed: s.pushed.Load(), PushErrors: s.pushErrors.Load(), Dropped: s.dropped.Load(),
-		Reconnects: s.reconnects.Load(), Applied: s.applied.Load(), Deleted: s.deleted.Load(),
+		Reconnects: s.reconnects.Load(), Failovers: s.failovers.Load(), Applied: s.applied.Load(), Deleted: s.deleted.Load(),
 		Seq: s.seq.Load(), Connected: s.connected.Load(),
 	}
 }
 
 // New checks cfg and returns a client.
 func New(cfg Config) (*Client, error) {
-	if cfg.Server == "" || cfg.MachineID == "" || cfg.Password == "" {
+	if cfg.Server != "" && len(cfg.Servers) > 0 {
+		return nil, errors.New("fleet: want one of Server and Servers")
+	}
+	if cfg.Server != "" {
+		cfg.Servers = []string{cfg.Server}
+	}
+	if len(cfg.Servers) == 0 || cfg.MachineID == "" || cfg.Password == "" {
 		return nil, errors.New("fleet: want a server URL, a machine id and a password")
 	}
 	if cfg.Applier == nil {
 		return nil, errors.New("fleet: no applier")
 	}
-	cfg.Server = strings.TrimRight(cfg.Server, "/")
+	cfg.Servers = slices.Clone(cfg.Servers)
+	for i, s := range cfg.Servers {
+		if s == "" {
+			return nil, fmt.Errorf("fleet: server %d: empty URL", i)
+		}
+		cfg.Servers[i] = strings.TrimRight(s, "/")
+	}
+	cfg.Server = ""
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{}
 	}
@@ -210,15 +236,44 @@ func readStatus(resp *http.Response) error {
 	return &statusError{code: resp.StatusCode, msg: msg}
 }
 
-// login gets a token, unless one newer than stale is held already.
-func (c *Client) login(ctx context.Context, stale string) (string, error) {
+// server returns the replica in use and its index in Servers.
+func (c *Client) server() (int, string) {
+	if len(c.cfg.Servers) == 0 {
+		return 0, c.cfg.Server
+	}
+	i := int(c.srv.Load())
+	return i, c.cfg.Servers[i]
+}
+
+// Server returns the base URL of the replica in use.
+func (c *Client) Server() string {
+	_, s := c.server()
+	return s
+}
+
+// failover moves to the replica after the one at index i, which failed.
+// The stream and the pushes may both see one replica fail: only the first
+// to report it moves, so the second does not skip the next replica.
+func (c *Client) failover(i int) {
+	n := len(c.cfg.Servers)
+	if n < 2 {
+		return
+	}
+	if c.srv.CompareAndSwap(int32(i), int32((i+1)%n)) {
+		c.stats.failovers.Add(1)
+	}
+}
+
+// login gets a token from base, unless one from base newer than stale is
+// held already.
+func (c *Client) login(ctx context.Context, base, stale string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.token != "" && c.token != stale {
+	if c.token != "" && c.tokenServer == base && c.token != stale {
 		return c.token, nil
 	}
 	body, _ := json.Marshal(map[string]any{"machine_id": c.cfg.MachineID, "password": c.cfg.Password, "scenarios": []string{}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.Server+"/v1/watchers/login", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/watchers/login", bytes.NewReader(body))
 	if err != nil {
 		return "", fmt.Errorf("login: %w", err)
 	}
@@ -235,20 +290,23 @@ func (c *Client) login(ctx context.Context, stale string) (string, error) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&lr); err != nil || lr.Token == "" {
 		return "", fmt.Errorf("login as %s: malformed answer: %v", c.cfg.MachineID, err)
 	}
-	c.token = lr.Token
+	c.token, c.tokenServer = lr.Token, base
 	return c.token, nil
 }
 
-// authed sends the request newReq builds with a token, logging in again
-// once if the token is refused.
-func (c *Client) authed(ctx context.Context, newReq func() (*http.Request, error)) (*http.Response, error) {
+// authed sends to base the request newReq builds with a token, logging in
+// again once if the token is refused.
+func (c *Client) authed(ctx context.Context, base string, newReq func() (*http.Request, error)) (*http.Response, error) {
 	c.mu.Lock()
 	tok := c.token
+	if c.tokenServer != base {
+		tok = ""
+	}
 	c.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		if tok == "" || attempt > 0 {
 			var err error
-			if tok, err = c.login(ctx, tok); err != nil {
+			if tok, err = c.login(ctx, base, tok); err != nil {
 				return nil, err
 			}
 		}

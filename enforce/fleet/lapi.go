@@ -76,7 +76,10 @@ func (c *Client) pollLoop(ctx context.Context, h *held) {
 func (c *Client) pollOnce(ctx context.Context, h *held, startup bool) error {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	url := c.cfg.Server + "/v1/decisions/stream?scopes=ip,range"
+	// A CrowdSec LAPI has no replicas sharing a position here: the
+	// bouncer's position is the LAPI's, so the poll stays on one server.
+	_, base := c.server()
+	url := base + "/v1/decisions/stream?scopes=ip,range"
 	if startup {
 		url += "&startup=true"
 	}

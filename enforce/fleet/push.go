@@ -216,19 +216,26 @@ func (c *Client) push(ctx context.Context, batch []pushAlert) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := c.authed(pctx, func() (*http.Request, error) {
-		req, err := http.NewRequestWithContext(pctx, http.MethodPost, c.cfg.Server+"/v1/alerts", bytes.NewReader(body))
+	i, base := c.server()
+	resp, err := c.authed(pctx, base, func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(pctx, http.MethodPost, base+"/v1/alerts", bytes.NewReader(body))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
 		return req, err
 	})
 	if err != nil {
-		return fmt.Errorf("push %d alerts: %w", len(batch), err)
+		// Unreachable, or refused the login: the retry goes to the
+		// next replica.
+		c.failover(i)
+		return fmt.Errorf("push %d alerts to %s: %w", len(batch), base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("push %d alerts: %w", len(batch), readStatus(resp))
+		if resp.StatusCode >= 500 {
+			c.failover(i)
+		}
+		return fmt.Errorf("push %d alerts to %s: %w", len(batch), base, readStatus(resp))
 	}
 	return nil
 }

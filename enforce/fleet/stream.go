@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 const StateFile = "fleet.json"
 
 // state is what StateFile holds. The position is the server's: a state
-// saved against another server is not used.
+// saved against a server not among the configured replicas is not used.
+// Replicas share one store, so one sequence: the position read from
+// one holds on every other.
 type state struct {
 	Server string `json:"server"`
 	Seq    int64  `json:"seq"`
@@ -58,10 +61,18 @@ func (c *Client) loadState() state {
 		return state{}
 	}
 	var st state
-	if err := json.Unmarshal(b, &st); err != nil || st.Server != c.cfg.Server || st.Seq < 0 {
+	if err := json.Unmarshal(b, &st); err != nil || !c.isReplica(st.Server) || st.Seq < 0 {
 		return state{}
 	}
 	return st
+}
+
+// isReplica reports whether server is one of the configured replicas.
+func (c *Client) isReplica(server string) bool {
+	if len(c.cfg.Servers) == 0 {
+		return server == c.cfg.Server
+	}
+	return slices.Contains(c.cfg.Servers, server)
 }
 
 // saveState writes the position. Not synced: a position lost in a crash
@@ -70,7 +81,7 @@ func (c *Client) saveState(seq int64) error {
 	if c.cfg.StateDir == "" {
 		return nil
 	}
-	b, _ := json.Marshal(state{Server: c.cfg.Server, Seq: seq})
+	b, _ := json.Marshal(state{Server: c.Server(), Seq: seq})
 	p := filepath.Join(c.cfg.StateDir, StateFile)
 	tmp := p + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o640); err != nil {
@@ -90,6 +101,8 @@ func (c *Client) streamLoop(ctx context.Context) {
 	var h *held
 	seq := c.loadState().Seq
 	c.stats.seq.Store(seq)
+	// tries counts the attempts since a stream last held.
+	tries := 0
 	for ctx.Err() == nil {
 		if h == nil {
 			local, err := c.cfg.Applier.Held(ctx)
@@ -106,7 +119,8 @@ func (c *Client) streamLoop(ctx context.Context) {
 			}
 		}
 		start := time.Now()
-		next, err := c.streamOnce(ctx, h, seq)
+		i, base := c.server()
+		next, connected, err := c.streamOnce(ctx, h, base, seq)
 		if next != seq {
 			seq = next
 			if serr := c.saveState(seq); serr != nil {
@@ -121,7 +135,7 @@ func (c *Client) streamLoop(ctx context.Context) {
 				return
 			}
 		} else if err != nil && ctx.Err() == nil {
-			c.report("stream", err)
+			c.report("stream", fmt.Errorf("%s: %w", base, err))
 		}
 		if ctx.Err() != nil {
 			return
@@ -132,15 +146,27 @@ func (c *Client) streamLoop(ctx context.Context) {
 			bo.reset()
 		}
 		c.stats.reconnects.Add(1)
+		// The next attempt goes to the next replica at once, while one
+		// is left untried since the last stream that held: a replica
+		// killed mid-stream costs no backoff. Once each was tried, the
+		// backoff keeps a fleet of agents off servers that are down.
+		if connected && time.Since(start) > time.Second {
+			tries = 0
+		}
+		c.failover(i)
+		if tries++; tries < len(c.cfg.Servers) {
+			continue
+		}
+		tries = 0
 		if !sleep(ctx, bo.next()) {
 			return
 		}
 	}
 }
 
-// streamOnce opens one stream and applies it until it ends; it returns
-// the position reached.
-func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, error) {
+// streamOnce opens one stream to base and applies it until it ends; it
+// returns the position reached and whether the stream was opened.
+func (c *Client) streamOnce(ctx context.Context, h *held, base string, seq int64) (int64, bool, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// A silent stream is a dead one (a peer gone without a FIN): the
@@ -149,20 +175,20 @@ func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, err
 	// with room for a login (bcrypt on a busy server) until the answer.
 	watchdog := time.AfterFunc(max(c.cfg.StreamTimeout, openTimeout), cancel)
 	defer watchdog.Stop()
-	url := c.cfg.Server + api.FleetStreamPath + "?after=" + strconv.FormatInt(seq, 10)
-	resp, err := c.authed(sctx, func() (*http.Request, error) {
+	url := base + api.FleetStreamPath + "?after=" + strconv.FormatInt(seq, 10)
+	resp, err := c.authed(sctx, base, func() (*http.Request, error) {
 		return http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
 	})
 	if err != nil {
-		return seq, fmt.Errorf("open stream: %w", err)
+		return seq, false, fmt.Errorf("open stream: %w", err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
-		return seq, errNoStream
+		return seq, false, errNoStream
 	default:
-		return seq, fmt.Errorf("open stream: %w", readStatus(resp))
+		return seq, false, fmt.Errorf("open stream: %w", readStatus(resp))
 	}
 	watchdog.Reset(c.cfg.StreamTimeout)
 	// What a cut stream saw before its checkpoint does not count toward
@@ -170,12 +196,12 @@ func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, err
 	clear(h.seen)
 	c.stats.connected.Store(true)
 	if c.cfg.OnConnect != nil {
-		c.cfg.OnConnect(true, seq)
+		c.cfg.OnConnect(true, base, seq)
 	}
 	defer func() {
 		c.stats.connected.Store(false)
 		if c.cfg.OnConnect != nil {
-			c.cfg.OnConnect(false, seq)
+			c.cfg.OnConnect(false, base, seq)
 		}
 	}()
 	sc := bufio.NewScanner(resp.Body)
@@ -185,21 +211,21 @@ func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, err
 		watchdog.Reset(c.cfg.StreamTimeout)
 		var ev api.FleetEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return seq, fmt.Errorf("stream: malformed event: %w", err)
+			return seq, true, fmt.Errorf("stream: malformed event: %w", err)
 		}
 		switch ev.Kind {
 		case api.FleetNew:
 			if err := c.applyNew(ctx, h, ev.Decisions, ev.At); err != nil {
-				return seq, err
+				return seq, true, err
 			}
 		case api.FleetDeleted:
 			if err := c.applyDeleted(ctx, h, ev.Decisions); err != nil {
-				return seq, err
+				return seq, true, err
 			}
 		case api.FleetCheckpoint:
 			if ev.Startup {
 				if err := c.dropUnseen(ctx, h); err != nil {
-					return seq, err
+					return seq, true, err
 				}
 			}
 			clear(h.seen)
@@ -217,11 +243,11 @@ func (c *Client) streamOnce(ctx context.Context, h *held, seq int64) (int64, err
 	}
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
 		if sctx.Err() != nil {
-			return seq, fmt.Errorf("stream silent for %s: taken for dead", c.cfg.StreamTimeout)
+			return seq, true, fmt.Errorf("stream silent for %s: taken for dead", c.cfg.StreamTimeout)
 		}
-		return seq, fmt.Errorf("stream: %w", err)
+		return seq, true, fmt.Errorf("stream: %w", err)
 	}
-	return seq, errors.New("stream ended by the server")
+	return seq, true, errors.New("stream ended by the server")
 }
 
 // applyNew holds the decisions not held yet.
