@@ -60,6 +60,9 @@ func sampleResult() *Result {
 	}
 	res.Peers = []PeerRatio{{Peer: "crowdsec", Log: "auth.log", Lines: 100, Speed: 50, CPU: 30, RSS: 2}}
 	res.Scale = []Metric{{Name: "XDP: load 10k decisions", Unit: "ms", Value: newStat([]float64{14})}}
+	for _, from := range []string{fromFlood + "Detection/replay", fromFlood + "Detection/live", fromFlood + "OfAttackers", fromExpiry} {
+		res.Scale = append(res.Scale, Metric{Name: "x", Unit: "MiB", Value: newStat([]float64{1}), From: from})
+	}
 	return res
 }
 
@@ -102,6 +105,11 @@ func TestReportAndCheck(t *testing.T) {
 	if err := Check(filepath.Join(dir, "ok.json")); err != nil {
 		t.Fatalf("a skipped part fails the check: %v", err)
 	}
+	res.Scale = res.Scale[:len(res.Scale)-1]
+	writeJSON(t, filepath.Join(dir, "bad.json"), res)
+	if err := Check(filepath.Join(dir, "bad.json")); err == nil || !strings.Contains(err.Error(), fromExpiry) {
+		t.Fatalf("a scale part without the expiry stall passes: %v", err)
+	}
 }
 
 func writeJSON(t *testing.T, path string, v any) {
@@ -128,5 +136,32 @@ func TestWriteDocsKeepsTheProse(t *testing.T) {
 	s := string(b)
 	if !strings.HasPrefix(s, "# Perf\nprose\n") || !strings.HasSuffix(s, docsEnd+"\ntail\n") || strings.Contains(s, "\nold\n") || !strings.Contains(s, "| file | nftables |") {
 		t.Fatalf("performance.md:\n%s", s)
+	}
+}
+
+// TestTestLines reads the lines the flood and expiry tests log, as they
+// log them: a change on either side shows here.
+func TestTestLines(t *testing.T) {
+	r := testRun{output: map[string]*strings.Builder{}}
+	for test, line := range map[string]string{
+		"TestFloodDetection/live": "    flood_detect_test.go:224: 100000 flood sources: fast 100/100 caught, slow 19/20 caught, 0 false bans; heap growth 16.3 MiB (peak 16.4 MiB), process peak RSS 50.1 MiB, 5.331s\n",
+		"TestFloodOfAttackers":    "    flood_detect_test.go:282: 100000 attackers: 100000 banned by ssh-bf; heap growth 21.4 MiB, process peak RSS 80.6 MiB, 1m5.036s\n",
+		"TestExpiryStall":         "    expirystall_test.go:103: expiry stall: 100000 decisions loaded in 527.3 ms expired in 244.9 ms; 656 new bans around it: p50 0.048 ms, p99 0.197 ms, max 244.305 ms\n",
+	} {
+		r.output[test] = &strings.Builder{}
+		r.output[test].WriteString(line)
+	}
+	v, err := r.match("TestFloodDetection/live", floodLine)
+	if err != nil || v[3] != 19 || v[7] != 16.4 || v[9] != 5.331 {
+		t.Fatalf("flood line: %v %v", v, err)
+	}
+	if v, err := r.match("TestFloodOfAttackers", attackersLine); err != nil || v[1] != 100000 || v[4] != 65.036 {
+		t.Fatalf("attackers line: %v %v", v, err)
+	}
+	if v, err := r.match("TestExpiryStall", expiryLine); err != nil || v[2] != 244.9 || v[6] != 244.305 {
+		t.Fatalf("expiry line: %v %v", v, err)
+	}
+	if _, err := r.match("TestFloodDetection/replay", floodLine); err == nil {
+		t.Fatal("a test that did not run matched")
 	}
 }

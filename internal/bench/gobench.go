@@ -108,6 +108,7 @@ func (p pickSpec) scale() float64 {
 // runScale drives moat's own benchmarks of a million active decisions:
 // load time into each backend, kernel memory and the daemon's RSS, and a
 // bouncer's stream startup. The quick mode loads 10k and streams 200k.
+// Then the flood tests (1M sources, 100k quick) and the mass expiry.
 func runScale(ctx context.Context, o *Options, res *Result) error {
 	size := "1M"
 	if o.Quick {
@@ -158,6 +159,11 @@ func runScale(ctx context.Context, o *Options, res *Result) error {
 	}
 	if err != nil {
 		errs = append(errs, err.Error())
+	}
+	for _, fn := range []func(context.Context, *Options, *Result) error{runFloods, runExpiryStall} {
+		if err := fn(ctx, o, res); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))

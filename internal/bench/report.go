@@ -211,6 +211,15 @@ func Check(path string) error {
 	if len(res.Scale) == 0 && !skipped(&res, "scale:") {
 		bad = append(bad, "no scale figure (and not skipped)")
 	}
+	if len(res.Scale) > 0 {
+		// The flood and the mass expiry come from tests, not benchmarks:
+		// a renamed log line loses them without failing a benchmark.
+		for _, from := range []string{fromFlood + "Detection/replay", fromFlood + "Detection/live", fromFlood + "OfAttackers", fromExpiry} {
+			if !hasMetricFrom(res.Scale, from) {
+				bad = append(bad, "scale: no figure from "+from)
+			}
+		}
+	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%s is not a complete result: %s", path, strings.Join(bad, "; "))
 	}
@@ -221,6 +230,15 @@ func Check(path string) error {
 func skipped(res *Result, prefix string) bool {
 	for _, s := range res.Skipped {
 		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasMetricFrom(ms []Metric, from string) bool {
+	for _, m := range ms {
+		if m.From == from && m.Value.N > 0 {
 			return true
 		}
 	}
