@@ -196,20 +196,18 @@ func TestFleetAgentAgainstCrowdsecLAPI(t *testing.T) {
 	const rounds = 5
 	var addLat, delLat []time.Duration
 	for r := range rounds {
-		lapi.cscli(t, "decisions", "add", "--ip", manual, "--duration", "1h")
-		added := time.Now()
-		waitFor(t, 30*time.Second, "crowdsec's ban in moat's ban4", func() bool { return strings.Contains(nftSet(t, ns, "ban4"), manual) })
-		addLat = append(addLat, time.Since(added))
+		held := func() {}
 		if r == 0 {
-			checkLAPIOrigins(t, ns, h.cfgPath, manual, attacker)
+			held = func() { checkLAPIOrigins(t, ns, h.cfgPath, manual, attacker) }
 		}
-		lapi.cscli(t, "decisions", "delete", "--ip", manual)
-		deleted := time.Now()
-		waitFor(t, 30*time.Second, "crowdsec's deleted ban gone from moat's ban4", func() bool { return !strings.Contains(nftSet(t, ns, "ban4"), manual) })
-		delLat = append(delLat, time.Since(deleted))
+		add, del := banRoundTrip(t, lapi, "--ip", manual, "ban4", held)
+		addLat, delLat = append(addLat, add), append(delLat, del)
 	}
 	t.Logf("cscli decisions add to moat's ban4 over %d rounds (poll_interval 1s): %s", rounds, spread(addLat))
 	t.Logf("cscli decisions delete to gone from moat's ban4 over %d rounds: %s", rounds, spread(delLat))
+	// The LAPI's other shapes: a range (scope Range) and an IPv6 address.
+	banRoundTrip(t, lapi, "--range", "198.51.100.128/25", "ban4_range", func() {})
+	banRoundTrip(t, lapi, "--ip", "2001:db8:77::77", "ban6", func() {})
 	if !strings.Contains(nftSet(t, ns, "ban4"), attacker) {
 		t.Fatal("moat's own ban went with crowdsec's")
 	}
@@ -219,6 +217,24 @@ func TestFleetAgentAgainstCrowdsecLAPI(t *testing.T) {
 			t.Errorf("moat's fleet agent: %s", l)
 		}
 	}
+}
+
+// banRoundTrip bans value with cscli decisions add (flag --ip or
+// --range), waits for it in moat's set, calls held, deletes it with cscli
+// decisions delete and waits for it to leave the set. It returns the two
+// latencies, from cscli's return to the set's change.
+func banRoundTrip(t *testing.T, lapi *csLAPI, flag, value, set string, held func()) (add, del time.Duration) {
+	t.Helper()
+	inSet := func() bool { return strings.Contains(nftSet(t, lapi.ns, set), value) }
+	lapi.cscli(t, "decisions", "add", flag, value, "--duration", "1h")
+	start := time.Now()
+	waitFor(t, 30*time.Second, "crowdsec's ban on "+value+" in moat's "+set, inSet)
+	add = time.Since(start)
+	held()
+	lapi.cscli(t, "decisions", "delete", flag, value)
+	start = time.Now()
+	waitFor(t, 30*time.Second, "crowdsec's deleted ban on "+value+" gone from moat's "+set, func() bool { return !inSet() })
+	return add, time.Since(start)
 }
 
 // checkLAPIOrigins checks what moat holds: the LAPI's ban once, as a
