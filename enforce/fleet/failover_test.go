@@ -1,10 +1,14 @@
 package fleet
 
 import (
+	"context"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/moatsec/moat/enforce/api"
+	"github.com/moatsec/moat/enforce/store"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // newReplica is a second server on f's store and decision service, as two
@@ -99,6 +103,35 @@ func TestFirstReplicaDown(t *testing.T) {
 	waitFor(t, "a ban through the second replica", func() bool { return a.enf.holds(addr(1)) })
 	if got := a.client.Server(); got != r.url() {
 		t.Fatalf("streaming from %s, want %s", got, r.url())
+	}
+}
+
+// Pushes follow the replicas too: an alert pushed while the replica in
+// use is down is stored through the other, and each replica got a login
+// of its own (their token secrets differ).
+func TestPushFailsOver(t *testing.T) {
+	p := newFleetServer(t)
+	r := newReplica(t, p)
+	a := newAgent(t)
+	a.run(t, "", func(c *Config) { c.Servers = []string{p.url(), r.url()} })
+	waitFor(t, "the stream", func() bool { return a.client.Stats().Connected })
+	push := func(ip string) {
+		alert := model.Alert{Scenario: "crowdsecurity/ssh-bf", Scope: model.ScopeIP, Value: ip,
+			Source: netip.MustParsePrefix(ip + "/32"), Start: time.Now(), Stop: time.Now(), EventsCount: 6}
+		ban := model.Decision{Value: alert.Source, Type: "ban", Origin: model.OriginLocal, Scenario: alert.Scenario, Until: time.Now().Add(time.Hour)}
+		a.client.Push(alert, []model.Decision{ban})
+	}
+	push("203.0.113.1")
+	waitFor(t, "the first push", func() bool { return a.client.Stats().Pushed == 1 })
+	p.stop()
+	push("203.0.113.2")
+	waitFor(t, "the push through the second replica", func() bool { return a.client.Stats().Pushed == 2 })
+	recs, err := p.st.ListAlerts(context.Background(), store.AlertFilter{})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("stored alerts: %v, %d, want 2", err, len(recs))
+	}
+	if p.logins.Load() != 1 || r.logins.Load() != 1 {
+		t.Fatalf("logins: %d on the first replica, %d on the second, want 1 each", p.logins.Load(), r.logins.Load())
 	}
 }
 
