@@ -219,18 +219,36 @@ func TestFleetReplicas(t *testing.T) {
 	}
 
 	// kill -9 the replica every agent streams from, mid-run.
+	const kill = (first + second) / 2
+	var killed time.Time
+	written = append(written, make([]time.Time, second-first)...)
 	for n := first; n < second; n++ {
-		if n == (first+second)/2 {
+		if n == kill {
+			killed = time.Now()
 			if err := f.srvProcs[0].stop(t, syscall.SIGKILL); err == nil {
 				t.Fatal("a killed replica exited cleanly")
 			}
 		}
-		f.attack(t, n)
+		written[n] = f.attack(t, n)
 		time.Sleep(20 * time.Millisecond)
 	}
 	for i := range f.agents {
 		f.waitStream(t, i, 1)
 	}
+	waitFor(t, 60*time.Second, "the attacks after the kill in agent C's ban4", func() bool {
+		_, ok := watch.at(attackIP(second - 1))
+		return ok
+	})
+	after := make([]time.Duration, 0, second-kill)
+	for n := kill; n < second; n++ {
+		if at, ok := watch.at(attackIP(n)); ok {
+			after = append(after, at.Sub(written[n]))
+		}
+	}
+	slices.Sort(after)
+	firstAt, _ := watch.at(attackIP(kill))
+	t.Logf("replica killed at attack %d: the %d attacks from the kill on reached agent C's set, the first %.1f ms after its log line (%.1f ms after the kill), p50 %.1f ms, max %.1f ms",
+		kill, len(after), msOf(firstAt.Sub(written[kill])), msOf(firstAt.Sub(killed)), msOf(after[len(after)/2]), msOf(after[len(after)-1]))
 	for _, i := range []int{1, 2} {
 		waitFor(t, 60*time.Second, fmt.Sprintf("every attack of the run in agent %d's ban4", i), func() bool {
 			return strings.Contains(nftSet(t, f.agents[i].ns, "ban4"), attackIP(second-1))
