@@ -172,10 +172,26 @@ func TestFleetAgentAgainstCrowdsecLAPI(t *testing.T) {
 		lapiListen, password, keyFile))
 	d := startDaemon(t, h)
 
+	// The agent logs in, finds no fleet stream (404) and falls back to
+	// the bouncer stream: its first pull is in crowdsec's access log.
+	// Waited for so the push below is timed without the login's bcrypt.
+	waitFor(t, 30*time.Second, "moat's first pull of the bouncer stream", func() bool {
+		b, _ := os.ReadFile(filepath.Join(lapi.dir, "crowdsec.out"))
+		return strings.Contains(string(b), "GET /v1/decisions/stream?scopes=ip,range&startup=true HTTP/1.1 200")
+	})
+
 	// (a) moat's alert reaches crowdsec, pushed as machine moat-agent.
 	written := time.Now()
 	h.appendLines(t, repeatLine("Failed password for root from "+attacker+" port 4000 ssh2", 6)...)
-	waitFor(t, 10*time.Second, "the attacker in moat's ban4", func() bool { return strings.Contains(nftSet(t, ns, "ban4"), attacker) })
+	// The LAPI's 201 to the push, as moat counts it: curl costs a few ms a
+	// scrape, cscli (a login, then the query) a hundred.
+	waitFor(t, 30*time.Second, "moat's push taken by crowdsec", func() bool {
+		return strings.Contains(scrape(t, ns, "http://127.0.0.1:9641/metrics"), "\nmoat_fleet_pushed_alerts_total 1\n")
+	})
+	t.Logf("moat's log line to crowdsec's 201 to the push: %.0f ms", msOf(time.Since(written)))
+	if !strings.Contains(nftSet(t, ns, "ban4"), attacker) {
+		t.Fatal("the attacker is not in moat's ban4")
+	}
 	var got []csAlert
 	waitFor(t, 30*time.Second, "moat's alert in cscli alerts list", func() bool {
 		got = nil
