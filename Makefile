@@ -38,7 +38,10 @@ test: deps-test tidy-check generate-check bench-quick ## run every test (kernel 
 		echo "make: hub parsers whose banned address a client's text can move ($$f, checked below by detect/inject TestHubSnapshots):"; \
 		grep -v '^#' $$f | cut -f1,2 | sed 's/\t/ via /; s/^/  /'; \
 	done
-	MOAT_FLOOD_FULL=1 $(GO) test -count=1 -timeout 75m ./...
+	@# One package at a time (-p 1): latency bounds (a new ban's p99 under
+	@# bouncer load, detection to kernel, fleet propagation) hold on two
+	@# cores, not with another package's tests competing for them.
+	MOAT_FLOOD_FULL=1 $(GO) test -p 1 -count=1 -timeout 75m ./...
 
 tidy-check: ## fail when go.mod or go.sum are not tidy
 	@$(GO) mod tidy -diff || { echo "make: go.mod/go.sum are not tidy (run go mod tidy)" >&2; exit 1; }
