@@ -34,7 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	docs := fs.String("docs", "", "also write the charts and the table into this directory's performance.md (the full run: docs)")
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "moat-bench-cache"), "directory keeping generated corpora between runs")
 	reps := fs.Int("reps", 0, "repetitions of every part (default: 1 quick; 3 full, 2 for the 1M-line replays)")
-	only := fs.String("only", "", "comma-separated parts to run: throughput,peers,latency,scale,drop")
+	only := fs.String("only", "", "comma-separated parts to run: throughput,peers,latency,peerlive,scale,drop")
 	check := fs.String("check", "", "only validate this result.json (exit 1 when it is not a complete result)")
 	if err := fs.Parse(args); err != nil {
 		return 2

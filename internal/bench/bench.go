@@ -34,7 +34,7 @@ type Options struct {
 	// worker count (ten times the main one in the full run).
 	LargeSSHLines int
 	// Only, when set, names the parts to run (latency, throughput, peers,
-	// scale, drop); the rest are skipped.
+	// peerlive, scale, drop); the rest are skipped.
 	Only []string
 	Log  io.Writer
 
@@ -61,10 +61,12 @@ type Result struct {
 	Latency    []Latency    `json:"latency"`
 	Throughput []Throughput `json:"throughput"`
 	Peers      []PeerRatio  `json:"peers"`
-	Scale      []Metric     `json:"scale"`
-	Drop       []Metric     `json:"drop"`
-	Skipped    []string     `json:"skipped"`
-	Errors     []string     `json:"errors"`
+	// PeerLatency is the peers' live path beside moat's (peerlive).
+	PeerLatency []PeerLatency `json:"peer_latency"`
+	Scale       []Metric      `json:"scale"`
+	Drop        []Metric      `json:"drop"`
+	Skipped     []string      `json:"skipped"`
+	Errors      []string      `json:"errors"`
 }
 
 // Machine is where the numbers come from.
@@ -125,6 +127,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		{"throughput", false, runThroughput},
 		{"peers", true, runPeers},
 		{"latency", true, runLatencies},
+		// After latency, to compare with moat's figure of the same run.
+		{"peerlive", true, runPeerLive},
 		{"scale", true, runScale},
 		{"drop", true, runDrop},
 	}

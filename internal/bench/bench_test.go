@@ -59,6 +59,10 @@ func sampleResult() *Result {
 		{Tool: "crowdsec", Log: "auth.log", Corpus: "peer", Lines: 100, LinesPerSec: newStat([]float64{1e3})},
 	}
 	res.Peers = []PeerRatio{{Peer: "crowdsec", Log: "auth.log", Lines: 100, Speed: 50, CPU: 30, RSS: 2}}
+	pl := PeerLatency{Peer: "crowdsec", UpdateFrequency: "100ms", Attacks: 3, Samples: []float64{900, 1100, 1000}, Ratio: 1000}
+	pl.P50, pl.P99, pl.Max = percentiles(pl.Samples)
+	pl.Moat.P50, pl.Moat.P99, pl.Moat.Max = 1, 2, 3
+	res.PeerLatency = []PeerLatency{pl}
 	res.Scale = []Metric{{Name: "XDP: load 10k decisions", Unit: "ms", Value: newStat([]float64{14})}}
 	for _, from := range []string{fromFlood + "Detection/replay", fromFlood + "Detection/live", fromFlood + "OfAttackers", fromExpiry} {
 		res.Scale = append(res.Scale, Metric{Name: "x", Unit: "MiB", Value: newStat([]float64{1}), From: from})
@@ -85,7 +89,7 @@ func TestReportAndCheck(t *testing.T) {
 			t.Fatalf("%s is not a clean SVG:\n%s", f, b)
 		}
 	}
-	if tab := Table(res); !strings.Contains(tab, "journald  xdp") || !strings.Contains(tab, "50.00×") {
+	if tab := Table(res); !strings.Contains(tab, "journald  xdp") || !strings.Contains(tab, "50.00×") || !strings.Contains(tab, "1000×") {
 		t.Fatalf("table lacks rows:\n%s", tab)
 	}
 
@@ -95,6 +99,12 @@ func TestReportAndCheck(t *testing.T) {
 	if err := Check(filepath.Join(dir, "bad.json")); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("check of a failed run: %v", err)
 	}
+	res.PeerLatency[0].Samples = nil
+	writeJSON(t, filepath.Join(dir, "bad.json"), res)
+	if err := Check(filepath.Join(dir, "bad.json")); err == nil || !strings.Contains(err.Error(), "peerlive") {
+		t.Fatalf("a live peer without samples passes: %v", err)
+	}
+	res.PeerLatency = nil
 	res.Errors, res.Latency = nil, nil
 	writeJSON(t, filepath.Join(dir, "bad.json"), res)
 	if err := Check(filepath.Join(dir, "bad.json")); err == nil {

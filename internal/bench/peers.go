@@ -123,13 +123,15 @@ func runPeers(ctx context.Context, o *Options, res *Result) error {
 	return nil
 }
 
-// crowdsecConfig writes a CrowdSec configuration that loads the parsers
+// crowdsecHub is where Debian installs its hub snapshot.
+const crowdsecHub = "/usr/share/crowdsec/hub"
+
+// linkCrowdsecHub fills CrowdSec's config directory dir with the parsers
 // and scenarios of Debian's hub snapshot that the sshd and nginx
-// collections (with base-http-scenarios) install, from
-// /usr/share/crowdsec, and pushes its alerts to the stub LAPI.
-func crowdsecConfig(work, lapiURL string) (string, error) {
-	const hub = "/usr/share/crowdsec/hub"
-	dir := filepath.Join(work, "crowdsec")
+// collections (with base-http-scenarios) install, their data files and
+// the patterns, as symlinks into /usr/share/crowdsec and /etc/crowdsec.
+func linkCrowdsecHub(dir string) error {
+	const hub = crowdsecHub
 	items := map[string][]string{
 		"parsers/s00-raw":    {"crowdsecurity/syslog-logs"},
 		"parsers/s01-parse":  {"crowdsecurity/sshd-logs", "crowdsecurity/nginx-logs"},
@@ -142,7 +144,7 @@ func crowdsecConfig(work, lapiURL string) (string, error) {
 	}
 	for sub, names := range items {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return "", err
+			return err
 		}
 		src := filepath.Join(hub, sub)
 		if strings.HasPrefix(sub, "parsers/") {
@@ -154,21 +156,30 @@ func crowdsecConfig(work, lapiURL string) (string, error) {
 				continue // not in this snapshot
 			}
 			if err := os.Symlink(f, filepath.Join(dir, sub, filepath.Base(n)+".yaml")); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o755); err != nil {
-		return "", err
+		return err
 	}
 	files, _ := filepath.Glob("/usr/share/crowdsec/data/*")
 	for _, f := range files {
 		if err := os.Symlink(f, filepath.Join(data, filepath.Base(f))); err != nil {
-			return "", err
+			return err
 		}
 	}
-	if err := os.Symlink("/etc/crowdsec/patterns", filepath.Join(dir, "patterns")); err != nil {
+	return os.Symlink("/etc/crowdsec/patterns", filepath.Join(dir, "patterns"))
+}
+
+// crowdsecConfig writes a CrowdSec configuration that loads the parsers
+// and scenarios of Debian's hub snapshot (see linkCrowdsecHub) and pushes
+// its alerts to the stub LAPI.
+func crowdsecConfig(work, lapiURL string) (string, error) {
+	const hub = crowdsecHub
+	dir := filepath.Join(work, "crowdsec")
+	if err := linkCrowdsecHub(dir); err != nil {
 		return "", err
 	}
 	write := func(name, text string) error { return os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644) }

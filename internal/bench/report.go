@@ -73,6 +73,16 @@ func sections(res *Result) []section {
 	for _, p := range res.Peers {
 		peers.rows = append(peers.rows, []string{p.Peer, p.Log, fmt.Sprint(p.Lines), fnum(p.Speed) + "×", fnum(p.CPU) + "×", fnum(p.RSS) + "×"})
 	}
+	live := section{title: "Live, log line written → attacker's address in the peer's firewall set, beside moat's line → packets dropped (ms, pooled; × = peer p50 / moat p50)",
+		head: []string{"peer", "version", "bouncer update_frequency", "attacks", "p50", "p99", "max", "moat p50", "moat p99", "moat max", "moat faster by"}}
+	for _, p := range res.PeerLatency {
+		att := fmt.Sprint(p.Attacks)
+		if p.Misses > 0 {
+			att += fmt.Sprintf(" (%d never banned)", p.Misses)
+		}
+		live.rows = append(live.rows, []string{p.Peer, p.Version, p.UpdateFrequency, att, fnum(p.P50), fnum(p.P99), fnum(p.Max),
+			fnum(p.Moat.P50), fnum(p.Moat.P99), fnum(p.Moat.Max), fnum(p.Ratio) + "×"})
+	}
 	metrics := func(title string, ms []Metric) section {
 		s := section{title: title, head: []string{"measure", "value", "unit", "from"}}
 		for _, m := range ms {
@@ -80,7 +90,7 @@ func sections(res *Result) []section {
 		}
 		return s
 	}
-	return []section{lat, thr, peers,
+	return []section{lat, thr, peers, live,
 		metrics("Scale (moat's own benchmarks, one iteration per run)", res.Scale),
 		metrics("Drop rate, one veth flood from a banned source (enforce BenchmarkDropCost; each run is the median of 3 interleaved floods)", res.Drop)}
 }
@@ -207,6 +217,14 @@ func Check(path string) error {
 		if len(l.Samples) == 0 {
 			bad = append(bad, fmt.Sprintf("latency %s/%s: no samples", l.Source, l.Backend))
 		}
+	}
+	for _, p := range res.PeerLatency {
+		if len(p.Samples) == 0 || p.UpdateFrequency == "" || p.Moat.P50 <= 0 || p.Ratio <= 0 {
+			bad = append(bad, fmt.Sprintf("peerlive %s: no samples, update_frequency or moat figure", p.Peer))
+		}
+	}
+	if len(res.PeerLatency) == 0 && len(res.Latency) > 0 && !skipped(&res, "peerlive:") {
+		bad = append(bad, "no live peer latency (and not skipped)")
 	}
 	if len(res.Scale) == 0 && !skipped(&res, "scale:") {
 		bad = append(bad, "no scale figure (and not skipped)")
