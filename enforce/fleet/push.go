@@ -153,7 +153,12 @@ func (c *Client) pushLoop(ctx context.Context) {
 			batch = append(batch[:0], it.alert)
 		}
 		c.fill(ctx, &batch)
+		// moved counts the replicas moved to since this batch last
+		// waited: a replica that just failed leaves the retry to the
+		// next one at once, and the backoff starts once each was tried.
+		moved := 0
 		for {
+			before, _ := c.server()
 			err := c.push(ctx, batch)
 			if err == nil {
 				c.stats.pushed.Add(int64(len(batch)))
@@ -172,6 +177,11 @@ func (c *Client) pushLoop(ctx context.Context) {
 				break
 			}
 			c.report("push", err)
+			if now, _ := c.server(); now != before && moved+1 < len(c.cfg.Servers) {
+				moved++
+				continue
+			}
+			moved = 0
 			if !sleep(ctx, bo.next()) {
 				return
 			}
