@@ -227,8 +227,23 @@ func TestFleetAgentAgainstCrowdsecLAPI(t *testing.T) {
 	if !strings.Contains(nftSet(t, ns, "ban4"), attacker) {
 		t.Fatal("moat's own ban went with crowdsec's")
 	}
+	// A restart's startup pull drops the ban crowdsec deleted while moat
+	// was down (the kernel kept it) and takes the one it added.
+	const later = "198.51.100.78"
+	lapi.cscli(t, "decisions", "add", "--ip", manual, "--duration", "1h")
+	waitFor(t, 30*time.Second, "crowdsec's ban in moat's ban4", func() bool { return strings.Contains(nftSet(t, ns, "ban4"), manual) })
+	logs := d.stderr.String()
+	must(t, d.stop(t, syscall.SIGTERM))
+	lapi.cscli(t, "decisions", "delete", "--ip", manual)
+	lapi.cscli(t, "decisions", "add", "--ip", later, "--duration", "1h")
+	d = startDaemon(t, h)
+	waitFor(t, 30*time.Second, "the restarted agent's startup pull", func() bool {
+		set := nftSet(t, ns, "ban4")
+		return !strings.Contains(set, manual) && strings.Contains(set, later) && strings.Contains(set, attacker) &&
+			strings.Contains(scrape(t, ns, "http://127.0.0.1:9641/metrics"), "\nmoat_fleet_decisions_deleted_total 1\n")
+	})
 	// Nothing failed on the way: a refused push or poll is only logged.
-	for _, l := range strings.Split(d.stderr.String(), "\n") {
+	for _, l := range strings.Split(logs+d.stderr.String(), "\n") {
 		if strings.Contains(l, "level=WARN") && strings.Contains(l, "component=fleet") {
 			t.Errorf("moat's fleet agent: %s", l)
 		}
