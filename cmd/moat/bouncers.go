@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -103,10 +104,17 @@ func orDash(s string) string {
 }
 
 func (a *app) bouncersDeleteCmd() *cobra.Command {
+	return a.deleteNamedCmd("Bouncer", "Delete a bouncer; its key stops working at once", (*api.Client).DeleteBouncer)
+}
+
+// deleteNamedCmd is the delete command of a kind of named client
+// (bouncers, machines): one name, the admin call, a line saying it is gone
+// (none with -o raw or json).
+func (a *app) deleteNamedCmd(kind, short string, del func(*api.Client, context.Context, string) error) *cobra.Command {
 	return &cobra.Command{
 		Use:     "delete NAME",
 		Aliases: []string{"remove"},
-		Short:   "Delete a bouncer; its key stops working at once",
+		Short:   short,
 		Args:    oneName("delete"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := a.outputFormat("table"); err != nil {
@@ -116,13 +124,13 @@ func (a *app) bouncersDeleteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.DeleteBouncer(cmd.Context(), args[0]); err != nil {
+			if err := del(c, cmd.Context(), args[0]); err != nil {
 				return adminError(err)
 			}
 			if a.output == "raw" || a.output == "json" {
 				return nil
 			}
-			_, err = fmt.Fprintf(a.stdout, "Bouncer %q deleted.\n", args[0])
+			_, err = fmt.Fprintf(a.stdout, "%s %q deleted.\n", kind, esc(args[0]))
 			return err
 		},
 	}

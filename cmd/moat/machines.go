@@ -198,27 +198,5 @@ func (a *app) machinesApproveCmd() *cobra.Command {
 }
 
 func (a *app) machinesDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"remove"},
-		Short:   "Delete a machine; its tokens stop working at once",
-		Args:    oneName("delete"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := a.outputFormat("table"); err != nil {
-				return err
-			}
-			c, err := a.adminClient(cmd)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteMachine(cmd.Context(), args[0]); err != nil {
-				return adminError(err)
-			}
-			if a.output == "raw" || a.output == "json" {
-				return nil
-			}
-			_, err = fmt.Fprintf(a.stdout, "Machine %q deleted.\n", esc(args[0]))
-			return err
-		},
-	}
+	return a.deleteNamedCmd("Machine", "Delete a machine; its tokens stop working at once", (*api.Client).DeleteMachine)
 }
