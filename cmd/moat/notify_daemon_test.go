@@ -164,30 +164,7 @@ on_success: break
 // startPlainDaemon runs moat run in this network namespace.
 func startPlainDaemon(t *testing.T, cfgPath string) *daemonProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
-	d := &daemonProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
-	cmd.Stderr, cmd.Stdout = d.stderr, d.stderr
-	must(t, cmd.Start())
-	go func() { d.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			t.Logf("daemon output:\n%s", d.stderr.String())
-		}
-	})
-	waitFor(t, 60*time.Second, "the daemon to start", func() bool {
-		select {
-		case err := <-d.done:
-			t.Fatalf("daemon exited at start: %v\n%s", err, d.stderr.String())
-		default:
-		}
-		return strings.Contains(d.stderr.String(), "moat running")
-	})
-	return d
+	return startDaemonCmd(t, exec.Command(os.Args[0], "run", "--config", cfgPath))
 }
 
 func httpGet(t *testing.T, url string) string {

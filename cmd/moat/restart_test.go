@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,7 +47,14 @@ func seedStore(t *testing.T, stateDir string, n int, extra ...string) {
 // namespace so pins under the test's bpffs directory outlive the process.
 func startDaemonIn(t *testing.T, ns *testutil.NetNS, cfgPath string) *daemonProc {
 	t.Helper()
-	cmd := testutil.Command("nsenter", "--net="+ns.Path(), os.Args[0], "run", "--config", cfgPath, "--log-level", "debug")
+	return startDaemonCmd(t, testutil.Command("nsenter", "--net="+ns.Path(), os.Args[0], "run", "--config", cfgPath, "--log-level", "debug"))
+}
+
+// startDaemonCmd starts cmd, a moat run, and waits until it runs. The
+// daemon is killed when the test ends, and its output logged if the test
+// failed.
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemonProc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
 	d := &daemonProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr, cmd.Stdout = d.stderr, d.stderr
