@@ -150,7 +150,8 @@ type csAlert struct {
 // is Debian's crowdsec LAPI: its stream path answers 404, so moat pushes
 // its alerts and polls the bouncer stream. It checks that moat's alert
 // reaches crowdsec with the attacker and the ban, that a ban made with
-// cscli reaches moat's kernel set, and that deleting it there removes it.
+// cscli reaches moat's kernel set (an address, a range, IPv6), that
+// deleting it there removes it, and that a restart catches up.
 func TestFleetAgentAgainstCrowdsecLAPI(t *testing.T) {
 	testutil.RequireRoot(t)
 	const (
@@ -160,6 +161,7 @@ func TestFleetAgentAgainstCrowdsecLAPI(t *testing.T) {
 	)
 	ns := testutil.NewNetNS(t)
 	lapi := startCrowdsecLAPI(t, ns)
+	// -f -: printed, not written over cscli's own credentials file.
 	lapi.cscli(t, "machines", "add", "moat-agent", "--password", password, "-f", "-")
 	const bouncerKey = "moatagentbouncerkey0123456789abc"
 	lapi.cscli(t, "bouncers", "add", "moat-agent", "-k", bouncerKey)
