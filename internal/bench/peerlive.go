@@ -180,13 +180,13 @@ prometheus: {enabled: false}
 		return nil, err
 	}
 	defer w.close()
-	version := "crowdsec"
+	var versions []string
 	for _, p := range []string{"crowdsec", "crowdsec-firewall-bouncer"} {
 		if v, err := exec.Command("dpkg-query", "-W", "-f=${Version}", p).Output(); err == nil {
-			version += fmt.Sprintf(" %s %s", p, v)
+			versions = append(versions, string(v))
 		}
 	}
-	pl := &PeerLatency{Peer: "crowdsec + crowdsec-firewall-bouncer (nftables)", Version: strings.TrimPrefix(version, "crowdsec "), UpdateFrequency: csUpdateFrequency}
+	pl := &PeerLatency{Peer: "crowdsec + crowdsec-firewall-bouncer (nftables)", Version: strings.Join(versions, " / "), UpdateFrequency: csUpdateFrequency}
 	logf(o.Log, "peerlive: crowdsec, %d attackers, bouncer update_frequency %s", attacks, csUpdateFrequency)
 	attack := func(ip netip.Addr, wait time.Duration) (time.Duration, error) {
 		line := "Failed password for root from " + ip.String() + " port 4000 ssh2"

@@ -128,6 +128,9 @@ func latencyCDF(path, source string, ls []Latency) error {
 	s.text(tx+4, float64(padT+14), "start", fmt.Sprintf("p99 target %g ms", target))
 	colors := map[string]string{"nftables": colNFT, "xdp": colXDP}
 	for i, l := range ls {
+		if colors[l.Backend] == "" {
+			colors[l.Backend] = colC // a live peer (see writeCharts)
+		}
 		v := slices.Clone(l.Samples)
 		slices.Sort(v)
 		var pts strings.Builder
@@ -233,6 +236,15 @@ func writeCharts(dir string, res *Result) error {
 		var ls []Latency
 		for _, l := range res.Latency {
 			if l.Source == src {
+				ls = append(ls, l)
+			}
+		}
+		if src == "file" {
+			// The live peers tail a file too; their point is the address
+			// in the set, moat's the packets dropped, a later one.
+			for _, p := range res.PeerLatency {
+				l := Latency{Source: src, Backend: strings.Fields(p.Peer)[0] + " + bouncer, address in set", Samples: p.Samples}
+				l.Pooled.P99 = p.P99
 				ls = append(ls, l)
 			}
 		}
