@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,9 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/moatsec/moat/enforce/community/server"
+	"github.com/moatsec/moat/internal/metrics"
 )
 
 func (a *app) communityCmd() *cobra.Command {
@@ -96,7 +101,7 @@ func prefixOf(s string) (netip.Prefix, error) {
 
 func (a *app) communityServeCmd() *cobra.Command {
 	f := &serverFlags{}
-	var listen, cert, key string
+	var listen, cert, key, metricsListen string
 	var every time.Duration
 	c := &cobra.Command{
 		Use:   "serve",
@@ -128,6 +133,13 @@ func (a *app) communityServeCmd() *cobra.Command {
 				return err
 			}
 			defer srv.Close()
+			if metricsListen != "" {
+				stop, err := serveCommunityMetrics(srv, metricsListen, log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return serveCommunity(cmd.Context(), srv, listen, cert, key, every, log)
 		},
 	}
@@ -141,7 +153,36 @@ func (a *app) communityServeCmd() *cobra.Command {
 	fl.BoolVar(&f.cfg.TrustForwardedFor, "trust-forwarded-for", false, "take reporters' addresses from X-Forwarded-For (only behind a proxy that sets it)")
 	fl.IntVar(&f.cfg.MaxList, "max-list", 10000, "addresses one pull returns at most")
 	fl.DurationVar(&every, "evaluate-interval", 10*time.Second, "how often the consensus is evaluated")
+	fl.StringVar(&metricsListen, "metrics-listen", "", "address:port serving /metrics (Prometheus); empty: none")
 	return c
+}
+
+// serveCommunityMetrics serves the server's metrics on their own
+// listener, apart from the API: a scraper never needs a reporter's
+// credentials, and the API listener may face the internet while this one
+// stays on loopback. stop closes it.
+func serveCommunityMetrics(srv *server.Server, listen string, log *slog.Logger) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(metrics.NewCommunityServer(communityServerMetrics{srv})); err != nil {
+		return nil, fmt.Errorf("community server metrics: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("community server metrics: %w", err)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("community server metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("community server metrics listener stopped", "err", err)
+		}
+	}()
+	log.Info("community server metrics listening", "addr", ln.Addr().String())
+	return func() { _ = hs.Close() }, nil
 }
 
 // serveCommunity serves srv until ctx ends, evaluating every interval.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moatsec/moat/enforce/community/client"
 	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/internal/metrics"
 )
 
 // startCommunity builds the community client when community.enabled is on
@@ -50,6 +51,7 @@ func (d *decisions) startCommunity(m *daemon, svc *decision.Service) (*client.Cl
 		return nil, err
 	}
 	m.services = append(m.services, cl.Run)
+	d.communityMetrics = metrics.NewCommunityClient(communityClientMetrics{cl})
 	log.Info("community exchange on", "server", creds.Server, "share", cm.Share, "pull", cm.Pull)
 	return cl, nil
 }

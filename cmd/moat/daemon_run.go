@@ -188,6 +188,11 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 				return nil, fmt.Errorf("register fleet metrics: %w", err)
 			}
 		}
+		if cm := dec.communityMetrics; cm != nil {
+			if err := srv.Registry().Register(cm); err != nil {
+				return nil, fmt.Errorf("register community metrics: %w", err)
+			}
+		}
 		d.services = append(d.services, srv.Run)
 	}
 	return d, nil

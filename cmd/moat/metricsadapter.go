@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
+	"time"
+
 	"github.com/moatsec/moat/detect/grok"
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/enforce/community/client"
+	"github.com/moatsec/moat/enforce/community/server"
 	"github.com/moatsec/moat/enforce/notify"
 	"github.com/moatsec/moat/internal/metrics"
 )
@@ -63,4 +68,30 @@ func (n notifyMetrics) NotifyStats() []metrics.NotifyStat {
 		})
 	}
 	return out
+}
+
+// communityClientMetrics copies the community client's counters.
+type communityClientMetrics struct{ c *client.Client }
+
+func (m communityClientMetrics) CommunityClientStats() metrics.CommunityClientStats {
+	st := m.c.Stats()
+	return metrics.CommunityClientStats{Sent: st.Sent, Dropped: st.Dropped, Queued: int64(st.Queued),
+		Pulls: st.Pulls, PullErrors: st.PullErrors, Held: st.Held}
+}
+
+// communityServerMetrics reads the community server's counters, and
+// counts its reporters and listed addresses, at scrape time.
+type communityServerMetrics struct{ s *server.Server }
+
+func (m communityServerMetrics) CommunityServerStats() (metrics.CommunityServerStats, error) {
+	st := m.s.Stats()
+	// A scrape must not hang on a stuck database: the scrape fails instead.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := m.s.Counts(ctx)
+	if err != nil {
+		return metrics.CommunityServerStats{}, err
+	}
+	return metrics.CommunityServerStats{Accepted: st.Signals, Malformed: st.Dropped, Canary: st.Canaries, RateLimited: st.Limited,
+		TooLarge: st.TooLarge, Pulls: st.Pulls, Reporters: n.Reporters, Listed: n.Listed}, nil
 }

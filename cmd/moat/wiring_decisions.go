@@ -39,6 +39,9 @@ type decisions struct {
 	// fleetMetrics its metrics.
 	fleet        *fleet.Client
 	fleetMetrics *metrics.Fleet
+	// communityMetrics exports the community client's counters (nil
+	// unless the client runs).
+	communityMetrics *metrics.CommunityClient
 }
 
 func (d *decisions) counts() metrics.Decisions { return decisionCounts{d} }

@@ -77,6 +77,9 @@ type Client struct {
 	token string
 
 	sent, dropped, skipped, pulled, removed, errs atomic.Int64
+	// pulls and pullErrors count pulls tried and failed; held is the
+	// community decisions held after the last pull (for the metrics).
+	pulls, pullErrors, held atomic.Int64
 }
 
 type dedupKey struct {
@@ -139,6 +142,9 @@ func New(cfg Config) (*Client, error) {
 type Stats struct {
 	Queued                                          int
 	Sent, Dropped, Skipped, Pulled, Removed, Errors int64
+	// Pulls and PullErrors count pulls tried and failed; Held is the
+	// community decisions held after the last successful pull.
+	Pulls, PullErrors, Held int64
 }
 
 // Stats returns the counters.
@@ -146,7 +152,8 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	q := len(c.queue)
 	c.mu.Unlock()
-	return Stats{q, c.sent.Load(), c.dropped.Load(), c.skipped.Load(), c.pulled.Load(), c.removed.Load(), c.errs.Load()}
+	return Stats{Queued: q, Sent: c.sent.Load(), Dropped: c.dropped.Load(), Skipped: c.skipped.Load(), Pulled: c.pulled.Load(),
+		Removed: c.removed.Load(), Errors: c.errs.Load(), Pulls: c.pulls.Load(), PullErrors: c.pullErrors.Load(), Held: c.held.Load()}
 }
 
 // Share queues a signal of a local alert's source when the alert took a

@@ -39,7 +39,11 @@ type PullResult struct {
 // applied. Allowlisted and non-public addresses are refused before they
 // reach the decision service, and at most MaxPulled are held.
 func (c *Client) Pull(ctx context.Context, startup bool) error {
+	c.pulls.Add(1)
 	_, err := c.pull(ctx, startup)
+	if err != nil {
+		c.pullErrors.Add(1)
+	}
 	return err
 }
 
@@ -130,6 +134,7 @@ func (c *Client) pull(ctx context.Context, startup bool) (PullResult, error) {
 		res.Deleted += len(gone)
 	}
 	c.removed.Add(int64(res.Deleted))
+	c.held.Store(int64(len(recs) + n - res.Deleted))
 	return res, nil
 }
 

@@ -15,6 +15,7 @@ import (
 // stats are the server's counters.
 type stats struct {
 	signals, dropped, canaries, limited, listed, delisted atomic.Int64
+	tooLarge, pulls                                       atomic.Int64
 }
 
 // Stats is a snapshot of the counters.
@@ -23,11 +24,35 @@ type Stats struct {
 	// Ip-scoped; Canaries were canary reports; Limited were refused by
 	// a rate limit; Listed and Delisted count list changes.
 	Signals, Dropped, Canaries, Limited, Listed, Delisted int64
+	// TooLarge were refused in requests over MaxBatch; Pulls are the
+	// pulls served.
+	TooLarge, Pulls int64
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
-	return Stats{s.stats.signals.Load(), s.stats.dropped.Load(), s.stats.canaries.Load(), s.stats.limited.Load(), s.stats.listed.Load(), s.stats.delisted.Load()}
+	return Stats{Signals: s.stats.signals.Load(), Dropped: s.stats.dropped.Load(), Canaries: s.stats.canaries.Load(),
+		Limited: s.stats.limited.Load(), Listed: s.stats.listed.Load(), Delisted: s.stats.delisted.Load(),
+		TooLarge: s.stats.tooLarge.Load(), Pulls: s.stats.pulls.Load()}
+}
+
+// Counts are what the server holds now: enrolled reporters and the
+// addresses listed (not delisted, not expired).
+type Counts struct {
+	Reporters, Listed int64
+}
+
+// Counts counts them in the database; the metrics read them at scrape
+// time rather than keeping a copy that could drift.
+func (s *Server) Counts(ctx context.Context) (Counts, error) {
+	var c Counts
+	if err := s.db.QueryRowContext(ctx, s.db.q(`SELECT COUNT(*) FROM reporters WHERE enrolled = 1`)).Scan(&c.Reporters); err != nil {
+		return c, fmt.Errorf("count reporters: %w", err)
+	}
+	if err := s.db.QueryRowContext(ctx, s.db.q(`SELECT COUNT(*) FROM listed WHERE deleted = 0 AND expires_at >= ?`), s.cfg.Now().Unix()).Scan(&c.Listed); err != nil {
+		return c, fmt.Errorf("count listed: %w", err)
+	}
+	return c, nil
 }
 
 // reporterInfo is what trust is computed from.

@@ -38,6 +38,7 @@ func (s *Server) signals(w http.ResponseWriter, r *http.Request, id string) erro
 		return err
 	}
 	if len(in) > s.cfg.MaxBatch {
+		s.stats.tooLarge.Add(int64(len(in)))
 		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("%d signals in one request, at most %d", len(in), s.cfg.MaxBatch)}
 	}
 	if !s.byRep.allow(id, len(in), s.cfg.Now()) {
@@ -189,6 +190,7 @@ func (s *Server) Pull(ctx context.Context, id string, startup bool) (added, dele
 	if _, err := s.db.ExecContext(ctx, s.db.q(`UPDATE reporters SET pull_cursor_ms = ? WHERE id = ?`), now.UnixMilli(), id); err != nil {
 		return nil, nil, fmt.Errorf("pull for %s: %w", id, err)
 	}
+	s.stats.pulls.Add(1)
 	return added, deleted, nil
 }
 
