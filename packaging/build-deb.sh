@@ -76,6 +76,7 @@ fi
 rm -rf "$src/debian"
 cp -R "$src/packaging/debian" "$src/debian"
 cp "$src/packaging/moat.service" "$src/debian/moat.service"
+cp "$src/packaging/moat-community.service" "$src/debian/moat.moat-community.service"
 
 # The changelog carries the version; the date is the commit's, so two
 # builds of one commit make the same package.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moatsec/moat/internal/testutil"
 )
@@ -61,45 +62,50 @@ func buildDeb(t *testing.T, version, out string) string {
 	return debs[0]
 }
 
-// TestServiceUnit checks the unit with systemd's own tools: `systemd-analyze
-// verify` (syntax, the binary it starts, the man pages it documents) and
+// TestServiceUnit checks the units with systemd's own tools: `systemd-analyze
+// verify` (syntax, the binary they start, the man pages they document) and
 // `systemd-analyze security`, whose exposure score must stay at 3.0 or
-// below ("OK").
+// below ("OK"), for the daemon's unit and the community server's.
 func TestServiceUnit(t *testing.T) {
 	need(t, "systemd-analyze", "man", "go")
 	dir := t.TempDir()
-	// verify wants ExecStart= to exist and man:moat(8) to resolve: point
-	// them at a freshly built binary and the pages it generates.
+	// verify wants ExecStart= to exist and the man pages to resolve:
+	// point them at a freshly built binary and the pages it generates.
 	bin := filepath.Join(dir, "moat")
 	run(t, repoRoot(t), nil, "go", "build", "-o", bin, "./cmd/moat")
 	run(t, dir, nil, bin, "gen-docs", "--man", filepath.Join(dir, "man", "man8"))
-	unit, err := os.ReadFile("moat.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(unit), "ExecStart=/usr/bin/moat run\n") {
-		t.Fatal("moat.service: ExecStart is not /usr/bin/moat run")
-	}
-	local := filepath.Join(dir, "moat.service")
-	if err := os.WriteFile(local, []byte(strings.ReplaceAll(string(unit), "/usr/bin/moat", bin)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out := run(t, dir, []string{"MANPATH=" + filepath.Join(dir, "man")}, "systemd-analyze", "verify", local); strings.TrimSpace(out) != "" {
-		t.Errorf("systemd-analyze verify printed:\n%s", out)
-	}
+	for name, start := range map[string]string{
+		"moat.service":           "ExecStart=/usr/bin/moat run\n",
+		"moat-community.service": "ExecStart=/usr/bin/moat community serve ",
+	} {
+		unit, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(unit), start) {
+			t.Fatalf("%s: ExecStart is not %q", name, start)
+		}
+		local := filepath.Join(dir, name)
+		if err := os.WriteFile(local, []byte(strings.ReplaceAll(string(unit), "/usr/bin/moat", bin)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out := run(t, dir, []string{"MANPATH=" + filepath.Join(dir, "man")}, "systemd-analyze", "verify", local); strings.TrimSpace(out) != "" {
+			t.Errorf("systemd-analyze verify %s printed:\n%s", name, out)
+		}
 
-	out := run(t, dir, nil, "systemd-analyze", "security", "--offline=true", "--no-pager", filepath.Join(repoRoot(t), "packaging/moat.service"))
-	m := regexp.MustCompile(`Overall exposure level for moat\.service: ([0-9.]+) (\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no exposure level in:\n%s", out)
-	}
-	score, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("systemd-analyze security: exposure %.1f %s", score, m[2])
-	if score > 3.0 || m[2] != "OK" {
-		t.Errorf("exposure %.1f %s, want 3.0 or lower (OK):\n%s", score, m[2], out)
+		out := run(t, dir, nil, "systemd-analyze", "security", "--offline=true", "--no-pager", filepath.Join(repoRoot(t), "packaging", name))
+		m := regexp.MustCompile(`Overall exposure level for ` + regexp.QuoteMeta(name) + `: ([0-9.]+) (\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no exposure level in:\n%s", out)
+		}
+		score, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("systemd-analyze security %s: exposure %.1f %s", name, score, m[2])
+		if score > 3.0 || m[2] != "OK" {
+			t.Errorf("%s: exposure %.1f %s, want 3.0 or lower (OK):\n%s", name, score, m[2], out)
+		}
 	}
 }
 
@@ -188,7 +194,10 @@ func minus(a, b []string) []string {
 }
 
 // TestInstall installs the package in a throwaway Debian 12 chroot with the
-// network unshared, then upgrades it to a rebuilt package with a higher
+// network unshared, runs the daemon on its default configuration for a
+// few seconds, and records every outgoing connection attempt of the
+// maintainer scripts and the daemon, which must be none (egressWatch);
+// then it upgrades it to a rebuilt package with a higher
 // version, removes and purges it, and checks each step: the installed
 // files, `moat version` and `moat config check`, that the upgrade keeps
 // the kernel state (nftables table, bpffs pins) and removal takes it away,
@@ -226,9 +235,13 @@ func TestInstall(t *testing.T) {
 		return run(t, work, env, append([]string{"ip", "netns", "exec", ns.Name, "chroot", root}, args...)...)
 	}
 	bpffs := mountBPFFS(t, root)
+	// Every attempt to reach beyond this host from here on is recorded
+	// (egress_test.go): the default install phones nowhere.
+	egress := egressWatch(t, ns)
 
-	// Install.
+	// Install: preinst and postinst run in the namespace, recorded.
 	inRoot("dpkg", "-i", "/tmp/"+filepath.Base(deb1))
+	checkNoEgress(t, egress, "dpkg -i (maintainer scripts)")
 	if out := inRoot("moat", "version"); !strings.Contains(out, "moat "+v1+" ") {
 		t.Errorf("moat version after install: %q, want %s", out, v1)
 	}
@@ -238,6 +251,14 @@ func TestInstall(t *testing.T) {
 		t.Fatal("dpkg -i added no file")
 	}
 	checkInstalled(t, root, inRoot)
+
+	// The daemon on the configuration the package installed, left
+	// running a while (its startup, first journal and file reads, a
+	// verify pass), recorded; then its kernel state goes so the upgrade
+	// checks below start from the same state as before.
+	runDefaultDaemon(t, ns, root, env, 8*time.Second)
+	checkNoEgress(t, egress, "moat run on the default configuration")
+	inRoot("moat", "cleanup")
 
 	kernelState := leaveKernelState(t, ns, work, bpffs)
 
@@ -344,12 +365,18 @@ func checkInstalled(t *testing.T, root string, inRoot func(args ...string) strin
 		"usr/share/moat/patterns/http", "lib/systemd/system/moat.service", "usr/share/man/man8/moat.8.gz",
 		"usr/share/bash-completion/completions/moat", "usr/share/zsh/vendor-completions/_moat", "var/lib/moat",
 		"etc/systemd/system/multi-user.target.wants/moat.service",
+		"lib/systemd/system/moat-community.service", "etc/moat/community-server.yaml",
 	} {
 		// Not the list: /lib is a link to /usr/lib in bookworm. Lstat:
 		// the enablement link's absolute target is the chroot's.
 		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
 			t.Errorf("not installed: %v", err)
 		}
+	}
+	// The community server is installed, never enabled: serving other
+	// hosts is an operator's decision.
+	if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/moat-community.service")); err == nil {
+		t.Error("the package enabled moat-community.service")
 	}
 	if _, err := os.Stat("grafana/moat.json"); err == nil {
 		if _, err := os.Stat(filepath.Join(root, "usr/share/moat/grafana/moat.json")); err != nil {
@@ -363,7 +390,7 @@ func checkInstalled(t *testing.T, root string, inRoot func(args ...string) strin
 		t.Errorf("no moat group: %q", out)
 	}
 	conffiles := inRoot("dpkg-query", "-W", "-f=${Conffiles}", "moat")
-	for _, c := range []string{"/etc/moat/moat.yaml", "/etc/moat/profiles.yaml", "/etc/moat/acquis.d/sshd.yaml"} {
+	for _, c := range []string{"/etc/moat/moat.yaml", "/etc/moat/profiles.yaml", "/etc/moat/acquis.d/sshd.yaml", "/etc/moat/community-server.yaml"} {
 		if !strings.Contains(conffiles, c+" ") {
 			t.Errorf("%s is not a conffile: %q", c, conffiles)
 		}
