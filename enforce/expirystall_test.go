@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,29 +74,46 @@ func TestExpiryStall(t *testing.T) {
 	}
 	time.Sleep(time.Until(at.Add(-before)))
 
-	// New bans, one at a time as an alert brings them, each timed from
-	// the request to the nft commit (Apply returns then).
-	var lat []time.Duration
+	// New bans as alerts bring them, one every 2 ms whether or not the
+	// previous one is in yet (waiting for it would let one stalled ban
+	// hide the others a stall delays), each timed from the request to the
+	// nft commit (Apply returns then).
+	type probe struct {
+		start time.Time
+		lat   time.Duration
+		err   error
+	}
+	var probes []*probe
+	var wg sync.WaitGroup
 	var gone time.Time
 	next := 0
 	for end := at.Add(after); time.Now().Before(end); next++ {
 		a := netip.AddrFrom4([4]byte{100, 96 + byte(next>>16), byte(next >> 8), byte(next)})
 		d := model.Decision{ID: int64(expiring + 1 + next), Value: netip.PrefixFrom(a, 32), Type: "ban",
 			Origin: model.OriginCLI, Scenario: "test/expiry-stall", Until: time.Now().Add(time.Hour)}
-		start := time.Now()
-		if err := rec.Apply(ctx, []model.Decision{d}, nil); err != nil {
-			t.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
-		// The reconciler publishes its entry count once an expiry
-		// pass is over: the first probe to see the 100k gone dates it.
-		if gone.IsZero() && rec.Stats().Entries == int64(next+1) {
+		p := &probe{start: time.Now()}
+		probes = append(probes, p)
+		wg.Go(func() {
+			p.err = rec.Apply(ctx, []model.Decision{d}, nil)
+			p.lat = time.Since(p.start)
+		})
+		// The reconciler publishes its entry count once an expiry pass
+		// is over: the first look that finds the 100k gone dates it.
+		if gone.IsZero() && rec.Stats().Entries <= int64(next+1) {
 			gone = time.Now()
 		}
 		time.Sleep(every)
 	}
+	wg.Wait()
 	if gone.IsZero() {
 		t.Fatalf("the %d decisions had not expired %s after their instant (entries %d)", expiring, after, rec.Stats().Entries)
+	}
+	lat := make([]time.Duration, len(probes))
+	for i, p := range probes {
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+		lat[i] = p.lat
 	}
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
