@@ -72,16 +72,19 @@ const (
 type Changes struct {
 	mu sync.Mutex
 	ch chan struct{}
+	// gen counts the Notify calls: a read begun at generation g sees
+	// every write notified up to g.
+	gen uint64
 }
 
 // NewChanges returns a notifier.
 func NewChanges() *Changes { return &Changes{ch: make(chan struct{})} }
 
-// wait returns a channel closed at the next Notify.
-func (c *Changes) wait() <-chan struct{} {
+// wait returns a channel closed at the next Notify, and the generation.
+func (c *Changes) wait() (<-chan struct{}, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ch
+	return c.ch, c.gen
 }
 
 // Notify wakes every stream waiting.
@@ -89,6 +92,7 @@ func (c *Changes) Notify() {
 	c.mu.Lock()
 	close(c.ch)
 	c.ch = make(chan struct{})
+	c.gen++
 	c.mu.Unlock()
 }
 
@@ -280,22 +284,27 @@ func (s *Server) fleetLoop(ctx context.Context, fw *fleetWriter, seq int64) erro
 	if hb <= 0 {
 		hb = DefaultFleetHeartbeat
 	}
-	var wake func() <-chan struct{}
-	if s.Changes != nil {
-		wake = s.Changes.wait
-	}
 	startup := seq == 0
 	lastSent := time.Now()
 	poll := time.NewTicker(min(fleetPoll, hb))
 	defer poll.Stop()
-	for {
+	for first := true; ; first = false {
 		// Taken before the read, so a write committed during it wakes
 		// the next wait rather than being missed.
 		var woken <-chan struct{}
-		if wake != nil {
-			woken = wake()
+		var gen uint64
+		if s.Changes != nil {
+			woken, gen = s.Changes.wait()
 		}
-		next, sent, err := s.fleetDelta(ctx, fw, seq, startup)
+		var next int64
+		var sent bool
+		var err error
+		if first || s.Changes == nil {
+			// A start or a catch-up may be long: read page by page.
+			next, sent, err = s.fleetDelta(ctx, fw, seq, startup)
+		} else {
+			next, sent, err = s.fleetSharedDelta(ctx, fw, seq, gen)
+		}
 		if err != nil {
 			return err
 		}
@@ -326,18 +335,7 @@ func (s *Server) fleetDelta(ctx context.Context, fw *fleetWriter, seq int64, sta
 	now := s.Now()
 	var sent bool
 	emit := func(c store.Change, recs []store.Record) error {
-		ev := FleetEvent{Kind: FleetNew, At: now}
-		if c == store.Deleted {
-			ev.Kind = FleetDeleted
-		}
-		for _, rec := range recs {
-			// Simulated decisions are the server's trial; agents
-			// enforce none of them.
-			if rec.Simulated && c == store.New {
-				continue
-			}
-			ev.Decisions = append(ev.Decisions, fromModel(rec.Decision))
-		}
+		ev := fleetEventOf(c, recs, now)
 		if len(ev.Decisions) == 0 {
 			return nil
 		}
@@ -361,4 +359,120 @@ func (s *Server) fleetDelta(ctx context.Context, fw *fleetWriter, seq int64, sta
 		return seq, sent, err
 	}
 	return cur, true, nil
+}
+
+// fleetEventOf is a page of the store's stream as a fleet event.
+func fleetEventOf(c store.Change, recs []store.Record, now time.Time) FleetEvent {
+	ev := FleetEvent{Kind: FleetNew, At: now}
+	if c == store.Deleted {
+		ev.Kind = FleetDeleted
+	}
+	for _, rec := range recs {
+		// Simulated decisions are the server's trial; agents enforce
+		// none of them.
+		if rec.Simulated && c == store.New {
+			continue
+		}
+		ev.Decisions = append(ev.Decisions, fromModel(rec.Decision))
+	}
+	return ev
+}
+
+// fleetFeed reads each delta of the fleet streams once for all the
+// streams at the same position: a thousand agents woken by one commit
+// made a thousand identical store reads, and pushes queued behind them.
+type fleetFeed struct {
+	mu      sync.Mutex
+	entries map[int64]*feedEntry // by the sequence the delta starts after
+}
+
+// feedEntry is one shared read of the changes after a sequence.
+type feedEntry struct {
+	// gen is the Changes generation when the read began: the read holds
+	// every write notified up to it.
+	gen uint64
+	// began bounds how long the read serves streams woken by their poll
+	// rather than by a Notify: writes no Notify announced (see fleetPoll)
+	// reach them within a poll.
+	began time.Time
+	done  chan struct{}
+	evs   []FleetEvent
+	cur   int64
+	err   error
+}
+
+// maxFeedEntries bounds the reads kept: streams wait on the latest few
+// positions only.
+const maxFeedEntries = 16
+
+// sharedRead returns the changes after seq as read at generation gen or
+// later, reading them unless another stream did or is doing so.
+func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (*feedEntry, error) {
+	f := &s.feed
+	f.mu.Lock()
+	e := f.entries[seq]
+	if e != nil && e.gen >= gen && time.Since(e.began) < fleetPoll/2 {
+		f.mu.Unlock()
+		select {
+		case <-e.done:
+			return e, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if f.entries == nil || len(f.entries) >= maxFeedEntries {
+		f.entries = map[int64]*feedEntry{}
+	}
+	_, now := s.Changes.wait()
+	e = &feedEntry{gen: now, began: time.Now(), done: make(chan struct{})}
+	f.entries[seq] = e
+	f.mu.Unlock()
+	// Read for every stream waiting on it: not ended by this stream's
+	// agent going away.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultWriteTimeout)
+	defer cancel()
+	at := s.Now()
+	e.cur, e.err = s.st.Stream(rctx, seq, false, at, 0, func(c store.Change, recs []store.Record) error {
+		if ev := fleetEventOf(c, recs, at); len(ev.Decisions) > 0 {
+			e.evs = append(e.evs, ev)
+		}
+		return nil
+	})
+	close(e.done)
+	if e.err != nil {
+		// Not kept: the next stream to ask reads again.
+		f.mu.Lock()
+		if f.entries[seq] == e {
+			delete(f.entries, seq)
+		}
+		f.mu.Unlock()
+	}
+	return e, nil
+}
+
+// fleetSharedDelta is fleetDelta for a stream that is up to date and was
+// woken at generation gen: the read is shared (see fleetFeed).
+func (s *Server) fleetSharedDelta(ctx context.Context, fw *fleetWriter, seq int64, gen uint64) (int64, bool, error) {
+	e, err := s.sharedRead(ctx, seq, gen)
+	if err != nil {
+		return seq, false, err
+	}
+	if e.err != nil {
+		return seq, false, e.err
+	}
+	if e.cur < seq {
+		return s.fleetDelta(ctx, fw, 0, true)
+	}
+	if len(e.evs) == 0 && e.cur == seq {
+		return seq, false, nil
+	}
+	for _, ev := range e.evs {
+		if err := fw.send(ev); err != nil {
+			return seq, false, err
+		}
+	}
+	if err := fw.send(FleetEvent{Kind: FleetCheckpoint, Seq: e.cur, At: s.Now()}); err != nil {
+		return seq, true, err
+	}
+	return e.cur, true, nil
 }

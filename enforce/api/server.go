@@ -76,6 +76,7 @@ type Server struct {
 
 	lim   limits
 	fleet fleetState
+	feed  fleetFeed
 	// machines serves the CrowdSec LAPI machine endpoints once
 	// EnableMachines ran; nil otherwise.
 	machines *machines
