@@ -16,13 +16,15 @@ import (
 )
 
 // egressRules record, in the test's network namespace, every attempt to
-// reach anything beyond this host. The namespace gets a dummy interface
+// reach anything beyond this host. The namespace gets a veth pair (both
+// ends inside it; the dummy link type is not built into every kernel)
 // holding a documentation address and the default routes (IPv4 and
 // IPv6): without a route connect(2) fails with ENETUNREACH before any
 // packet exists and no hook would see it, while with one every attempt
 // becomes a first packet (TCP SYN, UDP datagram, ICMP) that the output
-// hook sees and the dummy device then swallows, so nothing leaves the
-// machine. Counted, and the destination kept in a set:
+// hook sees before neighbour resolution, which nothing on the peer end
+// answers, so nothing leaves the namespace. Counted, and the destination
+// kept in a set:
 //   - every new connection whose packet leaves by an interface other than
 //     loopback (ct state new: the first packet of a TCP or UDP flow, or an
 //     ICMP echo);
@@ -46,8 +48,9 @@ table inet moat_egress_watch {
 // reports the packets counted so far and the destinations recorded.
 func egressWatch(t *testing.T, ns *testutil.NetNS) (attempts func() (n int, detail string)) {
 	t.Helper()
-	ns.Run(t, "ip", "link", "add", "moat-egress", "type", "dummy")
+	ns.Run(t, "ip", "link", "add", "moat-egress", "type", "veth", "peer", "name", "moat-egress-p")
 	ns.Run(t, "ip", "link", "set", "moat-egress", "up")
+	ns.Run(t, "ip", "link", "set", "moat-egress-p", "up")
 	ns.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "moat-egress")
 	ns.Run(t, "ip", "-6", "addr", "add", "2001:db8::1/64", "dev", "moat-egress", "nodad")
 	ns.Run(t, "ip", "route", "add", "default", "dev", "moat-egress")
@@ -58,10 +61,10 @@ func egressWatch(t *testing.T, ns *testutil.NetNS) (attempts func() (n int, deta
 	}
 	ns.Run(t, "nft", "-f", rules)
 	// The recorder must record: a probe connection to a documentation
-	// address is counted, then the count is reset, so a broken rule can
-	// never pass for "no attempts".
+	// address is counted, then the table is made again from scratch, so
+	// a broken rule can never pass for "no attempts".
 	_ = ns.Do(func() error {
-		// It cannot connect: the dummy device drops the SYN.
+		// It cannot connect: nothing answers on the peer end.
 		c, err := net.DialTimeout("tcp", "198.51.100.7:443", 300*time.Millisecond)
 		if err == nil {
 			c.Close()
@@ -83,8 +86,8 @@ func egressWatch(t *testing.T, ns *testutil.NetNS) (attempts func() (n int, deta
 	if n, out := count(); n == 0 {
 		t.Fatalf("the egress recorder did not count a probe connection to 198.51.100.7:\n%s", out)
 	}
-	ns.Run(t, "nft", "reset", "counters", "table", "inet", "moat_egress_watch")
-	ns.Run(t, "nft", "flush", "set", "inet", "moat_egress_watch", "dst4")
+	ns.Run(t, "nft", "delete", "table", "inet", "moat_egress_watch")
+	ns.Run(t, "nft", "-f", rules)
 	if n, out := count(); n != 0 {
 		t.Fatalf("egress counters not reset:\n%s", out)
 	}
