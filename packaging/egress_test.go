@@ -31,8 +31,11 @@ import (
 //   - every DNS query, even to a resolver on loopback (a name lookup is
 //     the first step of phoning home, and resolv.conf may name
 //     127.0.0.53).
+//
+// The table's name does not start with "moat": the install test finds
+// moat's own table by the text "table inet moat".
 const egressRules = `
-table inet moat_egress_watch {
+table inet egress_watch {
 	set dst4 { type ipv4_addr; flags dynamic; size 4096; }
 	set dst6 { type ipv6_addr; flags dynamic; size 4096; }
 	chain out {
@@ -72,7 +75,7 @@ func egressWatch(t *testing.T, ns *testutil.NetNS) (attempts func() (n int, deta
 		return nil
 	})
 	count := func() (int, string) {
-		out := ns.Run(t, "nft", "list", "table", "inet", "moat_egress_watch")
+		out := ns.Run(t, "nft", "list", "table", "inet", "egress_watch")
 		n := 0
 		for _, m := range regexp.MustCompile(`counter packets (\d+)`).FindAllStringSubmatch(out, -1) {
 			v, err := strconv.Atoi(m[1])
@@ -86,7 +89,7 @@ func egressWatch(t *testing.T, ns *testutil.NetNS) (attempts func() (n int, deta
 	if n, out := count(); n == 0 {
 		t.Fatalf("the egress recorder did not count a probe connection to 198.51.100.7:\n%s", out)
 	}
-	ns.Run(t, "nft", "delete", "table", "inet", "moat_egress_watch")
+	ns.Run(t, "nft", "delete", "table", "inet", "egress_watch")
 	ns.Run(t, "nft", "-f", rules)
 	if n, out := count(); n != 0 {
 		t.Fatalf("egress counters not reset:\n%s", out)
