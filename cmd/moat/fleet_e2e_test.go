@@ -102,15 +102,18 @@ func watchBan4(t *testing.T, ns *testutil.NetNS) *setWatch {
 	// of the test's own until it shows one say it is listening.
 	ns.Run(t, "nft", "add table inet moatfltest")
 	ns.Run(t, "nft", "add set inet moatfltest probe { type ipv4_addr; }")
+	// Each probe a new element (re-adding one announces nothing), for up
+	// to 20 s: on a loaded machine the monitor can take seconds to start.
+	deadline := time.Now().Add(20 * time.Second)
 	for i := 1; ; i++ {
-		ns.Run(t, "nft", fmt.Sprintf("add element inet moatfltest probe { 192.0.2.%d }", i%250+1))
+		ns.Run(t, "nft", fmt.Sprintf("add element inet moatfltest probe { 10.%d.%d.1 }", i/250, i%250))
 		w.mu.Lock()
 		ok := w.probe
 		w.mu.Unlock()
 		if ok {
 			break
 		}
-		if i > 100 {
+		if time.Now().After(deadline) {
 			t.Fatal("nft monitor shows nothing")
 		}
 		time.Sleep(20 * time.Millisecond)
