@@ -119,10 +119,19 @@ func detectLoop(ctx context.Context, log *slog.Logger, eng *engine.Engine, swap 
 	g, ctx := errgroup.WithContext(ctx)
 	batches := make(chan decision.Batch, 1024)
 	g.Go(func() error { return pipeline.Run(ctx, batches) })
+	// Once a batch could not be handed over (the daemon stops), no later
+	// one is: the pipeline acknowledges a line's position when it and the
+	// lines before it are stored, so a later batch getting through alone
+	// would move the position past the lost one's lines.
+	stopped := false
 	send := func(b decision.Batch) {
+		if stopped {
+			return
+		}
 		select {
 		case batches <- b:
 		case <-ctx.Done():
+			stopped = true
 		}
 	}
 	g.Go(func() error {
