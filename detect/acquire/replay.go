@@ -168,8 +168,6 @@ func OpenJournalDir(dir string, matches []string, labels map[string]string) (*Re
 	return &Replay{MaxLineLength: DefaultMaxLineLength, name: "replay:" + dir, labels: labels, journal: j, total: -1}, nil
 }
 
-func (r *Replay) Name() string { return r.name }
-
 func (r *Replay) Stats() Stats { return r.c.snapshot() }
 
 // Progress may be called from any goroutine while Stream runs.

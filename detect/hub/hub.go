@@ -84,12 +84,6 @@ func (h *Hub) add(it Item) {
 	m[it.Name] = it
 }
 
-// Item looks an item up by kind and name.
-func (h *Hub) Item(kind, name string) (Item, bool) {
-	it, ok := h.items[kind][name]
-	return it, ok
-}
-
 // Items returns every item of a kind, sorted by name.
 func (h *Hub) Items(kind string) []Item {
 	out := make([]Item, 0, len(h.items[kind]))

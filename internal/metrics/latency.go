@@ -21,9 +21,6 @@ var latencyBuckets = []float64{
 	25e-3, 50e-3, 100e-3, 250e-3, 1, 5,
 }
 
-// LatencyBuckets returns the histogram's upper bounds, in seconds.
-func LatencyBuckets() []float64 { return append([]float64(nil), latencyBuckets...) }
-
 // Latency is the detection-to-kernel histogram. It exists apart from the
 // Server so the reconciler can be built with its Applied hook before the
 // Server that reads the reconciler's counters.

@@ -95,11 +95,6 @@ func Wrap(file string, err error) error {
 	return &Error{File: file, Line: line, Msg: msg, Err: err}
 }
 
-// At reports err at a known line of file, on one line.
-func At(file string, line int, err error) error {
-	return &Error{File: file, Line: line, Msg: strings.ReplaceAll(err.Error(), "\n", " "), Err: err}
-}
-
 // Size limits of the files moat reads. A config file is a few kilobytes
 // and a hub file rarely over a hundred; the limits keep a wrong path (a
 // log, a disk image) from being read whole into memory.
