@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,7 +73,7 @@ func TestCommunityDaemon(t *testing.T) {
 		t.Fatalf("register: %d %s%s", code, out.String(), errb.String())
 	}
 
-	startCommunityDaemon(t, cfg)
+	startPlainDaemon(t, cfg)
 	waitFor(t, 30*time.Second, "the pulled address in moat decisions list --origin community", func() bool {
 		var o, e strings.Builder
 		run([]string{"--config", cfg, "-o", "raw", "decisions", "list", "--origin", "community"}, strings.NewReader(""), &o, &e)
@@ -126,33 +125,6 @@ func appendSSHFailures(t *testing.T, path, ip string) {
 	for i := range 8 {
 		fmt.Fprintf(f, "%s victim sshd[%d]: Failed password for invalid user admin%d from %s port %d ssh2\n", time.Now().Format(time.Stamp), 5000+i, i, ip, 43000+i)
 	}
-}
-
-// startCommunityDaemon runs moat run in this namespace until the test ends.
-func startCommunityDaemon(t *testing.T, cfgPath string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1")
-	logs := &syncBuffer{}
-	cmd.Stderr, cmd.Stdout = logs, logs
-	must(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("daemon output:\n%s", logs.String())
-		}
-	})
-	waitFor(t, 60*time.Second, "the daemon to start", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("daemon exited at start: %v\n%s", err, logs.String())
-		default:
-		}
-		return strings.Contains(logs.String(), "moat running")
-	})
 }
 
 type rawBody struct{ *strings.Reader }

@@ -67,7 +67,7 @@ func TestCommunityMetrics(t *testing.T) {
 	if code := run([]string{"--config", cfg, "community", "register", "--server", "http://" + api, "--token", "tok", "--machine-id", mid}, strings.NewReader(""), &out, &errb); code != 0 {
 		t.Fatalf("register: %d %s%s", code, out.String(), errb.String())
 	}
-	startCommunityDaemon(t, cfg)
+	startPlainDaemon(t, cfg)
 
 	var host string
 	waitFor(t, 30*time.Second, "the daemon's pull in its metrics", func() bool {
