@@ -346,6 +346,12 @@ func (s *Server) fleetDelta(ctx context.Context, fw *fleetWriter, seq int64, sta
 	if err != nil {
 		return seq, sent, err
 	}
+	return s.fleetCheckpoint(ctx, fw, seq, cur, startup, sent, now)
+}
+
+// fleetCheckpoint ends a delta from seq up to cur: the checkpoint, unless
+// nothing changed, or a start over when the agent is ahead of the store.
+func (s *Server) fleetCheckpoint(ctx context.Context, fw *fleetWriter, seq, cur int64, startup, sent bool, now time.Time) (int64, bool, error) {
 	if cur < seq && !startup {
 		// The agent is ahead of the store: a new store (or one restored
 		// from an old backup). What it holds cannot be trusted as a
@@ -460,19 +466,12 @@ func (s *Server) fleetSharedDelta(ctx context.Context, fw *fleetWriter, seq int6
 	if e.err != nil {
 		return seq, false, e.err
 	}
-	if e.cur < seq {
-		return s.fleetDelta(ctx, fw, 0, true)
-	}
-	if len(e.evs) == 0 && e.cur == seq {
-		return seq, false, nil
-	}
-	for _, ev := range e.evs {
-		if err := fw.send(ev); err != nil {
-			return seq, false, err
+	if e.cur >= seq {
+		for _, ev := range e.evs {
+			if err := fw.send(ev); err != nil {
+				return seq, false, err
+			}
 		}
 	}
-	if err := fw.send(FleetEvent{Kind: FleetCheckpoint, Seq: e.cur, At: s.Now()}); err != nil {
-		return seq, true, err
-	}
-	return e.cur, true, nil
+	return s.fleetCheckpoint(ctx, fw, seq, e.cur, false, len(e.evs) > 0, s.Now())
 }
