@@ -24,6 +24,8 @@ import (
 // Config selects hub content and tunes the engine.
 type Config struct {
 	HubDir, PatternDir, DataDir string
+	// HubOverlays are hub directories layered over HubDir (see hub.Open).
+	HubOverlays []string
 	// Items are collections, parsers, scenarios or postoverflows to enable;
 	// empty enables everything in HubDir.
 	Items []string
@@ -75,7 +77,7 @@ type Engine struct {
 func New(cfg Config) (*Engine, error) {
 	sel := cfg.Selection
 	if sel == nil {
-		h, err := hub.Open(cfg.HubDir)
+		h, err := hub.Open(cfg.HubDir, cfg.HubOverlays...)
 		if err != nil {
 			return nil, err
 		}

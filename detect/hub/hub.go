@@ -36,43 +36,61 @@ type Item struct {
 	Name  string // "author/name"
 	Stage string // parsers and postoverflows only
 	Path  string
+	// Layer is the directory of Open the item was found in: with
+	// overlays, it says which layer a name resolved to.
+	Layer string
 }
 
 // Hub is an indexed hub directory.
 type Hub struct {
 	Dir   string
 	items map[string]map[string]Item // kind -> name -> item
+	// shadowed are items an overlay replaced, kept so listings can say
+	// what a name would resolve to without the overlay.
+	shadowed []Item
 }
 
-// Open indexes dir. Files are named author/name after their path, as the
-// hub names them; README and .md files are ignored.
-func Open(dir string) (*Hub, error) {
+// Open indexes dir, then each overlay in order. An overlay's item replaces
+// the item of the same kind and name below it, so content installed or
+// edited locally wins over shipped content without hiding the rest of it.
+// Files are named author/name after their path, as the hub names them;
+// README and .md files are ignored. Overlays that do not exist add nothing.
+func Open(dir string, overlays ...string) (*Hub, error) {
 	h := &Hub{Dir: dir, items: map[string]map[string]Item{}}
+	for _, d := range append([]string{dir}, overlays...) {
+		if err := h.index(d); err != nil {
+			return nil, err
+		}
+	}
+	if len(h.items) == 0 {
+		return nil, fmt.Errorf("index hub %s: no parsers, scenarios or collections", strings.Join(append([]string{dir}, overlays...), ", "))
+	}
+	return h, nil
+}
+
+func (h *Hub) index(dir string) error {
 	for _, kind := range []string{Parsers, Postoverflows} {
 		files, err := filepath.Glob(filepath.Join(dir, kind, "*", "*", "*.yaml"))
 		if err != nil {
-			return nil, fmt.Errorf("index hub %s: %w", dir, err)
+			return fmt.Errorf("index hub %s: %w", dir, err)
 		}
 		for _, f := range files {
 			author := filepath.Base(filepath.Dir(f))
 			stage := filepath.Base(filepath.Dir(filepath.Dir(f)))
-			h.add(Item{Kind: kind, Stage: stage, Path: f, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
+			h.add(Item{Kind: kind, Stage: stage, Path: f, Layer: dir, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
 		}
 	}
 	for _, kind := range []string{Scenarios, Collections} {
 		files, err := filepath.Glob(filepath.Join(dir, kind, "*", "*.yaml"))
 		if err != nil {
-			return nil, fmt.Errorf("index hub %s: %w", dir, err)
+			return fmt.Errorf("index hub %s: %w", dir, err)
 		}
 		for _, f := range files {
 			author := filepath.Base(filepath.Dir(f))
-			h.add(Item{Kind: kind, Path: f, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
+			h.add(Item{Kind: kind, Path: f, Layer: dir, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
 		}
 	}
-	if len(h.items) == 0 {
-		return nil, fmt.Errorf("index hub %s: no parsers, scenarios or collections", dir)
-	}
-	return h, nil
+	return nil
 }
 
 func (h *Hub) add(it Item) {
@@ -81,8 +99,14 @@ func (h *Hub) add(it Item) {
 		m = map[string]Item{}
 		h.items[it.Kind] = m
 	}
+	if old, ok := m[it.Name]; ok && old.Layer != it.Layer {
+		h.shadowed = append(h.shadowed, old)
+	}
 	m[it.Name] = it
 }
+
+// Shadowed returns the items an overlay replaced, in the order replaced.
+func (h *Hub) Shadowed() []Item { return append([]Item(nil), h.shadowed...) }
 
 // Items returns every item of a kind, sorted by name.
 func (h *Hub) Items(kind string) []Item {
