@@ -68,6 +68,11 @@ type Decision struct {
 	Reason    string
 	Until     time.Time // zero means never expires
 	Simulated bool
+	// Ports, when set, scope the ban to these destination ports (sorted,
+	// no duplicates) of Protocol ("tcp", "udp", or "" for both): the
+	// source still reaches every other port.
+	Ports    []uint16
+	Protocol string
 	// ReadAt is carried from the alert for latency accounting; zero for
 	// decisions that did not come from a log line.
 	ReadAt time.Time
