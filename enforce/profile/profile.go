@@ -44,6 +44,9 @@ type rawProfile struct {
 	Notifications []string      `yaml:"notifications"`
 	OnSuccess     string        `yaml:"on_success"`
 	OnFailure     string        `yaml:"on_failure"`
+	// DurationEscalation and Recidive are moat's own keys (escalation.go).
+	DurationEscalation *rawEscalation `yaml:"duration_escalation"`
+	Recidive           *rawRecidive   `yaml:"recidive"`
 }
 
 type rawDecision struct {
@@ -56,7 +59,9 @@ type rawDecision struct {
 type Decision struct {
 	Type     string
 	Duration time.Duration
-	Scope    string // "" takes the alert's scope
+	// Forever is duration: forever, a decision without expiry.
+	Forever bool
+	Scope   string // "" takes the alert's scope
 }
 
 // Profile is one compiled profile.
@@ -69,6 +74,9 @@ type Profile struct {
 	// Notifications name the channels (moat.yaml notifications:) that
 	// hear of the alerts this profile matches.
 	Notifications []string
+	// Escalation and Recidive, when set, lengthen repeat offenders' bans.
+	Escalation *Escalation
+	Recidive   *Recidive
 
 	file         string
 	notifyLines  []int
@@ -80,6 +88,9 @@ type Profile struct {
 // Set is an ordered list of profiles, evaluated first to last.
 type Set struct {
 	Profiles []*Profile
+	// Rand, when set, replaces math/rand/v2's Float64 for the jitter of
+	// escalated durations.
+	Rand func() float64
 }
 
 // Load reads and compiles a profiles file.
@@ -177,9 +188,9 @@ func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
 		p.filterSrc = append(p.filterSrc, f)
 	}
 	for i, d := range raw.Decisions {
-		dur, err := time.ParseDuration(d.Duration)
-		if err != nil || dur <= 0 {
-			return nil, bad("decisions", i, "profile %s: decision duration %q: want a positive duration like 4h", raw.Name, d.Duration)
+		dur, forever, err := model.ParseDuration(d.Duration)
+		if err != nil {
+			return nil, bad("decisions", i, "profile %s: decision duration %q: want a positive duration like 4h or 7d, or forever", raw.Name, d.Duration)
 		}
 		typ := d.Type
 		if typ == "" {
@@ -190,7 +201,7 @@ func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
 		default:
 			return nil, bad("decisions", i, "profile %s: decision scope %q: moat decides on Ip and Range only", raw.Name, d.Scope)
 		}
-		p.Decisions = append(p.Decisions, Decision{Type: typ, Duration: dur, Scope: d.Scope})
+		p.Decisions = append(p.Decisions, Decision{Type: typ, Duration: dur, Forever: forever, Scope: d.Scope})
 	}
 	if raw.DurationExpr != "" {
 		prog, err := expr.Compile(raw.DurationExpr, append(exprOptions(), expr.AsKind(reflect.String))...)
@@ -198,6 +209,27 @@ func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
 			return nil, bad("duration_expr", -1, "profile %s: duration_expr: %v", raw.Name, firstLine(err))
 		}
 		p.durationExpr = prog
+	}
+	if raw.DurationEscalation != nil {
+		if p.durationExpr != nil {
+			return nil, bad("duration_escalation", -1, "profile %s: duration_escalation and duration_expr both set: keep one", raw.Name)
+		}
+		e, err := parseEscalation(raw.DurationEscalation, func(key, format string, args ...any) error {
+			return &Error{File: file, Line: yamlerr.LineOf(doc, "duration_escalation", key), Msg: "profile " + raw.Name + ": " + fmt.Sprintf(format, args...)}
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.Escalation = e
+	}
+	if raw.Recidive != nil {
+		r, err := parseRecidive(raw.Recidive, func(key, format string, args ...any) error {
+			return &Error{File: file, Line: yamlerr.LineOf(doc, "recidive", key), Msg: "profile " + raw.Name + ": " + fmt.Sprintf(format, args...)}
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.Recidive = r
 	}
 	return p, nil
 }
@@ -272,7 +304,7 @@ func (s *Set) Decide(ctx context.Context, a model.Alert, c Counter, now time.Tim
 				out.Notifications = append(out.Notifications, n)
 			}
 		}
-		ds, err := p.decisions(env, a, now, &out)
+		ds, err := p.decisions(env, a, now, s.random(), &out)
 		if err != nil {
 			return Outcome{}, err
 		}
@@ -284,7 +316,7 @@ func (s *Set) Decide(ctx context.Context, a model.Alert, c Counter, now time.Tim
 	return out, nil
 }
 
-func (p *Profile) decisions(env Env, a model.Alert, now time.Time, out *Outcome) ([]model.Decision, error) {
+func (p *Profile) decisions(env Env, a model.Alert, now time.Time, rnd func() float64, out *Outcome) ([]model.Decision, error) {
 	if !a.Source.IsValid() {
 		// Custom scopes (users, countries) cannot be banned in the kernel.
 		if p.Debug {
@@ -294,7 +326,7 @@ func (p *Profile) decisions(env Env, a model.Alert, now time.Time, out *Outcome)
 	}
 	var ds []model.Decision
 	for _, spec := range p.Decisions {
-		dur := spec.Duration
+		dur, forever := spec.Duration, spec.Forever
 		if p.durationExpr != nil {
 			v, err := vm.Run(p.durationExpr, env)
 			if err == nil {
@@ -304,13 +336,29 @@ func (p *Profile) decisions(env Env, a model.Alert, now time.Time, out *Outcome)
 				return nil, fmt.Errorf("profile %s: duration_expr: %w", p.Name, err)
 			}
 			s, _ := v.(string)
-			d, perr := time.ParseDuration(s)
+			d, f, perr := model.ParseDuration(s)
 			switch {
-			case perr != nil || d <= 0:
-				out.Warnings = append(out.Warnings, fmt.Sprintf("profile %s: duration_expr gave %q, not a positive duration: using %s", p.Name, s, dur))
+			case perr != nil:
+				out.Warnings = append(out.Warnings, fmt.Sprintf("profile %s: duration_expr gave %q, not a positive duration: using %s", p.Name, s, model.FormatDuration(dur)))
 			default:
-				dur = d
+				dur, forever = d, f
 			}
+		}
+		reason := a.Message
+		if p.Escalation != nil || p.Recidive != nil {
+			var why string
+			var err error
+			dur, forever, why, err = p.escalate(env.st.ctx, env.st.counter, model.ValueString(a.Source), dur, forever, now, rnd)
+			if err != nil {
+				return nil, err
+			}
+			if why != "" {
+				reason = why + ": " + a.Message
+			}
+		}
+		until := now.Add(dur)
+		if forever {
+			until = time.Time{}
 		}
 		value := a.Source
 		if strings.EqualFold(spec.Scope, model.ScopeRange) && value.Bits() == value.Addr().BitLen() {
@@ -323,13 +371,13 @@ func (p *Profile) decisions(env Env, a model.Alert, now time.Time, out *Outcome)
 			Type:      spec.Type,
 			Origin:    model.OriginLocal,
 			Scenario:  a.Scenario,
-			Reason:    a.Message,
-			Until:     now.Add(dur),
+			Reason:    reason,
+			Until:     until,
 			Simulated: a.Simulated,
 			ReadAt:    a.ReadAt,
 		}
 		if p.Debug {
-			out.Trace = append(out.Trace, fmt.Sprintf("profile %s: %s %s for %s", p.Name, d.Type, a.Value, dur))
+			out.Trace = append(out.Trace, fmt.Sprintf("profile %s: %s %s for %s", p.Name, d.Type, a.Value, durationText(dur, forever)))
 		}
 		ds = append(ds, d)
 	}
@@ -465,3 +513,10 @@ func (a *Alert) GetEventsCount() int { return a.EventsCount }
 
 // GetMeta returns a meta value of the alert.
 func (a *Alert) GetMeta(key string) string { return a.Meta[key] }
+
+func durationText(d time.Duration, forever bool) string {
+	if forever {
+		return model.Forever
+	}
+	return model.FormatDuration(d)
+}
