@@ -35,6 +35,11 @@ type Config struct {
 	// scrapes before the next one is taken (default 30s; longer when a
 	// count takes over a tenth of it).
 	ElementsInterval time.Duration
+	// TrendInterval is how often the decision service's counters are
+	// sampled for the status page's charts (default 15s).
+	TrendInterval time.Duration
+	// Geo, when set, groups the status page's attackers by country and AS.
+	Geo GeoResolver
 
 	// Latency is the histogram whose Applied method was given to the
 	// reconciler; nil makes a new one.
@@ -56,6 +61,7 @@ type Server struct {
 	latency *Latency
 	handler http.Handler
 	drops   dropSampler
+	trend   *trend
 }
 
 // New builds the registry and handlers. It checks the web config file, so a
@@ -73,12 +79,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ElementsInterval <= 0 {
 		cfg.ElementsInterval = 30 * time.Second
 	}
+	if cfg.TrendInterval <= 0 {
+		cfg.TrendInterval = 15 * time.Second
+	}
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
 			return nil, fmt.Errorf("metrics web config %s: %w", cfg.WebConfigFile, err)
 		}
 	}
-	s := &Server{cfg: cfg, reg: prometheus.NewRegistry(), latency: cfg.Latency}
+	s := &Server{cfg: cfg, reg: prometheus.NewRegistry(), latency: cfg.Latency, trend: newTrend()}
 	if s.latency == nil {
 		s.latency = NewLatency()
 	}
@@ -124,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 		ErrorHandling: promhttp.ContinueOnError,
 		Timeout:       cfg.ScrapeTimeout + time.Second,
 	}))
-	mux.Handle("GET /{$}", &statusPage{s: s, tmpl: tmpl})
+	mux.Handle("GET /{$}", &statusPage{s: s, tmpl: tmpl, now: time.Now, loc: time.Local})
 	s.handler = mux
 	return s, nil
 }
@@ -166,6 +175,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		defer wg.Done()
 		s.drops.run(ctx, s.cfg.DropsInterval, s.readDrops)
 	}()
+	if s.cfg.Decisions != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.trend.run(ctx, s.cfg.TrendInterval, s.cfg.Decisions)
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		<-ctx.Done()

@@ -19,9 +19,8 @@ var statusFS embed.FS
 
 // Limits of the status page's lists: it is a glance, not a console.
 const (
-	statusDecisions = 200
-	statusAlerts    = 25
-	statusTop       = 10
+	statusAlerts = 25
+	statusTop    = 10
 	// topSourcesWindow is how many recent alerts the top attackers are
 	// counted over.
 	topSourcesWindow = 500
@@ -39,11 +38,11 @@ func parseStatusTemplate() (*template.Template, error) {
 			}
 			return t.Sub(now).Round(time.Second).String()
 		},
-		"ts": func(t time.Time) string {
+		"ts": func(loc *time.Location, t time.Time) string {
 			if t.IsZero() {
 				return "-"
 			}
-			return t.Local().Format("2006-01-02 15:04:05")
+			return t.In(loc).Format("2006-01-02 15:04:05")
 		},
 	}).ParseFS(statusFS, "status.html")
 	if err != nil {
@@ -55,39 +54,52 @@ func parseStatusTemplate() (*template.Template, error) {
 type statusPage struct {
 	s    *Server
 	tmpl *template.Template
+	// now and loc are the clock and the zone times are shown in; tests
+	// fix both.
+	now func() time.Time
+	loc *time.Location
 }
 
 type statusData struct {
 	Now          time.Time
+	Loc          *time.Location
 	Query        string
 	QueryErr     string
 	Summary      Summary
 	ActiveTotal  float64
 	Decisions    []model.Decision
 	DecisionsErr string
+	Pager        pager
+	// Truncated is set when rows exist beyond the last page offered.
 	Truncated    bool
 	Alerts       []model.Alert
 	AlertsErr    string
-	TopScenarios []ScenarioRow
-	TopSources   []attacker
+	TopScenarios []barRow
+	TopSources   []barRow
+	GeoEnabled   bool
+	Countries    []barRow
+	ASNs         []barRow
+	Ranges       []rangeLink
+	Range        string
+	BansChart    chart
+	AlertsChart  chart
+	LatencyChart chart
+	Notify       []notifyRow
 	DropsPerSec  float64
 	DropsKnown   bool
 	HasStatus    bool
-}
-
-type attacker struct {
-	Value     string
-	Alerts    int
-	Scenarios string
+	HasTrend     bool
 }
 
 func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	d := statusData{Now: time.Now(), Query: strings.TrimSpace(r.URL.Query().Get("ip"))}
+	q := r.URL.Query()
+	now := p.now()
+	d := statusData{Now: now, Loc: p.loc, Query: strings.TrimSpace(q.Get("ip")), Pager: newPager(q.Get("page"))}
 	code := http.StatusOK
 
 	var filter DecisionFilter
-	filter.Limit = statusDecisions + 1
+	filter.Limit = d.Pager.limit()
 	if d.Query != "" {
 		ip, err := netip.ParseAddr(d.Query)
 		if err != nil {
@@ -102,15 +114,25 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("gather metrics: %v", err), http.StatusInternalServerError)
 		return
 	}
-	d.Summary = Summarize(Families(fams))
+	byName := Families(fams)
+	d.Summary = Summarize(byName)
 	for _, r := range d.Summary.Decisions {
 		d.ActiveTotal += r.Active
 	}
-	d.TopScenarios = d.Summary.Scenarios
-	if len(d.TopScenarios) > statusTop {
-		d.TopScenarios = d.TopScenarios[:statusTop]
-	}
+	d.TopScenarios = scenarioBars(d.Summary.Scenarios, statusTop)
 	d.DropsPerSec, d.DropsKnown = p.s.drops.rate()
+	d.Notify = notifyRows(byName)
+	d.LatencyChart = histogramChart("chart-latency", "detection to kernel latency", histBuckets(byName[LatencyName]))
+
+	rng := findRange(q.Get("range"))
+	d.Range = rng.Name
+	for _, x := range trendRanges {
+		d.Ranges = append(d.Ranges, rangeLink{Name: x.Name, Active: x.Name == rng.Name})
+	}
+	d.HasTrend = p.s.cfg.Decisions != nil
+	ts := p.s.trend.series(now, rng.Steps, rng.Step)
+	d.BansChart = stackedChart("chart-bans", "bans by scenario", ts.Bans, ts.Start, ts.Step, p.loc)
+	d.AlertsChart = stackedChart("chart-alerts", "alerts by scenario", ts.Alerts, ts.Start, ts.Step, p.loc)
 
 	if st := p.s.cfg.Status; st != nil {
 		d.HasStatus = true
@@ -119,16 +141,19 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				d.DecisionsErr = err.Error()
 			}
-			if len(ds) > statusDecisions {
-				ds, d.Truncated = ds[:statusDecisions], true
-			}
-			d.Decisions = ds
+			var more bool
+			d.Decisions, more = d.Pager.cut(ds)
+			d.Truncated = more && d.Pager.Next == 0
 		}
 		as, err := st.RecentAlerts(ctx, topSourcesWindow)
 		if err != nil {
 			d.AlertsErr = err.Error()
 		}
-		d.TopSources = topAttackers(as, statusTop)
+		d.TopSources = attackerBars(topAttackers(as, statusTop))
+		if g := p.s.cfg.Geo; g != nil {
+			d.GeoEnabled = true
+			d.Countries, d.ASNs = geoBars(as, g, statusTop)
+		}
 		if len(as) > statusAlerts {
 			as = as[:statusAlerts]
 		}
@@ -141,11 +166,18 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	// The page is self-contained: nothing may load from elsewhere.
+	// The page is self-contained: nothing may load from elsewhere, and no
+	// script runs (charts are inline SVG drawn here).
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
+}
+
+type attacker struct {
+	Value     string
+	Alerts    int
+	Scenarios string
 }
 
 // topAttackers counts recent alerts per source value.
