@@ -34,7 +34,13 @@ type Config struct {
 	Acquisition Acquisition `yaml:"acquisition"`
 	Profiles    string      `yaml:"profiles"`
 	Enforce     Enforce     `yaml:"enforce"`
-	Allowlist   []string    `yaml:"allowlist"`
+	// Allowlist holds addresses, ranges and hostnames never banned.
+	Allowlist AllowlistValues `yaml:"allowlist"`
+	// AllowlistFiles are include files (globs) of allowlist entries, one a
+	// line, reread when they change; AllowlistOptions tunes the entries
+	// that change at run time (allowlist.go).
+	AllowlistFiles   []string         `yaml:"allowlist_files"`
+	AllowlistOptions AllowlistOptions `yaml:"allowlist_options"`
 	// AllowlistAllowWide accepts allowlist entries wider than the ban
 	// limits (/8, /32), which lift and prevent every ban inside them.
 	AllowlistAllowWide bool `yaml:"allowlist_allow_wide"`
@@ -198,6 +204,8 @@ func Default() Config {
 		Store:     StoreConf{AlertRetention: 30 * 24 * time.Hour, MaxAlerts: 200_000},
 		Fleet:     defaultFleet(),
 		Community: defaultCommunity(),
+		// Login sessions are protected unless turned off.
+		AllowlistOptions: defaultAllowlistOptions(),
 	}
 }
 
@@ -324,14 +332,8 @@ func (c *Config) validate(root *yaml.Node) error {
 			return bad(fmt.Sprintf("%s: want address:port%s", short(l.v), detail(l.v, err)), l.key...)
 		}
 	}
-	for i, s := range c.Allowlist {
-		p, err := ParsePrefix(s)
-		if err != nil {
-			return bad(fmt.Sprintf("allowlist entry %s: want an IP address or CIDR range%s", q(s), detail(s, err)), "allowlist", i)
-		}
-		if err := model.CheckAllowWidth(p); err != nil && !c.AllowlistAllowWide {
-			return bad(fmt.Sprintf("allowlist entry %s: %v; set allowlist_allow_wide: true to accept it", q(s), err), "allowlist", i)
-		}
+	if err := c.validateAllowlist(root, bad); err != nil {
+		return err
 	}
 	e := c.Enforce
 	switch e.NFTables.Hook {
@@ -451,17 +453,6 @@ func detail(v string, err error) string {
 // ::ffff:0.0.0.0/96 is judged as the 0.0.0.0/0 it acts as.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	return model.ParseValue(s)
-}
-
-// AllowlistPrefixes returns the parsed allowlist; Parse has validated it.
-func (c *Config) AllowlistPrefixes() []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(c.Allowlist))
-	for _, s := range c.Allowlist {
-		if p, err := ParsePrefix(s); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Marshal renders the effective configuration as YAML.
