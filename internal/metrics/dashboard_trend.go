@@ -123,14 +123,15 @@ type trendSeries struct {
 	Alerts, Bans []map[string]uint64
 }
 
-// series cuts the span ending with now's minute into n steps of step
-// (a whole number of minutes).
+// series cuts the span ending with the step now falls in into n steps of
+// step (a whole number of minutes). Steps start at multiples of step, so
+// bars keep their place between loads and their labels are round times.
 func (t *trend) series(now time.Time, n int, step time.Duration) trendSeries {
 	per := int64(step / time.Minute)
 	if per < 1 {
 		per = 1
 	}
-	end := now.Unix()/60 + 1 // exclusive
+	end := (now.Unix()/60/per + 1) * per // exclusive
 	start := end - int64(n)*per
 	out := trendSeries{Start: time.Unix(start*60, 0), Step: time.Duration(per) * time.Minute,
 		Alerts: make([]map[string]uint64, n), Bans: make([]map[string]uint64, n)}
