@@ -18,6 +18,7 @@ const sharedDir = "/usr/share/moat"
 // from once the fallbacks are resolved.
 type content struct {
 	hubDir, patternDir, acquisDir string
+	hubOverlays                   []string // see hubLayers
 	cleanup                       func()
 }
 
@@ -61,7 +62,7 @@ func resolveContent(cfg config.Config) (content, error) {
 		return fromEmbed(sub)
 	}
 	var err error
-	if c.hubDir, err = pick(cfg.Hub.Dir, "hub"); err != nil {
+	if c.hubDir, c.hubOverlays, err = layerHub(cfg, pick); err != nil {
 		c.cleanup()
 		return content{}, err
 	}

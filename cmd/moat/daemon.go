@@ -33,14 +33,15 @@ func (e contentError) Unwrap() error { return e.err }
 // loadEngine builds the detection engine from the resolved content.
 func loadEngine(cfg config.Config, c content, replay bool, year int) (*engine.Engine, error) {
 	eng, err := engine.New(engine.Config{
-		HubDir:     c.hubDir,
-		PatternDir: c.patternDir,
-		DataDir:    cfg.Hub.Data,
-		Items:      cfg.Hub.Items,
-		MaxBuckets: cfg.Hub.MaxBuckets,
-		Simulated:  cfg.Simulation,
-		Replay:     replay,
-		Year:       year,
+		HubDir:      c.hubDir,
+		HubOverlays: c.hubOverlays,
+		PatternDir:  c.patternDir,
+		DataDir:     cfg.Hub.Data,
+		Items:       cfg.Hub.Items,
+		MaxBuckets:  cfg.Hub.MaxBuckets,
+		Simulated:   cfg.Simulation,
+		Replay:      replay,
+		Year:        year,
 	})
 	if err != nil {
 		return nil, contentError{err}

@@ -176,7 +176,7 @@ func keepFrozen(running config.Config, next *config.Config) []string {
 func fingerprint(cfg config.Config, c content) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "items=%q max_buckets=%d simulation=%q data=%q\n", cfg.Hub.Items, cfg.Hub.MaxBuckets, cfg.Simulation, cfg.Hub.Data)
-	for _, dir := range []string{c.hubDir, c.patternDir} {
+	for _, dir := range append([]string{c.hubDir, c.patternDir}, c.hubOverlays...) {
 		if err := sumTree(h, dir, true); err != nil {
 			return "", err
 		}
