@@ -455,6 +455,15 @@ func (s *Server) listDecisions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// since selects by creation, in the store's query; a listing only,
+	// so that a delete cannot be narrowed (or, with all=true, widened) by it.
+	if v := r.URL.Query().Get("since"); v != "" {
+		d, forever, err := model.ParseDuration(v)
+		if err != nil || forever {
+			return badRequest("since %q: want a duration such as 2h or 7d", v)
+		}
+		f.Since = s.Now().Add(-d)
+	}
 	total, err := s.st.CountMatching(r.Context(), f)
 	if err != nil {
 		return err

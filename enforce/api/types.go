@@ -29,6 +29,9 @@ type Decision struct {
 	Simulated bool      `json:"simulated,omitempty"`
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	DeletedAt time.Time `json:"deleted_at,omitzero"`
+
+	// Forever marks a decision without expiry (no until).
+	Forever bool `json:"forever,omitempty"`
 }
 
 func fromRecord(r store.Record) Decision {
@@ -41,7 +44,7 @@ func fromModel(m model.Decision) Decision {
 	return Decision{
 		ID: m.ID, Value: model.ValueString(m.Value), Scope: model.ScopeOf(m.Value),
 		Type: m.Type, Origin: string(m.Origin), Scenario: m.Scenario, Reason: m.Reason,
-		Until: m.Until, Simulated: m.Simulated,
+		Until: m.Until, Forever: m.Until.IsZero(), Simulated: m.Simulated,
 	}
 }
 
@@ -59,7 +62,7 @@ type NewDecision struct {
 	Value string `json:"value"`
 	// Type defaults to "ban".
 	Type string `json:"type,omitempty"`
-	// Duration is a Go duration ("4h"); required.
+	// Duration is a Go duration ("4h"), days ("7d") or "forever"; required.
 	Duration  string `json:"duration"`
 	Reason    string `json:"reason,omitempty"`
 	Scenario  string `json:"scenario,omitempty"`
@@ -118,9 +121,9 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 		if err != nil {
 			return nil, fmt.Errorf("decision %d: value %q: want an IP address or CIDR range", i, nd.Value)
 		}
-		dur, err := time.ParseDuration(nd.Duration)
-		if err != nil || dur <= 0 || dur > MaxDuration {
-			return nil, fmt.Errorf("decision %d: duration %q: want a positive Go duration up to %s", i, nd.Duration, MaxDuration)
+		dur, forever, err := model.ParseDuration(nd.Duration)
+		if err != nil || dur > MaxDuration {
+			return nil, fmt.Errorf("decision %d: duration %q: want a positive Go duration up to %s, or forever", i, nd.Duration, MaxDuration)
 		}
 		typ := nd.Type
 		if typ == "" {
@@ -138,6 +141,9 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 			return nil, fmt.Errorf("decision %d: reason or scenario too long", i)
 		}
 		d := model.Decision{Value: p, Type: typ, Origin: origin, Scenario: nd.Scenario, Reason: nd.Reason, Until: now.Add(dur), Simulated: nd.Simulated}
+		if forever {
+			d.Until = time.Time{}
+		}
 		if err := decision.Validate(&d, now); err != nil {
 			return nil, fmt.Errorf("decision %d: %w", i, err)
 		}

@@ -24,6 +24,8 @@ type Filter struct {
 	Type     string
 	Origin   string
 	Scenario string // substring
+	// Since matches decisions created at or after it.
+	Since time.Time
 	// History includes deleted and expired decisions.
 	History bool
 	// Limit caps the result (newest first); 0 means no cap.
@@ -86,6 +88,10 @@ func (f Filter) where(now time.Time) (string, []any) {
 	if f.Scenario != "" {
 		conds = append(conds, `instr(scenario, ?) > 0`)
 		args = append(args, f.Scenario)
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, `created_at >= ?`)
+		args = append(args, f.Since.UnixNano())
 	}
 	if len(conds) == 0 {
 		return "1", nil

@@ -78,6 +78,9 @@ func where(f store.Filter, now time.Time, p *params) string {
 	if f.Scenario != "" {
 		conds = append(conds, `strpos(scenario, `+p.add(f.Scenario)+`) > 0`)
 	}
+	if !f.Since.IsZero() {
+		conds = append(conds, `created_at >= `+p.add(f.Since.UnixNano()))
+	}
 	if len(conds) == 0 {
 		return "true"
 	}
