@@ -31,7 +31,11 @@ func ruleSet(r *nftables.Rule) (set string, cnt Counter, ok bool) {
 			drop = e.Kind == expr.VerdictDrop
 		}
 	}
-	return set, cnt, set != "" && drop && counter && len(r.Exprs) == 6
+	n := 6
+	if set == setPort4 || set == setPort6 {
+		n = 8 // the key is a concatenation of three loads
+	}
+	return set, cnt, set != "" && drop && counter && len(r.Exprs) == n
 }
 
 // Counters returns packets and bytes dropped by each rule, keyed by set name

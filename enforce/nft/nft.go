@@ -19,6 +19,7 @@ import (
 	"github.com/mdlayher/netlink"
 
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/unix"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	Interfaces []string
 	// NetNS is a network namespace fd to work in; 0 means the current one.
 	NetNS int
+	// NeverBlock are destination ports moat's chains accept before any
+	// drop rule, banned source or not (see ports.go).
+	NeverBlock []model.PortProto
 }
 
 // Set names, fixed: scripts and dashboards refer to them.
@@ -105,6 +109,8 @@ type Backend struct {
 	table  *nftables.Table
 	single [2]*nftables.Set
 	ranged [2]*nftables.Set
+	ports  [2]*nftables.Set
+	never  *nftables.Set
 	chains []*nftables.Chain
 
 	// known holds the single addresses moat believes the kernel has. It only
@@ -123,7 +129,10 @@ type Backend struct {
 	now func() time.Time
 }
 
-var _ enforce.Backend = (*Backend)(nil)
+var (
+	_ enforce.Backend     = (*Backend)(nil)
+	_ enforce.PortBackend = (*Backend)(nil)
+)
 
 func (c *Config) setDefaults() error {
 	if c.Table == "" {
@@ -137,6 +146,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Hook != "prerouting" && c.Hook != "input" {
 		return fmt.Errorf("nft: hook %q: want prerouting or input", c.Hook)
+	}
+	if err := checkNeverBlock(c.NeverBlock); err != nil {
+		return err
 	}
 	for _, ifc := range c.Interfaces {
 		if ifc == "" || len(ifc) >= unix.IFNAMSIZ {
@@ -183,6 +195,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		b.ranged[f] = &nftables.Set{Table: b.table, Name: names[1], KeyType: kt, HasTimeout: true, Interval: true, KeyByteOrder: binaryutil.BigEndian}
 		b.ranges[f] = make(map[netip.Prefix]time.Time)
 	}
+	b.initPortSets()
 	b.chains = b.wantChains()
 
 	created, err := b.ensure(ctx)
@@ -191,6 +204,10 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, fmt.Errorf("nft: open table %s: %w: %w", cfg.Table, enforce.ErrNotSupported, err)
 		}
+		return nil, err
+	}
+	if err := b.syncNeverBlock(); err != nil {
+		_ = b.Close()
 		return nil, err
 	}
 	// Fresh single sets are empty, so moat knows all they hold.

@@ -80,6 +80,9 @@ func (b *Backend) Ensure(ctx context.Context) error {
 			b.known.clear(family(f))
 		}
 	}
+	if created[setNeverBlock] && len(b.cfg.NeverBlock) > 0 {
+		return b.syncNeverBlock()
+	}
 	return nil
 }
 
@@ -109,7 +112,7 @@ func (b *Backend) ensure(ctx context.Context) (map[string]bool, error) {
 		b.conn.AddTable(b.table)
 	}
 	created := map[string]bool{}
-	for _, s := range []*nftables.Set{b.single[fam4], b.single[fam6], b.ranged[fam4], b.ranged[fam6]} {
+	for _, s := range []*nftables.Set{b.single[fam4], b.single[fam6], b.ranged[fam4], b.ranged[fam6], b.ports[fam4], b.ports[fam6], b.never} {
 		if have[s.Name] {
 			continue
 		}
@@ -194,12 +197,20 @@ func (b *Backend) ensureRules(c *nftables.Chain) error {
 	want := map[string]family{
 		b.single[fam4].Name: fam4, b.ranged[fam4].Name: fam4,
 		b.single[fam6].Name: fam6, b.ranged[fam6].Name: fam6,
+		b.ports[fam4].Name: fam4, b.ports[fam6].Name: fam6,
 	}
 	seen := map[string]bool{}
-	for _, r := range rules {
+	wantNever := len(b.cfg.NeverBlock) > 0
+	for i, r := range rules {
 		set, _, ok := ruleSet(r)
 		if _, wanted := want[set]; ok && wanted && !seen[set] {
 			seen[set] = true
+			continue
+		}
+		// The accept rule counts only in first place: behind a drop
+		// rule it would not keep its ports open.
+		if wantNever && i == 0 && isNeverBlockRule(r) {
+			seen[setNeverBlock] = true
 			continue
 		}
 		if err := b.conn.DelRule(&nftables.Rule{Table: b.table, Chain: c, Handle: r.Handle}); err != nil {
@@ -210,6 +221,14 @@ func (b *Backend) ensureRules(c *nftables.Chain) error {
 		if !seen[s.Name] {
 			b.conn.AddRule(b.dropRule(c, s, want[s.Name]))
 		}
+	}
+	for _, s := range b.ports {
+		if !seen[s.Name] {
+			b.conn.AddRule(b.portDropRule(c, s, want[s.Name]))
+		}
+	}
+	if wantNever && !seen[setNeverBlock] {
+		b.conn.InsertRule(b.neverBlockRule(c))
 	}
 	return nil
 }
