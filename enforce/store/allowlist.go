@@ -81,3 +81,52 @@ func (s *Store) ListAllow(ctx context.Context) ([]AllowEntry, error) {
 	}
 	return out, rows.Err()
 }
+
+// SetAllowExpiry makes an allowlist entry expire at t (zero: never); the
+// daemon removes it then.
+func (s *Store) SetAllowExpiry(ctx context.Context, value netip.Prefix, t time.Time) error {
+	v := model.ValueString(value)
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx, _ int64) error {
+		var exp int64
+		if !t.IsZero() {
+			exp = nanos(t)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE allowlist SET expires_at = ? WHERE value = ?`, exp, v)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set allowlist expiry: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("allowlist entry %s: %w", v, ErrNotFound)
+	}
+	return nil
+}
+
+// AllowExpiries returns the expiry of each allowlist entry that has one.
+func (s *Store) AllowExpiries(ctx context.Context) (map[netip.Prefix]time.Time, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT value, expires_at FROM allowlist WHERE expires_at > 0`)
+	if err != nil {
+		return nil, fmt.Errorf("allowlist expiries: %w", err)
+	}
+	defer rows.Close()
+	out := map[netip.Prefix]time.Time{}
+	for rows.Next() {
+		var v string
+		var exp int64
+		if err := rows.Scan(&v, &exp); err != nil {
+			return nil, fmt.Errorf("allowlist expiries: %w", err)
+		}
+		p, err := model.ParseValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("allowlist entry %q: %w", v, err)
+		}
+		out[p] = fromNanos(exp)
+	}
+	return out, rows.Err()
+}

@@ -80,6 +80,8 @@ var migrations = []string{
 		version TEXT NOT NULL DEFAULT '',
 		scenarios TEXT NOT NULL DEFAULT ''
 	);`,
+	// Allowlist entries added at run time may expire (0: never).
+	`ALTER TABLE allowlist ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
