@@ -74,6 +74,9 @@ type Options struct {
 	// MaxSingles and MaxRanges are the capacities per address family. They
 	// apply only when the maps are created; adopted maps keep their size.
 	MaxSingles, MaxRanges int
+	// OpenPorts are filled in before Load returns, so before the program
+	// can be attached anywhere.
+	OpenPorts []OpenPort
 }
 
 // Filter is the loaded XDP program and its maps. Its methods are not safe for
@@ -149,6 +152,10 @@ func Load(opts Options) (*Filter, error) {
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return nil, fmt.Errorf("load xdp filter: %w: %w", ErrNotSupported, err)
 	case err != nil:
+		return nil, fmt.Errorf("load xdp filter: %w", err)
+	}
+	if err := f.SetOpenPorts(opts.OpenPorts); err != nil {
+		_ = f.objs.Close()
 		return nil, fmt.Errorf("load xdp filter: %w", err)
 	}
 	return f, nil

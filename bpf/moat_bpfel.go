@@ -35,6 +35,13 @@ type moatLpm6 struct {
 	Addr      [16]uint8
 }
 
+type moatOpenPort struct {
+	_     structs.HostLayout
+	Proto uint8
+	Pad   uint8
+	Port  uint16
+}
+
 type moatStats struct {
 	_           structs.HostLayout
 	DropPackets uint64
@@ -47,6 +54,7 @@ type moatStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	moatMapMoatOpen    = "moat_open"
 	moatMapMoatRange4  = "moat_range4"
 	moatMapMoatRange6  = "moat_range6"
 	moatMapMoatSingle4 = "moat_single4"
@@ -104,6 +112,7 @@ type moatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type moatMapSpecs struct {
+	MoatOpen    *ebpf.MapSpec `ebpf:"moat_open"`
 	MoatRange4  *ebpf.MapSpec `ebpf:"moat_range4"`
 	MoatRange6  *ebpf.MapSpec `ebpf:"moat_range6"`
 	MoatSingle4 *ebpf.MapSpec `ebpf:"moat_single4"`
@@ -137,6 +146,7 @@ func (o *moatObjects) Close() error {
 //
 // It can be passed to loadMoatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type moatMaps struct {
+	MoatOpen    *ebpf.Map `ebpf:"moat_open"`
 	MoatRange4  *ebpf.Map `ebpf:"moat_range4"`
 	MoatRange6  *ebpf.Map `ebpf:"moat_range6"`
 	MoatSingle4 *ebpf.Map `ebpf:"moat_single4"`
@@ -146,6 +156,7 @@ type moatMaps struct {
 
 func (m *moatMaps) Close() error {
 	return _MoatClose(
+		m.MoatOpen,
 		m.MoatRange4,
 		m.MoatRange6,
 		m.MoatSingle4,

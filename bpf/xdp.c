@@ -10,6 +10,7 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -70,6 +71,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } moat_range6 SEC(".maps");
 
+// Destination ports no ban may close (enforce.never_block). Not pinned: it
+// belongs to one loaded program, and the loader fills it before attaching,
+// so a restart with another list swaps both at once.
+struct open_port {
+	__u8 proto;
+	__u8 pad;
+	__be16 port;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct open_port);
+	__type(value, __u8);
+} moat_open SEC(".maps");
+
 // All counters share one per-CPU slot, so a packet costs one lookup.
 struct stats {
 	__u64 drop_packets;
@@ -105,6 +122,21 @@ static __always_inline int verdict(struct ban *b, __u64 *now, int *expired)
 		return 1;
 	*expired = 1;
 	return 0;
+}
+
+// never_blocked reports whether the TCP or UDP packet whose L4 header
+// starts at l4 goes to an open port. It runs only for a banned source, so
+// traffic from everyone else pays nothing for it. Both headers start with
+// the source port then the destination port.
+static __always_inline int never_blocked(__u8 proto, void *l4, void *data_end)
+{
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	__be16 *ports = l4;
+	if ((void *)(ports + 2) > data_end)
+		return 0;
+	struct open_port k = {.proto = proto, .port = ports[1]};
+	return bpf_map_lookup_elem(&moat_open, &k) != NULL;
 }
 
 SEC("xdp")
@@ -146,6 +178,10 @@ int moat_xdp(struct xdp_md *ctx)
 			__builtin_memcpy(k.addr, &src, 4);
 			hit = verdict(bpf_map_lookup_elem(&moat_range4, &k), &now, &expired);
 		}
+		// A fragment past the first has no ports: it stays dropped.
+		if (hit && ip->ihl >= 5 && !(ip->frag_off & bpf_htons(0x1fff)) &&
+		    never_blocked(ip->protocol, (void *)ip + ip->ihl * 4, data_end))
+			hit = 0;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
 		if ((void *)(ip6 + 1) > data_end)
@@ -158,6 +194,10 @@ int moat_xdp(struct xdp_md *ctx)
 			__builtin_memcpy(k.addr, a.addr, 16);
 			hit = verdict(bpf_map_lookup_elem(&moat_range6, &k), &now, &expired);
 		}
+		// Only a TCP or UDP header right after the fixed header is
+		// looked at: behind extension headers the packet stays dropped.
+		if (hit && never_blocked(ip6->nexthdr, ip6 + 1, data_end))
+			hit = 0;
 	}
 
 out:;
