@@ -223,6 +223,7 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		Labels:      maps.Clone(sc.labels),
 		Remediation: sc.remediate,
 		Simulated:   sc.simulated,
+		Duration:    sc.banDuration,
 		ReadAt:      readAt,
 	}
 	// The alert shares the events' meta maps: an event in a bucket is never

@@ -33,6 +33,9 @@ type Options struct {
 	MaxBuckets int
 	// Simulated names scenarios whose alerts are marked Simulated.
 	Simulated []string
+	// Overrides tune scenarios by name or glob (see Override); one that
+	// matches no scenario is a warning.
+	Overrides []Override
 	// Released, when set, gets each event the last bucket holding it let
 	// go, for the caller to reuse.
 	Released func(*detect.Event)
@@ -75,6 +78,7 @@ type Set struct {
 	sketchLevels int
 
 	warnings []error
+	infos    []Info
 
 	vars     map[string]any
 	cvars    map[string]any
@@ -116,13 +120,23 @@ func Load(files []string, opts Options) (*Set, error) {
 	for _, n := range opts.Simulated {
 		sim[n] = true
 	}
+	ovs := newOverrides(opts.Overrides)
 	for _, f := range files {
 		specs, lines, docs, hash, err := readFile(f)
 		if err != nil {
 			return nil, err
 		}
 		for i, sp := range specs {
+			eff := ovs.resolve(sp.Name)
+			if eff.enabled != nil && !*eff.enabled {
+				s.infos = append(s.infos, info(sp, f, lines[i], hubDoc{docs[i]}, eff, sim[sp.Name]))
+				continue
+			}
+			sp = eff.apply(sp)
 			sc, warns, err := compile(sp, env)
+			if le, ok := eff.errAt(err, sp.Name); ok {
+				return nil, le
+			}
 			if err != nil {
 				return nil, &LoadError{File: f, Line: yamlerr.LineFor(docs[i], err, lines[i]), Name: sp.Name, Err: err}
 			}
@@ -147,6 +161,9 @@ func Load(files []string, opts Options) (*Set, error) {
 			sc.tab.users = append(sc.tab.users, sc)
 			sc.file, sc.line, sc.hash = f, lines[i], hash
 			sc.simulated = sim[sp.Name]
+			in := info(sp, f, lines[i], hubDoc{docs[i]}, eff, sc.simulated)
+			sc.simulated, sc.banDuration = in.Simulated, in.Duration
+			s.infos = append(s.infos, in)
 			sc.stats.Name = sp.Name
 			s.scenarios = append(s.scenarios, sc)
 			for _, r := range sc.reqs {
@@ -156,6 +173,7 @@ func Load(files []string, opts Options) (*Set, error) {
 			}
 		}
 	}
+	s.warnings = append(s.warnings, ovs.unmatched()...)
 	for _, t := range s.tables {
 		t.cap = max(s.max/len(s.tables), 1)
 		// A sketch bounds a leaky level; tables two scenarios share

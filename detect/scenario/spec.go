@@ -101,6 +101,9 @@ type scenario struct {
 	blackhole time.Duration
 	qsize     int // -1: unbounded
 	simulated bool
+	// banDuration is an override's ban duration for the alerts (0: the
+	// profiles choose).
+	banDuration time.Duration
 
 	// Expressions over one event also run natively where they can.
 	filter, groupby, distinct, cancelOn  *exprenv.Program

@@ -51,6 +51,9 @@ type Alert struct {
 	Labels      map[string]string
 	Remediation bool
 	Simulated   bool
+	// Duration, when set, is the ban duration the scenario's override
+	// chose; it replaces the profiles' duration.
+	Duration time.Duration `json:",omitempty"`
 	// ReadAt is when the line that made the bucket overflow was read, on the
 	// local clock; it anchors the detection-to-kernel latency.
 	ReadAt time.Time
