@@ -62,5 +62,6 @@ one line per test, PASS name or FAIL name: the first failing assert, then
 	f.StringVar(&opts.DataDir, "data", "", "data file directory (default: beside the hub, or hub.data)")
 	f.IntVar(&opts.Year, "year", 0, "year for log dates without one (default: inferred from the asserts)")
 	cmd.AddCommand(test)
+	cmd.AddCommand(a.hubLifecycleCmds()...)
 	return cmd
 }

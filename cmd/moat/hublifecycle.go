@@ -1,0 +1,432 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moatsec/moat/detect/hub"
+	"github.com/moatsec/moat/detect/hubstore"
+	"github.com/moatsec/moat/internal/config"
+)
+
+// defaultHubSource is Debian's crowdsec package snapshot: a hub that is
+// already on the disk, so the default never reaches for the network.
+const defaultHubSource = "/usr/share/crowdsec/hub"
+
+// hubSourceFlags are the flags of the commands that read a source.
+type hubSourceFlags struct {
+	source, data string
+	set          bool
+}
+
+func (f *hubSourceFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.source, "source", defaultHubSource, "hub source: a hub directory (with or without .index.json) or a .tar.gz bundle of one")
+	cmd.Flags().StringVar(&f.data, "data-source", "", "where the source's data files are (default: data/ in or beside the source)")
+}
+
+func (f *hubSourceFlags) open(cmd *cobra.Command) (*hubstore.Source, error) {
+	src, err := hubstore.OpenSource(f.source, hubstore.SourceOptions{DataDir: f.data})
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// hubLifecycleCmds are moat hub list, install, remove, upgrade and inspect.
+func (a *app) hubLifecycleCmds() []*cobra.Command {
+	return []*cobra.Command{a.hubListCmd(), a.hubInstallCmd(), a.hubRemoveCmd(), a.hubUpgradeCmd(), a.hubInspectCmd()}
+}
+
+// hubRow is one line of moat hub list.
+type hubRow struct {
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	// Status: available (in the source only), installed, tainted,
+	// missing, update (the source has another version) or active
+	// (shipped or local content the store does not manage).
+	Status string `json:"status"`
+	// Loaded is the layer the engine takes the item from, "" if none.
+	Loaded string `json:"loaded,omitempty"`
+	// Shadows is the layer the loaded item overrides, if any.
+	Shadows string `json:"shadows,omitempty"`
+	Path    string `json:"path,omitempty"`
+}
+
+func (a *app) hubListCmd() *cobra.Command {
+	var sf hubSourceFlags
+	var activeOnly bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List hub items: the source's, the installed ones and the ones loaded, with where each is loaded from",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			format, err := a.outputFormat("table")
+			if err != nil {
+				return err
+			}
+			var src *hubstore.Source
+			if !activeOnly {
+				// Without an explicit --source, a missing default source
+				// only narrows the listing to what is loaded.
+				if _, err := os.Stat(sf.source); err == nil || cmd.Flags().Changed("source") {
+					if src, err = sf.open(cmd); err != nil {
+						return err
+					}
+					defer src.Close()
+				}
+			}
+			rows, err := hubList(cfg, src, activeOnly)
+			if err != nil {
+				return err
+			}
+			return listing[hubRow]{
+				columns: []column[hubRow]{
+					{"KIND", func(r hubRow) string { return r.Kind }},
+					{"NAME", func(r hubRow) string { return r.Name }},
+					{"VERSION", func(r hubRow) string { return dash(r.Version) }},
+					{"STATUS", func(r hubRow) string { return r.Status }},
+					{"LOADED FROM", func(r hubRow) string {
+						if r.Shadows != "" {
+							return r.Loaded + " (over " + r.Shadows + ")"
+						}
+						return dash(r.Loaded)
+					}},
+				},
+				raw:   func(r hubRow) string { return r.Kind + "/" + r.Name },
+				empty: "no hub items",
+				footer: func(n int) string {
+					if src == nil {
+						return fmt.Sprintf("%d item(s)", n)
+					}
+					return fmt.Sprintf("%d item(s); source %s", n, src.Origin)
+				},
+			}.render(a.stdout, format, rows)
+		},
+	}
+	sf.add(cmd)
+	cmd.Flags().BoolVar(&activeOnly, "loaded", false, "list only the items the engine loads")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// hubList joins the source's items, the store's records and the layers
+// the engine loads into one row per item.
+func hubList(cfg config.Config, src *hubstore.Source, activeOnly bool) ([]hubRow, error) {
+	c, err := resolveContent(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.cleanup()
+	layers, err := hubLayers(cfg, func() (string, error) { return c.hubDir, nil })
+	if err != nil {
+		return nil, err
+	}
+	if len(layers) == 0 {
+		layers = []hubLayer{{layerLocal, c.hubDir}}
+	}
+	label := map[string]string{}
+	var dirs []string
+	for _, l := range layers {
+		label[l.dir] = l.label
+		dirs = append(dirs, l.dir)
+	}
+	h, err := hub.Open(dirs[0], dirs[1:]...)
+	if err != nil {
+		return nil, err
+	}
+	store, err := hubstore.Open(hubStoreDir(cfg), cfg.Hub.Data)
+	if err != nil {
+		return nil, err
+	}
+	rows := map[string]*hubRow{}
+	row := func(kind, name string) *hubRow {
+		k := kind + "/" + name
+		if rows[k] == nil {
+			rows[k] = &hubRow{Kind: kind, Name: name}
+		}
+		return rows[k]
+	}
+	for _, kind := range hubstore.Kinds {
+		for _, it := range h.Items(kind) {
+			r := row(kind, it.Name)
+			r.Loaded, r.Status, r.Path = label[it.Layer], "active", it.Path
+		}
+	}
+	for _, it := range h.Shadowed() {
+		if r := rows[it.Kind+"/"+it.Name]; r != nil && r.Shadows == "" {
+			r.Shadows = label[it.Layer]
+		}
+	}
+	for _, rec := range store.Records() {
+		r := row(rec.Kind, rec.Name)
+		r.Version = rec.Version
+		if r.Status, err = store.FileState(rec); err != nil {
+			return nil, err
+		}
+		if r.Status == hubstore.StateOK {
+			r.Status = "installed"
+		}
+	}
+	if src != nil {
+		for _, it := range src.Items() {
+			r := rows[it.Ref()]
+			if r == nil {
+				if activeOnly {
+					continue
+				}
+				r = row(it.Kind, it.Name)
+				r.Status, r.Version = "available", it.Version
+				continue
+			}
+			if rec, err := store.Lookup(it.Ref()); err == nil && r.Status == "installed" && rec.SHA256 != it.SHA256 {
+				r.Status = "update"
+				if it.Version != "" && it.Version != rec.Version {
+					r.Status = "update to " + it.Version
+				}
+			}
+		}
+	}
+	out := make([]hubRow, 0, len(rows))
+	for _, r := range rows {
+		if activeOnly && r.Loaded == "" {
+			continue
+		}
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ki, kj := slices.Index(hubstore.Kinds, out[i].Kind), slices.Index(hubstore.Kinds, out[j].Kind)
+		if ki != kj {
+			return ki < kj
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// changeListing prints what an install, upgrade or remove did.
+var changeListing = listing[hubstore.Change]{
+	columns: []column[hubstore.Change]{
+		{"ITEM", func(c hubstore.Change) string { return c.Ref }},
+		{"ACTION", func(c hubstore.Change) string { return c.Action }},
+		{"FROM", func(c hubstore.Change) string { return dash(c.From) }},
+		{"TO", func(c hubstore.Change) string { return dash(c.To) }},
+		{"NOTE", func(c hubstore.Change) string { return c.Note }},
+	},
+	raw:   func(c hubstore.Change) string { return c.Action + " " + c.Ref },
+	empty: "nothing to do",
+}
+
+// afterChange prints the changes, then checks that the engine loads what
+// is now installed: the daemon would refuse to start or reload otherwise.
+func (a *app) afterChange(cfg config.Config, changes []hubstore.Change, opErr error) error {
+	format, err := a.outputFormat("table")
+	if err != nil {
+		return err
+	}
+	if err := changeListing.render(a.stdout, format, changes); err != nil {
+		return err
+	}
+	if opErr != nil {
+		return opErr
+	}
+	c, err := resolveContent(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.cleanup()
+	if _, err := loadEngine(cfg, c, false, 0); err != nil {
+		return fmt.Errorf("the installed content does not load (moat would refuse it): %w", err)
+	}
+	fmt.Fprintln(a.stderr, "moat: reload the daemon (systemctl reload moat) to use the changes")
+	return nil
+}
+
+func (a *app) openStore(cmd *cobra.Command) (config.Config, *hubstore.Store, error) {
+	cfg, err := a.loadConfig(cmd)
+	if err != nil {
+		return cfg, nil, err
+	}
+	st, err := hubstore.Open(hubStoreDir(cfg), cfg.Hub.Data)
+	return cfg, st, err
+}
+
+func (a *app) hubInstallCmd() *cobra.Command {
+	var sf hubSourceFlags
+	var opts hubstore.InstallOptions
+	cmd := &cobra.Command{
+		Use:   "install NAME...",
+		Short: "Install hub items and what they depend on from a local hub source",
+		Long: `Copies the named collections, parsers, scenarios or postoverflows, and
+everything a collection pulls in, from the source into state_dir/hub, and the
+data files they name into hub.data, then records each item's version and
+sha256. Nothing is downloaded: a data file the source lacks stops the install
+(unless --allow-missing-data). Items already installed are left as they are
+(see upgrade).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			cfg, st, err := a.openStore(cmd)
+			if err != nil {
+				return err
+			}
+			src, err := sf.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			changes, err := st.Install(src, names, opts)
+			if errors.Is(err, hubstore.ErrNotFound) {
+				return usageError{err}
+			}
+			return a.afterChange(cfg, changes, err)
+		},
+	}
+	sf.add(cmd)
+	cmd.Flags().BoolVar(&opts.AllowMissingData, "allow-missing-data", false, "install even if the source lacks data files the items name")
+	return cmd
+}
+
+func (a *app) hubUpgradeCmd() *cobra.Command {
+	var sf hubSourceFlags
+	var opts hubstore.InstallOptions
+	cmd := &cobra.Command{
+		Use:   "upgrade [NAME...]",
+		Short: "Replace installed items (all, or the named ones) with the source's version; tainted items are kept",
+		Long: `Replaces every installed item (or the named ones) whose file in the source
+differs from the one installed. An item edited since it was installed is
+reported as tainted and left untouched; files under hub.dir (the local layer)
+are never touched.`,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			cfg, st, err := a.openStore(cmd)
+			if err != nil {
+				return err
+			}
+			src, err := sf.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			changes, err := st.Upgrade(src, names, opts)
+			if errors.Is(err, hubstore.ErrNotFound) {
+				return usageError{err}
+			}
+			return a.afterChange(cfg, changes, err)
+		},
+	}
+	sf.add(cmd)
+	cmd.Flags().BoolVar(&opts.AllowMissingData, "allow-missing-data", false, "upgrade even if the source lacks data files the items name")
+	return cmd
+}
+
+func (a *app) hubRemoveCmd() *cobra.Command {
+	var opts hubstore.RemoveOptions
+	cmd := &cobra.Command{
+		Use:   "remove NAME...",
+		Short: "Remove installed items and the dependencies nothing else needs",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			cfg, st, err := a.openStore(cmd)
+			if err != nil {
+				return err
+			}
+			changes, err := st.Remove(names, opts)
+			if errors.Is(err, hubstore.ErrNotFound) {
+				return usageError{err}
+			}
+			return a.afterChange(cfg, changes, err)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "remove tainted items too, losing their local edits")
+	return cmd
+}
+
+func (a *app) hubInspectCmd() *cobra.Command {
+	var sf hubSourceFlags
+	var diff bool
+	cmd := &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "Show an item as installed and as the source offers it; --diff compares the two files",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, st, err := a.openStore(cmd)
+			if err != nil {
+				return err
+			}
+			format, err := a.outputFormat("table")
+			if err != nil {
+				return err
+			}
+			var src *hubstore.Source
+			if _, err := os.Stat(sf.source); err == nil || cmd.Flags().Changed("source") {
+				if src, err = sf.open(cmd); err != nil {
+					return err
+				}
+				defer src.Close()
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			in, err := st.Inspect(src, args[0], diff)
+			if errors.Is(err, hubstore.ErrNotFound) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			raw := []string{in.Ref}
+			return result{value: in, raw: raw, text: func(w io.Writer) error { return printInspection(w, in) }}.render(a.stdout, format)
+		},
+	}
+	sf.add(cmd)
+	cmd.Flags().BoolVar(&diff, "diff", false, "show the installed file against the source's, as a unified diff")
+	return cmd
+}
+
+func printInspection(w io.Writer, in hubstore.Inspection) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "item:       %s\n", esc(in.Ref))
+	if r := in.Installed; r != nil {
+		fmt.Fprintf(&b, "installed:  version %s, sha256 %s, %s\n", esc(dash(r.Version)), r.SHA256, in.State)
+		fmt.Fprintf(&b, "  path:     %s\n", esc(r.Path))
+		fmt.Fprintf(&b, "  from:     %s at %s\n", esc(r.Source), r.InstalledAt.Format("2006-01-02 15:04:05Z"))
+		if !r.Explicit {
+			fmt.Fprintf(&b, "  as a dependency\n")
+		}
+	} else {
+		fmt.Fprintf(&b, "installed:  no\n")
+	}
+	if it := in.Available; it != nil {
+		fmt.Fprintf(&b, "source:     version %s, sha256 %s\n", esc(dash(it.Version)), it.SHA256)
+		for _, d := range it.Deps {
+			fmt.Fprintf(&b, "  needs:    %s\n", esc(d))
+		}
+		for _, d := range it.Data {
+			fmt.Fprintf(&b, "  data:     %s\n", esc(d))
+		}
+	}
+	if in.Diff != "" {
+		b.WriteString("\n")
+		for _, l := range strings.SplitAfter(strings.TrimSuffix(in.Diff, "\n"), "\n") {
+			b.WriteString(esc(strings.TrimSuffix(l, "\n")) + "\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
