@@ -327,7 +327,13 @@ func (p *Profile) decisions(env Env, a model.Alert, now time.Time, rnd func() fl
 	var ds []model.Decision
 	for _, spec := range p.Decisions {
 		dur, forever := spec.Duration, spec.Forever
-		if p.durationExpr != nil {
+		// A scenario override's ban duration is set for this scenario
+		// alone: it replaces the profile's duration and duration_expr;
+		// duration_escalation and recidive still build on it.
+		if a.Duration > 0 {
+			dur, forever = a.Duration, false
+		}
+		if p.durationExpr != nil && a.Duration == 0 {
 			v, err := vm.Run(p.durationExpr, env)
 			if err == nil {
 				err = env.st.err
