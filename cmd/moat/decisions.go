@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moatsec/moat/enforce/api"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // decisionFilterFlags are the filters list and delete share.
@@ -80,7 +81,7 @@ func (a *app) decisionsCmd() *cobra.Command {
 		Short:   "List, add and delete decisions (bans) in the running daemon",
 		Args:    cobra.NoArgs,
 	}
-	cmd.AddCommand(a.decisionsListCmd(), a.decisionsAddCmd(), a.decisionsDeleteCmd())
+	cmd.AddCommand(a.decisionsListCmd(), a.decisionsAddCmd(), a.decisionsDeleteCmd(), a.decisionsImportCmd())
 	return cmd
 }
 
@@ -92,6 +93,7 @@ func (a *app) decisionsListCmd() *cobra.Command {
 	var f decisionFilterFlags
 	var history, all bool
 	var limit int
+	var since string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List active decisions",
@@ -99,7 +101,8 @@ func (a *app) decisionsListCmd() *cobra.Command {
 says otherwise; --all lists every one. Decisions are printed as they are
 read from the daemon, so a list of millions needs no more memory than a
 list of ten. When the table leaves some out, a line on stderr says how many
-there are. --history includes expired and deleted ones. -o raw prints one
+there are. --history includes expired and deleted ones. --since 2h lists
+those created in the last two hours (days too: 7d). -o raw prints one
 value per line. Table and raw output show control characters escaped
 (\x1b, \\ for a backslash); -o json is exact, a JSON array.`,
 		Args: cobra.NoArgs,
@@ -110,6 +113,12 @@ value per line. Table and raw output show control characters escaped
 			}
 			if history {
 				q.Set("history", "true")
+			}
+			if since != "" {
+				if _, forever, err := model.ParseDuration(since); err != nil || forever {
+					return usagef("--since %q: want a duration such as 2h or 7d", since)
+				}
+				q.Set("since", since)
 			}
 			switch {
 			case all && cmd.Flags().Changed("limit"):
@@ -142,19 +151,20 @@ value per line. Table and raw output show control characters escaped
 	fl.BoolVar(&history, "history", false, "include expired and deleted decisions")
 	fl.IntVar(&limit, "limit", defaultListLimit, "show at most this many, newest first")
 	fl.BoolVar(&all, "all", false, "show every decision")
+	fl.StringVar(&since, "since", "", "only decisions created within this long (2h, 7d)")
 	return cmd
 }
 
 func (a *app) decisionsAddCmd() *cobra.Command {
-	var ip, cidr, reason, typ string
-	var duration time.Duration
+	var ip, cidr, reason, typ, durationArg string
 	var simulated bool
 	cmd := &cobra.Command{
 		Use:   "add",
 		Short: "Ban an address or range now",
-		Long: `Add a decision: --ip or --range, for --duration (default 4h). The command
-returns once the decision is stored and in the kernel.`,
-		Example: "  moat decisions add --ip 198.51.100.7 --reason 'ssh brute force'\n  moat decisions add --range 203.0.113.0/24 --duration 24h",
+		Long: `Add a decision: --ip or --range, for --duration (default 4h; days such as
+7d, or forever: never expires, held in the kernel without a timeout). The
+command returns once the decision is stored and in the kernel.`,
+		Example: "  moat decisions add --ip 198.51.100.7 --reason 'ssh brute force'\n  moat decisions add --range 203.0.113.0/24 --duration 24h\n  moat decisions add --ip 192.0.2.66 --duration forever",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := a.outputFormat("json")
@@ -180,8 +190,13 @@ returns once the decision is stored and in the kernel.`,
 			default:
 				return usagef("say what to ban with --ip or --range")
 			}
-			if duration <= 0 || duration > api.MaxDuration {
-				return usagef("--duration %s: want a positive duration up to %s", duration, api.MaxDuration)
+			duration, forever, err := model.ParseDuration(durationArg)
+			if err != nil || duration > api.MaxDuration {
+				return usagef("--duration %s: want a positive duration up to %s, or forever", durationArg, api.MaxDuration)
+			}
+			lasts := model.FormatDuration(duration)
+			if forever {
+				lasts = model.Forever
 			}
 			if reason == "" {
 				reason = "manual"
@@ -190,7 +205,7 @@ returns once the decision is stored and in the kernel.`,
 			if err != nil {
 				return err
 			}
-			ds, err := c.AddDecisions(cmd.Context(), []api.NewDecision{{Value: value, Type: typ, Duration: duration.String(), Reason: reason, Simulated: simulated}}, true)
+			ds, err := c.AddDecisions(cmd.Context(), []api.NewDecision{{Value: value, Type: typ, Duration: lasts, Reason: reason, Simulated: simulated}}, true)
 			if err != nil {
 				return adminError(err)
 			}
@@ -200,7 +215,11 @@ returns once the decision is stored and in the kernel.`,
 			}
 			return result{value: ds, raw: ids, text: func(w io.Writer) error {
 				for _, d := range ds {
-					if _, err := fmt.Fprintf(w, "Decision %d: %s %s for %s (until %s).\n", d.ID, esc(d.Type), esc(d.Value), duration, fmtTime(d.Until)); err != nil {
+					until := "until " + fmtTime(d.Until)
+					if d.Until.IsZero() {
+						until = "no expiry"
+					}
+					if _, err := fmt.Fprintf(w, "Decision %d: %s %s for %s (%s).\n", d.ID, esc(d.Type), esc(d.Value), lasts, until); err != nil {
 						return err
 					}
 				}
@@ -211,7 +230,7 @@ returns once the decision is stored and in the kernel.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&ip, "ip", "i", "", "IP address to ban")
 	fl.StringVarP(&cidr, "range", "r", "", "CIDR range to ban")
-	fl.DurationVarP(&duration, "duration", "d", 4*time.Hour, "how long the decision lasts")
+	fl.StringVarP(&durationArg, "duration", "d", "4h", "how long the decision lasts (4h, 7d, or forever)")
 	fl.StringVarP(&reason, "reason", "R", "", "why (shown in lists and to bouncers)")
 	fl.StringVarP(&typ, "type", "t", "ban", "decision type, lowercase as bouncers match it exactly; only ban is enforced in the kernel, others are served to bouncers")
 	fl.BoolVar(&simulated, "simulated", false, "store and show the decision without enforcing it")

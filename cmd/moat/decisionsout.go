@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/enforce/api"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // decisionSample is how many rows of decisions list size the table's
@@ -54,8 +55,11 @@ func decisionAction(d api.Decision) string {
 // decisionLeft is the time a decision has left; a decision deleted before
 // its end says so instead.
 func decisionLeft(d api.Decision, now time.Time) string {
-	if !d.DeletedAt.IsZero() && d.DeletedAt.Before(d.Until) {
+	if !d.DeletedAt.IsZero() && (d.Until.IsZero() || d.DeletedAt.Before(d.Until)) {
 		return "deleted"
+	}
+	if d.Until.IsZero() {
+		return model.Forever
 	}
 	return remaining(d.Until, now)
 }
