@@ -39,6 +39,8 @@ type Config struct {
 	Replay bool
 	// Simulated scenarios produce alerts marked Simulated.
 	Simulated []string
+	// Overrides tune scenarios without editing their hub files.
+	Overrides []scenario.Override
 	// Views keeps each overflow's View (hub asserts read it); without it
 	// a view is only built for the postoverflows.
 	Views bool
@@ -101,7 +103,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Replay: cfg.Replay, Released: e.recycle}); err != nil {
+	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Overrides: cfg.Overrides, Replay: cfg.Replay, Released: e.recycle}); err != nil {
 		return nil, err
 	}
 	return e, nil
