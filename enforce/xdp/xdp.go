@@ -13,6 +13,7 @@ import (
 
 	"github.com/moatsec/moat/bpf"
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/unix"
 )
 
@@ -28,6 +29,11 @@ type Config struct {
 	// MaxSingles and MaxRanges are map capacities per address family; they
 	// take effect only when the maps are created, not when adopted.
 	MaxSingles, MaxRanges int
+	// NeverBlock are destination ports the program passes even from a
+	// banned source. Port-scoped bans are not enforced here: the program
+	// would have to read the ports of every packet, not only of banned
+	// sources' ones; nftables holds them (see enforce/nft/ports.go).
+	NeverBlock []model.PortProto
 }
 
 // ErrMapFull is wrapped by Apply when a ban map has no room left.
@@ -55,7 +61,11 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open xdp backend: %w", err)
 	}
-	f, err := bpf.Load(bpf.Options{PinDir: cfg.PinDir, MaxSingles: cfg.MaxSingles, MaxRanges: cfg.MaxRanges})
+	open := make([]bpf.OpenPort, len(cfg.NeverBlock))
+	for i, p := range cfg.NeverBlock {
+		open[i] = bpf.OpenPort{Proto: p.Proto, Port: p.Port}
+	}
+	f, err := bpf.Load(bpf.Options{PinDir: cfg.PinDir, MaxSingles: cfg.MaxSingles, MaxRanges: cfg.MaxRanges, OpenPorts: open})
 	if err != nil {
 		return nil, openErr(err)
 	}
