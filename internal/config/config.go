@@ -57,6 +57,8 @@ type Config struct {
 	// Notifications are named channels (webhook, email, file) that
 	// profiles send their alerts to by name (notifications.go).
 	Notifications map[string]Notification `yaml:"notifications,omitempty"`
+	// Scenarios tune hub scenarios by name or glob (scenarios.go).
+	Scenarios []ScenarioOverride `yaml:"scenarios"`
 
 	// Source is the file the config came from, or "" for the embedded default.
 	Source string `yaml:"-"`
@@ -387,6 +389,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return err
 	}
 	if err := c.validateCommunity(bad); err != nil {
+		return err
+	}
+	if err := c.validateScenarios(bad); err != nil {
 		return err
 	}
 	return c.validateFleet(bad)
