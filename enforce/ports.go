@@ -17,7 +17,8 @@ type PortEntry struct {
 }
 
 // PortDiff is what a PortBackend must change. Set adds entries or moves
-// their expiry; Delete removes them (their Expiry is ignored).
+// their expiry; Delete removes them (their Expiry is ignored). An element
+// appears at most once in the whole diff.
 type PortDiff struct {
 	Set, Delete []PortEntry
 }

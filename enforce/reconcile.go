@@ -63,6 +63,8 @@ type Reconciler struct {
 	loadN          int
 	loadErr        error
 	adopted        atomic.Uint64
+	// ports holds the port-scoped decisions (see portrec.go).
+	ports map[portKey]map[int64]stamp
 
 	stats reconcilerStats
 }
@@ -140,6 +142,10 @@ func (r *Reconciler) Ready() <-chan struct{} { return r.ready }
 func (r *Reconciler) Seed(ds []model.Decision) error {
 	var errs []error
 	now := time.Now()
+	ds, scoped := splitPorts(ds)
+	if _, err := r.notePorts(scoped, nil, now); err != nil {
+		errs = append(errs, err)
+	}
 	for _, d := range ds {
 		p, err := r.prefixOf(d)
 		if err == nil {
@@ -157,6 +163,15 @@ func (r *Reconciler) Seed(ds []model.Decision) error {
 // result (or ctx ends). Refused decisions are reported in the error; the
 // others are applied regardless.
 func (r *Reconciler) Apply(ctx context.Context, add, remove []model.Decision) error {
+	add, addPorts := splitPorts(add)
+	remove, removePorts := splitPorts(remove)
+	if len(addPorts)+len(removePorts) > 0 {
+		perr := r.Do(ctx, func() error { return r.applyPorts(ctx, addPorts, removePorts) })
+		if len(add)+len(remove) == 0 || ctx.Err() != nil {
+			return perr
+		}
+		return errors.Join(perr, r.Apply(ctx, add, remove))
+	}
 	res, err := r.call(ctx, &request{add: add, remove: remove})
 	if err != nil {
 		return err
@@ -167,6 +182,14 @@ func (r *Reconciler) Apply(ctx context.Context, add, remove []model.Decision) er
 // Enqueue hands decisions over without waiting for the kernel: the hot path
 // from an alert. It blocks only when the reconciler is far behind.
 func (r *Reconciler) Enqueue(ctx context.Context, add []model.Decision) {
+	if add, scoped := splitPorts(add); len(scoped) > 0 {
+		r.enqueuePorts(ctx, scoped)
+		if len(add) == 0 {
+			return
+		}
+		r.Enqueue(ctx, add)
+		return
+	}
 	select {
 	case r.reqs <- &request{add: add}:
 	case <-ctx.Done():

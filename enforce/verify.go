@@ -94,6 +94,10 @@ func (r *Reconciler) verify(ctx context.Context) (Drift, error) {
 		}
 		drift.Backends = append(drift.Backends, bd)
 	}
+	if err := r.verifyPorts(ctx); err != nil {
+		r.stats.applyErrors.Add(1)
+		errs = append(errs, err)
+	}
 	if started && r.cfg.Verified != nil {
 		r.cfg.Verified(drift)
 	}
