@@ -89,7 +89,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVarP(&a.configPath, "config", "c", config.DefaultPath, "configuration file")
 	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from the configuration)")
-	pf.StringVarP(&a.output, "output", "o", "", "output format: table, json or raw (default table on a terminal, json otherwise where it applies)")
+	pf.StringVarP(&a.output, "output", "o", "", "output format: table (alias human), json or raw (default table on a terminal, json otherwise where it applies)")
 	root.AddCommand(
 		a.runCmd(),
 		a.replayCmd(),
@@ -111,6 +111,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.statusCmd(),
 		a.communityCmd(),
 	)
+	a.conventions(root)
 	return root
 }
 
@@ -138,8 +139,10 @@ func (a *app) outputFormat(def string) (string, error) {
 		return def, nil
 	case "table", "json", "raw":
 		return a.output, nil
+	case "human":
+		return "table", nil
 	}
-	return "", usagef("-o %q: want table, json or raw", a.output)
+	return "", usagef("-o %q: want table (or human), json or raw", a.output)
 }
 
 func isTerminal(f *os.File) bool {

@@ -88,11 +88,7 @@ func (c *Client) open(ctx context.Context, method, path string, q url.Values, bo
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, fmt.Errorf("%s: %w (%v)", c.socket, ErrDaemonDown, op.Err)
-		}
-		return nil, err
+		return nil, dialError(c.socket, err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()

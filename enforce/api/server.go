@@ -167,6 +167,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /v1/admin/decisions", handle(s.listDecisions))
 	mux.Handle("POST /v1/admin/decisions", handle(s.addDecisions))
 	mux.Handle("DELETE /v1/admin/decisions", handle(s.deleteDecisions))
+	mux.Handle("POST /v1/admin/decisions/import", handle(s.importDecisions))
 	mux.Handle("GET /v1/admin/alerts", handle(s.listAlerts))
 	mux.Handle("GET /v1/admin/alerts/{id}", handle(s.getAlert))
 	mux.Handle("GET /v1/admin/bouncers", handle(s.listBouncers))
