@@ -158,19 +158,17 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 // or deleted, within the retention) created at or after since. It asks
 // the database, not a copy in memory, so other replicas' decisions count.
 func (s *Store) CountDecisions(ctx context.Context, value string, since time.Time) (int, error) {
-	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM decisions WHERE value = $1 AND created_at >= $2`, value, nanos(since)).Scan(&n); err != nil {
+	n, err := s.counts.get(ctx, countKey{value, nanos(since)}, s.countMany)
+	if err != nil {
 		return 0, s.wrap("count decisions on "+value, err)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // HasActive reports whether value holds an active decision that an alert
 // of scenario produced.
 func (s *Store) HasActive(ctx context.Context, value, scenario string, now time.Time) (bool, error) {
-	var ok bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM decisions WHERE value = $1 AND scenario = $2 AND alert_id IS NOT NULL AND deleted_at IS NULL AND (until = 0 OR until > $3))`,
-		value, scenario, now.UnixNano()).Scan(&ok)
+	ok, err := s.active.get(ctx, activeKey{value, scenario, now.UnixNano()}, s.hasActiveMany)
 	if err != nil {
 		return false, s.wrap(fmt.Sprintf("active decision of %s for %s", value, scenario), err)
 	}

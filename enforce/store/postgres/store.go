@@ -18,7 +18,8 @@
 //     in-memory indexes: another replica's inserts must count too.
 //   - Sweeps (expiry, prune, alert cap) work in batches ordered by id, and
 //     Singleton runs a job on one replica at a time under an advisory lock.
-//   - Concurrent inserts on one Store share a statement (group commit).
+//   - Concurrent inserts on one Store share a statement (group commit),
+//     and so do concurrent duplicate checks and escalation counts.
 //
 // LISTEN and connection-held advisory locks need a server connection
 // that stays theirs: behind a pooler, pool per client connection
@@ -63,6 +64,9 @@ type Store struct {
 
 	ids   ids
 	group group
+	// active and counts coalesce the reads deciding on pushed alerts.
+	active lookups[activeKey, bool]
+	counts lookups[countKey, int64]
 	// badID hands out negative IDs when a block could not be reserved;
 	// the insert refuses them (see ReserveIDs).
 	badID atomic.Int64
