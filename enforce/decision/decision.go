@@ -60,6 +60,12 @@ type Service struct {
 	// (loopback, this host's addresses): refused here, they are neither
 	// stored nor served to bouncers.
 	Protect func(netip.Prefix) error
+	// Enforced, when set, hears of enforced decisions once the kernel
+	// holds them (ban) and once they left it (unban: deleted, lifted by
+	// the allowlist or expired), so that what runs on a ban (actions)
+	// never runs before it. Called on the caller's goroutine, which may be
+	// on the ban path: it must not wait (enforce/action only queues).
+	Enforced func(ban bool, ds []model.Decision)
 
 	mu        sync.RWMutex
 	fromCfg   []netip.Prefix
@@ -267,6 +273,9 @@ func (s *Service) enforce(ctx context.Context, a model.Alert) (*pending, error) 
 	if add := enforceable(ds); len(add) > 0 && s.enf != nil {
 		p.enfErr = s.enf.Apply(ctx, add, nil)
 	}
+	if p.enfErr == nil {
+		s.announce(true, ds)
+	}
 	return p, nil
 }
 
@@ -338,6 +347,7 @@ func (s *Service) Add(ctx context.Context, ds []model.Decision) error {
 			return fmt.Errorf("decisions stored but not enforced: %w", err)
 		}
 	}
+	s.announce(true, ds)
 	s.count(func() { s.stats.decisions += int64(len(ds)) })
 	return nil
 }
@@ -422,8 +432,29 @@ func (s *Service) unenforce(ctx context.Context, ds []model.Decision) error {
 			return fmt.Errorf("decisions deleted from the store but not from the kernel: %w", err)
 		}
 	}
+	s.announce(false, ds)
 	return nil
 }
+
+// announce hands Enforced the enforceable decisions of ds.
+func (s *Service) announce(ban bool, ds []model.Decision) {
+	if s.Enforced == nil {
+		return
+	}
+	if ds = enforceable(ds); len(ds) > 0 {
+		s.Enforced(ban, ds)
+	}
+}
+
+// expireSomer is a store that returns the decisions it marks expired
+// (store.Store), so that their unbans can be announced.
+type expireSomer interface {
+	ExpireSome(ctx context.Context, now time.Time, max int) ([]model.Decision, error)
+}
+
+// expireSlice bounds the expired decisions held at once when each is
+// announced.
+const expireSlice = 4096
 
 // ActiveDecisions returns the decisions the kernel must hold now (active
 // and not simulated): the reconciler's seed at start.
@@ -443,7 +474,22 @@ func (s *Service) List(ctx context.Context, f store.Filter) ([]store.Record, err
 // Expire marks decisions that ran out as deleted in the store so bouncer
 // streams report them. The kernel expires them on its own.
 func (s *Service) Expire(ctx context.Context) (int, error) {
-	return s.st.Expire(ctx, time.Now())
+	es, ok := s.st.(expireSomer)
+	if s.Enforced == nil || !ok {
+		return s.st.Expire(ctx, time.Now())
+	}
+	now, total := time.Now(), 0
+	for {
+		ds, err := es.ExpireSome(ctx, now, expireSlice)
+		total += len(ds)
+		if err != nil {
+			return total, err
+		}
+		s.announce(false, ds)
+		if len(ds) < expireSlice {
+			return total, nil
+		}
+	}
 }
 
 // Run sweeps expired decisions every second and prunes the store hourly,
