@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"math"
+	"sort"
 	"time"
 )
 
@@ -148,10 +149,19 @@ func stackedChart(id, label string, steps []map[string]uint64, start time.Time, 
 				Title: fmt.Sprintf("%s: %d at %s", trendOther, other, at)})
 		}
 	}
-	for _, i := range []int{0, n / 2, n - 1} {
-		c.Texts = append(c.Texts, chartText{X: round2(chartLeft + (float64(i)+0.5)*slot), Y: chartH - 4, Anchor: "middle",
+	// The first and last labels hang inward, so the edges do not clip them.
+	for i, anchor := range map[int]string{0: "start", n / 2: "middle", n - 1: "end"} {
+		x := chartLeft + (float64(i)+0.5)*slot
+		switch anchor {
+		case "start":
+			x = chartLeft
+		case "end":
+			x = chartW
+		}
+		c.Texts = append(c.Texts, chartText{X: round2(x), Y: chartH - 2, Anchor: anchor,
 			Text: start.Add(time.Duration(i) * step).In(loc).Format("15:04")})
 	}
+	sort.Slice(c.Texts, func(i, j int) bool { return c.Texts[i].X < c.Texts[j].X })
 	return c
 }
 
@@ -187,7 +197,14 @@ func histogramChart(id, label string, bs []Bucket) chart {
 				Color: chartColors[0], Title: fmt.Sprintf("≤ %s: %s", le, FormatCount(counts[i]))})
 		}
 		if i%4 == 0 || i == len(bs)-1 {
-			c.Texts = append(c.Texts, chartText{X: round2(x + bw/2), Y: chartH - 4, Anchor: "middle", Text: le})
+			anchor := "middle"
+			switch i {
+			case 0:
+				anchor = "start"
+			case len(bs) - 1:
+				anchor = "end"
+			}
+			c.Texts = append(c.Texts, chartText{X: round2(x + bw/2), Y: chartH - 2, Anchor: anchor, Text: le})
 		}
 	}
 	return c
