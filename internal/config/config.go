@@ -57,6 +57,8 @@ type Config struct {
 	// Notifications are named channels (webhook, email, file) that
 	// profiles send their alerts to by name (notifications.go).
 	Notifications map[string]Notification `yaml:"notifications,omitempty"`
+	// Actions are named commands run on bans and unbans (actions.go).
+	Actions map[string]Action `yaml:"actions,omitempty"`
 	// Scenarios tune hub scenarios by name or glob (scenarios.go).
 	Scenarios []ScenarioOverride `yaml:"scenarios"`
 
@@ -383,6 +385,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return bad("hub workers must be 0 (one per core) or positive", "hub", "workers")
 	}
 	if err := c.validateNotifications(root, bad); err != nil {
+		return err
+	}
+	if err := c.validateActions(bad); err != nil {
 		return err
 	}
 	if err := c.validateServer(bad); err != nil {
