@@ -20,7 +20,7 @@ func (a *app) configCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := checkContent(cfg); err != nil {
+			if err := checkContent(cfg, a.stderr); err != nil {
 				return err
 			}
 			out, err := cfg.Marshal()

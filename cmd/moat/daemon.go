@@ -40,6 +40,7 @@ func loadEngine(cfg config.Config, c content, replay bool, year int) (*engine.En
 		Items:       cfg.Hub.Items,
 		MaxBuckets:  cfg.Hub.MaxBuckets,
 		Simulated:   cfg.Simulation,
+		Overrides:   scenarioOverrides(cfg),
 		Replay:      replay,
 		Year:        year,
 	})

@@ -109,6 +109,7 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 	if err != nil {
 		return nil, err
 	}
+	logScenarioWarnings(log, eng)
 	d.engine.p.Store(eng)
 	acqs, err := loadAcquisition(d.content.acquisDir, log)
 	if err != nil {

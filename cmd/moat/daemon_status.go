@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"slices"
 
 	"github.com/moatsec/moat/detect/acquire"
@@ -11,15 +12,17 @@ import (
 )
 
 // checkContent loads everything moat run would load, touching nothing.
-func checkContent(cfg config.Config) error {
+func checkContent(cfg config.Config, warn io.Writer) error {
 	c, err := resolveContent(cfg)
 	if err != nil {
 		return err
 	}
 	defer c.cleanup()
-	if _, err := loadEngine(cfg, c, false, 0); err != nil {
+	eng, err := loadEngine(cfg, c, false, 0)
+	if err != nil {
 		return err
 	}
+	printScenarioWarnings(warn, eng)
 	acqs, err := acquire.LoadConfigDir(c.acquisDir)
 	if err != nil {
 		return contentError{err}
@@ -69,5 +72,6 @@ func (d *daemon) status(ctx context.Context) (api.Status, error) {
 	st.Counters["kernel_errors"] = int64(rs.ApplyErrors)
 	st.Counters["refused"] = int64(rs.Refused)
 	st.Counters["drift_repaired"] = int64(rs.Drift)
+	st.Counters["scenarios_simulated"] = simulatedScenarios(d.engine.p.Load())
 	return st, nil
 }

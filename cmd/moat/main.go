@@ -110,6 +110,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.notificationsCmd(),
 		a.statusCmd(),
 		a.communityCmd(),
+		a.scenariosCmd(),
 	)
 	a.conventions(root)
 	return root

@@ -105,6 +105,7 @@ func (d *daemon) reload(ctx context.Context) (applied bool, err error) {
 		if eng, err = loadEngine(cfg, c, false, 0); err != nil {
 			return false, err
 		}
+		logScenarioWarnings(d.log, eng)
 	}
 	acqs, err := loadAcquisition(c.acquisDir, d.log)
 	if err != nil {
@@ -176,6 +177,7 @@ func keepFrozen(running config.Config, next *config.Config) []string {
 func fingerprint(cfg config.Config, c content) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "items=%q max_buckets=%d simulation=%q data=%q\n", cfg.Hub.Items, cfg.Hub.MaxBuckets, cfg.Simulation, cfg.Hub.Data)
+	fmt.Fprintf(h, "scenarios=%s\n", overridesText(cfg))
 	for _, dir := range append([]string{c.hubDir, c.patternDir}, c.hubOverlays...) {
 		if err := sumTree(h, dir, true); err != nil {
 			return "", err

@@ -88,6 +88,7 @@ func writeStatus(w io.Writer, st api.Status, now time.Time) error {
 	rows = [][]string{
 		{"parsers", fmt.Sprint(len(st.Parsers))},
 		{"scenarios", fmt.Sprint(len(st.Scenarios))},
+		{"simulation", simulationSummary(st.Counters["scenarios_simulated"], len(st.Scenarios))},
 		{"active decisions", fmt.Sprint(st.Store.ActiveDecisions)},
 		{"decisions in history", fmt.Sprint(st.Store.Decisions)},
 		{"alerts", fmt.Sprint(st.Store.Alerts)},
