@@ -27,7 +27,9 @@ func (a *app) conventions(root *cobra.Command) {
 	root.Version = version.Version
 	root.SetVersionTemplate(fmt.Sprintf("moat {{.Version}} (%s, %s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH))
 	// Added now rather than by Execute, so the walk below gives it the
-	// same handling of unknown subcommands as the others.
+	// same handling of unknown subcommands as the others. It keeps the
+	// output stream it sees when added.
+	root.SetOut(a.stdout)
 	root.InitDefaultCompletionCmd()
 	walkCommands(root, func(c *cobra.Command) {
 		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {

@@ -755,7 +755,7 @@ func (s *Server) ServeUnix(ctx context.Context, path string) error {
 func ListenUnix(path string) (net.Listener, error) {
 	dir := filepath.Dir(path)
 	gid := -1
-	if g, err := user.LookupGroup("moat"); err == nil {
+	if g, err := user.LookupGroup(SocketGroup); err == nil {
 		if n, err := strconv.Atoi(g.Gid); err == nil {
 			gid = n
 		}
