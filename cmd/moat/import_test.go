@@ -70,7 +70,7 @@ func TestParseImport(t *testing.T) {
 		},
 		{
 			name: "csv with moat columns and a comment", format: "csv",
-			data: "value,type,scenario,origin\n# skipped\n1.2.3.4,captcha,feed-x,cscli\n,ban,y,z\n",
+			data:    "value,type,scenario,origin\n# skipped\n1.2.3.4,captcha,feed-x,cscli\n,ban,y,z\n",
 			entries: []api.ImportEntry{entry(3, "1.2.3.4", "4h", "manual", "captcha", "feed-x")},
 			skipped: []api.ImportSkip{{Line: 4, Reason: "no value"}},
 		},
