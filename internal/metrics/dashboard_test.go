@@ -372,3 +372,23 @@ func TestNotifyHealth(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDashboard renders the page over a full ring: every minute of
+// the day holds trendMaxScenarios scenarios.
+func BenchmarkDashboard(b *testing.B) {
+	p := newDashFixture().page(b)
+	for m := range trendMinutes {
+		for s := range trendMaxScenarios {
+			p.s.trend.add(dashNow.Add(-time.Duration(m)*time.Minute), fmt.Sprintf("scenario-%02d", s), 3, 1)
+		}
+	}
+	for _, q := range []string{"?range=24h", "?range=1h"} {
+		b.Run(q, func(b *testing.B) {
+			for b.Loop() {
+				if code, _ := render(b, p, q); code != http.StatusOK {
+					b.Fatalf("status %d", code)
+				}
+			}
+		})
+	}
+}

@@ -95,7 +95,7 @@ func TestTrendRing(t *testing.T) {
 	tr.add(trendT0, "old", 0, 7)
 	tr.add(trendT0.Add(24*time.Hour), "new", 0, 1) // same slot, a day later
 	got := tr.series(trendT0.Add(24*time.Hour), 2*trendMinutes, time.Minute)
-	var sum map[string]uint64 = map[string]uint64{}
+	sum := map[string]uint64{}
 	for _, m := range got.Bans {
 		for k, v := range m {
 			sum[k] += v
