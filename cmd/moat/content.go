@@ -70,6 +70,10 @@ func resolveContent(cfg config.Config) (content, error) {
 		c.cleanup()
 		return content{}, err
 	}
+	if err = layerPatterns(cfg, &c); err != nil {
+		c.cleanup()
+		return content{}, err
+	}
 	if c.acquisDir, err = pick(cfg.Acquisition.Dir, "acquis.d"); err != nil {
 		c.cleanup()
 		return content{}, err

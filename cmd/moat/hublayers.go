@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/moatsec/moat/detect/hubstore"
 	"github.com/moatsec/moat/internal/config"
@@ -70,4 +72,47 @@ func layerHub(cfg config.Config, pick func(configured, sub string) (string, erro
 		overlays = append(overlays, l.dir)
 	}
 	return layers[0].dir, overlays, nil
+}
+
+// layerPatterns adds the grok pattern files installed with hub items to
+// the resolved pattern directory. The engine reads one directory, so both
+// are copied into a private one; the resolved directory's files load last
+// and win a name both define, so an installed file cannot change how
+// moat's own parsers match.
+func layerPatterns(cfg config.Config, c *content) error {
+	st, err := hubstore.Open(hubStoreDir(cfg), cfg.Hub.Data)
+	if err != nil {
+		return err
+	}
+	installed := st.Patterns()
+	if installed == "" {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "moat-patterns-")
+	if err != nil {
+		return fmt.Errorf("merge grok patterns: %w", err)
+	}
+	prev := c.cleanup
+	c.cleanup = func() { os.RemoveAll(dir); prev() }
+	// The grok loader reads a directory in name order.
+	for _, l := range []struct{ from, prefix string }{{installed, "0-hub-"}, {c.patternDir, "1-"}} {
+		ents, err := os.ReadDir(l.from)
+		if err != nil {
+			return fmt.Errorf("merge grok patterns: %w", err)
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || e.Name() == "LICENSE" {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(l.from, e.Name()))
+			if err != nil {
+				return fmt.Errorf("merge grok patterns: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, l.prefix+e.Name()), b, 0o644); err != nil {
+				return fmt.Errorf("merge grok patterns: %w", err)
+			}
+		}
+	}
+	c.patternDir = dir
+	return nil
 }

@@ -23,17 +23,17 @@ const defaultHubSource = "/usr/share/crowdsec/hub"
 
 // hubSourceFlags are the flags of the commands that read a source.
 type hubSourceFlags struct {
-	source, data string
-	set          bool
+	source, data, patterns string
 }
 
 func (f *hubSourceFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.source, "source", defaultHubSource, "hub source: a hub directory (with or without .index.json) or a .tar.gz bundle of one")
 	cmd.Flags().StringVar(&f.data, "data-source", "", "where the source's data files are (default: data/ in or beside the source)")
+	cmd.Flags().StringVar(&f.patterns, "patterns-source", "", "where the source's grok pattern files are (default: patterns/ in or beside the source; /etc/crowdsec/patterns for Debian's snapshot)")
 }
 
 func (f *hubSourceFlags) open(cmd *cobra.Command) (*hubstore.Source, error) {
-	src, err := hubstore.OpenSource(f.source, hubstore.SourceOptions{DataDir: f.data})
+	src, err := hubstore.OpenSource(f.source, hubstore.SourceOptions{DataDir: f.data, PatternDir: f.patterns})
 	if err != nil {
 		return nil, err
 	}
@@ -235,28 +235,49 @@ var changeListing = listing[hubstore.Change]{
 	empty: "nothing to do",
 }
 
-// afterChange prints the changes, then checks that the engine loads what
-// is now installed: the daemon would refuse to start or reload otherwise.
-func (a *app) afterChange(cfg config.Config, changes []hubstore.Change, opErr error) error {
+// changeStore runs op on the store, then checks that the engine loads
+// the result, as the daemon would on its next start or reload; if not,
+// the store is put back as it was, so a hub command never leaves moat
+// unable to start.
+func (a *app) changeStore(cfg config.Config, st *hubstore.Store, op func() ([]hubstore.Change, error)) error {
 	format, err := a.outputFormat("table")
 	if err != nil {
 		return err
 	}
+	restore, discard, err := st.Snapshot()
+	if err != nil {
+		return err
+	}
+	changes, opErr := op()
+	if opErr == nil {
+		opErr = checkEngine(cfg)
+	}
+	if opErr != nil {
+		if rerr := restore(); rerr != nil {
+			return fmt.Errorf("%w; and putting the hub store back failed: %v", opErr, rerr)
+		}
+		if errors.Is(opErr, hubstore.ErrNotFound) {
+			return usageError{opErr}
+		}
+		return fmt.Errorf("%w (nothing changed)", opErr)
+	}
+	discard()
 	if err := changeListing.render(a.stdout, format, changes); err != nil {
 		return err
 	}
-	if opErr != nil {
-		return opErr
-	}
+	fmt.Fprintln(a.stderr, "moat: reload the daemon (systemctl reload moat) to use the changes")
+	return nil
+}
+
+func checkEngine(cfg config.Config) error {
 	c, err := resolveContent(cfg)
 	if err != nil {
 		return err
 	}
 	defer c.cleanup()
 	if _, err := loadEngine(cfg, c, false, 0); err != nil {
-		return fmt.Errorf("the installed content does not load (moat would refuse it): %w", err)
+		return fmt.Errorf("the result does not load, moat would refuse it: %w", err)
 	}
-	fmt.Fprintln(a.stderr, "moat: reload the daemon (systemctl reload moat) to use the changes")
 	return nil
 }
 
@@ -292,11 +313,7 @@ sha256. Nothing is downloaded: a data file the source lacks stops the install
 				return err
 			}
 			defer src.Close()
-			changes, err := st.Install(src, names, opts)
-			if errors.Is(err, hubstore.ErrNotFound) {
-				return usageError{err}
-			}
-			return a.afterChange(cfg, changes, err)
+			return a.changeStore(cfg, st, func() ([]hubstore.Change, error) { return st.Install(src, names, opts) })
 		},
 	}
 	sf.add(cmd)
@@ -324,11 +341,7 @@ are never touched.`,
 				return err
 			}
 			defer src.Close()
-			changes, err := st.Upgrade(src, names, opts)
-			if errors.Is(err, hubstore.ErrNotFound) {
-				return usageError{err}
-			}
-			return a.afterChange(cfg, changes, err)
+			return a.changeStore(cfg, st, func() ([]hubstore.Change, error) { return st.Upgrade(src, names, opts) })
 		},
 	}
 	sf.add(cmd)
@@ -347,11 +360,7 @@ func (a *app) hubRemoveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			changes, err := st.Remove(names, opts)
-			if errors.Is(err, hubstore.ErrNotFound) {
-				return usageError{err}
-			}
-			return a.afterChange(cfg, changes, err)
+			return a.changeStore(cfg, st, func() ([]hubstore.Change, error) { return st.Remove(names, opts) })
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "remove tainted items too, losing their local edits")

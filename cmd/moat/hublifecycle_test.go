@@ -248,3 +248,32 @@ func TestHubLayersDefault(t *testing.T) {
 		t.Errorf("layers with hub.dir elsewhere = %+v", layers)
 	}
 }
+
+// TestHubInstallRefusedIsUndone: an install whose result the engine would
+// refuse changes nothing, so the daemon's next reload still works.
+func TestHubInstallRefusedIsUndone(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	files := map[string]string{
+		"collections/acme/broken.yaml":            "name: acme/broken\nparsers:\n  - acme/broken-logs\n",
+		"parsers/s01-parse/acme/broken-logs.yaml": "name: acme/broken-logs\nfilter: \"evt.Parsed.program == 'x'\"\ngrok:\n  pattern: '%{NO_SUCH_PATTERN:x}'\n  apply_on: message\n",
+	}
+	for p, body := range files {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755))
+		must(t, os.WriteFile(filepath.Join(src, p), []byte(body), 0o644))
+	}
+	cfg := filepath.Join(dir, "moat.yaml")
+	must(t, os.WriteFile(cfg, []byte("state_dir: "+dir+"/state\nhub:\n  data: "+dir+"/data\n"), 0o644))
+	code, out, errOut := runMoat(t, "", "hub", "install", "-c", cfg, "--source", src, "acme/broken")
+	// Bad content is the admin's to fix: exit 2, as moat config check.
+	if code != exitUsage || !strings.Contains(errOut, "NO_SUCH_PATTERN") || !strings.Contains(errOut, "nothing changed") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state/hub")); !os.IsNotExist(err) {
+		t.Errorf("a refused install left the store: %v", err)
+	}
+	code, _, errOut = runMoat(t, "", "hub", "install", "-c", cfg, "--source", src, "acme/nothing")
+	if code != exitUsage {
+		t.Errorf("installing an unknown item: exit %d, want %d: %s", code, exitUsage, errOut)
+	}
+}

@@ -59,6 +59,9 @@ type Source struct {
 	Root string
 	// Data is where data files are looked up; "" if the source has none.
 	Data string
+	// Patterns holds the grok pattern files the source's parsers build
+	// on; "" if the source has none.
+	Patterns string
 	// Indexed says whether the items came from .index.json or a scan.
 	Indexed bool
 
@@ -66,12 +69,19 @@ type Source struct {
 	cleanup func()
 }
 
-// SourceOptions overrides where a source's data files live.
+// SourceOptions overrides where a source's data and pattern files live.
 type SourceOptions struct {
-	DataDir string
+	DataDir, PatternDir string
 	// TempDir is where a bundle is unpacked ("" for the system default).
 	TempDir string
 }
+
+// Where Debian's crowdsec package puts its hub snapshot and the grok
+// patterns its parsers need.
+const (
+	debianHub      = "/usr/share/crowdsec/hub"
+	debianPatterns = "/etc/crowdsec/patterns"
+)
 
 // OpenSource opens a hub source: a directory in the hub layout (or one
 // holding such a directory as hub/), or a .tar.gz/.tgz bundle of one.
@@ -104,6 +114,20 @@ func OpenSource(path string, opts SourceOptions) (*Source, error) {
 		for _, d := range []string{filepath.Join(s.Root, "data"), filepath.Join(s.Root, "..", "data")} {
 			if st, err := os.Stat(d); err == nil && st.IsDir() {
 				s.Data = filepath.Clean(d)
+				break
+			}
+		}
+	}
+	s.Patterns = opts.PatternDir
+	if s.Patterns == "" {
+		cands := []string{filepath.Join(s.Root, "patterns"), filepath.Join(s.Root, "..", "patterns")}
+		if s.Root == debianHub {
+			// Debian's crowdsec package keeps them with its configuration.
+			cands = append(cands, debianPatterns)
+		}
+		for _, d := range cands {
+			if st, err := os.Stat(d); err == nil && st.IsDir() {
+				s.Patterns = filepath.Clean(d)
 				break
 			}
 		}

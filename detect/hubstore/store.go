@@ -29,6 +29,8 @@ type Record struct {
 
 type state struct {
 	Items []Record `json:"items"`
+	// Patterns are the digests of the pattern files as copied, by name.
+	Patterns map[string]string `json:"patterns,omitempty"`
 }
 
 // Store is moat's installed hub layer: a directory in the hub layout that
@@ -38,11 +40,12 @@ type Store struct {
 	Dir     string
 	DataDir string
 	recs    map[string]*Record // by Ref
+	pats    map[string]string
 }
 
 // Open reads the store's state; a store never written is empty.
 func Open(dir, dataDir string) (*Store, error) {
-	s := &Store{Dir: dir, DataDir: dataDir, recs: map[string]*Record{}}
+	s := &Store{Dir: dir, DataDir: dataDir, recs: map[string]*Record{}, pats: map[string]string{}}
 	b, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -61,6 +64,9 @@ func Open(dir, dataDir string) (*Store, error) {
 		}
 		s.recs[r.Ref()] = &r
 	}
+	for n, d := range st.Patterns {
+		s.pats[n] = d
+	}
 	return s, nil
 }
 
@@ -71,7 +77,7 @@ func (s *Store) Exists() bool {
 }
 
 func (s *Store) save() error {
-	st := state{Items: s.Records()}
+	st := state{Items: s.Records(), Patterns: s.pats}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -227,7 +233,12 @@ func (s *Store) Install(src *Source, refs []string, opts InstallOptions) ([]Chan
 		}
 		changes = append(changes, Change{Ref: it.Ref(), Action: Installed, To: it.Version})
 	}
-	c, err := s.copyData(data)
+	c, err := s.syncPatterns(src, false)
+	changes = append(changes, c...)
+	if err != nil {
+		return changes, err
+	}
+	c, err = s.copyData(data)
 	changes = append(changes, c...)
 	if err != nil {
 		return changes, err
@@ -366,7 +377,12 @@ func (s *Store) Upgrade(src *Source, refs []string, opts InstallOptions) ([]Chan
 			return changes, err
 		}
 	}
-	c, err := s.copyData(data)
+	c, err := s.syncPatterns(src, true)
+	changes = append(changes, c...)
+	if err != nil {
+		return changes, err
+	}
+	c, err = s.copyData(data)
 	changes = append(changes, c...)
 	if err != nil {
 		return changes, err
@@ -483,4 +499,29 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// Snapshot sets the store's directory aside, so a change the engine then
+// refuses can be undone: restore puts the directory back as it was,
+// discard drops the copy. Data files are not part of it; a change only
+// ever adds them.
+func (s *Store) Snapshot() (restore func() error, discard func(), err error) {
+	bak := s.Dir + ".undo"
+	if _, err := os.Stat(s.Dir); errors.Is(err, fs.ErrNotExist) {
+		return func() error { return os.RemoveAll(s.Dir) }, func() {}, nil
+	}
+	if err := os.RemoveAll(bak); err != nil {
+		return nil, nil, fmt.Errorf("hub store snapshot: %w", err)
+	}
+	if err := os.CopyFS(bak, os.DirFS(s.Dir)); err != nil {
+		os.RemoveAll(bak)
+		return nil, nil, fmt.Errorf("hub store snapshot: %w", err)
+	}
+	restore = func() error {
+		if err := os.RemoveAll(s.Dir); err != nil {
+			return err
+		}
+		return os.Rename(bak, s.Dir)
+	}
+	return restore, func() { os.RemoveAll(bak) }, nil
 }

@@ -138,7 +138,7 @@ func TestInstallResolvesCollections(t *testing.T) {
 		"collections/acme/web": Installed, "collections/acme/base": Installed,
 		"parsers/acme/web-logs": Installed, "parsers/acme/base-enrich": Installed,
 		"scenarios/acme/web-scan": Installed, "postoverflows/acme/known-scanners": Installed,
-		"bad_paths.txt": DataCopied,
+		"bad_paths.txt": DataCopied, "patterns/acme": Installed,
 	}
 	if got := actions(changes); !mapsEqual(got, want) {
 		t.Errorf("changes = %v, want %v", got, want)
@@ -146,7 +146,7 @@ func TestInstallResolvesCollections(t *testing.T) {
 	for _, p := range []string{
 		"hub/parsers/s01-parse/acme/web-logs.yaml", "hub/parsers/s02-enrich/acme/base-enrich.yaml",
 		"hub/postoverflows/s01-whitelist/acme/known-scanners.yaml", "hub/scenarios/acme/web-scan.yaml",
-		"hub/collections/acme/web.yaml", "hub/collections/acme/base.yaml", "data/bad_paths.txt", "hub/" + StateFile,
+		"hub/collections/acme/web.yaml", "hub/collections/acme/base.yaml", "data/bad_paths.txt", "hub/" + StateFile, "hub/patterns/acme",
 	} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
 			t.Errorf("after install: %v", err)
@@ -480,5 +480,97 @@ func TestDebianSnapshot(t *testing.T) {
 		if _, err := st.Lookup(ref); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestPatterns: the source's grok pattern files come with the first
+// install; an upgrade replaces the unedited ones and keeps an edited one.
+func TestPatterns(t *testing.T) {
+	srcDir := t.TempDir()
+	copyTree(t, "testdata/src", srcDir)
+	dir := t.TempDir()
+	st, _ := Open(filepath.Join(dir, "hub"), filepath.Join(dir, "data"))
+	if st.Patterns() != "" {
+		t.Fatal("an empty store has patterns")
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(srcDir, "patterns", "other"), []byte("OTHER x\n"), 0o644))
+	must(os.WriteFile(filepath.Join(srcDir, "patterns", "LICENSE"), []byte("not a pattern\n"), 0o644))
+	changes, err := st.Install(openSrc(t, srcDir), []string{"acme/web-logs"}, InstallOptions{})
+	must(err)
+	if got := actions(changes); got["patterns/acme"] != Installed || got["patterns/other"] != Installed || len(got) != 3 {
+		t.Errorf("install changes = %v", got)
+	}
+	if st.Patterns() != filepath.Join(dir, "hub", PatternDir) {
+		t.Errorf("patterns dir = %q", st.Patterns())
+	}
+	if _, err := os.Stat(filepath.Join(st.Patterns(), "LICENSE")); err == nil {
+		t.Error("LICENSE copied as a pattern file")
+	}
+	appendTo(t, filepath.Join(srcDir, "patterns", "acme"), "ACME_NEW y\n")
+	appendTo(t, filepath.Join(srcDir, "patterns", "other"), "OTHER_NEW y\n")
+	appendTo(t, filepath.Join(st.Patterns(), "other"), "MINE z\n")
+	st, _ = Open(filepath.Join(dir, "hub"), filepath.Join(dir, "data"))
+	changes, err = st.Upgrade(openSrc(t, srcDir), nil, InstallOptions{})
+	must(err)
+	if got := actions(changes); got["patterns/acme"] != Upgraded || got["patterns/other"] != Tainted {
+		t.Errorf("upgrade changes = %v", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(st.Patterns(), "other")); !strings.HasSuffix(string(b), "MINE z\n") {
+		t.Errorf("edited pattern file overwritten:\n%s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(st.Patterns(), "acme")); !strings.HasSuffix(string(b), "ACME_NEW y\n") {
+		t.Errorf("pattern file not upgraded:\n%s", b)
+	}
+}
+
+// TestSnapshot: restore puts the store back as it was before a change,
+// including when there was no store at all.
+func TestSnapshot(t *testing.T) {
+	src := openSrc(t, "testdata/src")
+	dir := t.TempDir()
+	st, _ := Open(filepath.Join(dir, "hub"), filepath.Join(dir, "data"))
+	restore, _, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Install(src, []string{"acme/base-enrich"}, InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(st.Dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("restore left a store that did not exist: %v", err)
+	}
+	if _, err := st.Install(src, []string{"acme/base-enrich"}, InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(st.Dir, StateFile))
+	restore, discard, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Install(src, []string{"acme/web"}, InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	discard()
+	after, _ := os.ReadFile(filepath.Join(st.Dir, StateFile))
+	if string(after) != string(before) {
+		t.Errorf("state after restore:\n%s\nwant\n%s", after, before)
+	}
+	if _, err := os.Stat(filepath.Join(st.Dir, "scenarios/acme/web-scan.yaml")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("restore kept a file the undone install wrote: %v", err)
+	}
+	if _, err := os.Stat(st.Dir + ".undo"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the copy stays after restore: %v", err)
 	}
 }
