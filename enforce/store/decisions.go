@@ -58,8 +58,8 @@ func (s *Store) assignIDs(ds []model.Decision) {
 	}
 }
 
-const insertDecision = `INSERT INTO decisions (id, alert_id, value, scope, start_ip, end_ip, type, origin, scenario, reason, simulated, created_at, until, seq)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const insertDecision = `INSERT INTO decisions (id, alert_id, value, scope, start_ip, end_ip, type, origin, scenario, reason, simulated, created_at, until, seq, ports, protocol)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 func insertDecisions(ctx context.Context, tx *sql.Tx, seq, alertID int64, now time.Time, ds []model.Decision) error {
 	if len(ds) == 0 {
@@ -89,7 +89,7 @@ func insertDecisions(ctx context.Context, tx *sql.Tx, seq, alertID int64, now ti
 		if typ == "" {
 			typ = "ban"
 		}
-		if _, err := st.ExecContext(ctx, d.ID, aid, model.ValueString(p), model.ScopeOf(p), first, last, typ, string(d.Origin), d.Scenario, d.Reason, d.Simulated, now.UnixNano(), nanos(d.Until), seq); err != nil {
+		if _, err := st.ExecContext(ctx, d.ID, aid, model.ValueString(p), model.ScopeOf(p), first, last, typ, string(d.Origin), d.Scenario, d.Reason, d.Simulated, now.UnixNano(), nanos(d.Until), seq, model.FormatPorts(d.Ports), d.Protocol); err != nil {
 			return fmt.Errorf("insert decision %d: %w", d.ID, err)
 		}
 	}

@@ -99,20 +99,25 @@ func (f Filter) where(now time.Time) (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-const recordCols = `id, coalesce(alert_id, 0), value, type, origin, scenario, reason, simulated, created_at, until, coalesce(deleted_at, 0)`
+const recordCols = `id, coalesce(alert_id, 0), value, type, origin, scenario, reason, simulated, created_at, until, coalesce(deleted_at, 0), ports, protocol`
 
 type scanner interface{ Scan(...any) error }
 
 func scanRecord(sc scanner) (Record, error) {
 	var r Record
-	var value, origin string
+	var value, origin, ports string
 	var created, until, deleted int64
-	if err := sc.Scan(&r.ID, &r.AlertID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &created, &until, &deleted); err != nil {
+	if err := sc.Scan(&r.ID, &r.AlertID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &created, &until, &deleted, &ports, &r.Protocol); err != nil {
 		return Record{}, err
 	}
 	p, err := model.ParseValue(value)
 	if err != nil {
 		return Record{}, fmt.Errorf("decision %d: bad stored value %q: %w", r.ID, value, err)
+	}
+	if ports != "" {
+		if r.Ports, err = model.ParsePorts(ports); err != nil {
+			return Record{}, fmt.Errorf("decision %d: bad stored ports: %w", r.ID, err)
+		}
 	}
 	r.Value = p
 	r.Origin = model.Origin(origin)

@@ -82,6 +82,10 @@ var migrations = []string{
 	);`,
 	// Allowlist entries added at run time may expire (0: never).
 	`ALTER TABLE allowlist ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;`,
+	// A decision may be scoped to destination ports ("25,465") of one
+	// protocol ("tcp", "udp"; "" both); '' ports is a plain ban.
+	`ALTER TABLE decisions ADD COLUMN ports TEXT NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN protocol TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -123,11 +123,14 @@ func (s *Store) ListPages(ctx context.Context, f Filter, size int, fn func([]Rec
 // order, since ordering by id would make SQLite scan the whole table to
 // skip a sort.
 const (
-	streamStartup = `SELECT ` + streamCols + ` FROM decisions WHERE id > ? AND +seq <= ? AND (+del_seq IS NULL OR +del_seq > ?) AND (+until = 0 OR +until > ?) ORDER BY id LIMIT ?`
-	streamNew     = `SELECT ` + streamCols + `, seq FROM decisions WHERE seq > ? AND seq <= ? AND (seq, id) > (?, ?) AND (del_seq IS NULL OR del_seq > ?) AND (until = 0 OR until > ?) ORDER BY seq, id LIMIT ?`
-	streamDeleted = `SELECT ` + streamCols + `, del_seq FROM decisions WHERE del_seq > ? AND del_seq <= ? AND (del_seq, id) > (?, ?) AND seq <= ? ORDER BY del_seq, id LIMIT ?`
+	streamStartup = `SELECT ` + streamCols + ` FROM decisions WHERE id > ? AND +seq <= ? AND (+del_seq IS NULL OR +del_seq > ?) AND (+until = 0 OR +until > ?) AND +ports = '' ORDER BY id LIMIT ?`
+	streamNew     = `SELECT ` + streamCols + `, seq FROM decisions WHERE seq > ? AND seq <= ? AND (seq, id) > (?, ?) AND (del_seq IS NULL OR del_seq > ?) AND (until = 0 OR until > ?) AND +ports = '' ORDER BY seq, id LIMIT ?`
+	streamDeleted = `SELECT ` + streamCols + `, del_seq FROM decisions WHERE del_seq > ? AND del_seq <= ? AND (del_seq, id) > (?, ?) AND seq <= ? AND +ports = '' ORDER BY del_seq, id LIMIT ?`
 )
 
+// Port-scoped decisions are left out of every stream: a CrowdSec bouncer
+// has no field for ports, and would ban the whole address.
+//
 // Stream calls emit with what a bouncer that saw everything up to sequence
 // after must learn, at most size (0 means DefaultPage) decisions at a
 // time: with startup, every decision active now; else the decisions added

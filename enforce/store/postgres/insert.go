@@ -36,10 +36,10 @@ func insertSQL(withDecisions bool) string {
 		q += `, s AS (
 		UPDATE seq SET value = value + 1 WHERE id = 1 RETURNING value
 	), d AS (
-		INSERT INTO decisions (id, alert_id, value, scope, start_ip, end_ip, type, origin, scenario, reason, simulated, created_at, until, seq)
-		SELECT u.id, src.id, u.value, u.scope, u.start_ip, u.end_ip, u.type, u.origin, u.scenario, u.reason, u.simulated, $7, u.until, s.value
-		FROM s CROSS JOIN unnest($8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bytea[], $13::bytea[], $14::text[], $15::text[], $16::text[], $17::text[], $18::boolean[], $19::bigint[])
-			AS u(aord, id, value, scope, start_ip, end_ip, type, origin, scenario, reason, simulated, until)
+		INSERT INTO decisions (id, alert_id, value, scope, start_ip, end_ip, type, origin, scenario, reason, simulated, created_at, until, seq, ports, protocol)
+		SELECT u.id, src.id, u.value, u.scope, u.start_ip, u.end_ip, u.type, u.origin, u.scenario, u.reason, u.simulated, $7, u.until, s.value, u.ports, u.protocol
+		FROM s CROSS JOIN unnest($8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bytea[], $13::bytea[], $14::text[], $15::text[], $16::text[], $17::text[], $18::boolean[], $19::bigint[], $20::text[], $21::text[])
+			AS u(aord, id, value, scope, start_ip, end_ip, type, origin, scenario, reason, simulated, until, ports, protocol)
 		LEFT JOIN src ON src.ord = u.aord
 	)`
 		seq = `(SELECT value FROM s)`
@@ -64,6 +64,7 @@ type columns struct {
 	typ, origin, dscenario, reason []string
 	dsimulated                     []bool
 	until                          []int64
+	ports, protocol                []string
 }
 
 func (c *columns) alert(a model.Alert) error {
@@ -102,6 +103,7 @@ func (c *columns) decision(aord int64, d model.Decision) error {
 	c.typ, c.origin = append(c.typ, typ), append(c.origin, string(d.Origin))
 	c.dscenario, c.reason = append(c.dscenario, d.Scenario), append(c.reason, d.Reason)
 	c.dsimulated, c.until = append(c.dsimulated, d.Simulated), append(c.until, nanos(d.Until))
+	c.ports, c.protocol = append(c.ports, model.FormatPorts(d.Ports)), append(c.protocol, d.Protocol)
 	return nil
 }
 
@@ -112,7 +114,7 @@ func (s *Store) exec(ctx context.Context, c *columns, now time.Time) (int64, []i
 	q := insertWithout
 	if len(c.id) > 0 {
 		q = insertWith
-		args = append(args, c.aord, c.id, c.dvalue, c.dscope, c.start, c.end, c.typ, c.origin, c.dscenario, c.reason, c.dsimulated, c.until)
+		args = append(args, c.aord, c.id, c.dvalue, c.dscope, c.start, c.end, c.typ, c.origin, c.dscenario, c.reason, c.dsimulated, c.until, c.ports, c.protocol)
 	}
 	var seq int64
 	var ids []int64

@@ -97,6 +97,10 @@ var migrations = []string{
 		version TEXT NOT NULL DEFAULT '',
 		scenarios TEXT NOT NULL DEFAULT ''
 	);`,
+	// A decision may be scoped to destination ports ("25,465") of one
+	// protocol ("tcp", "udp"; "" both); '' ports is a plain ban.
+	`ALTER TABLE decisions ADD COLUMN ports TEXT NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN protocol TEXT NOT NULL DEFAULT '';`,
 }
 
 // channel is the LISTEN/NOTIFY channel sequence values are announced on.

@@ -46,9 +46,10 @@ func scanStreamKey(rows pgx.Rows, r *store.Record, key *int64) error {
 // by (sequence, id), which the (seq, id) and (del_seq, id) indexes serve
 // in order.
 const (
-	streamStartup = `SELECT ` + streamCols + ` FROM decisions WHERE id > $1 AND seq <= $2 AND (del_seq IS NULL OR del_seq > $3) AND (until = 0 OR until > $4) ORDER BY id LIMIT $5`
-	streamNew     = `SELECT ` + streamCols + `, seq FROM decisions WHERE seq > $1 AND seq <= $2 AND (seq, id) > ($3, $4) AND (del_seq IS NULL OR del_seq > $5) AND (until = 0 OR until > $6) ORDER BY seq, id LIMIT $7`
-	streamDeleted = `SELECT ` + streamCols + `, del_seq FROM decisions WHERE del_seq > $1 AND del_seq <= $2 AND (del_seq, id) > ($3, $4) AND seq <= $5 ORDER BY del_seq, id LIMIT $6`
+	// Port-scoped decisions are left out, as in the SQLite store.
+	streamStartup = `SELECT ` + streamCols + ` FROM decisions WHERE id > $1 AND seq <= $2 AND (del_seq IS NULL OR del_seq > $3) AND (until = 0 OR until > $4) AND ports = '' ORDER BY id LIMIT $5`
+	streamNew     = `SELECT ` + streamCols + `, seq FROM decisions WHERE seq > $1 AND seq <= $2 AND (seq, id) > ($3, $4) AND (del_seq IS NULL OR del_seq > $5) AND (until = 0 OR until > $6) AND ports = '' ORDER BY seq, id LIMIT $7`
+	streamDeleted = `SELECT ` + streamCols + `, del_seq FROM decisions WHERE del_seq > $1 AND del_seq <= $2 AND (del_seq, id) > ($3, $4) AND seq <= $5 AND ports = '' ORDER BY del_seq, id LIMIT $6`
 )
 
 // Stream calls emit with what a bouncer that saw everything up to sequence

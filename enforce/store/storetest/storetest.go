@@ -45,6 +45,7 @@ var Cases = []Case{
 	{"Prune", prune},
 	{"ListPages", listPages},
 	{"Machines", machines},
+	{"PortScoped", portScoped},
 }
 
 // Run runs every case, each on a store open returns.
