@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +145,41 @@ func TestTrendScenarioCap(t *testing.T) {
 		if sum != want {
 			t.Errorf("%s: %d counted, want %d", name, sum, want)
 		}
+	}
+}
+
+// TestServeSamplesTrend checks Serve feeds the charts from the decision
+// service: a ban made while serving shows in the bans chart.
+func TestServeSamplesTrend(t *testing.T) {
+	w := newWorld()
+	s, err := New(Config{Decisions: w, Status: w, TrendInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := serve(t, s)
+	// The first sample counts what the world created before serving.
+	want := uint64(4 + 1) // ssh-bf and the hand-made ban
+	w.ban("198.18.0.9", "crowdsecurity/ssh-bf", time.Millisecond, s.Latency().Applied)
+	want++
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ts := s.trend.series(time.Now(), 60, time.Minute)
+		var got uint64
+		for _, m := range ts.Bans {
+			for _, v := range m {
+				got += v
+			}
+		}
+		if got == want {
+			break
+		}
+		if got > want || time.Now().After(deadline) {
+			t.Fatalf("bans in the last hour: %d, want %d", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, body := get(t, base+"/?range=1h")
+	if !strings.Contains(string(body), fmt.Sprintf(`id="bans-total">%d<`, want)) {
+		t.Errorf("page does not show %d bans in the last hour", want)
 	}
 }
