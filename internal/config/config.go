@@ -57,6 +57,8 @@ type Config struct {
 	// Notifications are named channels (webhook, email, file) that
 	// profiles send their alerts to by name (notifications.go).
 	Notifications map[string]Notification `yaml:"notifications,omitempty"`
+	// Feeds are list feeds pulled into decisions of origin list (feeds.go).
+	Feeds []Feed `yaml:"feeds,omitempty"`
 	// Actions are named commands run on bans and unbans (actions.go).
 	Actions map[string]Action `yaml:"actions,omitempty"`
 	// Scenarios tune hub scenarios by name or glob (scenarios.go).
@@ -397,6 +399,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return err
 	}
 	if err := c.validateScenarios(bad); err != nil {
+		return err
+	}
+	if err := c.validateFeeds(bad); err != nil {
 		return err
 	}
 	return c.validateFleet(bad)
