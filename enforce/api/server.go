@@ -335,7 +335,8 @@ func (s *Server) getDecisions(w http.ResponseWriter, r *http.Request) error {
 	}
 	var buf []byte
 	return s.writeList(w, r, f, s.limits().bulk, "null\n", func(rec store.Record) ([]byte, error) {
-		if rec.Simulated && !withSimulated {
+		// A bouncer has no field for ports: it would ban every port.
+		if rec.Simulated && !withSimulated || rec.PortScoped() {
 			return nil, nil
 		}
 		buf = appendLAPI(buf[:0], rec.Decision, now)

@@ -32,6 +32,11 @@ type Decision struct {
 
 	// Forever marks a decision without expiry (no until).
 	Forever bool `json:"forever,omitempty"`
+
+	// Ports ("25,465") scope the ban to these destination ports of
+	// Protocol ("tcp", "udp"; empty: both).
+	Ports    string `json:"ports,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
 }
 
 func fromRecord(r store.Record) Decision {
@@ -45,6 +50,7 @@ func fromModel(m model.Decision) Decision {
 		ID: m.ID, Value: model.ValueString(m.Value), Scope: model.ScopeOf(m.Value),
 		Type: m.Type, Origin: string(m.Origin), Scenario: m.Scenario, Reason: m.Reason,
 		Until: m.Until, Forever: m.Until.IsZero(), Simulated: m.Simulated,
+		Ports: model.FormatPorts(m.Ports), Protocol: m.Protocol,
 	}
 }
 
@@ -67,6 +73,10 @@ type NewDecision struct {
 	Reason    string `json:"reason,omitempty"`
 	Scenario  string `json:"scenario,omitempty"`
 	Simulated bool   `json:"simulated,omitempty"`
+	// Ports ("25,465") and Protocol ("tcp", "udp"; empty: both) scope
+	// the ban to a service; empty Ports bans every port.
+	Ports    string `json:"ports,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // AddDecisionsRequest is the body of POST /v1/admin/decisions.
@@ -144,6 +154,13 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 		if forever {
 			d.Until = time.Time{}
 		}
+		if d.Ports, err = model.ParsePorts(nd.Ports); err != nil {
+			return nil, fmt.Errorf("decision %d: %w", i, err)
+		}
+		if err := model.CheckProtocol(nd.Protocol, d.Ports); err != nil {
+			return nil, fmt.Errorf("decision %d: %w", i, err)
+		}
+		d.Protocol = nd.Protocol
 		if err := decision.Validate(&d, now); err != nil {
 			return nil, fmt.Errorf("decision %d: %w", i, err)
 		}
