@@ -5,11 +5,13 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/internal/config"
 )
 
 func (a *app) allowlistCmd() *cobra.Command {
@@ -21,7 +23,7 @@ func (a *app) allowlistCmd() *cobra.Command {
 configuration file's allowlist: are listed too but only the file removes them.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(a.allowlistAddCmd(), a.allowlistListCmd(), a.allowlistDeleteCmd())
+	cmd.AddCommand(a.allowlistAddCmd(), a.allowlistListCmd(), a.allowlistDeleteCmd(), a.allowlistCheckCmd())
 	return cmd
 }
 
@@ -42,12 +44,13 @@ func allowValue(s string) (string, error) {
 }
 
 func (a *app) allowlistAddCmd() *cobra.Command {
-	var reason string
+	var reason, expires string
 	var wide bool
+	var lasts time.Duration
 	cmd := &cobra.Command{
 		Use:     "add VALUE",
 		Short:   "Allowlist an address or range, lifting its current bans",
-		Example: "  moat allowlist add 203.0.113.10 --reason 'monitoring'\n  moat allowlist add 198.51.100.0/24 --reason 'office'",
+		Example: "  moat allowlist add 203.0.113.10 --reason 'monitoring'\n  moat allowlist add 198.51.100.0/24 --comment 'office'\n  moat allowlist add 192.0.2.7 --comment 'vendor support' --for 24h\n  moat allowlist add 192.0.2.8 --comment 'audit' --expires 2027-01-01T00:00:00Z",
 		Args:    oneName("add"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			format, err := a.outputFormat("json")
@@ -59,25 +62,68 @@ func (a *app) allowlistAddCmd() *cobra.Command {
 				return err
 			}
 			if reason == "" {
-				return usagef("--reason is required: say why this source is trusted")
+				return usagef("--comment (or --reason) is required: say why this source is trusted")
+			}
+			if cmd.Flags().Changed("expires") && cmd.Flags().Changed("for") {
+				return usagef("--expires and --for both say when the entry ends: give one")
+			}
+			until, err := allowExpiry(expires, lasts, time.Now())
+			if err != nil {
+				return err
 			}
 			c, err := a.adminClient(cmd)
 			if err != nil {
 				return err
 			}
-			res, err := c.AddAllow(cmd.Context(), api.AllowRequest{Value: value, Reason: reason, AllowWide: wide})
+			var res api.AllowResponse
+			if until.IsZero() {
+				res, err = c.AddAllow(cmd.Context(), api.AllowRequest{Value: value, Reason: reason, AllowWide: wide})
+			} else {
+				res, err = c.AddAllowEntry(cmd.Context(), api.AllowEntryRequest{Value: value, Comment: reason, Expires: until, AllowWide: wide})
+			}
 			if err != nil {
 				return adminError(err)
 			}
 			return result{value: res, raw: []string{value}, text: func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "%s allowlisted; %d active decision(s) lifted.\n", value, len(res.Lifted))
+				_, err := fmt.Fprintf(w, "%s allowlisted%s; %d active decision(s) lifted.\n", value, untilText(until), len(res.Lifted))
 				return err
 			}}.render(a.stdout, format)
 		},
 	}
-	cmd.Flags().StringVarP(&reason, "reason", "R", "", "why this source is trusted (required)")
+	cmd.Flags().StringVarP(&reason, "reason", "R", "", "why this source is trusted (required, or --comment)")
+	cmd.Flags().StringVar(&reason, "comment", "", "why this source is trusted (same as --reason)")
+	cmd.Flags().StringVar(&expires, "expires", "", "when the entry ends (RFC 3339 time or date); default never")
+	cmd.Flags().DurationVar(&lasts, "for", 0, "how long the entry lasts (24h, 30m); default forever")
 	cmd.Flags().BoolVar(&wide, "allow-wide", false, "accept a range wider than /8 (IPv4) or /32 (IPv6): it lifts every ban inside it")
 	return cmd
+}
+
+// allowExpiry is when an entry added now ends: --expires or now + --for;
+// zero is never.
+func allowExpiry(expires string, lasts time.Duration, now time.Time) (time.Time, error) {
+	switch {
+	case expires != "":
+		t, err := config.ParseExpiry(expires)
+		if err != nil {
+			return time.Time{}, usagef("--%v", err)
+		}
+		if !t.After(now) {
+			return time.Time{}, usagef("--expires %s is in the past", expires)
+		}
+		return t, nil
+	case lasts < 0:
+		return time.Time{}, usagef("--for %s: want a positive duration", lasts)
+	case lasts > 0:
+		return now.Add(lasts).Truncate(time.Second), nil
+	}
+	return time.Time{}, nil
+}
+
+func untilText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " until " + t.UTC().Format(time.RFC3339)
 }
 
 func (a *app) allowlistListCmd() *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/enforce"
+	dynallow "github.com/moatsec/moat/enforce/allowlist"
 	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
 	"github.com/moatsec/moat/enforce/fleet"
@@ -42,6 +43,8 @@ type decisions struct {
 	// communityMetrics exports the community client's counters (nil
 	// unless the client runs).
 	communityMetrics *metrics.CommunityClient
+	// allowlist keeps the entries that change at run time (wiring_allowlist.go).
+	allowlist *dynallow.Manager
 }
 
 func (d *decisions) counts() metrics.Decisions { return decisionCounts{d} }
@@ -166,6 +169,9 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	admin.Handle("/", srv.AdminHandler())
 	admin.HandleFunc("POST /v1/admin/verify", m.serveVerify)
 	api.NotifyAdminRoutes(admin, d.notify)
+	if err := d.startAllowlist(ctx, m, svc, guard, admin); err != nil {
+		return err
+	}
 	ln := d.lis.admin
 	m.services = append(m.services, func(ctx context.Context) error { return srv.Serve(ctx, ln, admin) })
 	if err := d.enableMachines(srv, m); err != nil {
