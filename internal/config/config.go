@@ -116,6 +116,9 @@ type Enforce struct {
 	MinRangeBits6 int     `yaml:"min_range_bits_v6"`
 	NFTables      NFT     `yaml:"nftables"`
 	XDP           XDPConf `yaml:"xdp"`
+	// NeverBlock are destination ports ("22/tcp", "53/udp", "443" for
+	// both) that moat's kernel rules leave open to everyone, banned or not.
+	NeverBlock []string `yaml:"never_block"`
 }
 
 type NFT struct {
@@ -393,6 +396,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return err
 	}
 	if err := c.validateServer(bad); err != nil {
+		return err
+	}
+	if err := c.validateNeverBlock(bad); err != nil {
 		return err
 	}
 	if err := c.validateCommunity(bad); err != nil {
