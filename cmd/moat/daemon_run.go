@@ -80,6 +80,7 @@ type daemon struct {
 	closers     []func()
 	services    []func(ctx context.Context) error
 	handler     alertHandler
+	feeds       *feedSet
 	started     time.Time
 }
 
@@ -162,6 +163,9 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 	if err := dec.start(ctx, d, guard); err != nil {
 		return nil, err
 	}
+	if err := d.startFeeds(dec.svc); err != nil {
+		return nil, err
+	}
 	if cfg.Metrics.Listen != "" {
 		srv, err := metrics.New(metrics.Config{
 			Listen:     cfg.Metrics.Listen,
@@ -184,6 +188,12 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		if err := srv.Registry().Register(metrics.NewNotifyCollector(notifyMetrics{dec.notify})); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
+		if err := srv.Registry().Register(metrics.NewActionCollector(actionMetrics{dec.actions})); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		if err := dec.registerAllowlist(srv.Registry()); err != nil {
+			return nil, err
+		}
 		if fm := dec.fleetMetrics; fm != nil {
 			if err := srv.Registry().Register(fm); err != nil {
 				return nil, fmt.Errorf("register fleet metrics: %w", err)
@@ -192,6 +202,11 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		if cm := dec.communityMetrics; cm != nil {
 			if err := srv.Registry().Register(cm); err != nil {
 				return nil, fmt.Errorf("register community metrics: %w", err)
+			}
+		}
+		if fm := d.feeds.collector(); fm != nil {
+			if err := srv.Registry().Register(fm); err != nil {
+				return nil, fmt.Errorf("register feed metrics: %w", err)
 			}
 		}
 		d.services = append(d.services, srv.Run)

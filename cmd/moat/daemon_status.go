@@ -73,5 +73,6 @@ func (d *daemon) status(ctx context.Context) (api.Status, error) {
 	st.Counters["refused"] = int64(rs.Refused)
 	st.Counters["drift_repaired"] = int64(rs.Drift)
 	st.Counters["scenarios_simulated"] = simulatedScenarios(d.engine.p.Load())
+	d.feeds.addStatus(&st)
 	return st, nil
 }
