@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/enforce"
+	"github.com/moatsec/moat/enforce/action"
 	dynallow "github.com/moatsec/moat/enforce/allowlist"
 	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
@@ -45,6 +46,8 @@ type decisions struct {
 	communityMetrics *metrics.CommunityClient
 	// allowlist keeps the entries that change at run time (wiring_allowlist.go).
 	allowlist *dynallow.Manager
+	// actions run the commands of actions: on bans and unbans (wiring_actions.go).
+	actions *action.Manager
 }
 
 func (d *decisions) counts() metrics.Decisions { return decisionCounts{d} }
@@ -87,7 +90,7 @@ func (d *decisions) close() {
 // load hands the reconciler the stored active decisions page by page, in
 // the background of its start (see enforce.Loader).
 func (d *decisions) load(ctx context.Context, load func([]model.Decision) error) error {
-	return d.store.ActivePages(ctx, time.Now(), 0, load)
+	return d.store.ActivePages(ctx, time.Now(), 0, d.restoring(load))
 }
 
 // start builds the service and the alert pipeline over the reconciler.
@@ -110,6 +113,9 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	svc.Protect = guard.Check
 	svc.Retention, svc.MaxAlerts = d.cfg.Store.AlertRetention, d.cfg.Store.MaxAlerts
 	d.svc = svc
+	if err := d.startActions(m, svc); err != nil {
+		return err
+	}
 	fl, err := d.startFleet(m, svc)
 	if err != nil {
 		return err
