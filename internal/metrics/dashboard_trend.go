@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -19,11 +20,16 @@ const (
 	trendNone = "(none)"
 )
 
-// trendSlot is one minute's counts by scenario.
+// trendSlot is one minute's counts by scenario. A short slice rather than
+// maps: a full day of busy minutes then costs well under a megabyte.
 type trendSlot struct {
 	minute int64 // Unix minutes; 0 while unused
-	alerts map[string]uint64
-	bans   map[string]uint64
+	counts []trendCount
+}
+
+type trendCount struct {
+	scenario     string
+	alerts, bans uint64
 }
 
 // trend is a ring of per-minute alert and ban counts over the last 24
@@ -90,29 +96,26 @@ func (t *trend) addLocked(at time.Time, scenario string, alerts, bans uint64) {
 	m := at.Unix() / 60
 	sl := &t.slots[int(m%trendMinutes)]
 	if sl.minute != m {
-		*sl = trendSlot{minute: m, alerts: map[string]uint64{}, bans: map[string]uint64{}}
+		sl.minute, sl.counts = m, sl.counts[:0]
 	}
-	if _, ok := sl.alerts[scenario]; !ok {
-		if _, ok := sl.bans[scenario]; !ok && scenarioCount(sl) >= trendMaxScenarios {
-			scenario = trendOther
+	i := slices.IndexFunc(sl.counts, func(c trendCount) bool { return c.scenario == scenario })
+	if i < 0 && len(sl.counts) >= trendMaxScenarios {
+		scenario = trendOther
+		i = slices.IndexFunc(sl.counts, func(c trendCount) bool { return c.scenario == trendOther })
+	}
+	if i < 0 {
+		if len(sl.counts) == cap(sl.counts) {
+			// Grow to at most the cap plus trendOther, not to append's
+			// next power of two: a day of slots holds these.
+			grown := make([]trendCount, len(sl.counts), min(max(4, 2*cap(sl.counts)), trendMaxScenarios+1))
+			copy(grown, sl.counts)
+			sl.counts = grown
 		}
+		sl.counts = append(sl.counts, trendCount{scenario: scenario})
+		i = len(sl.counts) - 1
 	}
-	if alerts > 0 {
-		sl.alerts[scenario] += alerts
-	}
-	if bans > 0 {
-		sl.bans[scenario] += bans
-	}
-}
-
-func scenarioCount(sl *trendSlot) int {
-	n := len(sl.alerts)
-	for s := range sl.bans {
-		if _, ok := sl.alerts[s]; !ok {
-			n++
-		}
-	}
-	return n
+	sl.counts[i].alerts += alerts
+	sl.counts[i].bans += bans
 }
 
 // trendSeries is the counts of a span cut into equal steps, oldest first.
@@ -146,11 +149,13 @@ func (t *trend) series(now time.Time, n int, step time.Duration) trendSeries {
 			continue
 		}
 		i := int((m - start) / per)
-		for s, v := range sl.alerts {
-			out.Alerts[i][s] += v
-		}
-		for s, v := range sl.bans {
-			out.Bans[i][s] += v
+		for _, c := range sl.counts {
+			if c.alerts > 0 {
+				out.Alerts[i][c.scenario] += c.alerts
+			}
+			if c.bans > 0 {
+				out.Bans[i][c.scenario] += c.bans
+			}
 		}
 	}
 	return out

@@ -126,6 +126,9 @@ func TestTrendScenarioCap(t *testing.T) {
 		dc.Decisions = append(dc.Decisions, CreatedStat{Scenario: fmt.Sprintf("s%04d", i), Count: 2})
 	}
 	tr.sample(trendT0, dc)
+	if sl := tr.slots[int(trendT0.Unix()/60%trendMinutes)]; cap(sl.counts) > trendMaxScenarios+1 {
+		t.Errorf("slot holds room for %d scenarios, want at most %d", cap(sl.counts), trendMaxScenarios+1)
+	}
 	got := tr.series(trendT0, 1, time.Minute)
 	for name, m := range map[string]map[string]uint64{"alerts": got.Alerts[0], "bans": got.Bans[0]} {
 		if len(m) > trendMaxScenarios+1 {
