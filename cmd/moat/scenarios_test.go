@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moatsec/moat/detect/acquire"
+	"github.com/moatsec/moat/enforce/decision"
+	"github.com/moatsec/moat/enforce/store"
+	"github.com/moatsec/moat/internal/config"
+	"github.com/moatsec/moat/internal/model"
+)
+
+// recordingEnforcer stands in for the kernel: it keeps what it was asked
+// to enforce.
+type recordingEnforcer struct {
+	mu  sync.Mutex
+	add []model.Decision
+}
+
+func (r *recordingEnforcer) Apply(_ context.Context, add, _ []model.Decision) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.add = append(r.add, add...)
+	return nil
+}
+
+// replayOutcome is what a replay led to: every decision taken (simulated
+// ones included), what reached the kernel, and the clock around it.
+type replayOutcome struct {
+	decisions []model.Decision
+	enforced  []model.Decision
+	before    time.Time
+	after     time.Time
+}
+
+// byValue is the decisions on addr.
+func byValue(ds []model.Decision, addr string) []model.Decision {
+	var out []model.Decision
+	for _, d := range ds {
+		if model.ValueString(d.Value) == addr {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// configWithContent writes yamlText to a moat.yaml that takes its hub,
+// patterns and profiles from the checkout, so what is installed on the
+// machine cannot change the result.
+func configWithContent(t *testing.T, yamlText string) string {
+	t.Helper()
+	root, dir := repoRoot(t), t.TempDir()
+	text := yamlText + fmt.Sprintf(`
+state_dir: %[1]s/state
+hub:
+  dir: %[2]s/packaging/hub
+  patterns: %[2]s/packaging/patterns
+  data: %[1]s/data
+profiles: %[2]s/packaging/profiles.yaml
+`, dir, root)
+	path := filepath.Join(dir, "moat.yaml")
+	must(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+// replayThroughDecisions checks the configuration as moat config check
+// does, replays log as moat replay does, and hands every alert to the
+// decision service moat run builds (its profiles and allowlist, a store in
+// a temporary directory), with the kernel replaced by a recorder.
+func replayThroughDecisions(t *testing.T, cfgPath, log string) replayOutcome {
+	t.Helper()
+	code, _, errOut := runMoat(t, "", "config", "check", "--config", cfgPath)
+	if code != exitOK || errOut != "" {
+		t.Fatalf("moat config check: exit %d, stderr %q", code, errOut)
+	}
+	cfg, err := config.Load(cfgPath)
+	must(t, err)
+	c, err := resolveContent(cfg)
+	must(t, err)
+	defer c.cleanup()
+	eng, err := loadEngine(cfg, c, true, 2026)
+	must(t, err)
+
+	logPath := filepath.Join(t.TempDir(), "auth.log")
+	must(t, os.WriteFile(logPath, []byte(log), 0o644))
+	r, err := acquire.OpenReplay([]string{logPath}, map[string]string{"type": "syslog"})
+	must(t, err)
+	defer r.Close()
+	var alerts []model.Alert
+	ctx := context.Background()
+	must(t, replay(ctx, eng, r, 1, nil, func(as []model.Alert) { alerts = append(alerts, as...) }))
+
+	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, store.FileName), store.Options{})
+	must(t, err)
+	defer st.Close()
+	profiles, err := loadProfiles(cfg)
+	must(t, err)
+	rec := &recordingEnforcer{}
+	svc, err := decision.New(st, profiles, rec, cfg.AllowlistPrefixes()...)
+	must(t, err)
+	out := replayOutcome{before: time.Now()}
+	for _, a := range alerts {
+		ds, err := svc.HandleAlert(ctx, a)
+		must(t, err)
+		out.decisions = append(out.decisions, ds...)
+	}
+	out.after = time.Now()
+	out.enforced = rec.add
+	return out
+}
+
+// sshFailures is n failed logins from ip, every gap apart from start.
+func sshFailures(ip string, start time.Time, n int, gap time.Duration) string {
+	var b strings.Builder
+	for i := range n {
+		at := start.Add(time.Duration(i) * gap)
+		fmt.Fprintf(&b, "%s victim sshd[%d]: Failed password for root from %s port %d ssh2\n", at.Format(time.Stamp), 4000+i, ip, 50000+i)
+	}
+	return b.String()
+}
+
+// Overrides tune detection without touching the hub: a raised capacity
+// lets a source the hub file would ban through, simulate keeps its ban out
+// of the kernel while storing it, and the unchanged config bans.
+func TestReplayWithScenarioOverrides(t *testing.T) {
+	const attacker = "198.51.100.40"
+	// Eight failures a second apart: the shipped moat/ssh-bf (capacity 5,
+	// 10s) overflows at the sixth.
+	log := sshFailures(attacker, time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC), 8, time.Second)
+	tests := []struct {
+		name          string
+		yaml          string
+		wantDecisions int
+		wantSimulated bool
+		wantEnforced  int
+	}{
+		{"hub values", "", 1, false, 1},
+		{"capacity raised", "scenarios:\n  - name: moat/ssh-*\n    capacity: 50\n", 0, false, 0},
+		{"global simulation", "scenarios:\n  - name: \"*\"\n    simulate: true\n", 1, true, 0},
+		{"simulation list", "simulation:\n  - moat/ssh-bf\n", 1, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := replayThroughDecisions(t, configWithContent(t, tt.yaml), log)
+			ds := byValue(out.decisions, attacker)
+			if len(ds) != tt.wantDecisions {
+				t.Fatalf("%d decisions on %s, want %d: %+v", len(ds), attacker, tt.wantDecisions, out.decisions)
+			}
+			for _, d := range ds {
+				if d.Simulated != tt.wantSimulated || d.Scenario != "moat/ssh-bf" {
+					t.Errorf("decision %+v: want scenario moat/ssh-bf, simulated %v", d, tt.wantSimulated)
+				}
+			}
+			if n := len(byValue(out.enforced, attacker)); n != tt.wantEnforced {
+				t.Errorf("%d bans reached the kernel, want %d", n, tt.wantEnforced)
+			}
+		})
+	}
+}
+
+// moat scenarios list reports the overrides with their lines, in JSON,
+// and warns of one that matches nothing.
+func TestScenariosList(t *testing.T) {
+	path := configWithContent(t, "scenarios:\n  - name: moat/ssh-bf\n    capacity: 2\n    leakspeed: 10m\n  - name: crowdsecurity/ssh-*\n    enabled: false\n")
+	code, out, errOut := runMoat(t, "", "scenarios", "list", "-o", "json", "--config", path)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := path + `:5: scenario override "crowdsecurity/ssh-*" matches no loaded scenario`
+	if !strings.Contains(errOut, want) {
+		t.Errorf("stderr %q, want the warning %q", errOut, want)
+	}
+	var rows []scenarioRow
+	must(t, json.Unmarshal([]byte(out), &rows))
+	found := false
+	for _, r := range rows {
+		if r.Name != "moat/ssh-bf" {
+			continue
+		}
+		found = true
+		if r.Capacity != 2 || r.LeakSpeed != "10m" || r.From["capacity"] != path+":3" || r.From["leakspeed"] != path+":4" || r.Duration != "" || r.From["duration"] != "profiles" {
+			t.Errorf("moat/ssh-bf row %+v", r)
+		}
+		if !strings.HasSuffix(r.From["blackhole"], "ssh-bf.yaml:9") {
+			t.Errorf("blackhole from %q, want the hub file's line", r.From["blackhole"])
+		}
+	}
+	if !found {
+		t.Fatalf("moat/ssh-bf not listed: %s", out)
+	}
+
+	bad := configWithContent(t, "scenarios:\n  - name: moat/ssh-bf\n    leakspeed: soon\n")
+	code, _, errOut = runMoat(t, "", "scenarios", "list", "--config", bad)
+	if code != exitUsage || !strings.Contains(errOut, bad+`:3: scenarios[0] leakspeed "soon"`) {
+		t.Errorf("bad leakspeed: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// readmeSnippet is the moat.yaml block of the README's fail2ban section.
+func readmeSnippet(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	must(t, err)
+	_, sec, ok := strings.Cut(string(raw), "\n## Coming from fail2ban\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Coming from fail2ban" section`)
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	_, block, ok := strings.Cut(sec, "\n```yaml\n")
+	if !ok {
+		t.Fatal("the fail2ban section has no yaml block")
+	}
+	block, _, ok = strings.Cut(block, "\n```")
+	if !ok {
+		t.Fatal("the fail2ban section's yaml block does not end")
+	}
+	return block + "\n"
+}
+
+// The README's translation of a jail.local behaves as the jail: three
+// failures within 10 minutes ban for 1h, three spread over more do not,
+// and the ignoreip address is never banned.
+func TestReadmeFail2banTranslation(t *testing.T) {
+	snippet := readmeSnippet(t)
+	const (
+		attacker = "198.51.100.23"
+		slow     = "198.51.100.24"
+		ignored  = "203.0.113.7"
+	)
+	if !strings.Contains(snippet, ignored) {
+		t.Fatalf("the snippet does not allowlist %s:\n%s", ignored, snippet)
+	}
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	log := sshFailures(attacker, t0, 3, 4*time.Minute) + // 8 minutes
+		sshFailures(slow, t0.Add(time.Hour), 3, 6*time.Minute) + // 12 minutes
+		sshFailures(ignored, t0.Add(2*time.Hour), 10, time.Second)
+	out := replayThroughDecisions(t, configWithContent(t, snippet), log)
+
+	ds := byValue(out.enforced, attacker)
+	if len(ds) != 1 {
+		t.Fatalf("%d bans of %s reached the kernel, want 1: %+v", len(ds), attacker, out.decisions)
+	}
+	d := ds[0]
+	if d.Type != "ban" || d.Scenario != "moat/ssh-bf" || d.Simulated {
+		t.Errorf("decision %+v: want a ban by moat/ssh-bf", d)
+	}
+	// The ban runs from when the alert was handled: its end is an hour
+	// after a moment between the first alert and the last.
+	if d.Until.Before(out.before.Add(time.Hour)) || d.Until.After(out.after.Add(time.Hour)) {
+		t.Errorf("ban until %s, want 1h after %s..%s", d.Until, out.before, out.after)
+	}
+	if n := len(byValue(out.decisions, slow)); n != 0 {
+		t.Errorf("%s, 3 failures over 12 minutes, got %d decisions", slow, n)
+	}
+	if n := len(byValue(out.decisions, ignored)) + len(byValue(out.enforced, ignored)); n != 0 {
+		t.Errorf("the ignoreip address %s got %d decisions", ignored, n)
+	}
+}
+
+// A reload rebuilds the engine when the overrides change, down to a value
+// behind a pointer.
+func TestFingerprintSeesOverrides(t *testing.T) {
+	root := repoRoot(t)
+	c := content{hubDir: filepath.Join(root, "packaging", "hub"), patternDir: filepath.Join(root, "packaging", "patterns")}
+	data := t.TempDir()
+	sum := func(yamlText string) string {
+		t.Helper()
+		cfg, err := config.Parse("moat.yaml", []byte(yamlText))
+		must(t, err)
+		cfg.Hub.Data = data
+		fp, err := fingerprint(cfg, c)
+		must(t, err)
+		return fp
+	}
+	base := sum("scenarios:\n  - name: moat/ssh-bf\n    capacity: 2\n")
+	for _, tc := range []struct {
+		yaml    string
+		differs bool
+	}{
+		{"scenarios:\n  - name: moat/ssh-bf\n    capacity: 2\n", false},
+		{"scenarios:\n  - name: moat/ssh-bf\n    capacity: 3\n", true},
+		{"scenarios:\n  - name: moat/ssh-*\n    capacity: 2\n", true},
+		{"scenarios:\n  - name: moat/ssh-bf\n    capacity: 2\n    simulate: false\n", true},
+		{"scenarios: []\n", true},
+	} {
+		if got := sum(tc.yaml); (got != base) != tc.differs {
+			t.Errorf("%q: fingerprint changed %v, want %v", tc.yaml, got != base, tc.differs)
+		}
+	}
+}
