@@ -100,12 +100,12 @@ func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) ([]e
 
 func nftConfig(cfg config.Config) nft.Config {
 	n := cfg.Enforce.NFTables
-	return nft.Config{Hook: n.Hook, Priority: n.Priority, Interfaces: n.Interfaces}
+	return nft.Config{Hook: n.Hook, Priority: n.Priority, Interfaces: n.Interfaces, NeverBlock: cfg.Enforce.NeverBlockPorts()}
 }
 
 func xdpConfig(cfg config.Config) xdp.Config {
 	x := cfg.Enforce.XDP
-	return xdp.Config{PinDir: x.PinDir, Interfaces: x.Interfaces, MaxSingles: x.MaxSingles, MaxRanges: x.MaxRanges}
+	return xdp.Config{PinDir: x.PinDir, Interfaces: x.Interfaces, MaxSingles: x.MaxSingles, MaxRanges: x.MaxRanges, NeverBlock: cfg.Enforce.NeverBlockPorts()}
 }
 
 // alertHandler is the alert pipeline (see decision.Dispatcher).

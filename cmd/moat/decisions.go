@@ -156,7 +156,7 @@ value per line. Table and raw output show control characters escaped
 }
 
 func (a *app) decisionsAddCmd() *cobra.Command {
-	var ip, cidr, reason, typ, durationArg string
+	var ip, cidr, reason, typ, durationArg, portsArg, proto string
 	var simulated bool
 	cmd := &cobra.Command{
 		Use:   "add",
@@ -164,7 +164,7 @@ func (a *app) decisionsAddCmd() *cobra.Command {
 		Long: `Add a decision: --ip or --range, for --duration (default 4h; days such as
 7d, or forever: never expires, held in the kernel without a timeout). The
 command returns once the decision is stored and in the kernel.`,
-		Example: "  moat decisions add --ip 198.51.100.7 --reason 'ssh brute force'\n  moat decisions add --range 203.0.113.0/24 --duration 24h\n  moat decisions add --ip 192.0.2.66 --duration forever",
+		Example: "  moat decisions add --ip 198.51.100.7 --reason 'ssh brute force'\n  moat decisions add --range 203.0.113.0/24 --duration 24h\n  moat decisions add --ip 192.0.2.66 --duration forever\n  moat decisions add --ip 192.0.2.9 --ports 25,465 --protocol tcp",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := a.outputFormat("json")
@@ -194,6 +194,13 @@ command returns once the decision is stored and in the kernel.`,
 			if err != nil || duration > api.MaxDuration {
 				return usagef("--duration %s: want a positive duration up to %s, or forever", durationArg, api.MaxDuration)
 			}
+			ports, err := model.ParsePorts(portsArg)
+			if err != nil {
+				return usagef("--ports %q: want port numbers separated by commas, such as 25,465", portsArg)
+			}
+			if err := model.CheckProtocol(proto, ports); err != nil {
+				return usagef("--protocol %q: want tcp or udp, with --ports", proto)
+			}
 			lasts := model.FormatDuration(duration)
 			if forever {
 				lasts = model.Forever
@@ -205,7 +212,7 @@ command returns once the decision is stored and in the kernel.`,
 			if err != nil {
 				return err
 			}
-			ds, err := c.AddDecisions(cmd.Context(), []api.NewDecision{{Value: value, Type: typ, Duration: lasts, Reason: reason, Simulated: simulated}}, true)
+			ds, err := c.AddDecisions(cmd.Context(), []api.NewDecision{{Value: value, Type: typ, Duration: lasts, Reason: reason, Simulated: simulated, Ports: model.FormatPorts(ports), Protocol: proto}}, true)
 			if err != nil {
 				return adminError(err)
 			}
@@ -219,7 +226,7 @@ command returns once the decision is stored and in the kernel.`,
 					if d.Until.IsZero() {
 						until = "no expiry"
 					}
-					if _, err := fmt.Fprintf(w, "Decision %d: %s %s for %s (%s).\n", d.ID, esc(d.Type), esc(d.Value), lasts, until); err != nil {
+					if _, err := fmt.Fprintf(w, "Decision %d: %s %s%s for %s (%s).\n", d.ID, esc(d.Type), esc(d.Value), portsSuffix(d), lasts, until); err != nil {
 						return err
 					}
 				}
@@ -234,6 +241,8 @@ command returns once the decision is stored and in the kernel.`,
 	fl.StringVarP(&reason, "reason", "R", "", "why (shown in lists and to bouncers)")
 	fl.StringVarP(&typ, "type", "t", "ban", "decision type, lowercase as bouncers match it exactly; only ban is enforced in the kernel, others are served to bouncers")
 	fl.BoolVar(&simulated, "simulated", false, "store and show the decision without enforcing it")
+	fl.StringVar(&portsArg, "ports", "", "ban only these destination ports (25,465); the address still reaches the others")
+	fl.StringVar(&proto, "protocol", "", "protocol of --ports: tcp or udp (default both)")
 	return cmd
 }
 

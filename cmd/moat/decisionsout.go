@@ -47,9 +47,22 @@ func decisionReason(d api.Decision) string {
 
 func decisionAction(d api.Decision) string {
 	if d.Simulated {
-		return d.Type + " (simulated)"
+		return d.Type + portsSuffix(d) + " (simulated)"
 	}
-	return d.Type
+	return d.Type + portsSuffix(d)
+}
+
+// portsSuffix names the ports a port-scoped decision bans (" on
+// 25,465/tcp"); a plain ban has none.
+func portsSuffix(d api.Decision) string {
+	if d.Ports == "" {
+		return ""
+	}
+	proto := d.Protocol
+	if proto == "" {
+		proto = "tcp+udp"
+	}
+	return " on " + esc(d.Ports) + "/" + esc(proto)
 }
 
 // decisionLeft is the time a decision has left; a decision deleted before
