@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/moatsec/moat/detect/hubstore"
 	"github.com/moatsec/moat/internal/config"
 )
@@ -115,4 +117,32 @@ func layerPatterns(cfg config.Config, c *content) error {
 	}
 	c.patternDir = dir
 	return nil
+}
+
+// hubStatus adds to moat status how many hub items load from each layer
+// and how many installed ones are tainted (moat hub list --loaded names
+// them). It reads the configuration the command was given, the one the
+// daemon reads too; it adds nothing when that cannot be read, so status
+// never fails on it.
+func (a *app) hubStatus(cmd *cobra.Command, counters map[string]int64) {
+	cfg, err := a.loadConfig(cmd)
+	if err != nil || counters == nil {
+		return
+	}
+	rows, err := hubList(cfg, nil, true)
+	if err != nil {
+		return
+	}
+	for _, l := range []string{layerShipped, layerInstalled, layerLocal} {
+		counters["hub_items_"+l] = 0
+	}
+	for _, r := range rows {
+		counters["hub_items_"+r.Loaded]++
+		if r.Shadows != "" {
+			counters["hub_items_overriding"]++
+		}
+		if r.Status == hubstore.StateTainted {
+			counters["hub_items_tainted"]++
+		}
+	}
 }

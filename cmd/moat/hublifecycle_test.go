@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/moatsec/moat/detect/hubstore"
 	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/internal/testutil"
@@ -276,4 +278,70 @@ func TestHubInstallRefusedIsUndone(t *testing.T) {
 	if code != exitUsage {
 		t.Errorf("installing an unknown item: exit %d, want %d: %s", code, exitUsage, errOut)
 	}
+}
+
+// TestHubStatusCounts: moat status counts the loaded items per layer and
+// the tainted ones.
+func TestHubStatusCounts(t *testing.T) {
+	root := repoRoot(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	must(t, os.MkdirAll(filepath.Join(src, "scenarios/acme"), 0o755))
+	// The same name as a shipped scenario, and one of its own.
+	ssh, err := os.ReadFile(filepath.Join(root, "packaging/hub/scenarios/moat/ssh-bf.yaml"))
+	must(t, err)
+	must(t, os.MkdirAll(filepath.Join(src, "scenarios/moat"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "scenarios/moat/ssh-bf.yaml"), ssh, 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "scenarios/acme/extra.yaml"), []byte("type: trigger\nname: acme/extra\ndescription: d\nfilter: \"evt.Meta.log_type == 'acme'\"\ngroupby: evt.Meta.source_ip\n"), 0o644))
+	cfg := filepath.Join(dir, "moat.yaml")
+	must(t, os.WriteFile(cfg, []byte("state_dir: "+dir+"/state\nhub:\n  data: "+dir+"/data\n"), 0o644))
+	if code, _, errOut := runMoat(t, "", "hub", "install", "-c", cfg, "--source", src, "moat/ssh-bf", "acme/extra"); code != exitOK {
+		t.Fatalf("install: exit %d: %s", code, errOut)
+	}
+	appendTo := func(p, s string) {
+		b, err := os.ReadFile(p)
+		must(t, err)
+		must(t, os.WriteFile(p, append(b, s...), 0o644))
+	}
+	appendTo(filepath.Join(dir, "state/hub/scenarios/acme/extra.yaml"), "# mine\n")
+
+	if _, err := os.Stat(config.Default().Hub.Dir); err == nil {
+		t.Skipf("SKIP: %s exists on this host and would add its items as the local layer", config.Default().Hub.Dir)
+	}
+	c, err := resolveContent(config.Default())
+	must(t, err)
+	shipped, err := hubListShipped(c.hubDir)
+	c.cleanup()
+	must(t, err)
+	a := &app{configPath: cfg}
+	cmd := &cobra.Command{}
+	cmd.Flags().String("config", "", "")
+	must(t, cmd.Flags().Set("config", cfg))
+	counters := map[string]int64{}
+	a.hubStatus(cmd, counters)
+	want := map[string]int64{
+		"hub_items_shipped":    int64(shipped - 1),
+		"hub_items_installed":  2,
+		"hub_items_local":      0,
+		"hub_items_overriding": 1,
+		"hub_items_tainted":    1,
+	}
+	for k, v := range want {
+		if counters[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, counters[k], v, counters)
+		}
+	}
+}
+
+// hubListShipped counts the hub items the loader indexes in dir.
+func hubListShipped(dir string) (int, error) {
+	n := 0
+	for _, pat := range []string{"parsers/*/*/*.yaml", "postoverflows/*/*/*.yaml", "scenarios/*/*.yaml", "collections/*/*.yaml"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return 0, err
+		}
+		n += len(m)
+	}
+	return n, nil
 }

@@ -26,6 +26,7 @@ func (a *app) statusCmd() *cobra.Command {
 			if err != nil {
 				return adminError(err)
 			}
+			a.hubStatus(cmd, st.Counters)
 			return writeStatusOut(a.stdout, format, st, time.Now())
 		},
 	}
