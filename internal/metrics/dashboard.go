@@ -181,15 +181,7 @@ func notifyRows(fams map[string]*dto.MetricFamily) []notifyRow {
 	}
 	out := sortedRows(by, func(a, b notifyRow) bool { return a.Channel < b.Channel })
 	for i := range out {
-		r := &out[i]
-		switch {
-		case r.Failed > 0 && r.Sent == 0:
-			r.Health = "failing"
-		case r.Failed > 0 || r.Dropped > 0:
-			r.Health = "degraded"
-		default:
-			r.Health = "ok"
-		}
+		out[i].Health = health(out[i].Sent, out[i].Failed, out[i].Dropped)
 	}
 	return out
 }

@@ -50,6 +50,10 @@ type fixedNotify []NotifyStat
 
 func (n fixedNotify) NotifyStats() []NotifyStat { return n }
 
+type fixedActions []ActionStat
+
+func (a fixedActions) ActionStats() []ActionStat { return a }
+
 type fixedGeo map[netip.Addr]GeoInfo
 
 func (g fixedGeo) Lookup(a netip.Addr) (GeoInfo, bool) {
@@ -60,9 +64,10 @@ func (g fixedGeo) Lookup(a netip.Addr) (GeoInfo, bool) {
 // dashFixture is the data of a small attack: two scenarios ban at known
 // minutes, a third only alerts, and one notification channel fails.
 type dashFixture struct {
-	status *fixedStatus
-	notify fixedNotify
-	geo    GeoResolver
+	status  *fixedStatus
+	notify  fixedNotify
+	actions fixedActions
+	geo     GeoResolver
 	// trend is what each scenario created, minutes before dashNow.
 	trend []trendPoint
 	// latencies are observed into the detection-to-kernel histogram.
@@ -92,6 +97,10 @@ func newDashFixture() dashFixture {
 			{Name: "ops-webhook", Kind: "webhook", Sent: 12, Queued: 1},
 			{Name: "mail", Kind: "email", Failed: 3},
 			{Name: "audit", Kind: "file", Sent: 40, Dropped: 2},
+		},
+		actions: fixedActions{
+			{Name: "abuse-report", Runs: map[string]uint64{"ok": 7, "exit": 1}, Exits: map[int]uint64{0: 7, 3: 1}, Seconds: 4},
+			{Name: "switch-acl", Runs: map[string]uint64{"timeout": 2, "stopped": 1}, Queued: 3, Seconds: 60},
 		},
 		trend: []trendPoint{
 			{ago: 2, scenario: scenSSH, alerts: 9, bans: 9},
@@ -145,6 +154,9 @@ func (fx dashFixture) page(t testing.TB) *statusPage {
 		t.Fatalf("New: %v", err)
 	}
 	if err := s.Registry().Register(NewNotifyCollector(fx.notify)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Registry().Register(NewActionCollector(fx.actions)); err != nil {
 		t.Fatal(err)
 	}
 	for d, n := range fx.latencies {
@@ -208,12 +220,14 @@ func TestDashboardContent(t *testing.T) {
 				`<td class="w">mail</td><td>email</td><td class="failing">failing</td>`,
 				`<td class="w">audit</td><td>file</td><td class="degraded">degraded</td>`,
 				`<td class="w">ops-webhook</td><td>webhook</td><td class="ok">ok</td>`,
+				`<td class="w">abuse-report</td><td class="degraded">degraded</td><td class="n">7</td><td class="n">1</td><td class="n">0</td><td class="n">0</td><td class="n">500.00ms</td>`,
+				`<td class="w">switch-acl</td><td class="failing">failing</td><td class="n">0</td><td class="n">2</td><td class="n">0</td><td class="n">3</td><td class="n">20.00s</td>`,
 				`<span>NL`, `<span>AS64500 Example Hosting`,
 				`<a href="?page=2">next →</a>`, `<span>page 1</span>`,
 				`<meta name="viewport" content="width=device-width, initial-scale=1">`,
 			},
 			deny:  []string{`<title>crowdsecurity/ssh-bf: 3 at 09:00`, `previous`},
-			order: []string{`id="summary"`, `id="chart-bans"`, `id="chart-alerts"`, `Top scenarios`, `Top sources`, `Countries`, `id="chart-latency"`, `id="notify"`, `id="alerts"`, `id="decisions"`}},
+			order: []string{`id="summary"`, `id="chart-bans"`, `id="chart-alerts"`, `Top scenarios`, `Top sources`, `Countries`, `id="chart-latency"`, `id="notify"`, `id="actions"`, `id="alerts"`, `id="decisions"`}},
 		{name: "last day counts three hours ago", query: "?range=24h",
 			want: []string{`id="alerts-total">34<`, `<title>crowdsecurity/ssh-bf: 3 at 09:00</title>`}},
 		{name: "last page of the table", query: "?page=3",
@@ -287,6 +301,7 @@ func TestDashboardHostileNames(t *testing.T) {
 			Scenario: h, Reason: h, Until: dashNow.Add(time.Hour)}}, fx.status.decisions...)
 		fx.status.alerts = append([]model.Alert{{Scenario: h, Value: h, Source: netip.PrefixFrom(a, 32), Stop: dashNow}}, fx.status.alerts...)
 		fx.notify = append(fx.notify, NotifyStat{Name: h, Kind: h, Failed: 1})
+		fx.actions = append(fx.actions, ActionStat{Name: h, Runs: map[string]uint64{"ok": 1}})
 		fx.geo.(fixedGeo)[a] = GeoInfo{Country: h, ASN: 64510, ASOrg: h}
 	}
 	p := fx.page(t)
@@ -388,6 +403,34 @@ func BenchmarkDashboard(b *testing.B) {
 				if code, _ := render(b, p, q); code != http.StatusOK {
 					b.Fatalf("status %d", code)
 				}
+			}
+		})
+	}
+}
+
+func TestActionHealth(t *testing.T) {
+	tests := []struct {
+		name string
+		stat ActionStat
+		want string
+	}{
+		{"never ran", ActionStat{Name: "a"}, "ok"},
+		{"all ok", ActionStat{Name: "a", Runs: map[string]uint64{"ok": 3}}, "ok"},
+		{"stopped is no failure", ActionStat{Name: "a", Runs: map[string]uint64{"ok": 3, "stopped": 2}}, "ok"},
+		{"every run failed", ActionStat{Name: "a", Runs: map[string]uint64{"start": 1, "template": 1}}, "failing"},
+		{"some failed", ActionStat{Name: "a", Runs: map[string]uint64{"ok": 3, "timeout": 1}}, "degraded"},
+		{"dropped events", ActionStat{Name: "a", Runs: map[string]uint64{"ok": 3}, Dropped: 1}, "degraded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := dashFixture{status: &fixedStatus{}, actions: fixedActions{tc.stat}}.page(t)
+			fams, err := p.s.reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := actionRows(Families(fams))
+			if len(rows) != 1 || rows[0].Health != tc.want {
+				t.Errorf("rows %+v, want one %s", rows, tc.want)
 			}
 		})
 	}

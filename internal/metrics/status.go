@@ -85,6 +85,7 @@ type statusData struct {
 	AlertsChart  chart
 	LatencyChart chart
 	Notify       []notifyRow
+	Actions      []actionRow
 	DropsPerSec  float64
 	DropsKnown   bool
 	HasStatus    bool
@@ -122,6 +123,7 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.TopScenarios = scenarioBars(d.Summary.Scenarios, statusTop)
 	d.DropsPerSec, d.DropsKnown = p.s.drops.rate()
 	d.Notify = notifyRows(byName)
+	d.Actions = actionRows(byName)
 	d.LatencyChart = histogramChart("chart-latency", "detection to kernel latency", histBuckets(byName[LatencyName]))
 
 	rng := findRange(q.Get("range"))
