@@ -53,6 +53,10 @@ type rawDecision struct {
 	Type     string `yaml:"type"`
 	Duration string `yaml:"duration"`
 	Scope    string `yaml:"scope"`
+	// Ports and Protocol are moat's own keys: a ban of the scenario's
+	// service only, like a fail2ban jail's.
+	Ports    []uint16 `yaml:"ports"`
+	Protocol string   `yaml:"protocol"`
 }
 
 // Decision is a decision template of a profile.
@@ -62,6 +66,10 @@ type Decision struct {
 	// Forever is duration: forever, a decision without expiry.
 	Forever bool
 	Scope   string // "" takes the alert's scope
+	// Ports, when set, scope the ban to these destination ports of
+	// Protocol ("tcp", "udp"; "" both).
+	Ports    []uint16
+	Protocol string
 }
 
 // Profile is one compiled profile.
@@ -201,7 +209,14 @@ func compile(file string, raw rawProfile, doc *yaml.Node) (*Profile, error) {
 		default:
 			return nil, bad("decisions", i, "profile %s: decision scope %q: moat decides on Ip and Range only", raw.Name, d.Scope)
 		}
-		p.Decisions = append(p.Decisions, Decision{Type: typ, Duration: dur, Forever: forever, Scope: d.Scope})
+		ports, err := model.NormalizePorts(d.Ports)
+		if err == nil {
+			err = model.CheckProtocol(d.Protocol, ports)
+		}
+		if err != nil {
+			return nil, bad("decisions", i, "profile %s: decision %v (want ports: [1-65535, ...], protocol: tcp or udp)", raw.Name, err)
+		}
+		p.Decisions = append(p.Decisions, Decision{Type: typ, Duration: dur, Forever: forever, Scope: d.Scope, Ports: ports, Protocol: d.Protocol})
 	}
 	if raw.DurationExpr != "" {
 		prog, err := expr.Compile(raw.DurationExpr, append(exprOptions(), expr.AsKind(reflect.String))...)
@@ -381,6 +396,8 @@ func (p *Profile) decisions(env Env, a model.Alert, now time.Time, rnd func() fl
 			Until:     until,
 			Simulated: a.Simulated,
 			ReadAt:    a.ReadAt,
+			Ports:     spec.Ports,
+			Protocol:  spec.Protocol,
 		}
 		if p.Debug {
 			out.Trace = append(out.Trace, fmt.Sprintf("profile %s: %s %s for %s", p.Name, d.Type, a.Value, durationText(dur, forever)))
