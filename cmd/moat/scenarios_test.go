@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/detect/acquire"
+	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/enforce/decision"
 	"github.com/moatsec/moat/enforce/store"
 	"github.com/moatsec/moat/internal/config"
@@ -293,6 +294,36 @@ func TestFingerprintSeesOverrides(t *testing.T) {
 	} {
 		if got := sum(tc.yaml); (got != base) != tc.differs {
 			t.Errorf("%q: fingerprint changed %v, want %v", tc.yaml, got != base, tc.differs)
+		}
+	}
+}
+
+// moat status says how much of detection only simulates; all of it is
+// the global simulation mode.
+func TestStatusShowsSimulation(t *testing.T) {
+	for _, tc := range []struct {
+		simulated int64
+		scenarios int
+		want      string
+	}{
+		{0, 9, "off"},
+		{2, 9, "2 of 9 scenarios"},
+		{9, 9, "all 9 scenarios (nothing is enforced)"},
+	} {
+		st := api.Status{Scenarios: make([]string, tc.scenarios), Counters: map[string]int64{"scenarios_simulated": tc.simulated}}
+		var b strings.Builder
+		must(t, writeStatus(&b, st, time.Now()))
+		found := false
+		for _, line := range strings.Split(b.String(), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == "simulation" {
+				found = true
+				if got := strings.Join(f[1:], " "); got != tc.want {
+					t.Errorf("%d of %d simulated: status says %q, want %q", tc.simulated, tc.scenarios, got, tc.want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no simulation row in\n%s", b.String())
 		}
 	}
 }
