@@ -164,8 +164,11 @@ func keepFrozen(running config.Config, next *config.Config) []string {
 	keep("enforce", running.Enforce, next.Enforce, func() { next.Enforce = running.Enforce })
 	keep("allowlist", running.Allowlist, next.Allowlist, func() { next.Allowlist = running.Allowlist })
 	keep("allowlist_allow_wide", running.AllowlistAllowWide, next.AllowlistAllowWide, func() { next.AllowlistAllowWide = running.AllowlistAllowWide })
+	keep("allowlist_files", running.AllowlistFiles, next.AllowlistFiles, func() { next.AllowlistFiles = running.AllowlistFiles })
+	keep("allowlist_options", running.AllowlistOptions, next.AllowlistOptions, func() { next.AllowlistOptions = running.AllowlistOptions })
 	keep("profiles", running.Profiles, next.Profiles, func() { next.Profiles = running.Profiles })
 	keep("notifications", running.Notifications, next.Notifications, func() { next.Notifications = running.Notifications })
+	keep("actions", running.Actions, next.Actions, func() { next.Actions = running.Actions })
 	keep("fleet", running.Fleet, next.Fleet, func() { next.Fleet = running.Fleet })
 	return keys
 }
