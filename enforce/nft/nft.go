@@ -111,6 +111,9 @@ type Backend struct {
 	ranged [2]*nftables.Set
 	ports  [2]*nftables.Set
 	never  *nftables.Set
+	// portRules is set once a port set holds elements: until then the
+	// chains have no port drop rules, so no packet pays for the lookups.
+	portRules bool
 	chains []*nftables.Chain
 
 	// known holds the single addresses moat believes the kernel has. It only

@@ -27,6 +27,11 @@ import (
 // hash sets', which is why plain bans never go there: those sets hold only
 // the few service-scoped bans.
 //
+// The port drop rules are written with the first port-scoped ban (or at
+// Open when the sets hold some), not before: until a host uses such bans,
+// its packets meet the same rules as before they existed. They then stay
+// until moat restarts with the sets empty.
+//
 // never_block holds `proto . port` pairs; its rule is the first of each of
 // moat's chains and accepts, so no moat drop rule sees a packet to such a
 // port. Accept ends only moat's chain: every other table still filters the
@@ -170,7 +175,38 @@ func (b *Backend) ApplyPorts(ctx context.Context, d enforce.PortDiff) error {
 	if !queued {
 		return nil
 	}
-	return b.flush("port-scoped bans")
+	if !b.portRules && len(d.Set) > 0 {
+		// The rules commit with the first elements, in one transaction.
+		b.portRules = true
+		for _, c := range b.chains {
+			for f, s := range b.ports {
+				b.conn.AddRule(b.portDropRule(c, s, family(f)))
+			}
+		}
+	}
+	if err := b.flush("port-scoped bans"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// notePortRules sets portRules when a port set already holds elements (an
+// earlier run's bans).
+func (b *Backend) notePortRules() error {
+	if b.portRules {
+		return nil
+	}
+	for _, s := range b.ports {
+		els, err := b.conn.GetSetElements(s)
+		if err != nil {
+			return fmt.Errorf("nft: list %s: %w", s.Name, err)
+		}
+		if len(els) > 0 {
+			b.portRules = true
+			return nil
+		}
+	}
+	return nil
 }
 
 // ListPorts returns the port-scoped bans the kernel holds.

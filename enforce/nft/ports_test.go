@@ -114,6 +114,10 @@ func TestPortScopedBan(t *testing.T) {
 	for _, src := range []string{"198.18.0.2", "198.18.0.3", "2001:db8::2"} {
 		p.reaches(t, src, 25)
 	}
+	// No port drop rule until a port-scoped ban needs one.
+	if chain := nft(t, p.m, "list", "chain", "inet", "moat", "moat-prerouting"); strings.Contains(chain, "_port") {
+		t.Errorf("port drop rules before any port-scoped ban:\n%s", chain)
+	}
 
 	exp := time.Now().Add(time.Hour)
 	applyPorts(t, b, enforce.PortDiff{Set: []enforce.PortEntry{
@@ -126,6 +130,21 @@ func TestPortScopedBan(t *testing.T) {
 	p.reaches(t, "198.18.0.2", 80)
 	p.blocked(t, "198.18.0.2", 25)
 	p.reaches(t, "198.18.0.3", 25) // a neighbour is not banned
+	chain := nft(t, p.m, "list", "chain", "inet", "moat", "moat-prerouting")
+	for _, rule := range []string{
+		"ip saddr . meta l4proto . th dport @ban4_port counter",
+		"ip6 saddr . meta l4proto . th dport @ban6_port counter",
+	} {
+		if !strings.Contains(chain, rule) {
+			t.Errorf("chain after the first port-scoped ban lacks %q:\n%s", rule, chain)
+		}
+	}
+	// A second Open (a restart) keeps the rules the held bans need.
+	b2 := openIn(t, p.m, Config{})
+	if !b2.portRules {
+		t.Error("a restart with port-scoped bans held did not keep their drop rules")
+	}
+	p.blocked(t, "198.18.0.2", 25)
 	p.reaches(t, "2001:db8::2", 80)
 	p.blocked(t, "2001:db8::2", 25)
 	if c := counters(t, b); c[setPort4].Packets == 0 || c[setPort6].Packets == 0 {

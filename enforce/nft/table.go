@@ -145,6 +145,9 @@ func (b *Backend) ensure(ctx context.Context) (map[string]bool, error) {
 	if err := b.flush("table, sets and chains"); err != nil {
 		return nil, err
 	}
+	if err := b.notePortRules(); err != nil {
+		return nil, err
+	}
 	for _, c := range b.chains {
 		if err := b.ensureRules(c); err != nil {
 			return nil, err
@@ -197,7 +200,9 @@ func (b *Backend) ensureRules(c *nftables.Chain) error {
 	want := map[string]family{
 		b.single[fam4].Name: fam4, b.ranged[fam4].Name: fam4,
 		b.single[fam6].Name: fam6, b.ranged[fam6].Name: fam6,
-		b.ports[fam4].Name: fam4, b.ports[fam6].Name: fam6,
+	}
+	if b.portRules {
+		want[b.ports[fam4].Name], want[b.ports[fam6].Name] = fam4, fam6
 	}
 	seen := map[string]bool{}
 	wantNever := len(b.cfg.NeverBlock) > 0
@@ -222,9 +227,9 @@ func (b *Backend) ensureRules(c *nftables.Chain) error {
 			b.conn.AddRule(b.dropRule(c, s, want[s.Name]))
 		}
 	}
-	for _, s := range b.ports {
-		if !seen[s.Name] {
-			b.conn.AddRule(b.portDropRule(c, s, want[s.Name]))
+	for f, s := range b.ports {
+		if b.portRules && !seen[s.Name] {
+			b.conn.AddRule(b.portDropRule(c, s, family(f)))
 		}
 	}
 	if wantNever && !seen[setNeverBlock] {
