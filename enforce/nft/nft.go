@@ -114,7 +114,7 @@ type Backend struct {
 	// portRules is set once a port set holds elements: until then the
 	// chains have no port drop rules, so no packet pays for the lookups.
 	portRules bool
-	chains []*nftables.Chain
+	chains    []*nftables.Chain
 
 	// known holds the single addresses moat believes the kernel has. It only
 	// decides how an expiry change is sent (a re-add does not move an
