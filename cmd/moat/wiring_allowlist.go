@@ -42,7 +42,7 @@ func (d *decisions) startAllowlist(ctx context.Context, m *daemon, svc *decision
 		Static:    staticAllowlist(cfg),
 		Files:     cfg.AllowlistFiles,
 		Runtime:   rt.Entries,
-		Resolver:  allowlistResolver(cfg, log.Warn),
+		Resolver:  allowlistResolver(cfg),
 		UTMP:      utmp,
 		Every:     opt.FileCheck,
 		AllowWide: cfg.AllowlistAllowWide,
@@ -94,23 +94,12 @@ func staticAllowlist(cfg config.Config) []dynallow.Entry {
 	return out
 }
 
-// allowlistResolver is the configured DNS server, else the system's; nil
-// (hostnames protect nothing, and that is said) when neither is usable.
-func allowlistResolver(cfg config.Config, warn func(string, ...any)) dynallow.Resolver {
+// allowlistResolver is the configured DNS server, else the system's.
+func allowlistResolver(cfg config.Config) dynallow.Resolver {
 	if r := cfg.AllowlistOptions.Resolver; r != "" {
 		return &dynallow.DNS{Servers: []string{r}}
 	}
-	sys, err := dynallow.SystemDNS(resolvConf)
-	if err != nil {
-		for _, e := range cfg.AllowlistEntries() {
-			if config.IsHostname(e.Value) {
-				warn("allowlisted hostnames cannot be resolved; set allowlist_options.resolver", "err", err)
-				break
-			}
-		}
-		return nil
-	}
-	return sys
+	return dynallow.System{ResolvConf: resolvConf}
 }
 
 // registerAllowlist exports the allowlist's metrics.

@@ -52,6 +52,20 @@ func SystemDNS(resolvConf string) (*DNS, error) {
 	return d, nil
 }
 
+// System resolves with the name servers ResolvConf lists at the time of
+// each lookup, so a change of servers (DHCP, a VPN) is followed.
+type System struct {
+	ResolvConf string
+}
+
+func (s System) Resolve(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	d, err := SystemDNS(s.ResolvConf)
+	if err != nil {
+		return nil, 0, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	return d.Resolve(ctx, host)
+}
+
 // Resolve returns the A and AAAA addresses of host and the smallest TTL
 // of the records that led to them. A name that does not exist resolves to
 // no address.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +28,12 @@ type fakeDNS struct {
 
 func startDNS(t *testing.T, name string, answer netip.Addr, ttl uint32) *fakeDNS {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return startDNSAt(t, "127.0.0.1:0", name, answer, ttl)
+}
+
+func startDNSAt(t *testing.T, at, name string, answer netip.Addr, ttl uint32) *fakeDNS {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +155,28 @@ func waitAdded(t *testing.T, changes <-chan []netip.Prefix, a netip.Addr) {
 
 func protected(m *Manager, a netip.Addr) bool {
 	return m.Protect(netip.PrefixFrom(a, a.BitLen())) != nil
+}
+
+// The system resolver reads its servers at each lookup.
+func TestSystemResolver(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	s := System{ResolvConf: conf}
+	if _, _, err := s.Resolve(context.Background(), "home.example.org"); err == nil {
+		t.Error("resolved without a resolv.conf")
+	}
+	// resolv.conf names no port: the test's server needs port 53 on a
+	// loopback address of its own.
+	pc, err := net.ListenPacket("udp", "127.0.0.79:53")
+	if err != nil {
+		t.Skipf("SKIP: no port 53 on loopback for a test server: %v", err)
+	}
+	pc.Close()
+	f := startDNSAt(t, "127.0.0.79:53", "home.example.org", netip.MustParseAddr("198.18.7.9"), 30)
+	if err := os.WriteFile(conf, []byte("# test\nnameserver "+strings.Split(f.addr, ":")[0]+"\noptions timeout:2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addrs, ttl, err := s.Resolve(context.Background(), "home.example.org")
+	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("198.18.7.9") || ttl != 30*time.Second {
+		t.Errorf("Resolve = %v, %s, %v", addrs, ttl, err)
+	}
 }
