@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +91,24 @@ func TestIsHostname(t *testing.T) {
 	} {
 		if got := IsHostname(c.s); got != c.ok {
 			t.Errorf("IsHostname(%q) = %v, want %v", c.s, got, c.ok)
+		}
+	}
+}
+
+// TestAllowlistDocExamples: every YAML example of docs/allowlist.md loads.
+func TestAllowlistDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/allowlist.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```yaml\n")[1:]
+	if len(blocks) != 3 {
+		t.Fatalf("%d yaml examples in docs/allowlist.md, want 3", len(blocks))
+	}
+	for i, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		if _, err := Parse(fmt.Sprintf("docs/allowlist.md example %d", i+1), []byte(b)); err != nil {
+			t.Errorf("%v", err)
 		}
 	}
 }
