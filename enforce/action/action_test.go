@@ -195,7 +195,7 @@ echo $$ > "$1/self.pid"
 echo hanging
 wait
 `)
-	m := New(compile(t, "hang", config.Action{Command: hang, Args: []string{dir}, Timeout: 500 * time.Millisecond}))
+	m := New(compile(t, "hang", config.Action{Command: hang, Args: []string{dir}, Timeout: 2 * time.Second}))
 	errs := make(chan error, 4)
 	m.OnError = func(_ string, _ Event, err error) { errs <- err }
 	start(t, m)
@@ -220,7 +220,7 @@ wait
 	}
 	select {
 	case err := <-errs:
-		if !strings.Contains(err.Error(), "killed after 500ms") || !strings.Contains(err.Error(), "hanging") {
+		if !strings.Contains(err.Error(), "killed after 2s") || !strings.Contains(err.Error(), "hanging") {
 			t.Errorf("reported %v", err)
 		}
 	case <-time.After(30 * time.Second):

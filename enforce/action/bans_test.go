@@ -50,7 +50,8 @@ func (k *kernel) held(v string) (time.Time, bool) {
 func TestSlowActionDoesNotDelayBans(t *testing.T) {
 	dir := t.TempDir()
 	// The action records when it started, then hangs.
-	slow := script(t, dir, "slow.sh", `date +%s%N > "$1/started-$MOAT_VALUE"
+	slow := script(t, dir, "slow.sh", `date +%s%N > "$1/.tmp-$MOAT_VALUE"
+mv "$1/.tmp-$MOAT_VALUE" "$1/started-$MOAT_VALUE"
 sleep 60
 `)
 	st, err := store.Open(context.Background(), filepath.Join(dir, store.FileName), store.Options{})
