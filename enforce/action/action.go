@@ -341,6 +341,11 @@ func (m *Manager) Enforced(ban bool, ds []model.Decision) {
 // Restored queues the ban actions that want bans restored from the store
 // at start.
 func (m *Manager) Restored(ds []model.Decision) {
+	// A million bans load at start: look at them only when some action
+	// wants them.
+	if m == nil || !slices.ContainsFunc(m.runners, func(r *runner) bool { return r.spec.Restored }) {
+		return
+	}
 	m.announce(config.ActionBan, ds, true)
 }
 
