@@ -375,6 +375,9 @@ func (p *Profile) decisions(env Env, a model.Alert, now time.Time, rnd func() fl
 			}
 			if why != "" {
 				reason = why + ": " + a.Message
+				if p.Debug {
+					out.Trace = append(out.Trace, fmt.Sprintf("profile %s: %s %s", p.Name, a.Value, why))
+				}
 			}
 		}
 		until := now.Add(dur)
