@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -37,6 +38,9 @@ func (d *decisions) startAllowlist(ctx context.Context, m *daemon, svc *decision
 	utmp := ""
 	if opt.ProtectSessions {
 		utmp = opt.UTMP
+		if _, err := os.Stat(utmp); err != nil {
+			log.Warn("login sessions are not protected until the utmp file appears", "err", err)
+		}
 	}
 	mgr := dynallow.New(dynallow.Config{
 		Static:    staticAllowlist(cfg),

@@ -67,7 +67,12 @@ type Manager struct {
 	utmp     stamp
 	hosts    map[string]*host
 	view     []Match
-	stats    Stats
+	// singles and ranges index view for the check every ban goes
+	// through: a map lookup for the single addresses, a scan of the
+	// ranges only.
+	singles map[netip.Addr][]int
+	ranges  []int
+	stats   Stats
 }
 
 // stamp tells whether a file changed since it was last read.
@@ -332,6 +337,14 @@ func (m *Manager) build(static []Entry, now time.Time) {
 			}
 		}
 	}
+	m.singles, m.ranges = make(map[netip.Addr][]int, len(view)), nil
+	for i, v := range view {
+		if v.Prefix.IsSingleIP() {
+			m.singles[v.Prefix.Addr()] = append(m.singles[v.Prefix.Addr()], i)
+		} else {
+			m.ranges = append(m.ranges, i)
+		}
+	}
 	m.view, m.stats.Entries = view, counts
 }
 
@@ -342,10 +355,26 @@ func (m *Manager) Check(p netip.Prefix) []Match {
 	now := m.cfg.Now()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	var idx []int
+	if p.IsSingleIP() {
+		idx = append(idx, m.singles[p.Addr()]...)
+		for _, i := range m.ranges {
+			if m.view[i].Prefix.Contains(p.Addr()) {
+				idx = append(idx, i)
+			}
+		}
+		slices.Sort(idx)
+	} else {
+		for i, v := range m.view {
+			if v.Prefix.Overlaps(p) {
+				idx = append(idx, i)
+			}
+		}
+	}
 	var out []Match
-	for _, v := range m.view {
-		if v.live(now) && v.Prefix.Overlaps(p) {
-			out = append(out, v)
+	for _, i := range idx {
+		if m.view[i].live(now) {
+			out = append(out, m.view[i])
 		}
 	}
 	return out

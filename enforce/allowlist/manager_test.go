@@ -208,3 +208,21 @@ func TestRunReportsAdded(t *testing.T) {
 		t.Fatal("the new line was never seen")
 	}
 }
+
+// BenchmarkProtect is the cost the allowlist adds to each ban: a check
+// against 1,000 entries.
+func BenchmarkProtect(b *testing.B) {
+	var static []Entry
+	for i := range 1000 {
+		static = append(static, Entry{Value: netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}).String(), Source: SourceConfig})
+	}
+	m := New(Config{Static: static})
+	m.Step(context.Background())
+	p := pfx("198.19.0.1/32")
+	b.ResetTimer()
+	for b.Loop() {
+		if m.Protect(p) != nil {
+			b.Fatal("protected")
+		}
+	}
+}
