@@ -170,6 +170,7 @@ func keepFrozen(running config.Config, next *config.Config) []string {
 	keep("notifications", running.Notifications, next.Notifications, func() { next.Notifications = running.Notifications })
 	keep("actions", running.Actions, next.Actions, func() { next.Actions = running.Actions })
 	keep("fleet", running.Fleet, next.Fleet, func() { next.Fleet = running.Fleet })
+	keep("feeds", running.Feeds, next.Feeds, func() { next.Feeds = running.Feeds })
 	return keys
 }
 
