@@ -290,6 +290,25 @@ func (a *app) openStore(cmd *cobra.Command) (config.Config, *hubstore.Store, err
 	return cfg, st, err
 }
 
+// lockedStore is openStore for a change: the store is read under its
+// lock, released when the command ends.
+func (a *app) lockedStore(cmd *cobra.Command) (config.Config, *hubstore.Store, func(), error) {
+	cfg, err := a.loadConfig(cmd)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	unlock, err := hubstore.Lock(hubStoreDir(cfg))
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	st, err := hubstore.Open(hubStoreDir(cfg), cfg.Hub.Data)
+	if err != nil {
+		unlock()
+		return cfg, nil, nil, err
+	}
+	return cfg, st, unlock, nil
+}
+
 func (a *app) hubInstallCmd() *cobra.Command {
 	var sf hubSourceFlags
 	var opts hubstore.InstallOptions
@@ -304,10 +323,11 @@ sha256. Nothing is downloaded: a data file the source lacks stops the install
 (see upgrade).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, names []string) error {
-			cfg, st, err := a.openStore(cmd)
+			cfg, st, unlock, err := a.lockedStore(cmd)
 			if err != nil {
 				return err
 			}
+			defer unlock()
 			src, err := sf.open(cmd)
 			if err != nil {
 				return err
@@ -332,10 +352,11 @@ differs from the one installed. An item edited since it was installed is
 reported as tainted and left untouched; files under hub.dir (the local layer)
 are never touched.`,
 		RunE: func(cmd *cobra.Command, names []string) error {
-			cfg, st, err := a.openStore(cmd)
+			cfg, st, unlock, err := a.lockedStore(cmd)
 			if err != nil {
 				return err
 			}
+			defer unlock()
 			src, err := sf.open(cmd)
 			if err != nil {
 				return err
@@ -356,10 +377,11 @@ func (a *app) hubRemoveCmd() *cobra.Command {
 		Short: "Remove installed items and the dependencies nothing else needs",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, names []string) error {
-			cfg, st, err := a.openStore(cmd)
+			cfg, st, unlock, err := a.lockedStore(cmd)
 			if err != nil {
 				return err
 			}
+			defer unlock()
 			return a.changeStore(cfg, st, func() ([]hubstore.Change, error) { return st.Remove(names, opts) })
 		},
 	}

@@ -574,3 +574,20 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("the copy stays after restore: %v", err)
 	}
 }
+
+func TestLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "hub")
+	unlock, err := Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(dir); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second lock: %v, want ErrBusy", err)
+	}
+	unlock()
+	unlock, err = Lock(dir)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock()
+}
