@@ -101,6 +101,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.verifyCmd(),
 		a.genDocsCmd(),
 		a.metricsCmd(),
+		a.importCmd(),
 		// admin commands that talk to the daemon over api.socket:
 		a.decisionsCmd(),
 		a.alertsCmd(),
