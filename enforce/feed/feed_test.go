@@ -101,7 +101,7 @@ func (f *fakeEnforcer) kernel() []string {
 // allowed is the allowlist of the test service.
 var allowed = netip.MustParsePrefix("198.18.250.0/24")
 
-func newService(t *testing.T) (*decision.Service, *fakeEnforcer) {
+func newService(t testing.TB) (*decision.Service, *fakeEnforcer) {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), store.FileName), store.Options{})
 	if err != nil {
