@@ -16,5 +16,13 @@
 //	xdp_skb_<ifname>            link in generic (skb) mode
 //
 // The program itself is not pinned: the links hold it, and a new Load swaps
-// its own program into them.
+// its own program into them. Nor is moat_open, the open ports
+// (enforce.never_block) a banned source's TCP or UDP packets still reach:
+// it belongs to one loaded program and Load fills it before any attach.
+//
+// Port-scoped bans are not enforced here. Honouring them would mean
+// reading the L4 header of every packet and a second map keyed by address
+// and port; they are a service's few bans, which nftables holds (see
+// enforce/nft). The ports are read only once a source is found banned, so
+// unbanned traffic pays nothing for never_block.
 package bpf
