@@ -102,3 +102,28 @@ mv "$out.tmp" "$out"
 		t.Error("a deleted ban was restored")
 	}
 }
+
+// TestConfigCheckActions: moat config check finds an action that cannot
+// run, at its line, with the usage exit code.
+func TestConfigCheckActions(t *testing.T) {
+	dir := t.TempDir()
+	acquis := filepath.Join(dir, "acquis.d")
+	must(t, os.MkdirAll(acquis, 0o755))
+	base := daemonConfig(dir, repoRoot(t), acquis)
+	path := filepath.Join(dir, "moat.yaml")
+	for _, tc := range []struct{ action, want string }{
+		{"    command: " + filepath.Join(dir, "missing.sh") + "\n", "action report: command: stat "},
+		{"    command: /bin/true\n    args: [\"{{.Nope}}\"]\n", "action report: args[0]: template"},
+	} {
+		cfg := base + "actions:\n  report:\n" + tc.action
+		must(t, os.WriteFile(path, []byte(cfg), 0o644))
+		code, _, errOut := runMoat(t, "", "config", "check", "--config", path)
+		if code != exitUsage || !strings.Contains(errOut, path+":") || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.action, code, errOut, exitUsage, tc.want)
+		}
+	}
+	must(t, os.WriteFile(path, []byte(base+"actions:\n  report:\n    command: /bin/true\n    args: [\"{{.Value}}\"]\n"), 0o644))
+	if code, _, errOut := runMoat(t, "", "config", "check", "--config", path); code != exitOK {
+		t.Errorf("good action: exit %d, %s", code, errOut)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/moatsec/moat/detect/acquire"
+	"github.com/moatsec/moat/enforce/action"
 	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/internal/version"
@@ -36,7 +37,10 @@ func checkContent(cfg config.Config, warn io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = loadNotifications(cfg, profiles, nil)
+	if _, err = loadNotifications(cfg, profiles, nil); err != nil {
+		return err
+	}
+	_, err = action.FromConfig(&cfg)
 	return err
 }
 
