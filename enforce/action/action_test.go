@@ -300,3 +300,27 @@ func TestFromConfigErrors(t *testing.T) {
 		t.Fatalf("good config: %v", err)
 	}
 }
+
+// TestLingeringChild: a command that exits 0 but leaves a child holding its
+// output counts as ok, and the child is killed rather than left behind.
+func TestLingeringChild(t *testing.T) {
+	dir := t.TempDir()
+	linger := script(t, dir, "linger.sh", `sleep 300 &
+echo $! > "$1/.child"
+mv "$1/.child" "$1/child.pid"
+exit 0
+`)
+	m := New(compile(t, "linger", config.Action{Command: linger, Args: []string{dir}}))
+	start(t, m)
+	m.Enforced(true, []model.Decision{decisionOn(1, "198.18.26.1/32", model.OriginLocal, time.Now().Add(time.Hour))})
+	waitFor(t, "the run", func() bool { return runs(m, "linger", ResultOK) == 1 })
+	data, err := os.ReadFile(filepath.Join(dir, "child.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the child to end", func() bool { return !alive(pid) })
+}

@@ -67,6 +67,14 @@ func execute(ctx context.Context, s *Spec, ev Event) (Result, int, error) {
 	out := &tail{max: outputTail}
 	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// The command ended but left a child holding its output: the
+		// group still has that member, so its ID is still the group's.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if cmd.ProcessState != nil && cmd.ProcessState.Success() {
+			err = nil
+		}
+	}
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
