@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moatsec/moat/enforce/api"
+	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/version"
 )
 
@@ -89,6 +90,9 @@ func (a *app) registerCompletions(root *cobra.Command) {
 		if c := find(p...); c != nil && c.Flags().Lookup("scenario") != nil {
 			c.RegisterFlagCompletionFunc("scenario", a.completeFromDaemon(scenarioNames))
 		}
+		if c := find(p...); c != nil && c.Flags().Lookup("origin") != nil {
+			c.RegisterFlagCompletionFunc("origin", cobra.FixedCompletions(origins, cobra.ShellCompDirectiveNoFileComp))
+		}
 	}
 	if c := find("alerts", "inspect"); c != nil {
 		c.ValidArgsFunction = a.completeFirstArg(alertIDs)
@@ -96,6 +100,12 @@ func (a *app) registerCompletions(root *cobra.Command) {
 	if c := find("bouncers", "delete"); c != nil {
 		c.ValidArgsFunction = a.completeFirstArg(bouncerNames)
 	}
+}
+
+// origins are the values a decision's origin takes.
+var origins = []string{
+	string(model.OriginLocal), string(model.OriginCLI), string(model.OriginAPI), string(model.OriginCommunity),
+	string(model.OriginList), string(model.OriginMachine), string(model.OriginFleet),
 }
 
 // namesFunc reads candidates from the daemon.

@@ -121,6 +121,9 @@ func TestCompletion(t *testing.T) {
 	if got := completions(t, "status", "-o", ""); !slices.Equal(got, outputFormats) {
 		t.Errorf("-o completes to %v, want %v", got, outputFormats)
 	}
+	if got := completions(t, "decisions", "list", "--origin", ""); !slices.Contains(got, "list") || !slices.Contains(got, "community") {
+		t.Errorf("--origin completes to %v", got)
+	}
 	if got := completions(t, "decisions", "import", "x", "--format", "c"); !slices.Equal(got, []string{"values", "csv", "json"}) {
 		t.Errorf("--format completes to %v", got)
 	}
