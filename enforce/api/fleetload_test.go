@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -55,7 +56,16 @@ type fleetAgentsReport struct {
 	MaxDec    int   `json:"max_decisions"`
 	Bytes     int64 `json:"bytes"`
 	CPUMillis int64 `json:"cpu_ms"`
+	// FirstFailure is why the first stream to fail did.
+	FirstFailure string `json:"first_failure,omitempty"`
+	// CatchUpMillis is how long after the pushes ended every stream
+	// held every decision (or the agents gave up waiting).
+	CatchUpMillis int64 `json:"catch_up_ms"`
 }
+
+// fleetCatchUp bounds how long the agents wait, once the pushes ended,
+// for every stream to hold every decision.
+const fleetCatchUp = 90 * time.Second
 
 // TestFleetStreamLoad pushes SSH alerts into a fleet server on PostgreSQL
 // as fast as pushers holding a fixed number of requests in flight get
@@ -72,6 +82,11 @@ func TestFleetStreamLoad(t *testing.T) {
 	streams, pushFor := 1000, 15*time.Second
 	if testing.Short() {
 		streams, pushFor = 200, 3*time.Second
+	}
+	// The same variable the agent process reads sets the streams here
+	// too, to measure the push path with one stream beside a thousand.
+	if n, err := strconv.Atoi(os.Getenv(fleetLoadStreamsEnv)); err == nil && n > 0 {
+		streams = n
 	}
 	testutil.RequireRoot(t)
 	raiseNoFile(t, 8192)
@@ -126,10 +141,9 @@ func TestFleetStreamLoad(t *testing.T) {
 	pgAfter, cpuAfter := pgFigures(t, pg), selfCPU()
 	load, _ := os.ReadFile("/proc/loadavg")
 
-	// Every stream must come to hold every decision: give them a moment
-	// after the last push, then end the agents and read their report.
-	time.Sleep(3 * time.Second)
-	rep := agents.stop(t)
+	// Every stream must come to hold every decision: the agents wait for
+	// it (within fleetCatchUp), then end and report.
+	rep := agents.stop(t, stored)
 	slices.Sort(lat)
 	secs := elapsed.Seconds()
 	t.Logf("fleet load, %d streams open: %d alerts stored in %.1f s, %.0f alerts/s (target ≥ 5,000); push of %d alerts: p50 %v, p99 %v, max %v",
@@ -137,10 +151,10 @@ func TestFleetStreamLoad(t *testing.T) {
 	t.Logf("what bounds it: server (this process) CPU %.0f%% of a core, PostgreSQL CPU %.0f%%, agents' process CPU %d ms in all; PostgreSQL %.0f transactions/s (the streams' reads among them), %.0f rows inserted/s; load average %s",
 		100*(cpuAfter-cpuBefore).Seconds()/secs, 100*float64(pgAfter.cpuTicks-pgBefore.cpuTicks)/100/secs, rep.CPUMillis,
 		float64(pgAfter.commits-pgBefore.commits)/secs, float64(pgAfter.inserted-pgBefore.inserted)/secs, strings.TrimSpace(string(load)))
-	t.Logf("streams: %d, each received %d to %d distinct decisions (want %d), %d MiB in all, %d failed; server: %+v",
-		rep.Streams, rep.MinDec, rep.MaxDec, stored, rep.Bytes>>20, rep.Failed, srv.Stats())
+	t.Logf("streams: %d, each received %d to %d distinct decisions (want %d) within %v of the last push, %d MiB in all, %d failed; server: %+v",
+		rep.Streams, rep.MinDec, rep.MaxDec, stored, time.Duration(rep.CatchUpMillis)*time.Millisecond, rep.Bytes>>20, rep.Failed, srv.Stats())
 	if rep.Streams != streams || rep.Failed > 0 {
-		t.Errorf("%d of %d streams open at the end, %d failed", rep.Streams, streams, rep.Failed)
+		t.Errorf("%d of %d streams open at the end, %d failed, the first: %s", rep.Streams, streams, rep.Failed, rep.FirstFailure)
 	}
 	if rep.MinDec != int(stored) || rep.MaxDec != int(stored) {
 		t.Errorf("streams received %d to %d decisions, want %d each", rep.MinDec, rep.MaxDec, stored)
@@ -334,7 +348,13 @@ func runFleetAgents(t *testing.T, addr string, n int) {
 		failed  atomic.Int64
 		bytesIn atomic.Int64
 	)
-	counts := make([]int, n)
+	counts := make([]atomic.Int64, n)
+	var firstFailure atomic.Pointer[string]
+	fail := func(i int, why string) {
+		failed.Add(1)
+		why = fmt.Sprintf("stream %d: %s", i, why)
+		firstFailure.CompareAndSwap(nil, &why)
+	}
 	started.Add(n)
 	for i := range n {
 		wg.Go(func() {
@@ -343,8 +363,12 @@ func runFleetAgents(t *testing.T, addr string, n int) {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+FleetStreamPath+"?after=0", nil)
 			req.Header.Set("Authorization", "Bearer "+tokens[i%fleetLoadMachines])
 			resp, err := c.Do(req)
-			if err != nil || resp.StatusCode != http.StatusOK {
-				failed.Add(1)
+			if err != nil {
+				fail(i, err.Error())
+				return
+			}
+			if resp.StatusCode != http.StatusOK {
+				fail(i, resp.Status)
 				return
 			}
 			defer resp.Body.Close()
@@ -354,8 +378,12 @@ func runFleetAgents(t *testing.T, addr string, n int) {
 			for sc.Scan() {
 				bytesIn.Add(int64(len(sc.Bytes()) + 1))
 				var ev FleetEvent
-				if json.Unmarshal(sc.Bytes(), &ev) != nil {
-					failed.Add(1)
+				if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+					if ctx.Err() != nil {
+						return // the end, which may cut a line
+					}
+					// A line cut short is the last one of a stream that broke.
+					fail(i, fmt.Sprintf("line %.200q: %v (read: %v)", sc.Bytes(), err, sc.Err()))
 					return
 				}
 				for _, d := range ev.Decisions {
@@ -364,22 +392,45 @@ func runFleetAgents(t *testing.T, addr string, n int) {
 				if ev.Kind == FleetCheckpoint {
 					once.Do(started.Done)
 				}
-				counts[i] = len(seen)
+				counts[i].Store(int64(len(seen)))
 			}
 			if ctx.Err() == nil {
-				failed.Add(1)
+				fail(i, fmt.Sprintf("stream ended after %d decisions: %v", len(seen), sc.Err()))
 			}
 		})
 	}
 	started.Wait()
 	fmt.Println(loadLinePrefix + "ready")
+	// The parent writes how many decisions it stored, then ends stdin.
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	want, _ := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+	pushed := time.Now()
+	least := func() int64 {
+		m := int64(math.MaxInt64)
+		for i := range counts {
+			m = min(m, counts[i].Load())
+		}
+		return m
+	}
+	for least() < want && time.Since(pushed) < fleetCatchUp && failed.Load() < int64(n) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	caughtUp := time.Since(pushed)
 	io.Copy(io.Discard, os.Stdin)
 	cancel()
 	wg.Wait()
-	rep := fleetAgentsReport{Streams: n - int(failed.Load()), Failed: failed.Load(), Bytes: bytesIn.Load(), MinDec: slices.Min(counts), MaxDec: slices.Max(counts)}
+	rep := fleetAgentsReport{Streams: n - int(failed.Load()), Failed: failed.Load(), Bytes: bytesIn.Load(), CatchUpMillis: caughtUp.Milliseconds()}
+	rep.MinDec, rep.MaxDec = math.MaxInt, 0
+	for i := range counts {
+		c := int(counts[i].Load())
+		rep.MinDec, rep.MaxDec = min(rep.MinDec, c), max(rep.MaxDec, c)
+	}
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	rep.CPUMillis = (ru.Utime.Nano() + ru.Stime.Nano()) / 1e6
+	if why := firstFailure.Load(); why != nil {
+		rep.FirstFailure = *why
+	}
 	out, _ := json.Marshal(rep)
 	fmt.Println(loadLinePrefix + string(out))
 }
@@ -435,7 +486,8 @@ func startFleetAgents(t *testing.T, addr string, n int) *fleetAgents {
 }
 
 // stop ends the agents and returns their report.
-func (a *fleetAgents) stop(t *testing.T) fleetAgentsReport {
+func (a *fleetAgents) stop(t *testing.T, stored int64) fleetAgentsReport {
+	fmt.Fprintf(a.stdin, "%d\n", stored)
 	a.stdin.Close()
 	select {
 	case msg, ok := <-a.lines:
@@ -445,8 +497,8 @@ func (a *fleetAgents) stop(t *testing.T) fleetAgentsReport {
 			t.Fatalf("agent process report %q\n%s", msg, a.out.String())
 		}
 		return rep
-	case <-time.After(30 * time.Second):
-		t.Fatal("the agent process did not report within 30s of its stdin closing")
+	case <-time.After(fleetCatchUp + 30*time.Second):
+		t.Fatalf("the agent process did not report within %v of its stdin closing", fleetCatchUp+30*time.Second)
 	}
 	return fleetAgentsReport{}
 }

@@ -75,7 +75,19 @@ type Changes struct {
 	// gen counts the Notify calls: a read begun at generation g sees
 	// every write notified up to g.
 	gen uint64
+	// woke is when the streams were last woken, and armed whether a
+	// wake is due (see fleetWakeEvery).
+	woke  time.Time
+	armed bool
 }
+
+// fleetWakeEvery spaces the streams' wake-ups. A write after a quiet
+// spell wakes them at once; writes coming faster are gathered into one
+// wake per period. Every wake costs each stream a store read shared with
+// the others and a write to its agent: with a wake per pushed alert, a
+// thousand streams spent the server's CPU on write calls carrying one
+// decision each.
+const fleetWakeEvery = 20 * time.Millisecond
 
 // NewChanges returns a notifier.
 func NewChanges() *Changes { return &Changes{ch: make(chan struct{})} }
@@ -87,13 +99,36 @@ func (c *Changes) wait() (<-chan struct{}, uint64) {
 	return c.ch, c.gen
 }
 
-// Notify wakes every stream waiting.
+// Notify wakes every stream waiting, at once or, when the last wake was
+// less than fleetWakeEvery ago, when that period ends.
 func (c *Changes) Notify() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The generation moves now: a read begun from here on sees the
+	// write, whenever the wake comes.
+	c.gen++
+	if c.armed {
+		return
+	}
+	if d := fleetWakeEvery - time.Since(c.woke); d > 0 {
+		c.armed = true
+		time.AfterFunc(d, c.wake)
+		return
+	}
+	c.wakeLocked()
+}
+
+func (c *Changes) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed = false
+	c.wakeLocked()
+}
+
+func (c *Changes) wakeLocked() {
 	close(c.ch)
 	c.ch = make(chan struct{})
-	c.gen++
-	c.mu.Unlock()
+	c.woke = time.Now()
 }
 
 // Wrap returns st with every write that may change the decision stream
@@ -224,6 +259,22 @@ type fleetWriter struct {
 	to  time.Duration
 }
 
+// sendRaw writes lines encoded already, flushed once.
+func (fw *fleetWriter) sendRaw(lines ...[]byte) error {
+	if err := fw.rc.SetWriteDeadline(time.Now().Add(fw.to)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	for _, b := range lines {
+		if _, err := fw.bw.Write(b); err != nil {
+			return err
+		}
+	}
+	if err := fw.bw.Flush(); err != nil {
+		return err
+	}
+	return fw.rc.Flush()
+}
+
 func (fw *fleetWriter) send(ev FleetEvent) error {
 	if err := fw.rc.SetWriteDeadline(time.Now().Add(fw.to)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
@@ -297,13 +348,13 @@ func (s *Server) fleetLoop(ctx context.Context, fw *fleetWriter, seq int64) erro
 			woken, gen = s.Changes.wait()
 		}
 		var next int64
-		var sent bool
+		var sent, again bool
 		var err error
 		if first || s.Changes == nil {
 			// A start or a catch-up may be long: read page by page.
 			next, sent, err = s.fleetDelta(ctx, fw, seq, startup)
 		} else {
-			next, sent, err = s.fleetSharedDelta(ctx, fw, seq, gen)
+			next, sent, again, err = s.fleetSharedDelta(ctx, fw, seq, gen)
 		}
 		if err != nil {
 			return err
@@ -317,6 +368,14 @@ func (s *Server) fleetLoop(ctx context.Context, fw *fleetWriter, seq int64) erro
 			lastSent = time.Now()
 		}
 		seq, startup = next, false
+		if again {
+			// Sent a read older than the wake: what came after it is
+			// still to read, now.
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -402,32 +461,60 @@ type feedEntry struct {
 	// reach them within a poll.
 	began time.Time
 	done  chan struct{}
-	evs   []FleetEvent
 	cur   int64
 	err   error
+	// evs is the events read, encoded once for every stream as NDJSON
+	// lines, and checkpoint the checkpoint line up to cur: each stream
+	// writes the same bytes (encoding them per stream was as much of the
+	// server's CPU as the writes).
+	evs        []byte
+	checkpoint []byte
 }
 
-// maxFeedEntries bounds the reads kept: streams wait on the latest few
-// positions only.
-const maxFeedEntries = 16
+// The reads kept: a stream behind the others (its agent slower to read)
+// follows the chain of reads they made, each starting where the previous
+// one ended, rather than reading from its own position: a thousand
+// streams a few wakes apart made a store read each per wake, and the
+// pushes waited for pooled connections behind them. maxFeedEntries and
+// feedKeep bound the chain (a wake per fleetWakeEvery at most).
+const (
+	maxFeedEntries = 512
+	feedKeep       = 5 * time.Second
+)
 
 // sharedRead returns the changes after seq as read at generation gen or
-// later, reading them unless another stream did or is doing so.
-func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (*feedEntry, error) {
+// later, reading them unless another stream did or is doing so; or, with
+// stale, an earlier read that still moves the stream forward: the caller
+// sends it and asks again from where it ends.
+func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (e *feedEntry, stale bool, err error) {
 	f := &s.feed
 	f.mu.Lock()
-	e := f.entries[seq]
+	e = f.entries[seq]
 	if e != nil && e.gen >= gen && time.Since(e.began) < fleetPoll/2 {
 		f.mu.Unlock()
 		select {
 		case <-e.done:
-			return e, nil
+			return e, false, nil
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
-	if f.entries == nil || len(f.entries) >= maxFeedEntries {
+	if e != nil && e.settled() && e.err == nil && e.cur > seq {
+		f.mu.Unlock()
+		return e, true, nil
+	}
+	if f.entries == nil {
 		f.entries = map[int64]*feedEntry{}
+	}
+	if len(f.entries) >= maxFeedEntries {
+		for k, old := range f.entries {
+			if time.Since(old.began) > feedKeep {
+				delete(f.entries, k)
+			}
+		}
+		if len(f.entries) >= maxFeedEntries {
+			f.entries = map[int64]*feedEntry{}
+		}
 	}
 	_, now := s.Changes.wait()
 	e = &feedEntry{gen: now, began: time.Now(), done: make(chan struct{})}
@@ -440,10 +527,13 @@ func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (*feedEn
 	at := s.Now()
 	e.cur, e.err = s.st.Stream(rctx, seq, false, at, 0, func(c store.Change, recs []store.Record) error {
 		if ev := fleetEventOf(c, recs, at); len(ev.Decisions) > 0 {
-			e.evs = append(e.evs, ev)
+			return appendLine(&e.evs, ev)
 		}
 		return nil
 	})
+	if e.err == nil {
+		e.err = appendLine(&e.checkpoint, FleetEvent{Kind: FleetCheckpoint, Seq: e.cur, At: at})
+	}
 	close(e.done)
 	if e.err != nil {
 		// Not kept: the next stream to ask reads again.
@@ -453,25 +543,49 @@ func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (*feedEn
 		}
 		f.mu.Unlock()
 	}
-	return e, nil
+	return e, false, nil
+}
+
+// settled reports whether the read ended.
+func (e *feedEntry) settled() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // fleetSharedDelta is fleetDelta for a stream that is up to date and was
-// woken at generation gen: the read is shared (see fleetFeed).
-func (s *Server) fleetSharedDelta(ctx context.Context, fw *fleetWriter, seq int64, gen uint64) (int64, bool, error) {
-	e, err := s.sharedRead(ctx, seq, gen)
+// woken at generation gen: the read is shared (see fleetFeed). again
+// says the stream was sent a read older than gen and is to ask again at
+// once.
+func (s *Server) fleetSharedDelta(ctx context.Context, fw *fleetWriter, seq int64, gen uint64) (next int64, sent, again bool, err error) {
+	e, stale, err := s.sharedRead(ctx, seq, gen)
 	if err != nil {
-		return seq, false, err
+		return seq, false, false, err
 	}
 	if e.err != nil {
-		return seq, false, e.err
+		return seq, false, false, e.err
 	}
-	if e.cur >= seq {
-		for _, ev := range e.evs {
-			if err := fw.send(ev); err != nil {
-				return seq, false, err
-			}
-		}
+	if e.cur < seq || (e.cur == seq && len(e.evs) == 0) {
+		// The store behind the agent, or nothing new: as any delta.
+		next, sent, err = s.fleetCheckpoint(ctx, fw, seq, e.cur, false, false, s.Now())
+		return next, sent, false, err
 	}
-	return s.fleetCheckpoint(ctx, fw, seq, e.cur, false, len(e.evs) > 0, s.Now())
+	if err := fw.sendRaw(e.evs, e.checkpoint); err != nil {
+		return seq, len(e.evs) > 0, false, err
+	}
+	return e.cur, true, stale, nil
+}
+
+// appendLine appends ev to b as a stream line, as fleetWriter.send
+// encodes it.
+func appendLine(b *[]byte, ev FleetEvent) error {
+	line, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	*b = append(append(*b, line...), '\n')
+	return nil
 }

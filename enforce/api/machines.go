@@ -336,22 +336,9 @@ func (s *Server) pushAlerts(w http.ResponseWriter, r *http.Request) error {
 		}
 		return badRequest("%v", err)
 	}
-	ids := make([]string, 0, len(ps))
-	for _, p := range ps {
-		if s.machines.sim[p.alert.Scenario] {
-			p.alert.Simulated = true
-			for i := range p.decisions {
-				p.decisions[i].Simulated = true
-			}
-		}
-		id, ds, err := s.svc.AddAlert(r.Context(), p.alert, p.decisions, p.origin)
-		if err != nil {
-			return err
-		}
-		if s.machines.onAlert != nil {
-			s.machines.onAlert(machineOf(r), id, p.alert, ds)
-		}
-		ids = append(ids, strconv.FormatInt(id, 10))
+	ids, err := s.storePushed(r.Context(), machineOf(r), ps)
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusCreated, ids)
 	return nil
