@@ -74,6 +74,50 @@ func (r *Reconciler) portBackends() []PortBackend {
 	return out
 }
 
+// service is the protocol and port of port-scoped elements.
+type service struct {
+	proto uint8
+	port  uint16
+}
+
+func (k portKey) service() service { return service{k.proto, k.port} }
+
+// held is what the kernel holds of some services: the elements and their
+// expiries.
+type held map[portKey]stamp
+
+// heldOf computes what the kernel must hold of the services in svcs (all
+// when nil). The kernel's interval sets refuse an element that overlaps
+// another of the same service, so a prefix inside a wider one of the same
+// service is held by the wider one alone; if the wider one ends first, the
+// narrower one comes back with the next change or verify pass.
+func (r *Reconciler) heldOf(svcs map[service]bool) held {
+	groups := map[service][]portKey{}
+	for k := range r.ports {
+		if svcs == nil || svcs[k.service()] {
+			groups[k.service()] = append(groups[k.service()], k)
+		}
+	}
+	out := held{}
+	for _, ks := range groups {
+		for _, k := range ks {
+			if !coveredByWider(k, ks) {
+				out[k] = portExpiry(r.ports[k])
+			}
+		}
+	}
+	return out
+}
+
+func coveredByWider(k portKey, ks []portKey) bool {
+	for _, o := range ks {
+		if o.p.Bits() < k.p.Bits() && o.p.Addr().Is4() == k.p.Addr().Is4() && o.p.Contains(k.p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
 // notePorts records add and remove in r.ports and returns the kernel change.
 // Refused and invalid decisions are reported in the error; the others are
 // recorded regardless.
@@ -82,22 +126,22 @@ func (r *Reconciler) notePorts(add, remove []model.Decision, now time.Time) (Por
 		r.ports = map[portKey]map[int64]stamp{}
 	}
 	var errs []error
-	touched := map[portKey]bool{}
+	type change struct {
+		k     portKey
+		id    int64
+		until stamp
+		add   bool
+	}
+	var changes []change
+	svcs := map[service]bool{}
 	for _, d := range remove {
 		ks, err := r.portKeys(d)
 		if err != nil {
 			continue
 		}
 		for _, k := range ks {
-			m, ok := r.ports[k]
-			if !ok {
-				continue
-			}
-			delete(m, d.ID)
-			if len(m) == 0 {
-				delete(r.ports, k)
-			}
-			touched[k] = true
+			changes = append(changes, change{k: k, id: d.ID})
+			svcs[k.service()] = true
 		}
 	}
 	for _, d := range add {
@@ -115,27 +159,46 @@ func (r *Reconciler) notePorts(add, remove []model.Decision, now time.Time) (Por
 			continue
 		}
 		for _, k := range ks {
-			m := r.ports[k]
-			if m == nil {
-				m = map[int64]stamp{}
-				r.ports[k] = m
+			changes = append(changes, change{k: k, id: d.ID, until: stampOf(d.Until), add: true})
+			svcs[k.service()] = true
+		}
+	}
+	if len(changes) == 0 {
+		return PortDiff{}, errors.Join(errs...)
+	}
+	before := r.heldOf(svcs)
+	for _, c := range changes {
+		m := r.ports[c.k]
+		switch {
+		case c.add && m == nil:
+			r.ports[c.k] = map[int64]stamp{c.id: c.until}
+		case c.add:
+			m[c.id] = c.until
+		case m != nil:
+			delete(m, c.id)
+			if len(m) == 0 {
+				delete(r.ports, c.k)
 			}
-			m[d.ID] = stampOf(d.Until)
-			touched[k] = true
 		}
 	}
-	// Each element once, as it ends up: a diff may not name one twice.
+	return diffHeld(before, r.heldOf(svcs)), errors.Join(errs...)
+}
+
+// diffHeld is the change from what the kernel held to what it must hold,
+// each element once.
+func diffHeld(before, after held) PortDiff {
 	var diff PortDiff
-	for k := range touched {
-		e := PortEntry{Prefix: k.p, Proto: k.proto, Port: k.port}
-		if m, ok := r.ports[k]; ok {
-			e.Expiry = portExpiry(m).time()
-			diff.Set = append(diff.Set, e)
-		} else {
-			diff.Delete = append(diff.Delete, e)
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			diff.Delete = append(diff.Delete, PortEntry{Prefix: k.p, Proto: k.proto, Port: k.port})
 		}
 	}
-	return diff, errors.Join(errs...)
+	for k, exp := range after {
+		if was, ok := before[k]; !ok || was != exp {
+			diff.Set = append(diff.Set, PortEntry{Prefix: k.p, Proto: k.proto, Port: k.port, Expiry: exp.time()})
+		}
+	}
+	return diff
 }
 
 // portExpiry is the latest expiry of the decisions covering one element.
@@ -208,9 +271,9 @@ func (r *Reconciler) verifyPorts(ctx context.Context) error {
 				have[portKey{e.Prefix, e.Proto, e.Port}] = true
 			}
 		}
-		for k, m := range r.ports {
+		for k, exp := range r.heldOf(nil) {
 			if !have[k] {
-				diff.Set = append(diff.Set, PortEntry{Prefix: k.p, Proto: k.proto, Port: k.port, Expiry: portExpiry(m).time()})
+				diff.Set = append(diff.Set, PortEntry{Prefix: k.p, Proto: k.proto, Port: k.port, Expiry: exp.time()})
 			}
 		}
 		if len(diff.Set) == 0 {

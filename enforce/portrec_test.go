@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ type portMem struct {
 
 func newPortMem() *portMem { return &portMem{memBackend: newMem(), ports: map[portKey]time.Time{}} }
 
+// ApplyPorts refuses, as the kernel's interval sets do, an element that
+// overlaps a different one of the same service.
 func (m *portMem) ApplyPorts(_ context.Context, d PortDiff) error {
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
@@ -26,7 +29,13 @@ func (m *portMem) ApplyPorts(_ context.Context, d PortDiff) error {
 		delete(m.ports, portKey{e.Prefix, e.Proto, e.Port})
 	}
 	for _, e := range d.Set {
-		m.ports[portKey{e.Prefix, e.Proto, e.Port}] = e.Expiry
+		k := portKey{e.Prefix, e.Proto, e.Port}
+		for o := range m.ports {
+			if o != k && o.service() == k.service() && o.p.Overlaps(k.p) {
+				return fmt.Errorf("%v overlaps %v", k, o)
+			}
+		}
+		m.ports[k] = e.Expiry
 	}
 	return nil
 }
@@ -121,6 +130,44 @@ func TestPortScopedDecisions(t *testing.T) {
 	}
 	if n := pm.nports(); n != 3 {
 		t.Errorf("%d port elements after a verify repaired a flushed set, want 3", n)
+	}
+}
+
+// A port-scoped ban inside a wider one of the same service is held by the
+// wider one, and comes back when that one goes.
+func TestNestedPortScopedBans(t *testing.T) {
+	pm := newPortMem()
+	r := startReconciler(t, ReconcilerConfig{}, nil, pm)
+	ctx := context.Background()
+	<-r.Ready()
+	narrow := scopedBan(1, "198.18.0.5/32", 2*time.Hour, "tcp", 25)
+	wide := scopedBan(2, "198.18.0.0/24", time.Hour, "tcp", 25, 26)
+	other := scopedBan(3, "198.18.0.6/32", time.Hour, "udp", 25)
+	for _, d := range []model.Decision{narrow, wide, other} {
+		if err := r.Apply(ctx, []model.Decision{d}, nil); err != nil {
+			t.Fatalf("apply %d: %v", d.ID, err)
+		}
+	}
+	if _, ok := pm.port("198.18.0.5/32", model.ProtoTCP, 25); ok {
+		t.Error("the narrower ban is held beside the wider one")
+	}
+	for _, k := range []struct {
+		p     string
+		proto uint8
+		port  uint16
+	}{{"198.18.0.0/24", model.ProtoTCP, 25}, {"198.18.0.0/24", model.ProtoTCP, 26}, {"198.18.0.6/32", model.ProtoUDP, 25}} {
+		if _, ok := pm.port(k.p, k.proto, k.port); !ok {
+			t.Errorf("%s %d/%d missing", k.p, k.port, k.proto)
+		}
+	}
+	if err := r.Apply(ctx, nil, []model.Decision{wide}); err != nil {
+		t.Fatal(err)
+	}
+	if exp, ok := pm.port("198.18.0.5/32", model.ProtoTCP, 25); !ok || !exp.Equal(narrow.Until) {
+		t.Errorf("the narrower ban did not come back with its own expiry: %v %v", exp, ok)
+	}
+	if n := pm.nports(); n != 2 {
+		t.Errorf("%d elements, want 2", n)
 	}
 }
 

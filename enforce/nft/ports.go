@@ -159,8 +159,10 @@ func (b *Backend) ApplyPorts(ctx context.Context, d enforce.PortDiff) error {
 			add     bool
 			timeout time.Duration
 		}{
-			{refresh[f], true, ensureTimeout}, {refresh[f], false, 0}, {set[f], true, 0},
+			// Deletes first: an element may make room for a wider one
+			// of the same service, which the set would refuse beside it.
 			{del[f], true, ensureTimeout}, {del[f], false, 0},
+			{refresh[f], true, ensureTimeout}, {refresh[f], false, 0}, {set[f], true, 0},
 		} {
 			if len(step.els) == 0 {
 				continue

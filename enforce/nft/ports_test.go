@@ -183,6 +183,16 @@ func TestPortScopedBan(t *testing.T) {
 	if d := cmp.Diff(want, got, portsCmp); d != "" {
 		t.Errorf("ListPorts after the second apply (-want +got):\n%s", d)
 	}
+
+	// A wider element replaces a narrower one of the same service in one
+	// diff: the set refuses the two side by side, so the delete goes first.
+	applyPorts(t, b, enforce.PortDiff{
+		Set:    []enforce.PortEntry{portEntry("198.18.0.0/24", model.ProtoTCP, 465, exp)},
+		Delete: []enforce.PortEntry{portEntry("198.18.0.2/32", model.ProtoTCP, 465, time.Time{})},
+	})
+	if err := b.ApplyPorts(context.Background(), enforce.PortDiff{Set: []enforce.PortEntry{portEntry("198.18.0.2/32", model.ProtoTCP, 465, exp)}}); err == nil {
+		t.Error("the set took an element inside a wider one of the same service; the reconciler's nesting rule is then needless")
+	}
 }
 
 var portsCmp = cmp.Comparer(func(a, b enforce.PortEntry) bool {
