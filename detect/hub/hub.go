@@ -70,27 +70,45 @@ func Open(dir string, overlays ...string) (*Hub, error) {
 
 func (h *Hub) index(dir string) error {
 	for _, kind := range []string{Parsers, Postoverflows} {
-		files, err := filepath.Glob(filepath.Join(dir, kind, "*", "*", "*.yaml"))
+		files, err := globYAML(filepath.Join(dir, kind, "*", "*"))
 		if err != nil {
 			return fmt.Errorf("index hub %s: %w", dir, err)
 		}
 		for _, f := range files {
 			author := filepath.Base(filepath.Dir(f))
 			stage := filepath.Base(filepath.Dir(filepath.Dir(f)))
-			h.add(Item{Kind: kind, Stage: stage, Path: f, Layer: dir, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
+			h.add(Item{Kind: kind, Stage: stage, Path: f, Layer: dir, Name: author + "/" + trimYAML(filepath.Base(f))})
 		}
 	}
 	for _, kind := range []string{Scenarios, Collections} {
-		files, err := filepath.Glob(filepath.Join(dir, kind, "*", "*.yaml"))
+		files, err := globYAML(filepath.Join(dir, kind, "*"))
 		if err != nil {
 			return fmt.Errorf("index hub %s: %w", dir, err)
 		}
 		for _, f := range files {
 			author := filepath.Base(filepath.Dir(f))
-			h.add(Item{Kind: kind, Path: f, Layer: dir, Name: author + "/" + strings.TrimSuffix(filepath.Base(f), ".yaml")})
+			h.add(Item{Kind: kind, Path: f, Layer: dir, Name: author + "/" + trimYAML(filepath.Base(f))})
 		}
 	}
 	return nil
+}
+
+// globYAML lists the YAML files in the directories pattern matches: the
+// hub names its files .yaml, and a few contributors' .yml.
+func globYAML(pattern string) ([]string, error) {
+	var out []string
+	for _, ext := range []string{"*.yaml", "*.yml"} {
+		m, err := filepath.Glob(filepath.Join(pattern, ext))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
+func trimYAML(base string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(base, ".yaml"), ".yml")
 }
 
 func (h *Hub) add(it Item) {
@@ -122,7 +140,7 @@ func (h *Hub) Items(kind string) []Item {
 // ("crowdsecurity/sshd-logs") or a path relative to the hub dir
 // ("./parsers/s01-parse/crowdsecurity/nginx-logs.yaml").
 func (h *Hub) Ref(kind, ref string) (Item, error) {
-	if strings.HasSuffix(ref, ".yaml") || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "/") {
+	if strings.HasSuffix(ref, ".yaml") || strings.HasSuffix(ref, ".yml") || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "/") {
 		p := ref
 		if _, err := os.Stat(p); err != nil || !filepath.IsAbs(p) {
 			// Test configs write hub-relative paths, sometimes with a
@@ -137,7 +155,7 @@ func (h *Hub) Ref(kind, ref string) (Item, error) {
 		if _, err := os.Stat(p); err != nil {
 			return Item{}, fmt.Errorf("%s %s: %w", kind, ref, ErrNotFound)
 		}
-		it := Item{Kind: kind, Path: p, Name: filepath.Base(filepath.Dir(p)) + "/" + strings.TrimSuffix(filepath.Base(p), ".yaml")}
+		it := Item{Kind: kind, Path: p, Name: filepath.Base(filepath.Dir(p)) + "/" + trimYAML(filepath.Base(p))}
 		if kind == Parsers || kind == Postoverflows {
 			it.Stage = filepath.Base(filepath.Dir(filepath.Dir(p)))
 		}

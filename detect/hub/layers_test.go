@@ -68,3 +68,24 @@ func TestOverlaysAllEmpty(t *testing.T) {
 		t.Fatal("Open of two empty layers succeeded")
 	}
 }
+
+// TestOpenYML: the hub names a few files .yml; they load like .yaml.
+func TestOpenYML(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "parsers/s01-parse/x/a.yml"), "name: x/a\n")
+	writeFile(t, filepath.Join(dir, "collections/x/c.yml"), "name: x/c\nparsers:\n  - x/a\n")
+	h, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := h.Select([]string{"x/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sel.Parsers) != 1 || sel.Parsers[0].Path != filepath.Join(dir, "parsers/s01-parse/x/a.yml") || sel.Parsers[0].Stage != "s01-parse" {
+		t.Errorf("selection = %+v", sel.Parsers)
+	}
+	if it, err := h.Ref(Parsers, "./parsers/s01-parse/x/a.yml"); err != nil || it.Name != "x/a" {
+		t.Errorf("Ref = %+v, %v", it, err)
+	}
+}
