@@ -7,6 +7,7 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/parse"
+	"github.com/moatsec/moat/detect/scenario"
 	"github.com/moatsec/moat/internal/model"
 )
 
@@ -39,9 +40,13 @@ const (
 // their events. It travels dispatcher -> worker -> consumer and back, and
 // carries events the consumer recycled to the worker that reuses them.
 type batch struct {
-	lines      []detect.Line
-	evts       []*detect.Event
-	state      []lineState
+	lines []detect.Line
+	evts  []*detect.Event
+	state []lineState
+	// matches are the scenario matches of the poured lines, when workers
+	// match (matched).
+	matches    []scenario.Matches
+	matched    bool
 	free       []*detect.Event
 	freeParsed []map[string]string
 }
@@ -93,6 +98,9 @@ func (e *Engine) run(ctx context.Context, in <-chan detect.Line, o runOpts) erro
 	}
 	for i := range n {
 		w := &parseWorker{pipe: e.pipe.Worker(), parsedFields: e.parsedFields, metaFields: e.metaFields}
+		if e.set.MatchesAnywhere() {
+			w.match = e.set.NewMatcher()
+		}
 		go func() {
 			defer close(done[i])
 			for b := range work[i] {
@@ -217,7 +225,9 @@ func (e *Engine) runSerial(ctx context.Context, in <-chan detect.Line, o runOpts
 // parseWorker parses batches with its own pipeline scratch and its own
 // events to reuse.
 type parseWorker struct {
-	pipe                     *parse.Pipeline
+	pipe *parse.Pipeline
+	// match, when set, also matches the poured events to scenarios.
+	match                    *scenario.Matcher
 	parsedFields, metaFields int
 	free                     []*detect.Event
 	freeParsed               []map[string]string
@@ -237,6 +247,10 @@ func (w *parseWorker) parse(b *batch) {
 	b.evts = slices.Grow(b.evts[:0], len(b.lines))[:len(b.lines)]
 	b.state = slices.Grow(b.state[:0], len(b.lines))[:len(b.lines)]
 	clear(b.state)
+	b.matched = w.match != nil
+	if b.matched {
+		b.matches = slices.Grow(b.matches[:0], len(b.lines))[:len(b.lines)]
+	}
 	for i, l := range b.lines {
 		if !l.Process {
 			b.evts[i] = nil
@@ -266,6 +280,8 @@ func (w *parseWorker) parse(b *batch) {
 			evt.Release()
 			w.free = append(w.free, evt)
 			evt = nil
+		} else if b.matched {
+			w.match.Match(evt, &b.matches[i])
 		}
 		b.evts[i] = evt
 	}
@@ -319,7 +335,11 @@ func (e *Engine) consume(b *batch, emit func(detect.Line, []model.Alert)) {
 		case linePoured:
 			e.parsed.Add(1)
 			e.poured.Add(1)
-			ovs = e.postprocess(e.set.PourOverflows(evt))
+			if b.matched {
+				ovs = e.postprocess(e.set.PourMatchedOverflows(evt, &b.matches[i]))
+			} else {
+				ovs = e.postprocess(e.set.PourOverflows(evt))
+			}
 		}
 		if evt.Release() {
 			e.recycle(evt)

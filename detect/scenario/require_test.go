@@ -53,7 +53,8 @@ func TestRequirements(t *testing.T) {
 // Candidates are the scenarios whose requirements hold, in load order,
 // whatever tuple of meta values came first.
 func TestCandidates(t *testing.T) {
-	s := &Set{byTuple: map[string][]*scenario{}}
+	s := &Set{}
+	m := s.NewMatcher()
 	for i, f := range []string{
 		"evt.Meta.log_type == 'a' && evt.Meta.status in ['404', '403']",
 		"evt.Meta.log_type in ['a', 'b']",
@@ -81,7 +82,7 @@ func TestCandidates(t *testing.T) {
 		evt := detect.NewEvent(detect.Line{})
 		maps.Copy(evt.Meta, c.meta)
 		var got []int
-		for _, sc := range s.candidates(evt) {
+		for _, sc := range m.candidates(evt) {
 			got = append(got, sc.idx)
 		}
 		if !slices.Equal(got, c.want) {

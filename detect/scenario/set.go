@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"cmp"
-	"encoding/binary"
 	"hash/maphash"
 	"math/rand/v2"
 	"slices"
@@ -54,12 +53,14 @@ type Set struct {
 	env       *exprenv.Env
 	replay    bool
 	scenarios []*scenario
-	// reqKeys are the meta keys scenario requirements test; byTuple
-	// caches, per tuple of their values, the scenarios whose
-	// requirements hold (most filters are rejected without running).
-	reqKeys  []string
-	byTuple  map[string][]*scenario
-	tupleBuf []byte
+	// reqKeys are the meta keys scenario requirements test (see
+	// Matcher.candidates).
+	reqKeys []string
+	// own matches the events poured whole; crossEvent is set when a
+	// filter or groupby uses a stash (see MatchesAnywhere).
+	own        *Matcher
+	matches    Matches
+	crossEvent bool
 
 	buckets   int // live buckets and blackhole records
 	heap      bucketHeap
@@ -100,7 +101,6 @@ func Load(files []string, opts Options) (*Set, error) {
 	}
 	s := &Set{
 		env:      env,
-		byTuple:  map[string][]*scenario{},
 		max:      opts.MaxBuckets,
 		replay:   opts.Replay,
 		released: opts.Released,
@@ -182,6 +182,10 @@ func Load(files []string, opts Options) (*Set, error) {
 			t.sketchFor = t.users[0]
 		}
 	}
+	for _, sc := range s.scenarios {
+		s.crossEvent = s.crossEvent || usesStash(sc.spec.Filter) || usesStash(sc.spec.GroupBy)
+	}
+	s.own = s.NewMatcher()
 	return s, nil
 }
 
@@ -321,30 +325,6 @@ const byTupleMax = 4096
 
 // candidates returns, in load order, the scenarios whose requirements the
 // event's meta values meet.
-func (s *Set) candidates(evt *detect.Event) []*scenario {
-	b := s.tupleBuf[:0]
-	for _, k := range s.reqKeys {
-		v := evt.Meta[k]
-		b = binary.AppendUvarint(b, uint64(len(v)))
-		b = append(b, v...)
-	}
-	s.tupleBuf = b
-	if c, ok := s.byTuple[string(b)]; ok {
-		return c
-	}
-	var c []*scenario
-	for _, sc := range s.scenarios {
-		if sc.meets(evt) {
-			c = append(c, sc)
-		}
-	}
-	if len(s.byTuple) >= byTupleMax {
-		clear(s.byTuple)
-	}
-	s.byTuple[string(b)] = c
-	return c
-}
-
 func (sc *scenario) meets(evt *detect.Event) bool {
 	for _, r := range sc.reqs {
 		if !r.values[evt.Meta[r.key]] {
@@ -355,39 +335,8 @@ func (sc *scenario) meets(evt *detect.Event) bool {
 }
 
 func (s *Set) pour(evt *detect.Event) {
-	if evt == nil || evt.Whitelisted {
-		return
-	}
-	t := eventTime(evt)
-	untimed := s.replay && evt.MarshaledTime == ""
-	s.advance(t)
-	s.vars["evt"] = evt
-	defer func() { s.vars["evt"] = (*detect.Event)(nil) }()
-	s.memo.Reset()
-	for _, sc := range s.candidates(evt) {
-		ok, err := s.runBool(sc.filter, evt)
-		if err != nil {
-			sc.stats.Errors++
-			continue
-		}
-		if !ok {
-			continue
-		}
-		if untimed && sc.kind != kindTrigger {
-			sc.stats.Untimed++
-			continue
-		}
-		key := ""
-		if sc.groupby != nil {
-			k, err := s.runString(sc.groupby, evt)
-			if err != nil {
-				sc.stats.Errors++
-				continue
-			}
-			key = k
-		}
-		s.pourInto(sc, key, evt, t)
-	}
+	s.own.Match(evt, &s.matches)
+	s.fill(evt, &s.matches)
 }
 
 func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time) {
