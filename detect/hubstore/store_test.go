@@ -361,7 +361,7 @@ func recordItems(rs []Record) []Item {
 	return out
 }
 
-func writeBundle(t *testing.T, path string, files map[string]string) {
+func writeBundle(t testing.TB, path string, files map[string]string) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
