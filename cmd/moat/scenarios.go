@@ -24,13 +24,13 @@ tunes them without editing hub files. Each entry selects scenarios by name or
 glob ("*" matches any run of characters, "/" included, "?" one character) and
 sets any of:
 
-  enabled: false      leave the scenario out of detection
-  capacity: N         events a leaky bucket holds; one more overflows it
-  leakspeed: 10s      how fast a leaky bucket drains one event
-  blackhole: 1m       how long a source stays quiet after an overflow
-  duration: 4h        ban duration of the scenario's alerts; it replaces the
-                      profiles' duration and duration_expr
-  simulate: true      record alerts and decisions, enforce nothing
+- enabled: false leaves the scenario out of detection.
+- capacity: N is how many events a leaky bucket holds; one more overflows it.
+- leakspeed: 10s is how fast a leaky bucket drains one event.
+- blackhole: 1m is how long a source stays quiet after an overflow.
+- duration: 4h is the ban duration of the scenario's alerts; it replaces the
+  profiles' duration and duration_expr.
+- simulate: true records alerts and decisions and enforces nothing.
 
 An entry naming a scenario exactly applies after the globs; among equals a
 later entry wins, key by key. A glob's capacity only reaches leaky scenarios

@@ -327,3 +327,21 @@ func TestStatusShowsSimulation(t *testing.T) {
 		}
 	}
 }
+
+// moat config check accepts an override that matches nothing, with a
+// warning naming it, and refuses a bad value at its line.
+func TestConfigCheckScenarioOverrides(t *testing.T) {
+	path := configWithContent(t, "scenarios:\n  - name: crowdsecurity/ssh-bf\n    capacity: 3\n")
+	code, _, errOut := runMoat(t, "", "config", "check", "--config", path)
+	want := path + `:2: scenario override "crowdsecurity/ssh-bf" matches no loaded scenario`
+	if code != exitOK || !strings.Contains(errOut, want) {
+		t.Errorf("exit %d, stderr %q: want 0 and the warning %q", code, errOut, want)
+	}
+	// A capacity a trigger cannot have is an error at the override's line.
+	path = configWithContent(t, "scenarios:\n  - name: moat/http-bad-user-agent\n    capacity: 3\n")
+	code, _, errOut = runMoat(t, "", "config", "check", "--config", path)
+	want = path + ":3: scenario moat/http-bad-user-agent: override: trigger must have capacity 0"
+	if code != exitUsage || !strings.Contains(errOut, want) {
+		t.Errorf("exit %d, stderr %q: want %d and %q", code, errOut, exitUsage, want)
+	}
+}
