@@ -435,6 +435,9 @@ func printInspection(w io.Writer, in hubstore.Inspection) error {
 	fmt.Fprintf(&b, "item:       %s\n", esc(in.Ref))
 	if r := in.Installed; r != nil {
 		fmt.Fprintf(&b, "installed:  version %s, sha256 %s, %s\n", esc(dash(r.Version)), r.SHA256, in.State)
+		if in.CurrentSHA256 != "" {
+			fmt.Fprintf(&b, "  edited:   sha256 %s now\n", in.CurrentSHA256)
+		}
 		fmt.Fprintf(&b, "  path:     %s\n", esc(r.Path))
 		fmt.Fprintf(&b, "  from:     %s at %s\n", esc(r.Source), r.InstalledAt.Format("2006-01-02 15:04:05Z"))
 		if !r.Explicit {

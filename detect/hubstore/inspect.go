@@ -14,6 +14,8 @@ type Inspection struct {
 	// State is the installed file against its record (StateOK...), "" if
 	// not installed.
 	State string `json:"state,omitempty"`
+	// CurrentSHA256 is the installed file's digest now, when tainted.
+	CurrentSHA256 string `json:"current_sha256,omitempty"`
 	// Available is the source's item, nil without a source or if it lacks it.
 	Available *Item `json:"available,omitempty"`
 	// Diff is the installed file against the source's, in unified form
@@ -33,6 +35,13 @@ func (s *Store) Inspect(src *Source, ref string, diff bool) (Inspection, error) 
 			return in, err
 		}
 		in.State = st
+		if st == StateTainted {
+			b, err := os.ReadFile(filepath.Join(s.Dir, r.Path))
+			if err != nil {
+				return in, err
+			}
+			in.CurrentSHA256 = digest(b)
+		}
 	}
 	if src != nil {
 		lookupRef := ref
