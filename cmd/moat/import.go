@@ -114,7 +114,7 @@ func parseImport(name string, data []byte, format string, def importDefaults) (i
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	switch format {
 	case "values":
-		return parseValues(data, def)
+		return parseValues(name, data, def)
 	case "csv":
 		return parseCSV(name, data, def)
 	case "json":
@@ -126,11 +126,12 @@ func parseImport(name string, data []byte, format string, def importDefaults) (i
 // parseValues reads one value a line; blank lines and # comments are
 // skipped, and anything after the value (a list's own annotations, as in
 // "198.51.100.0/24 ; SBL123") is ignored.
-func parseValues(data []byte, def importDefaults) (importInput, error) {
+func parseValues(name string, data []byte, def importDefaults) (importInput, error) {
 	var in importInput
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
+	line := 1
+	for ; sc.Scan(); line++ {
 		text := strings.TrimSpace(sc.Text())
 		if text == "" || text[0] == '#' || text[0] == ';' {
 			continue
@@ -138,7 +139,10 @@ func parseValues(data []byte, def importDefaults) (importInput, error) {
 		fields := strings.Fields(text)
 		in.add(line, api.NewDecision{Value: fields[0]}, "", def)
 	}
-	return in, sc.Err()
+	if err := sc.Err(); err != nil {
+		return in, usagef("%s:%d: %v", name, line, err)
+	}
+	return in, nil
 }
 
 // importColumns are the columns a CSV may have, cscli's with moat's

@@ -110,6 +110,7 @@ func TestParseImportMalformed(t *testing.T) {
 		{"not an array", "json", "{\"value\": \"1.2.3.4\"}", "f:1: want a JSON array"},
 		{"broken object", "json", "[\n{\"value\": \"1.2.3.4\"},\n{\"value\" \"x\"}\n]", "f:3:"},
 		{"unknown format", "yaml", "1.2.3.4", `--format "yaml"`},
+		{"a line over 1 MiB", "values", "1.2.3.4\n" + strings.Repeat("x", 1<<20+1), "f:2: bufio.Scanner: token too long"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseImport("f", []byte(tc.data), tc.format, testDefaults)
