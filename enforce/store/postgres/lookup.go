@@ -105,14 +105,16 @@ type countKey struct {
 }
 
 // The coalesced forms of HasActive and CountDecisions: one row with the
-// answers in the keys' order. Each key is answered by its own lookup in
-// decisions_value. "coalesce(alert_id, 0) <> 0" is "alert_id IS NOT NULL"
-// (alert IDs start at 1) in a form the planner cannot match to the
-// partial index decisions_alert: on a fleet server nearly every decision
-// comes from an alert, and walking that index for each key made a
-// coalesced duplicate check of 200 alerts take 30 to 200 ms.
+// answers in the keys' order. Each key must be answered by its own lookup
+// in decisions_value, but the planner, costing a generic plan, would walk
+// a partial index instead (decisions_alert for "alert_id IS NOT NULL",
+// decisions_until for "deleted_at IS NULL" and the until bounds) through
+// every active ban for each key: a coalesced duplicate check of 200
+// alerts took 30 to 200 ms. The conditions other than the value are
+// written in forms no partial index predicate matches (alert IDs start
+// at 1, a deletion time is never 0), which leaves the value index.
 const (
-	hasActiveMany = `SELECT coalesce(array_agg((SELECT EXISTS (SELECT 1 FROM decisions d WHERE d.value = k.value AND d.scenario = k.scenario AND coalesce(d.alert_id, 0) <> 0 AND d.deleted_at IS NULL AND (d.until = 0 OR d.until > k.now))) ORDER BY k.ord), '{}')
+	hasActiveMany = `SELECT coalesce(array_agg((SELECT EXISTS (SELECT 1 FROM decisions d WHERE d.value = k.value AND d.scenario = k.scenario AND coalesce(d.alert_id, 0) <> 0 AND coalesce(d.deleted_at, 0) = 0 AND (d.until = 0 OR d.until > k.now))) ORDER BY k.ord), '{}')
 		FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS k(value, scenario, now, ord)`
 	countMany = `SELECT coalesce(array_agg((SELECT count(*) FROM decisions d WHERE d.value = k.value AND d.created_at >= k.since) ORDER BY k.ord), '{}')
 		FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS k(value, since, ord)`
