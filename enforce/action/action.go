@@ -46,13 +46,16 @@ type Event struct {
 	// Restored marks a ban loaded from the store at start rather than
 	// taken now.
 	Restored bool
+	// Ports ("22,2222") and Protocol ("tcp", "udp") scope a ban to a
+	// service; empty for a ban of every port.
+	Ports, Protocol string
 }
 
 func newEvent(kind string, d model.Decision, restored bool, now time.Time) Event {
 	ev := Event{
 		Event: kind, ID: d.ID, Value: model.ValueString(d.Value), Scope: model.ScopeOf(d.Value),
 		Type: d.Type, Scenario: d.Scenario, Reason: d.Reason, Origin: string(d.Origin), Restored: restored,
-		Duration: model.Forever,
+		Duration: model.Forever, Ports: model.FormatPorts(d.Ports), Protocol: d.Protocol,
 	}
 	if !d.Until.IsZero() {
 		ev.Until = d.Until.UTC().Format(time.RFC3339)
@@ -71,6 +74,7 @@ func (ev Event) env() []string {
 		"MOAT_VALUE=" + ev.Value, "MOAT_SCOPE=" + ev.Scope, "MOAT_TYPE=" + ev.Type,
 		"MOAT_SCENARIO=" + ev.Scenario, "MOAT_REASON=" + ev.Reason, "MOAT_ORIGIN=" + ev.Origin,
 		"MOAT_DURATION=" + ev.Duration, "MOAT_UNTIL=" + ev.Until, "MOAT_RESTORED=" + strconv.FormatBool(ev.Restored),
+		"MOAT_PORTS=" + ev.Ports, "MOAT_PROTOCOL=" + ev.Protocol,
 	}
 }
 

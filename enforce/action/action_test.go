@@ -97,7 +97,9 @@ mv "$out.tmp" "$out"
 	start(t, m)
 
 	m.Enforced(true, []model.Decision{decisionOn(7, "198.18.20.1/32", model.OriginLocal, now.Add(4*time.Hour))})
-	m.Restored([]model.Decision{decisionOn(8, "198.18.21.0/24", model.OriginCLI, time.Time{})})
+	restoredBan := decisionOn(8, "198.18.21.0/24", model.OriginCLI, time.Time{})
+	restoredBan.Ports, restoredBan.Protocol = []uint16{22, 2222}, "tcp"
+	m.Restored([]model.Decision{restoredBan})
 	m.Enforced(false, []model.Decision{decisionOn(7, "198.18.20.1/32", model.OriginLocal, now.Add(4*time.Hour))})
 
 	read := func(name string) string {
@@ -124,7 +126,7 @@ mv "$out.tmp" "$out"
 		t.Errorf("the daemon's environment reached the command:\n%s", ban)
 	}
 	restored := read("ban-8")
-	for _, want := range []string{"arg=198.18.21.0/24\n", "arg=restored=true\n", "MOAT_DURATION=forever\n", "MOAT_SCOPE=Range\n", "MOAT_UNTIL=\n", "MOAT_RESTORED=true\n"} {
+	for _, want := range []string{"arg=198.18.21.0/24\n", "arg=restored=true\n", "MOAT_DURATION=forever\n", "MOAT_SCOPE=Range\n", "MOAT_UNTIL=\n", "MOAT_RESTORED=true\n", "MOAT_PORTS=22,2222\n", "MOAT_PROTOCOL=tcp\n"} {
 		if !strings.Contains(restored, want) {
 			t.Errorf("restored forever ban: missing %q in\n%s", want, restored)
 		}
