@@ -63,6 +63,14 @@ type Feed struct {
 
 	mu    sync.Mutex
 	stats Stats
+
+	// pulling serializes pulls and guards what the last list read from
+	// the URL left for a conditional GET: its validators and the list, so
+	// an unchanged list is neither downloaded nor parsed again.
+	pulling        sync.Mutex
+	etag, modified string
+	last           []netip.Prefix
+	lastSkipped    int
 }
 
 // Stats are a feed's counters and the outcome of its last pull.
@@ -171,14 +179,11 @@ func (f *Feed) Pull(ctx context.Context) (Result, error) {
 func (f *Feed) pull(ctx context.Context) (Result, Stats, error) {
 	var res Result
 	var st Stats
-	rc, err := f.open(ctx)
+	f.pulling.Lock()
+	defer f.pulling.Unlock()
+	list, skipped, err := f.read(ctx)
 	if err != nil {
 		return res, st, fmt.Errorf("feed %s: %w", f.cfg.Name, err)
-	}
-	list, skipped, err := Parse(io.LimitReader(rc, f.cfg.MaxBytes+1), f.cfg.MaxBytes)
-	rc.Close()
-	if err != nil {
-		return res, st, fmt.Errorf("feed %s: %s: %w", f.cfg.Name, f.Source(), err)
 	}
 	st.Listed, st.Skipped = len(list), skipped
 	// Allowlist first: an allowlisted entry takes no room under the cap.
@@ -304,24 +309,58 @@ func refusal(err error) bool {
 	return errors.Is(err, decision.ErrProtected) || errors.Is(err, decision.ErrAllowlisted) || errors.Is(err, decision.ErrInvalid)
 }
 
-// open opens the list: the file, or the URL's body on a 200 answer.
-func (f *Feed) open(ctx context.Context) (io.ReadCloser, error) {
+// read reads and parses the list. From a URL it asks for the list only if
+// it changed since the last one read (ETag, Last-Modified), and takes that
+// one again when the server says it did not.
+func (f *Feed) read(ctx context.Context) ([]netip.Prefix, int, error) {
+	parse := func(r io.Reader) ([]netip.Prefix, int, error) {
+		list, skipped, err := Parse(io.LimitReader(r, f.cfg.MaxBytes+1), f.cfg.MaxBytes)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", f.Source(), err)
+		}
+		return list, skipped, nil
+	}
 	if f.cfg.File != "" {
-		return os.Open(f.cfg.File)
+		fh, err := os.Open(f.cfg.File)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer fh.Close()
+		return parse(fh)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.cfg.URL, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	if f.last != nil {
+		if f.etag != "" {
+			req.Header.Set("If-None-Match", f.etag)
+		}
+		if f.modified != "" {
+			req.Header.Set("If-Modified-Since", f.modified)
+		}
 	}
 	resp, err := f.cfg.HTTP.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("%s answered %s", f.cfg.URL, resp.Status)
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotModified && f.last != nil:
+		return f.last, f.lastSkipped, nil
+	case resp.StatusCode != http.StatusOK:
+		return nil, 0, fmt.Errorf("%s answered %s", f.cfg.URL, resp.Status)
 	}
-	return resp.Body, nil
+	list, skipped, err := parse(resp.Body)
+	if err != nil {
+		return nil, 0, err
+	}
+	f.etag, f.modified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	f.last, f.lastSkipped = list, skipped
+	if f.last == nil {
+		f.last = []netip.Prefix{}
+	}
+	return list, skipped, nil
 }
 
 // maxLine bounds one line of a list.

@@ -386,3 +386,48 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A URL whose list did not change (ETag or Last-Modified) is not
+// downloaded again, and its entries still count as listed: nothing is
+// removed, and what is due is renewed.
+func TestURLFeedNotModified(t *testing.T) {
+	svc, _ := newService(t)
+	var mu sync.Mutex
+	var full, notModified int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			notModified++
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		full++
+		w.Header().Set("ETag", `"v1"`)
+		fmt.Fprint(w, "203.0.113.1\n203.0.113.2\n")
+	}))
+	t.Cleanup(srv.Close)
+	now := time.Now()
+	f, err := New(Config{Name: "etag", URL: srv.URL, Interval: time.Hour, Duration: 4 * time.Hour, MaxEntries: 10, MaxBytes: 1 << 20, Now: func() time.Time { return now }}, svc)
+	must(t, err)
+	ctx := context.Background()
+	if _, err := f.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(3 * time.Hour) // one hour left: due
+	res, err := f.Pull(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if full != 1 || notModified != 1 {
+		t.Fatalf("%d full answers and %d not modified, want 1 and 1", full, notModified)
+	}
+	if res.Removed != 0 || res.Renewed != 2 {
+		t.Fatalf("pull of an unchanged list: %+v, want both renewed, none removed", res)
+	}
+	if got := keys(active(t, svc, "etag")); !slices.Equal(got, []string{"203.0.113.1", "203.0.113.2"}) {
+		t.Fatalf("held %v", got)
+	}
+}
