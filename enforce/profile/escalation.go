@@ -138,29 +138,31 @@ func (e *Escalation) Apply(base time.Duration, earlier int, u float64) time.Dura
 }
 
 // escalate returns the duration of a ban on value for profile p: its
-// template's, escalated, or recidive's. It reports which rule decided.
+// template's, escalated, or recidive's, whichever is longer; a ban forever
+// stays so. It reports when the recidive rule decided.
 func (p *Profile) escalate(ctx context.Context, c Counter, value string, base time.Duration, forever bool, now time.Time, rnd func() float64) (time.Duration, bool, string, error) {
-	if c == nil {
+	if c == nil || forever {
 		return base, forever, "", nil
 	}
 	value = canonicalValue(value)
+	dur := base
+	if e := p.Escalation; e != nil {
+		n, err := c.CountDecisions(ctx, value, now.Add(-e.DecayAfter))
+		if err != nil {
+			return 0, false, "", fmt.Errorf("profile %s: duration_escalation: %w", p.Name, err)
+		}
+		dur = e.Apply(base, n, rnd())
+	}
 	if r := p.Recidive; r != nil {
 		n, err := c.CountDecisions(ctx, value, now.Add(-r.Within))
 		if err != nil {
 			return 0, false, "", fmt.Errorf("profile %s: recidive: %w", p.Name, err)
 		}
-		if n+1 >= r.Bans {
+		if n+1 >= r.Bans && (r.Forever || r.Duration > dur) {
 			return r.Duration, r.Forever, fmt.Sprintf("recidive: ban %d within %s", n+1, model.FormatDuration(r.Within)), nil
 		}
 	}
-	if e := p.Escalation; e != nil && !forever {
-		n, err := c.CountDecisions(ctx, value, now.Add(-e.DecayAfter))
-		if err != nil {
-			return 0, false, "", fmt.Errorf("profile %s: duration_escalation: %w", p.Name, err)
-		}
-		return e.Apply(base, n, rnd()), false, "", nil
-	}
-	return base, forever, "", nil
+	return dur, false, "", nil
 }
 
 func (s *Set) random() func() float64 {

@@ -160,6 +160,34 @@ recidive: {bans: 2, within: 1h, duration: forever}
 	if err != nil || len(out.Decisions) != 1 || !out.Decisions[0].Until.IsZero() {
 		t.Fatalf("recidive forever: %+v, %v", out.Decisions, err)
 	}
+	// Recidive never shortens: not a forever ban, nor an escalated one
+	// longer than its own duration.
+	set, err = Parse("s.yaml", []byte(`name: worms
+filters: ["Alert.GetScenario() == 'worm'"]
+decisions: [{type: ban, duration: forever}]
+recidive: {bans: 2, within: 1h, duration: 1d}
+on_success: break
+---
+name: long
+filters: ["true"]
+decisions: [{type: ban, duration: 4d}]
+duration_escalation: {factor: 2, max: 30d}
+recidive: {bans: 2, within: 1h, duration: 1d}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Rand = func() float64 { return 0.5 }
+	twice := banAt(now, "198.18.2.4", time.Minute)
+	a4 := ipAlert("198.18.2.4")
+	a4.Scenario = "worm"
+	if out, err = set.Decide(context.Background(), a4, twice, now); err != nil || len(out.Decisions) != 1 || !out.Decisions[0].Until.IsZero() {
+		t.Fatalf("recidive shortened a forever ban: %+v, %v", out.Decisions, err)
+	}
+	out, err = set.Decide(context.Background(), ipAlert("198.18.2.4"), twice, now)
+	if err != nil || len(out.Decisions) != 1 || out.Decisions[0].Until.Sub(now) != 8*day || strings.HasPrefix(out.Decisions[0].Reason, "recidive") {
+		t.Fatalf("recidive shortened an escalated ban: %+v, %v", out.Decisions, err)
+	}
 	// duration_expr may say forever too.
 	set, err = Parse("e.yaml", []byte("name: a\nfilters: [\"true\"]\ndecisions: [{type: ban, duration: 2h}]\nduration_expr: \"'forever'\"\n"))
 	if err != nil {
