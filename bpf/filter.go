@@ -90,6 +90,8 @@ type Filter struct {
 	// many calls, and fresh memory costs more than the map updates.
 	setKeys keys
 	setVals [4][]moatBan
+	// checkOpen is whether the program was loaded to check open ports.
+	checkOpen bool
 }
 
 // Load loads the program and creates its maps, or adopts the maps already
@@ -144,7 +146,12 @@ func Load(opts Options) (*Filter, error) {
 		}
 	}
 
-	f := &Filter{pinDir: opts.PinDir, adopted: adopted, links: map[string]link.Link{}}
+	if len(opts.OpenPorts) > 0 {
+		if err := spec.Variables[moatVarCheckOpenPorts].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("load xdp filter: %w", err)
+		}
+	}
+	f := &Filter{pinDir: opts.PinDir, adopted: adopted, links: map[string]link.Link{}, checkOpen: len(opts.OpenPorts) > 0}
 	err = spec.LoadAndAssign(&f.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinDir}})
 	switch {
 	case errors.Is(err, ebpf.ErrMapIncompatible):

@@ -54,13 +54,14 @@ type moatStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	moatMapMoatOpen    = "moat_open"
-	moatMapMoatRange4  = "moat_range4"
-	moatMapMoatRange6  = "moat_range6"
-	moatMapMoatSingle4 = "moat_single4"
-	moatMapMoatSingle6 = "moat_single6"
-	moatMapMoatStats   = "moat_stats"
-	moatProgMoatXdp    = "moat_xdp"
+	moatMapMoatOpen       = "moat_open"
+	moatMapMoatRange4     = "moat_range4"
+	moatMapMoatRange6     = "moat_range6"
+	moatMapMoatSingle4    = "moat_single4"
+	moatMapMoatSingle6    = "moat_single6"
+	moatMapMoatStats      = "moat_stats"
+	moatProgMoatXdp       = "moat_xdp"
+	moatVarCheckOpenPorts = "check_open_ports"
 )
 
 // loadMoat returns the embedded CollectionSpec for moat.
@@ -124,6 +125,7 @@ type moatMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type moatVariableSpecs struct {
+	CheckOpenPorts *ebpf.VariableSpec `ebpf:"check_open_ports"`
 }
 
 // moatObjects contains all objects after they have been loaded into the kernel.
@@ -169,6 +171,7 @@ func (m *moatMaps) Close() error {
 //
 // It can be passed to loadMoatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type moatVariables struct {
+	CheckOpenPorts *ebpf.Variable `ebpf:"check_open_ports"`
 }
 
 // moatPrograms contains all programs after they have been loaded into the kernel.

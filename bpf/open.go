@@ -29,8 +29,12 @@ func (p OpenPort) key() moatOpenPort {
 }
 
 // SetOpenPorts makes ps the filter's open ports, replacing the previous
-// ones. The program checks them only for packets from banned sources.
+// ones. The program checks them only for packets from banned sources, and
+// only when Load was given some: with none, the check is compiled out.
 func (f *Filter) SetOpenPorts(ps []OpenPort) error {
+	if len(ps) > 0 && !f.checkOpen {
+		return errors.New("xdp open ports: the program was loaded without any, so it does not check them (give them to Load)")
+	}
 	if len(ps) > MaxOpenPorts {
 		return fmt.Errorf("xdp open ports: %d, at most %d", len(ps), MaxOpenPorts)
 	}

@@ -81,4 +81,41 @@ func TestOpenPorts(t *testing.T) {
 	if err := f.SetOpenPorts([]OpenPort{{1, 22}}); err == nil {
 		t.Error("an ICMP open port was accepted")
 	}
+
+	// Loaded without open ports, the program has no port check to fill.
+	none := loadTest(t, Options{MaxSingles: 64, MaxRanges: 16})
+	if err := none.SetOpenPorts([]OpenPort{{ProtoTCP, 22}}); err == nil {
+		t.Error("open ports set on a program loaded without the check")
+	}
+}
+
+// BenchmarkOpenPorts is the program's cost per packet with never_block
+// set, for a banned source: to a closed port (dropped after the port
+// check) and to an open one (passed). Compare BenchmarkTestRun's
+// v4-drop-single, loaded without open ports.
+func BenchmarkOpenPorts(b *testing.B) {
+	f := loadTest(b, Options{MaxSingles: 64, MaxRanges: 16, OpenPorts: []OpenPort{{ProtoTCP, 22}}})
+	if err := f.Set([]Ban{{Prefix: netip.MustParsePrefix("198.18.0.10/32")}}); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		frame []byte
+		drop  bool
+	}{
+		{"v4-banned-to-closed", l4frame("198.18.0.10", ProtoTCP, 80), true},
+		{"v4-banned-to-open", l4frame("198.18.0.10", ProtoTCP, 22), false},
+		{"v4-unbanned", l4frame("198.18.0.11", ProtoTCP, 80), false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			drop, per, err := f.TestRun(bc.frame, b.N)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if drop != bc.drop {
+				b.Fatalf("drop = %v, want %v", drop, bc.drop)
+			}
+			b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt-prog")
+		})
+	}
 }

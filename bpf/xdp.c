@@ -124,6 +124,11 @@ static __always_inline int verdict(struct ban *b, __u64 *now, int *expired)
 	return 0;
 }
 
+// Set by the loader when never_block lists ports. A constant: with none,
+// the verifier removes the port check, so a ban's drop costs what it did
+// before never_block existed.
+volatile const __u8 check_open_ports = 0;
+
 // never_blocked reports whether the TCP or UDP packet whose L4 header
 // starts at l4 goes to an open port. It runs only for a banned source, so
 // traffic from everyone else pays nothing for it. Both headers start with
@@ -179,7 +184,7 @@ int moat_xdp(struct xdp_md *ctx)
 			hit = verdict(bpf_map_lookup_elem(&moat_range4, &k), &now, &expired);
 		}
 		// A fragment past the first has no ports: it stays dropped.
-		if (hit && ip->ihl >= 5 && !(ip->frag_off & bpf_htons(0x1fff)) &&
+		if (hit && check_open_ports && ip->ihl >= 5 && !(ip->frag_off & bpf_htons(0x1fff)) &&
 		    never_blocked(ip->protocol, (void *)ip + ip->ihl * 4, data_end))
 			hit = 0;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -196,7 +201,7 @@ int moat_xdp(struct xdp_md *ctx)
 		}
 		// Only a TCP or UDP header right after the fixed header is
 		// looked at: behind extension headers the packet stays dropped.
-		if (hit && never_blocked(ip6->nexthdr, ip6 + 1, data_end))
+		if (hit && check_open_ports && never_blocked(ip6->nexthdr, ip6 + 1, data_end))
 			hit = 0;
 	}
 
