@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -116,12 +117,16 @@ func New(cfg Config, dec Decisions) (*Feed, error) {
 // Name is the feed's name.
 func (f *Feed) Name() string { return f.cfg.Name }
 
-// Source is where the feed is read from.
+// Source is where the feed is read from, a URL's password left out: it
+// goes to logs and to moat status.
 func (f *Feed) Source() string {
-	if f.cfg.URL != "" {
-		return f.cfg.URL
+	if f.cfg.URL == "" {
+		return f.cfg.File
 	}
-	return f.cfg.File
+	if u, err := url.Parse(f.cfg.URL); err == nil {
+		return u.Redacted()
+	}
+	return f.cfg.URL
 }
 
 // Stats returns the counters.
@@ -349,7 +354,7 @@ func (f *Feed) read(ctx context.Context) ([]netip.Prefix, int, error) {
 	case resp.StatusCode == http.StatusNotModified && f.last != nil:
 		return f.last, f.lastSkipped, nil
 	case resp.StatusCode != http.StatusOK:
-		return nil, 0, fmt.Errorf("%s answered %s", f.cfg.URL, resp.Status)
+		return nil, 0, fmt.Errorf("%s answered %s", f.Source(), resp.Status)
 	}
 	list, skipped, err := parse(resp.Body)
 	if err != nil {

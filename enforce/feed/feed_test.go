@@ -431,3 +431,20 @@ func TestURLFeedNotModified(t *testing.T) {
 		t.Fatalf("held %v", got)
 	}
 }
+
+// A URL's password stays out of what the feed shows: its source and its
+// errors, which go to logs and moat status.
+func TestSourceRedacted(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	t.Cleanup(srv.Close)
+	svc, _ := newService(t)
+	u := strings.Replace(srv.URL, "http://", "http://user:s3cret@", 1) + "/list"
+	f, err := New(Config{Name: "x", URL: u, Interval: time.Hour, Duration: 2 * time.Hour, MaxEntries: 1, MaxBytes: 1}, svc)
+	must(t, err)
+	_, err = f.Pull(context.Background())
+	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(f.Source(), "s3cret") || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("source %q, error %v: want a 403 and no password", f.Source(), err)
+	}
+}

@@ -27,6 +27,16 @@ type Feed struct {
 	MaxBytes   int64 `yaml:"max_bytes"`
 }
 
+// MarshalYAML shows the URL without its password, as StoreConf does the
+// DSN: moat config check prints the effective configuration.
+func (f Feed) MarshalYAML() (any, error) {
+	type plain Feed
+	if u, err := url.Parse(f.URL); err == nil && u.User != nil {
+		f.URL = u.Redacted()
+	}
+	return plain(f), nil
+}
+
 // Feed defaults, for the keys an entry leaves out.
 const (
 	DefaultFeedInterval   = time.Hour

@@ -72,3 +72,20 @@ func TestFeedsBad(t *testing.T) {
 		}
 	}
 }
+
+func TestFeedURLRedacted(t *testing.T) {
+	cfg, err := Parse("moat.yaml", []byte("feeds:\n  - name: p\n    url: https://user:s3cret@lists.example.org/p.txt\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Feeds[0].URL != "https://user:s3cret@lists.example.org/p.txt" {
+		t.Fatalf("url %q: the running value must keep the password", cfg.Feeds[0].URL)
+	}
+	out, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cret") || !strings.Contains(string(out), "lists.example.org/p.txt") {
+		t.Fatalf("effective config shows the password or lost the URL:\n%s", out)
+	}
+}
