@@ -24,5 +24,6 @@
 // reading the L4 header of every packet and a second map keyed by address
 // and port; they are a service's few bans, which nftables holds (see
 // enforce/nft). The ports are read only once a source is found banned, so
-// unbanned traffic pays nothing for never_block.
+// unbanned traffic pays nothing for never_block, and not at all when the
+// program is loaded without open ports (a constant set at load).
 package bpf
