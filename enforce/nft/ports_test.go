@@ -251,3 +251,19 @@ func TestNeverBlockRuleset(t *testing.T) {
 		t.Error("never_block over ICMP accepted")
 	}
 }
+
+// The same with the table in the netdev family (ingress interfaces).
+func TestPortsNetdevIngress(t *testing.T) {
+	p := newTCPPair(t, 22, 25, 80)
+	ifc := strings.TrimSpace(p.m.Run(t, "sh", "-c", "ls /sys/class/net | grep -v '^lo$'"))
+	b := openIn(t, p.m, Config{Interfaces: []string{ifc}, NeverBlock: []model.PortProto{{Proto: model.ProtoTCP, Port: 22}}})
+	for _, src := range []string{"198.18.0.2", "198.18.0.3"} {
+		p.reaches(t, src, 80)
+	}
+	apply(t, b, enforce.Diff{Set: []enforce.Entry{entry("198.18.0.2/32", time.Now().Add(time.Hour))}})
+	applyPorts(t, b, enforce.PortDiff{Set: []enforce.PortEntry{portEntry("198.18.0.3/32", model.ProtoTCP, 25, time.Time{})}})
+	p.reaches(t, "198.18.0.2", 22)
+	p.blocked(t, "198.18.0.2", 80)
+	p.reaches(t, "198.18.0.3", 80)
+	p.blocked(t, "198.18.0.3", 25)
+}
