@@ -137,6 +137,11 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 			}
 		},
 		OnError: func(a model.Alert, err error) {
+			if refusedByAllowlist(err) {
+				// Working as configured: nothing is pending or retried.
+				d.log.Info("ban refused: the source is protected", "scenario", a.Scenario, "source", a.Value, "reason", err)
+				return
+			}
 			d.log.Warn("alert not fully enforced or stored; its bans stay in the kernel, the store write is retried", "scenario", a.Scenario, "source", a.Value, "err", err)
 		},
 		// Only queues: delivery runs in the notify service below.
@@ -175,6 +180,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	admin.Handle("/", srv.AdminHandler())
 	admin.HandleFunc("POST /v1/admin/verify", m.serveVerify)
 	api.NotifyAdminRoutes(admin, d.notify)
+	api.ActionAdminRoutes(admin, d.actions)
 	if err := d.startAllowlist(ctx, m, svc, guard, admin); err != nil {
 		return err
 	}
@@ -238,4 +244,10 @@ func (c decisionCounts) DecisionCounts(ctx context.Context) (metrics.DecisionCou
 		out.Decisions = append(out.Decisions, metrics.CreatedStat{Scenario: x.Scenario, Origin: x.Origin, Count: x.Count})
 	}
 	return out, nil
+}
+
+// refusedByAllowlist reports whether err is a ban refused because its
+// source is allowlisted, ours or has a login session, not a failure.
+func refusedByAllowlist(err error) bool {
+	return errors.Is(err, decision.ErrAllowlisted) || errors.Is(err, decision.ErrProtected) || errors.Is(err, dynallow.ErrProtected)
 }
