@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moatsec/moat/enforce/api"
 )
 
 // TestDaemonActions runs moat (no kernel backend, so no root) with an
@@ -88,6 +91,15 @@ mv "$out.tmp" "$out"
 	waitFor(t, 30*time.Second, "the runs in the metrics", func() bool {
 		return strings.Contains(httpGet(t, "http://"+h.metrics+"/metrics"), `moat_action_runs_total{action="record",result="ok"} 3`)
 	})
+
+	code, out, errOut := runMoat(t, "", "actions", "list", "-c", h.cfgPath, "-o", "json")
+	var as []api.ActionStats
+	if code != exitOK || json.Unmarshal([]byte(out), &as) != nil || len(as) != 1 || as[0].Name != "record" || as[0].Runs["ok"] != 3 || as[0].Exits[0] != 3 || as[0].QueueCap != 1000 {
+		t.Fatalf("actions list: %d %s %s", code, out, errOut)
+	}
+	if code, out, _ := runMoat(t, "", "actions", "list", "-c", h.cfgPath, "-o", "table"); code != exitOK || !strings.Contains(out, "record") || !strings.Contains(out, record) {
+		t.Errorf("actions list table: %d %s", code, out)
+	}
 
 	if err := d.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("daemon stop: %v", err)

@@ -109,6 +109,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.machinesCmd(),
 		a.allowlistCmd(),
 		a.notificationsCmd(),
+		a.actionsCmd(),
 		a.statusCmd(),
 		a.communityCmd(),
 		a.scenariosCmd(),

@@ -211,17 +211,19 @@ const (
 
 // Stats is one action's counters.
 type Stats struct {
-	Name string
+	Name    string `json:"name"`
+	Command string `json:"command"`
 	// Queued is the events waiting, QueueCap the bound; Dropped the
 	// events a full queue refused.
-	Queued, QueueCap int
-	Dropped          uint64
+	Queued   int    `json:"queued"`
+	QueueCap int    `json:"queue_cap"`
+	Dropped  uint64 `json:"dropped"`
 	// Runs counts finished runs by result; Exits by exit status (a
 	// command killed by a signal counts as -1).
-	Runs  map[Result]uint64
-	Exits map[int]uint64
+	Runs  map[Result]uint64 `json:"runs"`
+	Exits map[int]uint64    `json:"exits"`
 	// Seconds is the time spent running.
-	Seconds float64
+	Seconds float64 `json:"seconds"`
 }
 
 // runner is one action's queue and counters.
@@ -257,7 +259,7 @@ func (r *runner) record(res Result, code int, took time.Duration) {
 func (r *runner) stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := Stats{Name: r.spec.Name, Queued: len(r.q), QueueCap: cap(r.q), Dropped: r.dropped.Load(),
+	st := Stats{Name: r.spec.Name, Command: r.spec.Command, Queued: len(r.q), QueueCap: cap(r.q), Dropped: r.dropped.Load(),
 		Runs: map[Result]uint64{}, Exits: map[int]uint64{}, Seconds: r.seconds}
 	for k, v := range r.runs {
 		st.Runs[k] = v
