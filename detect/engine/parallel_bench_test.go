@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +17,11 @@ import (
 // hand-off costs.
 func benchRun(b *testing.B, file, typ string, args []string, items ...string) {
 	lines, cfg, _ := benchInput(b, file, typ, args, items)
+	benchRunWith(b, cfg, lines)
+}
+
+// benchRunWith is benchRun for a configuration of the caller's.
+func benchRunWith(b *testing.B, cfg Config, lines corpusLines) {
 	for _, n := range []int{1, 2} {
 		b.Run("workers="+strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
@@ -63,4 +69,31 @@ func BenchmarkSSHRun(b *testing.B) {
 func BenchmarkNginxRun(b *testing.B) {
 	benchRun(b, "access.log", "nginx", []string{"--ssh-lines", "10", "--nginx-lines", "200k", "--seed", "1"},
 		append(nginxItems, "crowdsecurity/base-http-scenarios")...)
+}
+
+// benchDebianRun is benchRun on the hub snapshot Debian's crowdsec package
+// installs: what a Debian user loads, not the snapshot moat is tested on.
+func benchDebianRun(b *testing.B, file, typ string, args []string, items ...string) {
+	if _, err := os.Stat(debianHub.HubDir); err != nil {
+		b.Skipf("Debian's hub snapshot is not installed (apt-get install crowdsec): %v", err)
+	}
+	lines, gen, _ := benchInput(b, file, typ, args, nil)
+	cfg := debianHub
+	cfg.Items, cfg.Replay, cfg.Year = append(items, baseItems...), true, gen.Year
+	benchRunWith(b, cfg, lines)
+}
+
+// BenchmarkDebianNginxRun: Debian's nginx collection and the whitelists
+// (with the parsers every install has, see baseItems) over a 200k-line
+// access.log.
+func BenchmarkDebianNginxRun(b *testing.B) {
+	benchDebianRun(b, "access.log", "nginx", []string{"--ssh-lines", "10", "--nginx-lines", "200k", "--seed", "1"},
+		"crowdsecurity/nginx", "crowdsecurity/whitelist-good-actors")
+}
+
+// BenchmarkDebianLinuxRun: Debian's linux collection over a 1M-line
+// auth.log.
+func BenchmarkDebianLinuxRun(b *testing.B) {
+	benchDebianRun(b, "auth.log", "syslog", []string{"--ssh-lines", "1M", "--nginx-lines", "10", "--seed", "1"},
+		"crowdsecurity/linux")
 }
