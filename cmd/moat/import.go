@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moatsec/moat/enforce/api"
+	"github.com/moatsec/moat/internal/model"
 )
 
 // maxImportBytes bounds what decisions import reads: a blocklist of a
@@ -32,6 +33,9 @@ type importDefaults struct {
 type importInput struct {
 	entries []api.ImportEntry
 	skipped []api.ImportSkip
+	// seen is the line of each value taken, canonical when it parses:
+	// a list repeating a value would otherwise stack decisions on it.
+	seen map[string]int
 }
 
 func (in *importInput) skip(line int, value, format string, args ...any) {
@@ -62,6 +66,18 @@ func (in *importInput) add(line int, e api.NewDecision, scope string, def import
 		in.skip(line, e.Value, "%v", err)
 		return
 	}
+	key := e.Value
+	if p, err := model.ParseValue(e.Value); err == nil {
+		key = model.ValueString(p)
+	}
+	if first, ok := in.seen[key]; ok {
+		in.skip(line, e.Value, "duplicate of line %d", first)
+		return
+	}
+	if in.seen == nil {
+		in.seen = map[string]int{}
+	}
+	in.seen[key] = line
 	in.entries = append(in.entries, api.ImportEntry{NewDecision: e, Line: line})
 }
 

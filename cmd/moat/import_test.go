@@ -49,11 +49,15 @@ func TestParseImport(t *testing.T) {
 	}{
 		{
 			name: "values", format: "values",
-			data: "# a list\n198.51.100.1\n\n198.51.100.0/24 ; SBL1\n  2001:db8::1  \n",
+			data: "# a list\n198.51.100.1\n\n198.51.100.0/24 ; SBL1\n  2001:db8::1  \n198.51.100.1/32\n198.51.100.9/24\n",
 			entries: []api.ImportEntry{
 				entry(2, "198.51.100.1", "4h", "manual", "ban", ""),
 				entry(4, "198.51.100.0/24", "4h", "manual", "ban", ""),
 				entry(5, "2001:db8::1", "4h", "manual", "ban", ""),
+			},
+			skipped: []api.ImportSkip{
+				{Line: 6, Value: "198.51.100.1/32", Reason: "duplicate of line 2"},
+				{Line: 7, Value: "198.51.100.9/24", Reason: "duplicate of line 4"},
 			},
 		},
 		{
