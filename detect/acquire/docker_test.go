@@ -20,9 +20,9 @@ import (
 	"github.com/moatsec/moat/detect"
 )
 
-// podman is not installed on the machines these tests run on, and no
-// Docker daemon runs there, so the source is tested against this fake of
-// the Engine API's few endpoints it uses, served on a unix socket: the
+// Besides the real podman of docker_podman_test.go (where installed), the
+// source is tested against this fake of the Engine API's few endpoints it
+// uses, served on a unix socket: the
 // container list, inspect (for Tty), and logs with follow, since and
 // timestamps, multiplexed with 8-byte frame headers unless the container
 // has a TTY.
