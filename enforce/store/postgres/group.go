@@ -128,4 +128,6 @@ func (c *columns) merge(o *columns) {
 	c.reason = append(c.reason, o.reason...)
 	c.dsimulated = append(c.dsimulated, o.dsimulated...)
 	c.until = append(c.until, o.until...)
+	c.ports = append(c.ports, o.ports...)
+	c.protocol = append(c.protocol, o.protocol...)
 }
