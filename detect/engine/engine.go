@@ -46,6 +46,9 @@ type Config struct {
 	Views bool
 	// RegexpOnly: see parse.Options.
 	RegexpOnly bool
+	// GeoIP and GeoIPFor: see parse.Options.
+	GeoIP    parse.GeoIP
+	GeoIPFor func(sourceURLs []string) parse.GeoIP
 }
 
 // Overflow is a scenario overflow after postoverflows, with the view hub
@@ -92,7 +95,7 @@ func New(cfg Config) (*Engine, error) {
 		// "Everything" leaves out what moat cannot run instead of failing.
 		sel = e.dropUnsupported(sel)
 	}
-	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay, RegexpOnly: cfg.RegexpOnly}
+	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay, RegexpOnly: cfg.RegexpOnly, GeoIP: cfg.GeoIP, GeoIPFor: cfg.GeoIPFor}
 	var err error
 	if e.pipe, err = parse.Load(sel.Parsers, opts); err != nil {
 		return nil, err

@@ -34,6 +34,10 @@ type Options struct {
 	// Year is given to year-less log dates; 0 infers it per test from the
 	// timestamps its asserts expect, else the current year.
 	Year int
+	// GeoIP answers the GeoIP enrichers; GeoIPFor picks a parser's
+	// databases from its data URLs (see MirrorGeoIP).
+	GeoIP    parse.GeoIP
+	GeoIPFor func(sourceURLs []string) parse.GeoIP
 }
 
 // Result is the outcome of one test.
@@ -199,6 +203,7 @@ func runOne(h *hub.Hub, opts Options, name string) error {
 	eng, err := engine.New(engine.Config{
 		PatternDir: opts.PatternDir, DataDir: opts.DataDir,
 		Selection: sel, Year: year, Replay: true, Views: true,
+		GeoIP: opts.GeoIP, GeoIPFor: opts.GeoIPFor,
 	})
 	if err != nil {
 		return fmt.Errorf("load: %w", err)

@@ -36,23 +36,17 @@ func hubOptions(dir string) Options {
 // nginx, apache2, the base HTTP scenarios and iptables.
 var coreFamily = regexp.MustCompile(`^(sshd|ssh-|syslog|nginx|apache2|http-|iptables)`)
 
-// needsGeoIP are tests whose scenario reads GeoIP fields; moat ships no
-// GeoIP database, so they cannot pass and are exempt from the core rule.
+// needsGeoIP are tests whose scenario reads GeoIP fields the built test
+// databases (geoMirror) cannot give, exempt from the core rule.
 var needsGeoIP = map[string]bool{
-	"sshd-impossible-travel":   true,
-	"sftpgo-impossible-travel": true,
-	"geoip-enrich":             true,
-	"magento-ccs-by-as":        true,
+	"magento-ccs-by-as": true,
 }
 
 // reasons explain the expected failures; -update writes them beside each.
 var reasons = map[string]string{
-	"pterodactyl-wings-bf":     "order of Alert.Events for a distinct-bucket differs from CrowdSec (detect/scenario)",
-	"postfix-honeypot-users":   "the asserts expect ascending source order, the reference runner sorts descending; the test contradicts the runner",
-	"geoip-enrich":             "needs a GeoIP database; moat ships none",
-	"sshd-impossible-travel":   "needs GeoIP coordinates; moat ships no GeoIP database",
-	"sftpgo-impossible-travel": "needs GeoIP coordinates; moat ships no GeoIP database",
-	"magento-ccs-by-as":        "the test names a parser file that is not in the hub (and needs GeoIP)",
+	"pterodactyl-wings-bf":   "order of Alert.Events for a distinct-bucket differs from CrowdSec (detect/scenario)",
+	"postfix-honeypot-users": "the asserts expect ascending source order, the reference runner sorts descending; the test contradicts the runner",
+	"magento-ccs-by-as":      "the test names a parser file that is not in the hub (and needs GeoIP)",
 }
 
 const expectedFile = "testdata/expected_failures.txt"
@@ -86,7 +80,9 @@ func readExpected(t *testing.T) map[string]string {
 // recorded, fails the test).
 func TestHubSuite(t *testing.T) {
 	dir := sharedDir(t)
-	results, err := Run(context.Background(), hubOptions(dir))
+	opts := hubOptions(dir)
+	opts.GeoIPFor = geoMirror(t).For
+	results, err := Run(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

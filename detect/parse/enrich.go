@@ -9,7 +9,10 @@ import (
 // enricher is a static `method:`; it writes into evt.Enriched.
 type enricher func(r *run, value string)
 
-func (p *Pipeline) enricher(name string) enricher {
+func (p *Pipeline) enricher(name string, geo GeoIP) enricher {
+	if e := geoEnricher(name, geo); e != nil {
+		return e
+	}
 	switch name {
 	case "ParseDate":
 		return enrichParseDate

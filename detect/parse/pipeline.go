@@ -51,6 +51,13 @@ type Options struct {
 	// hand-written fast paths do not answer run on Go's regexp, what the
 	// backtracker's gain is measured against.
 	RegexpOnly bool
+	// GeoIP answers the GeoIpCity, GeoIpASN and IpToRange enrichers; nil
+	// leaves them unavailable (counted, the event flows on).
+	GeoIP GeoIP
+	// GeoIPFor, when set, picks a node's databases from the source URLs
+	// of its own data entries (an offline mirror, as the hub's test runner
+	// downloads each parser's files); nil falls back to GeoIP.
+	GeoIPFor func(sourceURLs []string) GeoIP
 }
 
 // Pipeline is a loaded set of parser stages.
@@ -243,6 +250,7 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 		}
 		// Untyped entries (GeoIP databases) are enricher resources.
 	}
+	geo := p.geoFor(geoDataURLs(s.Data))
 	var err error
 	if s.Filter != "" {
 		if n.filter, err = p.compile(s.Filter); err != nil {
@@ -282,11 +290,11 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 		default:
 			return nil, yamlerr.AtKey(fmt.Errorf("grok without apply_on or expression"), "grok")
 		}
-		if n.grokStatics, err = p.compileStatics(s.Grok.Statics); err != nil {
+		if n.grokStatics, err = p.compileStatics(s.Grok.Statics, geo); err != nil {
 			return nil, yamlerr.AtKey(err, "grok", "statics")
 		}
 	}
-	if n.statics, err = p.compileStatics(s.Statics); err != nil {
+	if n.statics, err = p.compileStatics(s.Statics, geo); err != nil {
 		return nil, yamlerr.AtKey(err, "statics")
 	}
 	if w := s.Whitelist; w.Reason != "" || len(w.IPs)+len(w.CIDRs)+len(w.Expression) > 0 {
@@ -349,14 +357,14 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 	return n, nil
 }
 
-func (p *Pipeline) compileStatics(specs []staticSpec) ([]static, error) {
+func (p *Pipeline) compileStatics(specs []staticSpec, geo GeoIP) ([]static, error) {
 	out := make([]static, 0, len(specs))
 	for i, s := range specs {
 		st := static{value: s.Value}
 		switch {
 		case s.Method != "":
 			st.kind, st.key = staticMethod, s.Method
-			st.method = p.enricher(s.Method)
+			st.method = p.enricher(s.Method, geo)
 		case s.Parsed != "":
 			st.kind, st.key = staticParsed, s.Parsed
 		case s.Meta != "":
