@@ -267,7 +267,7 @@ func TestShippedContentCorpus(t *testing.T) {
 }
 
 // sampleTypes gives the acquisition type of testdata/content/NAME-*.log.
-var sampleTypes = map[string]string{"nginx": "nginx", "apache2": "apache2", "kernel": "syslog", "sshd": "syslog"}
+var sampleTypes = map[string]string{"nginx": "nginx", "apache2": "apache2", "kernel": "syslog", "sshd": "syslog", "postfix": "syslog", "dovecot": "syslog", "exim4": "exim4", "vsftpd": "vsftpd", "proftpd": "syslog", "mysql": "mysql", "wordpress": "nginx", "nextcloud": "nextcloud"}
 
 // TestShippedParsersResistInjection puts address-shaped text into every
 // attacker-controlled field of every sample line (user names, paths, user
