@@ -19,7 +19,7 @@ STRIP       ?= llvm-strip-14
 BUILD_DEBS  := gcc libc6-dev libsystemd-dev
 TEST_DEBS   := $(BUILD_DEBS) nftables iproute2 util-linux systemd netsniff-ng curl postgresql \
                crowdsec crowdsec-firewall-bouncer prometheus chromium \
-               debhelper dpkg-dev fakeroot lintian debootstrap bpftool python3-aiosmtpd
+               debhelper dpkg-dev fakeroot lintian debootstrap bpftool python3-aiosmtpd fail2ban podman runc busybox-static
 GEN_DEBS    := clang-14 llvm libbpf-dev
 DEB_DEBS    := debhelper dh-golang dpkg-dev fakeroot lintian debootstrap
 
