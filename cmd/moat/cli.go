@@ -94,8 +94,10 @@ func (a *app) registerCompletions(root *cobra.Command) {
 			c.RegisterFlagCompletionFunc("origin", cobra.FixedCompletions(origins, cobra.ShellCompDirectiveNoFileComp))
 		}
 	}
-	if c := find("alerts", "inspect"); c != nil {
-		c.ValidArgsFunction = a.completeFirstArg(alertIDs)
+	for _, p := range [][]string{{"alerts", "inspect"}, {"notifications", "reinject"}} {
+		if c := find(p...); c != nil {
+			c.ValidArgsFunction = a.completeFirstArg(alertIDs)
+		}
 	}
 	if c := find("bouncers", "delete"); c != nil {
 		c.ValidArgsFunction = a.completeFirstArg(bouncerNames)

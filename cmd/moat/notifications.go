@@ -47,7 +47,7 @@ The daemon delivers them off the ban path: a slow or dead channel loses its
 own messages, never a ban. See docs/notifications.md.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(a.notificationsListCmd(), a.notificationsTestCmd())
+	cmd.AddCommand(a.notificationsListCmd(), a.notificationsTestCmd(), a.notificationsReinjectCmd())
 	return cmd
 }
 
@@ -116,4 +116,42 @@ result: exit code 0 when the far end took it, 1 when it failed.`,
 			}}.render(a.stdout, format)
 		},
 	}
+}
+
+func (a *app) notificationsReinjectCmd() *cobra.Command {
+	var channels []string
+	cmd := &cobra.Command{
+		Use:   "reinject ALERT_ID",
+		Short: "Send a stored alert through notification channels again",
+		Long: `Queues stored alert ALERT_ID (moat alerts list) with the decisions it
+took for the channels given with --channel, else for the channels the
+profiles name for it with today's configuration. Delivery runs as for new
+alerts: watch moat notifications list for the result.`,
+		Example: "  moat notifications reinject 42\n  moat notifications reinject 42 --channel slack",
+		Args:    oneName("reinject"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return usagef("alert id %q: want a positive integer", args[0])
+			}
+			c, format, err := a.adminCall(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := c.ReinjectNotification(cmd.Context(), id, channels)
+			if err != nil {
+				return adminError(err)
+			}
+			return result{value: res, raw: res.Channels, text: func(w io.Writer) error {
+				if len(res.Channels) == 0 {
+					_, err := fmt.Fprintf(w, "Alert %d: no profile names a notification channel for it; give --channel.\n", id)
+					return err
+				}
+				_, err := fmt.Fprintf(w, "Alert %d queued for %s.\n", id, strings.Join(res.Channels, ", "))
+				return err
+			}}.render(a.stdout, format)
+		},
+	}
+	cmd.Flags().StringSliceVar(&channels, "channel", nil, "channel to send through (repeat for several); default: the profiles' channels")
+	return cmd
 }

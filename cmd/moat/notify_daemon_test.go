@@ -119,6 +119,46 @@ func TestDaemonNotifies(t *testing.T) {
 	if len(got) != 2 || !strings.Contains(got[1], `"value":"198.51.100.8"`) {
 		t.Fatalf("after the restart the webhook got %d messages, want only the new attacker's:\n%s", len(got)-1, strings.Join(got[1:], "\n"))
 	}
+	checkReinject(t, h, received)
+}
+
+// checkReinject sends a stored alert again: through a named channel, and
+// through the profile's channels when none is named; an unknown channel
+// or alert is refused and sends nothing.
+func checkReinject(t *testing.T, h *notifyHost, received func() []string) {
+	t.Helper()
+	code, out, errOut := runMoat(t, "", "alerts", "list", "-c", h.cfgPath, "-o", "json")
+	var alerts []api.Alert
+	must(t, json.Unmarshal([]byte(out), &alerts))
+	id := ""
+	for _, a := range alerts {
+		if a.Value == "198.51.100.7" {
+			id = fmt.Sprint(a.ID)
+		}
+	}
+	if code != exitOK || id == "" {
+		t.Fatalf("alerts list: %d %s %s", code, out, errOut)
+	}
+	before := len(received())
+	for _, bad := range [][]string{{id, "--channel", "nosuch"}, {"999999"}, {"x"}} {
+		code, out, errOut := runMoat(t, "", append([]string{"notifications", "reinject", "-c", h.cfgPath}, bad...)...)
+		if code == exitOK || errOut == "" {
+			t.Errorf("reinject %v: exit %d, stdout %q, stderr %q: want a refusal", bad, code, out, errOut)
+		}
+	}
+	code, out, errOut = runMoat(t, "", "notifications", "reinject", id, "--channel", "hook", "-c", h.cfgPath, "-o", "raw")
+	if code != exitOK || strings.TrimSpace(out) != "hook" {
+		t.Fatalf("reinject --channel hook: %d %q %s", code, out, errOut)
+	}
+	waitFor(t, 10*time.Second, "the reinjected alert", func() bool { return len(received()) > before })
+	if got := received(); len(got) != before+1 || !strings.Contains(got[before], `"value":"198.51.100.7"`) {
+		t.Fatalf("after reinject the webhook got:\n%s", strings.Join(got[before:], "\n"))
+	}
+	code, out, errOut = runMoat(t, "", "notifications", "reinject", id, "-c", h.cfgPath, "-o", "raw")
+	if code != exitOK || strings.Fields(out) == nil || strings.Join(strings.Fields(out), ",") != "hook,siem,hang" {
+		t.Fatalf("reinject by profile: %d %q %s", code, out, errOut)
+	}
+	waitFor(t, 10*time.Second, "the profile's reinjection", func() bool { return len(received()) > before+1 })
 }
 
 type notifyHost struct {

@@ -180,6 +180,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	admin.Handle("/", srv.AdminHandler())
 	admin.HandleFunc("POST /v1/admin/verify", m.serveVerify)
 	api.NotifyAdminRoutes(admin, d.notify)
+	api.ReinjectRoute(admin, d)
 	api.ActionAdminRoutes(admin, d.actions)
 	if err := d.startAllowlist(ctx, m, svc, guard, admin); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/moatsec/moat/enforce/notify"
@@ -72,5 +73,50 @@ func (c *Client) Notifications(ctx context.Context) ([]NotificationChannel, erro
 func (c *Client) TestNotification(ctx context.Context, name string) (NotificationTest, error) {
 	var out NotificationTest
 	err := c.do(ctx, http.MethodPost, "/v1/admin/notifications/"+url.PathEscape(name)+"/test", nil, nil, &out)
+	return out, err
+}
+
+// Reinjector sends a stored alert through notification channels again:
+// the named ones, else those of the profiles that match it today.
+type Reinjector interface {
+	Reinject(ctx context.Context, alertID int64, channels []string) ([]string, error)
+}
+
+// NotificationReinject is the answer to a reinject: the channels the
+// alert was queued for (delivery happens off the request, as for alerts).
+type NotificationReinject struct {
+	AlertID  int64    `json:"alert_id"`
+	Channels []string `json:"channels"`
+}
+
+// ReinjectRoute adds POST /v1/admin/alerts/{id}/notify, with
+// optional repeated channel= parameters.
+func ReinjectRoute(mux *http.ServeMux, re Reinjector) {
+	mux.Handle("POST /v1/admin/alerts/{id}/notify", handle(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil || id <= 0 {
+			return badRequest("alert id %q: want a positive integer", r.PathValue("id"))
+		}
+		chans, err := re.Reinject(r.Context(), id, r.URL.Query()["channel"])
+		if errors.Is(err, notify.ErrUnknownChannel) {
+			return &apiError{http.StatusNotFound, err.Error()}
+		}
+		if err != nil {
+			return err
+		}
+		if chans == nil {
+			chans = []string{}
+		}
+		writeJSON(w, http.StatusOK, NotificationReinject{AlertID: id, Channels: chans})
+		return nil
+	}))
+}
+
+// ReinjectNotification has the daemon send stored alert id through
+// channels again (none: the channels its profiles name).
+func (c *Client) ReinjectNotification(ctx context.Context, id int64, channels []string) (NotificationReinject, error) {
+	var out NotificationReinject
+	q := url.Values{"channel": channels}
+	err := c.do(ctx, http.MethodPost, "/v1/admin/alerts/"+strconv.FormatInt(id, 10)+"/notify", q, nil, &out)
 	return out, err
 }
