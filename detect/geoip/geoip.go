@@ -34,12 +34,17 @@ type ASN struct {
 // and are safe for concurrent use.
 type DB struct {
 	city, asn *maxminddb.Reader
+	// cityPath and asnPath are the files opened, for status reports.
+	cityPath, asnPath string
+	// countries and systems are the networks of each country and AS,
+	// walked from the database on first use (networks.go).
+	countries, systems netIndex
 }
 
 // Open opens the City and ASN databases; either path may be empty, and the
 // questions that need it then answer ErrNoDatabase.
 func Open(cityPath, asnPath string) (*DB, error) {
-	d := &DB{}
+	d := &DB{cityPath: cityPath, asnPath: asnPath}
 	var err error
 	if cityPath != "" {
 		if d.city, err = openKind(cityPath, "City"); err != nil {
@@ -163,4 +168,13 @@ func (d *DB) ASNumber(ip netip.Addr) uint {
 		return 0
 	}
 	return a.Number
+}
+
+// Paths are the files the City and ASN databases were opened from, "" for
+// one not configured.
+func (d *DB) Paths() (city, asn string) {
+	if d == nil {
+		return "", ""
+	}
+	return d.cityPath, d.asnPath
 }

@@ -59,10 +59,15 @@ type Alert struct {
 	ReadAt time.Time
 }
 
-// Decision is a ban on an address or range until an expiry.
+// Decision is a ban on an address or range until an expiry, or on every
+// network a GeoIP database assigns to a country or an autonomous system.
 type Decision struct {
 	ID    int64
 	Value netip.Prefix
+	// Geo, when set, makes this a Country or AS decision: Value is then
+	// invalid, and enforce bans the networks the configured database
+	// assigns to Geo.
+	Geo Geo
 	// Type is "ban"; other remediation types are stored and served to
 	// bouncers but never enforced in the kernel.
 	Type      string
