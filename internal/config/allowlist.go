@@ -14,7 +14,8 @@ import (
 )
 
 // AllowlistValues is the allowlist: key. Each item is a string (an
-// address, a range or a hostname) or a mapping {value, comment, expires}.
+// address, a range, a hostname, or a country:CC or as:N entry, which needs
+// the geoip: database) or a mapping {value, comment, expires}.
 // Only the values live here, so code and tests that set the allowlist as
 // a []string keep working; comments, expiries and lines are read back
 // from the parsed document by AllowlistEntries.
@@ -178,6 +179,12 @@ func (c *Config) validateAllowlist(root *yaml.Node, bad func(msg string, keys ..
 			}
 		}
 		if IsHostname(s) {
+			continue
+		}
+		if _, ok, err := model.ParseGeoEntry(s); ok {
+			if err != nil {
+				return bad(fmt.Sprintf("allowlist entry %s: %v", q(s), err), "allowlist", i)
+			}
 			continue
 		}
 		p, err := ParsePrefix(s)

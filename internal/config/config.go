@@ -63,6 +63,9 @@ type Config struct {
 	Actions map[string]Action `yaml:"actions,omitempty"`
 	// Scenarios tune hub scenarios by name or glob (scenarios.go).
 	Scenarios []ScenarioOverride `yaml:"scenarios"`
+	// GeoIP names the MaxMind-format databases moat reads (geoip.go);
+	// off by default, never downloaded.
+	GeoIP GeoIP `yaml:"geoip"`
 
 	// Source is the file the config came from, or "" for the embedded default.
 	Source string `yaml:"-"`
@@ -271,8 +274,12 @@ func Parse(path string, data []byte) (Config, error) {
 // Each has a fallback (the packaged copy, then the built-in one) for a
 // fresh install where the default place is empty; a path set to anything
 // else is what the operator meant, and a typo in it must not quietly load
-// other content.
+// other content. The GeoIP databases, which have no fallback, must be
+// readable files.
 func (c *Config) CheckPaths() error {
+	if err := c.checkGeoIP(); err != nil {
+		return err
+	}
 	def := Default()
 	for _, p := range []struct {
 		v, def string
@@ -408,6 +415,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return err
 	}
 	if err := c.validateFeeds(bad); err != nil {
+		return err
+	}
+	if err := c.validateGeoIP(bad); err != nil {
 		return err
 	}
 	return c.validateFleet(bad)
