@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -48,21 +49,37 @@ type DetectOptions struct {
 
 // Detect looks for the evidence of every catalog service under opts.Root.
 func Detect(services []Service, opts DetectOptions) (Inventory, error) {
+	root := opts.Root
+	if root == "" {
+		root = "/"
+	}
 	inv := Inventory{Units: map[string]bool{}, Logs: map[string][]string{}, Journal: map[string]bool{}}
 	var err error
-	if inv.Packages, err = dpkgInstalled(filepath.Join(opts.Root, "var/lib/dpkg/status")); err != nil {
+	if inv.Packages, err = dpkgInstalled(filepath.Join(root, "var/lib/dpkg/status")); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return Inventory{}, err
 		}
 		inv.Notes = append(inv.Notes, "no dpkg status: packages not checked")
 	}
+	seenUnit := map[string]bool{}
 	for _, d := range unitDirs {
-		ents, err := os.ReadDir(filepath.Join(opts.Root, d))
+		ents, err := os.ReadDir(filepath.Join(root, d))
 		if err != nil {
 			continue // a directory a distribution does not have
 		}
 		for _, e := range ents {
-			inv.Units[e.Name()] = true
+			// The first directory holding a name decides: a mask in
+			// /etc hides the unit a package ships in /lib.
+			if seenUnit[e.Name()] {
+				continue
+			}
+			seenUnit[e.Name()] = true
+			switch unitState(root, path.Join(d, e.Name())) {
+			case unitOK:
+				inv.Units[e.Name()] = true
+			case unitMasked:
+				inv.Notes = append(inv.Notes, fmt.Sprintf("unit %s is masked: not taken as evidence", e.Name()))
+			}
 		}
 	}
 	var ids []string
@@ -71,14 +88,16 @@ func Detect(services []Service, opts DetectOptions) (Inventory, error) {
 			if _, done := inv.Logs[g]; done {
 				continue
 			}
-			matches, err := filepath.Glob(filepath.Join(opts.Root, g))
+			// The root is taken literally: a [ or * in a test's temporary
+			// directory must not turn into a pattern.
+			matches, err := filepath.Glob(filepath.Join(escapeGlob(root), g))
 			if err != nil {
 				return Inventory{}, fmt.Errorf("service %s: log glob %q: %w", s.Name, g, err)
 			}
 			var found []string
 			for _, m := range matches {
 				if st, err := os.Stat(m); err == nil && st.Mode().IsRegular() {
-					rel, _ := filepath.Rel(opts.Root, m)
+					rel, _ := filepath.Rel(root, m)
 					found = append(found, "/"+filepath.ToSlash(rel))
 				}
 			}
@@ -90,12 +109,61 @@ func Detect(services []Service, opts DetectOptions) (Inventory, error) {
 	if opts.Journal != nil {
 		seen, err := opts.Journal.Seen(ids, opts.Since)
 		if err != nil {
-			inv.Notes = append(inv.Notes, fmt.Sprintf("journal not read: %v", err))
+			inv.Notes = append(inv.Notes, fmt.Sprintf("journal not read, so log files are preferred: %v", err))
 		} else {
 			inv.Journal, inv.JournalOK = seen, true
 		}
 	}
 	return inv, nil
+}
+
+// Unit file states.
+const (
+	unitMissing = iota // dangling: an alias a removed package left behind
+	unitOK
+	unitMasked // a symlink to /dev/null: systemd will not start it
+)
+
+// unitState follows a unit file's symlinks inside root (an absolute
+// target names a path of the host at root, not of this machine).
+func unitState(root, p string) int {
+	for range 16 {
+		full := filepath.Join(root, p)
+		fi, err := os.Lstat(full)
+		if err != nil {
+			return unitMissing
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			if fi.Mode().IsRegular() {
+				return unitOK
+			}
+			return unitMissing // a drop-in or .wants directory
+		}
+		target, err := os.Readlink(full)
+		if err != nil {
+			return unitMissing
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(p), target)
+		}
+		if path.Clean(target) == "/dev/null" {
+			return unitMasked
+		}
+		p = target
+	}
+	return unitMissing // a symlink loop
+}
+
+// escapeGlob quotes the glob metacharacters of s.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // dpkgInstalled reads a dpkg status file and returns the installed
@@ -129,7 +197,7 @@ func dpkgInstalled(path string) (map[string]bool, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("dpkg status %s: %w", path, err)
 	}
 	flush()
 	return out, nil

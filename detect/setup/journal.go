@@ -50,7 +50,13 @@ func (s *sdJournal) Seen(ids []string, since time.Time) (map[string]bool, error)
 		if err := s.j.AddMatch(sdjournal.SD_JOURNAL_FIELD_SYSLOG_IDENTIFIER + "=" + id); err != nil {
 			return nil, fmt.Errorf("journal match %s: %w", id, err)
 		}
-		if err := s.j.SeekRealtimeUsec(uint64(since.UnixMicro())); err != nil {
+		// A zero time means any entry: its UnixMicro is negative and
+		// would wrap to a seek past the end.
+		err := s.j.SeekHead()
+		if !since.IsZero() && since.UnixMicro() > 0 {
+			err = s.j.SeekRealtimeUsec(uint64(since.UnixMicro()))
+		}
+		if err != nil {
 			return nil, fmt.Errorf("journal seek: %w", err)
 		}
 		n, err := s.j.Next()

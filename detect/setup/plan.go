@@ -1,18 +1,12 @@
 package setup
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/moatsec/moat/detect/acquire"
-	"github.com/moatsec/moat/internal/yamlerr"
 )
 
 // OwnFile is the acquisition file setup writes, and the only one it
@@ -28,8 +22,9 @@ const (
 
 // Hub actions in a plan.
 const (
-	HubShipped     = "shipped"              // part of moat's content, active
-	HubNotInItems  = "shipped-not-in-items" // hub.items leaves it out
+	HubShipped     = "shipped"              // part of moat's content, loaded
+	HubInstalled   = "installed"            // the hub collection is loaded already
+	HubNotInItems  = "shipped-not-in-items" // loaded, but hub.items leaves it out
 	HubInstall     = "install"              // moat hub install NAME
 	HubNotInSource = "not-in-hub-source"
 	HubNoSource    = "no-hub-source"
@@ -53,7 +48,8 @@ type PlannedService struct {
 	Evidence []string `json:"evidence"`
 	Status   string   `json:"status"`
 	// ReadBy is the file:line of the acquisition entry already reading it.
-	ReadBy     string `json:"read_by,omitempty"`
+	ReadBy string `json:"read_by,omitempty"`
+	// Source is the kind of source that reads it (planned or existing).
 	Source     string `json:"source,omitempty"`
 	Collection string `json:"collection,omitempty"`
 }
@@ -74,66 +70,7 @@ type HubItem struct {
 	Name     string   `json:"name"`
 	Services []string `json:"services"`
 	Action   string   `json:"action"`
-}
-
-// Existing is the acquisition the daemon reads today.
-type Existing struct {
-	Configs []acquire.Config
-	// Carry holds the fallback's files, by name, when the directory is
-	// missing and the daemon reads the fallback instead.
-	Carry map[string][]byte
-}
-
-// LoadExisting reads the acquisition directory, except setup's own file
-// (which a new plan replaces). A missing directory means the daemon reads
-// fallback (the shipped acquis.d): that is what is read today.
-func LoadExisting(dir string, fallback fs.FS) (Existing, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) && fallback != nil {
-		return loadFallback(fallback)
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Existing{}, fmt.Errorf("acquisition dir: %w", err)
-	}
-	var ex Existing
-	for _, e := range ents {
-		n := e.Name()
-		if e.IsDir() || strings.HasPrefix(n, ".") || n == OwnFile || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
-			continue
-		}
-		p := filepath.Join(dir, n)
-		data, err := yamlerr.ReadFile(p, yamlerr.MaxConfigFile)
-		if err != nil {
-			return Existing{}, fmt.Errorf("read acquisition file: %w", err)
-		}
-		cs, err := acquire.LoadConfig(p, data)
-		if err != nil {
-			return Existing{}, err
-		}
-		ex.Configs = append(ex.Configs, cs...)
-	}
-	return ex, nil
-}
-
-func loadFallback(fsys fs.FS) (Existing, error) {
-	names, err := fs.Glob(fsys, "*.yaml")
-	if err != nil {
-		return Existing{}, err
-	}
-	ex := Existing{Carry: map[string][]byte{}}
-	for _, n := range names {
-		data, err := fs.ReadFile(fsys, n)
-		if err != nil {
-			return Existing{}, fmt.Errorf("built-in acquisition %s: %w", n, err)
-		}
-		cs, err := acquire.LoadConfig(n, data)
-		if err != nil {
-			return Existing{}, err
-		}
-		ex.Configs = append(ex.Configs, cs...)
-		ex.Carry[n] = data
-	}
-	return ex, nil
+	Note     string   `json:"note,omitempty"`
 }
 
 // PlanOptions are the inputs of a plan besides what was found.
@@ -141,6 +78,9 @@ type PlanOptions struct {
 	Existing Existing
 	// HubItems is hub.items: when not empty, only these run.
 	HubItems []string
+	// Loaded are the collections the engine's hub layers hold (shipped,
+	// installed and local), as "author/name".
+	Loaded map[string]bool
 	// HubCollections are the collections the hub source offers; nil when
 	// there is no hub source.
 	HubCollections map[string]bool
@@ -151,148 +91,229 @@ type PlanOptions struct {
 // that an acquisition entry reads already: every line would count twice
 // and ban at half the threshold.
 func BuildPlan(services []Service, inv Inventory, opts PlanOptions) Plan {
-	p := Plan{Notes: inv.Notes, Acquisition: []Entry{}, Hub: []HubItem{}, Services: []PlannedService{}}
+	p := Plan{Notes: slices.Clone(inv.Notes), Acquisition: []Entry{}, Hub: []HubItem{}, Services: []PlannedService{}}
 	for n := range opts.Existing.Carry {
 		p.Carry = append(p.Carry, n)
 	}
 	sort.Strings(p.Carry)
+	var found []Service
+	readers := map[string]reader{}
 	for _, s := range services {
 		ev := inv.Evidence(s)
 		if len(ev) == 0 {
 			continue
 		}
-		ps := PlannedService{Name: s.Name, Evidence: ev, Collection: s.Collection}
-		if ps.Collection == "" {
-			ps.Collection = s.Hub
+		found = append(found, s)
+		ps := PlannedService{Name: s.Name, Evidence: ev}
+		if r, ok := readBy(opts.Existing.Configs, s, inv); ok {
+			readers[s.Name] = r
+			ps.Status, ps.ReadBy, ps.Source = StatusConfigured, r.where, r.source
+			if r.source == acquire.KindFile && !r.catchAll {
+				for _, f := range unread(opts.Existing.Configs, s, inv) {
+					p.Notes = append(p.Notes, fmt.Sprintf("%s: %s is read by no acquisition entry (%s reads other files of it)", s.Name, f, r.where))
+				}
+			}
 		}
-		if where, ok := readBy(opts.Existing.Configs, s, inv); ok {
-			ps.Status, ps.ReadBy = StatusConfigured, where
-		} else if e, ok := entryFor(s, inv); ok {
-			ps.Status, ps.Source = StatusAdd, e.Source
-			p.Acquisition = addEntry(p.Acquisition, e, ev)
-		} else {
-			ps.Status = StatusNoSource
-		}
+		var hi HubItem
+		p.Hub, hi = addHub(p.Hub, s, opts)
+		ps.Collection = hi.Name
 		p.Services = append(p.Services, ps)
-		p.Hub = addHub(p.Hub, s, opts)
+	}
+	taken := map[string]bool{}
+	for _, c := range opts.Existing.Configs {
+		taken[c.Name] = true
+	}
+	for _, g := range shareLogs(found) {
+		for _, pick := range pickSources(g, inv, readers) {
+			ps := &p.Services[slices.IndexFunc(p.Services, func(ps PlannedService) bool { return ps.Name == pick.service.Name })]
+			if pick.note != "" {
+				p.Notes = append(p.Notes, pick.note)
+			}
+			if pick.entry == nil {
+				ps.Status = StatusNoSource
+				continue
+			}
+			ps.Status, ps.Source = StatusAdd, pick.entry.Source
+			p.Acquisition = addEntry(p.Acquisition, *pick.entry, ps.Evidence, taken)
+		}
 	}
 	return p
 }
 
-// readBy finds an existing entry that reads the service's log: a journal
-// filter on one of its identifiers, or a file pattern that covers one of
-// its globs or files.
-func readBy(cs []acquire.Config, s Service, inv Inventory) (string, bool) {
-	for i := range cs {
-		c := &cs[i]
-		switch c.Source {
-		case acquire.KindJournal:
-			for _, f := range c.JournalctlFilter {
-				id, ok := strings.CutPrefix(f, "SYSLOG_IDENTIFIER=")
-				if ok && slices.Contains(s.Journal, id) {
-					return c.Where(), true
-				}
-			}
-		case acquire.KindFile:
-			for _, pat := range c.Patterns() {
-				for _, g := range s.Logs {
-					if globCovers(pat, g) {
-						return c.Where(), true
-					}
-					for _, f := range inv.Logs[g] {
-						if ok, _ := path.Match(pat, f); ok {
-							return c.Where(), true
-						}
-					}
-				}
+// shareLogs groups the services found by the log files they share
+// (postfix and dovecot both write mail.log), in catalog order: the
+// members of a group are read the same way, or a file reader would read
+// again the lines of a member the journal reader reads.
+func shareLogs(found []Service) [][]Service {
+	group := make([]int, len(found))
+	for i := range found {
+		group[i] = i
+		for j := range i {
+			if slices.ContainsFunc(found[i].Logs, func(g string) bool { return slices.Contains(found[j].Logs, g) }) {
+				group[i] = group[j]
+				break
 			}
 		}
 	}
-	return "", false
+	var out [][]Service
+	index := map[int]int{}
+	for i, s := range found {
+		k, ok := index[group[i]]
+		if !ok {
+			k = len(out)
+			index[group[i]] = k
+			out = append(out, nil)
+		}
+		out[k] = append(out[k], s)
+	}
+	return out
 }
 
-// globCovers reports whether pattern pat matches every file glob g can
-// (close enough: g read as a name, its wildcards as literal text).
-func globCovers(pat, g string) bool {
-	if pat == g {
-		return true
-	}
-	ok, _ := path.Match(pat, g)
-	return ok
+// pick is the source chosen for one service; entry nil means none.
+type pick struct {
+	service Service
+	entry   *Entry
+	note    string
 }
 
-// entryFor picks the source of a service: the journal when the service
-// logs there, else its log files when they exist, else the journal when
-// there is one (the service has not logged yet), else the files (a file
-// source waits for them to appear).
-func entryFor(s Service, inv Inventory) (Entry, bool) {
-	journal := Entry{Services: []string{s.Name}, Source: acquire.KindJournal, Type: "syslog"}
-	for _, id := range s.Journal {
-		journal.JournalFilter = append(journal.JournalFilter, "SYSLOG_IDENTIFIER="+id)
+// pickSources chooses the source of each service of a group that nothing
+// reads yet: the journal when a member logs there (or is read from it
+// already), else the log files when they exist, else the journal when
+// there is one (the services have not logged yet), else the files (a
+// file source waits for them to appear).
+func pickSources(g []Service, inv Inventory, readers map[string]reader) []pick {
+	var todo []Service
+	viaJournal, filesExist, allJournal := false, false, true
+	for _, s := range g {
+		for _, id := range s.Journal {
+			viaJournal = viaJournal || inv.Journal[id]
+		}
+		for _, l := range s.Logs {
+			filesExist = filesExist || len(inv.Logs[l]) > 0
+		}
+		if r, ok := readers[s.Name]; ok {
+			viaJournal = viaJournal || r.source == acquire.KindJournal
+			continue
+		}
+		allJournal = allJournal && len(s.Journal) > 0
+		todo = append(todo, s)
 	}
-	file := Entry{Services: []string{s.Name}, Source: acquire.KindFile, Filenames: s.Logs, Type: s.FileType}
-	seen, exist := false, false
-	for _, id := range s.Journal {
-		seen = seen || inv.Journal[id]
+	if !viaJournal && !filesExist && inv.JournalOK && allJournal {
+		viaJournal = true
 	}
-	for _, g := range s.Logs {
-		exist = exist || len(inv.Logs[g]) > 0
+	out := make([]pick, 0, len(todo))
+	for _, s := range todo {
+		pk := pick{service: s}
+		switch {
+		case viaJournal && len(s.Journal) > 0:
+			e := Entry{Services: []string{s.Name}, Source: acquire.KindJournal, Type: "syslog"}
+			for _, id := range s.Journal {
+				e.JournalFilter = append(e.JournalFilter, "SYSLOG_IDENTIFIER="+id)
+			}
+			pk.entry = &e
+		case viaJournal && len(s.Logs) > 0:
+			pk.note = fmt.Sprintf("%s: not read: it has no journal identifier, and its log %s holds lines of %s read from the journal, which a file reader would count twice",
+				s.Name, strings.Join(s.Logs, ", "), strings.Join(others(g, s), ", "))
+		case len(s.Logs) > 0:
+			pk.entry = &Entry{Services: []string{s.Name}, Source: acquire.KindFile, Filenames: s.Logs, Type: s.FileType}
+		default:
+			pk.note = fmt.Sprintf("%s: no log to read: it logs only to the journal, which could not be read", s.Name)
+		}
+		out = append(out, pk)
 	}
-	switch {
-	case seen:
-		return journal, true
-	case exist:
-		return file, true
-	case inv.JournalOK && len(s.Journal) > 0:
-		return journal, true
-	case len(s.Logs) > 0:
-		return file, true
-	}
-	return Entry{}, false
+	return out
 }
 
-// addEntry adds e, merged into an entry that reads the same files with
-// the same type (postfix and dovecot share mail.log): one reader per file.
-func addEntry(es []Entry, e Entry, ev []string) []Entry {
+func others(g []Service, s Service) []string {
+	var out []string
+	for _, o := range g {
+		if o.Name != s.Name {
+			out = append(out, o.Name)
+		}
+	}
+	return out
+}
+
+// addEntry adds e, merged into an entry that reads one of the same files
+// with the same type (postfix and dovecot share mail.log): one reader per
+// file, or each line would be read twice. Names are unique across the
+// acquisition directory, as the daemon requires.
+func addEntry(es []Entry, e Entry, ev []string, taken map[string]bool) []Entry {
 	if e.Source == acquire.KindFile {
 		for i := range es {
-			if es[i].Source == e.Source && es[i].Type == e.Type && slices.Equal(es[i].Filenames, e.Filenames) {
-				es[i].Services = append(es[i].Services, e.Services...)
-				es[i].Name = "setup-" + strings.Join(es[i].Services, "-")
-				es[i].Evidence = append(es[i].Evidence, ev...)
-				return es
+			if es[i].Source != e.Source || es[i].Type != e.Type || !slices.ContainsFunc(e.Filenames, func(f string) bool { return slices.Contains(es[i].Filenames, f) }) {
+				continue
 			}
+			es[i].Services = append(es[i].Services, e.Services...)
+			es[i].Filenames = union(es[i].Filenames, e.Filenames)
+			es[i].Evidence = union(es[i].Evidence, ev)
+			delete(taken, es[i].Name)
+			es[i].Name = uniqueName("setup-"+strings.Join(es[i].Services, "-"), taken)
+			return es
 		}
 	}
-	e.Name = "setup-" + strings.Join(e.Services, "-")
-	e.Evidence = ev
+	e.Name = uniqueName("setup-"+strings.Join(e.Services, "-"), taken)
+	e.Evidence = slices.Clone(ev)
 	return append(es, e)
 }
 
-// addHub adds the collection of s, once.
-func addHub(items []HubItem, s Service, opts PlanOptions) []HubItem {
+// union appends to a the elements of b it lacks.
+func union(a, b []string) []string {
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			a = append(a, x)
+		}
+	}
+	return a
+}
+
+func uniqueName(base string, taken map[string]bool) string {
+	n := base
+	for i := 2; taken[n]; i++ {
+		n = fmt.Sprintf("%s-%d", base, i)
+	}
+	taken[n] = true
+	return n
+}
+
+// enabled reports whether hub.items lets a collection run. Items naming a
+// collection that includes it are not followed: the plan says so, and
+// the admin knows which of their own collections pull it in.
+func enabled(items []string, name string) bool {
+	return len(items) == 0 || slices.Contains(items, name) || slices.Contains(items, "collections/"+name)
+}
+
+// addHub adds the collection of s, once, and returns it.
+func addHub(items []HubItem, s Service, opts PlanOptions) ([]HubItem, HubItem) {
 	it := HubItem{Name: s.Collection, Services: []string{s.Name}}
 	switch {
-	case s.Collection != "" && len(opts.HubItems) > 0 && !slices.Contains(opts.HubItems, s.Collection):
-		it.Action = HubNotInItems
-	case s.Collection != "":
+	case s.Collection != "" && opts.Loaded[s.Collection]:
 		it.Action = HubShipped
 	case s.Hub == "":
-		return items
+		return items, HubItem{}
+	case opts.Loaded[s.Hub]:
+		it.Name, it.Action = s.Hub, HubInstalled
 	case opts.HubCollections == nil:
 		it.Name, it.Action = s.Hub, HubNoSource
 	case opts.HubCollections[s.Hub]:
 		it.Name, it.Action = s.Hub, HubInstall
+		if !enabled(opts.HubItems, s.Hub) {
+			it.Note = "hub.items is set: add " + s.Hub + " to it, or it is installed but not run"
+		}
 	default:
 		it.Name, it.Action = s.Hub, HubNotInSource
+	}
+	if (it.Action == HubShipped || it.Action == HubInstalled) && !enabled(opts.HubItems, it.Name) {
+		it.Action = HubNotInItems
+		it.Note = "add " + it.Name + " to hub.items to run it"
 	}
 	for i := range items {
 		if items[i].Name == it.Name {
 			items[i].Services = append(items[i].Services, s.Name)
-			return items
+			return items, items[i]
 		}
 	}
-	return append(items, it)
+	return append(items, it), it
 }
 
 // Installs are the collections to pass to moat hub install.
