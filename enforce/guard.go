@@ -45,6 +45,7 @@ type Guard struct {
 
 	mu        sync.Mutex
 	allow     []netip.Prefix
+	extra     func(netip.Prefix) []netip.Prefix
 	host      []netip.Addr
 	hostErr   error
 	hostAt    time.Time
@@ -81,6 +82,15 @@ func (g *Guard) SetAllowlist(allow []netip.Prefix) {
 	g.mu.Unlock()
 }
 
+// SetExtra sets where further protected ranges come from: fn returns
+// those overlapping a prefix (the networks of the allowlist's country and
+// AS entries, too many to list in SetAllowlist). nil is none.
+func (g *Guard) SetExtra(fn func(netip.Prefix) []netip.Prefix) {
+	g.mu.Lock()
+	g.extra = fn
+	g.mu.Unlock()
+}
+
 // Check returns a *RefusedError when p must not be banned.
 func (g *Guard) Check(p netip.Prefix) error {
 	if !p.IsValid() {
@@ -102,10 +112,12 @@ func (g *Guard) Check(p netip.Prefix) error {
 			return &RefusedError{Prefix: p, Reason: "allowlisted (" + a.String() + ")"}
 		}
 	}
-	if time.Since(g.hostAt) > g.hostEvery {
-		g.host, g.hostErr = g.cfg.HostAddrs()
-		g.hostAt = time.Now()
+	if g.extra != nil {
+		if as := g.extra(p); len(as) > 0 {
+			return &RefusedError{Prefix: p, Reason: "allowlisted (" + as[0].String() + ")"}
+		}
 	}
+	g.refreshHost()
 	if g.hostErr != nil {
 		// Without knowing our own addresses we cannot prove a ban is safe.
 		return &RefusedError{Prefix: p, Reason: "host addresses unknown: " + g.hostErr.Error()}
@@ -116,6 +128,14 @@ func (g *Guard) Check(p netip.Prefix) error {
 		}
 	}
 	return nil
+}
+
+// refreshHost rereads the host's addresses when they are due; g.mu held.
+func (g *Guard) refreshHost() {
+	if time.Since(g.hostAt) > g.hostEvery {
+		g.host, g.hostErr = g.cfg.HostAddrs()
+		g.hostAt = time.Now()
+	}
 }
 
 func interfaceAddrs() ([]netip.Addr, error) {

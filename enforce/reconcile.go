@@ -38,6 +38,9 @@ type ReconcilerConfig struct {
 	// every verify pass once Run is ready (periodic, on demand, retries),
 	// with what it found and repaired: the hook for the daemon's log.
 	Verified func(Drift)
+	// Geo expands Country and AS decisions into their networks (geo.go);
+	// nil refuses them with ErrNoGeoIP.
+	Geo GeoNetworks
 }
 
 // Reconciler is the single writer of kernel state. It keeps the desired set
@@ -65,6 +68,8 @@ type Reconciler struct {
 	adopted        atomic.Uint64
 	// ports holds the port-scoped decisions (see portrec.go).
 	ports map[portKey]map[int64]stamp
+	// geo holds the Country and AS decisions' expansions (see geo.go).
+	geo geoState
 
 	stats reconcilerStats
 }
@@ -142,6 +147,15 @@ func (r *Reconciler) Ready() <-chan struct{} { return r.ready }
 func (r *Reconciler) Seed(ds []model.Decision) error {
 	var errs []error
 	now := time.Now()
+	if hasGeo(ds) {
+		var geo []model.Decision
+		ds, geo = splitGeo(ds)
+		r.geo.mu.Lock()
+		req, err := r.expandGeo(geo, nil)
+		r.geo.mu.Unlock()
+		ds = append(ds, req.add...)
+		errs = append(errs, err)
+	}
 	ds, scoped := splitPorts(ds)
 	if _, err := r.notePorts(scoped, nil, now); err != nil {
 		errs = append(errs, err)
@@ -163,6 +177,9 @@ func (r *Reconciler) Seed(ds []model.Decision) error {
 // result (or ctx ends). Refused decisions are reported in the error; the
 // others are applied regardless.
 func (r *Reconciler) Apply(ctx context.Context, add, remove []model.Decision) error {
+	if hasGeo(add) || hasGeo(remove) {
+		return r.applyGeo(ctx, add, remove, true)
+	}
 	add, addPorts := splitPorts(add)
 	remove, removePorts := splitPorts(remove)
 	if len(addPorts)+len(removePorts) > 0 {
@@ -182,6 +199,11 @@ func (r *Reconciler) Apply(ctx context.Context, add, remove []model.Decision) er
 // Enqueue hands decisions over without waiting for the kernel: the hot path
 // from an alert. It blocks only when the reconciler is far behind.
 func (r *Reconciler) Enqueue(ctx context.Context, add []model.Decision) {
+	if hasGeo(add) {
+		// Refused ones are counted; the hot path has no one to tell.
+		_ = r.applyGeo(ctx, add, nil, false)
+		return
+	}
 	if add, scoped := splitPorts(add); len(scoped) > 0 {
 		r.enqueuePorts(ctx, scoped)
 		if len(add) == 0 {
