@@ -73,7 +73,7 @@ func (x *activeIndex) change(seq int64, ds []model.Decision, del bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, d := range ds {
-		k, u := x.key(model.ValueString(d.Value), d.Scenario), untilKey(nanos(d.Until))
+		k, u := x.key(d.ValueString(), d.Scenario), untilKey(nanos(d.Until))
 		x.set(x.until, k, u, del)
 		if x.loading {
 			x.log = append(x.log, activeChange{seq: seq, key: int64(k), until: u, del: del})

@@ -37,7 +37,7 @@ type Record struct {
 }
 
 // Scope is the record's CrowdSec scope.
-func (r Record) Scope() string { return model.ScopeOf(r.Value) }
+func (r Record) Scope() string { return r.ScopeName() }
 
 func (s *Store) assignIDs(ds []model.Decision) {
 	need := 0
@@ -75,25 +75,37 @@ func insertDecisions(ctx context.Context, tx *sql.Tx, seq, alertID int64, now ti
 		aid = alertID
 	}
 	for _, d := range ds {
-		if !d.Value.IsValid() {
-			return fmt.Errorf("decision %d: invalid value", d.ID)
-		}
-		p := model.Canonical(d.Value)
-		// Only ranges need bounds: single addresses are found by value,
-		// and leaving them NULL saves 32 bytes a row.
-		var first, last []byte
-		if model.ScopeOf(p) == model.ScopeRange {
-			first, last = bounds(p)
+		value, scope, first, last, err := storedValue(d)
+		if err != nil {
+			return err
 		}
 		typ := d.Type
 		if typ == "" {
 			typ = "ban"
 		}
-		if _, err := st.ExecContext(ctx, d.ID, aid, model.ValueString(p), model.ScopeOf(p), first, last, typ, string(d.Origin), d.Scenario, d.Reason, d.Simulated, now.UnixNano(), nanos(d.Until), seq, model.FormatPorts(d.Ports), d.Protocol); err != nil {
+		if _, err := st.ExecContext(ctx, d.ID, aid, value, scope, first, last, typ, string(d.Origin), d.Scenario, d.Reason, d.Simulated, now.UnixNano(), nanos(d.Until), seq, model.FormatPorts(d.Ports), d.Protocol); err != nil {
 			return fmt.Errorf("insert decision %d: %w", d.ID, err)
 		}
 	}
 	return nil
+}
+
+// storedValue is how d's value is stored: its text, its scope, and the
+// bounds of a range. Only ranges need bounds: single addresses are found
+// by value, and leaving them NULL saves 32 bytes a row; a Country or AS
+// decision has none, its networks being the GeoIP database's.
+func storedValue(d model.Decision) (value, scope string, first, last []byte, err error) {
+	if !d.Geo.IsZero() {
+		return d.Geo.Value, d.Geo.Scope, nil, nil, nil
+	}
+	if !d.Value.IsValid() {
+		return "", "", nil, nil, fmt.Errorf("decision %d: invalid value", d.ID)
+	}
+	p := model.Canonical(d.Value)
+	if model.ScopeOf(p) == model.ScopeRange {
+		first, last = bounds(p)
+	}
+	return model.ValueString(p), model.ScopeOf(p), first, last, nil
 }
 
 // InsertDecisions stores decisions, giving those with a zero ID a fresh
@@ -117,7 +129,7 @@ func (s *Store) InsertDecisions(ctx context.Context, ds []model.Decision) error 
 func (s *Store) counted(seq int64, created time.Time, ds []model.Decision) {
 	values := make([]string, len(ds))
 	for i, d := range ds {
-		values[i] = model.ValueString(d.Value)
+		values[i] = d.ValueString()
 	}
 	s.counts.add(seq, created.UnixNano(), values)
 }

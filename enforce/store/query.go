@@ -110,7 +110,7 @@ func scanRecord(sc scanner) (Record, error) {
 	if err := sc.Scan(&r.ID, &r.AlertID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &created, &until, &deleted, &ports, &r.Protocol); err != nil {
 		return Record{}, err
 	}
-	p, err := model.ParseValue(value)
+	p, geo, err := model.ParseDecisionValue(value)
 	if err != nil {
 		return Record{}, fmt.Errorf("decision %d: bad stored value %q: %w", r.ID, value, err)
 	}
@@ -119,7 +119,7 @@ func scanRecord(sc scanner) (Record, error) {
 			return Record{}, fmt.Errorf("decision %d: bad stored ports: %w", r.ID, err)
 		}
 	}
-	r.Value = p
+	r.Value, r.Geo = p, geo
 	r.Origin = model.Origin(origin)
 	r.Created, r.Until, r.Deleted = fromNanos(created), fromNanos(until), fromNanos(deleted)
 	return r, nil

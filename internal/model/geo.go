@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -98,4 +99,24 @@ func (d Decision) ValueString() string {
 		return d.Geo.Value
 	}
 	return ValueString(d.Value)
+}
+
+// ParseDecisionValue reads a decision's value as stored and served: an
+// address or range (ParseValue), else a Country decision's two-letter
+// code or an AS decision's number, whose forms no address takes.
+func ParseDecisionValue(s string) (netip.Prefix, Geo, error) {
+	p, err := ParseValue(s)
+	if err == nil {
+		return p, Geo{}, nil
+	}
+	if len(s) == 2 && isLetter(s[0]) && isLetter(s[1]) {
+		g, gerr := ParseGeo("country", s)
+		return netip.Prefix{}, g, gerr
+	}
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		if g, gerr := ParseGeo("as", s); gerr == nil {
+			return netip.Prefix{}, g, nil
+		}
+	}
+	return netip.Prefix{}, Geo{}, err
 }

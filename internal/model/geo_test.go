@@ -54,3 +54,21 @@ func TestGeoDecision(t *testing.T) {
 		t.Errorf("scope city: %v", err)
 	}
 }
+
+func TestParseDecisionValue(t *testing.T) {
+	for in, want := range map[string]string{"CN": "country:CN", "4134": "as:4134", "198.51.100.7": "198.51.100.7", "2001:db8::/48": "2001:db8::/48"} {
+		p, g, err := ParseDecisionValue(in)
+		got := g.String()
+		if g.IsZero() {
+			got = ValueString(p)
+		}
+		if err != nil || got != want {
+			t.Errorf("ParseDecisionValue(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "C", "0", "CHN", "1.2.3", "99999999999"} {
+		if _, _, err := ParseDecisionValue(bad); err == nil {
+			t.Errorf("ParseDecisionValue(%q) accepted", bad)
+		}
+	}
+}

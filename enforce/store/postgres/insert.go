@@ -84,21 +84,26 @@ func (c *columns) alert(a model.Alert) error {
 // decision adds d, produced by the alert of ordinal aord (1-based; 0 for
 // none).
 func (c *columns) decision(aord int64, d model.Decision) error {
-	if !d.Value.IsValid() {
-		return fmt.Errorf("decision %d: invalid value", d.ID)
-	}
-	p := model.Canonical(d.Value)
-	// Only ranges need bounds: single addresses are found by value.
+	value, scope := d.Geo.Value, d.Geo.Scope
+	// Only ranges need bounds: single addresses are found by value, and
+	// a Country or AS decision's networks are the GeoIP database's.
 	var first, last []byte
-	if model.ScopeOf(p) == model.ScopeRange {
-		first, last = bounds(p)
+	if d.Geo.IsZero() {
+		if !d.Value.IsValid() {
+			return fmt.Errorf("decision %d: invalid value", d.ID)
+		}
+		p := model.Canonical(d.Value)
+		value, scope = model.ValueString(p), model.ScopeOf(p)
+		if scope == model.ScopeRange {
+			first, last = bounds(p)
+		}
 	}
 	typ := d.Type
 	if typ == "" {
 		typ = "ban"
 	}
 	c.aord, c.id = append(c.aord, aord), append(c.id, d.ID)
-	c.dvalue, c.dscope = append(c.dvalue, model.ValueString(p)), append(c.dscope, model.ScopeOf(p))
+	c.dvalue, c.dscope = append(c.dvalue, value), append(c.dscope, scope)
 	c.start, c.end = append(c.start, first), append(c.end, last)
 	c.typ, c.origin = append(c.typ, typ), append(c.origin, string(d.Origin))
 	c.dscenario, c.reason = append(c.dscenario, d.Scenario), append(c.reason, d.Reason)

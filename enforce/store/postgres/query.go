@@ -98,7 +98,7 @@ func scanRecord(sc scanner) (store.Record, error) {
 	if err := sc.Scan(&r.ID, &r.AlertID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &created, &until, &deleted, &ports, &r.Protocol); err != nil {
 		return store.Record{}, err
 	}
-	v, err := model.ParseValue(value)
+	v, geo, err := model.ParseDecisionValue(value)
 	if err != nil {
 		return store.Record{}, fmt.Errorf("decision %d: bad stored value %q: %w", r.ID, value, err)
 	}
@@ -107,7 +107,7 @@ func scanRecord(sc scanner) (store.Record, error) {
 			return store.Record{}, fmt.Errorf("decision %d: bad stored ports: %w", r.ID, err)
 		}
 	}
-	r.Value, r.Origin = v, model.Origin(origin)
+	r.Value, r.Geo, r.Origin = v, geo, model.Origin(origin)
 	r.Created, r.Until, r.Deleted = fromNanos(created), fromNanos(until), fromNanos(deleted)
 	return r, nil
 }

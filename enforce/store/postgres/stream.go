@@ -20,11 +20,11 @@ func scanStream(rows pgx.Rows, r *store.Record, extra ...any) error {
 	if err := rows.Scan(append([]any{&r.ID, &value, &r.Type, &origin, &r.Scenario, &r.Reason, &r.Simulated, &until}, extra...)...); err != nil {
 		return err
 	}
-	p, err := model.ParseValue(value)
+	p, geo, err := model.ParseDecisionValue(value)
 	if err != nil {
 		return fmt.Errorf("decision %d: bad stored value %q: %w", r.ID, value, err)
 	}
-	r.Value, r.Origin, r.Until = p, model.Origin(origin), fromNanos(until)
+	r.Value, r.Geo, r.Origin, r.Until = p, geo, model.Origin(origin), fromNanos(until)
 	return nil
 }
 

@@ -46,6 +46,7 @@ var Cases = []Case{
 	{"ListPages", listPages},
 	{"Machines", machines},
 	{"PortScoped", portScoped},
+	{"GeoScoped", geoScoped},
 }
 
 // Run runs every case, each on a store open returns.

@@ -29,7 +29,7 @@ func stream(t *testing.T, s Store, after int64, startup bool, size int) streamed
 			if c == store.Deleted {
 				sign = "-"
 			}
-			if !r.Value.IsValid() || r.Type == "" {
+			if !r.Value.IsValid() && r.Geo.IsZero() || r.Type == "" {
 				return fmt.Errorf("record %d streamed without value or type: %+v", r.ID, r)
 			}
 			out.changes = append(out.changes, fmt.Sprint(sign, r.ID))
