@@ -66,6 +66,10 @@ type Service struct {
 	// never runs before it. Called on the caller's goroutine, which may be
 	// on the ban path: it must not wait (enforce/action only queues).
 	Enforced func(ban bool, ds []model.Decision)
+	// GeoCheck says whether a Country or AS decision can be enforced: nil
+	// when the GeoIP database it needs is configured, else why not. Unset,
+	// every such decision is refused (enforce.ErrNoGeoIP).
+	GeoCheck func(model.Geo) error
 
 	mu        sync.RWMutex
 	fromCfg   []netip.Prefix
@@ -94,6 +98,18 @@ func New(st Store, profiles *profile.Set, enf Enforcer, allowlist ...netip.Prefi
 	}
 	s.allowlist = entries
 	return s, nil
+}
+
+// checkGeo refuses a Country or AS decision no database can expand.
+func (s *Service) checkGeo(g model.Geo) error {
+	err := fmt.Errorf("%w", enforce.ErrNoGeoIP)
+	if s.GeoCheck != nil {
+		err = s.GeoCheck(g)
+	}
+	if err != nil {
+		return fmt.Errorf("decision %s %s: %w: %w", g.Scope, g.Value, ErrInvalid, err)
+	}
+	return nil
 }
 
 // ErrProtected is wrapped by decisions Protect refused.
@@ -304,13 +320,9 @@ func (s *Service) Stats() Stats {
 
 // Validate checks a decision from outside (CLI, API) and fills defaults.
 func Validate(d *model.Decision, now time.Time) error {
-	if !d.Value.IsValid() {
-		return fmt.Errorf("%w: no address or range", ErrInvalid)
+	if err := validateTarget(d); err != nil {
+		return err
 	}
-	if z := d.Value.Addr().Zone(); z != "" {
-		return fmt.Errorf("%w: zoned address", ErrInvalid)
-	}
-	d.Value = model.Canonical(d.Value)
 	if d.Type == "" {
 		d.Type = "ban"
 	}
@@ -323,6 +335,32 @@ func Validate(d *model.Decision, now time.Time) error {
 	return nil
 }
 
+// validateTarget checks what d bans: an address or range, put in
+// canonical form, or a country or AS (model.Geo) and nothing else.
+func validateTarget(d *model.Decision) error {
+	if !d.Geo.IsZero() {
+		g, err := model.ParseGeo(d.Geo.Scope, d.Geo.Value)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		case d.Value.IsValid():
+			return fmt.Errorf("%w: a %s decision has no address or range", ErrInvalid, g.Scope)
+		case d.PortScoped():
+			return fmt.Errorf("%w: a %s decision bans every port; ports are for address and range decisions", ErrInvalid, g.Scope)
+		}
+		d.Geo = g
+		return nil
+	}
+	if !d.Value.IsValid() {
+		return fmt.Errorf("%w: no address or range", ErrInvalid)
+	}
+	if z := d.Value.Addr().Zone(); z != "" {
+		return fmt.Errorf("%w: zoned address", ErrInvalid)
+	}
+	d.Value = model.Canonical(d.Value)
+	return nil
+}
+
 // Add validates, commits and then enforces decisions (IDs are assigned in
 // ds). When Add returns nil the decisions are durable and, unless
 // simulated, in the kernel.
@@ -330,7 +368,15 @@ func (s *Service) Add(ctx context.Context, ds []model.Decision) error {
 	now := time.Now()
 	for i := range ds {
 		if err := Validate(&ds[i], now); err != nil {
-			return fmt.Errorf("decision %s: %w", ds[i].Value, err)
+			return fmt.Errorf("decision %s: %w", ds[i].ValueString(), err)
+		}
+		if g := ds[i].Geo; !g.IsZero() {
+			// The kernel bans its networks around what the allowlist
+			// and the guard protect (enforce.Guard.Carve).
+			if err := s.checkGeo(g); err != nil {
+				return err
+			}
+			continue
 		}
 		if s.Allowlisted(ds[i].Value) {
 			return fmt.Errorf("decision %s: %w", ds[i].Value, ErrAllowlisted)
