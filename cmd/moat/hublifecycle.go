@@ -55,18 +55,31 @@ var changeListing = listing[hubstore.Change]{
 	empty: "nothing to do",
 }
 
-// changeStore runs op on the store, then checks that the engine loads
-// the result, as the daemon would on its next start or reload; if not,
-// the store is put back as it was, so a hub command never leaves moat
-// unable to start.
+// changeStore runs op on the store (applyStore) and prints what it did.
 func (a *app) changeStore(cfg config.Config, st *hubstore.Store, op func() ([]hubstore.Change, error)) error {
 	format, err := a.outputFormat("table")
 	if err != nil {
 		return err
 	}
-	restore, discard, err := st.Snapshot()
+	changes, err := applyStore(cfg, st, op)
 	if err != nil {
 		return err
+	}
+	if err := changeListing.render(a.stdout, format, changes); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stderr, "moat: reload the daemon (systemctl reload moat) to use the changes")
+	return nil
+}
+
+// applyStore runs op on the store, then checks that the engine loads
+// the result, as the daemon would on its next start or reload; if not,
+// the store is put back as it was, so a hub command never leaves moat
+// unable to start.
+func applyStore(cfg config.Config, st *hubstore.Store, op func() ([]hubstore.Change, error)) ([]hubstore.Change, error) {
+	restore, discard, err := st.Snapshot()
+	if err != nil {
+		return nil, err
 	}
 	changes, opErr := op()
 	if opErr == nil {
@@ -74,19 +87,15 @@ func (a *app) changeStore(cfg config.Config, st *hubstore.Store, op func() ([]hu
 	}
 	if opErr != nil {
 		if rerr := restore(); rerr != nil {
-			return fmt.Errorf("%w; and putting the hub store back failed: %v", opErr, rerr)
+			return nil, fmt.Errorf("%w; and putting the hub store back failed: %v", opErr, rerr)
 		}
 		if errors.Is(opErr, hubstore.ErrNotFound) {
-			return usageError{opErr}
+			return nil, usageError{opErr}
 		}
-		return fmt.Errorf("%w (nothing changed)", opErr)
+		return nil, fmt.Errorf("%w (nothing changed)", opErr)
 	}
 	discard()
-	if err := changeListing.render(a.stdout, format, changes); err != nil {
-		return err
-	}
-	fmt.Fprintln(a.stderr, "moat: reload the daemon (systemctl reload moat) to use the changes")
-	return nil
+	return changes, nil
 }
 
 func checkEngine(cfg config.Config) error {

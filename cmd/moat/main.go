@@ -102,6 +102,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.genDocsCmd(),
 		a.metricsCmd(),
 		a.importCmd(),
+		a.setupCmd(),
 		// admin commands that talk to the daemon over api.socket:
 		a.decisionsCmd(),
 		a.alertsCmd(),

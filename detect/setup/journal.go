@@ -14,27 +14,42 @@ type sdJournal struct{ j *sdjournal.Journal }
 
 // OpenJournal opens the journal of the host at root: the system journal
 // for "/", else the files under root's /var/log/journal or
-// /run/log/journal. It returns nil and no error when root has no journal.
+// /run/log/journal. It returns nil and no error when root has no journal,
+// or one without a single entry: a host where journald does not run (a
+// container) would otherwise look like one whose services have not
+// logged yet, and get journal sources that never read a line.
 func OpenJournal(root string) (Journal, error) {
+	var j *sdjournal.Journal
+	var err error
 	if root == "/" || root == "" {
-		j, err := sdjournal.NewJournal()
-		if err != nil {
+		if j, err = sdjournal.NewJournal(); err != nil {
 			return nil, fmt.Errorf("open the journal: %w", err)
 		}
-		return &sdJournal{j}, nil
-	}
-	for _, d := range []string{"var/log/journal", "run/log/journal"} {
-		dir := filepath.Join(root, d)
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			continue
+	} else {
+		for _, d := range []string{"var/log/journal", "run/log/journal"} {
+			dir := filepath.Join(root, d)
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				continue
+			}
+			if j, err = sdjournal.NewJournalFromDir(dir); err != nil {
+				return nil, fmt.Errorf("open the journal in %s: %w", dir, err)
+			}
+			break
 		}
-		j, err := sdjournal.NewJournalFromDir(dir)
-		if err != nil {
-			return nil, fmt.Errorf("open the journal in %s: %w", dir, err)
+		if j == nil {
+			return nil, nil
 		}
-		return &sdJournal{j}, nil
 	}
-	return nil, nil
+	n, err := j.Next()
+	if err != nil {
+		j.Close()
+		return nil, fmt.Errorf("read the journal: %w", err)
+	}
+	if n == 0 {
+		j.Close()
+		return nil, nil
+	}
+	return &sdJournal{j}, nil
 }
 
 // Seen asks, identifier by identifier, for one entry since the time: each

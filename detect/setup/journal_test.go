@@ -51,7 +51,7 @@ func TestSetupJournalReal(t *testing.T) {
 		t.Skipf("SKIPPED: the journal of this machine cannot be opened (libsystemd missing, or no read access to it), so moat setup would plan without it: %v", err)
 	}
 	if j == nil {
-		t.Fatal("OpenJournal(/) gave neither a journal nor an error")
+		t.Skip("SKIPPED: this machine's journal holds no entry (no journald runs here), so moat setup plans without it; TestSetupJournalPrivate reads a real journal")
 	}
 	defer j.Close()
 	never := testutil.RandName("moat-setup-never-", 12)
@@ -86,9 +86,16 @@ func TestSetupJournalReal(t *testing.T) {
 }
 
 func TestSetupJournalMissing(t *testing.T) {
-	j, err := OpenJournal(t.TempDir())
+	root := t.TempDir()
+	j, err := OpenJournal(root)
 	if err != nil || j != nil {
 		t.Errorf("a root without a journal: %v %v", j, err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "var/log/journal/0123456789abcdef0123456789abcdef"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = OpenJournal(root); err != nil || j != nil {
+		t.Errorf("a root with an empty journal directory: %v %v", j, err)
 	}
 }
 
@@ -148,9 +155,17 @@ func journalChild(t *testing.T) {
 	if err := journal.Send("an entry", journal.PriInfo, map[string]string{"SYSLOG_IDENTIFIER": id}); err != nil {
 		t.Fatal(err)
 	}
-	sys, err := OpenJournal("/")
-	if err != nil {
-		t.Fatal(err)
+	// Until journald has written its first entry, the journal is one
+	// OpenJournal calls empty.
+	var sys Journal
+	for deadline := time.Now().Add(10 * time.Second); sys == nil; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if sys, err = OpenJournal("/"); err != nil {
+			t.Fatal(err)
+		}
+		if sys == nil && time.Now().After(deadline) {
+			t.Fatal("the private journal stayed empty")
+		}
 	}
 	defer sys.Close()
 	waitSeen(t, sys, id, time.Time{})

@@ -74,31 +74,41 @@ func entryLines(p Plan) []string {
 	return out
 }
 
-func TestSetupPlanAcquisition(t *testing.T) {
-	pkgs := func(names ...string) map[string]string {
-		var b strings.Builder
-		for _, n := range names {
-			b.WriteString("Package: " + n + "\nStatus: install ok installed\n\n")
-		}
-		return map[string]string{"var/lib/dpkg/status": b.String()}
+// pkgs is a dpkg status file with the packages installed.
+func pkgs(names ...string) map[string]string {
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString("Package: " + n + "\nStatus: install ok installed\n\n")
 	}
-	with := func(m map[string]string, files ...string) host {
-		for _, f := range files {
-			m[f] = "x\n"
-		}
-		return host{files: m}
+	return map[string]string{"var/lib/dpkg/status": b.String()}
+}
+
+// withLogs adds log files to a host's files.
+func withLogs(m map[string]string, files ...string) host {
+	for _, f := range files {
+		m[f] = "x\n"
 	}
+	return host{files: m}
+}
+
+const sshdJournal = "source: journalctl\njournalctl_filter:\n  - SYSLOG_IDENTIFIER=sshd\nlabels:\n  type: syslog\n"
+
+// planCase is a host, its journal and acquisition, and the plan's
+// services and entries in statusLines and entryLines form.
+type planCase struct {
+	name     string
+	host     host
+	journal  Journal
+	acquis   map[string]string
+	services []string
+	entries  []string
+	note     string
+}
+
+func planCases() []planCase {
 	mail := func() map[string]string { return pkgs("postfix", "dovecot-core") }
-	const sshdJournal = "source: journalctl\njournalctl_filter:\n  - SYSLOG_IDENTIFIER=sshd\nlabels:\n  type: syslog\n"
-	cases := []struct {
-		name     string
-		host     host
-		journal  Journal
-		acquis   map[string]string
-		services []string
-		entries  []string
-		note     string
-	}{{
+	with := withLogs
+	return []planCase{{
 		name:     "a journal filter already reads sshd: never planned twice",
 		host:     with(pkgs("openssh-server"), "var/log/auth.log"),
 		journal:  journalOf("sshd"),
@@ -213,7 +223,10 @@ func TestSetupPlanAcquisition(t *testing.T) {
 		services: []string{"sshd add journalctl"},
 		entries:  []string{"setup-sshd journalctl SYSLOG_IDENTIFIER=sshd,SYSLOG_IDENTIFIER=sshd-session syslog"},
 	}}
-	for _, c := range cases {
+}
+
+func TestSetupPlanAcquisition(t *testing.T) {
+	for _, c := range planCases() {
 		t.Run(c.name, func(t *testing.T) {
 			p := planOf(t, c.host, c.journal, c.acquis, PlanOptions{})
 			if d := cmp.Diff(c.services, statusLines(p)); d != "" {
