@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,9 +116,12 @@ func decisionIDs(ids []int64) string {
 func (a *app) alertsInspectCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "inspect ID",
-		Short: "Show one alert in full: meta, events and decisions",
-		Long: `Show one alert in full: meta, events and decisions. -o raw prints the
-scenario and the value on one line. Much of an alert comes from log lines:
+		Short: "Show one alert in full: context, meta, events and decisions",
+		Long: `Show one alert in full: context, meta, events and decisions. The
+context is what the hub's context files (hub contexts/) kept of the
+alert's events: per key, the distinct values, at most 20 of 512 bytes
+each. -o raw prints the scenario and the value on one line. Much of an
+alert comes from log lines:
 table and raw output show control characters, bidi overrides and invalid
 UTF-8 escaped (\x1b, \u202e, \\ for a backslash); -o json is exact.`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -175,6 +180,7 @@ func writeAlert(w io.Writer, al api.Alert) error {
 	if len(ids) > 0 {
 		fmt.Fprintf(&b, "  Decisions:   %s\n", strings.Join(ids, ", "))
 	}
+	writeContext(&b, al.Context)
 	writeMap(&b, "Meta", al.Meta)
 	writeMap(&b, "Labels", al.Labels)
 	for i, ev := range al.Events {
@@ -182,6 +188,21 @@ func writeAlert(w io.Writer, al api.Alert) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeContext shows the alert context, one value a line: values come
+// from log lines, and one per line cannot be mistaken for two.
+func writeContext(b *strings.Builder, ctx map[string][]string) {
+	if len(ctx) == 0 {
+		return
+	}
+	b.WriteString("  Context:\n")
+	for _, k := range slices.Sorted(maps.Keys(ctx)) {
+		fmt.Fprintf(b, "    %s:\n", esc(k))
+		for _, v := range ctx[k] {
+			fmt.Fprintf(b, "      %s\n", esc(v))
+		}
+	}
 }
 
 func writeMap(b *strings.Builder, title string, m map[string]string) {

@@ -82,3 +82,29 @@ func TestDecisionIDs(t *testing.T) {
 		}
 	}
 }
+
+// alerts inspect shows the context stored with an alert: one value a
+// line, escaped in a table, exact in JSON.
+func TestAlertsInspectContext(t *testing.T) {
+	cfg, svc := adminDaemon(t)
+	al := model.Alert{Scenario: "moat/ssh-bf", Scope: "Ip", Value: "198.18.5.6", Source: netip.MustParsePrefix("198.18.5.6/32"), Remediation: true, EventsCount: 6,
+		Context: map[string][]string{"target_user": {"root", "ad\x1b[31mmin"}, "target_uri": {"/wp-login.php"}}}
+	if _, err := svc.HandleAlert(context.Background(), al); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMoat(t, "", "alerts", "list", "-c", cfg, "-o", "raw")
+	id := strings.TrimSpace(out)
+	if code != exitOK || id == "" {
+		t.Fatalf("alerts list: %d %q %s", code, out, errOut)
+	}
+	code, out, errOut = runMoat(t, "", "alerts", "inspect", id, "-c", cfg, "-o", "table")
+	want := "  Context:\n    target_uri:\n      /wp-login.php\n    target_user:\n      root\n      ad\\x1b[31mmin\n"
+	if code != exitOK || !strings.Contains(out, want) {
+		t.Fatalf("alerts inspect: %d %s\n%s\nwant the context:\n%s", code, errOut, out, want)
+	}
+	code, out, _ = runMoat(t, "", "alerts", "inspect", id, "-c", cfg, "-o", "json")
+	var got api.Alert
+	if code != exitOK || json.Unmarshal([]byte(out), &got) != nil || got.Context["target_user"][1] != "ad\x1b[31mmin" || len(got.Context) != 2 {
+		t.Fatalf("alerts inspect -o json: %d %s", code, out)
+	}
+}

@@ -158,7 +158,7 @@ func TestHubStatusCounts(t *testing.T) {
 // hubListShipped counts the hub items the loader indexes in dir.
 func hubListShipped(dir string) (int, error) {
 	n := 0
-	for _, pat := range []string{"parsers/*/*/*.yaml", "postoverflows/*/*/*.yaml", "scenarios/*/*.yaml", "collections/*/*.yaml"} {
+	for _, pat := range []string{"parsers/*/*/*.yaml", "postoverflows/*/*/*.yaml", "scenarios/*/*.yaml", "collections/*/*.yaml", "contexts/*/*.yaml"} {
 		m, err := filepath.Glob(filepath.Join(dir, pat))
 		if err != nil {
 			return 0, err

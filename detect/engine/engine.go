@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/alertctx"
 	"github.com/moatsec/moat/detect/exprenv"
 	"github.com/moatsec/moat/detect/grok"
 	"github.com/moatsec/moat/detect/hub"
@@ -67,7 +68,10 @@ type Engine struct {
 	set  *scenario.Set
 
 	skipped []error
-	views   bool
+	// warnings are what the load tolerated besides the scenarios' own.
+	warnings []error
+	ctx      *alertctx.Contexts
+	views    bool
 	// parsedFields and metaFields size new events' maps (see learnSizes).
 	parsedFields, metaFields int
 	// free holds events no one holds any more, for Process to reuse, and
@@ -106,9 +110,17 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Overrides: cfg.Overrides, Replay: cfg.Replay, Released: e.recycle}); err != nil {
+	ctx, err := alertctx.Load(sel.Contexts, e.env)
+	if err != nil {
 		return nil, err
 	}
+	for _, m := range sel.MissingContexts {
+		e.warnings = append(e.warnings, fmt.Errorf("context %s: a collection names it, the hub does not hold it: its alerts go without it", m))
+	}
+	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Overrides: cfg.Overrides, Replay: cfg.Replay, Released: e.recycle, Context: ctx}); err != nil {
+		return nil, err
+	}
+	e.ctx = ctx
 	return e, nil
 }
 
@@ -134,6 +146,15 @@ func (e *Engine) dropUnsupported(sel *hub.Selection) *hub.Selection {
 			continue
 		}
 		out.Scenarios = append(out.Scenarios, f)
+	}
+	out.Contexts = nil
+	for _, f := range sel.Contexts {
+		// Contexts of the AppSec engine call its helpers (JA4H).
+		if _, err := alertctx.Load([]string{f}, e.env); err != nil {
+			e.skipped = append(e.skipped, err)
+			continue
+		}
+		out.Contexts = append(out.Contexts, f)
 	}
 	return &out
 }
@@ -360,7 +381,10 @@ type Stats struct {
 	// EnricherUnavailable counts GeoIP/rDNS lookups skipped for lack of a
 	// database or network.
 	EnricherUnavailable uint64
-	MissingData         []string
+	// ContextErrors counts alert context expressions that failed on an
+	// event (and gave no value).
+	ContextErrors uint64
+	MissingData   []string
 	// GrokPatterns counts the compiled grok patterns of parsers and
 	// postoverflows, per tier that serves them first.
 	GrokPatterns grok.TierCounts
@@ -375,6 +399,7 @@ func (e *Engine) Stats() Stats {
 		Parsers:             e.pipe.Stats(),
 		Scenarios:           e.set.Stats(),
 		EnricherUnavailable: e.pipe.Unavailable(),
+		ContextErrors:       e.ctx.Errors(),
 		MissingData:         e.pipe.MissingData(),
 	}
 	s.GrokPatterns = e.pipe.GrokPatterns()

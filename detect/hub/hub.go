@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,6 +26,9 @@ const (
 	Scenarios     = "scenarios"
 	Postoverflows = "postoverflows"
 	Collections   = "collections"
+	// Contexts are alert context files: what to keep of an overflow's
+	// events with its alert (see detect/alertctx).
+	Contexts = "contexts"
 )
 
 // ErrNotFound is wrapped by errors for items the hub does not hold.
@@ -80,7 +84,7 @@ func (h *Hub) index(dir string) error {
 			h.add(Item{Kind: kind, Stage: stage, Path: f, Layer: dir, Name: author + "/" + trimYAML(filepath.Base(f))})
 		}
 	}
-	for _, kind := range []string{Scenarios, Collections} {
+	for _, kind := range []string{Scenarios, Collections, Contexts} {
 		files, err := globYAML(filepath.Join(dir, kind, "*"))
 		if err != nil {
 			return fmt.Errorf("index hub %s: %w", dir, err)
@@ -173,7 +177,15 @@ type Selection struct {
 	Parsers       []parse.File
 	Postoverflows []parse.File
 	Scenarios     []string
-	seen          map[string]bool
+	// Contexts are the alert context files of the selected collections
+	// (every one of the hub's for an empty selection).
+	Contexts []string
+	// MissingContexts are contexts a collection names that the hub does
+	// not hold. They are not an error: moat's hub installer left contexts
+	// out before it loaded them, so a hub installed then names contexts it
+	// never received, and it must keep loading.
+	MissingContexts []string
+	seen            map[string]bool
 }
 
 func (s *Selection) take(it Item) {
@@ -191,17 +203,19 @@ func (s *Selection) take(it Item) {
 		s.Postoverflows = append(s.Postoverflows, parse.File{Path: it.Path, Stage: it.Stage})
 	case Scenarios:
 		s.Scenarios = append(s.Scenarios, it.Path)
+	case Contexts:
+		s.Contexts = append(s.Contexts, it.Path)
 	}
 }
 
-// Select resolves item names (collections, parsers, scenarios or
-// postoverflows; "kind/author/name" disambiguates) into files, following
-// collections recursively. No names selects every parser, scenario and
-// postoverflow of the hub.
+// Select resolves item names (collections, parsers, scenarios,
+// postoverflows or contexts; "kind/author/name" disambiguates) into files,
+// following collections recursively. No names selects every parser,
+// scenario, postoverflow and context of the hub.
 func (h *Hub) Select(names []string) (*Selection, error) {
 	sel := &Selection{}
 	if len(names) == 0 {
-		for _, kind := range []string{Parsers, Postoverflows, Scenarios} {
+		for _, kind := range []string{Parsers, Postoverflows, Scenarios, Contexts} {
 			for _, it := range h.Items(kind) {
 				sel.take(it)
 			}
@@ -218,7 +232,7 @@ func (h *Hub) Select(names []string) (*Selection, error) {
 }
 
 func (h *Hub) selectName(sel *Selection, name string, visiting map[string]bool) error {
-	kinds := []string{Collections, Parsers, Scenarios, Postoverflows}
+	kinds := []string{Collections, Parsers, Scenarios, Postoverflows, Contexts}
 	for _, k := range kinds {
 		if rest, ok := strings.CutPrefix(name, k+"/"); ok {
 			kinds, name = []string{k}, rest
@@ -296,6 +310,13 @@ func (h *Hub) selectCollection(sel *Selection, it Item, visiting map[string]bool
 			sel.take(x)
 		} else {
 			return fmt.Errorf("collection %s: postoverflow %s: %w", it.Name, p, ErrNotFound)
+		}
+	}
+	for _, p := range c.Contexts {
+		if x, ok := h.items[Contexts][p]; ok {
+			sel.take(x)
+		} else if !slices.Contains(sel.MissingContexts, p) {
+			sel.MissingContexts = append(sel.MissingContexts, p)
 		}
 	}
 	for _, sub := range c.Collections {

@@ -93,3 +93,52 @@ func TestCollectionErrorWording(t *testing.T) {
 		t.Fatalf("got %v, want %s", err, want)
 	}
 }
+
+// A collection's contexts are selected with it; one the hub lacks is
+// recorded, not an error (hubs installed before moat loaded contexts lack
+// them).
+func TestSelectContexts(t *testing.T) {
+	h, err := Open(sharedHub(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := h.Select([]string{"crowdsecurity/sshd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sel.Contexts) != 1 || filepath.Base(sel.Contexts[0]) != "bf_base.yaml" || len(sel.MissingContexts) != 0 {
+		t.Errorf("sshd contexts = %v, missing %v; want bf_base", sel.Contexts, sel.MissingContexts)
+	}
+	all, err := h.Select(nil)
+	if err != nil || len(all.Contexts) < 5 {
+		t.Errorf("empty selection: %d contexts, %v", len(all.Contexts), err)
+	}
+
+	dir := t.TempDir()
+	for p, text := range map[string]string{
+		"collections/me/c.yaml": "scenarios: [me/s]\ncontexts: [me/ctx, me/gone]\n",
+		"scenarios/me/s.yaml":   "type: trigger\nname: me/s\n",
+		"contexts/me/ctx.yml":   "context:\n  user: [evt.Meta.target_user]\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err = h.Select([]string{"me/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sel.Contexts) != 1 || !slices.Equal(sel.MissingContexts, []string{"me/gone"}) {
+		t.Errorf("contexts = %v, missing %v; want ctx.yml, missing me/gone", sel.Contexts, sel.MissingContexts)
+	}
+	if it, err := h.Ref(Contexts, "me/ctx"); err != nil || it.Kind != Contexts {
+		t.Errorf("Ref(contexts, me/ctx) = %+v, %v", it, err)
+	}
+}

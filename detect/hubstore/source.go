@@ -27,7 +27,7 @@ import (
 )
 
 // Kinds moat loads, in the order a listing shows them.
-var Kinds = []string{hub.Collections, hub.Parsers, hub.Postoverflows, hub.Scenarios}
+var Kinds = []string{hub.Collections, hub.Parsers, hub.Postoverflows, hub.Scenarios, hub.Contexts}
 
 // ErrNotFound is wrapped by errors for names the source or the store lacks.
 var ErrNotFound = errors.New("hub item not found")
@@ -190,6 +190,7 @@ type indexEntry struct {
 	Scenarios     []string `json:"scenarios"`
 	Postoverflows []string `json:"postoverflows"`
 	Collections   []string `json:"collections"`
+	Contexts      []string `json:"contexts"`
 }
 
 func (s *Source) index() error {
@@ -221,6 +222,7 @@ func (s *Source) fromIndex(b []byte) error {
 			for _, d := range [][]string{
 				prefixed(hub.Parsers, e.Parsers), prefixed(hub.Scenarios, e.Scenarios),
 				prefixed(hub.Postoverflows, e.Postoverflows), prefixed(hub.Collections, e.Collections),
+				prefixed(hub.Contexts, e.Contexts),
 			} {
 				it.Deps = append(it.Deps, d...)
 			}
@@ -283,6 +285,7 @@ func collectionDeps(path string) ([]string, error) {
 		Scenarios     []string `yaml:"scenarios"`
 		Postoverflows []string `yaml:"postoverflows"`
 		Collections   []string `yaml:"collections"`
+		Contexts      []string `yaml:"contexts"`
 	}
 	if err := yaml.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("collection: %w", yamlerr.Wrap(path, err))
@@ -292,6 +295,7 @@ func collectionDeps(path string) ([]string, error) {
 	deps = append(deps, prefixed(hub.Scenarios, c.Scenarios)...)
 	deps = append(deps, prefixed(hub.Postoverflows, c.Postoverflows)...)
 	deps = append(deps, prefixed(hub.Collections, c.Collections)...)
+	deps = append(deps, prefixed(hub.Contexts, c.Contexts)...)
 	return deps, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/moatsec/moat/detect/hub"
 )
 
 // StateFile is the store's record of what it installed, in its directory.
@@ -179,10 +181,17 @@ func resolve(src *Source, refs []string) ([]Item, error) {
 		}
 		seen[it.Ref()] = true
 		for _, d := range it.Deps {
-			if !slices.Contains(Kinds, strings.SplitN(d, "/", 2)[0]) {
-				continue // kinds moat does not load (contexts, appsec)
+			kind := strings.SplitN(d, "/", 2)[0]
+			if !slices.Contains(Kinds, kind) {
+				continue // kinds moat does not load (appsec)
 			}
 			if err := visit(d, it.Ref()); err != nil {
+				if kind == hub.Contexts && errors.Is(err, ErrNotFound) {
+					// An alert context only adds to alerts; a source
+					// without it (an older snapshot) still installs
+					// the detection, as the engine loads without it.
+					continue
+				}
 				return err
 			}
 		}

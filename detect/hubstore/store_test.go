@@ -112,8 +112,8 @@ func TestSourceIndex(t *testing.T) {
 	if !src.Indexed {
 		t.Fatal("index not read")
 	}
-	// The index names a file the snapshot lacks and a kind moat does not
-	// load: neither is offered.
+	// The index names files the snapshot lacks (a parser, a context):
+	// neither is offered.
 	if got, want := refs(src.Items()), []string{"collections/acme/base", "parsers/acme/base-enrich"}; !slices.Equal(got, want) {
 		t.Errorf("items = %v, want %v", got, want)
 	}
@@ -590,4 +590,43 @@ func TestLock(t *testing.T) {
 		t.Fatalf("lock after unlock: %v", err)
 	}
 	unlock()
+}
+
+// A collection's context is installed with it; one the source lacks (an
+// older snapshot) does not stop the install, as the engine loads without.
+func TestInstallContexts(t *testing.T) {
+	srcDir := t.TempDir()
+	copyTree(t, "testdata/src", srcDir)
+	web := filepath.Join(srcDir, "hub", "collections", "acme", "web.yaml")
+	b, err := os.ReadFile(web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, "contexts:\n  - acme/web_ctx\n  - acme/not_in_source\n"...)
+	ctxFile := filepath.Join(srcDir, "hub", "contexts", "acme", "web_ctx.yaml")
+	if err := os.WriteFile(web, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(ctxFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ctxFile, []byte("context:\n  target_uri: [evt.Meta.http_path]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := openSrc(t, srcDir)
+	dir := t.TempDir()
+	st, err := Open(filepath.Join(dir, "hub"), filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := st.Install(src, []string{"acme/web"}, InstallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(changes)["contexts/acme/web_ctx"]; got != Installed {
+		t.Errorf("context change %q, want %q (changes %v)", got, Installed, actions(changes))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "hub", "contexts", "acme", "web_ctx.yaml")); err != nil {
+		t.Errorf("context not installed: %v", err)
+	}
 }

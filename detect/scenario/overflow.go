@@ -225,6 +225,7 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		Simulated:   sc.simulated,
 		Duration:    sc.banDuration,
 		ReadAt:      readAt,
+		Context:     s.ctx.Eval(b.queue.Queue),
 	}
 	// The alert shares the events' meta maps: an event in a bucket is never
 	// written again, and alerts are only read.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/alertctx"
 	"github.com/moatsec/moat/detect/exprenv"
 	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/yamlerr"
@@ -43,6 +44,9 @@ type Options struct {
 	// chain without dateparse-enrich) fills no bucket there, it only fires
 	// triggers; it is counted as Untimed.
 	Replay bool
+	// Context, when set, is evaluated over each overflow's events into
+	// its alert's Context.
+	Context *alertctx.Contexts
 }
 
 // Set is a loaded group of scenarios and their live buckets. Its methods
@@ -87,6 +91,8 @@ type Set struct {
 	outs     []Overflow
 	memo     exprenv.Memo
 	released func(*detect.Event)
+	// ctx is evaluated into each overflow's alert (nil: no context).
+	ctx *alertctx.Contexts
 	// spareBuckets are removed buckets kept for new partitions.
 	spareBuckets []*bucket
 }
@@ -104,6 +110,7 @@ func Load(files []string, opts Options) (*Set, error) {
 		max:      opts.MaxBuckets,
 		replay:   opts.Replay,
 		released: opts.Released,
+		ctx:      opts.Context,
 		vars:     map[string]any{"evt": (*detect.Event)(nil)},
 		cvars:    map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
 		ovars:    map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
@@ -429,7 +436,7 @@ func (s *Set) pourInto(sc *scenario, key string, evt *detect.Event, t time.Time)
 // lending the meta cost a map per poured event and 12% of a replay.
 func (s *Set) keep(b *bucket, evt *detect.Event) {
 	b.queue.add(evt, s.drop)
-	if b.sc.readsQueue {
+	if b.sc.readsQueue || s.ctx.NeedsParsed() {
 		evt.NeedWhole()
 	}
 }

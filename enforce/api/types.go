@@ -200,7 +200,10 @@ type Alert struct {
 	Meta            map[string]string   `json:"meta,omitempty"`
 	Labels          map[string]string   `json:"labels,omitempty"`
 	Events          []map[string]string `json:"events,omitempty"`
-	Decisions       []int64             `json:"decisions,omitempty"`
+	// Context is the alert context (model.Alert.Context): per key, the
+	// values the hub's context files took from the events.
+	Context   map[string][]string `json:"context,omitempty"`
+	Decisions []int64             `json:"decisions,omitempty"`
 }
 
 func fromAlert(r store.AlertRecord, full bool) Alert {
@@ -208,13 +211,13 @@ func fromAlert(r store.AlertRecord, full bool) Alert {
 	out.ID, out.CreatedAt, out.Decisions = r.ID, r.Created, r.Decisions
 	if full {
 		a := r.Alert
-		out.Meta, out.Labels, out.Events = a.Meta, a.Labels, a.Events
+		out.Meta, out.Labels, out.Events, out.Context = a.Meta, a.Labels, a.Events, a.Context
 	}
 	return out
 }
 
-// AlertOf is an alert as a list shows it: without its meta, labels and
-// events, which only inspect shows.
+// AlertOf is an alert as a list shows it: without its meta, labels,
+// events and context, which only inspect shows.
 func AlertOf(a model.Alert) Alert {
 	return Alert{
 		Scenario: a.Scenario, ScenarioVersion: a.ScenarioVersion,

@@ -30,7 +30,9 @@ const defaultEmailBody = `{{ if .Test }}This is a test message from moat notific
 Source:   {{ .Scope }} {{ .Value }}
 Events:   {{ .EventsCount }}, {{ rfc3339 .Start }} to {{ rfc3339 .Stop }}
 {{ range .Decisions }}Decision: {{ .Type }} {{ .Value }} for {{ duration .Duration }}{{ if .Simulated }} (simulated){{ end }}
-{{ end }}{{ with .Lines }}Events sampled:
+{{ end }}{{ with .Context }}Context:
+{{ range $k, $v := . }}  {{ $k }}: {{ json $v }}
+{{ end }}{{ end }}{{ with .Lines }}Events sampled:
 {{ range . }}  {{ . }}
 {{ end }}{{ end }}
 {{ end }}-- 

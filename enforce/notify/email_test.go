@@ -113,6 +113,7 @@ func TestEmailThroughSMTP(t *testing.T) {
 	run(t, m)
 	a := testAlert("198.51.100.42")
 	a.Events[5]["target_user"] = "Subject: injected\r\nBcc: x@example.org"
+	a.Context = map[string][]string{"target_user": {"root", "admin", a.Events[5]["target_user"]}}
 	m.Notify(a, sampleDecisions(time.Now()), []string{"mail"})
 	msg := waitMessage(t, dir)
 
@@ -145,6 +146,8 @@ func TestEmailThroughSMTP(t *testing.T) {
 		"Decision: ban 198.51.100.23 for 4h0m0s",
 		"log_type=ssh_failed-auth service=ssh source_ip=198.51.100.23 target_user=root",
 		`target_user="Subject: injected\r\nBcc: x@example.org"`,
+		// Values from log lines are quoted: one cannot forge a line.
+		`  target_user: ["root","admin","Subject: injected\r\nBcc: x@example.org"]`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("body lacks %q:\n%s", want, text)

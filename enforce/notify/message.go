@@ -40,6 +40,9 @@ type Alert struct {
 	Labels          map[string]string `json:"labels,omitempty"`
 	// Events are the sampled events' meta, as stored with the alert.
 	Events []map[string]string `json:"events,omitempty"`
+	// Context is the alert context: per key of the hub's context files,
+	// the distinct values taken from the events (model.Alert.Context).
+	Context map[string][]string `json:"context,omitempty"`
 	// Lines render Events one per line: the timestamp, then the other
 	// fields as key=value, sorted.
 	Lines     []string   `json:"-"`
@@ -80,7 +83,7 @@ func newAlert(a model.Alert, ds []model.Decision) Alert {
 	out := Alert{
 		Scenario: a.Scenario, ScenarioVersion: a.ScenarioVersion, Message: a.Message,
 		Scope: a.Scope, Value: a.Value, Start: a.Start, Stop: a.Stop, EventsCount: a.EventsCount,
-		Simulated: a.Simulated, Meta: a.Meta, Labels: a.Labels, Events: events,
+		Simulated: a.Simulated, Meta: a.Meta, Labels: a.Labels, Events: events, Context: a.Context,
 	}
 	for _, ev := range events {
 		out.Lines = append(out.Lines, eventLine(ev))
@@ -243,6 +246,7 @@ func SampleAlert(now time.Time) model.Alert {
 		Scope:   model.ScopeIP, Value: "198.51.100.23", Source: src,
 		Start: now.Add(-6 * time.Second), Stop: now, EventsCount: 6,
 		Meta: maps.Clone(events[5]), Events: events, Labels: map[string]string{"test": "true"},
+		Context:     map[string][]string{"target_user": {"root", "admin"}},
 		Remediation: true,
 	}
 }

@@ -283,3 +283,28 @@ func TestMissingMetaKeyRenders(t *testing.T) {
 		t.Fatalf("FromConfig = %v\nwant %s", err, want)
 	}
 }
+
+// TestContextTemplate: a template reads the alert context by key, as a
+// list to join or as JSON; a key the alert lacks renders empty, and a
+// template ranging over every key works on an alert without context.
+func TestContextTemplate(t *testing.T) {
+	m := channelsFrom(t, `notifications:
+  hook:
+    kind: webhook
+    url: "http://127.0.0.1:1/x"
+    headers: {Content-Type: text/plain}
+    body: '{{ join "," .Alert.Context.target_user }}|{{ json (index .Alert.Context "target_user") }}|{{ .Alert.Context.nothing }}|{{ range $k, $v := .Alert.Context }}{{ $k }}={{ len $v }};{{ end }}'
+`)
+	w := m.channels["hook"].send.(*webhook)
+	a := SampleAlert(time.Now())
+	a.Context = map[string][]string{"target_user": {"root", "ad\"min"}, "target_uri": {"/wp-login.php"}}
+	body, err := w.body.render(newMessage("hook", "h", []item{{a: a}}), maxRender)
+	if want := `root,ad"min|["root","ad\"min"]|<no value>|target_uri=1;target_user=2;`; err != nil || string(body) != want {
+		t.Fatalf("render = %q, %v\nwant %q", body, err, want)
+	}
+	a.Context = nil
+	body, err = w.body.render(newMessage("hook", "h", []item{{a: a}}), maxRender)
+	if want := `|null|<no value>|`; err != nil || string(body) != want {
+		t.Fatalf("render without context = %q, %v\nwant %q", body, err, want)
+	}
+}

@@ -47,7 +47,13 @@ type Alert struct {
 	// Meta is the merged meta of the events that filled the bucket.
 	Meta map[string]string
 	// Events holds the meta of each event, oldest first.
-	Events      []map[string]string
+	Events []map[string]string
+	// Context is the alert context: per key of the hub's context files,
+	// the distinct values their expressions gave over the overflow's
+	// events, in the order first seen, bounded in number and length
+	// (detect/alertctx). It is what an admin reads to see why the alert
+	// fired without the logs (the URIs asked, the users tried).
+	Context     map[string][]string `json:",omitempty"`
 	Labels      map[string]string
 	Remediation bool
 	Simulated   bool

@@ -191,6 +191,49 @@ func (s *Store) ListAllow(ctx context.Context) ([]store.AllowEntry, error) {
 	return out, nil
 }
 
+// SetAllowExpiry makes an allowlist entry expire at t (zero: never).
+func (s *Store) SetAllowExpiry(ctx context.Context, value netip.Prefix, t time.Time) error {
+	v := model.ValueString(value)
+	var exp int64
+	if !t.IsZero() {
+		exp = nanos(t)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE allowlist SET expires_at = $1 WHERE value = $2`, exp, v)
+	if err != nil {
+		return s.wrap("set allowlist expiry", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("allowlist entry %s: %w", v, store.ErrNotFound)
+	}
+	return nil
+}
+
+// AllowExpiries returns the expiry of each allowlist entry that has one.
+func (s *Store) AllowExpiries(ctx context.Context) (map[netip.Prefix]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT value, expires_at FROM allowlist WHERE expires_at > 0`)
+	if err != nil {
+		return nil, s.wrap("allowlist expiries", err)
+	}
+	defer rows.Close()
+	out := map[netip.Prefix]time.Time{}
+	for rows.Next() {
+		var v string
+		var exp int64
+		if err := rows.Scan(&v, &exp); err != nil {
+			return nil, s.wrap("allowlist expiries", err)
+		}
+		p, err := model.ParseValue(v)
+		if err != nil {
+			return nil, s.wrap(fmt.Sprintf("allowlist entry %q", v), err)
+		}
+		out[p] = fromNanos(exp)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("allowlist expiries", err)
+	}
+	return out, nil
+}
+
 // Counts counts rows and measures the database.
 func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
 	var c store.Counts

@@ -97,6 +97,8 @@ var migrations = []string{
 		version TEXT NOT NULL DEFAULT '',
 		scenarios TEXT NOT NULL DEFAULT ''
 	);`,
+	// Allowlist entries added at run time may expire (0: never).
+	`ALTER TABLE allowlist ADD COLUMN expires_at BIGINT NOT NULL DEFAULT 0;`,
 	// A decision may be scoped to destination ports ("25,465") of one
 	// protocol ("tcp", "udp"; "" both); '' ports is a plain ban.
 	`ALTER TABLE decisions ADD COLUMN ports TEXT NOT NULL DEFAULT '';

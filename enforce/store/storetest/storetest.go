@@ -7,6 +7,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
@@ -47,6 +48,7 @@ var Cases = []Case{
 	{"Machines", machines},
 	{"PortScoped", portScoped},
 	{"GeoScoped", geoScoped},
+	{"AllowExpiry", allowExpiry},
 }
 
 // Run runs every case, each on a store open returns.
@@ -68,8 +70,13 @@ func ban(value netip.Prefix, origin model.Origin, scenario string, until time.Ti
 
 func alert(scenario, value string) model.Alert {
 	return model.Alert{Scenario: scenario, Scope: model.ScopeIP, Value: value, EventsCount: 3,
-		Events: []map[string]string{{"n": "1"}, {"n": "2"}, {"n": "3"}}, Meta: map[string]string{"service": "ssh"}}
+		Events: []map[string]string{{"n": "1"}, {"n": "2"}, {"n": "3"}}, Meta: map[string]string{"service": "ssh"},
+		Context: alertContext}
 }
+
+// alertContext is an alert context as log lines fill it: a NUL, a quote
+// and an escape sequence are stored as they are.
+var alertContext = map[string][]string{"target_user": {"root", "ad\x00min", "'; DROP TABLE alerts; --\x1b[2J"}}
 
 func ids(rs []store.Record) []int64 {
 	out := make([]int64, len(rs))
@@ -170,6 +177,9 @@ func insertAndFilter(t *testing.T, s Store) {
 	a := ok(s.GetAlert(ctx, aid))(t)
 	if a.Alert.Scenario != "crowdsecurity/ssh-bf" || a.Alert.Meta["service"] != "ssh" || len(a.Alert.Events) != 3 || a.Created.IsZero() {
 		t.Errorf("GetAlert: %+v", a)
+	}
+	if !maps.EqualFunc(a.Alert.Context, alertContext, slices.Equal) {
+		t.Errorf("GetAlert context %q, want %q", a.Alert.Context, alertContext)
 	}
 	wantIDs(t, "alert decisions", a.Decisions, []int64{ds[0].ID, ds[1].ID})
 	if _, err := s.GetAlert(ctx, aid+1000); !errors.Is(err, store.ErrNotFound) {
