@@ -437,6 +437,8 @@ func FuzzDecodeAddDecisions(f *testing.F) {
 		`{"decisions":[{"value":"2001:db8::/64","duration":"1h","type":"captcha"}]}`,
 		`{"decisions":[{"value":"198.18.0.0/15","duration":"10m","scenario":"x","simulated":true}]}`,
 		`{"decisions":null}`, `[]`, `{`, `{"decisions":[{"value":"::ffff:198.18.0.1","duration":"1h"}]}`,
+		`{"decisions":[{"scope":"Country","value":"cn","duration":"24h"}]}`,
+		`{"decisions":[{"scope":"as","value":"AS4134","duration":"forever"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -453,11 +455,20 @@ func FuzzDecodeAddDecisions(f *testing.F) {
 			t.Fatalf("accepted %d decisions", len(ds))
 		}
 		for _, d := range ds {
+			// Forever is no expiry.
+			if !d.Until.IsZero() && (!d.Until.After(now) || d.Until.Sub(now) > MaxDuration) || !validWord(d.Type, 64) || d.Origin != model.OriginAPI {
+				t.Fatalf("accepted %+v", d)
+			}
+			if !d.Geo.IsZero() {
+				// A country or AS, canonical, and nothing else.
+				p, g, err := model.ParseDecisionValue(d.ValueString())
+				if d.Value.IsValid() || len(d.Ports) > 0 || err != nil || p.IsValid() || g != d.Geo {
+					t.Fatalf("accepted %+v (read back as %v %v %v)", d, p, g, err)
+				}
+				continue
+			}
 			if !d.Value.IsValid() || d.Value != d.Value.Masked() || d.Value.Addr().Is4In6() || d.Value.Addr().Zone() != "" {
 				t.Fatalf("accepted value %v", d.Value)
-			}
-			if !d.Until.After(now) || d.Until.Sub(now) > MaxDuration || !validWord(d.Type, 64) || d.Origin != model.OriginAPI {
-				t.Fatalf("accepted %+v", d)
 			}
 			// What is accepted must round-trip through the store's text form.
 			p, err := model.ParseValue(model.ValueString(d.Value))

@@ -112,7 +112,7 @@ func (s *Server) addEach(ctx context.Context, ds []model.Decision, lines []int) 
 		case err == nil:
 			n++
 		case refusal(err):
-			skipped = append(skipped, ImportSkip{Line: lines[i], Value: model.ValueString(ds[i].Value), Reason: err.Error()})
+			skipped = append(skipped, ImportSkip{Line: lines[i], Value: ds[i].ValueString(), Reason: err.Error()})
 		default:
 			return n, skipped, err
 		}

@@ -413,13 +413,15 @@ func filterFromQuery(r *http.Request, admin bool) (store.Filter, error) {
 		}
 		f.Range = p
 	}
+	f.Scope, f.Type = q.Get("scope"), q.Get("type")
 	if v := q.Get("value"); v != "" {
 		if p, err := model.ParseValue(v); err == nil {
 			v = model.ValueString(p)
+		} else if g, err := model.ParseGeo(f.Scope, v); err == nil {
+			v = g.Value
 		}
 		f.Value = v
 	}
-	f.Scope, f.Type = q.Get("scope"), q.Get("type")
 	for _, s := range []string{f.Scope, f.Type, f.Value} {
 		if len(s) > 256 {
 			return f, badRequest("filter value too long")

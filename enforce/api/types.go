@@ -47,7 +47,7 @@ func fromRecord(r store.Record) Decision {
 
 func fromModel(m model.Decision) Decision {
 	return Decision{
-		ID: m.ID, Value: model.ValueString(m.Value), Scope: model.ScopeOf(m.Value),
+		ID: m.ID, Value: m.ValueString(), Scope: m.ScopeName(),
 		Type: m.Type, Origin: string(m.Origin), Scenario: m.Scenario, Reason: m.Reason,
 		Until: m.Until, Forever: m.Until.IsZero(), Simulated: m.Simulated,
 		Ports: model.FormatPorts(m.Ports), Protocol: m.Protocol,
@@ -64,8 +64,12 @@ func fromModels(ms []model.Decision) []Decision {
 
 // NewDecision is one decision to add.
 type NewDecision struct {
-	// Value is an address or a CIDR range.
+	// Value is an address or a CIDR range; with Scope country or as, a
+	// country code or an AS number.
 	Value string `json:"value"`
+	// Scope is empty (ip or range, from the value), ip, range, country or
+	// as, any case; country and as need the daemon's GeoIP database.
+	Scope string `json:"scope,omitempty"`
 	// Type defaults to "ban".
 	Type string `json:"type,omitempty"`
 	// Duration is a Go duration ("4h"), days ("7d") or "forever"; required.
@@ -127,9 +131,9 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 	}
 	out := make([]model.Decision, 0, len(req.Decisions))
 	for i, nd := range req.Decisions {
-		p, err := model.ParseValue(nd.Value)
+		p, geo, err := parseTarget(nd.Scope, nd.Value)
 		if err != nil {
-			return nil, fmt.Errorf("decision %d: value %q: want an IP address or CIDR range", i, nd.Value)
+			return nil, fmt.Errorf("decision %d: %w", i, err)
 		}
 		dur, forever, err := model.ParseDuration(nd.Duration)
 		if err != nil || dur > MaxDuration {
@@ -150,7 +154,7 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 		if len(nd.Reason) > 1024 || len(nd.Scenario) > 512 {
 			return nil, fmt.Errorf("decision %d: reason or scenario too long", i)
 		}
-		d := model.Decision{Value: p, Type: typ, Origin: origin, Scenario: nd.Scenario, Reason: nd.Reason, Until: now.Add(dur), Simulated: nd.Simulated}
+		d := model.Decision{Value: p, Geo: geo, Type: typ, Origin: origin, Scenario: nd.Scenario, Reason: nd.Reason, Until: now.Add(dur), Simulated: nd.Simulated}
 		if forever {
 			d.Until = time.Time{}
 		}
@@ -167,6 +171,23 @@ func DecodeAddDecisions(r io.Reader, origin model.Origin, now time.Time) ([]mode
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// parseTarget reads what a new decision bans: an address or range, or
+// with scope country or as, a country or an AS.
+func parseTarget(scope, value string) (netip.Prefix, model.Geo, error) {
+	switch strings.ToLower(scope) {
+	case "", "ip", "range":
+		p, err := model.ParseValue(value)
+		if err != nil {
+			return netip.Prefix{}, model.Geo{}, fmt.Errorf("value %q: want an IP address or CIDR range", value)
+		}
+		return p, model.Geo{}, nil
+	case "country", "as":
+		g, err := model.ParseGeo(scope, value)
+		return netip.Prefix{}, g, err
+	}
+	return netip.Prefix{}, model.Geo{}, fmt.Errorf("scope %q: want ip, range, country or as", scope)
 }
 
 func validWord(s string, max int) bool {
@@ -366,8 +387,8 @@ const neverDuration = MaxDuration
 
 func toLAPI(d model.Decision, now time.Time) lapiDecision {
 	out := lapiDecision{
-		ID: d.ID, Origin: crowdsecOrigin(d.Origin), Scenario: d.Scenario, Scope: model.ScopeOf(d.Value),
-		Simulated: d.Simulated, Type: d.Type, Value: model.ValueString(d.Value),
+		ID: d.ID, Origin: crowdsecOrigin(d.Origin), Scenario: d.Scenario, Scope: d.ScopeName(),
+		Simulated: d.Simulated, Type: d.Type, Value: d.ValueString(),
 	}
 	if out.Scenario == "" {
 		out.Scenario = "manual '" + d.Type + "'"
@@ -414,7 +435,7 @@ func (f streamFilter) match(d model.Decision) bool {
 	if len(f.scopes) > 0 {
 		ok := false
 		for _, s := range f.scopes {
-			ok = ok || strings.EqualFold(s, model.ScopeOf(d.Value))
+			ok = ok || strings.EqualFold(s, d.ScopeName())
 		}
 		if !ok {
 			return false
