@@ -138,6 +138,21 @@ func (a *app) lockedStore(cmd *cobra.Command) (config.Config, *hubstore.Store, f
 	return cfg, st, unlock, nil
 }
 
+// changeFromSource runs op on the locked store with the source sf names.
+func (a *app) changeFromSource(cmd *cobra.Command, sf *hubSourceFlags, op func(*hubstore.Store, *hubstore.Source) ([]hubstore.Change, error)) error {
+	cfg, st, unlock, err := a.lockedStore(cmd)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	src, err := sf.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	return a.changeStore(cfg, st, func() ([]hubstore.Change, error) { return op(st, src) })
+}
+
 func (a *app) hubInstallCmd() *cobra.Command {
 	var sf hubSourceFlags
 	var opts hubstore.InstallOptions
@@ -152,17 +167,9 @@ sha256. Nothing is downloaded: a data file the source lacks stops the install
 (see upgrade).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, names []string) error {
-			cfg, st, unlock, err := a.lockedStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			src, err := sf.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			return a.changeStore(cfg, st, func() ([]hubstore.Change, error) { return st.Install(src, names, opts) })
+			return a.changeFromSource(cmd, &sf, func(st *hubstore.Store, src *hubstore.Source) ([]hubstore.Change, error) {
+				return st.Install(src, names, opts)
+			})
 		},
 	}
 	sf.add(cmd)
@@ -181,17 +188,9 @@ differs from the one installed. An item edited since it was installed is
 reported as tainted and left untouched; files under hub.dir (the local layer)
 are never touched.`,
 		RunE: func(cmd *cobra.Command, names []string) error {
-			cfg, st, unlock, err := a.lockedStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			src, err := sf.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			return a.changeStore(cfg, st, func() ([]hubstore.Change, error) { return st.Upgrade(src, names, opts) })
+			return a.changeFromSource(cmd, &sf, func(st *hubstore.Store, src *hubstore.Source) ([]hubstore.Change, error) {
+				return st.Upgrade(src, names, opts)
+			})
 		},
 	}
 	sf.add(cmd)
