@@ -133,11 +133,14 @@ func (a *app) setup(cmd *cobra.Command, f setupFlags) error {
 	if src == nil {
 		plan.Notes = append(plan.Notes, fmt.Sprintf("no hub source at %s (apt-get install crowdsec, or --source): collections moat does not ship cannot be installed", f.hub.source))
 	}
-	res := setupResult{DryRun: f.dryRun, Root: f.root, File: filepath.Join(cfg.Acquisition.Dir, setup.OwnFile), Plan: plan}
+	res := setupResult{DryRun: f.dryRun, Root: f.root, File: filepath.Join(cfg.Acquisition.Dir, setup.OwnFile), Plan: plan,
+		Written: []string{}, HubChanges: []hubstore.Change{}}
 	if !f.dryRun {
-		if res.HubChanges, res.Written, err = a.applySetup(cmd, cfg, f, src, plan, existing); err != nil {
+		changes, written, err := a.applySetup(cmd, cfg, f, src, plan, existing)
+		if err != nil {
 			return err
 		}
+		res.HubChanges, res.Written = append(res.HubChanges, changes...), append(res.Written, written...)
 	}
 	if err := printSetup(a.stdout, format, res); err != nil {
 		return err

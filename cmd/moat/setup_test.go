@@ -99,7 +99,7 @@ func TestSetupCommand(t *testing.T) {
 	if got := res.Plan.Installs(); len(got) != 1 || got[0] != "crowdsecurity/haproxy" {
 		t.Errorf("dry run installs %q", got)
 	}
-	if !res.DryRun || res.Written != nil || res.HubChanges != nil {
+	if !res.DryRun || len(res.Written) != 0 || len(res.HubChanges) != 0 {
 		t.Errorf("dry run reports changes: %+v", res)
 	}
 	if _, err := os.Stat(filepath.Join(acquis, setup.OwnFile)); !os.IsNotExist(err) {

@@ -61,6 +61,14 @@ func Detect(services []Service, opts DetectOptions) (Inventory, error) {
 		}
 		inv.Notes = append(inv.Notes, "no dpkg status: packages not checked")
 	}
+	// Only the catalog's units are worth a note when masked: a host
+	// masks a few of its own (hwclock, rcS) that say nothing here.
+	named := map[string]bool{}
+	for _, s := range services {
+		for _, u := range s.Units {
+			named[u] = true
+		}
+	}
 	seenUnit := map[string]bool{}
 	for _, d := range unitDirs {
 		ents, err := os.ReadDir(filepath.Join(root, d))
@@ -78,6 +86,9 @@ func Detect(services []Service, opts DetectOptions) (Inventory, error) {
 			case unitOK:
 				inv.Units[e.Name()] = true
 			case unitMasked:
+				if !named[e.Name()] {
+					continue
+				}
 				inv.Notes = append(inv.Notes, fmt.Sprintf("unit %s is masked: not taken as evidence", e.Name()))
 			}
 		}

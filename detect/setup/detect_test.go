@@ -137,6 +137,7 @@ func TestSetupDetectEvidence(t *testing.T) {
 		journal Journal
 		want    map[string][]string
 		note    string // a note Detect must add
+		notNote string // and one it must not
 	}{{
 		name: "installed packages; a removed or half-installed one is no evidence",
 		host: host{files: with(status,
@@ -172,6 +173,7 @@ func TestSetupDetectEvidence(t *testing.T) {
 			},
 			symlinks: map[string]string{
 				"etc/systemd/system/mariadb.service": "/dev/null",
+				"etc/systemd/system/hwclock.service": "/dev/null",
 				"etc/systemd/system/sshd.service":    "/lib/systemd/system/ssh.service",
 				"etc/systemd/system/exim4.service":   "../../../lib/systemd/system/apache2.service",
 			},
@@ -181,7 +183,8 @@ func TestSetupDetectEvidence(t *testing.T) {
 			"exim4":   {"unit exim4.service"},
 			"haproxy": {"unit haproxy.service"},
 		},
-		note: "unit mariadb.service is masked",
+		note:    "unit mariadb.service is masked",
+		notNote: "hwclock",
 	}, {
 		name:    "journal identifiers",
 		host:    host{files: status},
@@ -211,6 +214,9 @@ func TestSetupDetectEvidence(t *testing.T) {
 			}
 			if c.note != "" && !slices.ContainsFunc(inv.Notes, func(n string) bool { return strings.Contains(n, c.note) }) {
 				t.Errorf("notes %q lack %q", inv.Notes, c.note)
+			}
+			if c.notNote != "" && slices.ContainsFunc(inv.Notes, func(n string) bool { return strings.Contains(n, c.notNote) }) {
+				t.Errorf("notes %q mention %q", inv.Notes, c.notNote)
 			}
 			if fj, ok := c.journal.(*fakeJournal); ok && fj.err == nil && inv.JournalOK != true {
 				t.Errorf("JournalOK false with a journal that answered")

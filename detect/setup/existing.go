@@ -15,6 +15,10 @@ import (
 	"github.com/moatsec/moat/internal/yamlerr"
 )
 
+// FallbackLabel prefixes the names of the fallback's files in messages
+// and in PlannedService.ReadBy.
+const FallbackLabel = "shipped acquis.d/"
+
 // Existing is the acquisition the daemon reads today.
 type Existing struct {
 	Configs []acquire.Config
@@ -81,7 +85,8 @@ func loadFallback(fsys fs.FS) (Existing, error) {
 		if err != nil {
 			return Existing{}, fmt.Errorf("built-in acquisition %s: %w", n, err)
 		}
-		cs, err := acquire.LoadConfig(n, data)
+		// The label says where the entry is, since no path does.
+		cs, err := acquire.LoadConfig(FallbackLabel+n, data)
 		if err != nil {
 			return Existing{}, err
 		}

@@ -92,10 +92,6 @@ type PlanOptions struct {
 // and ban at half the threshold.
 func BuildPlan(services []Service, inv Inventory, opts PlanOptions) Plan {
 	p := Plan{Notes: slices.Clone(inv.Notes), Acquisition: []Entry{}, Hub: []HubItem{}, Services: []PlannedService{}}
-	for n := range opts.Existing.Carry {
-		p.Carry = append(p.Carry, n)
-	}
-	sort.Strings(p.Carry)
 	var found []Service
 	readers := map[string]reader{}
 	for _, s := range services {
@@ -136,6 +132,13 @@ func BuildPlan(services []Service, inv Inventory, opts PlanOptions) Plan {
 			ps.Status, ps.Source = StatusAdd, pick.entry.Source
 			p.Acquisition = addEntry(p.Acquisition, *pick.entry, ps.Evidence, taken)
 		}
+	}
+	// Only a plan that writes creates the directory and carries files.
+	if len(p.Acquisition) > 0 {
+		for n := range opts.Existing.Carry {
+			p.Carry = append(p.Carry, n)
+		}
+		sort.Strings(p.Carry)
 	}
 	return p
 }

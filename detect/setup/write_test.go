@@ -141,6 +141,9 @@ func TestSetupWriteCarriesFallback(t *testing.T) {
 	if d := cmp.Diff([]string{"sshd configured journalctl by sshd.yaml:4", "nginx add file"}, statusLines(p)); d != "" {
 		t.Errorf("services (-want +got):\n%s", d)
 	}
+	if rb := p.Services[0].ReadBy; rb != FallbackLabel+"sshd.yaml:4" {
+		t.Errorf("read by %q: the fallback's file is not labelled", rb)
+	}
 	if d := cmp.Diff([]string{"sshd.yaml"}, p.Carry); d != "" {
 		t.Errorf("carry (-want +got):\n%s", d)
 	}
@@ -180,5 +183,29 @@ func TestSetupWriteRefusedKeepsOldFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(own); string(b) != string(old) {
 		t.Errorf("the earlier file was not put back: %q", b)
+	}
+}
+
+// TestSetupWriteNoCarryWithoutEntries: when the fallback reads all there
+// is, setup neither creates the directory nor lists files to carry.
+func TestSetupWriteNoCarryWithoutEntries(t *testing.T) {
+	shipped, err := fs.Sub(packaging.Files, "acquis.d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "acquis.d")
+	ex, err := LoadExisting(dir, shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := BuildPlan(Catalog(), Inventory{Packages: map[string]bool{"openssh-server": true}}, PlanOptions{Existing: ex, Loaded: shippedLoaded})
+	if len(p.Acquisition) != 0 || p.Carry != nil {
+		t.Fatalf("plan %+v", p)
+	}
+	if w, err := Write(dir, p, ex); err != nil || w != nil {
+		t.Errorf("Write: %v %v", w, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s created: %v", dir, err)
 	}
 }
