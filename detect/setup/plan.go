@@ -152,9 +152,16 @@ func shareLogs(found []Service) [][]Service {
 	for i := range found {
 		group[i] = i
 		for j := range i {
-			if slices.ContainsFunc(found[i].Logs, func(g string) bool { return slices.Contains(found[j].Logs, g) }) {
-				group[i] = group[j]
-				break
+			if group[j] == group[i] || !slices.ContainsFunc(found[i].Logs, func(g string) bool { return slices.Contains(found[j].Logs, g) }) {
+				continue
+			}
+			// i joins j's group, and so does every group i joined
+			// before: sharing is transitive.
+			old := group[i]
+			for k := range i + 1 {
+				if group[k] == old {
+					group[k] = group[j]
+				}
 			}
 		}
 	}
@@ -242,22 +249,31 @@ func others(g []Service, s Service) []string {
 // file, or each line would be read twice. Names are unique across the
 // acquisition directory, as the daemon requires.
 func addEntry(es []Entry, e Entry, ev []string, taken map[string]bool) []Entry {
+	e.Evidence = slices.Clone(ev)
+	at := len(es)
 	if e.Source == acquire.KindFile {
-		for i := range es {
-			if es[i].Source != e.Source || es[i].Type != e.Type || !slices.ContainsFunc(e.Filenames, func(f string) bool { return slices.Contains(es[i].Filenames, f) }) {
+		// e may overlap several entries (one per file it shares): all of
+		// them become one, where the first of them was.
+		kept := es[:0:0]
+		var m Entry // the merged ones, in order
+		for _, o := range es {
+			if o.Source != e.Source || o.Type != e.Type || !slices.ContainsFunc(e.Filenames, func(f string) bool { return slices.Contains(o.Filenames, f) }) {
+				kept = append(kept, o)
 				continue
 			}
-			es[i].Services = append(es[i].Services, e.Services...)
-			es[i].Filenames = union(es[i].Filenames, e.Filenames)
-			es[i].Evidence = union(es[i].Evidence, ev)
-			delete(taken, es[i].Name)
-			es[i].Name = uniqueName("setup-"+strings.Join(es[i].Services, "-"), taken)
-			return es
+			at = min(at, len(kept))
+			delete(taken, o.Name)
+			m.Services = slices.Concat(m.Services, o.Services)
+			m.Filenames = union(m.Filenames, o.Filenames)
+			m.Evidence = union(m.Evidence, o.Evidence)
 		}
+		e.Services = slices.Concat(m.Services, e.Services)
+		e.Filenames = union(m.Filenames, e.Filenames)
+		e.Evidence = union(m.Evidence, e.Evidence)
+		es = kept
 	}
 	e.Name = uniqueName("setup-"+strings.Join(e.Services, "-"), taken)
-	e.Evidence = slices.Clone(ev)
-	return append(es, e)
+	return slices.Insert(es, at, e)
 }
 
 // union appends to a the elements of b it lacks.

@@ -333,3 +333,45 @@ func TestSetupPlanHub(t *testing.T) {
 		})
 	}
 }
+
+// TestSetupShareLogsTransitive: a service sharing one file with each of
+// two others joins all three in one group.
+func TestSetupShareLogsTransitive(t *testing.T) {
+	svc := func(name string, logs ...string) Service { return Service{Name: name, Logs: logs} }
+	groups := shareLogs([]Service{svc("a", "/a"), svc("b", "/b"), svc("c", "/c"), svc("ab", "/a", "/b"), svc("d")})
+	var got []string
+	for _, g := range groups {
+		var names []string
+		for _, s := range g {
+			names = append(names, s.Name)
+		}
+		got = append(got, strings.Join(names, "+"))
+	}
+	if d := cmp.Diff([]string{"a+b+ab", "c", "d"}, got); d != "" {
+		t.Errorf("groups (-want +got):\n%s", d)
+	}
+}
+
+// TestSetupAddEntryMergesEveryOverlap: an entry sharing a file with each
+// of two entries merges the three, so no file has two readers.
+func TestSetupAddEntryMergesEveryOverlap(t *testing.T) {
+	taken := map[string]bool{}
+	file := func(svc string, files ...string) Entry {
+		return Entry{Services: []string{svc}, Source: "file", Filenames: files, Type: "syslog"}
+	}
+	var es []Entry
+	es = addEntry(es, Entry{Services: []string{"j"}, Source: "journalctl", Type: "syslog"}, nil, taken)
+	es = addEntry(es, file("a", "/a"), []string{"a"}, taken)
+	es = addEntry(es, file("b", "/b"), []string{"b"}, taken)
+	es = addEntry(es, file("ab", "/a", "/b"), []string{"ab"}, taken)
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Name+" "+strings.Join(e.Filenames, ",")+" "+strings.Join(e.Evidence, ","))
+	}
+	if d := cmp.Diff([]string{"setup-j  ", "setup-a-b-ab /a,/b a,b,ab"}, got); d != "" {
+		t.Errorf("entries (-want +got):\n%s", d)
+	}
+	if len(taken) != 2 || !taken["setup-a-b-ab"] {
+		t.Errorf("names taken: %v", taken)
+	}
+}
