@@ -82,24 +82,31 @@ func (e *ProtectedError) Error() string {
 
 func (e *ProtectedError) Is(target error) bool { return target == ErrProtected }
 
-// parseValue checks an entry's value: an address or range (returned), or
-// a hostname (host set).
-func parseValue(s string, wide bool) (p netip.Prefix, host string, err error) {
+// parseValue checks an entry's value: an address or range (returned), a
+// hostname (host set), or a country:CC or as:N entry (geo set), which
+// protects the networks the GeoIP database assigns to it.
+func parseValue(s string, wide bool) (p netip.Prefix, host string, geo model.Geo, err error) {
 	if config.IsHostname(s) {
-		return netip.Prefix{}, strings.ToLower(strings.TrimSuffix(s, ".")), nil
+		return netip.Prefix{}, strings.ToLower(strings.TrimSuffix(s, ".")), model.Geo{}, nil
+	}
+	if g, ok, err := model.ParseGeoEntry(s); ok {
+		if err != nil {
+			return netip.Prefix{}, "", model.Geo{}, fmt.Errorf("%q: %w", s, err)
+		}
+		return netip.Prefix{}, "", g, nil
 	}
 	p, err = model.ParseValue(s)
 	if err != nil {
-		return netip.Prefix{}, "", fmt.Errorf("%q: want an IP address, CIDR range or hostname", s)
+		return netip.Prefix{}, "", model.Geo{}, fmt.Errorf("%q: want an IP address, CIDR range, hostname, country:CC or as:N", s)
 	}
 	if err := model.CheckAllowWidth(p); err != nil && !wide {
-		return netip.Prefix{}, "", fmt.Errorf("%q: %w", s, err)
+		return netip.Prefix{}, "", model.Geo{}, fmt.Errorf("%q: %w", s, err)
 	}
-	return p, "", nil
+	return p, "", model.Geo{}, nil
 }
 
-// ParseFile reads an include file: one entry a line, an address, a range
-// or a hostname, optionally followed by "# comment", which becomes the
+// ParseFile reads an include file: one entry a line, an address, a range,
+// a hostname, country:CC or as:N, optionally followed by "# comment", which becomes the
 // entry's comment. Blank lines and lines starting with # are skipped. A
 // bad line is reported (file:line) and skipped, so one typo does not drop
 // every other entry of the file.
@@ -116,10 +123,10 @@ func ParseFile(name string, data []byte, wide bool) ([]Entry, []error) {
 		value, comment, _ := strings.Cut(line, "#")
 		fields := strings.Fields(value)
 		if len(fields) != 1 {
-			errs = append(errs, fmt.Errorf("%s:%d: want one address, range or hostname a line (then # comment)", name, n))
+			errs = append(errs, fmt.Errorf("%s:%d: want one address, range, hostname, country:CC or as:N a line (then # comment)", name, n))
 			continue
 		}
-		if _, _, err := parseValue(fields[0], wide); err != nil {
+		if _, _, _, err := parseValue(fields[0], wide); err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: %w", name, n, err))
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 func FuzzParseFile(f *testing.F) {
 	f.Add([]byte("198.18.0.1 # office\n2001:db8::/48\nhome.example.org#x\n300.1.2.3\n"))
 	f.Add([]byte("\x00\n#\n \t\n0.0.0.0/0\n"))
+	f.Add([]byte("country:FR # office\nas:AS64500\ncountry:FRA\nas:0\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		es, errs := ParseFile("f", data, false)
 		lines := bytes.Count(data, []byte("\n")) + 1
@@ -19,7 +20,7 @@ func FuzzParseFile(f *testing.F) {
 		}
 		seen := map[int]bool{}
 		for _, e := range es {
-			if _, _, err := parseValue(e.Value, false); err != nil {
+			if _, _, _, err := parseValue(e.Value, false); err != nil {
 				t.Fatalf("entry %q does not parse: %v", e.Value, err)
 			}
 			if e.Line < 1 || e.Line > lines || seen[e.Line] {

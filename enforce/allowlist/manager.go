@@ -25,6 +25,13 @@ type Config struct {
 	// Resolver resolves hostnames; nil leaves them unresolved (they
 	// protect nothing).
 	Resolver Resolver
+	// Geo gives the networks of the country: and as: entries; nil leaves
+	// them protecting nothing (and reported).
+	Geo Geo
+	// GeoChanged is called by Run when the networks the country: and as:
+	// entries protect changed (they were first read, one was added), for
+	// the caller to lift the bans now inside them.
+	GeoChanged func(ctx context.Context)
 	// UTMP is the utmp file whose sessions are protected; "" is off.
 	UTMP string
 	// Every is how often Files and UTMP are checked for changes.
@@ -66,7 +73,11 @@ type Manager struct {
 	sessions []Entry
 	utmp     stamp
 	hosts    map[string]*host
-	view     []Match
+	// geoNets are the networks of each country: and as: entry's target,
+	// read in Step; geoView the live geo entries with their networks.
+	geoNets map[model.Geo][]netip.Prefix
+	geoView []geoMatch
+	view    []Match
 	// singles and ranges index view for the check every ban goes
 	// through: a map lookup for the single addresses, a scan of the
 	// ranges only.
@@ -123,6 +134,7 @@ func (m *Manager) Refresh() {
 // cfg.Every, each hostname when its TTL runs out, each expiry on time.
 func (m *Manager) Run(ctx context.Context) error {
 	var prev []netip.Prefix
+	var prevGeo string
 	first := true
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -139,8 +151,15 @@ func (m *Manager) Run(ctx context.Context) error {
 			if m.cfg.Changed != nil {
 				m.cfg.Changed(ctx, added, all)
 			}
-			prev, first = all, false
+			prev = all
 		}
+		if geo := m.geoKey(); first || geo != prevGeo {
+			if m.cfg.GeoChanged != nil && (geo != "" || prevGeo != "") {
+				m.cfg.GeoChanged(ctx)
+			}
+			prevGeo = geo
+		}
+		first = false
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -158,8 +177,9 @@ func (m *Manager) Step(ctx context.Context) time.Time {
 	m.readSessions()
 	static := m.entries()
 	next := now.Add(m.cfg.Every)
+	m.readGeo(static)
 	for _, e := range static {
-		if _, h, _ := parseValue(e.Value, true); h != "" {
+		if _, h, _, _ := parseValue(e.Value, true); h != "" {
 			next = earliest(next, m.resolve(ctx, h, now))
 		}
 		if !e.Expires.IsZero() {
@@ -317,14 +337,21 @@ func (m *Manager) build(static []Entry, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	view := make([]Match, 0, len(static)+len(m.sessions))
+	var geoView []geoMatch
 	counts := map[string]int{}
 	for _, e := range append(static, m.sessions...) {
 		if !e.live(now) {
 			continue
 		}
 		counts[e.Source]++
-		p, h, err := parseValue(e.Value, true)
+		p, h, g, err := parseValue(e.Value, true)
 		if err != nil {
+			continue
+		}
+		if !g.IsZero() {
+			if nets := m.geoNets[g]; len(nets) > 0 {
+				geoView = append(geoView, geoMatch{Entry: e, nets: nets})
+			}
 			continue
 		}
 		if h == "" {
@@ -345,7 +372,7 @@ func (m *Manager) build(static []Entry, now time.Time) {
 			m.ranges = append(m.ranges, i)
 		}
 	}
-	m.view, m.stats.Entries = view, counts
+	m.view, m.geoView, m.stats.Entries = view, geoView, counts
 }
 
 // Check returns the entries protecting p (an address or a range they
@@ -375,6 +402,11 @@ func (m *Manager) Check(p netip.Prefix) []Match {
 	for _, i := range idx {
 		if m.view[i].live(now) {
 			out = append(out, m.view[i])
+		}
+	}
+	for _, g := range m.geoView {
+		if n, ok := g.overlap(p); ok && g.live(now) {
+			out = append(out, Match{Entry: g.Entry, Prefix: n})
 		}
 	}
 	return out

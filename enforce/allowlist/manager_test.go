@@ -109,8 +109,8 @@ func TestParseFileComments(t *testing.T) {
 		msgs = append(msgs, e.Error())
 	}
 	wantErrs := []string{
-		`/etc/moat/allow.d/a.txt:6: "300.1.2.3": want an IP address, CIDR range or hostname`,
-		`/etc/moat/allow.d/a.txt:7: want one address, range or hostname a line (then # comment)`,
+		`/etc/moat/allow.d/a.txt:6: "300.1.2.3": want an IP address, CIDR range, hostname, country:CC or as:N`,
+		`/etc/moat/allow.d/a.txt:7: want one address, range, hostname, country:CC or as:N a line (then # comment)`,
 	}
 	if d := cmp.Diff(wantErrs, msgs); d != "" {
 		t.Errorf("errors (-want +got):\n%s", d)
