@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"runtime"
@@ -39,8 +40,25 @@ func (a *app) conventions(root *cobra.Command) {
 			c.Args = cobra.ArbitraryArgs
 			c.RunE = unknownSubcommand
 		}
+		c.Args = usageArgs(c.Args)
 	})
 	a.registerCompletions(root)
+}
+
+// usageArgs makes a failed argument check a usage error (exit 2), cobra's
+// own checks (NoArgs, ExactArgs) included, which report plain errors.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	if check == nil {
+		return nil
+	}
+	return func(cmd *cobra.Command, args []string) error {
+		err := check(cmd, args)
+		var ue usageError
+		if err == nil || errors.As(err, &ue) {
+			return err
+		}
+		return usageError{err}
+	}
 }
 
 func walkCommands(c *cobra.Command, fn func(*cobra.Command)) {

@@ -27,6 +27,9 @@ func TestUnknownSubcommand(t *testing.T) {
 		{[]string{"alerts", "inspekt", "3"}, `did you mean inspect?`},
 		{[]string{"completion", "tcsh"}, `unknown command "tcsh" for "moat completion"`},
 		{[]string{"zzzzzzzz"}, `unknown command "zzzzzzzz" for "moat" (see moat --help)`},
+		// A stray argument to a command that takes none, and a missing one.
+		{[]string{"status", "extra"}, `unknown command "extra" for "moat status"`},
+		{[]string{"notifications", "test"}, `test`},
 	} {
 		code, out, errOut := runMoat(t, "", tc.args...)
 		if code != exitUsage {
