@@ -15,6 +15,7 @@ import (
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/acquire"
 	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/detect/parse"
 	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/enforce/decision"
 	"github.com/moatsec/moat/enforce/nft"
@@ -43,6 +44,9 @@ func loadEngine(cfg config.Config, c content, replay bool, year int) (*engine.En
 		Overrides:   scenarioOverrides(cfg),
 		Replay:      replay,
 		Year:        year,
+		// Replays read the proxies too: a log replayed after the fact
+		// must ban the clients the live daemon would have.
+		TrustedProxies: parse.TrustedProxies{Proxies: cfg.HTTP.Proxies(), Header: cfg.HTTP.ClientIPHeader},
 	})
 	if err != nil {
 		return nil, contentError{err}

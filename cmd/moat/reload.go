@@ -182,6 +182,7 @@ func fingerprint(cfg config.Config, c content) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "items=%q max_buckets=%d simulation=%q data=%q\n", cfg.Hub.Items, cfg.Hub.MaxBuckets, cfg.Simulation, cfg.Hub.Data)
 	fmt.Fprintf(h, "scenarios=%s\n", overridesText(cfg))
+	fmt.Fprintf(h, "http=%q %q\n", cfg.HTTP.TrustedProxies, cfg.HTTP.ClientIPHeader)
 	for _, dir := range append([]string{c.hubDir, c.patternDir}, c.hubOverlays...) {
 		if err := sumTree(h, dir, true); err != nil {
 			return "", err

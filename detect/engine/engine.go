@@ -50,6 +50,8 @@ type Config struct {
 	// GeoIP and GeoIPFor: see parse.Options.
 	GeoIP    parse.GeoIP
 	GeoIPFor func(sourceURLs []string) parse.GeoIP
+	// TrustedProxies: see parse.Options.
+	TrustedProxies parse.TrustedProxies
 }
 
 // Overflow is a scenario overflow after postoverflows, with the view hub
@@ -99,7 +101,7 @@ func New(cfg Config) (*Engine, error) {
 		// "Everything" leaves out what moat cannot run instead of failing.
 		sel = e.dropUnsupported(sel)
 	}
-	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay, RegexpOnly: cfg.RegexpOnly, GeoIP: cfg.GeoIP, GeoIPFor: cfg.GeoIPFor}
+	opts := parse.Options{PatternDir: cfg.PatternDir, DataDir: cfg.DataDir, Env: e.env, Year: cfg.Year, LogTime: cfg.Replay, RegexpOnly: cfg.RegexpOnly, GeoIP: cfg.GeoIP, GeoIPFor: cfg.GeoIPFor, TrustedProxies: cfg.TrustedProxies}
 	var err error
 	if e.pipe, err = parse.Load(sel.Parsers, opts); err != nil {
 		return nil, err
@@ -384,7 +386,9 @@ type Stats struct {
 	// ContextErrors counts alert context expressions that failed on an
 	// event (and gave no value).
 	ContextErrors uint64
-	MissingData   []string
+	// Proxies counts the trusted-proxy rewrites of HTTP sources.
+	Proxies     parse.ProxyStats
+	MissingData []string
 	// GrokPatterns counts the compiled grok patterns of parsers and
 	// postoverflows, per tier that serves them first.
 	GrokPatterns grok.TierCounts
@@ -400,6 +404,7 @@ func (e *Engine) Stats() Stats {
 		Scenarios:           e.set.Stats(),
 		EnricherUnavailable: e.pipe.Unavailable(),
 		ContextErrors:       e.ctx.Errors(),
+		Proxies:             e.pipe.ProxyStats(),
 		MissingData:         e.pipe.MissingData(),
 	}
 	s.GrokPatterns = e.pipe.GrokPatterns()

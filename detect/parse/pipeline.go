@@ -58,6 +58,12 @@ type Options struct {
 	// of its own data entries (an offline mirror, as the hub's test runner
 	// downloads each parser's files); nil falls back to GeoIP.
 	GeoIPFor func(sourceURLs []string) GeoIP
+	// TrustedProxies, when it names proxies, sets the source of an HTTP
+	// access-log event from its forwarded-client header when the logged
+	// peer is one of them. It runs after the stage that set the source
+	// (s01-parse for the hub's HTTP parsers), so enrichers and
+	// whitelists of later stages see the client. Log pipelines only.
+	TrustedProxies TrustedProxies
 }
 
 // Pipeline is a loaded set of parser stages.
@@ -80,6 +86,8 @@ type Pipeline struct {
 	// next (a stash, a line's shared labels), which parallel parsing
 	// would reorder.
 	crossEvent bool
+	// proxy is the trusted-proxy rewrite, nil when off.
+	proxy *proxyRule
 }
 
 // ErrUnknownField is wrapped by errors for keys a parser file must not have.
@@ -94,6 +102,12 @@ func Load(files []File, opts Options) (*Pipeline, error) {
 	}
 	if err := p.grok.LoadDir(opts.PatternDir); err != nil {
 		return nil, err
+	}
+	if !opts.Postoverflow {
+		var err error
+		if p.proxy, err = newProxyRule(opts.TrustedProxies); err != nil {
+			return nil, err
+		}
 	}
 	sorted := append([]File(nil), files...)
 	sort.SliceStable(sorted, func(i, j int) bool {
@@ -129,7 +143,7 @@ func Load(files []File, opts Options) (*Pipeline, error) {
 // come out as p would make them unless CrossEvent.
 func (p *Pipeline) Worker() *Pipeline {
 	w := &Pipeline{env: p.env, opts: p.opts, stages: p.stages, nodes: p.nodes, grok: p.grok,
-		unavailable: p.unavailable, missing: p.missing, crossEvent: p.crossEvent}
+		unavailable: p.unavailable, missing: p.missing, crossEvent: p.crossEvent, proxy: p.proxy}
 	w.vars = w.typeVars()
 	return w
 }

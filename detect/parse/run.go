@@ -123,6 +123,8 @@ func (p *Pipeline) runStages(r *run, tr *Trace) bool {
 		evt.Stage = p.stages[0]
 	}
 	evt.Process = false
+	// proxied: the trusted-proxy rewrite decided for this event.
+	proxied := p.proxy == nil || r.ov != nil
 	for si, stage := range p.stages {
 		cur := p.stageIndex(evt.Stage)
 		if cur > si {
@@ -154,6 +156,9 @@ func (p *Pipeline) runStages(r *run, tr *Trace) bool {
 		}
 		if !stageOK {
 			return false
+		}
+		if !proxied {
+			proxied = p.proxy.apply(evt)
 		}
 	}
 	evt.Process = true

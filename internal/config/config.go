@@ -63,6 +63,9 @@ type Config struct {
 	Actions map[string]Action `yaml:"actions,omitempty"`
 	// Scenarios tune hub scenarios by name or glob (scenarios.go).
 	Scenarios []ScenarioOverride `yaml:"scenarios"`
+	// HTTP tunes how HTTP access logs are read: the reverse proxies whose
+	// forwarded-client header names the client (http.go).
+	HTTP HTTP `yaml:"http"`
 	// GeoIP names the MaxMind-format databases moat reads (geoip.go);
 	// off by default, never downloaded.
 	GeoIP GeoIP `yaml:"geoip"`
@@ -218,6 +221,7 @@ func Default() Config {
 		Community: defaultCommunity(),
 		// Login sessions are protected unless turned off.
 		AllowlistOptions: defaultAllowlistOptions(),
+		HTTP:             HTTP{ClientIPHeader: DefaultClientIPHeader},
 	}
 }
 
@@ -415,6 +419,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return err
 	}
 	if err := c.validateFeeds(bad); err != nil {
+		return err
+	}
+	if err := c.validateHTTP(bad); err != nil {
 		return err
 	}
 	if err := c.validateGeoIP(bad); err != nil {
