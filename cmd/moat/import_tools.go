@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,7 +20,7 @@ func (a *app) importCmd() *cobra.Command {
 		Use:   "import",
 		Short: "Translate a fail2ban or CrowdSec configuration into moat's",
 	}
-	cmd.AddCommand(a.importFail2banCmd())
+	cmd.AddCommand(a.importFail2banCmd(), a.importCrowdSecCmd())
 	return cmd
 }
 
@@ -77,12 +78,21 @@ func (a *app) writeImport(res *importer.Result, out, origin string) error {
 		if len(res.Decisions) > 0 {
 			fmt.Fprintf(a.stderr, "%d active bans left out: run with --out DIR to write them for moat decisions import\n", len(res.Decisions))
 		}
+		if h := res.HubInstall; h != nil {
+			fmt.Fprintf(a.stderr, "hub.items needs %d hub item(s) installed first: moat %s\n", len(h.Items), strings.Join(h.Args(""), " "))
+		}
 		return err
 	}
 	if err := res.Write(out, origin); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "wrote %s (check: moat config check --config %s)\n", filepath.Join(out, importer.ConfigFile), filepath.Join(out, importer.ConfigFile))
+	cfg := filepath.Join(out, importer.ConfigFile)
+	if h := res.HubInstall; h != nil {
+		fmt.Fprintf(a.stdout, "wrote %s; it runs %d hub item(s) (%s) to install first:\n  moat %s\n", cfg, len(h.Items), filepath.Join(out, importer.HubItemsFile), strings.Join(h.Args(cfg), " "))
+		fmt.Fprintf(a.stdout, "then check: moat config check --config %s\n", cfg)
+	} else {
+		fmt.Fprintf(a.stdout, "wrote %s (check: moat config check --config %s)\n", cfg, cfg)
+	}
 	if len(res.Decisions) > 0 {
 		fmt.Fprintf(a.stdout, "%d active bans in %s (moat decisions import %s)\n", len(res.Decisions), filepath.Join(out, importer.DecisionsFile), filepath.Join(out, importer.DecisionsFile))
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,14 +24,89 @@ type Fragment struct {
 	Hub         *Hub                      `yaml:"hub,omitempty"`
 	Acquisition *Acquisition              `yaml:"acquisition,omitempty"`
 	Profiles    string                    `yaml:"profiles,omitempty"`
-	Allowlist   []string                  `yaml:"allowlist,omitempty"`
+	Allowlist   []AllowEntry              `yaml:"allowlist,omitempty"`
 	Simulation  []string                  `yaml:"simulation,omitempty"`
 	Scenarios   []config.ScenarioOverride `yaml:"scenarios,omitempty"`
 }
 
-// Hub is hub.items: the collections, parsers and scenarios to run.
+// Hub is hub.items: the collections, parsers and scenarios to run; and
+// hub.dir when the import brings local items of its own.
 type Hub struct {
+	Dir   string   `yaml:"dir,omitempty"`
 	Items []string `yaml:"items"`
+}
+
+// AllowEntry is one allowlist: item, written as a bare value unless it
+// has a comment or an expiry.
+type AllowEntry struct {
+	Value   string `yaml:"value"`
+	Comment string `yaml:"comment,omitempty"`
+	Expires string `yaml:"expires,omitempty"`
+}
+
+// MarshalYAML writes a bare value when that says it all.
+func (e AllowEntry) MarshalYAML() (any, error) {
+	if e.Comment == "" && e.Expires == "" {
+		return e.Value, nil
+	}
+	type entry AllowEntry // without the method
+	return entry(e), nil
+}
+
+// AllowValue returns an allowlist value as moat writes it: addresses and
+// ranges in canonical form, hostnames as they are. ok is false for what
+// moat need not or cannot take: loopback (never banned anyway), with why
+// empty, and ranges wider than moat accepts without allowlist_allow_wide,
+// with why saying so.
+func AllowValue(s string) (v string, ok bool, why string) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		p = p.Masked()
+		if p.Addr().IsLoopback() {
+			return "", false, ""
+		}
+		if p.Addr().Is4() && p.Bits() < 8 || p.Addr().Is6() && p.Bits() < 32 {
+			return "", false, s + " is wider than moat accepts without allowlist_allow_wide"
+		}
+		if p.IsSingleIP() {
+			return p.Addr().String(), true, ""
+		}
+		return p.String(), true, ""
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.IsLoopback() {
+			return "", false, ""
+		}
+		return a.Unmap().String(), true, ""
+	}
+	return s, true, ""
+}
+
+// HubInstall is the moat hub install that brings in the hub items the
+// fragment's hub.items names.
+type HubInstall struct {
+	Items []string
+	// Source, Data and Patterns are the --source, --data-source and
+	// --patterns-source flags; "" leaves moat's default.
+	Source, Data, Patterns string
+	AllowMissingData       bool
+}
+
+// Args are the arguments of moat for the install, with config as
+// --config when not "".
+func (h *HubInstall) Args(config string) []string {
+	args := []string{"hub", "install"}
+	if config != "" {
+		args = append(args, "--config", config)
+	}
+	for _, f := range []struct{ flag, v string }{{"--source", h.Source}, {"--data-source", h.Data}, {"--patterns-source", h.Patterns}} {
+		if f.v != "" {
+			args = append(args, f.flag, f.v)
+		}
+	}
+	if h.AllowMissingData {
+		args = append(args, "--allow-missing-data")
+	}
+	return append(args, h.Items...)
 }
 
 // Acquisition is acquisition.dir.
@@ -69,7 +145,9 @@ type Result struct {
 	Fragment  Fragment
 	Files     []File
 	Decisions []Decision
-	Report    []Note
+	// HubInstall, when set, must run before the fragment loads.
+	HubInstall *HubInstall
+	Report     []Note
 }
 
 // Notef adds a note to the report.
@@ -81,6 +159,7 @@ func (r *Result) Notef(where, format string, args ...any) {
 const (
 	ConfigFile    = "moat.yaml"
 	DecisionsFile = "decisions.csv"
+	HubItemsFile  = "hub-items.txt"
 	ReportFile    = "report.txt"
 )
 
@@ -128,7 +207,8 @@ func (r *Result) DecisionsCSV() ([]byte, error) {
 }
 
 // Write puts moat.yaml, the files it names, decisions.csv (when there are
-// decisions) and report.txt into dir.
+// decisions), hub-items.txt (when items are to be installed) and
+// report.txt into dir.
 func (r *Result) Write(dir, origin string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -144,6 +224,9 @@ func (r *Result) Write(dir, origin string) error {
 			return err
 		}
 		files = append(files, File{Name: DecisionsFile, Data: d})
+	}
+	if r.HubInstall != nil && len(r.HubInstall.Items) > 0 {
+		files = append(files, File{Name: HubItemsFile, Data: []byte(strings.Join(r.HubInstall.Items, "\n") + "\n")})
 	}
 	var rep bytes.Buffer
 	for _, n := range r.Report {

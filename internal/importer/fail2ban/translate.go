@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,32 +245,15 @@ func duration(d time.Duration) string {
 // allowlist turns ignoreip entries into allowlist entries: ranges in
 // their canonical form; loopback is left out (moat never bans it) and
 // hostnames are kept (moat resolves them).
-func allowlist(r *importer.Result, in []string) []string {
-	var out []string
+func allowlist(r *importer.Result, in []string) []importer.AllowEntry {
+	var out []importer.AllowEntry
 	for _, e := range in {
-		v := e
-		if p, err := netip.ParsePrefix(e); err == nil {
-			p = p.Masked()
-			if p.Addr().IsLoopback() {
-				continue
-			}
-			if p.IsSingleIP() {
-				v = p.Addr().String()
-			} else {
-				v = p.String()
-			}
-			if p.Addr().Is4() && p.Bits() < 8 || p.Addr().Is6() && p.Bits() < 32 {
-				r.Notef("ignoreip", "%s is wider than moat accepts without allowlist_allow_wide: left out", e)
-				continue
-			}
-		} else if a, err := netip.ParseAddr(e); err == nil {
-			if a.IsLoopback() {
-				continue
-			}
-			v = a.Unmap().String()
+		v, ok, why := importer.AllowValue(e)
+		if why != "" {
+			r.Notef("ignoreip", "%s: left out", why)
 		}
-		if !slices.Contains(out, v) {
-			out = append(out, v)
+		if ok && !slices.Contains(out, importer.AllowEntry{Value: v}) {
+			out = append(out, importer.AllowEntry{Value: v})
 		}
 	}
 	return out
