@@ -85,6 +85,10 @@ type Event struct {
 	WhitelistReason string
 	// Process is false once a parser stage rejected the event.
 	Process bool
+	// Overflow is set (its Alert is not nil) on the overflow of a
+	// scenario with reprocess: true, poured into the scenarios again;
+	// log events leave it zero.
+	Overflow Overflow
 
 	// holders counts who refers to the event (the engine while it is in
 	// flight, each bucket queue keeping it), so that it can be reused for
@@ -187,5 +191,11 @@ func (e *Event) SetMeta(key, value string) bool {
 // SetParsed sets a parsed value.
 func (e *Event) SetParsed(key, value string) { e.Parsed[key] = value }
 
-// GetType returns "log"; overflow events are represented by model.Alert.
-func (e *Event) GetType() string { return "log" }
+// GetType returns "overflow" for an overflow poured again (Overflow set),
+// else "log", as CrowdSec's Event.GetType.
+func (e *Event) GetType() string {
+	if e.Overflow.Alert != nil {
+		return "overflow"
+	}
+	return "log"
+}

@@ -82,6 +82,9 @@ type Engine struct {
 	freeParsed []map[string]string
 
 	lines, parsed, unparsed, whitelisted, poured, alerts, postWhitelisted atomic.Uint64
+	// reprocessed and reprocessDropped count the overflows poured again
+	// and those the depth limit kept from it (see again).
+	reprocessed, reprocessDropped atomic.Uint64
 }
 
 // New loads the selected hub content.
@@ -272,9 +275,20 @@ func (e *Engine) Flush() []model.Alert {
 	return alertsOf(e.FlushOverflows())
 }
 
-// FlushOverflows is Flush returning whole overflows.
+// FlushOverflows is Flush returning whole overflows. Overflows poured
+// again (reprocess) may fill buckets after the flush: those end too, in as
+// many rounds as an overflow may be poured again.
 func (e *Engine) FlushOverflows() []Overflow {
-	return e.postprocess(e.set.FlushOverflows())
+	before := e.reprocessed.Load()
+	out := e.postprocess(e.set.FlushOverflows())
+	for range maxReprocessDepth {
+		if e.reprocessed.Load() == before {
+			break
+		}
+		before = e.reprocessed.Load()
+		out = append(out, e.postprocess(e.set.FlushOverflows())...)
+	}
+	return out
 }
 
 func alertsOf(ovs []Overflow) []model.Alert {
@@ -285,14 +299,16 @@ func alertsOf(ovs []Overflow) []model.Alert {
 	return out
 }
 
-func (e *Engine) postprocess(ovs []scenario.Overflow) []Overflow {
+// postoverflow runs the postoverflows on ovs and drops the overflows they
+// whitelist. An overflow to pour again gets its view, the event it becomes.
+func (e *Engine) postoverflow(ovs []scenario.Overflow) []Overflow {
 	if len(ovs) == 0 {
 		return nil
 	}
 	out := make([]Overflow, 0, len(ovs))
 	for _, o := range ovs {
 		alerts := o.Alerts()
-		if e.post == nil && !e.views {
+		if e.post == nil && !e.views && !o.Reprocess {
 			e.alerts.Add(uint64(len(alerts)))
 			out = append(out, Overflow{Alerts: alerts})
 			continue
@@ -362,11 +378,18 @@ func View(o scenario.Overflow) *parse.OverflowEvent {
 	} else if a.Scope == model.ScopeRange {
 		src.Range = a.Value
 	}
+	if s, ok := o.Sources[a.Value]; ok {
+		// The address's range (meta SourceRange), or a range's address,
+		// as CrowdSec's alert source holds both: ban-defcon-drop_range
+		// groups overflows poured again by Alert.Source.Range.
+		src.IP, src.Range = s.IP, s.Range
+	}
 	av.Source = &src
 	for _, m := range a.Events {
 		av.Events = append(av.Events, &parse.EventView{Timestamp: m["timestamp"], Meta: m})
 	}
 	v.Overflow.Alert = av
+	v.Overflow.Reprocess = o.Reprocess
 	v.Overflow.Sources = make(map[string]parse.Source, len(o.Sources))
 	for k, s := range o.Sources {
 		v.Overflow.Sources[k] = parse.Source{Scope: s.Scope, Value: s.Value, IP: s.IP, Range: s.Range}
@@ -392,6 +415,11 @@ type Stats struct {
 	// GrokPatterns counts the compiled grok patterns of parsers and
 	// postoverflows, per tier that serves them first.
 	GrokPatterns grok.TierCounts
+	// Reprocessed counts the overflows of reprocess scenarios poured into
+	// the scenarios again; ReprocessDropped those that were not, being
+	// maxReprocessDepth overflows deep already (a scenario fed by its own
+	// overflows, or a longer chain).
+	Reprocessed, ReprocessDropped uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -400,6 +428,8 @@ func (e *Engine) Stats() Stats {
 		Lines: e.lines.Load(), Parsed: e.parsed.Load(), Unparsed: e.unparsed.Load(),
 		Whitelisted: e.whitelisted.Load(), Poured: e.poured.Load(), Alerts: e.alerts.Load(),
 		PostWhitelisted:     e.postWhitelisted.Load(),
+		Reprocessed:         e.reprocessed.Load(),
+		ReprocessDropped:    e.reprocessDropped.Load(),
 		Parsers:             e.pipe.Stats(),
 		Scenarios:           e.set.Stats(),
 		EnricherUnavailable: e.pipe.Unavailable(),

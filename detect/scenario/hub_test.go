@@ -37,7 +37,6 @@ func hubEnv(tb testing.TB) *exprenv.Env {
 // have yet; each maps to the text its load error must contain. When the
 // event model grows, the test fails until the entry is removed.
 var knownUnloadable = map[string]string{
-	"crowdsecurity/ban-defcon-drop_range.yaml":     "has no field Overflow",
 	"crowdsecurity/crowdsec-appsec-inband.yaml":    "has no field Appsec",
 	"crowdsecurity/crowdsec-appsec-outofband.yaml": "has no field Appsec",
 }

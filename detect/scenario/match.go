@@ -101,7 +101,7 @@ func (m *Matcher) candidates(evt *detect.Event) []*scenario {
 	s := m.set
 	b := m.tupleBuf[:0]
 	for _, k := range s.reqKeys {
-		v := evt.Meta[k]
+		v := reqValue(evt, k)
 		b = binary.AppendUvarint(b, uint64(len(v)))
 		b = append(b, v...)
 	}

@@ -34,6 +34,9 @@ func (s Source) GetValue() string { return s.Value }
 type Overflow struct {
 	Alert   model.Alert
 	Sources map[string]Source
+	// Reprocess is set when the scenario has reprocess: true: the caller
+	// pours the overflow into the scenarios again (see detect.Overflow).
+	Reprocess bool
 }
 
 // Alerts gives one alert per source, sorted by value, so every source of
@@ -189,6 +192,12 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		}
 	}
 	for i, e := range b.queue.Queue {
+		if e.Overflow.Alert != nil {
+			if err == nil {
+				err = s.overflowSources(sc, e, sources)
+			}
+			continue
+		}
 		each(i, e.Meta, e)
 	}
 	if err != nil {
@@ -249,7 +258,35 @@ func (s *Set) newOverflow(b *bucket, at, readAt time.Time) (Overflow, error) {
 		a.Meta = map[string]string{}
 	}
 	setSource(&a, first)
-	return Overflow{Alert: a, Sources: sources}, nil
+	return Overflow{Alert: a, Sources: sources, Reprocess: sc.spec.Reprocess}, nil
+}
+
+// overflowSources adds the sources an overflow poured again brings to a
+// bucket of sc, as CrowdSec takes them: the overflow's own sources when
+// their scope is sc's; for a Range scenario, the range of each Ip source
+// (or what the scope expression makes of the event); none otherwise.
+func (s *Set) overflowSources(sc *scenario, e *detect.Event, into map[string]Source) error {
+	for k, v := range e.Overflow.Sources {
+		if v.Scope == sc.scope {
+			into[k] = Source{Scope: v.Scope, Value: v.Value, IP: v.IP, Range: v.Range}
+			continue
+		}
+		if sc.scope != model.ScopeRange || v.Scope != model.ScopeIP {
+			continue
+		}
+		src := Source{Scope: sc.scope, Value: v.Range, IP: v.IP, Range: v.Range}
+		if sc.scopeExpr != nil {
+			out, err := s.runScope(sc, e)
+			if err != nil {
+				return fmt.Errorf("scenario %s: scope expression: %w", sc.spec.Name, err)
+			}
+			src.Value, _ = out.(string)
+		}
+		if src.Value != "" {
+			into[src.Value] = src
+		}
+	}
+	return nil
 }
 
 var errNoSourceIP = errors.New("no valid meta source_ip")
@@ -289,13 +326,21 @@ func (s *Set) sourceOf(sc *scenario, e *detect.Event) (Source, error) {
 	if err != nil || sc.scopeExpr == nil || sc.scope == model.ScopeIP {
 		return src, err
 	}
-	s.vars["evt"] = e
-	out, err := s.env.Run(sc.scopeExpr, s.vars)
+	out, err := s.runScope(sc, e)
 	if err != nil {
 		return src, fmt.Errorf("scope expression: %w", err)
 	}
 	src.Value = exprenv.ToString(out)
 	return src, nil
+}
+
+// runScope runs sc's scope expression over e, one of the events a bucket
+// holds, leaving evt to the event being poured.
+func (s *Set) runScope(sc *scenario, e *detect.Event) (any, error) {
+	prev := s.vars["evt"]
+	s.vars["evt"] = e
+	defer func() { s.vars["evt"] = prev }()
+	return s.env.Run(sc.scopeExpr, s.vars)
 }
 
 // schedule puts a bucket on the timer at its next deadline, or drops it

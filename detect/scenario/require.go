@@ -3,11 +3,13 @@ package scenario
 import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
+
+	"github.com/moatsec/moat/detect"
 )
 
 // requirement is a leading conjunct of a filter that tests one meta value
-// against literals (evt.Meta.log_type in [...], evt.Meta.http_status ==
-// '404'). A filter is false whenever one of its requirements fails, and
+// (or the event's type, see typeKey) against literals (evt.Meta.log_type
+// in [...], evt.Meta.http_status == '404'). A filter is false whenever one of its requirements fails, and
 // nothing runs before them, so events can be sorted to scenarios by their
 // meta values alone.
 type requirement struct {
@@ -111,12 +113,28 @@ func (v pureVisitor) Visit(n *ast.Node) {
 	}
 }
 
+// typeKey is the requirement key of a test of the event's type
+// (evt.GetType() == 'overflow'): events poured again from an overflow go
+// only to the scenarios that take them, and log events never reach those.
+const typeKey = "\x00GetType"
+
+// reqValue is the value of evt a requirement with key tests.
+func reqValue(evt *detect.Event, key string) string {
+	if key == typeKey {
+		return evt.GetType()
+	}
+	return evt.Meta[key]
+}
+
 func metaTest(n ast.Node) (requirement, bool) {
 	b, ok := n.(*ast.BinaryNode)
 	if !ok {
 		return requirement{}, false
 	}
 	key, ok := metaKey(b.Left)
+	if !ok && isGetType(b.Left) {
+		key, ok = typeKey, true
+	}
 	if !ok {
 		return requirement{}, false
 	}
@@ -167,4 +185,21 @@ func metaKey(n ast.Node) (string, bool) {
 		return "", false
 	}
 	return k.Value, true
+}
+
+// isGetType recognises evt.GetType().
+func isGetType(n ast.Node) bool {
+	c, ok := n.(*ast.CallNode)
+	if !ok || len(c.Arguments) != 0 {
+		return false
+	}
+	m, ok := c.Callee.(*ast.MemberNode)
+	if !ok || !m.Method {
+		return false
+	}
+	if p, ok := m.Property.(*ast.StringNode); !ok || p.Value != "GetType" {
+		return false
+	}
+	id, ok := m.Node.(*ast.IdentifierNode)
+	return ok && id.Value == "evt"
 }

@@ -38,6 +38,10 @@ func TestRequirements(t *testing.T) {
 		{"if (evt.Meta.service == 'http' and evt.Meta.s in ['404']) { evt.SetMeta('a', 'b') } else { false }", "service=http s=404"},
 		{"if (evt.Meta.service == 'http') { true } else { evt.Meta.s == '1' }", ""},
 		{"evt.Meta.s == '1' ? evt.Meta.t == 'x' : false", "s=1"},
+		// The event's type is a requirement too: overflows poured again.
+		{"evt.GetType() == 'overflow' && evt.Overflow.Alert.Remediation == true", typeKey + "=overflow"},
+		{"evt.Meta.log_type == 'a' && evt.GetType() in ['log']", "log_type=a " + typeKey + "=log"},
+		{"evt.GetType('x') == 'overflow'", ""},
 	}
 	for _, c := range cases {
 		var got []string

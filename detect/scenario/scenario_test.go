@@ -26,6 +26,8 @@ type inputEvent struct {
 	MarshaledTime string
 	Meta          map[string]string
 	Parsed        map[string]string
+	// Overflow makes the event an overflow poured again (reprocess).
+	Overflow detect.Overflow
 }
 
 // result is what a case produces: the overflows after each event (After
@@ -63,6 +65,7 @@ func readEvents(t *testing.T, path string) []*detect.Event {
 		e.MarshaledTime = in.MarshaledTime
 		maps.Copy(e.Meta, in.Meta)
 		maps.Copy(e.Parsed, in.Parsed)
+		e.Overflow = in.Overflow
 		out = append(out, e)
 	}
 	if err := sc.Err(); err != nil {

@@ -334,7 +334,7 @@ const byTupleMax = 4096
 // event's meta values meet.
 func (sc *scenario) meets(evt *detect.Event) bool {
 	for _, r := range sc.reqs {
-		if !r.values[evt.Meta[r.key]] {
+		if !r.values[reqValue(evt, r.key)] {
 			return false
 		}
 	}
