@@ -147,3 +147,23 @@ func TestReprocessLoop(t *testing.T) {
 	}
 	sameAsSerial(t, "reprocess loop", cfg, lines, 2)
 }
+
+// TestReprocessFlush: overflows a replay's end makes (counters) are
+// poured again, and the buckets they fill end with the replay too.
+func TestReprocessFlush(t *testing.T) {
+	cfg := reprocessConfig(t, "counters.yaml")
+	lines := reprocessLines()
+	got, st := serialRun(t, cfg, lines)
+	keys := alertKeys(got)
+	want := []string{
+		"test/ssh-count/192.0.2.1", "test/ssh-count/192.0.2.2", "test/ssh-count/192.0.2.3",
+		"test/ssh-count-sources/192.0.2.1", "test/ssh-count-sources/192.0.2.2", "test/ssh-count-sources/192.0.2.3",
+	}
+	if len(keys) != 1 || !slices.Equal(keys[len(lines)], want) {
+		t.Errorf("alerts by line %v, want %v at the flush", keys, want)
+	}
+	if st.Reprocessed != 3 || st.Scenarios.Buckets != 0 {
+		t.Errorf("reprocessed %d, %d buckets left, want 3 and 0", st.Reprocessed, st.Scenarios.Buckets)
+	}
+	sameAsSerial(t, "reprocess flush", cfg, lines, 2)
+}
