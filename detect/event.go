@@ -87,8 +87,8 @@ type Event struct {
 	Process bool
 	// Overflow is set (its Alert is not nil) on the overflow of a
 	// scenario with reprocess: true, poured into the scenarios again;
-	// log events leave it zero.
-	Overflow Overflow
+	// log events leave it zero (and out of JSON).
+	Overflow Overflow `json:",omitzero"`
 
 	// holders counts who refers to the event (the engine while it is in
 	// flight, each bucket queue keeping it), so that it can be reused for
