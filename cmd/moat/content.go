@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/moatsec/moat/detect/geoip"
 	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/packaging"
 )
@@ -19,7 +20,10 @@ const sharedDir = "/usr/share/moat"
 type content struct {
 	hubDir, patternDir, acquisDir string
 	hubOverlays                   []string // see hubLayers
-	cleanup                       func()
+	// geo answers the engine's GeoIP enrichers, nil without geoip:
+	// (openContent, daemon.openGeo).
+	geo     *geoip.DB
+	cleanup func()
 }
 
 // resolveContent picks, for each kind of content, the configured directory,

@@ -44,6 +44,7 @@ func loadEngine(cfg config.Config, c content, replay bool, year int) (*engine.En
 		Overrides:   scenarioOverrides(cfg),
 		Replay:      replay,
 		Year:        year,
+		GeoIP:       c.geoIP(),
 		// Replays read the proxies too: a log replayed after the fact
 		// must ban the clients the live daemon would have.
 		TrustedProxies: parse.TrustedProxies{Proxies: cfg.HTTP.Proxies(), Header: cfg.HTTP.ClientIPHeader},

@@ -17,6 +17,7 @@ import (
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/acquire"
 	"github.com/moatsec/moat/detect/engine"
+	"github.com/moatsec/moat/detect/geoip"
 	"github.com/moatsec/moat/enforce"
 	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/internal/metrics"
@@ -82,6 +83,8 @@ type daemon struct {
 	handler     alertHandler
 	feeds       *feedSet
 	started     time.Time
+	// geo is the GeoIP databases, nil without geoip: (geoip.go).
+	geo *geoip.DB
 }
 
 func (d *daemon) close() {
@@ -103,6 +106,9 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { d.content.cleanup() })
+	if err := d.openGeo(); err != nil {
+		return nil, err
+	}
 	if d.fingerprint, err = fingerprint(cfg, d.content); err != nil {
 		return nil, err
 	}
@@ -159,6 +165,7 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 		Applied:        latency.Applied,
 		Load:           dec.load,
 		Verified:       logDrift(log.With("component", "reconciler")),
+		Geo:            d.geoNetworks(),
 	}, backends...)
 	if err := dec.start(ctx, d, guard); err != nil {
 		return nil, err
@@ -166,50 +173,8 @@ func newDaemon(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *dae
 	if err := d.startFeeds(dec.svc); err != nil {
 		return nil, err
 	}
-	if cfg.Metrics.Listen != "" {
-		srv, err := metrics.New(metrics.Config{
-			Listen:     cfg.Metrics.Listen,
-			Logger:     log.With("component", "metrics"),
-			Latency:    latency,
-			Sources:    d.sources,
-			Engine:     engineMetrics{d.engine},
-			Reconciler: reconcilerMetrics{d.recon},
-			NFTables:   nftView(d.recon, backends),
-			XDP:        xdpView(d.recon, backends),
-			Decisions:  dec.counts(),
-			Status:     dec.status(),
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := srv.Registry().Register(d.reloads); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-		if err := srv.Registry().Register(metrics.NewNotifyCollector(notifyMetrics{dec.notify})); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-		if err := srv.Registry().Register(metrics.NewActionCollector(actionMetrics{dec.actions})); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-		if err := dec.registerAllowlist(srv.Registry()); err != nil {
-			return nil, err
-		}
-		if fm := dec.fleetMetrics; fm != nil {
-			if err := srv.Registry().Register(fm); err != nil {
-				return nil, fmt.Errorf("register fleet metrics: %w", err)
-			}
-		}
-		if cm := dec.communityMetrics; cm != nil {
-			if err := srv.Registry().Register(cm); err != nil {
-				return nil, fmt.Errorf("register community metrics: %w", err)
-			}
-		}
-		if fm := d.feeds.collector(); fm != nil {
-			if err := srv.Registry().Register(fm); err != nil {
-				return nil, fmt.Errorf("register feed metrics: %w", err)
-			}
-		}
-		d.services = append(d.services, srv.Run)
+	if err := d.startMetrics(dec, latency); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

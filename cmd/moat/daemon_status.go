@@ -14,7 +14,7 @@ import (
 
 // checkContent loads everything moat run would load, touching nothing.
 func checkContent(cfg config.Config, warn io.Writer) error {
-	c, err := resolveContent(cfg)
+	c, err := openContent(cfg)
 	if err != nil {
 		return err
 	}
@@ -78,5 +78,6 @@ func (d *daemon) status(ctx context.Context) (api.Status, error) {
 	st.Counters["drift_repaired"] = int64(rs.Drift)
 	st.Counters["scenarios_simulated"] = simulatedScenarios(d.engine.p.Load())
 	d.feeds.addStatus(&st)
+	st.GeoIP = d.geoStatus()
 	return st, nil
 }

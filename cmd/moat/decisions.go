@@ -10,21 +10,21 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/moatsec/moat/enforce/api"
 	"github.com/moatsec/moat/internal/model"
 )
 
 // decisionFilterFlags are the filters list and delete share.
 type decisionFilterFlags struct {
-	ip, cidr, value, typ, origin, scenario string
-	id                                     int64
+	ip, cidr, value, scope, typ, origin, scenario string
+	id                                            int64
 }
 
 func (f *decisionFilterFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVarP(&f.ip, "ip", "i", "", "decisions covering this IP address")
 	fl.StringVarP(&f.cidr, "range", "r", "", "decisions covering this CIDR range")
-	fl.StringVar(&f.value, "value", "", "decisions on exactly this value (address or CIDR)")
+	fl.StringVar(&f.value, "value", "", "decisions on exactly this value (address, CIDR, country code or AS number)")
+	fl.StringVar(&f.scope, "scope", "", "decisions of this scope: ip, range, country or as")
 	fl.StringVarP(&f.typ, "type", "t", "", "decision type (ban, captcha, ...)")
 	fl.StringVar(&f.origin, "origin", "", "origin: local, cli, api, community, list")
 	fl.StringVarP(&f.scenario, "scenario", "s", "", "scenario name containing this text")
@@ -53,7 +53,7 @@ func (f *decisionFilterFlags) query() (url.Values, error) {
 	if f.id > 0 {
 		q.Set("id", strconv.FormatInt(f.id, 10))
 	}
-	for k, v := range map[string]string{"value": f.value, "type": f.typ, "origin": f.origin, "scenario": f.scenario} {
+	for k, v := range map[string]string{"value": f.value, "scope": f.scope, "type": f.typ, "origin": f.origin, "scenario": f.scenario} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -152,97 +152,6 @@ value per line. Table and raw output show control characters escaped
 	fl.IntVar(&limit, "limit", defaultListLimit, "show at most this many, newest first")
 	fl.BoolVar(&all, "all", false, "show every decision")
 	fl.StringVar(&since, "since", "", "only decisions created within this long (2h, 7d)")
-	return cmd
-}
-
-func (a *app) decisionsAddCmd() *cobra.Command {
-	var ip, cidr, reason, typ, durationArg, portsArg, proto string
-	var simulated bool
-	cmd := &cobra.Command{
-		Use:   "add",
-		Short: "Ban an address or range now",
-		Long: `Add a decision: --ip or --range, for --duration (default 4h; days such as
-7d, or forever: never expires, held in the kernel without a timeout). The
-command returns once the decision is stored and in the kernel.`,
-		Example: "  moat decisions add --ip 198.51.100.7 --reason 'ssh brute force'\n  moat decisions add --range 203.0.113.0/24 --duration 24h\n  moat decisions add --ip 192.0.2.66 --duration forever\n  moat decisions add --ip 192.0.2.9 --ports 25,465 --protocol tcp",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := a.outputFormat("json")
-			if err != nil {
-				return err
-			}
-			var value string
-			switch {
-			case ip != "" && cidr != "":
-				return usagef("give --ip or --range, not both")
-			case ip != "":
-				addr, err := netip.ParseAddr(ip)
-				if err != nil {
-					return usagef("--ip %q: want an IP address", ip)
-				}
-				value = addr.String()
-			case cidr != "":
-				p, err := netip.ParsePrefix(cidr)
-				if err != nil {
-					return usagef("--range %q: want a CIDR range such as 198.51.100.0/24", cidr)
-				}
-				value = p.String()
-			default:
-				return usagef("say what to ban with --ip or --range")
-			}
-			duration, forever, err := model.ParseDuration(durationArg)
-			if err != nil || duration > api.MaxDuration {
-				return usagef("--duration %s: want a positive duration up to %s, or forever", durationArg, api.MaxDuration)
-			}
-			ports, err := model.ParsePorts(portsArg)
-			if err != nil {
-				return usagef("--ports %q: want port numbers separated by commas, such as 25,465", portsArg)
-			}
-			if err := model.CheckProtocol(proto, ports); err != nil {
-				return usagef("--protocol %q: want tcp or udp, with --ports", proto)
-			}
-			lasts := model.FormatDuration(duration)
-			if forever {
-				lasts = model.Forever
-			}
-			if reason == "" {
-				reason = "manual"
-			}
-			c, err := a.adminClient(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := c.AddDecisions(cmd.Context(), []api.NewDecision{{Value: value, Type: typ, Duration: lasts, Reason: reason, Simulated: simulated, Ports: model.FormatPorts(ports), Protocol: proto}}, true)
-			if err != nil {
-				return adminError(err)
-			}
-			ids := make([]string, len(ds))
-			for i, d := range ds {
-				ids[i] = strconv.FormatInt(d.ID, 10)
-			}
-			return result{value: ds, raw: ids, text: func(w io.Writer) error {
-				for _, d := range ds {
-					until := "until " + fmtTime(d.Until)
-					if d.Until.IsZero() {
-						until = "no expiry"
-					}
-					if _, err := fmt.Fprintf(w, "Decision %d: %s %s%s for %s (%s).\n", d.ID, esc(d.Type), esc(d.Value), portsSuffix(d), lasts, until); err != nil {
-						return err
-					}
-				}
-				return nil
-			}}.render(a.stdout, format)
-		},
-	}
-	fl := cmd.Flags()
-	fl.StringVarP(&ip, "ip", "i", "", "IP address to ban")
-	fl.StringVarP(&cidr, "range", "r", "", "CIDR range to ban")
-	fl.StringVarP(&durationArg, "duration", "d", "4h", "how long the decision lasts (4h, 7d, or forever)")
-	fl.StringVarP(&reason, "reason", "R", "", "why (shown in lists and to bouncers)")
-	fl.StringVarP(&typ, "type", "t", "ban", "decision type, lowercase as bouncers match it exactly; only ban is enforced in the kernel, others are served to bouncers")
-	fl.BoolVar(&simulated, "simulated", false, "store and show the decision without enforcing it")
-	fl.StringVar(&portsArg, "ports", "", "ban only these destination ports (25,465); the address still reaches the others")
-	fl.StringVar(&proto, "protocol", "", "protocol of --ports: tcp or udp (default both)")
 	return cmd
 }
 

@@ -37,7 +37,7 @@ arguments): where detection will be slower than it needs to be.`,
 			if err != nil {
 				return err
 			}
-			c, err := resolveContent(cfg)
+			c, err := openContent(cfg)
 			if err != nil {
 				return err
 			}

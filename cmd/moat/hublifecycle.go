@@ -99,7 +99,7 @@ func applyStore(cfg config.Config, st *hubstore.Store, op func() ([]hubstore.Cha
 }
 
 func checkEngine(cfg config.Config) error {
-	c, err := resolveContent(cfg)
+	c, err := openContent(cfg)
 	if err != nil {
 		return err
 	}

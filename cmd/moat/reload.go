@@ -90,6 +90,7 @@ func (d *daemon) reload(ctx context.Context) (applied bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	c.geo = d.geo
 	inUse := false
 	defer func() {
 		if !inUse {
@@ -171,6 +172,7 @@ func keepFrozen(running config.Config, next *config.Config) []string {
 	keep("actions", running.Actions, next.Actions, func() { next.Actions = running.Actions })
 	keep("fleet", running.Fleet, next.Fleet, func() { next.Fleet = running.Fleet })
 	keep("feeds", running.Feeds, next.Feeds, func() { next.Feeds = running.Feeds })
+	keep("geoip", running.GeoIP, next.GeoIP, func() { next.GeoIP = running.GeoIP })
 	return keys
 }
 

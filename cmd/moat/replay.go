@@ -45,7 +45,7 @@ year take --year (default: the current year). Nothing is banned.`,
 			if err != nil {
 				return err
 			}
-			c, err := resolveContent(cfg)
+			c, err := openContent(cfg)
 			if err != nil {
 				return err
 			}

@@ -60,7 +60,7 @@ the key out), "profiles" (the ban duration is the profiles' to choose) or
 			if err != nil {
 				return err
 			}
-			c, err := resolveContent(cfg)
+			c, err := openContent(cfg)
 			if err != nil {
 				return err
 			}

@@ -50,7 +50,9 @@ func writeStatus(w io.Writer, st api.Status, now time.Time) error {
 	if !st.StartedAt.IsZero() {
 		fmt.Fprintf(&b, ", up %s", now.Sub(st.StartedAt).Round(time.Second))
 	}
-	b.WriteString("\n\n")
+	b.WriteString("\n")
+	writeGeoStatus(&b, st.GeoIP)
+	b.WriteString("\n")
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
 	}
@@ -109,4 +111,19 @@ func writeStatus(w io.Writer, st api.Status, now time.Time) error {
 		rows = append(rows, []string{k, fmt.Sprint(st.Counters[k])})
 	}
 	return table(w, []string{"COUNT", "VALUE"}, rows)
+}
+
+// writeGeoStatus says whether GeoIP is loaded and from which files.
+func writeGeoStatus(b *strings.Builder, g *api.GeoIPStatus) {
+	if g == nil {
+		b.WriteString("GeoIP: off (no geoip: databases configured)\n")
+		return
+	}
+	var files []string
+	for _, f := range []struct{ kind, path string }{{"city", g.City}, {"asn", g.ASN}} {
+		if f.path != "" {
+			files = append(files, f.kind+" "+esc(f.path))
+		}
+	}
+	fmt.Fprintf(b, "GeoIP: loaded (%s); %d Country/AS decisions banning %d ranges\n", strings.Join(files, ", "), g.Decisions, g.Ranges)
 }

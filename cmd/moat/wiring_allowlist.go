@@ -42,17 +42,22 @@ func (d *decisions) startAllowlist(ctx context.Context, m *daemon, svc *decision
 			log.Warn("login sessions are not protected until the utmp file appears", "err", err)
 		}
 	}
-	mgr := dynallow.New(dynallow.Config{
-		Static:    staticAllowlist(cfg),
-		Files:     cfg.AllowlistFiles,
-		Runtime:   rt.Entries,
-		Resolver:  allowlistResolver(cfg),
-		UTMP:      utmp,
-		Every:     opt.FileCheck,
-		AllowWide: cfg.AllowlistAllowWide,
+	var mgr *dynallow.Manager
+	mgr = dynallow.New(dynallow.Config{
+		Static:     staticAllowlist(cfg),
+		Files:      cfg.AllowlistFiles,
+		Runtime:    rt.Entries,
+		Resolver:   allowlistResolver(cfg),
+		UTMP:       utmp,
+		Every:      opt.FileCheck,
+		AllowWide:  cfg.AllowlistAllowWide,
+		Geo:        m.allowGeo(),
+		GeoChanged: func(ctx context.Context) { d.allowGeoChanged(ctx, m, svc, mgr) },
 		Changed: func(ctx context.Context, added, all []netip.Prefix) {
 			guard.SetAllowlist(append(cfg.AllowlistPrefixes(), all...))
 			lifted, err := dynallow.Lift(ctx, svc, added)
+			// Country and AS bans are carved around the new entries.
+			err = errors.Join(err, m.recon.Recarve(ctx))
 			for _, x := range lifted {
 				log.Info("ban lifted: the address is allowlisted", "value", x.Value, "scenario", x.Scenario)
 			}
@@ -69,6 +74,7 @@ func (d *decisions) startAllowlist(ctx context.Context, m *daemon, svc *decision
 		},
 		Report: func(err error) { log.Warn("allowlist", "err", err) },
 	})
+	guard.SetExtra(mgr.GeoOverlaps)
 	guardCheck := svc.Protect
 	svc.Protect = func(p netip.Prefix) error {
 		if err := mgr.Protect(p); err != nil {

@@ -111,6 +111,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 		return err
 	}
 	svc.Protect = guard.Check
+	svc.GeoCheck = d.cfg.GeoIP.Need
 	svc.Retention, svc.MaxAlerts = d.cfg.Store.AlertRetention, d.cfg.Store.MaxAlerts
 	d.svc = svc
 	if err := d.startActions(m, svc); err != nil {

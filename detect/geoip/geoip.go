@@ -60,17 +60,31 @@ func Open(cityPath, asnPath string) (*DB, error) {
 	return d, nil
 }
 
+// OpenError is a database Open could not open: missing, unreadable, not
+// a MaxMind DB, or of the wrong kind.
+type OpenError struct {
+	// Kind is "City" or "ASN", the database the path was given for.
+	Kind, Path string
+	Err        error
+}
+
+func (e *OpenError) Error() string {
+	return fmt.Sprintf("geoip: %s database %s: %v", e.Kind, e.Path, e.Err)
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
 // openKind refuses a database whose type does not name kind, so a City
 // path pointing at an ASN file fails at start rather than answering "" for
 // every address.
 func openKind(path, kind string) (*maxminddb.Reader, error) {
 	r, err := maxminddb.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("geoip: open %s: %w", path, err)
+		return nil, &OpenError{Kind: kind, Path: path, Err: err}
 	}
 	if t := r.Metadata.DatabaseType; !strings.Contains(strings.ToLower(t), strings.ToLower(kind)) {
 		r.Close()
-		return nil, fmt.Errorf("geoip: %s: database type %q is not a %s database", path, t, kind)
+		return nil, &OpenError{Kind: kind, Path: path, Err: fmt.Errorf("database type %q is not a %s database", t, kind)}
 	}
 	return r, nil
 }

@@ -293,6 +293,24 @@ type Status struct {
 	Store    store.Counts   `json:"store"`
 	Service  decision.Stats `json:"service"`
 	Bouncers []Bouncer      `json:"bouncers"`
+	// GeoIP is absent when no GeoIP database is configured.
+	GeoIP *GeoIPStatus `json:"geoip,omitempty"`
+}
+
+// GeoIPStatus is the GeoIP databases the daemon reads and the Country
+// and AS bans built from them.
+type GeoIPStatus struct {
+	// City and ASN are the database files, "" for one not configured.
+	City string `json:"city,omitempty"`
+	ASN  string `json:"asn,omitempty"`
+	// CountryNetworks and ASNetworks are the networks read for Country and
+	// AS decisions and allowlist entries; 0 until one needs them.
+	CountryNetworks int `json:"country_networks"`
+	ASNetworks      int `json:"as_networks"`
+	// Decisions are the Country and AS decisions enforced, Ranges the
+	// ranges they ban in the kernel.
+	Decisions int `json:"decisions"`
+	Ranges    int `json:"ranges"`
 }
 
 // Source is a log source the daemon reads.
