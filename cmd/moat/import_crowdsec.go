@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/moatsec/moat/detect/acquire"
 	"github.com/moatsec/moat/enforce/profile"
+	"github.com/moatsec/moat/internal/importer"
 	"github.com/moatsec/moat/internal/importer/crowdsec"
 )
 
@@ -45,10 +47,7 @@ equivalent).`,
 			}
 			opts := crowdsec.Options{
 				OutDir: out, DB: db, DBSet: cmd.Flags().Changed("db"), Now: time.Now(),
-				CheckAcquisition: func(name string, data []byte) error {
-					_, err := acquire.LoadConfig(name, data)
-					return err
-				},
+				CheckAcquisition: checkAcquisition,
 				CheckProfiles: func(name string, data []byte) error {
 					_, err := profile.Parse(name, data)
 					return err
@@ -67,4 +66,23 @@ equivalent).`,
 	cmd.Flags().StringVar(&out, "out", "", "write moat.yaml and the files it names into this directory instead of printing the fragment")
 	cmd.Flags().StringVar(&db, "db", "", "CrowdSec's SQLite database, for its active decisions and allowlists (default: db_config.db_path of config.yaml; \"\" skips it)")
 	return cmd
+}
+
+// checkAcquisition loads acquisition files as moat loads its acquisition
+// directory: each document valid, no source name used twice.
+func checkAcquisition(files []importer.File) error {
+	seen := map[string]string{}
+	for _, f := range files {
+		cs, err := acquire.LoadConfig(f.Name, f.Data)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if prev, ok := seen[c.Name]; ok {
+				return fmt.Errorf("%s: name %q already used at %s", c.Where(), c.Name, prev)
+			}
+			seen[c.Name] = c.Where()
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -60,7 +61,7 @@ func acquisition(r *importer.Result, c *csConfig, opts Options) error {
 			name = "crowdsec-" + strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)) + ".yaml"
 		}
 		name = filepath.Join("acquis.d", name)
-		data, err := convertAcquisFile(r, f, name, opts.CheckAcquisition)
+		data, err := convertAcquisFile(r, f, name, out, opts.CheckAcquisition)
 		if err != nil {
 			return err
 		}
@@ -82,8 +83,9 @@ func acquisition(r *importer.Result, c *csConfig, opts Options) error {
 }
 
 // convertAcquisFile returns the moat version of one acquisition file, nil
-// when none of its documents carries over.
-func convertAcquisFile(r *importer.Result, path, name string, check func(string, []byte) error) ([]byte, error) {
+// when none of its documents carries over. Each document is checked with
+// the files before it (done), as moat loads the directory.
+func convertAcquisFile(r *importer.Result, path, name string, done []importer.File, check func([]importer.File) error) ([]byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -114,27 +116,24 @@ func convertAcquisFile(r *importer.Result, path, name string, check func(string,
 		if err != nil {
 			return nil, err
 		}
+		var next bytes.Buffer
+		next.Write(b.Bytes())
+		if n > 0 {
+			next.WriteString("---\n")
+		}
+		fmt.Fprintf(&next, "# %s\n", where)
+		next.Write(out)
 		if check != nil {
-			if err := check(where, out); err != nil {
+			if err := check(append(slices.Clip(done), importer.File{Name: name, Data: next.Bytes()})); err != nil {
 				r.Notef(where, "moat does not load this source (%v): left out", err)
 				continue
 			}
 		}
-		if n > 0 {
-			b.WriteString("---\n")
-		}
-		fmt.Fprintf(&b, "# %s\n", where)
-		b.Write(out)
+		b = next
 		n++
 	}
 	if n == 0 {
 		return nil, nil
-	}
-	if check != nil {
-		if err := check(name, b.Bytes()); err != nil {
-			r.Notef(path, "moat does not load the file's documents together (%v): left out", err)
-			return nil, nil
-		}
 	}
 	return b.Bytes(), nil
 }

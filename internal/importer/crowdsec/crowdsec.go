@@ -40,10 +40,11 @@ type Options struct {
 	DB    string
 	DBSet bool
 	Now   time.Time
-	// CheckAcquisition and CheckProfiles load a file as moat would and
-	// return its error; a document they refuse is left out and reported.
-	// Nil accepts everything.
-	CheckAcquisition func(name string, data []byte) error
+	// CheckAcquisition loads acquisition files (named as written, under
+	// acquis.d/) as moat loads its acquisition directory, and
+	// CheckProfiles a profiles file; each returns moat's error. A document
+	// they refuse is left out and reported. Nil accepts everything.
+	CheckAcquisition func(files []importer.File) error
 	CheckProfiles    func(name string, data []byte) error
 }
 
