@@ -90,19 +90,23 @@ func fileText(r *importer.Result, name string) string {
 	return ""
 }
 
-func TestImport(t *testing.T) {
-	on, off := true, false
-	tests := []struct {
-		name  string
-		files map[string]string
-		links map[string]string
-		check func(t *testing.T, r *importer.Result, root string)
-		// notes are texts the report must hold, unnoted texts it must not.
-		notes, unnoted []string
-	}{{
-		name: "acquisition",
-		files: map[string]string{
-			"acquis.yaml": `filenames:
+func ptr[T any](v T) *T { return &v }
+
+// importCase is a CrowdSec configuration directory (with baseConfig as
+// its config.yaml unless it gives one) and what its import must give.
+type importCase struct {
+	name  string
+	files map[string]string
+	links map[string]string
+	check func(t *testing.T, r *importer.Result, root string)
+	// notes are texts the report must hold, unnoted texts it must not.
+	notes, unnoted []string
+}
+
+var importCases = []importCase{{
+	name: "acquisition",
+	files: map[string]string{
+		"acquis.yaml": `filenames:
   - /var/log/nginx/*.log
   - ./tests/nginx/nginx.log
 labels:
@@ -126,40 +130,40 @@ filename: /var/log/x.log
 labels:
   type: refuse-me
 `,
-			"acquis.d/docker.yaml": "source: docker\ncontainer_name: [web]\nlabels:\n  type: nginx\n",
-			"acquis.d/twice.yaml":  "filenames: [/var/log/nginx/*.log]\nlabels:\n  type: nginx\n",
-		},
-		check: func(t *testing.T, r *importer.Result, root string) {
-			main := fileText(r, "acquis.d/crowdsec.yaml")
-			for _, want := range []string{"source: file", "/var/log/nginx/*.log", "source: journalctl", "_SYSTEMD_UNIT=ssh.service"} {
-				if !strings.Contains(main, want) {
-					t.Errorf("acquis.d/crowdsec.yaml lacks %q:\n%s", want, main)
-				}
+		"acquis.d/docker.yaml": "source: docker\ncontainer_name: [web]\nlabels:\n  type: nginx\n",
+		"acquis.d/twice.yaml":  "filenames: [/var/log/nginx/*.log]\nlabels:\n  type: nginx\n",
+	},
+	check: func(t *testing.T, r *importer.Result, root string) {
+		main := fileText(r, "acquis.d/crowdsec.yaml")
+		for _, want := range []string{"source: file", "/var/log/nginx/*.log", "source: journalctl", "_SYSTEMD_UNIT=ssh.service"} {
+			if !strings.Contains(main, want) {
+				t.Errorf("acquis.d/crowdsec.yaml lacks %q:\n%s", want, main)
 			}
-			for _, not := range []string{"./tests", "cloudwatch", "use_time_machine", "relative.log", "refuse-me"} {
-				if strings.Contains(main, not) {
-					t.Errorf("acquis.d/crowdsec.yaml keeps %q:\n%s", not, main)
-				}
+		}
+		for _, not := range []string{"./tests", "cloudwatch", "use_time_machine", "relative.log", "refuse-me"} {
+			if strings.Contains(main, not) {
+				t.Errorf("acquis.d/crowdsec.yaml keeps %q:\n%s", not, main)
 			}
-			if !strings.Contains(fileText(r, "acquis.d/crowdsec-docker.yaml"), "container_name") || fileText(r, "acquis.d/crowdsec-twice.yaml") != "" {
-				t.Errorf("want acquis.d/docker.yaml carried over, twice.yaml not: %v", r.Files)
-			}
-			if r.Fragment.Acquisition == nil || r.Fragment.Acquisition.Dir != "/out/acquis.d" {
-				t.Errorf("acquisition.dir %+v, want /out/acquis.d", r.Fragment.Acquisition)
-			}
-		},
-		notes: []string{
-			"acquis.yaml:1: filenames ./tests/nginx/nginx.log is relative",
-			"acquis.yaml:7: source cloudwatch has no moat equivalent",
-			"acquis.yaml:12: use_time_machine dropped",
-			"acquis.yaml:17: no file name left",
-			"acquis.yaml:21: moat does not load this source",
-			"twice.yaml:1: moat does not load this source (/var/log/nginx/*.log twice)",
-		},
-	}, {
-		name: "profiles",
-		files: map[string]string{
-			"profiles.yaml": `name: captcha_first
+		}
+		if !strings.Contains(fileText(r, "acquis.d/crowdsec-docker.yaml"), "container_name") || fileText(r, "acquis.d/crowdsec-twice.yaml") != "" {
+			t.Errorf("want acquis.d/docker.yaml carried over, twice.yaml not: %v", r.Files)
+		}
+		if r.Fragment.Acquisition == nil || r.Fragment.Acquisition.Dir != "/out/acquis.d" {
+			t.Errorf("acquisition.dir %+v, want /out/acquis.d", r.Fragment.Acquisition)
+		}
+	},
+	notes: []string{
+		"acquis.yaml:1: filenames ./tests/nginx/nginx.log is relative",
+		"acquis.yaml:7: source cloudwatch has no moat equivalent",
+		"acquis.yaml:12: use_time_machine dropped",
+		"acquis.yaml:17: no file name left",
+		"acquis.yaml:21: moat does not load this source",
+		"twice.yaml:1: moat does not load this source (/var/log/nginx/*.log twice)",
+	},
+}, {
+	name: "profiles",
+	files: map[string]string{
+		"profiles.yaml": `name: captcha_first
 filters:
   - Alert.Remediation == true
 decisions:
@@ -173,105 +177,107 @@ name: broken
 filters:
   - refuse-me
 `,
-		},
-		check: func(t *testing.T, r *importer.Result, root string) {
-			p := fileText(r, "profiles.yaml")
-			if r.Fragment.Profiles != "/out/profiles.yaml" || !strings.Contains(p, "captcha_first") || strings.Contains(p, "slack_default") || strings.Contains(p, "broken") {
-				t.Errorf("profiles %q:\n%s", r.Fragment.Profiles, p)
+	},
+	check: func(t *testing.T, r *importer.Result, root string) {
+		p := fileText(r, "profiles.yaml")
+		if r.Fragment.Profiles != "/out/profiles.yaml" || !strings.Contains(p, "captcha_first") || strings.Contains(p, "slack_default") || strings.Contains(p, "broken") {
+			t.Errorf("profiles %q:\n%s", r.Fragment.Profiles, p)
+		}
+	},
+	notes: []string{"notifications slack_default dropped", "decision type captcha", "profile broken: moat does not load this profile"},
+}, {
+	name:  "profiles none loads",
+	files: map[string]string{"profiles.yaml": "name: broken\nfilters: [refuse-me]\n"},
+	check: func(t *testing.T, r *importer.Result, root string) {
+		if r.Fragment.Profiles != "" {
+			t.Errorf("profiles %q, want moat's default", r.Fragment.Profiles)
+		}
+	},
+	notes: []string{"no profile moat can load: moat's default profiles apply"},
+}, {
+	name:  "simulation on",
+	files: map[string]string{"simulation.yaml": "simulation: on\nexclusions:\n  - crowdsecurity/ssh-bf\n"},
+	check: func(t *testing.T, r *importer.Result, root string) {
+		want := []config.ScenarioOverride{{Name: "*", Simulate: ptr(true)}, {Name: "crowdsecurity/ssh-bf", Simulate: ptr(false)}}
+		if d := cmp.Diff(want, r.Fragment.Scenarios); d != "" || r.Fragment.Simulation != nil {
+			t.Errorf("scenarios (-want +got):\n%s\nsimulation %v", d, r.Fragment.Simulation)
+		}
+	},
+}, {
+	name:  "simulation off",
+	files: map[string]string{"simulation.yaml": "simulation: off\nexclusions:\n  - crowdsecurity/ssh-bf\n"},
+	check: func(t *testing.T, r *importer.Result, root string) {
+		if !slices.Equal(r.Fragment.Simulation, []string{"crowdsecurity/ssh-bf"}) || r.Fragment.Scenarios != nil {
+			t.Errorf("simulation %v, scenarios %+v: want simulation [crowdsecurity/ssh-bf]", r.Fragment.Simulation, r.Fragment.Scenarios)
+		}
+	},
+}, {
+	name: "hub items",
+	files: map[string]string{
+		"hub/collections/acme/web.yaml":                "parsers:\n  - acme/web-logs\nscenarios:\n  - acme/web-bf\n",
+		"hub/parsers/s01-parse/acme/web-logs.yaml":     "name: acme/web-logs\nfilter: \"1 == 1\"\ndata:\n  - dest_file: present.txt\n",
+		"hub/scenarios/acme/web-bf.yaml":               "name: acme/web-bf\ndata:\n  - dest_file: absent.txt\n",
+		"hub/scenarios/acme/scan.yaml":                 "name: acme/scan\n",
+		"hub/parsers/s02-enrich/acme/whitelists.yaml":  "name: acme/whitelists\nwhitelist:\n  reason: private\n  ip: [127.0.0.1, \"::1\"]\n  cidr: [10.0.0.0/8, 0.0.0.0/1]\n",
+		"data/present.txt":                             "x\n",
+		"parsers/s02-enrich/mywhitelist.yaml":          "name: me/mywhitelist\nwhitelist:\n  reason: office\n  ip: [\"203.0.113.7\", \"::ffff:198.51.100.1\"]\n  cidr: [10.0.0.0/8]\n",
+		"postoverflows/s01-whitelist/rdns-wl.yaml":     "name: me/rdns-wl\nwhitelist:\n  reason: bots\n  expression:\n    - evt.Enriched.reverse_dns endsWith '.example.org'\n",
+		"scenarios/custom.yaml":                        "name: custom\ndata:\n  - dest_file: present.txt\n",
+		"appsec-rules/rule.yaml":                       "name: x\n",
+		"parsers/s01-parse/README.md":                  "not an item\n",
+		"hub/collections/acme/unrelated.yaml":          "scenarios:\n  - acme/unrelated\n",
+		"hub/scenarios/acme/never-enabled.yaml":        "name: acme/never-enabled\n",
+		"hub/parsers/s02-enrich/acme/geoip-enrich.yml": "name: acme/geoip-enrich\n",
+	},
+	links: map[string]string{
+		"collections/web.yaml":                "$ROOT/hub/collections/acme/web.yaml",
+		"parsers/s01-parse/web-logs.yaml":     "../../hub/parsers/s01-parse/acme/web-logs.yaml",
+		"scenarios/web-bf.yaml":               "$ROOT/hub/scenarios/acme/web-bf.yaml",
+		"scenarios/scan.yaml":                 "$ROOT/hub/scenarios/acme/scan.yaml",
+		"parsers/s02-enrich/whitelists.yaml":  "$ROOT/hub/parsers/s02-enrich/acme/whitelists.yaml",
+		"parsers/s02-enrich/geoip-enrich.yml": "$ROOT/hub/parsers/s02-enrich/acme/geoip-enrich.yml",
+		"scenarios/gone.yaml":                 "$ROOT/hub/scenarios/acme/gone.yaml",
+	},
+	check: func(t *testing.T, r *importer.Result, root string) {
+		want := &importer.HubInstall{
+			Items:  []string{"collections/acme/web", "parsers/acme/geoip-enrich", "scenarios/acme/scan"},
+			Source: filepath.Join(root, "hub"), Data: filepath.Join(root, "data"), AllowMissingData: true,
+		}
+		if d := cmp.Diff(want, r.HubInstall); d != "" {
+			t.Errorf("hub install (-want +got):\n%s", d)
+		}
+		items := []string{"collections/acme/web", "parsers/acme/geoip-enrich", "postoverflows/me/rdns-wl", "scenarios/acme/scan", "scenarios/local/custom"}
+		if r.Fragment.Hub == nil || !slices.Equal(r.Fragment.Hub.Items, items) || r.Fragment.Hub.Dir != "/out/hub" {
+			t.Errorf("hub %+v, want dir /out/hub and items %v", r.Fragment.Hub, items)
+		}
+		// In path order: mywhitelist.yaml takes 10.0.0.0/8 first.
+		allow := []importer.AllowEntry{
+			{Value: "203.0.113.7", Comment: "CrowdSec whitelist me/mywhitelist: office"},
+			{Value: "198.51.100.1", Comment: "CrowdSec whitelist me/mywhitelist: office"},
+			{Value: "10.0.0.0/8", Comment: "CrowdSec whitelist me/mywhitelist: office"},
+		}
+		if d := cmp.Diff(allow, r.Fragment.Allowlist); d != "" {
+			t.Errorf("allowlist (-want +got):\n%s", d)
+		}
+		for _, f := range []string{"hub/postoverflows/s01-whitelist/me/rdns-wl.yaml", "hub/scenarios/local/custom.yaml"} {
+			if !strings.Contains(fileText(r, f), "Local CrowdSec item") {
+				t.Errorf("%s not written: %v", f, r.Files)
 			}
-		},
-		notes: []string{"notifications slack_default dropped", "decision type captcha", "profile broken: moat does not load this profile"},
-	}, {
-		name:  "profiles none loads",
-		files: map[string]string{"profiles.yaml": "name: broken\nfilters: [refuse-me]\n"},
-		check: func(t *testing.T, r *importer.Result, root string) {
-			if r.Fragment.Profiles != "" {
-				t.Errorf("profiles %q, want moat's default", r.Fragment.Profiles)
-			}
-		},
-		notes: []string{"no profile moat can load: moat's default profiles apply"},
-	}, {
-		name:  "simulation on",
-		files: map[string]string{"simulation.yaml": "simulation: on\nexclusions:\n  - crowdsecurity/ssh-bf\n"},
-		check: func(t *testing.T, r *importer.Result, root string) {
-			want := []config.ScenarioOverride{{Name: "*", Simulate: &on}, {Name: "crowdsecurity/ssh-bf", Simulate: &off}}
-			if d := cmp.Diff(want, r.Fragment.Scenarios); d != "" || r.Fragment.Simulation != nil {
-				t.Errorf("scenarios (-want +got):\n%s\nsimulation %v", d, r.Fragment.Simulation)
-			}
-		},
-	}, {
-		name:  "simulation off",
-		files: map[string]string{"simulation.yaml": "simulation: off\nexclusions:\n  - crowdsecurity/ssh-bf\n"},
-		check: func(t *testing.T, r *importer.Result, root string) {
-			if !slices.Equal(r.Fragment.Simulation, []string{"crowdsecurity/ssh-bf"}) || r.Fragment.Scenarios != nil {
-				t.Errorf("simulation %v, scenarios %+v: want simulation [crowdsecurity/ssh-bf]", r.Fragment.Simulation, r.Fragment.Scenarios)
-			}
-		},
-	}, {
-		name: "hub items",
-		files: map[string]string{
-			"hub/collections/acme/web.yaml":                "parsers:\n  - acme/web-logs\nscenarios:\n  - acme/web-bf\n",
-			"hub/parsers/s01-parse/acme/web-logs.yaml":     "name: acme/web-logs\nfilter: \"1 == 1\"\ndata:\n  - dest_file: present.txt\n",
-			"hub/scenarios/acme/web-bf.yaml":               "name: acme/web-bf\ndata:\n  - dest_file: absent.txt\n",
-			"hub/scenarios/acme/scan.yaml":                 "name: acme/scan\n",
-			"hub/parsers/s02-enrich/acme/whitelists.yaml":  "name: acme/whitelists\nwhitelist:\n  reason: private\n  ip: [127.0.0.1, \"::1\"]\n  cidr: [10.0.0.0/8, 0.0.0.0/1]\n",
-			"data/present.txt":                             "x\n",
-			"parsers/s02-enrich/mywhitelist.yaml":          "name: me/mywhitelist\nwhitelist:\n  reason: office\n  ip: [\"203.0.113.7\", \"::ffff:198.51.100.1\"]\n  cidr: [10.0.0.0/8]\n",
-			"postoverflows/s01-whitelist/rdns-wl.yaml":     "name: me/rdns-wl\nwhitelist:\n  reason: bots\n  expression:\n    - evt.Enriched.reverse_dns endsWith '.example.org'\n",
-			"scenarios/custom.yaml":                        "name: custom\ndata:\n  - dest_file: present.txt\n",
-			"appsec-rules/rule.yaml":                       "name: x\n",
-			"parsers/s01-parse/README.md":                  "not an item\n",
-			"hub/collections/acme/unrelated.yaml":          "scenarios:\n  - acme/unrelated\n",
-			"hub/scenarios/acme/never-enabled.yaml":        "name: acme/never-enabled\n",
-			"hub/parsers/s02-enrich/acme/geoip-enrich.yml": "name: acme/geoip-enrich\n",
-		},
-		links: map[string]string{
-			"collections/web.yaml":                "$ROOT/hub/collections/acme/web.yaml",
-			"parsers/s01-parse/web-logs.yaml":     "../../hub/parsers/s01-parse/acme/web-logs.yaml",
-			"scenarios/web-bf.yaml":               "$ROOT/hub/scenarios/acme/web-bf.yaml",
-			"scenarios/scan.yaml":                 "$ROOT/hub/scenarios/acme/scan.yaml",
-			"parsers/s02-enrich/whitelists.yaml":  "$ROOT/hub/parsers/s02-enrich/acme/whitelists.yaml",
-			"parsers/s02-enrich/geoip-enrich.yml": "$ROOT/hub/parsers/s02-enrich/acme/geoip-enrich.yml",
-			"scenarios/gone.yaml":                 "$ROOT/hub/scenarios/acme/gone.yaml",
-		},
-		check: func(t *testing.T, r *importer.Result, root string) {
-			want := &importer.HubInstall{
-				Items:  []string{"collections/acme/web", "parsers/acme/geoip-enrich", "scenarios/acme/scan"},
-				Source: filepath.Join(root, "hub"), Data: filepath.Join(root, "data"), AllowMissingData: true,
-			}
-			if d := cmp.Diff(want, r.HubInstall); d != "" {
-				t.Errorf("hub install (-want +got):\n%s", d)
-			}
-			items := []string{"collections/acme/web", "parsers/acme/geoip-enrich", "postoverflows/me/rdns-wl", "scenarios/acme/scan", "scenarios/local/custom"}
-			if r.Fragment.Hub == nil || !slices.Equal(r.Fragment.Hub.Items, items) || r.Fragment.Hub.Dir != "/out/hub" {
-				t.Errorf("hub %+v, want dir /out/hub and items %v", r.Fragment.Hub, items)
-			}
-			// In path order: mywhitelist.yaml takes 10.0.0.0/8 first.
-			allow := []importer.AllowEntry{
-				{Value: "203.0.113.7", Comment: "CrowdSec whitelist me/mywhitelist: office"},
-				{Value: "198.51.100.1", Comment: "CrowdSec whitelist me/mywhitelist: office"},
-				{Value: "10.0.0.0/8", Comment: "CrowdSec whitelist me/mywhitelist: office"},
-			}
-			if d := cmp.Diff(allow, r.Fragment.Allowlist); d != "" {
-				t.Errorf("allowlist (-want +got):\n%s", d)
-			}
-			for _, f := range []string{"hub/postoverflows/s01-whitelist/me/rdns-wl.yaml", "hub/scenarios/local/custom.yaml"} {
-				if !strings.Contains(fileText(r, f), "Local CrowdSec item") {
-					t.Errorf("%s not written: %v", f, r.Files)
-				}
-			}
-		},
-		unnoted: []string{"collections/acme/web names"}, // its members are enabled
-		notes: []string{
-			"absent.txt, missing from CrowdSec's data_dir",
-			"0.0.0.0/1 is wider than moat accepts",
-			"postoverflows/me/rdns-wl: a whitelist with expressions",
-			"local item scenarios/local/custom reads data file(s) present.txt",
-			"gone.yaml: a link to",
-			"appsec-rules: moat has no AppSec engine",
-		},
-	}}
-	for _, tt := range tests {
+		}
+	},
+	unnoted: []string{"collections/acme/web names"}, // its members are enabled
+	notes: []string{
+		"absent.txt, missing from CrowdSec's data_dir",
+		"0.0.0.0/1 is wider than moat accepts",
+		"postoverflows/me/rdns-wl: a whitelist with expressions",
+		"local item scenarios/local/custom reads data file(s) present.txt",
+		"gone.yaml: a link to",
+		"appsec-rules: moat has no AppSec engine",
+	},
+}}
+
+func TestImport(t *testing.T) {
+	for _, tt := range importCases {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			files := map[string]string{"config.yaml": baseConfig}
