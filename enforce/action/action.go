@@ -53,7 +53,7 @@ type Event struct {
 
 func newEvent(kind string, d model.Decision, restored bool, now time.Time) Event {
 	ev := Event{
-		Event: kind, ID: d.ID, Value: model.ValueString(d.Value), Scope: model.ScopeOf(d.Value),
+		Event: kind, ID: d.ID, Value: d.ValueString(), Scope: d.ScopeName(),
 		Type: d.Type, Scenario: d.Scenario, Reason: d.Reason, Origin: string(d.Origin), Restored: restored,
 		Duration: model.Forever, Ports: model.FormatPorts(d.Ports), Protocol: d.Protocol,
 	}
