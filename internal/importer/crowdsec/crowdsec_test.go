@@ -223,6 +223,8 @@ filters:
 		"parsers/s02-enrich/mywhitelist.yaml":          "name: me/mywhitelist\nwhitelist:\n  reason: office\n  ip: [\"203.0.113.7\", \"::ffff:198.51.100.1\"]\n  cidr: [10.0.0.0/8]\n",
 		"postoverflows/s01-whitelist/rdns-wl.yaml":     "name: me/rdns-wl\nwhitelist:\n  reason: bots\n  expression:\n    - evt.Enriched.reverse_dns endsWith '.example.org'\n",
 		"scenarios/custom.yaml":                        "name: custom\ndata:\n  - dest_file: present.txt\n",
+		"collections/mine.yaml":                        "name: me/mine\nscenarios:\n  - acme/mine-only\n",
+		"hub/scenarios/acme/mine-only.yaml":            "name: acme/mine-only\n",
 		"appsec-rules/rule.yaml":                       "name: x\n",
 		"parsers/s01-parse/README.md":                  "not an item\n",
 		"hub/collections/acme/unrelated.yaml":          "scenarios:\n  - acme/unrelated\n",
@@ -234,19 +236,20 @@ filters:
 		"parsers/s01-parse/web-logs.yaml":     "../../hub/parsers/s01-parse/acme/web-logs.yaml",
 		"scenarios/web-bf.yaml":               "$ROOT/hub/scenarios/acme/web-bf.yaml",
 		"scenarios/scan.yaml":                 "$ROOT/hub/scenarios/acme/scan.yaml",
+		"scenarios/mine-only.yaml":            "$ROOT/hub/scenarios/acme/mine-only.yaml",
 		"parsers/s02-enrich/whitelists.yaml":  "$ROOT/hub/parsers/s02-enrich/acme/whitelists.yaml",
 		"parsers/s02-enrich/geoip-enrich.yml": "$ROOT/hub/parsers/s02-enrich/acme/geoip-enrich.yml",
 		"scenarios/gone.yaml":                 "$ROOT/hub/scenarios/acme/gone.yaml",
 	},
 	check: func(t *testing.T, r *importer.Result, root string) {
 		want := &importer.HubInstall{
-			Items:  []string{"collections/acme/web", "parsers/acme/geoip-enrich", "scenarios/acme/scan"},
+			Items:  []string{"collections/acme/web", "parsers/acme/geoip-enrich", "scenarios/acme/mine-only", "scenarios/acme/scan"},
 			Source: filepath.Join(root, "hub"), Data: filepath.Join(root, "data"), AllowMissingData: true,
 		}
 		if d := cmp.Diff(want, r.HubInstall); d != "" {
 			t.Errorf("hub install (-want +got):\n%s", d)
 		}
-		items := []string{"collections/acme/web", "parsers/acme/geoip-enrich", "postoverflows/me/rdns-wl", "scenarios/acme/scan", "scenarios/local/custom"}
+		items := []string{"collections/acme/web", "collections/me/mine", "parsers/acme/geoip-enrich", "postoverflows/me/rdns-wl", "scenarios/acme/mine-only", "scenarios/acme/scan", "scenarios/local/custom"}
 		if r.Fragment.Hub == nil || !slices.Equal(r.Fragment.Hub.Items, items) || r.Fragment.Hub.Dir != "/out/hub" {
 			t.Errorf("hub %+v, want dir /out/hub and items %v", r.Fragment.Hub, items)
 		}
@@ -259,7 +262,7 @@ filters:
 		if d := cmp.Diff(allow, r.Fragment.Allowlist); d != "" {
 			t.Errorf("allowlist (-want +got):\n%s", d)
 		}
-		for _, f := range []string{"hub/postoverflows/s01-whitelist/me/rdns-wl.yaml", "hub/scenarios/local/custom.yaml"} {
+		for _, f := range []string{"hub/postoverflows/s01-whitelist/me/rdns-wl.yaml", "hub/scenarios/local/custom.yaml", "hub/collections/me/mine.yaml"} {
 			if !strings.Contains(fileText(r, f), "Local CrowdSec item") {
 				t.Errorf("%s not written: %v", f, r.Files)
 			}

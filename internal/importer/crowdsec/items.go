@@ -75,9 +75,13 @@ func hubItems(r *importer.Result, c *csConfig, opts Options) error {
 	if err != nil {
 		return err
 	}
-	// Members of an enabled collection come with it.
+	// Members of an enabled hub collection come with it; a local
+	// collection's members must be installed by name.
 	covered := map[string]bool{}
 	for _, it := range items {
+		if it.kind != "collections" || !it.fromHub {
+			continue
+		}
 		for _, d := range it.docs {
 			for _, m := range []struct {
 				kind  string
@@ -105,10 +109,7 @@ func hubItems(r *importer.Result, c *csConfig, opts Options) error {
 			}
 		}
 	}
-	install := &importer.HubInstall{Source: c.ConfigPaths.HubDir, Data: c.ConfigPaths.DataDir}
-	if fi, err := os.Stat(filepath.Join(c.ConfigPaths.ConfigDir, "patterns")); err == nil && fi.IsDir() {
-		install.Patterns = filepath.Join(c.ConfigPaths.ConfigDir, "patterns")
-	}
+	install := installFrom(r, c)
 	var local []string
 	seenAllow := map[string]bool{}
 	for _, it := range items {
@@ -165,6 +166,29 @@ func hubItems(r *importer.Result, c *csConfig, opts Options) error {
 	sort.Strings(names)
 	r.Fragment.Hub.Items = names
 	return nil
+}
+
+// installFrom is the moat hub install from CrowdSec's own hub, data
+// directory and grok patterns, those that exist; without hub_dir moat's
+// default source (Debian's snapshot) stands in.
+func installFrom(r *importer.Result, c *csConfig) *importer.HubInstall {
+	isDir := func(p string) bool {
+		fi, err := os.Stat(p)
+		return err == nil && fi.IsDir()
+	}
+	h := &importer.HubInstall{}
+	if isDir(c.ConfigPaths.HubDir) {
+		h.Source = c.ConfigPaths.HubDir
+	} else {
+		r.Notef(c.File, "hub_dir %s does not exist: the hub items are installed from moat hub install's default source; give it --source if that lacks them", c.ConfigPaths.HubDir)
+	}
+	if isDir(c.ConfigPaths.DataDir) {
+		h.Data = c.ConfigPaths.DataDir
+	}
+	if p := filepath.Join(c.ConfigPaths.ConfigDir, "patterns"); isDir(p) {
+		h.Patterns = p
+	}
+	return h
 }
 
 func prefixed(kind string, names []string) []string {
