@@ -102,8 +102,8 @@ func TestAllowlistDocExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := strings.Split(string(doc), "```yaml\n")[1:]
-	if len(blocks) != 3 {
-		t.Fatalf("%d yaml examples in docs/allowlist.md, want 3", len(blocks))
+	if len(blocks) != 4 {
+		t.Fatalf("%d yaml examples in docs/allowlist.md, want 4", len(blocks))
 	}
 	for i, b := range blocks {
 		b, _, _ = strings.Cut(b, "```")
