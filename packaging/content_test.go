@@ -73,7 +73,7 @@ func sourceOf(t *testing.T, line string) string {
 	return ""
 }
 
-func readLines(t *testing.T, path string) []string {
+func readLines(t testing.TB, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
