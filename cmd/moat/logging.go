@@ -24,10 +24,12 @@ func (a *app) logger(cfg config.Config) (*slog.Logger, error) {
 		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: a.level}
+	var h slog.Handler = slog.NewTextHandler(a.stderr, opts)
 	if journalStream(a.stderr, os.Getenv("JOURNAL_STREAM")) {
-		return slog.New(newJournalHandler(a.stderr, opts)), nil
+		h = newJournalHandler(a.stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(a.stderr, opts)), nil
+	// The latest warnings and errors are kept for moat support dump.
+	return slog.New(newRingHandler(h, &logRing{})), nil
 }
 
 // setLevel applies the configured log level unless --log-level was given.

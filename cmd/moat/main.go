@@ -114,6 +114,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.statusCmd(),
 		a.communityCmd(),
 		a.scenariosCmd(),
+		a.supportCmd(),
 	)
 	a.conventions(root)
 	return root

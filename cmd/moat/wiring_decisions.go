@@ -183,6 +183,7 @@ func (d *decisions) start(ctx context.Context, m *daemon, guard *enforce.Guard) 
 	api.NotifyAdminRoutes(admin, d.notify)
 	api.ReinjectRoute(admin, d)
 	api.ActionAdminRoutes(admin, d.actions)
+	api.SupportAdminRoutes(admin, logRingOf(d.log))
 	if err := d.startAllowlist(ctx, m, svc, guard, admin); err != nil {
 		return err
 	}

@@ -11,6 +11,26 @@ import (
 	"path/filepath"
 )
 
+// StateOf is the name a source of cfg runs under (its own, or the one
+// derived from its inputs) and the file under stateDir where it keeps its
+// position; "" for kinds that keep none (syslog, command). moat support
+// dump reads it to report each source's saved position.
+func StateOf(cfg Config, stateDir string) (name, path string) {
+	name = cfg.Name
+	if name == "" {
+		name = defaultName(&cfg)
+	}
+	switch cfg.Source {
+	case KindFile:
+		path = stateFile(stateDir, "file", name)
+	case KindJournal:
+		path = stateFile(stateDir, "journal", name)
+	case KindDocker:
+		path = stateFile(stateDir, "docker", name)
+	}
+	return name, path
+}
+
 // stateFile names the file holding a source's position: the kind plus a
 // hash of the source name, so renaming a glob does not reuse stale offsets.
 func stateFile(dir, kind, name string) string {
