@@ -72,6 +72,11 @@ func (d *daemon) status(ctx context.Context) (api.Status, error) {
 	st.Counters["lines"] = int64(es.Lines)
 	st.Counters["parsed"] = int64(es.Parsed)
 	st.Counters["unparsed"] = int64(es.Unparsed)
+	// Trusted-proxy rewrites of HTTP sources, and trusted proxies'
+	// headers that named no client (http.trusted_proxies).
+	st.Counters["http_proxy_rewritten"] = int64(es.Proxies.Rewritten)
+	st.Counters["http_proxy_refused"] = int64(es.Proxies.Refused)
+	st.Counters["alert_context_errors"] = int64(es.ContextErrors)
 	st.Counters["kernel_batches"] = int64(rs.Batches)
 	st.Counters["kernel_errors"] = int64(rs.ApplyErrors)
 	st.Counters["refused"] = int64(rs.Refused)
