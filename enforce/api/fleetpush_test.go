@@ -80,9 +80,10 @@ func TestPushConcurrentKeepsOrder(t *testing.T) {
 	}
 }
 
-// Writes faster than fleetWakeEvery may wait for the end of the period
-// to wake the streams, yet the generation counts each write at once and
-// no write goes without a wake after it.
+// Writes faster than the wake period may wait for the end of the period
+// to wake the streams, yet the generation counts each write at once, no
+// write goes without a wake after it, and the wake's generation covers
+// every write before it.
 func TestChangesCoalesce(t *testing.T) {
 	c := NewChanges()
 	ch, gen := c.wait()
@@ -93,18 +94,33 @@ func TestChangesCoalesce(t *testing.T) {
 		t.Fatal("the first write did not wake the streams at once")
 	}
 	ch, g1 := c.wait()
-	if g1 != gen+1 {
-		t.Fatalf("generation %d after one write from %d", g1, gen)
+	if g1 != gen+1 || c.current() != g1 {
+		t.Fatalf("generation %d (now %d) after one write from %d", g1, c.current(), gen)
 	}
 	for range 100 {
 		c.Notify()
 	}
-	if _, g := c.wait(); g != g1+100 {
+	if g := c.current(); g != g1+100 {
 		t.Errorf("generation %d after 100 more writes from %d", g, g1)
 	}
 	select {
 	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the burst never woke the streams")
+	}
+	if _, g := c.wait(); g != g1+100 {
+		t.Errorf("the burst's wake at generation %d, want %d", g, g1+100)
+	}
+}
+
+// The period between wakes grows with the streams open, within bounds.
+func TestWakeEvery(t *testing.T) {
+	for _, c := range []struct {
+		streams int64
+		want    time.Duration
+	}{{0, fleetWakeEvery}, {1, fleetWakeEvery}, {500, 50 * time.Millisecond}, {1000, fleetWakeMax}, {100000, fleetWakeMax}} {
+		if got := wakeEvery(c.streams); got != c.want {
+			t.Errorf("%d streams: every %v, want %v", c.streams, got, c.want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moatsec/moat/enforce/decision"
@@ -48,10 +49,39 @@ type FleetEvent struct {
 	// decisions it holds that were not among them.
 	Startup bool `json:"startup,omitempty"`
 	// Decisions of a new or deleted event.
-	Decisions []Decision `json:"decisions,omitempty"`
+	Decisions []FleetDecision `json:"decisions,omitempty"`
 	// At is the server's clock when the event was read from the store,
 	// for the agent's propagation lag.
 	At time.Time `json:"at"`
+}
+
+// FleetDecision is a decision as the fleet stream carries it: what an
+// agent applies. The reason (the alert's message, the longest field), the
+// scope (the value's form says it) and the origin (an agent holds fleet
+// decisions under origin fleet, with a reason naming the server's ID) are
+// left out: every stream carries every decision, and they were more than
+// half of each line's bytes. An agent of an earlier version, which decodes
+// them as Decision, finds them empty and never read them either.
+type FleetDecision struct {
+	ID        int64     `json:"id"`
+	Value     string    `json:"value"`
+	Type      string    `json:"type"`
+	Scenario  string    `json:"scenario,omitempty"`
+	Until     time.Time `json:"until,omitzero"`
+	Simulated bool      `json:"simulated,omitempty"`
+	// Forever marks a decision without expiry (no until).
+	Forever bool `json:"forever,omitempty"`
+	// Ports and Protocol scope the ban to a service (see Decision).
+	Ports    string `json:"ports,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+}
+
+func fleetDecisionOf(m model.Decision) FleetDecision {
+	return FleetDecision{
+		ID: m.ID, Value: model.ValueString(m.Value), Type: m.Type, Scenario: m.Scenario,
+		Until: m.Until, Forever: m.Until.IsZero(), Simulated: m.Simulated,
+		Ports: model.FormatPorts(m.Ports), Protocol: m.Protocol,
+	}
 }
 
 // Defaults of the fleet stream: a zero field of the Server takes these.
@@ -70,47 +100,83 @@ const (
 // decision service's store with Wrap, hand it to the server (Server.Changes):
 // each stored write then wakes every stream at once, instead of a poll.
 type Changes struct {
-	mu sync.Mutex
-	ch chan struct{}
 	// gen counts the Notify calls: a read begun at generation g sees
 	// every write notified up to g.
-	gen uint64
+	gen atomic.Uint64
+	// last is the last wake: the channel the next one closes, and the
+	// generation it woke the streams at. Each stream reads it at each
+	// wake, without a lock.
+	last atomic.Pointer[wakeState]
+	// streams is the streams open, which spaces the wakes (wakeEvery).
+	streams atomic.Int64
+
+	mu sync.Mutex
 	// woke is when the streams were last woken, and armed whether a
-	// wake is due (see fleetWakeEvery).
+	// wake is due.
 	woke  time.Time
 	armed bool
 }
 
-// fleetWakeEvery spaces the streams' wake-ups. A write after a quiet
-// spell wakes them at once; writes coming faster are gathered into one
-// wake per period. Every wake costs each stream a store read shared with
-// the others and a write to its agent: with a wake per pushed alert, a
-// thousand streams spent the server's CPU on write calls carrying one
-// decision each.
-const fleetWakeEvery = 20 * time.Millisecond
-
-// NewChanges returns a notifier.
-func NewChanges() *Changes { return &Changes{ch: make(chan struct{})} }
-
-// wait returns a channel closed at the next Notify, and the generation.
-func (c *Changes) wait() (<-chan struct{}, uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ch, c.gen
+// wakeState is one wake of the streams.
+type wakeState struct {
+	ch  chan struct{}
+	gen uint64
 }
 
+// The spacing of the streams' wake-ups. A write after a quiet spell wakes
+// them at once; writes coming faster are gathered into one wake per
+// period. Every wake costs each stream a write to its agent (a system
+// call that wakes the agent's reader), whatever it carries: with a wake
+// per pushed alert, a thousand streams spent the server's CPU on write
+// calls carrying one decision each. The period grows with the streams
+// open (fleetWakePerStream each), so the writes a burst costs stay near
+// 10,000 a second however many agents listen, between fleetWakeEvery
+// (a few agents: the latency) and fleetWakeMax (a thousand and more).
+const (
+	fleetWakeEvery     = 20 * time.Millisecond
+	fleetWakePerStream = 100 * time.Microsecond
+	fleetWakeMax       = 100 * time.Millisecond
+)
+
+// wakeEvery is the wakes' spacing with n streams open.
+func wakeEvery(n int64) time.Duration {
+	return min(max(fleetWakeEvery, time.Duration(n)*fleetWakePerStream), fleetWakeMax)
+}
+
+// NewChanges returns a notifier.
+func NewChanges() *Changes {
+	c := &Changes{}
+	c.last.Store(&wakeState{ch: make(chan struct{})})
+	return c
+}
+
+// wait returns a channel closed at the next wake, and the generation of
+// the last one. A stream that read at a wake's generation saw every write
+// notified before the wake; one notified since is followed by a wake of
+// its own (Notify arms one), so the streams of one wake all take one
+// read, begun at or after it, and none waits for a later read to cover
+// the writes that came in while the thousand of them took their turns.
+func (c *Changes) wait() (<-chan struct{}, uint64) {
+	w := c.last.Load()
+	return w.ch, w.gen
+}
+
+// current is the generation now: a read begun after it sees every write
+// notified up to it.
+func (c *Changes) current() uint64 { return c.gen.Load() }
+
 // Notify wakes every stream waiting, at once or, when the last wake was
-// less than fleetWakeEvery ago, when that period ends.
+// less than a period ago (see wakeEvery), when that period ends.
 func (c *Changes) Notify() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	// The generation moves now: a read begun from here on sees the
 	// write, whenever the wake comes.
-	c.gen++
+	c.gen.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.armed {
 		return
 	}
-	if d := fleetWakeEvery - time.Since(c.woke); d > 0 {
+	if d := wakeEvery(c.streams.Load()) - time.Since(c.woke); d > 0 {
 		c.armed = true
 		time.AfterFunc(d, c.wake)
 		return
@@ -126,8 +192,8 @@ func (c *Changes) wake() {
 }
 
 func (c *Changes) wakeLocked() {
-	close(c.ch)
-	c.ch = make(chan struct{})
+	old := c.last.Swap(&wakeState{ch: make(chan struct{}), gen: c.gen.Load()})
+	close(old.ch)
 	c.woke = time.Now()
 }
 
@@ -253,23 +319,24 @@ func (s *Server) acquireFleet(ctx context.Context, machine string) (context.Cont
 // fleetWriter writes stream lines, each flushed under its own write
 // deadline: an agent that stops reading is cut off after WriteTimeout.
 type fleetWriter struct {
+	w   http.ResponseWriter
 	rc  *http.ResponseController
 	bw  *bufio.Writer
 	enc *json.Encoder
 	to  time.Duration
 }
 
-// sendRaw writes lines encoded already, flushed once.
-func (fw *fleetWriter) sendRaw(lines ...[]byte) error {
+// sendRaw writes lines encoded already, shared with other streams, in
+// one write to the connection: straight to the response, not copied
+// through the stream's buffer, which is empty between events.
+func (fw *fleetWriter) sendRaw(lines []byte) error {
 	if err := fw.rc.SetWriteDeadline(time.Now().Add(fw.to)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	for _, b := range lines {
-		if _, err := fw.bw.Write(b); err != nil {
-			return err
-		}
-	}
 	if err := fw.bw.Flush(); err != nil {
+		return err
+	}
+	if _, err := fw.w.Write(lines); err != nil {
 		return err
 	}
 	return fw.rc.Flush()
@@ -315,13 +382,24 @@ func (s *Server) fleetStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
+	if r.ProtoMajor == 1 {
+		// Not chunked: the stream is delimited by the connection's end
+		// (it never ends otherwise), and each wake is then one write to
+		// the connection. Chunked, net/http wrote a chunk's header, the
+		// first 4 KiB of the delta, its rest and the chunk's end in three
+		// system calls (the agent woken for each): a thousand streams
+		// spent half the server's CPU on them. An agent tells a cut
+		// stream by its last line, which then lacks its newline and does
+		// not decode.
+		w.Header().Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	to := s.WriteTimeout
 	if to <= 0 {
 		to = DefaultWriteTimeout
 	}
-	fw := &fleetWriter{rc: rc, bw: bw, enc: json.NewEncoder(bw), to: to}
+	fw := &fleetWriter{w: w, rc: rc, bw: bw, enc: json.NewEncoder(bw), to: to}
 	if err := s.fleetLoop(ctx, fw, after); err != nil && ctx.Err() == nil {
 		s.cutShort(r, err)
 	}
@@ -335,8 +413,13 @@ func (s *Server) fleetLoop(ctx context.Context, fw *fleetWriter, seq int64) erro
 	if hb <= 0 {
 		hb = DefaultFleetHeartbeat
 	}
+	if s.Changes != nil {
+		s.Changes.streams.Add(1)
+		defer s.Changes.streams.Add(-1)
+	}
 	startup := seq == 0
 	lastSent := time.Now()
+	var lastWoken time.Time
 	poll := time.NewTicker(min(fleetPoll, hb))
 	defer poll.Stop()
 	for first := true; ; first = false {
@@ -376,11 +459,30 @@ func (s *Server) fleetLoop(ctx context.Context, fw *fleetWriter, seq int64) erro
 			}
 			continue
 		}
+		if !s.fleetWait(ctx, woken, poll.C, &lastWoken) {
+			return nil
+		}
+	}
+}
+
+// fleetWait waits for the stream's next read: a wake, or its poll. A poll
+// within fleetPoll of the last wake is skipped: the wakes' reads see
+// every write, notified or not, and streams polling on their own read the
+// store each at its own position, a thousand reads a second which, made
+// between the wakes, split the streams' positions and with them the
+// shared reads. It returns false when ctx ended.
+func (s *Server) fleetWait(ctx context.Context, woken <-chan struct{}, poll <-chan time.Time, lastWoken *time.Time) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case <-woken:
-		case <-poll.C:
+			*lastWoken = time.Now()
+			return true
+		case <-poll:
+			if s.Changes == nil || time.Since(*lastWoken) >= fleetPoll {
+				return true
+			}
 		}
 	}
 }
@@ -438,7 +540,7 @@ func fleetEventOf(c store.Change, recs []store.Record, now time.Time) FleetEvent
 		if rec.Simulated && c == store.New {
 			continue
 		}
-		ev.Decisions = append(ev.Decisions, fromModel(rec.Decision))
+		ev.Decisions = append(ev.Decisions, fleetDecisionOf(rec.Decision))
 	}
 	return ev
 }
@@ -447,7 +549,7 @@ func fleetEventOf(c store.Change, recs []store.Record, now time.Time) FleetEvent
 // streams at the same position: a thousand agents woken by one commit
 // made a thousand identical store reads, and pushes queued behind them.
 type fleetFeed struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	entries map[int64]*feedEntry // by the sequence the delta starts after
 }
 
@@ -463,12 +565,12 @@ type feedEntry struct {
 	done  chan struct{}
 	cur   int64
 	err   error
-	// evs is the events read, encoded once for every stream as NDJSON
-	// lines, and checkpoint the checkpoint line up to cur: each stream
-	// writes the same bytes (encoding them per stream was as much of the
-	// server's CPU as the writes).
-	evs        []byte
-	checkpoint []byte
+	// lines is the events read, encoded once for every stream as NDJSON
+	// lines, followed by the checkpoint line up to cur (from evEnd on):
+	// each stream writes the same bytes (encoding them per stream was as
+	// much of the server's CPU as the writes), in one write.
+	lines []byte
+	evEnd int
 }
 
 // The reads kept: a stream behind the others (its agent slower to read)
@@ -488,10 +590,23 @@ const (
 // sends it and asks again from where it ends.
 func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (e *feedEntry, stale bool, err error) {
 	f := &s.feed
-	f.mu.Lock()
+	// Most streams of a wake find the read begun: under the read lock,
+	// so the thousand streams a wake sets off do not queue on each other.
+	f.mu.RLock()
 	e = f.entries[seq]
-	if e != nil && e.gen >= gen && time.Since(e.began) < fleetPoll/2 {
+	f.mu.RUnlock()
+	if !e.fresh(gen) && !e.moves(seq) {
+		f.mu.Lock()
+		// Another stream may have begun it meanwhile.
+		if e = f.entries[seq]; !e.fresh(gen) && !e.moves(seq) {
+			e = s.beginRead(seq)
+			f.mu.Unlock()
+			s.read(ctx, e, seq)
+			return e, false, nil
+		}
 		f.mu.Unlock()
+	}
+	if e.fresh(gen) {
 		select {
 		case <-e.done:
 			return e, false, nil
@@ -499,10 +614,25 @@ func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (e *feed
 			return nil, false, ctx.Err()
 		}
 	}
-	if e != nil && e.settled() && e.err == nil && e.cur > seq {
-		f.mu.Unlock()
-		return e, true, nil
-	}
+	return e, true, nil
+}
+
+// fresh reports whether e serves a stream woken at generation gen: it
+// began at gen or later, and recently enough for a stream woken by its
+// poll rather than by a Notify.
+func (e *feedEntry) fresh(gen uint64) bool {
+	return e != nil && e.gen >= gen && time.Since(e.began) < fleetPoll/2
+}
+
+// moves reports whether e, ended, still moves a stream at seq forward.
+func (e *feedEntry) moves(seq int64) bool {
+	return e != nil && e.settled() && e.err == nil && e.cur > seq
+}
+
+// beginRead records a read of the changes after seq, begun now; the
+// caller holds s.feed.mu.
+func (s *Server) beginRead(seq int64) *feedEntry {
+	f := &s.feed
 	if f.entries == nil {
 		f.entries = map[int64]*feedEntry{}
 	}
@@ -516,10 +646,14 @@ func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (e *feed
 			f.entries = map[int64]*feedEntry{}
 		}
 	}
-	_, now := s.Changes.wait()
-	e = &feedEntry{gen: now, began: time.Now(), done: make(chan struct{})}
+	e := &feedEntry{gen: s.Changes.current(), began: time.Now(), done: make(chan struct{})}
 	f.entries[seq] = e
-	f.mu.Unlock()
+	return e
+}
+
+// read makes the read e records, for every stream waiting on it.
+func (s *Server) read(ctx context.Context, e *feedEntry, seq int64) {
+	f := &s.feed
 	// Read for every stream waiting on it: not ended by this stream's
 	// agent going away.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultWriteTimeout)
@@ -527,12 +661,13 @@ func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (e *feed
 	at := s.Now()
 	e.cur, e.err = s.st.Stream(rctx, seq, false, at, 0, func(c store.Change, recs []store.Record) error {
 		if ev := fleetEventOf(c, recs, at); len(ev.Decisions) > 0 {
-			return appendLine(&e.evs, ev)
+			return appendLine(&e.lines, ev)
 		}
 		return nil
 	})
 	if e.err == nil {
-		e.err = appendLine(&e.checkpoint, FleetEvent{Kind: FleetCheckpoint, Seq: e.cur, At: at})
+		e.evEnd = len(e.lines)
+		e.err = appendLine(&e.lines, FleetEvent{Kind: FleetCheckpoint, Seq: e.cur, At: at})
 	}
 	close(e.done)
 	if e.err != nil {
@@ -543,7 +678,6 @@ func (s *Server) sharedRead(ctx context.Context, seq int64, gen uint64) (e *feed
 		}
 		f.mu.Unlock()
 	}
-	return e, false, nil
 }
 
 // settled reports whether the read ended.
@@ -568,13 +702,13 @@ func (s *Server) fleetSharedDelta(ctx context.Context, fw *fleetWriter, seq int6
 	if e.err != nil {
 		return seq, false, false, e.err
 	}
-	if e.cur < seq || (e.cur == seq && len(e.evs) == 0) {
+	if e.cur < seq || (e.cur == seq && e.evEnd == 0) {
 		// The store behind the agent, or nothing new: as any delta.
 		next, sent, err = s.fleetCheckpoint(ctx, fw, seq, e.cur, false, false, s.Now())
 		return next, sent, false, err
 	}
-	if err := fw.sendRaw(e.evs, e.checkpoint); err != nil {
-		return seq, len(e.evs) > 0, false, err
+	if err := fw.sendRaw(e.lines); err != nil {
+		return seq, e.evEnd > 0, false, err
 	}
 	return e.cur, true, stale, nil
 }

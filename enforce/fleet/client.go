@@ -355,7 +355,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // fleetDecision is a server's decision as the agent holds it.
-func fleetDecision(d api.Decision, now time.Time) (model.Decision, bool) {
+func fleetDecision(d api.FleetDecision, now time.Time) (model.Decision, bool) {
 	v, err := model.ParseValue(d.Value)
 	if err != nil || d.ID <= 0 || d.Simulated {
 		return model.Decision{}, false

@@ -31,17 +31,17 @@ type lapiStream struct {
 
 // toAPI converts d; durations may be negative (expired) or in CrowdSec's
 // forms, which time.ParseDuration reads but for days (never in a stream).
-func (d lapiDecision) toAPI(now time.Time) (api.Decision, bool) {
+func (d lapiDecision) toAPI(now time.Time) (api.FleetDecision, bool) {
 	switch strings.ToLower(d.Scope) {
 	case "ip", "range":
 	default:
-		return api.Decision{}, false
+		return api.FleetDecision{}, false
 	}
 	dur, err := time.ParseDuration(d.Duration)
 	if err != nil {
-		return api.Decision{}, false
+		return api.FleetDecision{}, false
 	}
-	return api.Decision{ID: d.ID, Value: d.Value, Type: d.Type, Scenario: d.Scenario, Until: now.Add(dur), Simulated: d.Simulated}, true
+	return api.FleetDecision{ID: d.ID, Value: d.Value, Type: d.Type, Scenario: d.Scenario, Until: now.Add(dur), Simulated: d.Simulated}, true
 }
 
 // pollLoop polls the bouncer stream of a server without a fleet stream
@@ -102,8 +102,8 @@ func (c *Client) pollOnce(ctx context.Context, h *held, startup bool) error {
 	}
 	clear(h.seen)
 	now := time.Now()
-	conv := func(ls []lapiDecision) []api.Decision {
-		out := make([]api.Decision, 0, len(ls))
+	conv := func(ls []lapiDecision) []api.FleetDecision {
+		out := make([]api.FleetDecision, 0, len(ls))
 		for _, l := range ls {
 			if d, ok := l.toAPI(now); ok {
 				out = append(out, d)

@@ -251,7 +251,7 @@ func (c *Client) streamOnce(ctx context.Context, h *held, base string, seq int64
 }
 
 // applyNew holds the decisions not held yet.
-func (c *Client) applyNew(ctx context.Context, h *held, ds []api.Decision, at time.Time) error {
+func (c *Client) applyNew(ctx context.Context, h *held, ds []api.FleetDecision, at time.Time) error {
 	now := time.Now()
 	var add []model.Decision
 	var sids []int64
@@ -295,7 +295,7 @@ func (c *Client) applyNew(ctx context.Context, h *held, ds []api.Decision, at ti
 }
 
 // applyDeleted drops the decisions held of those the server deleted.
-func (c *Client) applyDeleted(ctx context.Context, h *held, ds []api.Decision) error {
+func (c *Client) applyDeleted(ctx context.Context, h *held, ds []api.FleetDecision) error {
 	var ids, sids []int64
 	for _, d := range ds {
 		hd, ok := h.local[d.ID]
