@@ -43,6 +43,14 @@ type held struct {
 	// seen collects the server IDs streamed since the last checkpoint,
 	// for a startup checkpoint to drop what the server no longer has.
 	seen map[int64]bool
+	// pending collects the server IDs streamed as new since the last
+	// checkpoint, across reconnects: a stream cut between a delta's
+	// events and its checkpoint leaves them applied while the position
+	// stays before them. The delta resumed from that position names
+	// again each of them still active, and none deleted since (it
+	// carries deletions only of decisions older than the position), so
+	// its checkpoint drops those it did not name.
+	pending map[int64]bool
 	// pruned is when expired entries were last forgotten.
 	pruned time.Time
 }
@@ -113,7 +121,7 @@ func (c *Client) streamLoop(ctx context.Context) {
 				}
 				continue
 			}
-			h = &held{local: map[int64]heldDecision{}, seen: map[int64]bool{}}
+			h = &held{local: map[int64]heldDecision{}, seen: map[int64]bool{}, pending: map[int64]bool{}}
 			for sid, id := range local {
 				h.local[sid] = heldDecision{id: id}
 			}
@@ -215,6 +223,9 @@ func (c *Client) streamOnce(ctx context.Context, h *held, base string, seq int64
 		}
 		switch ev.Kind {
 		case api.FleetNew:
+			for _, d := range ev.Decisions {
+				h.pending[d.ID] = true
+			}
 			if err := c.applyNew(ctx, h, ev.Decisions, ev.At); err != nil {
 				return seq, true, err
 			}
@@ -223,12 +234,15 @@ func (c *Client) streamOnce(ctx context.Context, h *held, base string, seq int64
 				return seq, true, err
 			}
 		case api.FleetCheckpoint:
-			if ev.Startup {
-				if err := c.dropUnseen(ctx, h); err != nil {
-					return seq, true, err
-				}
+			drop := c.dropUnseen
+			if !ev.Startup {
+				drop = c.dropUnconfirmed
+			}
+			if err := drop(ctx, h); err != nil {
+				return seq, true, err
 			}
 			clear(h.seen)
+			clear(h.pending)
 			seq = ev.Seq
 			c.stats.seq.Store(seq)
 			// Saved at most every second: a replay after a crash is
@@ -329,6 +343,24 @@ func (c *Client) dropUnseen(ctx context.Context, h *held) error {
 	var ids, sids []int64
 	for sid, hd := range h.local {
 		if h.seen[sid] {
+			continue
+		}
+		sids = append(sids, sid)
+		if hd.id != 0 {
+			ids = append(ids, hd.id)
+		}
+	}
+	return c.drop(ctx, h, ids, sids)
+}
+
+// dropUnconfirmed drops the decisions a cut stream applied before its
+// checkpoint (pending) that the delta resumed from the same position did
+// not name again (seen): deleted or expired since (see held.pending).
+func (c *Client) dropUnconfirmed(ctx context.Context, h *held) error {
+	var ids, sids []int64
+	for sid := range h.pending {
+		hd, ok := h.local[sid]
+		if !ok || h.seen[sid] {
 			continue
 		}
 		sids = append(sids, sid)
