@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,50 @@ type group struct {
 	mu    sync.Mutex
 	queue []*pending
 	busy  bool
+	stats groupStats
+}
+
+// groupStats count what the group commit did (see InsertStats).
+type groupStats struct {
+	statements, inserts, alerts, decisions, retried, nanos atomic.Int64
+}
+
+// InsertStats are the figures of a Store's inserts since Open: how many
+// statements (each its own transaction) carried how many callers'
+// inserts, alerts and decisions, and how long they took from send to
+// answer. Inserts per statement is the group commit's gathering; a
+// retried group (one whose statement failed, each insert then sent
+// alone) would show every insert as a statement of its own.
+type InsertStats struct {
+	Statements, Inserts, Alerts, Decisions int64
+	// Retried is the grouped statements that failed and were retried
+	// one insert at a time.
+	Retried int64
+	Time    time.Duration
+}
+
+// InsertStats returns the Store's insert figures.
+func (s *Store) InsertStats() InsertStats {
+	g := &s.group.stats
+	return InsertStats{
+		Statements: g.statements.Load(), Inserts: g.inserts.Load(), Alerts: g.alerts.Load(),
+		Decisions: g.decisions.Load(), Retried: g.retried.Load(), Time: time.Duration(g.nanos.Load()),
+	}
+}
+
+// timedExec is exec, counted in the group's figures.
+func (s *Store) timedExec(ctx context.Context, c *columns, inserts int, now time.Time) ([]int64, error) {
+	t0 := time.Now()
+	_, ids, err := s.exec(ctx, c, now)
+	g := &s.group.stats
+	g.nanos.Add(int64(time.Since(t0)))
+	g.statements.Add(1)
+	if err == nil {
+		g.inserts.Add(int64(inserts))
+		g.alerts.Add(int64(len(c.scenario)))
+		g.decisions.Add(int64(len(c.id)))
+	}
+	return ids, err
 }
 
 // pending is one caller's insert.
@@ -81,17 +126,18 @@ func (s *Store) flush(ctx context.Context, take []*pending) {
 		}
 	}()
 	if len(take) == 1 {
-		_, take[0].ids, take[0].err = s.exec(ctx, take[0].c, now)
+		take[0].ids, take[0].err = s.timedExec(ctx, take[0].c, 1, now)
 		return
 	}
 	var all columns
 	for _, p := range take {
 		all.merge(p.c)
 	}
-	_, ids, err := s.exec(ctx, &all, now)
+	ids, err := s.timedExec(ctx, &all, len(take), now)
 	if err != nil {
+		s.group.stats.retried.Add(1)
 		for _, p := range take {
-			_, p.ids, p.err = s.exec(ctx, p.c, now)
+			p.ids, p.err = s.timedExec(ctx, p.c, 1, now)
 		}
 		return
 	}
