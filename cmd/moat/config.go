@@ -23,7 +23,8 @@ func (a *app) configCmd() *cobra.Command {
 			if err := checkContent(cfg, a.stderr); err != nil {
 				return err
 			}
-			out, err := cfg.Marshal()
+			// The output ends up in tickets and chat: secrets stay out.
+			out, err := cfg.Redact()
 			if err != nil {
 				return err
 			}
@@ -31,7 +32,7 @@ func (a *app) configCmd() *cobra.Command {
 			if src == "" {
 				src = "built-in default"
 			}
-			fmt.Fprintf(a.stdout, "# effective configuration (from %s)\n%s", src, out)
+			fmt.Fprintf(a.stdout, "# effective configuration (from %s; secrets redacted)\n%s", src, out)
 			return nil
 		},
 	})

@@ -39,3 +39,22 @@ func TestConfigCheckMisconfigurations(t *testing.T) {
 		})
 	}
 }
+
+// config check prints the effective configuration without its secrets.
+func TestConfigCheckRedacts(t *testing.T) {
+	root := repoRoot(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "moat.yaml")
+	body := "state_dir: " + dir + "\nhub:\n  dir: " + root + "/packaging/hub\n  data: " + dir + "/data\n" +
+		"fleet:\n  server: https://fleet.example:8089\n  machine_id: agent-1\n  password: s3cr-fleet-pass\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMoat(t, "", "config", "check", "--config", path)
+	if code != exitOK || !strings.Contains(out, "machine_id: agent-1") {
+		t.Fatalf("config check: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "s3cr") {
+		t.Errorf("config check printed the fleet password:\n%s", out)
+	}
+}
