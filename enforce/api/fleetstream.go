@@ -78,7 +78,7 @@ type FleetDecision struct {
 
 func fleetDecisionOf(m model.Decision) FleetDecision {
 	return FleetDecision{
-		ID: m.ID, Value: model.ValueString(m.Value), Type: m.Type, Scenario: m.Scenario,
+		ID: m.ID, Value: m.ValueString(), Type: m.Type, Scenario: m.Scenario,
 		Until: m.Until, Forever: m.Until.IsZero(), Simulated: m.Simulated,
 		Ports: model.FormatPorts(m.Ports), Protocol: m.Protocol,
 	}

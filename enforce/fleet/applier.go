@@ -115,7 +115,7 @@ func (a *ServiceApplier) ownBans(ctx context.Context, ds []model.Decision) (func
 			return fmt.Errorf("local bans: %w", err)
 		}
 		for _, r := range recs {
-			into[ownKey{model.ValueString(r.Value), r.Scenario}] = true
+			into[ownKey{r.ValueString(), r.Scenario}] = true
 		}
 		return nil
 	}
@@ -137,13 +137,13 @@ func (a *ServiceApplier) ownBans(ctx context.Context, ds []model.Decision) (func
 			if d.Scenario == "" {
 				continue
 			}
-			if err := list(store.Filter{Value: model.ValueString(d.Value)}, local); err != nil {
+			if err := list(store.Filter{Value: d.ValueString()}, local); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return func(d model.Decision) bool {
-		return d.Scenario != "" && local[ownKey{model.ValueString(d.Value), d.Scenario}]
+		return d.Scenario != "" && local[ownKey{d.ValueString(), d.Scenario}]
 	}, nil
 }
 

@@ -356,8 +356,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // fleetDecision is a server's decision as the agent holds it.
 func fleetDecision(d api.FleetDecision, now time.Time) (model.Decision, bool) {
-	v, err := model.ParseValue(d.Value)
+	v, geo, err := model.ParseDecisionValue(d.Value)
 	if err != nil || d.ID <= 0 || d.Simulated {
+		return model.Decision{}, false
+	}
+	// A port-scoped ban whose scope cannot be read is left out rather
+	// than taken as a ban of every port.
+	ports, err := model.ParsePorts(d.Ports)
+	if err != nil || (d.Protocol != "" && d.Protocol != "tcp" && d.Protocol != "udp") {
 		return model.Decision{}, false
 	}
 	if !d.Until.IsZero() && !d.Until.After(now) {
@@ -368,7 +374,7 @@ func fleetDecision(d api.FleetDecision, now time.Time) (model.Decision, bool) {
 		typ = "ban"
 	}
 	return model.Decision{
-		Value: model.Canonical(v), Type: typ, Origin: model.OriginFleet, Scenario: d.Scenario,
-		Reason: ReasonOf(d.ID), Until: d.Until,
+		Value: model.Canonical(v), Geo: geo, Type: typ, Origin: model.OriginFleet, Scenario: d.Scenario,
+		Reason: ReasonOf(d.ID), Until: d.Until, Ports: ports, Protocol: d.Protocol,
 	}, true
 }
