@@ -1,18 +1,17 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
+	"maps"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,32 +46,17 @@ const (
 	fleetLoadPassword = "fleet-load-password"
 )
 
-// fleetAgentsReport is what the agent process counted: per stream, the
-// distinct decisions it received.
-type fleetAgentsReport struct {
-	Streams   int   `json:"streams"`
-	Failed    int64 `json:"failed"`
-	MinDec    int   `json:"min_decisions"`
-	MaxDec    int   `json:"max_decisions"`
-	Bytes     int64 `json:"bytes"`
-	CPUMillis int64 `json:"cpu_ms"`
-	// FirstFailure is why the first stream to fail did.
-	FirstFailure string `json:"first_failure,omitempty"`
-	// CatchUpMillis is how long after the pushes ended every stream
-	// held every decision (or the agents gave up waiting).
-	CatchUpMillis int64 `json:"catch_up_ms"`
-}
-
-// fleetCatchUp bounds how long the agents wait, once the pushes ended,
-// for every stream to hold every decision.
-const fleetCatchUp = 90 * time.Second
-
 // TestFleetStreamLoad pushes SSH alerts into a fleet server on PostgreSQL
 // as fast as pushers holding a fixed number of requests in flight get
 // them stored, while 1,000 agents hold the fleet decision stream open. It
-// logs the alerts stored per second, the push latency, the CPU time of the
-// server, of PostgreSQL and of the agents, and the store's commits, and
-// checks that every stream received every decision once the pushes end.
+// checks that every stream received every decision once the pushes end,
+// and the rate target (5,000 alerts/s; see the end for how on a shared
+// machine). It logs the alerts stored per second, the push latency, the
+// propagation from a push to the agents, the CPU time of the server, of
+// PostgreSQL and of the agents per alert, the other work on the machine,
+// and the store's group commits; internal/bench reads its summary line.
+// MOAT_FLEET_LOAD_STREAMS sets another number of streams (1: the push
+// path alone); -short runs 200 streams for 3 s.
 func TestFleetStreamLoad(t *testing.T) {
 	if addr := os.Getenv(fleetLoadEnv); addr != "" {
 		n, _ := strconv.Atoi(os.Getenv(fleetLoadStreamsEnv))
@@ -134,41 +118,151 @@ func TestFleetStreamLoad(t *testing.T) {
 	agents := startFleetAgents(t, ln.Addr().String(), streams)
 	token := fleetLogin(t, http.DefaultClient, base, "pusher")
 
-	pgBefore, cpuBefore := pgFigures(t, pg), selfCPU()
+	agentPid := agents.cmd.Process.Pid
+	pgBefore, cpuBefore, wBefore, agentsBefore, insBefore, hostBefore := pgFigures(t, pg), selfCPU(), selfWrites(), treeTicks(agentPid), insertStats(st.InsertStats()), hostTicks()
 	start := time.Now()
-	lat, stored := pushAlerts(t, base, token, pushFor)
+	lat, stored, sent := pushAlerts(t, base, token, pushFor)
 	elapsed := time.Since(start)
-	pgAfter, cpuAfter := pgFigures(t, pg), selfCPU()
+	pgAfter, cpuAfter, wAfter, agentsAfter, insAfter, hostAfter := pgFigures(t, pg), selfCPU(), selfWrites(), treeTicks(agentPid), insertStats(st.InsertStats()), hostTicks()
 	load, _ := os.ReadFile("/proc/loadavg")
 
 	// Every stream must come to hold every decision: the agents wait for
 	// it (within fleetCatchUp), then end and report.
-	rep := agents.stop(t, stored)
+	seq, err := st.Seq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := agents.stop(t, stored, seq)
 	slices.Sort(lat)
 	secs := elapsed.Seconds()
+	// Propagation: from a push sent to the last of the sampled streams
+	// holding its ban.
+	var prop []time.Duration
+	for ip, t0 := range sent {
+		if at, ok := rep.Held[ip]; ok {
+			prop = append(prop, time.Unix(0, at).Sub(t0))
+		}
+	}
+	slices.Sort(prop)
+	if len(prop) < len(sent) {
+		t.Errorf("the sampled streams hold %d of the %d marked bans", len(prop), len(sent))
+	}
+	// CPU per 1,000 alerts stored, in ms, of the server (this process),
+	// PostgreSQL (every process of the cluster) and the agents' process,
+	// during the pushes: the machine is shared, and these hold when the
+	// rate does not.
+	perK := func(d time.Duration) float64 { return float64(d.Milliseconds()) * 1000 / float64(max(stored, 1)) }
+	tick := 10 * time.Millisecond // USER_HZ
+	srvMs := perK(cpuAfter - cpuBefore)
+	pgMs := perK(time.Duration(pgAfter.cpuTicks-pgBefore.cpuTicks) * tick)
+	agentsMs := perK(time.Duration(agentsAfter-agentsBefore) * tick)
+	ins := insAfter.sub(insBefore)
 	t.Logf("fleet load, %d streams open: %d alerts stored in %.1f s, %.0f alerts/s (target ≥ 5,000); push of %d alerts: p50 %v, p99 %v, max %v",
 		rep.Streams, stored, secs, float64(stored)/secs, fleetPushBatch, pctile(lat, 0.5), pctile(lat, 0.99), lat[len(lat)-1])
-	t.Logf("what bounds it: server (this process) CPU %.0f%% of a core, PostgreSQL CPU %.0f%%, agents' process CPU %d ms in all; PostgreSQL %.0f transactions/s (the streams' reads among them), %.0f rows inserted/s; load average %s",
-		100*(cpuAfter-cpuBefore).Seconds()/secs, 100*float64(pgAfter.cpuTicks-pgBefore.cpuTicks)/100/secs, rep.CPUMillis,
-		float64(pgAfter.commits-pgBefore.commits)/secs, float64(pgAfter.inserted-pgBefore.inserted)/secs, strings.TrimSpace(string(load)))
-	t.Logf("streams: %d, each received %d to %d distinct decisions (want %d) within %v of the last push, %d MiB in all, %d failed; server: %+v",
-		rep.Streams, rep.MinDec, rep.MaxDec, stored, time.Duration(rep.CatchUpMillis)*time.Millisecond, rep.Bytes>>20, rep.Failed, srv.Stats())
+	// The machine's cores, in use by the three and by whatever else ran.
+	// The kernel's softirq work (loopback TCP's receive side, most of it
+	// the streams') is in the time of the process it interrupted (tick
+	// accounting, no IRQ_TIME_ACCOUNTING here): shown, not added.
+	cores := float64(runtime.NumCPU())
+	softirqMs := perK(time.Duration(hostAfter.softirq-hostBefore.softirq) * tick)
+	ours := (srvMs + pgMs + agentsMs) * float64(stored) / 1e6
+	others := max(float64(hostAfter.busy-hostBefore.busy)/100-ours, 0) / secs
+	// capacity is the rate the three would reach on the machine's cores
+	// alone, at the CPU each alert cost them here.
+	capacity := cores * 1e6 / max(srvMs+pgMs+agentsMs, 1)
+	t.Logf("what bounds it: CPU, of the server (this process) %.0f%% of a core, PostgreSQL %.0f%%, the agents' process %.0f%% (softirq among them %.0f%%); per 1,000 alerts %.0f, %.0f and %.0f ms (softirq %.0f): on its %.0f cores alone the machine would take %.0f alerts/s; "+
+		"other work used %.2f cores of it meanwhile, load average %s",
+		100*(cpuAfter-cpuBefore).Seconds()/secs, 100*float64(pgAfter.cpuTicks-pgBefore.cpuTicks)/100/secs,
+		100*float64(agentsAfter-agentsBefore)/100/secs, float64(hostAfter.softirq-hostBefore.softirq)/secs,
+		srvMs, pgMs, agentsMs, softirqMs, cores, capacity, others, strings.TrimSpace(string(load)))
+	t.Logf("server: %.0f write calls/s; PostgreSQL: %.0f transactions/s (the streams' reads and the pushes' lookups among them), %.0f rows inserted/s; "+
+		"group commit: %d statements (%.1f/s, %d retried alone) carrying %.1f inserts, %.1f alerts and %.1f decisions each, %v each on average",
+		float64(wAfter-wBefore)/secs, float64(pgAfter.commits-pgBefore.commits)/secs, float64(pgAfter.inserted-pgBefore.inserted)/secs,
+		ins.Statements, float64(ins.Statements)/secs, ins.Retried, ins.per(ins.Inserts), ins.per(ins.Alerts), ins.per(ins.Decisions), ins.meanTime())
+	t.Logf("streams: %d, each received %d to %d decisions (want %d; the %d sampled at least %d distinct ones) and reached checkpoint %d (want %d) within %v of the last push, %d MiB in all, %d failed; server: %+v",
+		rep.Streams, rep.MinDec, rep.MaxDec, stored, rep.Sampled, rep.SampleMin, rep.MinSeq, seq, time.Duration(rep.CatchUpMillis)*time.Millisecond, rep.Bytes>>20, rep.Failed, srv.Stats())
+	t.Logf("propagation, push sent to the last sampled stream holding its ban (%d bans): p50 %v, p99 %v, max %v; of it, from the server's read of the store: p50 %v, p99 %v",
+		len(prop), pctile(prop, 0.5).Round(time.Millisecond), pctile(prop, 0.99).Round(time.Millisecond), pctile(prop, 1).Round(time.Millisecond),
+		(time.Duration(rep.LagP50Micros) * time.Microsecond).Round(time.Millisecond), (time.Duration(rep.LagP99Micros) * time.Microsecond).Round(time.Millisecond))
+	// The line internal/bench reads (fleetLoadLine there): keep its form.
+	t.Logf("fleet load summary: streams %d, alerts/s %.0f, push p50 ms %.1f, push p99 ms %.1f, propagation p50 ms %.1f, propagation p99 ms %.1f, cpu ms per 1k alerts: server %.0f, postgres %.0f, agents %.0f, softirq %.0f, alerts per group commit %.1f, other work cores %.2f",
+		streams, float64(stored)/secs, ms(pctile(lat, 0.5)), ms(pctile(lat, 0.99)),
+		ms(pctile(prop, 0.5)), ms(pctile(prop, 0.99)), srvMs, pgMs, agentsMs, softirqMs, ins.per(ins.Alerts), others)
 	if rep.Streams != streams || rep.Failed > 0 {
 		t.Errorf("%d of %d streams open at the end, %d failed, the first: %s", rep.Streams, streams, rep.Failed, rep.FirstFailure)
 	}
-	if rep.MinDec != int(stored) || rep.MaxDec != int(stored) {
-		t.Errorf("streams received %d to %d decisions, want %d each", rep.MinDec, rep.MaxDec, stored)
+	if rep.MinDec != int(stored) || rep.MaxDec != int(stored) || rep.SampleMin != int(stored) || rep.MinSeq < seq {
+		t.Errorf("streams received %d to %d decisions (sampled: %d distinct at least) and reached checkpoint %d, want %d each and %d", rep.MinDec, rep.MaxDec, rep.SampleMin, rep.MinSeq, stored, seq)
 	}
-	// Gross failures only: the machine is shared, and the target is not
-	// met today. Measured here (2 shared cores): 1 stream ~1,800 alerts/s
-	// (PostgreSQL CPU-bound: each pushed alert is its own duplicate
-	// check, profile decision and transaction); 1,000 streams ~120/s,
-	// push p50 ~2.6 s, with neither the server nor PostgreSQL out of CPU:
-	// the pushes wait for pooled connections behind the streams' shared
-	// reads (see fleetFeed), and each alert is written to every stream.
+	// The target: 5,000 alerts/s with 1,000 streams. On this machine (2
+	// cores) the server, PostgreSQL and the agents' process share them,
+	// and what bounds the rate is their CPU: measured with the machine to
+	// themselves, 160-180 ms per 1,000 alerts (server 82-93, about half of
+	// it the writes to the streams; PostgreSQL 34-39; agents 43-46, most
+	// of it the kernel copying 1.2 GB/s of stream to them), 10,700-12,000
+	// alerts/s stored. Other work on the machine takes its share: at load
+	// averages of 10 to 16, 2,600-3,900. So the rate is held to the target
+	// when the machine was ours (other work under half a core), and
+	// otherwise the CPU each alert cost, which other work moves much less,
+	// to what reaches the target on the machine's cores: a regression of
+	// the path shows in either.
+	if streams >= 1000 && !testing.Short() {
+		const target = 5000
+		rate := float64(stored) / secs
+		switch {
+		case others < 0.5 && rate < target:
+			t.Errorf("%.0f alerts/s with %d streams and the machine to ourselves (other work %.2f cores), want ≥ %d", rate, streams, others, target)
+		case capacity < target:
+			t.Errorf("%.0f ms of CPU per 1,000 alerts: %.0f alerts/s at most on %.0f cores, want ≥ %d", srvMs+pgMs+agentsMs, capacity, cores, target)
+		case others >= 0.5 && rate < target:
+			t.Logf("%.0f alerts/s, under the target of %d: other work took %.2f cores; the CPU per alert reaches it (%.0f alerts/s)", rate, target, others, capacity)
+		}
+	}
 	if stored == 0 || pctile(lat, 0.5) > 30*time.Second {
 		t.Errorf("%d alerts stored, push p50 %v: the path is broken, not just slow", stored, pctile(lat, 0.5))
 	}
+}
+
+// hostCPU is the machine's CPU time in ticks (USER_HZ), busy in all and
+// in softirq, from /proc/stat.
+type hostCPU struct{ busy, softirq int64 }
+
+func hostTicks() hostCPU {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var c hostCPU
+	// cpu user nice system idle iowait irq softirq steal ...
+	for i, name := range []string{"", "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"} {
+		if i == 0 || i >= len(f) || name == "idle" || name == "iowait" {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		c.busy += v
+		if name == "softirq" {
+			c.softirq = v
+		}
+	}
+	return c
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// insertStats is postgres.InsertStats with the arithmetic of a window.
+type insertStats postgres.InsertStats
+
+func (a insertStats) sub(b insertStats) insertStats {
+	return insertStats{
+		Statements: a.Statements - b.Statements, Inserts: a.Inserts - b.Inserts, Alerts: a.Alerts - b.Alerts,
+		Decisions: a.Decisions - b.Decisions, Retried: a.Retried - b.Retried, Time: a.Time - b.Time,
+	}
+}
+
+// per is n per statement.
+func (a insertStats) per(n int64) float64 { return float64(n) / float64(max(a.Statements, 1)) }
+
+func (a insertStats) meanTime() time.Duration {
+	return (a.Time / time.Duration(max(a.Statements, 1))).Round(10 * time.Microsecond)
 }
 
 // fleetPushBatch is the alerts a push carries and fleetPushers the pushes
@@ -181,7 +275,7 @@ const (
 // pushAlerts pushes SSH brute-force alerts, each from a new address, from
 // fleetPushers goroutines until d has passed, and returns each push's
 // latency and the alerts the server took.
-func pushAlerts(t *testing.T, base, token string, d time.Duration) ([]time.Duration, int64) {
+func pushAlerts(t *testing.T, base, token string, d time.Duration) ([]time.Duration, int64, map[string]time.Time) {
 	tr := &http.Transport{MaxIdleConnsPerHost: fleetPushers, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -191,6 +285,9 @@ func pushAlerts(t *testing.T, base, token string, d time.Duration) ([]time.Durat
 		lat          []time.Duration
 		wg           sync.WaitGroup
 		failed       atomic.Int64
+		// sent is when the push of each marked address (see
+		// isPropagationMark) was sent, once it was stored.
+		sent = map[string]time.Time{}
 	)
 	// sshAlert is a push of one: its alert, to make pushes of many.
 	one := strings.TrimSuffix(strings.TrimPrefix(sshAlert, "["), "]")
@@ -198,13 +295,18 @@ func pushAlerts(t *testing.T, base, token string, d time.Duration) ([]time.Durat
 	for range fleetPushers {
 		wg.Go(func() {
 			var mine []time.Duration
+			marks := map[string]time.Time{}
 			var body bytes.Buffer
 			for time.Now().Before(end) {
 				body.Reset()
 				body.WriteByte('[')
+				var mark string
 				for k := range fleetPushBatch {
 					n := next.Add(1)
 					ip := fmt.Sprintf("10.%d.%d.%d", n>>16&255, n>>8&255, n&255)
+					if isPropagationMark(ip) {
+						mark = ip
+					}
 					if k > 0 {
 						body.WriteByte(',')
 					}
@@ -230,9 +332,13 @@ func pushAlerts(t *testing.T, base, token string, d time.Duration) ([]time.Durat
 				}
 				mine = append(mine, time.Since(t0))
 				stored.Add(fleetPushBatch)
+				if mark != "" {
+					marks[mark] = t0
+				}
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
+			maps.Copy(sent, marks)
 			mu.Unlock()
 		})
 	}
@@ -243,8 +349,12 @@ func pushAlerts(t *testing.T, base, token string, d time.Duration) ([]time.Durat
 	if len(lat) == 0 {
 		t.Fatal("no push succeeded")
 	}
-	return lat, stored.Load()
+	return lat, stored.Load(), sent
 }
+
+// isPropagationMark picks the pushed addresses whose propagation the
+// sampled agents time: one in 256.
+func isPropagationMark(ip string) bool { return strings.HasSuffix(ip, ".0") }
 
 // pgCounters are PostgreSQL's figures: the database's commits and rows
 // inserted, and the CPU ticks of every process of the cluster.
@@ -309,6 +419,19 @@ func treeTicks(pid int) int64 {
 	return sum
 }
 
+// selfWrites is the write system calls this process made (syscw of
+// /proc/self/io).
+func selfWrites() int64 {
+	b, _ := os.ReadFile("/proc/self/io")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // selfCPU is this process's CPU time, user and system.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
@@ -328,177 +451,4 @@ func fleetLogin(t *testing.T, c *http.Client, base, id string) string {
 		t.Fatalf("login %s: %d %v", id, resp.StatusCode, err)
 	}
 	return lr.Token
-}
-
-// runFleetAgents is the agent process: n streams, each counting the
-// distinct decisions it is sent, until stdin closes; then its report.
-func runFleetAgents(t *testing.T, addr string, n int) {
-	raiseNoFile(t, 8192)
-	base := "http://" + addr
-	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
-	c := &http.Client{Transport: tr}
-	tokens := make([]string, fleetLoadMachines)
-	for i := range tokens {
-		tokens[i] = fleetLogin(t, c, base, fmt.Sprintf("agent-%02d", i))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var (
-		wg      sync.WaitGroup
-		started sync.WaitGroup
-		failed  atomic.Int64
-		bytesIn atomic.Int64
-	)
-	counts := make([]atomic.Int64, n)
-	var firstFailure atomic.Pointer[string]
-	fail := func(i int, why string) {
-		failed.Add(1)
-		why = fmt.Sprintf("stream %d: %s", i, why)
-		firstFailure.CompareAndSwap(nil, &why)
-	}
-	started.Add(n)
-	for i := range n {
-		wg.Go(func() {
-			var once sync.Once
-			defer once.Do(started.Done)
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+FleetStreamPath+"?after=0", nil)
-			req.Header.Set("Authorization", "Bearer "+tokens[i%fleetLoadMachines])
-			resp, err := c.Do(req)
-			if err != nil {
-				fail(i, err.Error())
-				return
-			}
-			if resp.StatusCode != http.StatusOK {
-				fail(i, resp.Status)
-				return
-			}
-			defer resp.Body.Close()
-			seen := map[int64]bool{}
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 64<<10), 16<<20)
-			for sc.Scan() {
-				bytesIn.Add(int64(len(sc.Bytes()) + 1))
-				var ev FleetEvent
-				if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-					if ctx.Err() != nil {
-						return // the end, which may cut a line
-					}
-					// A line cut short is the last one of a stream that broke.
-					fail(i, fmt.Sprintf("line %.200q: %v (read: %v)", sc.Bytes(), err, sc.Err()))
-					return
-				}
-				for _, d := range ev.Decisions {
-					seen[d.ID] = true
-				}
-				if ev.Kind == FleetCheckpoint {
-					once.Do(started.Done)
-				}
-				counts[i].Store(int64(len(seen)))
-			}
-			if ctx.Err() == nil {
-				fail(i, fmt.Sprintf("stream ended after %d decisions: %v", len(seen), sc.Err()))
-			}
-		})
-	}
-	started.Wait()
-	fmt.Println(loadLinePrefix + "ready")
-	// The parent writes how many decisions it stored, then ends stdin.
-	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-	want, _ := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
-	pushed := time.Now()
-	least := func() int64 {
-		m := int64(math.MaxInt64)
-		for i := range counts {
-			m = min(m, counts[i].Load())
-		}
-		return m
-	}
-	for least() < want && time.Since(pushed) < fleetCatchUp && failed.Load() < int64(n) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	caughtUp := time.Since(pushed)
-	io.Copy(io.Discard, os.Stdin)
-	cancel()
-	wg.Wait()
-	rep := fleetAgentsReport{Streams: n - int(failed.Load()), Failed: failed.Load(), Bytes: bytesIn.Load(), CatchUpMillis: caughtUp.Milliseconds()}
-	rep.MinDec, rep.MaxDec = math.MaxInt, 0
-	for i := range counts {
-		c := int(counts[i].Load())
-		rep.MinDec, rep.MaxDec = min(rep.MinDec, c), max(rep.MaxDec, c)
-	}
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	rep.CPUMillis = (ru.Utime.Nano() + ru.Stime.Nano()) / 1e6
-	if why := firstFailure.Load(); why != nil {
-		rep.FirstFailure = *why
-	}
-	out, _ := json.Marshal(rep)
-	fmt.Println(loadLinePrefix + string(out))
-}
-
-// fleetAgents is the parent's handle on the agent process.
-type fleetAgents struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	out   strings.Builder
-}
-
-// startFleetAgents starts the agent process and waits until each of its
-// streams is open and past its first checkpoint.
-func startFleetAgents(t *testing.T, addr string, n int) *fleetAgents {
-	a := &fleetAgents{lines: make(chan string, 16)}
-	a.cmd = exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.timeout=5m")
-	a.cmd.Env = append(os.Environ(), fleetLoadEnv+"="+addr, fleetLoadStreamsEnv+"="+strconv.Itoa(n))
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var err error
-	if a.stdin, err = a.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := a.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.cmd.Stderr = a.cmd.Stdout
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.stdin.Close(); a.cmd.Process.Kill(); a.cmd.Wait() })
-	go func() {
-		defer close(a.lines)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			a.out.WriteString(sc.Text() + "\n")
-			if msg, ok := strings.CutPrefix(sc.Text(), loadLinePrefix); ok {
-				a.lines <- msg
-			}
-		}
-	}()
-	select {
-	case msg := <-a.lines:
-		if msg != "ready" {
-			t.Fatalf("agent process: %q", msg)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the agent process did not open its streams within a minute")
-	}
-	return a
-}
-
-// stop ends the agents and returns their report.
-func (a *fleetAgents) stop(t *testing.T, stored int64) fleetAgentsReport {
-	fmt.Fprintf(a.stdin, "%d\n", stored)
-	a.stdin.Close()
-	select {
-	case msg, ok := <-a.lines:
-		var rep fleetAgentsReport
-		if !ok || json.Unmarshal([]byte(msg), &rep) != nil {
-			a.cmd.Wait()
-			t.Fatalf("agent process report %q\n%s", msg, a.out.String())
-		}
-		return rep
-	case <-time.After(fleetCatchUp + 30*time.Second):
-		t.Fatalf("the agent process did not report within %v of its stdin closing", fleetCatchUp+30*time.Second)
-	}
-	return fleetAgentsReport{}
 }
