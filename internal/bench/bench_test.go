@@ -64,7 +64,7 @@ func sampleResult() *Result {
 	pl.Moat.P50, pl.Moat.P99, pl.Moat.Max = 1, 2, 3
 	res.PeerLatency = []PeerLatency{pl}
 	res.Scale = []Metric{{Name: "XDP: load 10k decisions", Unit: "ms", Value: newStat([]float64{14})}}
-	for _, from := range []string{fromFlood + "Detection/replay", fromFlood + "Detection/live", fromFlood + "OfAttackers", fromExpiry} {
+	for _, from := range []string{fromFlood + "Detection/replay", fromFlood + "Detection/live", fromFlood + "OfAttackers", fromFleet, fromExpiry} {
 		res.Scale = append(res.Scale, Metric{Name: "x", Unit: "MiB", Value: newStat([]float64{1}), From: from})
 	}
 	return res
@@ -149,7 +149,7 @@ func TestWriteDocsKeepsTheProse(t *testing.T) {
 	}
 }
 
-// TestTestLines reads the lines the flood and expiry tests log, as they
+// TestTestLines reads the lines the flood, expiry and fleet load tests log, as they
 // log them: a change on either side shows here.
 func TestTestLines(t *testing.T) {
 	r := testRun{output: map[string]*strings.Builder{}}
@@ -157,6 +157,7 @@ func TestTestLines(t *testing.T) {
 		"TestFloodDetection/live": "    flood_detect_test.go:224: 100000 flood sources: fast 100/100 caught, slow 19/20 caught, 0 false bans; heap growth 16.3 MiB (peak 16.4 MiB), process peak RSS 50.1 MiB, 5.331s\n",
 		"TestFloodOfAttackers":    "    flood_detect_test.go:282: 100000 attackers: 100000 banned by ssh-bf; heap growth 21.4 MiB, process peak RSS 80.6 MiB, 1m5.036s\n",
 		"TestExpiryStall":         "    expirystall_test.go:103: expiry stall: 100000 decisions loaded in 527.3 ms expired in 244.9 ms; 656 new bans around it: p50 0.048 ms, p99 0.197 ms, max 244.305 ms\n",
+		"TestFleetStreamLoad":     "    fleetload_test.go:180: fleet load summary: streams 1000, alerts/s 10854, push p50 ms 20.6, push p99 ms 86.4, propagation p50 ms 128.6, propagation p99 ms 226.5, cpu ms per 1k alerts: server 83, postgres 36, agents 43, softirq 12, alerts per group commit 39.0, other work cores 0.18\n",
 	} {
 		r.output[test] = &strings.Builder{}
 		r.output[test].WriteString(line)
@@ -170,6 +171,9 @@ func TestTestLines(t *testing.T) {
 	}
 	if v, err := r.match("TestExpiryStall", expiryLine); err != nil || v[2] != 244.9 || v[6] != 244.305 {
 		t.Fatalf("expiry line: %v %v", v, err)
+	}
+	if v, err := r.match("TestFleetStreamLoad", fleetLoadLine); err != nil || v[1] != 10854 || v[4] != 128.6 || v[8] != 43 || v[11] != 0.18 {
+		t.Fatalf("fleet load line: %v %v", v, err)
 	}
 	if _, err := r.match("TestFloodDetection/replay", floodLine); err == nil {
 		t.Fatal("a test that did not run matched")

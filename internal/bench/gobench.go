@@ -108,7 +108,8 @@ func (p pickSpec) scale() float64 {
 // runScale drives moat's own benchmarks of a million active decisions:
 // load time into each backend, kernel memory and the daemon's RSS, and a
 // bouncer's stream startup. The quick mode loads 10k and streams 200k.
-// Then the flood tests (1M sources, 100k quick) and the mass expiry.
+// Then the flood tests (1M sources, 100k quick), the mass expiry and the
+// fleet server's load.
 func runScale(ctx context.Context, o *Options, res *Result) error {
 	size := "1M"
 	if o.Quick {
@@ -160,7 +161,7 @@ func runScale(ctx context.Context, o *Options, res *Result) error {
 	if err != nil {
 		errs = append(errs, err.Error())
 	}
-	for _, fn := range []func(context.Context, *Options, *Result) error{runFloods, runExpiryStall} {
+	for _, fn := range []func(context.Context, *Options, *Result) error{runFloods, runExpiryStall, runFleetLoad} {
 		if err := fn(ctx, o, res); err != nil {
 			errs = append(errs, err.Error())
 		}

@@ -230,9 +230,9 @@ func Check(path string) error {
 		bad = append(bad, "no scale figure (and not skipped)")
 	}
 	if len(res.Scale) > 0 {
-		// The flood and the mass expiry come from tests, not benchmarks:
+		// The flood, the mass expiry and the fleet load come from tests, not benchmarks:
 		// a renamed log line loses them without failing a benchmark.
-		for _, from := range []string{fromFlood + "Detection/replay", fromFlood + "Detection/live", fromFlood + "OfAttackers", fromExpiry} {
+		for _, from := range []string{fromFlood + "Detection/replay", fromFlood + "Detection/live", fromFlood + "OfAttackers", fromExpiry, fromFleet} {
 			if !hasMetricFrom(res.Scale, from) {
 				bad = append(bad, "scale: no figure from "+from)
 			}
