@@ -74,45 +74,8 @@ func TestFleetStreamLoad(t *testing.T) {
 	}
 	testutil.RequireRoot(t)
 	raiseNoFile(t, 8192)
-	pg := testutil.StartPostgres(t)
 	ctx := context.Background()
-	st, err := postgres.Open(ctx, pg.DSN(), postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	prof, err := profile.Parse("profiles.yaml", packaging.DefaultProfiles)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changes := NewChanges()
-	svc, err := decision.New(changes.Wrap(st), prof, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(svc, st, nil)
-	srv.Changes = changes
-	srv.MaxFleetStreams = streams + 16
-	srv.MaxFleetStreamsPerMachine = streams/fleetLoadMachines + 1
-	if err := srv.EnableMachines(MachineConfig{Store: st, TokenLifetime: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range fleetLoadMachines {
-		if err := st.AddMachine(ctx, fmt.Sprintf("agent-%02d", i), fleetLoadPassword, true, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.AddMachine(ctx, "pusher", fleetLoadPassword, true, ""); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCtx, stopSrv := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(srvCtx, ln, srv.MachineHandler()) }()
-	t.Cleanup(func() { stopSrv(); <-served })
+	pg, st, srv, ln := startLoadServer(t, streams)
 	base := "http://" + ln.Addr().String()
 
 	agents := startFleetAgents(t, ln.Addr().String(), streams)
@@ -221,6 +184,52 @@ func TestFleetStreamLoad(t *testing.T) {
 	if stored == 0 || pctile(lat, 0.5) > 30*time.Second {
 		t.Errorf("%d alerts stored, push p50 %v: the path is broken, not just slow", stored, pctile(lat, 0.5))
 	}
+}
+
+// startLoadServer starts PostgreSQL and a fleet server on it, with the
+// machines of the load test approved, sized for streams streams.
+func startLoadServer(t *testing.T, streams int) (*testutil.Postgres, *postgres.Store, *Server, net.Listener) {
+	t.Helper()
+	pg := testutil.StartPostgres(t)
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, pg.DSN(), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	prof, err := profile.Parse("profiles.yaml", packaging.DefaultProfiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := NewChanges()
+	svc, err := decision.New(changes.Wrap(st), prof, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(svc, st, nil)
+	srv.Changes = changes
+	srv.MaxFleetStreams = streams + 16
+	srv.MaxFleetStreamsPerMachine = streams/fleetLoadMachines + 1
+	if err := srv.EnableMachines(MachineConfig{Store: st, TokenLifetime: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range fleetLoadMachines {
+		if err := st.AddMachine(ctx, fmt.Sprintf("agent-%02d", i), fleetLoadPassword, true, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.AddMachine(ctx, "pusher", fleetLoadPassword, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCtx, stopSrv := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(srvCtx, ln, srv.MachineHandler()) }()
+	t.Cleanup(func() { stopSrv(); <-served })
+	return pg, st, srv, ln
 }
 
 // hostCPU is the machine's CPU time in ticks (USER_HZ), busy in all and
