@@ -18,6 +18,7 @@ import (
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/engine"
 	"github.com/moatsec/moat/detect/parse"
+	"github.com/moatsec/moat/internal/config"
 	"github.com/moatsec/moat/internal/model"
 	"github.com/moatsec/moat/internal/testutil"
 	"github.com/moatsec/moat/packaging"
@@ -572,7 +573,9 @@ func TestSyslogLinesCrowdSecHub(t *testing.T) {
 }
 
 // TestSourcesDocExamples: every acquisition example in docs/sources.md
-// loads and builds its sources, so the page cannot drift from the code.
+// loads and builds its sources, and every moat.yaml one (marked by its
+// first line) loads as a configuration, so the page cannot drift from the
+// code.
 func TestSourcesDocExamples(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/sources.md")
 	if err != nil {
@@ -584,6 +587,12 @@ func TestSourcesDocExamples(t *testing.T) {
 	}
 	for i, b := range blocks {
 		b, _, _ = strings.Cut(b, "```")
+		if strings.HasPrefix(b, "# moat.yaml\n") {
+			if _, err := config.Parse(fmt.Sprintf("docs/sources.md example %d", i+1), []byte(b)); err != nil {
+				t.Fatalf("example %d: %v", i+1, err)
+			}
+			continue
+		}
 		cs, err := LoadConfig(fmt.Sprintf("docs/sources.md example %d", i+1), []byte(b))
 		if err != nil || len(cs) == 0 {
 			t.Fatalf("example %d: %v (%d documents)", i+1, err, len(cs))
