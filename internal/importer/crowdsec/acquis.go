@@ -93,28 +93,14 @@ func convertAcquisFile(r *importer.Result, path, name string, done []importer.Fi
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# From CrowdSec's %s.\n", path)
 	n := 0
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	for {
-		var doc yaml.Node
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			r.Notef(path, "not YAML (%v): the rest of the file is left out", err)
-			break
-		}
-		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode || len(doc.Content[0].Content) == 0 {
-			continue
-		}
-		m := doc.Content[0]
+	err = eachMapping(r, path, raw, func(m *yaml.Node) error {
 		where := fmt.Sprintf("%s:%d", path, m.Line)
 		if !convertAcquisDoc(r, where, m) {
-			continue
+			return nil
 		}
 		out, err := yaml.Marshal(m)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var next bytes.Buffer
 		next.Write(b.Bytes())
@@ -126,11 +112,15 @@ func convertAcquisFile(r *importer.Result, path, name string, done []importer.Fi
 		if check != nil {
 			if err := check(append(slices.Clip(done), importer.File{Name: name, Data: next.Bytes()})); err != nil {
 				r.Notef(where, "moat does not load this source (%v): left out", err)
-				continue
+				return nil
 			}
 		}
 		b = next
 		n++
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if n == 0 {
 		return nil, nil
@@ -239,6 +229,30 @@ func del(m *yaml.Node, key string) {
 		if m.Content[i].Value == key {
 			m.Content = append(m.Content[:i], m.Content[i+2:]...)
 			return
+		}
+	}
+}
+
+// eachMapping calls fn on each non-empty mapping document of raw, in
+// order. A YAML error ends the walk, noted at path: what came before it
+// still carries over.
+func eachMapping(r *importer.Result, path string, raw []byte, fn func(m *yaml.Node) error) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			r.Notef(path, "not YAML (%v): the rest of the file is left out", err)
+			return nil
+		}
+		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode || len(doc.Content[0].Content) == 0 {
+			continue
+		}
+		if err := fn(doc.Content[0]); err != nil {
+			return err
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,21 +30,7 @@ func profiles(r *importer.Result, c *csConfig, opts Options) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Alert -> decision policy, from CrowdSec's %s.\n", path)
 	n := 0
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	for {
-		var doc yaml.Node
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			r.Notef(path, "not YAML (%v): the rest of the file is left out", err)
-			break
-		}
-		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode || len(doc.Content[0].Content) == 0 {
-			continue
-		}
-		m := doc.Content[0]
+	err = eachMapping(r, path, raw, func(m *yaml.Node) error {
 		where := fmt.Sprintf("%s:%d: profile %s", path, m.Line, scalar(m, "name"))
 		if v := value(m, "notifications"); v != nil {
 			var names []string
@@ -69,7 +54,7 @@ func profiles(r *importer.Result, c *csConfig, opts Options) error {
 		if opts.CheckProfiles != nil {
 			if err := opts.CheckProfiles(path, out); err != nil {
 				r.Notef(where, "moat does not load this profile (%v): left out", err)
-				continue
+				return nil
 			}
 		}
 		if n > 0 {
@@ -77,6 +62,10 @@ func profiles(r *importer.Result, c *csConfig, opts Options) error {
 		}
 		b.Write(out)
 		n++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if n == 0 {
 		r.Notef(path, "no profile moat can load: moat's default profiles apply")
