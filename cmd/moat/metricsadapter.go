@@ -21,6 +21,8 @@ type engineMetrics struct{ r *engineRef }
 func (m engineMetrics) Stats() metrics.EngineStats {
 	st := m.r.Stats()
 	out := metrics.EngineStats{Lines: st.Lines, Parsed: st.Parsed, Unparsed: st.Unparsed, Whitelisted: st.Whitelisted,
+		Reprocessed: st.Reprocessed, ReprocessDropped: st.ReprocessDropped,
+		ProxyRewritten: st.Proxies.Rewritten, ProxyRefused: st.Proxies.Refused, ContextErrors: st.ContextErrors,
 		GrokPatterns: make(map[string]int, len(st.GrokPatterns))}
 	for tier, n := range st.GrokPatterns {
 		out.GrokPatterns[grok.Tier(tier).String()] = n

@@ -115,6 +115,7 @@ func (u *sourcesUpdater) Update(_ context.Context, ch chan<- prometheus.Metric) 
 type engineUpdater struct {
 	eng                                                  Engine
 	lines, parsed, unparsed, whitelisted                 *prometheus.Desc
+	reprocessed, reprocessDropped, proxy, contextErrors  *prometheus.Desc
 	nodeHits, nodeParsed, nodeUnparsed                   *prometheus.Desc
 	pours, overflows, buckets, evictions, scenarioErrors *prometheus.Desc
 	maxBuckets, degraded, sketchPours, promotions        *prometheus.Desc
@@ -125,11 +126,17 @@ type engineUpdater struct {
 func newEngineUpdater(e Engine) *engineUpdater {
 	sp := []string{"stage", "parser"}
 	return &engineUpdater{
-		eng:            e,
-		lines:          desc("moat_engine_lines_total", "Lines the detection engine received."),
-		parsed:         desc("moat_engine_lines_parsed_total", "Lines some parser turned into an event."),
-		unparsed:       desc("moat_engine_lines_unparsed_total", "Lines no parser understood."),
-		whitelisted:    desc("moat_engine_lines_whitelisted_total", "Events dropped by a whitelist."),
+		eng:         e,
+		lines:       desc("moat_engine_lines_total", "Lines the detection engine received."),
+		parsed:      desc("moat_engine_lines_parsed_total", "Lines some parser turned into an event."),
+		unparsed:    desc("moat_engine_lines_unparsed_total", "Lines no parser understood."),
+		whitelisted: desc("moat_engine_lines_whitelisted_total", "Events dropped by a whitelist."),
+		reprocessed: desc("moat_engine_reprocessed_total", "Overflows of reprocess scenarios poured into the scenarios again."),
+		reprocessDropped: desc("moat_engine_reprocess_dropped_total",
+			"Overflows not poured again: past the reprocess depth limit (a scenario fed by its own overflows)."),
+		proxy: desc("moat_http_proxy_events_total",
+			"HTTP events from a trusted proxy: rewritten (the client its header named is the source) or refused (no usable client in the header; the proxy stayed the source).", "result"),
+		contextErrors:  desc("moat_alert_context_errors_total", "Alert context expressions that failed on an overflow's events."),
 		nodeHits:       desc("moat_parser_hits_total", "Events that entered a parser (its filter matched).", sp...),
 		nodeParsed:     desc("moat_parser_lines_parsed_total", "Events a parser succeeded on.", sp...),
 		nodeUnparsed:   desc("moat_parser_lines_unparsed_total", "Events a parser was tried on and failed.", sp...),
@@ -155,6 +162,11 @@ func (u *engineUpdater) Update(_ context.Context, ch chan<- prometheus.Metric) e
 	counter(ch, u.parsed, st.Parsed)
 	counter(ch, u.unparsed, st.Unparsed)
 	counter(ch, u.whitelisted, st.Whitelisted)
+	counter(ch, u.reprocessed, st.Reprocessed)
+	counter(ch, u.reprocessDropped, st.ReprocessDropped)
+	counter(ch, u.proxy, st.ProxyRewritten, "rewritten")
+	counter(ch, u.proxy, st.ProxyRefused, "refused")
+	counter(ch, u.contextErrors, st.ContextErrors)
 	for tier, n := range st.GrokPatterns {
 		gauge(ch, u.grokPatterns, float64(n), tier)
 	}

@@ -41,6 +41,7 @@ func newWorld() *world {
 		},
 		eng: EngineStats{
 			Lines: 1240, Parsed: 1100, Unparsed: 140, Whitelisted: 3,
+			Reprocessed: 12, ReprocessDropped: 1, ProxyRewritten: 40, ProxyRefused: 2, ContextErrors: 1,
 			GrokPatterns: map[string]int{"fast": 1, "backtrack": 12, "regexp": 0},
 			Parsers: []ParserStat{
 				{Stage: "s00-raw", Parser: "crowdsecurity/syslog-logs", Hits: 1240, Parsed: 1240},

@@ -35,6 +35,14 @@ type Sources interface {
 // EngineStats is the detection engine's counters, as the metrics name them.
 type EngineStats struct {
 	Lines, Parsed, Unparsed, Whitelisted uint64
+	// Reprocessed are overflows poured into the scenarios again, and
+	// ReprocessDropped those past the depth limit that were not.
+	Reprocessed, ReprocessDropped uint64
+	// ProxyRewritten are HTTP events whose client a trusted proxy's header
+	// named, ProxyRefused those whose header named none usable.
+	ProxyRewritten, ProxyRefused uint64
+	// ContextErrors are alert context expressions that failed.
+	ContextErrors uint64
 	Parsers                              []ParserStat
 	Scenarios                            []ScenarioStat
 	// GrokPatterns counts compiled grok patterns per matcher tier that
