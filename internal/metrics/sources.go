@@ -43,8 +43,8 @@ type EngineStats struct {
 	ProxyRewritten, ProxyRefused uint64
 	// ContextErrors are alert context expressions that failed.
 	ContextErrors uint64
-	Parsers                              []ParserStat
-	Scenarios                            []ScenarioStat
+	Parsers       []ParserStat
+	Scenarios     []ScenarioStat
 	// GrokPatterns counts compiled grok patterns per matcher tier that
 	// serves them first ("fast", "backtrack", "regexp").
 	GrokPatterns map[string]int
