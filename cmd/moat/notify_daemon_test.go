@@ -28,23 +28,8 @@ func TestDaemonNotifies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIP in -short mode: runs the daemon twice")
 	}
-	var mu sync.Mutex
-	var bodies []string
-	hookLn, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	hook := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		bodies = append(bodies, string(b))
-		mu.Unlock()
-	})}
-	go hook.Serve(hookLn)
-	t.Cleanup(func() { hook.Close() })
-	received := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), bodies...)
-	}
+	hook := newWebhookSink(t)
+	received := hook.received
 	hangLn, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	t.Cleanup(func() { hangLn.Close() })
@@ -64,7 +49,7 @@ func TestDaemonNotifies(t *testing.T) {
 		}
 	}()
 
-	h := newNotifyHost(t, hookLn.Addr().String(), hangLn.Addr().String())
+	h := newNotifyHost(t, hook.addr, hangLn.Addr().String())
 	d := startPlainDaemon(t, h.cfgPath)
 	attack := func(ip string) {
 		var lines []string
@@ -155,7 +140,7 @@ func checkReinject(t *testing.T, h *notifyHost, received func() []string) {
 		t.Fatalf("after reinject the webhook got:\n%s", strings.Join(got[before:], "\n"))
 	}
 	code, out, errOut = runMoat(t, "", "notifications", "reinject", id, "-c", h.cfgPath, "-o", "raw")
-	if code != exitOK || strings.Fields(out) == nil || strings.Join(strings.Fields(out), ",") != "hook,siem,hang" {
+	if code != exitOK || strings.Join(strings.Fields(out), ",") != "hook,siem,hang" {
 		t.Fatalf("reinject by profile: %d %q %s", code, out, errOut)
 	}
 	waitFor(t, 10*time.Second, "the profile's reinjection", func() bool { return len(received()) > before+1 })
@@ -168,10 +153,25 @@ type notifyHost struct {
 
 func newNotifyHost(t *testing.T, hook, hang string) *notifyHost {
 	t.Helper()
-	h := &notifyHost{e2eHost: e2eHost{dir: t.TempDir()}}
+	dir := t.TempDir()
+	siem := filepath.Join(dir, "siem", "alerts.ndjson")
+	h := newNotifyHostIn(t, dir, []string{"hook", "siem", "hang"}, fmt.Sprintf(`notifications:
+  hook: {kind: webhook, url: "http://%s/hook"}
+  siem: {kind: file, path: %s}
+  hang: {kind: webhook, url: "http://%s/hook", timeout: 1m, queue: 10}
+`, hook, siem, hang))
+	h.siem = siem
+	return h
+}
+
+// newNotifyHostIn is a daemon configuration in dir that reads auth.log
+// and bans through a profile naming channels, defined by notifications
+// (a notifications: section of moat.yaml).
+func newNotifyHostIn(t *testing.T, dir string, channels []string, notifications string) *notifyHost {
+	t.Helper()
+	h := &notifyHost{e2eHost: e2eHost{dir: dir}}
 	h.cfgPath = filepath.Join(h.dir, "moat.yaml")
 	h.logPath = filepath.Join(h.dir, "auth.log")
-	h.siem = filepath.Join(h.dir, "siem", "alerts.ndjson")
 	acquis := filepath.Join(h.dir, "acquis.d")
 	must(t, os.MkdirAll(acquis, 0o755))
 	must(t, os.WriteFile(h.logPath, nil, 0o644))
@@ -181,7 +181,7 @@ func newNotifyHost(t *testing.T, hook, hang string) *notifyHost {
 	must(t, os.WriteFile(profiles, []byte(`name: ban
 filters: ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
 decisions: [{type: ban, duration: 4h}]
-notifications: [hook, siem, hang]
+notifications: [`+strings.Join(channels, ", ")+`]
 on_success: break
 `), 0o644))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -192,12 +192,7 @@ on_success: break
 	cfg := daemonConfig(h.dir, root, acquis) + "  nftables: {enabled: false}\n"
 	cfg = strings.Replace(cfg, "profiles: "+root+"/packaging/profiles.yaml", "profiles: "+profiles, 1)
 	cfg = strings.Replace(cfg, "listen: 127.0.0.1:9641", "listen: "+h.metrics, 1)
-	cfg += fmt.Sprintf(`notifications:
-  hook: {kind: webhook, url: "http://%s/hook"}
-  siem: {kind: file, path: %s}
-  hang: {kind: webhook, url: "http://%s/hook", timeout: 1m, queue: 10}
-`, hook, h.siem, hang)
-	must(t, os.WriteFile(h.cfgPath, []byte(cfg), 0o644))
+	must(t, os.WriteFile(h.cfgPath, []byte(cfg+notifications), 0o644))
 	return h
 }
 
@@ -225,4 +220,35 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// webhookSink is an HTTP server on loopback that keeps every body posted
+// to it, until the test ends.
+type webhookSink struct {
+	addr   string
+	mu     sync.Mutex
+	bodies []string
+}
+
+func newWebhookSink(t *testing.T) *webhookSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	s := &webhookSink{addr: ln.Addr().String()}
+	srv := &http.Server{Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.bodies = append(s.bodies, string(b))
+		s.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+// received returns the bodies so far.
+func (s *webhookSink) received() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.bodies...)
 }
