@@ -49,29 +49,7 @@ func TestBadConfigs(t *testing.T) {
 		"server-unknown-key.bad.yaml": `testdata/server-unknown-key.bad.yaml:3: unknown key "jwt_lifetme"`,
 		"server-no-listener.bad.yaml": `testdata/server-no-listener.bad.yaml:4: server is enabled but neither server.listen nor api.listen is set`,
 	}
-	files, err := filepath.Glob("testdata/*.bad.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != len(want) {
-		t.Fatalf("%d bad configs in testdata, %d expectations", len(files), len(want))
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			cfg, err := Load(f)
-			if err == nil {
-				// What the daemon and moat config check do next.
-				err = cfg.CheckPaths()
-			}
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Load = %v, want a *config.Error", err)
-			}
-			if got := err.Error(); got != want[filepath.Base(f)] {
-				t.Fatalf("error\n got: %s\nwant: %s", got, want[filepath.Base(f)])
-			}
-		})
-	}
+	checkBadConfigs(t, "testdata", want)
 }
 
 func TestShippedConfigIsTheDefault(t *testing.T) {

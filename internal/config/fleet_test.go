@@ -1,8 +1,6 @@
 package config
 
 import (
-	"errors"
-	"path/filepath"
 	"testing"
 )
 
@@ -18,25 +16,7 @@ func TestBadFleetConfigs(t *testing.T) {
 		"servers-plain-http.bad.yaml": `testdata/fleet/servers-plain-http.bad.yaml:4: servers[1] "http://10.0.0.2:8089": plain http off loopback: use https, or the machine password and tokens cross the network in clear`,
 		"servers-duplicate.bad.yaml":  `testdata/fleet/servers-duplicate.bad.yaml:5: servers[2] "https://a.example:8089/": the same as servers[0]`,
 	}
-	files, err := filepath.Glob("testdata/fleet/*.bad.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != len(want) {
-		t.Fatalf("%d bad configs in testdata/fleet, %d expectations", len(files), len(want))
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, err := Load(f)
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Load = %v, want a *config.Error", err)
-			}
-			if got := err.Error(); got != want[filepath.Base(f)] {
-				t.Fatalf("error\n got: %s\nwant: %s", got, want[filepath.Base(f)])
-			}
-		})
-	}
+	checkBadConfigs(t, "testdata/fleet", want)
 }
 
 func TestFleetConfig(t *testing.T) {

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -23,28 +22,7 @@ func TestGeoIPBadConfigs(t *testing.T) {
 		"allow-as-no-asn.bad.yaml":   `testdata/geoip/allow-as-no-asn.bad.yaml:4: allowlist entry "as:64500": no GeoIP database configured: AS entries and decisions need an ASN database; set geoip.asn in moat.yaml`,
 		"allow-bad-country.bad.yaml": `testdata/geoip/allow-bad-country.bad.yaml:4: allowlist entry "country:FRA": bad country or AS: country "FRA": want a two-letter ISO 3166-1 code such as CN`,
 	}
-	files, err := filepath.Glob("testdata/geoip/*.bad.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != len(want) {
-		t.Fatalf("%d bad configs, %d expectations", len(files), len(want))
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			cfg, err := Load(f)
-			if err == nil {
-				err = cfg.CheckPaths()
-			}
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Load = %v, want a *config.Error", err)
-			}
-			if got := err.Error(); got != want[filepath.Base(f)] {
-				t.Errorf("error\n got: %s\nwant: %s", got, want[filepath.Base(f)])
-			}
-		})
-	}
+	checkBadConfigs(t, "testdata/geoip", want)
 }
 
 // A configuration naming databases that exist loads; the allowlist's

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,25 +25,7 @@ func TestBadNotifications(t *testing.T) {
 		"block-template.bad.yaml": `testdata/notify/block-template.bad.yaml:8: notification teams: body: line 3 of the template: unexpected "}" in operand`,
 		"bad-name.bad.yaml":       `testdata/notify/bad-name.bad.yaml:2: notification name "my channel": want 1 to 64 letters, digits, '.', '-' or '_'`,
 	}
-	files, err := filepath.Glob("testdata/notify/*.bad.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != len(want) {
-		t.Fatalf("%d bad notification configs, %d expectations", len(files), len(want))
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, err := Load(f)
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Load = %v, want a *config.Error", err)
-			}
-			if got := err.Error(); got != want[filepath.Base(f)] {
-				t.Fatalf("error\n got: %s\nwant: %s", got, want[filepath.Base(f)])
-			}
-		})
-	}
+	checkBadConfigs(t, "testdata/notify", want)
 }
 
 func TestGoodNotifications(t *testing.T) {
