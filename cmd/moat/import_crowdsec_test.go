@@ -90,15 +90,8 @@ func TestImportCrowdSecDebianDefaults(t *testing.T) {
 		}
 	}
 
-	raw, err := os.ReadFile(filepath.Join(out, "decisions.csv"))
-	must(t, err)
-	in, err := parseImport("decisions.csv", raw, detectFormat("decisions.csv", raw), importDefaults{duration: "4h", typ: "ban"})
-	must(t, err)
-	if len(in.skipped) != 0 {
-		t.Errorf("moat decisions import skips %+v", in.skipped)
-	}
 	got := map[string]string{}
-	for _, e := range in.entries {
+	for _, e := range importedDecisions(t, out) {
 		got[e.Value] = e.Duration
 	}
 	want := map[string]time.Duration{"192.0.2.10": 4 * time.Hour, "198.51.100.0/24": 2 * time.Hour}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/moatsec/moat/enforce/api"
 )
 
 // debianFail2ban is the configuration Debian's fail2ban package installs.
@@ -124,15 +126,8 @@ func TestImportFail2banDebianDefaults(t *testing.T) {
 		}
 	}
 
-	raw, err := os.ReadFile(filepath.Join(out, "decisions.csv"))
-	must(t, err)
-	in, err := parseImport("decisions.csv", raw, detectFormat("decisions.csv", raw), importDefaults{duration: "4h", typ: "ban"})
-	must(t, err)
-	if len(in.skipped) != 0 {
-		t.Errorf("moat decisions import skips %+v", in.skipped)
-	}
 	got := map[string]string{}
-	for _, e := range in.entries {
+	for _, e := range importedDecisions(t, out) {
 		got[e.Value] = e.Duration
 		if e.Scenario != "fail2ban/sshd" {
 			t.Errorf("%s: scenario %q, want fail2ban/sshd", e.Value, e.Scenario)
@@ -194,4 +189,18 @@ func TestImportFail2banReplaysLikeTheJail(t *testing.T) {
 	if toBan == 0 || len(missed) > 0 || len(falseBans) > 0 {
 		t.Fatalf("missed %v; false bans %v", missed, falseBans)
 	}
+}
+
+// importedDecisions reads the decisions.csv an import wrote into out as
+// moat decisions import would, and wants every line of it taken.
+func importedDecisions(t *testing.T, out string) []api.ImportEntry {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(out, "decisions.csv"))
+	must(t, err)
+	in, err := parseImport("decisions.csv", raw, detectFormat("decisions.csv", raw), importDefaults{duration: "4h", typ: "ban"})
+	must(t, err)
+	if len(in.skipped) != 0 {
+		t.Errorf("moat decisions import skips %+v", in.skipped)
+	}
+	return in.entries
 }
