@@ -191,11 +191,17 @@ func (e *Event) SetMeta(key, value string) bool {
 // SetParsed sets a parsed value.
 func (e *Event) SetParsed(key, value string) { e.Parsed[key] = value }
 
-// GetType returns "overflow" for an overflow poured again (Overflow set),
-// else "log", as CrowdSec's Event.GetType.
+// The event types GetType returns.
+const (
+	TypeLog      = "log"
+	TypeOverflow = "overflow"
+)
+
+// GetType returns TypeOverflow for an overflow poured again (Overflow
+// set), else TypeLog, as CrowdSec's Event.GetType.
 func (e *Event) GetType() string {
 	if e.Overflow.Alert != nil {
-		return "overflow"
+		return TypeOverflow
 	}
-	return "log"
+	return TypeLog
 }

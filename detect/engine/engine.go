@@ -308,7 +308,13 @@ func (e *Engine) postoverflow(ovs []scenario.Overflow) []Overflow {
 	out := make([]Overflow, 0, len(ovs))
 	for _, o := range ovs {
 		alerts := o.Alerts()
-		if e.post == nil && !e.views && !o.Reprocess {
+		if e.post == nil && !e.views && !(o.Reprocess && e.set.TakesOverflows()) {
+			if o.Reprocess && len(alerts) > 0 {
+				// No scenario takes it back (ssh-bf asks for it, with
+				// nothing that reads overflows loaded): the pour again
+				// is known to be a no-op, and no view is needed for it.
+				e.reprocessed.Add(1)
+			}
 			e.alerts.Add(uint64(len(alerts)))
 			out = append(out, Overflow{Alerts: alerts})
 			continue

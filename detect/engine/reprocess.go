@@ -44,9 +44,12 @@ func (e *Engine) again(out []Overflow) []Overflow {
 				e.reprocessDropped.Add(1)
 				continue
 			}
+			e.reprocessed.Add(1)
+			if !e.set.TakesOverflows() {
+				continue
+			}
 			evt := reprocessEvent(o)
 			evt.Hold()
-			e.reprocessed.Add(1)
 			next = append(next, e.postoverflow(e.set.PourOverflows(evt))...)
 			if evt.Release() {
 				e.recycle(evt)

@@ -148,6 +148,28 @@ func TestReprocessLoop(t *testing.T) {
 	sameAsSerial(t, "reprocess loop", cfg, lines, 2)
 }
 
+// TestReprocessNoTaker: with no scenario that takes overflows, an
+// overflow that asks to be poured again is counted as poured, and its
+// alerts are those of a pour that changed nothing.
+func TestReprocessNoTaker(t *testing.T) {
+	cfg := reprocessConfig(t, "ssh-bf.yaml")
+	lines := reprocessLines()
+	got, st := serialRun(t, cfg, lines)
+	want := map[int][]string{
+		2:  {"test/ssh-bf/192.0.2.1"},
+		7:  {"test/ssh-bf/192.0.2.2"},
+		11: {"test/ssh-bf/192.0.2.1"},
+		16: {"test/ssh-bf/192.0.2.1"},
+	}
+	if g := alertKeys(got); fmt.Sprint(g) != fmt.Sprint(want) {
+		t.Errorf("alerts by line:\n got %v\nwant %v", g, want)
+	}
+	if st.Reprocessed != 4 || st.ReprocessDropped != 0 {
+		t.Errorf("reprocessed %d, dropped %d, want 4 and 0", st.Reprocessed, st.ReprocessDropped)
+	}
+	sameAsSerial(t, "reprocess without taker", cfg, lines, 2)
+}
+
 // TestReprocessFlush: overflows a replay's end makes (counters) are
 // poured again, and the buckets they fill end with the replay too.
 func TestReprocessFlush(t *testing.T) {

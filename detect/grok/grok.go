@@ -21,7 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 
 	"github.com/moatsec/moat/detect/grok/internal/ascii"
 )
@@ -43,8 +43,10 @@ type Library struct {
 	opts     Options
 	// made counts the patterns compiled, per first tier.
 	made TierCounts
-	// scratch is match state the library's patterns take turns with.
-	scratch atomic.Pointer[scratch]
+	// scratch holds match state (*scratch) for the library's patterns: a
+	// pool, not one shared slot, so parse workers matching side by side
+	// each find one instead of allocating a machine per match.
+	scratch sync.Pool
 	// ip6 checks the IPv6 runs of v6 variants; nil until one needs it.
 	ip6 *ip6Checks
 }

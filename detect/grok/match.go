@@ -25,11 +25,11 @@ func (c *Pattern) MatchTier(s string, parsed map[string]string) (bool, Tier) {
 			return m, Fast
 		}
 	}
-	sc := c.lib.scratch.Swap(nil)
+	sc, _ := c.lib.scratch.Get().(*scratch)
 	if sc == nil {
 		sc = &scratch{}
 	}
-	defer c.lib.scratch.Store(sc)
+	defer c.lib.scratch.Put(sc)
 	v := c.variantFor(s)
 	idx, tier := c.find(s, v, sc)
 	if v == c.v6 && idx != nil {

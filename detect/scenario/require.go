@@ -118,6 +118,32 @@ func (v pureVisitor) Visit(n *ast.Node) {
 // only to the scenarios that take them, and log events never reach those.
 const typeKey = "\x00GetType"
 
+// overflowMeta are the meta keys an overflow poured again carries (its
+// source, see engine.reprocessEvent); its other meta values are "".
+var overflowMeta = map[string]bool{"source_ip": true, "SourceRange": true}
+
+// mayTakeOverflow reports whether sc's requirements may hold for an
+// overflow poured again.
+func (sc *scenario) mayTakeOverflow() bool {
+	for _, r := range sc.reqs {
+		switch {
+		case r.key == typeKey:
+			if !r.values[detect.TypeOverflow] {
+				return false
+			}
+		case overflowMeta[r.key]:
+		case !r.values[""]:
+			return false
+		}
+	}
+	return true
+}
+
+// TakesOverflows reports whether any scenario may take an overflow
+// poured again: when none does, pouring one cannot change a bucket, and
+// the caller may skip building it.
+func (s *Set) TakesOverflows() bool { return s.takesOverflows }
+
 // reqValue is the value of evt a requirement with key tests.
 func reqValue(evt *detect.Event, key string) string {
 	if key == typeKey {

@@ -94,3 +94,27 @@ func TestCandidates(t *testing.T) {
 		}
 	}
 }
+
+func TestMayTakeOverflow(t *testing.T) {
+	cases := []struct {
+		filter string
+		want   bool
+	}{
+		{"evt.Meta.log_type == 'ssh_failed-auth'", false},
+		{"evt.Meta.service == 'http' && evt.Meta.log_type in ['a', 'b']", false},
+		{"evt.GetType() == 'overflow'", true},
+		{"evt.GetType() == 'log' && evt.Meta.x == ''", false},
+		{"evt.GetType() == 'overflow' && evt.Overflow.Alert.Remediation == true", true},
+		{"evt.Meta.source_ip == '192.0.2.1'", true},
+		{"evt.Meta.SourceRange in ['192.0.2.0/24']", true},
+		{"evt.Meta.log_type in ['', 'a']", true},
+		{"evt.Overflow.Alert != nil", true},
+		{"Upper(evt.Meta.p) contains 'X'", true},
+	}
+	for _, c := range cases {
+		sc := &scenario{reqs: requirements(c.filter)}
+		if got := sc.mayTakeOverflow(); got != c.want {
+			t.Errorf("%q: mayTakeOverflow %v, want %v", c.filter, got, c.want)
+		}
+	}
+}

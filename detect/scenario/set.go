@@ -65,6 +65,9 @@ type Set struct {
 	own        *Matcher
 	matches    Matches
 	crossEvent bool
+	// takesOverflows is set when some scenario's requirements may hold
+	// for an overflow poured again (see TakesOverflows).
+	takesOverflows bool
 
 	buckets   int // live buckets and blackhole records
 	heap      bucketHeap
@@ -191,6 +194,7 @@ func Load(files []string, opts Options) (*Set, error) {
 	}
 	for _, sc := range s.scenarios {
 		s.crossEvent = s.crossEvent || usesStash(sc.spec.Filter) || usesStash(sc.spec.GroupBy)
+		s.takesOverflows = s.takesOverflows || sc.mayTakeOverflow()
 	}
 	s.own = s.NewMatcher()
 	return s, nil
