@@ -15,17 +15,46 @@ import (
 // regexp.
 const nginxAccess = `(%{IPORHOST:target_fqdn}(:%{INT:port})? )?%{IPORHOST:remote_addr} - (%{NGCUSTOMUSER:remote_user} )?\[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"( %{NUMBER:request_length} %{NUMBER:request_time} \[%{DATA:proxy_upstream_name}\] \[%{DATA:proxy_alternative_upstream_name}\])?`
 
-// nginxDefs are the pattern_syntax and pattern-dir definitions the fast
-// path assumes beside the built-in patterns.
-var nginxDefs = map[string]string{
-	"NGCUSTOMUSER": `[a-zA-Z0-9\.\@\-\+_%]+`,
-	"NOTDQUOTE":    `[^"]*`,
+// nginxAccessNGUser is the same line as an earlier nginx-logs reads it,
+// the one Debian's crowdsec package ships: no port after target_fqdn, and
+// a user of NGUSER (no digits) inside an optional group before a space
+// that stays.
+const nginxAccessNGUser = `(%{IPORHOST:target_fqdn} )?%{IPORHOST:remote_addr} - (%{NGUSER:remote_user})? \[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"( %{NUMBER:request_length} %{NUMBER:request_time} \[%{DATA:proxy_upstream_name}\] \[%{DATA:proxy_alternative_upstream_name}\])?`
+
+// nginxShape is what tells the two patterns apart for the fast path.
+type nginxShape struct {
+	userByte func(byte) bool
+	// emptyUser: the user group may match nothing, leaving " - " and
+	// then " [" (nginxAccessNGUser); else a user is followed by its own
+	// space, or absent with "[" right after " - ".
+	emptyUser bool
+	// port: the pattern captures port.
+	port bool
 }
 
-// nginxFast builds the fast path for src when it is nginxAccess and
-// expands here as with the built-in patterns, else nil.
+// nginxVariants are the patterns the fast path reads, with the
+// pattern_syntax and pattern-dir definitions it assumes beside the
+// built-in patterns.
+var nginxVariants = map[string]struct {
+	defs  map[string]string
+	shape nginxShape
+}{
+	nginxAccess: {
+		defs:  map[string]string{"NGCUSTOMUSER": `[a-zA-Z0-9\.\@\-\+_%]+`, "NOTDQUOTE": `[^"]*`},
+		shape: nginxShape{userByte: isNgCustomUser, port: true},
+	},
+	nginxAccessNGUser: {
+		defs:  map[string]string{"NGUSERNAME": `[a-zA-Z\.\@\-\+_%]+`, "NGUSER": `%{NGUSERNAME}`, "NOTDQUOTE": `[^"]*`},
+		shape: nginxShape{userByte: isNgUser, emptyUser: true},
+	},
+}
+
+// nginxFast builds the fast path for src when it is one of
+// nginxVariants and expands here as with the definitions it assumes,
+// else nil.
 func (g *Library) nginxFast(src string) func(string, map[string]string) (bool, bool) {
-	if src != nginxAccess || !g.sameExpansion(withDefs(nginxDefs), src) {
+	vr, ok := nginxVariants[src]
+	if !ok || !g.sameExpansion(withDefs(vr.defs), src) {
 		return nil
 	}
 	full := func(p string) *tokenCheck {
@@ -44,15 +73,18 @@ func (g *Library) nginxFast(src string) func(string, map[string]string) (bool, b
 	if host == nil || date == nil {
 		return nil
 	}
+	shape := vr.shape
 	return func(s string, parsed map[string]string) (bool, bool) {
-		return fastNginxAccess(s, parsed, host, date)
+		return fastNginxAccess(s, parsed, host, date, shape)
 	}
 }
 
 func isWord(c byte) bool { return isAlnum(c) || c == '_' }
 
+func isNgCustomUser(c byte) bool { return isDigit(c) || isNgUser(c) }
+
 func isNgUser(c byte) bool {
-	return isAlnum(c) || c == '.' || c == '@' || c == '-' || c == '+' || c == '_' || c == '%'
+	return isAlpha(c) || c == '.' || c == '@' || c == '-' || c == '+' || c == '_' || c == '%'
 }
 
 // isNumber reports whether s is all of BASE10NUM.
@@ -91,7 +123,7 @@ func isNumber(s string) bool {
 	return true
 }
 
-func fastNginxAccess(s string, parsed map[string]string, host, date *tokenCheck) (matched, ok bool) {
+func fastNginxAccess(s string, parsed map[string]string, host, date *tokenCheck, shape nginxShape) (matched, ok bool) {
 	// remote_addr is the first token when " - " follows it: the optional
 	// target_fqdn group would need an address where "-" stands.
 	// An IPv6 zone (%.+) can run past spaces: such lines go to the regexp.
@@ -102,12 +134,12 @@ func fastNginxAccess(s string, parsed map[string]string, host, date *tokenCheck)
 	addr := s[:sp]
 	i := sp + 3
 	user := ""
-	if i < len(s) && s[i] != '[' {
+	if shape.emptyUser || (i < len(s) && s[i] != '[') {
 		j := i
-		for j < len(s) && isNgUser(s[j]) {
+		for j < len(s) && shape.userByte(s[j]) {
 			j++
 		}
-		if j == i || !strings.HasPrefix(s[j:], " [") {
+		if (j == i && !shape.emptyUser) || !strings.HasPrefix(s[j:], " [") {
 			return false, false
 		}
 		user = s[i:j]
@@ -188,7 +220,9 @@ func fastNginxAccess(s string, parsed map[string]string, host, date *tokenCheck)
 		return false, false
 	}
 	parsed["target_fqdn"] = ""
-	parsed["port"] = ""
+	if shape.port {
+		parsed["port"] = ""
+	}
 	parsed["remote_addr"] = addr
 	parsed["remote_user"] = user
 	parsed["time_local"] = when

@@ -133,6 +133,10 @@ func FuzzNginxFastPath(f *testing.F) {
 		`fe80::1%eth0 - - [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
 		`198.18.0.1 - - [01/Foo/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
 		`999.18.0.1 - [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
+		`198.18.0.1 -  [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
+		`198.18.0.1 - bob2 [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
+		`198.18.0.1 - bob@x.org [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
+		`www.example.org:8080 198.18.0.1 - - [01/Mar/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 1 "-" "-"`,
 	} {
 		f.Add(s)
 	}
@@ -141,13 +145,19 @@ func FuzzNginxFastPath(f *testing.F) {
 		f.Fatal(err)
 	}
 	g.Add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
-	c, err := g.Compile(nginxAccess)
-	if err != nil || c.fast == nil {
-		f.Fatalf("fast path not installed: %v", err)
+	var fast []func(string, map[string]string) (bool, bool)
+	var slow []*Pattern
+	for _, src := range []string{nginxAccess, nginxAccessNGUser} {
+		c, err := g.Compile(src)
+		if err != nil || c.fast == nil {
+			f.Fatalf("%s: fast path not installed: %v", src, err)
+		}
+		fast, slow = append(fast, c.fast), append(slow, regexpOnly(c))
 	}
-	slow := regexpOnly(c)
 	f.Fuzz(func(t *testing.T, s string) {
-		fastAgrees(t, c.fast, slow, s, true)
+		for i := range fast {
+			fastAgrees(t, fast[i], slow[i], s, true)
+		}
 	})
 }
 

@@ -61,8 +61,10 @@ func fuzzGroks(tb testing.TB) []*Pattern {
 	for k, v := range syslogDefs {
 		hub.Add(k, v)
 	}
-	for k, v := range nginxDefs {
-		hub.Add(k, v)
+	for _, vr := range nginxVariants {
+		for k, v := range vr.defs {
+			hub.Add(k, v)
+		}
 	}
 	hub.Add("IPv4_WORKAROUND", `(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)`)
 	hub.Add("IP_WORKAROUND", `(?:%{IPV6}|%{IPv4_WORKAROUND})`)
@@ -76,6 +78,7 @@ func fuzzGroks(tb testing.TB) []*Pattern {
 	}{
 		{hub, "^%{SYSLOGLINE}"},
 		{hub, nginxAccess},
+		{hub, nginxAccessNGUser},
 		{hub, `Invalid user\s*%{USERNAME:sshd_invalid_user}? from %{IP_WORKAROUND:sshd_client_ip}( port \d+)?`},
 		{hub, `Connection (closed|reset) by( (authenticating|invalid) user %{USERNAME:u})? %{IP:ip} port \d+ \[preauth\]`},
 		{hub, `from %{IPORHOST:h}`},
