@@ -61,6 +61,26 @@ type Memo struct {
 	vals  []val
 	vars  []val
 	ctx   fctx // reused by every evaluation, so none allocates
+	// uppers and lowers cache Upper and Lower of field values across
+	// events: probes repeat the same paths and agents.
+	uppers, lowers map[string]string
+}
+
+// fold is Upper (upper) or Lower of s, cached.
+func (m *Memo) fold(upper bool, s string) string {
+	cache, f := &m.lowers, strings.ToLower
+	if upper {
+		cache, f = &m.uppers, strings.ToUpper
+	}
+	if v, ok := (*cache)[s]; ok {
+		return v
+	}
+	v := f(s)
+	if *cache == nil || len(*cache) >= foldCacheMax {
+		*cache = make(map[string]string)
+	}
+	(*cache)[s] = v
+	return v
 }
 
 // Reset forgets every cached fold.
@@ -592,10 +612,18 @@ func (c *fcomp) call(x *ast.CallNode) (nfn, kind) {
 		return nil, kNone
 	}
 	e := c.e
-	if id.Value == "Upper" {
-		fold = func(e *Env, s string) string { return e.upper(s) }
-	} else if id.Value == "Lower" {
-		fold = func(e *Env, s string) string { return e.lower(s) }
+	switch id.Value {
+	case "Upper", "Lower":
+		// The memo's own fold cache: the Env's is shared by every
+		// worker, and its lock cost more than the folding it saves.
+		upper := id.Value == "Upper"
+		return func(f *fctx) (val, bool) {
+			v, ok := a(f)
+			if !ok {
+				return val{}, false
+			}
+			return val{s: f.memo.fold(upper, v.s)}, true
+		}, kStr
 	}
 	return func(f *fctx) (val, bool) {
 		v, ok := a(f)
