@@ -47,6 +47,8 @@ type Config struct {
 	Views bool
 	// RegexpOnly: see parse.Options.
 	RegexpOnly bool
+	// NoGuards: see scenario.Options.
+	NoGuards bool
 	// GeoIP and GeoIPFor: see parse.Options.
 	GeoIP    parse.GeoIP
 	GeoIPFor func(sourceURLs []string) parse.GeoIP
@@ -122,7 +124,7 @@ func New(cfg Config) (*Engine, error) {
 	for _, m := range sel.MissingContexts {
 		e.warnings = append(e.warnings, fmt.Errorf("context %s: a collection names it, the hub does not hold it: its alerts go without it", m))
 	}
-	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Overrides: cfg.Overrides, Replay: cfg.Replay, Released: e.recycle, Context: ctx}); err != nil {
+	if e.set, err = scenario.Load(sel.Scenarios, scenario.Options{Env: e.env, MaxBuckets: cfg.MaxBuckets, Simulated: cfg.Simulated, Overrides: cfg.Overrides, Replay: cfg.Replay, Released: e.recycle, Context: ctx, NoGuards: cfg.NoGuards}); err != nil {
 		return nil, err
 	}
 	e.ctx = ctx

@@ -97,3 +97,18 @@ func BenchmarkDebianLinuxRun(b *testing.B) {
 	benchDebianRun(b, "auth.log", "syslog", []string{"--ssh-lines", "1M", "--nginx-lines", "10", "--seed", "1"},
 		"crowdsecurity/linux")
 }
+
+// BenchmarkNginxGuards is BenchmarkNginxRun with the filter guards off
+// and on (see scenario.Options.NoGuards): what deciding the HTTP
+// scenarios' literal tests at once saves.
+func BenchmarkNginxGuards(b *testing.B) {
+	lines, cfg, _ := benchInput(b, "access.log", "nginx", []string{"--ssh-lines", "10", "--nginx-lines", "200k", "--seed", "1"},
+		append(nginxItems, "crowdsecurity/base-http-scenarios"))
+	for _, off := range []bool{true, false} {
+		b.Run("guards="+map[bool]string{true: "off", false: "on"}[off], func(b *testing.B) {
+			c := cfg
+			c.NoGuards = off
+			benchRunWith(b, c, lines)
+		})
+	}
+}

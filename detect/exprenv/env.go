@@ -144,6 +144,15 @@ func (e *Env) findData(name string) (string, error) {
 	return p, nil
 }
 
+// Strings returns the lines of the string data file name (File's
+// argument), and whether it is loaded.
+func (e *Env) Strings(name string) ([]string, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	l, ok := e.strs[name]
+	return l, ok
+}
+
 // LoadData reads the data file a `data:` entry names, once per name and type.
 func (e *Env) LoadData(d DataSpec) error {
 	if d.DestFile == "" {

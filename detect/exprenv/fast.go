@@ -64,6 +64,28 @@ type Memo struct {
 	// uppers and lowers cache Upper and Lower of field values across
 	// events: probes repeat the same paths and agents.
 	uppers, lowers map[string]string
+	files          map[fileKey]val
+}
+
+// fileKey names a data-file verdict: RegexpInFile (regexp) or
+// LookupFile of s in file.
+type fileKey struct {
+	file, s string
+	regexp  bool
+}
+
+// fileVerdict is the verdict of k, from the memo's cache or else from
+// get, whose caches are the Env's: shared by every worker, and locked.
+func (m *Memo) fileVerdict(k fileKey, get func() val) val {
+	if v, ok := m.files[k]; ok {
+		return v
+	}
+	v := get()
+	if m.files == nil || len(m.files) >= reHitsMax {
+		m.files = make(map[fileKey]val)
+	}
+	m.files[k] = v
+	return v
 }
 
 // fold is Upper (upper) or Lower of s, cached.
@@ -172,6 +194,7 @@ func undecided(*fctx) (val, bool) { return val{}, false }
 
 type fcomp struct {
 	e       *Env
+	keys    map[ast.Node]string
 	scope   map[string]int
 	nvars   int
 	varKind []kind
@@ -237,7 +260,7 @@ func (c *fcomp) memoize(n ast.Node) func(nfn, kind) (nfn, kind) {
 		if k == kNone || len(c.scope) > 0 {
 			return fn, k
 		}
-		slot, shared := c.e.memoSlot(n.String())
+		slot, shared := c.e.memoSlot(c.key(n))
 		return func(f *fctx) (val, bool) {
 			// A term only one program holds is not worth keeping.
 			if !shared.Load() {
@@ -253,6 +276,27 @@ func (c *fcomp) memoize(n ast.Node) func(nfn, kind) (nfn, kind) {
 			return v, ok
 		}, k
 	}
+}
+
+// key is the text of n that memo slots are numbered by. ast's String
+// prints a subtree again at every level above it: a filter that is a
+// chain of hundreds of "or" cost seconds to load. Binary nodes are
+// printed from their operands' cached keys instead.
+func (c *fcomp) key(n ast.Node) string {
+	if k, ok := c.keys[n]; ok {
+		return k
+	}
+	var k string
+	if b, ok := n.(*ast.BinaryNode); ok {
+		k = "(" + c.key(b.Left) + " " + b.Operator + " " + c.key(b.Right) + ")"
+	} else {
+		k = n.String()
+	}
+	if c.keys == nil {
+		c.keys = map[ast.Node]string{}
+	}
+	c.keys[n] = k
+	return k
 }
 
 func constStr(s string) nfn { return func(*fctx) (val, bool) { return val{s: s}, true } }
@@ -592,7 +636,9 @@ func (c *fcomp) call(x *ast.CallNode) (nfn, kind) {
 				if !ok {
 					return val{}, false
 				}
-				return val{b: e.regexpInFile(v.s, file)}, true
+				return f.memo.fileVerdict(fileKey{file: file, s: v.s, regexp: true}, func() val {
+					return val{b: e.regexpInFile(v.s, file)}
+				}), true
 			}, kBool
 		}
 		return func(f *fctx) (val, bool) {
@@ -600,7 +646,9 @@ func (c *fcomp) call(x *ast.CallNode) (nfn, kind) {
 			if !ok {
 				return val{}, false
 			}
-			return val{s: e.lookupFile(v.s, file)}, true
+			return f.memo.fileVerdict(fileKey{file: file, s: v.s}, func() val {
+				return val{s: e.lookupFile(v.s, file)}
+			}), true
 		}, kStr
 	}
 	fold := strFuncs[id.Value]

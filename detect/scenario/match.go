@@ -29,6 +29,10 @@ type Matcher struct {
 	// without running.
 	byTuple  map[string][]*scenario
 	tupleBuf []byte
+	// guards are the set's (nil: none, or Options.NoGuards), guard
+	// their state on the event at hand.
+	guards *guards
+	guard  *guardState
 }
 
 // Matches is what matching found for one event.
@@ -51,7 +55,11 @@ func (m *Matches) reset() {
 
 // NewMatcher returns a matcher for s's scenarios.
 func (s *Set) NewMatcher() *Matcher {
-	return &Matcher{set: s, vars: map[string]any{"evt": (*detect.Event)(nil)}, byTuple: map[string][]*scenario{}}
+	m := &Matcher{set: s, vars: map[string]any{"evt": (*detect.Event)(nil)}, byTuple: map[string][]*scenario{}}
+	if s.guards != nil {
+		m.guards, m.guard = s.guards, newGuardState(s.guards)
+	}
+	return m
 }
 
 // MatchesAnywhere reports whether matching may run on another goroutine
@@ -70,8 +78,12 @@ func (m *Matcher) Match(evt *detect.Event, out *Matches) {
 	untimed := s.replay && evt.MarshaledTime == ""
 	m.vars["evt"] = evt
 	defer func() { m.vars["evt"] = (*detect.Event)(nil) }()
-	m.memo.Reset()
+	m.forget()
+	g := m.guards
 	for _, sc := range m.candidates(evt) {
+		if g != nil && g.of[sc.idx] != nil && !g.passes(m.guard, sc, evt, &m.memo) {
+			continue
+		}
 		ok, err := m.runBool(sc.filter, evt)
 		if err != nil {
 			out.errs = append(out.errs, sc)
@@ -122,12 +134,21 @@ func (m *Matcher) candidates(evt *detect.Event) []*scenario {
 	return c
 }
 
+// forget drops what was computed on the event: it is a new one, or the
+// VM ran on it and may have changed it (SetMeta).
+func (m *Matcher) forget() {
+	m.memo.Reset()
+	if m.guard != nil {
+		m.guard.next()
+	}
+}
+
 func (m *Matcher) runBool(p *exprenv.Program, evt *detect.Event) (bool, error) {
 	if v, ok := p.Bool(&m.memo, evt); ok {
 		return v, nil
 	}
 	v, err := m.set.env.RunBool(p.VM, m.vars)
-	m.memo.Reset()
+	m.forget()
 	return v, err
 }
 
@@ -136,7 +157,7 @@ func (m *Matcher) runString(p *exprenv.Program, evt *detect.Event) (string, erro
 		return v, nil
 	}
 	out, err := m.set.env.Run(p.VM, m.vars)
-	m.memo.Reset()
+	m.forget()
 	if err != nil {
 		return "", err
 	}

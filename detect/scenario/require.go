@@ -22,10 +22,25 @@ type requirement struct {
 // "let x = pure; ..." and "if cond { ... } else { false }" (cond must
 // hold) too.
 func requirements(filter string) []requirement {
+	var out []requirement
+	conj, _ := leadingConjuncts(filter)
+	for _, c := range conj {
+		if r, ok := metaTest(c); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// leadingConjuncts are the conjuncts of filter, in order, up to the first
+// that may have side effects (see requirements), and the values of the
+// lets they are under.
+func leadingConjuncts(filter string) ([]ast.Node, map[string]ast.Node) {
 	tree, err := parser.Parse(filter)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
+	lets := map[string]ast.Node{}
 	var conj []ast.Node
 	var flatten func(n ast.Node)
 	flatten = func(n ast.Node) {
@@ -38,6 +53,7 @@ func requirements(filter string) []requirement {
 			}
 		case *ast.VariableDeclaratorNode:
 			if x.Name != "evt" && pure(x.Value) {
+				lets[x.Name] = x.Value
 				flatten(x.Expr)
 				return
 			}
@@ -53,20 +69,15 @@ func requirements(filter string) []requirement {
 		conj = append(conj, n)
 	}
 	flatten(tree.Node)
-	var out []requirement
-	for _, c := range conj {
+	for i, c := range conj {
 		if c == nil {
-			break
+			return conj[:i], lets
 		}
-		if r, ok := metaTest(c); ok {
-			out = append(out, r)
-			continue
-		}
-		if !pure(c) {
-			break
+		if _, ok := metaTest(c); !ok && !pure(c) {
+			return conj[:i], lets
 		}
 	}
-	return out
+	return conj, lets
 }
 
 // pureCalls are helpers without side effects a skipped conjunct may call.

@@ -47,6 +47,9 @@ type Options struct {
 	// Context, when set, is evaluated over each overflow's events into
 	// its alert's Context.
 	Context *alertctx.Contexts
+	// NoGuards turns the filter guards off (see guard.go): the results
+	// are the same, only slower; benchmarks and tests compare the two.
+	NoGuards bool
 }
 
 // Set is a loaded group of scenarios and their live buckets. Its methods
@@ -68,6 +71,9 @@ type Set struct {
 	// takesOverflows is set when some scenario's requirements may hold
 	// for an overflow poured again (see TakesOverflows).
 	takesOverflows bool
+	// guards decide the literal tests of many filters at once (nil: no
+	// filter has one).
+	guards *guards
 
 	buckets   int // live buckets and blackhole records
 	heap      bucketHeap
@@ -195,6 +201,9 @@ func Load(files []string, opts Options) (*Set, error) {
 	for _, sc := range s.scenarios {
 		s.crossEvent = s.crossEvent || usesStash(sc.spec.Filter) || usesStash(sc.spec.GroupBy)
 		s.takesOverflows = s.takesOverflows || sc.mayTakeOverflow()
+	}
+	if !opts.NoGuards {
+		s.guards = buildGuards(s.scenarios, env)
 	}
 	s.own = s.NewMatcher()
 	return s, nil
