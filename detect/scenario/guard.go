@@ -40,6 +40,9 @@ type guardTerm struct {
 	// unbounded: the contains literals were too many for an automaton;
 	// every clause of the term counts as holding.
 	unbounded bool
+	// fold: the term's value is scanned without regard to ASCII case,
+	// and a value that is not all ASCII decides nothing.
+	fold bool
 }
 
 // guardClause holds when one of its atoms does; terms are those its
@@ -102,7 +105,7 @@ func buildGuards(scs []*scenario, env *exprenv.Env) *guards {
 	for t, lits := range b.cont {
 		if len(lits) > 0 {
 			gt := b.g.terms[t]
-			gt.contains, gt.lits = newMultiAC(lits), lits
+			gt.contains, gt.lits = newMultiAC(lits, gt.fold), lits
 			gt.unbounded = gt.contains == nil
 		}
 	}
@@ -268,19 +271,32 @@ func (b *atomBuilder) atom(term ast.Node, lit string, equal bool) ([]pendingAtom
 	if id, ok := term.(*ast.IdentifierNode); ok && b.lets[id.Value] != nil {
 		term = b.lets[id.Value]
 	}
+	// Upper(x) contains L implies that x holds L but for ASCII case, when
+	// x is ASCII: x is scanned once, case-folded, for the literals of
+	// Upper(x), Lower(x) and x alike, and never folded.
+	fold := false
+	if c, ok := term.(*ast.CallNode); ok && !equal && len(c.Arguments) == 1 {
+		if id, ok := c.Callee.(*ast.IdentifierNode); ok && (id.Value == "Upper" || id.Value == "Lower") {
+			term, fold = c.Arguments[0], true
+		}
+	}
 	text := term.String()
-	t, ok := b.byText[text]
+	key := text
+	if fold {
+		key = "fold:" + text
+	}
+	t, ok := b.byText[key]
 	if !ok {
 		t = -1
 		prog, err := b.env.CompileEvt(text, map[string]any{"evt": &detect.Event{}})
 		if err == nil {
 			if _, decided := prog.String(new(exprenv.Memo), detect.NewEvent(detect.Line{})); decided {
 				t = len(b.g.terms)
-				b.g.terms = append(b.g.terms, &guardTerm{prog: prog, equal: map[string][]int{}})
+				b.g.terms = append(b.g.terms, &guardTerm{prog: prog, fold: fold, equal: map[string][]int{}})
 				b.cont = append(b.cont, nil)
 			}
 		}
-		b.byText[text] = t
+		b.byText[key] = t
 	}
 	if t < 0 {
 		// Not a string the native evaluator reads.
@@ -469,7 +485,12 @@ func (g *guards) eval(st *guardState, t int, evt *detect.Event, memo *exprenv.Me
 		st.clauseGen[c] = st.gen
 	}
 	if gt.contains != nil {
-		st.hits = gt.contains.find(v, st.hits[:0])
+		var ascii bool
+		st.hits, ascii = gt.contains.find(v, st.hits[:0])
+		if gt.fold && !ascii {
+			st.termUnknown[t] = true
+			return
+		}
 		for _, i := range st.hits {
 			st.clauseGen[gt.containsClause[i]] = st.gen
 		}

@@ -70,7 +70,7 @@ func TestGuardsMatchFilters(t *testing.T) {
 	}
 	metaKeys, parsedKeys := slices.Sorted(maps.Keys(fields["Meta"])), slices.Sorted(maps.Keys(fields["Parsed"]))
 	rng := rand.New(rand.NewPCG(7, 7))
-	noise := []string{"", "/", "?", "=", "a", "%2e", "..", "index.php", " ", "Mozilla/5.0", "POST", "GET"}
+	noise := []string{"", "/", "?", "=", "a", "%2e", "..", "index.php", " ", "Mozilla/5.0", "POST", "GET", "ı", "é", "ſ"}
 	value := func() string {
 		var b strings.Builder
 		for range rng.IntN(4) {
@@ -137,42 +137,61 @@ func describe(m *Matches) string {
 	return b.String()
 }
 
-func TestMultiAC(t *testing.T) {
-	lits := []string{"he", "she", "his", "hers", "/TMUI/", "TMUI", "a", "/.%2E/", "she"}
-	ac := newMultiAC(lits)
-	for _, s := range []string{"", "ushers", "/tmui/x", "/TMUI/LOGIN", "xyz", "aaa", "/.%2E/.%2E/", "hishe"} {
-		found := map[int]bool{}
-		for _, i := range ac.find(s, nil) {
-			found[i] = true
+// acAgrees checks the literals ac finds in s against strings.Contains,
+// over ASCII-lowered text when fold.
+func acAgrees(t *testing.T, ac *multiAC, lits []string, s string, fold bool) {
+	t.Helper()
+	hits, ascii := ac.find(s, nil)
+	if fold && !ascii {
+		return
+	}
+	found := map[int]bool{}
+	for _, i := range hits {
+		found[i] = true
+	}
+	for i, l := range lits {
+		in, want := s, l
+		if fold {
+			in, want = asciiLower(in), asciiLower(want)
 		}
-		for i, l := range lits {
-			if found[i] != strings.Contains(s, l) {
-				t.Errorf("%q: literal %q found %v, strings.Contains says %v", s, l, found[i], !found[i])
-			}
+		if found[i] != strings.Contains(in, want) {
+			t.Errorf("%q (fold %v): literal %q found %v, strings.Contains says %v", s, fold, l, found[i], !found[i])
 		}
 	}
-	if newMultiAC([]string{"a", ""}) != nil {
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i := range b {
+		b[i] = lowerASCII(b[i])
+	}
+	return string(b)
+}
+
+func TestMultiAC(t *testing.T) {
+	lits := []string{"he", "she", "his", "hers", "/TMUI/", "TMUI", "a", "/.%2E/", "she", "ÉTÉ"}
+	for _, fold := range []bool{false, true} {
+		ac := newMultiAC(lits, fold)
+		for _, s := range []string{"", "ushers", "/tmui/x", "/TMUI/LOGIN", "xyz", "aaa", "/.%2e/.%2E/", "hishe", "HERS", "été ÉTÉ"} {
+			acAgrees(t, ac, lits, s, fold)
+		}
+	}
+	if newMultiAC([]string{"a", ""}, false) != nil {
 		t.Error("an empty literal must not get an automaton")
+	}
+	if _, ascii := newMultiAC(lits, true).find("/é", nil); ascii {
+		t.Error("a value with a non-ASCII byte reported as ASCII")
 	}
 }
 
 func FuzzMultiAC(f *testing.F) {
-	f.Add("/wp-login.php?x=1", "wp-|php|x=|/")
-	f.Add("aaaa", "aa|a|aaa")
-	f.Fuzz(func(t *testing.T, s, joined string) {
+	f.Add("/wp-login.php?x=1", "wp-|php|x=|/", false)
+	f.Add("aaaa", "aa|a|aaa", false)
+	f.Add("/TMUI/Login", "/tmui/|LOGIN", true)
+	f.Fuzz(func(t *testing.T, s, joined string, fold bool) {
 		lits := strings.Split(joined, "|")
-		ac := newMultiAC(lits)
-		if ac == nil {
-			return
-		}
-		found := map[int]bool{}
-		for _, i := range ac.find(s, nil) {
-			found[i] = true
-		}
-		for i, l := range lits {
-			if found[i] != strings.Contains(s, l) {
-				t.Fatalf("%q in %q: found %v", l, s, found[i])
-			}
+		if ac := newMultiAC(lits, fold); ac != nil {
+			acAgrees(t, ac, lits, s, fold)
 		}
 	})
 }

@@ -20,8 +20,9 @@ type multiAC struct {
 const maxACBytes = 1<<16 - 1
 
 // newMultiAC returns the automaton for lits, nil when they are too many
-// bytes (maxACBytes) or one is empty.
-func newMultiAC(lits []string) *multiAC {
+// bytes (maxACBytes) or one is empty. With fold, ASCII letters match
+// either case.
+func newMultiAC(lits []string, fold bool) *multiAC {
 	total := 0
 	for _, l := range lits {
 		if l == "" {
@@ -35,10 +36,19 @@ func newMultiAC(lits []string) *multiAC {
 	m := &multiAC{}
 	for _, l := range lits {
 		for i := 0; i < len(l); i++ {
-			if m.class[l[i]] == 0 {
-				m.ncls++
-				m.class[l[i]] = uint16(m.ncls)
+			c := l[i]
+			if fold {
+				c = lowerASCII(c)
 			}
+			if m.class[c] == 0 {
+				m.ncls++
+				m.class[c] = uint16(m.ncls)
+			}
+		}
+	}
+	if fold {
+		for c := 'A'; c <= 'Z'; c++ {
+			m.class[c] = m.class[c+'a'-'A']
 		}
 	}
 	m.ncls++ // class 0: bytes no literal holds
@@ -98,14 +108,23 @@ func newMultiAC(lits []string) *multiAC {
 }
 
 // find appends to dst the index of every literal s contains, once per
-// occurrence.
-func (m *multiAC) find(s string, dst []int) []int {
+// occurrence, and reports whether s is all ASCII.
+func (m *multiAC) find(s string, dst []int) ([]int, bool) {
 	st := uint16(0)
+	var or byte
 	for i := 0; i < len(s); i++ {
+		or |= s[i]
 		st = m.delta[int(st)*m.ncls+int(m.class[s[i]])]
 		if o := m.out[st]; len(o) > 0 {
 			dst = append(dst, o...)
 		}
 	}
-	return dst
+	return dst, or < 0x80
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
