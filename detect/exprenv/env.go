@@ -394,13 +394,5 @@ const foldCacheMax = 8192
 func (e *Env) fold(cache *map[string]string, s string, f func(string) string) string {
 	e.foldMu.Lock()
 	defer e.foldMu.Unlock()
-	if v, ok := (*cache)[s]; ok {
-		return v
-	}
-	v := f(s)
-	if *cache == nil || len(*cache) >= foldCacheMax {
-		*cache = make(map[string]string)
-	}
-	(*cache)[s] = v
-	return v
+	return cachedFold(cache, s, f)
 }

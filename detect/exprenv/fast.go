@@ -94,6 +94,11 @@ func (m *Memo) fold(upper bool, s string) string {
 	if upper {
 		cache, f = &m.uppers, strings.ToUpper
 	}
+	return cachedFold(cache, s, f)
+}
+
+// cachedFold is f(s), kept in cache (bounded by foldCacheMax).
+func cachedFold(cache *map[string]string, s string, f func(string) string) string {
 	if v, ok := (*cache)[s]; ok {
 		return v
 	}
@@ -504,7 +509,7 @@ func (c *fcomp) binary(x *ast.BinaryNode) (nfn, kind) {
 		if lk != kStr {
 			return nil, kNone
 		}
-		pat, ok := c.constString(x.Right)
+		pat, ok := ConstString(x.Right)
 		if !ok {
 			return nil, kNone
 		}
@@ -582,8 +587,9 @@ func (c *fcomp) binary(x *ast.BinaryNode) (nfn, kind) {
 	}, kBool
 }
 
-// constString folds a string literal or a pure helper over one.
-func (c *fcomp) constString(n ast.Node) (string, bool) {
+// ConstString folds a string literal, or a pure one-string helper
+// (Upper, Lower, TrimSpace, QueryUnescape, ...) over one.
+func ConstString(n ast.Node) (string, bool) {
 	switch x := n.(type) {
 	case *ast.StringNode:
 		return x.Value, true
@@ -596,11 +602,11 @@ func (c *fcomp) constString(n ast.Node) (string, bool) {
 		if f == nil {
 			return "", false
 		}
-		s, ok := c.constString(x.Arguments[0])
+		s, ok := ConstString(x.Arguments[0])
 		if !ok {
 			return "", false
 		}
-		return f(c.e, s), true
+		return f(nil, s), true
 	}
 	return "", false
 }
@@ -613,7 +619,7 @@ func (c *fcomp) call(x *ast.CallNode) (nfn, kind) {
 	if _, shadowed := c.scope[id.Value]; shadowed {
 		return nil, kNone
 	}
-	if s, ok := c.constString(x); ok {
+	if s, ok := ConstString(x); ok {
 		return constStr(s), kStr
 	}
 	switch id.Value {
@@ -621,7 +627,7 @@ func (c *fcomp) call(x *ast.CallNode) (nfn, kind) {
 		if len(x.Arguments) != 2 {
 			return nil, kNone
 		}
-		file, ok := c.constString(x.Arguments[1])
+		file, ok := ConstString(x.Arguments[1])
 		if !ok {
 			return nil, kNone
 		}
@@ -682,62 +688,94 @@ func (c *fcomp) call(x *ast.CallNode) (nfn, kind) {
 	}, kStr
 }
 
-// builtin handles any(File(f), {X op T(#)}): one matcher over the data
-// file's lines instead of a VM loop.
-func (c *fcomp) builtin(x *ast.BuiltinNode) (nfn, kind) {
+// FileTest is a test of a term against every line of a data file, as
+// hub filters write it: any(File(File), {X Op Fold(#)}).
+type FileTest struct {
+	File, Op string
+	X        ast.Node
+	// Fold is what each line is made first: "", "Upper", "Lower" or
+	// "json:PATH" (JsonExtract(#, PATH)).
+	Fold string
+	// Guarded is {test ? action : false}: an action, not part of the
+	// test, runs for a line that passes it.
+	Guarded bool
+}
+
+// ReadFileTest recognises a FileTest.
+func ReadFileTest(x *ast.BuiltinNode) (FileTest, bool) {
 	if x.Name != "any" || len(x.Arguments) != 2 {
-		return nil, kNone
+		return FileTest{}, false
 	}
 	call, ok := x.Arguments[0].(*ast.CallNode)
 	if !ok || len(call.Arguments) != 1 {
-		return nil, kNone
+		return FileTest{}, false
 	}
 	if id, ok := call.Callee.(*ast.IdentifierNode); !ok || id.Value != "File" {
-		return nil, kNone
+		return FileTest{}, false
 	}
-	file, ok := c.constString(call.Arguments[0])
+	file, ok := ConstString(call.Arguments[0])
 	if !ok {
-		return nil, kNone
+		return FileTest{}, false
 	}
 	pred, ok := x.Arguments[1].(*ast.PredicateNode)
 	if !ok {
-		return nil, kNone
+		return FileTest{}, false
 	}
 	// {cond ? action : false}: when cond holds for no line the result is
-	// false without running the action; otherwise the VM runs it.
-	guarded := false
+	// false without running the action.
+	ft := FileTest{File: file}
 	body := pred.Node
 	if cn, ok := body.(*ast.ConditionalNode); ok {
 		if f, ok := cn.Exp2.(*ast.BoolNode); !ok || f.Value {
-			return nil, kNone
+			return FileTest{}, false
 		}
-		body, guarded = cn.Cond, true
+		body, ft.Guarded = cn.Cond, true
 	}
 	b, ok := body.(*ast.BinaryNode)
 	if !ok {
-		return nil, kNone
+		return FileTest{}, false
 	}
-	xs, fold := b.Left, ""
+	ft.X, ft.Op = b.Left, b.Operator
 	if f, ok := hashFold(b.Right); ok {
-		fold = f
+		ft.Fold = f
 	} else if f, ok := hashFold(b.Left); ok && b.Operator == "==" {
-		fold, xs = f, b.Right
+		ft.Fold, ft.X = f, b.Right
 	} else {
+		return FileTest{}, false
+	}
+	if usesPointer(ft.X) {
+		return FileTest{}, false
+	}
+	switch ft.Op {
+	case "contains", "==", "startsWith", "endsWith", "matches":
+		return ft, true
+	}
+	return FileTest{}, false
+}
+
+// FileTestLines are the lines of ft's data file as its Fold makes them,
+// and whether the file is loaded.
+func (e *Env) FileTestLines(ft FileTest) ([]string, bool) {
+	lines, ok := e.Strings(ft.File)
+	if !ok {
+		return nil, false
+	}
+	return foldLines(lines, ft.Fold), true
+}
+
+// builtin handles a FileTest: one matcher over the data file's lines
+// instead of a VM loop.
+func (c *fcomp) builtin(x *ast.BuiltinNode) (nfn, kind) {
+	ft, ok := ReadFileTest(x)
+	if !ok {
 		return nil, kNone
 	}
-	if usesPointer(xs) {
-		return nil, kNone
-	}
-	a, ak := c.node(xs)
+	guarded := ft.Guarded
+	a, ak := c.node(ft.X)
 	if ak != kStr {
 		return nil, kNone
 	}
-	switch b.Operator {
-	case "contains", "==", "startsWith", "endsWith", "matches":
-	default:
-		return nil, kNone
-	}
-	m := c.e.listMatcher(file, fold, b.Operator)
+	m := c.e.listMatcher(ft.File, ft.Fold, ft.Op)
 	return func(f *fctx) (val, bool) {
 		v, ok := a(f)
 		if !ok {
@@ -812,6 +850,20 @@ func (l *lazyMatcher) get() matcher {
 	return l.m
 }
 
+// foldLines makes each of lines what a FileTest's fold does.
+func foldLines(lines []string, fold string) []string {
+	switch {
+	case fold == "Upper":
+		return foldAll(lines, strings.ToUpper)
+	case fold == "Lower":
+		return foldAll(lines, strings.ToLower)
+	case strings.HasPrefix(fold, "json:"):
+		path := strings.TrimPrefix(fold, "json:")
+		return foldAll(lines, func(l string) string { return jsonExtractRaw(l, path) })
+	}
+	return lines
+}
+
 func (e *Env) listMatcher(file, fold, op string) *lazyMatcher {
 	key := fmt.Sprintf("%s\x00%s\x00%s", file, fold, op)
 	e.mu.Lock()
@@ -824,17 +876,8 @@ func (e *Env) listMatcher(file, fold, op string) *lazyMatcher {
 	}
 	m := &lazyMatcher{build: func() matcher {
 		e.mu.RLock()
-		lits := e.strs[file]
+		lits := foldLines(e.strs[file], fold)
 		e.mu.RUnlock()
-		switch {
-		case fold == "Upper":
-			lits = foldAll(lits, strings.ToUpper)
-		case fold == "Lower":
-			lits = foldAll(lits, strings.ToLower)
-		case strings.HasPrefix(fold, "json:"):
-			path := strings.TrimPrefix(fold, "json:")
-			lits = foldAll(lits, func(l string) string { return jsonExtractRaw(l, path) })
-		}
 		switch op {
 		case "matches":
 			return newPatternMatcher(lits)

@@ -156,10 +156,10 @@ func (b *atomBuilder) atoms(n ast.Node) ([]pendingAtom, bool) {
 	case *ast.BinaryNode:
 		switch x.Operator {
 		case "contains", "startsWith", "endsWith", "==":
-			lit, ok := constString(x.Right)
+			lit, ok := exprenv.ConstString(x.Right)
 			term := x.Left
 			if !ok && x.Operator == "==" {
-				lit, ok = constString(x.Left)
+				lit, ok = exprenv.ConstString(x.Left)
 				term = x.Right
 			}
 			if !ok {
@@ -167,7 +167,7 @@ func (b *atomBuilder) atoms(n ast.Node) ([]pendingAtom, bool) {
 			}
 			return b.atom(term, lit, x.Operator == "==")
 		case "matches":
-			rx, ok := constString(x.Right)
+			rx, ok := exprenv.ConstString(x.Right)
 			if !ok {
 				return nil, false
 			}
@@ -191,7 +191,7 @@ func (b *atomBuilder) atoms(n ast.Node) ([]pendingAtom, bool) {
 			}
 			var out []pendingAtom
 			for _, e := range arr.Nodes {
-				lit, ok := constString(e)
+				lit, ok := exprenv.ConstString(e)
 				if !ok {
 					return nil, false
 				}
@@ -209,51 +209,19 @@ func (b *atomBuilder) atoms(n ast.Node) ([]pendingAtom, bool) {
 	return nil, false
 }
 
-// anyFile reads any(File('f'), {term OP fold(#)}).
+// anyFile reads any(File('f'), {term OP fold(#)}) as one atom per line.
 func (b *atomBuilder) anyFile(x *ast.BuiltinNode) ([]pendingAtom, bool) {
-	if x.Name != "any" || len(x.Arguments) != 2 {
+	ft, ok := exprenv.ReadFileTest(x)
+	if !ok || ft.Guarded || ft.Op == "matches" || strings.HasPrefix(ft.Fold, "json:") {
 		return nil, false
 	}
-	call, ok := x.Arguments[0].(*ast.CallNode)
-	if !ok || len(call.Arguments) != 1 {
-		return nil, false
-	}
-	if id, ok := call.Callee.(*ast.IdentifierNode); !ok || id.Value != "File" {
-		return nil, false
-	}
-	name, ok := call.Arguments[0].(*ast.StringNode)
-	if !ok {
-		return nil, false
-	}
-	pred, ok := x.Arguments[1].(*ast.PredicateNode)
-	if !ok {
-		return nil, false
-	}
-	test, ok := pred.Node.(*ast.BinaryNode)
-	if !ok {
-		return nil, false
-	}
-	term, ptr := test.Left, test.Right
-	switch test.Operator {
-	case "contains", "startsWith", "endsWith":
-	case "==":
-		if _, isPtr := pointerFold(term); isPtr {
-			term, ptr = ptr, term
-		}
-	default:
-		return nil, false
-	}
-	fold, ok := pointerFold(ptr)
-	if !ok || mentionsPointer(term) {
-		return nil, false
-	}
-	lines, ok := b.env.Strings(name.Value)
+	lines, ok := b.env.FileTestLines(ft)
 	if !ok {
 		return nil, false
 	}
 	out := []pendingAtom{}
 	for _, l := range lines {
-		a, ok := b.atom(term, fold(l), test.Operator == "==")
+		a, ok := b.atom(ft.X, l, ft.Op == "==")
 		if !ok {
 			return nil, false
 		}
@@ -364,69 +332,6 @@ func required(re *syntax.Regexp) []string {
 		return out
 	}
 	return nil
-}
-
-// constString is a string literal, or Upper/Lower of one.
-func constString(n ast.Node) (string, bool) {
-	switch x := n.(type) {
-	case *ast.StringNode:
-		return x.Value, true
-	case *ast.CallNode:
-		id, ok := x.Callee.(*ast.IdentifierNode)
-		if !ok || len(x.Arguments) != 1 {
-			return "", false
-		}
-		s, ok := constString(x.Arguments[0])
-		if !ok {
-			return "", false
-		}
-		switch id.Value {
-		case "Upper":
-			return strings.ToUpper(s), true
-		case "Lower":
-			return strings.ToLower(s), true
-		}
-	}
-	return "", false
-}
-
-// pointerFold reads #, Upper(#) or Lower(#) as what it makes of a line.
-func pointerFold(n ast.Node) (func(string) string, bool) {
-	switch x := n.(type) {
-	case *ast.PointerNode:
-		if x.Name == "" {
-			return func(s string) string { return s }, true
-		}
-	case *ast.CallNode:
-		id, ok := x.Callee.(*ast.IdentifierNode)
-		if !ok || len(x.Arguments) != 1 {
-			return nil, false
-		}
-		if p, ok := x.Arguments[0].(*ast.PointerNode); !ok || p.Name != "" {
-			return nil, false
-		}
-		switch id.Value {
-		case "Upper":
-			return strings.ToUpper, true
-		case "Lower":
-			return strings.ToLower, true
-		}
-	}
-	return nil, false
-}
-
-func mentionsPointer(n ast.Node) bool {
-	found := false
-	ast.Walk(&n, pointerVisitor{&found})
-	return found
-}
-
-type pointerVisitor struct{ found *bool }
-
-func (v pointerVisitor) Visit(n *ast.Node) {
-	if _, ok := (*n).(*ast.PointerNode); ok {
-		*v.found = true
-	}
 }
 
 // guardState is a matcher's scratch for one event's guards.

@@ -49,6 +49,7 @@ func TestGuardsMatchFilters(t *testing.T) {
 			n++
 		}
 	}
+	t.Logf("%d of %d scenarios guarded, over %d terms", n, len(guarded.scenarios), len(guarded.guards.terms))
 	if n < 50 {
 		t.Fatalf("%d scenarios guarded, want the hub's HTTP probes (50 or more)", n)
 	}
