@@ -9,6 +9,7 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/detect/internal/rxlit"
 )
 
 // A hub with many HTTP scenarios runs, for every access log line, dozens
@@ -171,19 +172,11 @@ func (b *atomBuilder) atoms(n ast.Node) ([]pendingAtom, bool) {
 			if !ok {
 				return nil, false
 			}
-			lits := requiredLiterals(rx)
-			if lits == nil {
+			lit, ok := requiredLiteral(rx)
+			if !ok {
 				return nil, false
 			}
-			var out []pendingAtom
-			for _, l := range lits {
-				a, ok := b.atom(x.Left, l, false)
-				if !ok {
-					return nil, false
-				}
-				out = append(out, a...)
-			}
-			return out, true
+			return b.atom(x.Left, lit, false)
 		case "in":
 			arr, ok := x.Right.(*ast.ArrayNode)
 			if !ok {
@@ -277,61 +270,20 @@ func (b *atomBuilder) atom(term ast.Node, lit string, equal bool) ([]pendingAtom
 // ones are in most fields anyway.
 const minRequired = 3
 
-// requiredLiterals returns literals one of which every match of the
-// regexp rx holds, nil when it has none of minRequired bytes or more
-// (or is case-insensitive there).
-func requiredLiterals(rx string) []string {
+// requiredLiteral returns the longest literal every match of the regexp
+// rx holds, if it has one of minRequired bytes or more.
+func requiredLiteral(rx string) (string, bool) {
 	re, err := syntax.Parse(rx, syntax.Perl)
 	if err != nil {
-		return nil
+		return "", false
 	}
-	return required(re)
-}
-
-func required(re *syntax.Regexp) []string {
-	switch re.Op {
-	case syntax.OpLiteral:
-		if re.Flags&syntax.FoldCase != 0 || len(string(re.Rune)) < minRequired {
-			return nil
+	best := ""
+	rxlit.Required(re, func(lit string) {
+		if len(lit) > len(best) {
+			best = lit
 		}
-		return []string{string(re.Rune)}
-	case syntax.OpCapture, syntax.OpPlus:
-		return required(re.Sub[0])
-	case syntax.OpRepeat:
-		if re.Min >= 1 {
-			return required(re.Sub[0])
-		}
-	case syntax.OpConcat:
-		// Every part is there: the one whose shortest literal is
-		// longest says most.
-		var best []string
-		bestLen := 0
-		for _, sub := range re.Sub {
-			lits := required(sub)
-			if lits == nil {
-				continue
-			}
-			short := len(lits[0])
-			for _, l := range lits {
-				short = min(short, len(l))
-			}
-			if short > bestLen {
-				best, bestLen = lits, short
-			}
-		}
-		return best
-	case syntax.OpAlternate:
-		var out []string
-		for _, sub := range re.Sub {
-			lits := required(sub)
-			if lits == nil {
-				return nil
-			}
-			out = append(out, lits...)
-		}
-		return out
-	}
-	return nil
+	})
+	return best, len(best) >= minRequired
 }
 
 // guardState is a matcher's scratch for one event's guards.
