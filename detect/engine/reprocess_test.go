@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -76,39 +77,54 @@ func alertKeys(la []lineAlerts) map[int][]string {
 // TestReprocess: a scenario with reprocess: true has its overflows poured
 // into the scenarios again, where a recidive scenario counts them; the
 // recidive's alert comes with the line that caused the overflow it
-// counted, and parse workers give the same alerts and counters.
+// counted, and parse workers give the same alerts and counters. Without
+// a scenario that takes overflows, they are counted as poured and change
+// nothing.
 func TestReprocess(t *testing.T) {
-	cfg := reprocessConfig(t, "ssh-bf.yaml", "recidive.yaml")
-	lines := reprocessLines()
-	got, st := serialRun(t, cfg, lines)
-	want := map[int][]string{
+	bursts := map[int][]string{
 		2:  {"test/ssh-bf/192.0.2.1"},
 		7:  {"test/ssh-bf/192.0.2.2"},
 		11: {"test/ssh-bf/192.0.2.1"},
-		16: {"test/ssh-bf/192.0.2.1", "test/ssh-recidive/192.0.2.1"},
+		16: {"test/ssh-bf/192.0.2.1"},
 	}
-	if g := alertKeys(got); fmt.Sprint(g) != fmt.Sprint(want) {
-		t.Errorf("alerts by line:\n got %v\nwant %v", g, want)
-	}
-	for _, l := range got {
-		for _, a := range l.Alerts {
-			if a.Scenario == "test/ssh-recidive" && (a.EventsCount != 3 || len(a.Events) != 3 || a.Meta["source_ip"] != "192.0.2.1") {
-				t.Errorf("recidive alert: %d events, %d event metas, meta %v", a.EventsCount, len(a.Events), a.Meta)
+	withRecidive := maps.Clone(bursts)
+	withRecidive[16] = append(slices.Clone(bursts[16]), "test/ssh-recidive/192.0.2.1")
+	for _, tc := range []struct {
+		name      string
+		scenarios []string
+		want      map[int][]string
+	}{
+		{"recidive", []string{"ssh-bf.yaml", "recidive.yaml"}, withRecidive},
+		{"no taker", []string{"ssh-bf.yaml"}, bursts},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := reprocessConfig(t, tc.scenarios...)
+			lines := reprocessLines()
+			got, st := serialRun(t, cfg, lines)
+			if g := alertKeys(got); fmt.Sprint(g) != fmt.Sprint(tc.want) {
+				t.Errorf("alerts by line:\n got %v\nwant %v", g, tc.want)
 			}
-		}
+			for _, l := range got {
+				for _, a := range l.Alerts {
+					if a.Scenario == "test/ssh-recidive" && (a.EventsCount != 3 || len(a.Events) != 3 || a.Meta["source_ip"] != "192.0.2.1") {
+						t.Errorf("recidive alert: %d events, %d event metas, meta %v", a.EventsCount, len(a.Events), a.Meta)
+					}
+				}
+			}
+			if st.Reprocessed != 4 || st.ReprocessDropped != 0 {
+				t.Errorf("reprocessed %d, dropped %d, want 4 and 0", st.Reprocessed, st.ReprocessDropped)
+			}
+			for _, sc := range st.Scenarios.Scenarios {
+				if sc.Errors != 0 {
+					t.Errorf("%s: %d expression errors", sc.Name, sc.Errors)
+				}
+				if sc.Name == "test/ssh-recidive" && sc.Pours != 4 {
+					t.Errorf("recidive poured %d overflows, want 4", sc.Pours)
+				}
+			}
+			sameAsSerial(t, "reprocess "+tc.name, cfg, lines, 2)
+		})
 	}
-	if st.Reprocessed != 4 || st.ReprocessDropped != 0 {
-		t.Errorf("reprocessed %d, dropped %d, want 4 and 0", st.Reprocessed, st.ReprocessDropped)
-	}
-	for _, sc := range st.Scenarios.Scenarios {
-		if sc.Errors != 0 {
-			t.Errorf("%s: %d expression errors", sc.Name, sc.Errors)
-		}
-		if sc.Name == "test/ssh-recidive" && sc.Pours != 4 {
-			t.Errorf("recidive poured %d overflows, want 4", sc.Pours)
-		}
-	}
-	sameAsSerial(t, "reprocess", cfg, lines, 2)
 }
 
 // TestReprocessLoop: a scenario fed by its own overflows, which CrowdSec
@@ -146,28 +162,6 @@ func TestReprocessLoop(t *testing.T) {
 		t.Errorf("reprocessed %d, dropped %d, want %d and %d", st.Reprocessed, st.ReprocessDropped, chains*maxReprocessDepth, chains)
 	}
 	sameAsSerial(t, "reprocess loop", cfg, lines, 2)
-}
-
-// TestReprocessNoTaker: with no scenario that takes overflows, an
-// overflow that asks to be poured again is counted as poured, and its
-// alerts are those of a pour that changed nothing.
-func TestReprocessNoTaker(t *testing.T) {
-	cfg := reprocessConfig(t, "ssh-bf.yaml")
-	lines := reprocessLines()
-	got, st := serialRun(t, cfg, lines)
-	want := map[int][]string{
-		2:  {"test/ssh-bf/192.0.2.1"},
-		7:  {"test/ssh-bf/192.0.2.2"},
-		11: {"test/ssh-bf/192.0.2.1"},
-		16: {"test/ssh-bf/192.0.2.1"},
-	}
-	if g := alertKeys(got); fmt.Sprint(g) != fmt.Sprint(want) {
-		t.Errorf("alerts by line:\n got %v\nwant %v", g, want)
-	}
-	if st.Reprocessed != 4 || st.ReprocessDropped != 0 {
-		t.Errorf("reprocessed %d, dropped %d, want 4 and 0", st.Reprocessed, st.ReprocessDropped)
-	}
-	sameAsSerial(t, "reprocess without taker", cfg, lines, 2)
 }
 
 // TestReprocessFlush: overflows a replay's end makes (counters) are
