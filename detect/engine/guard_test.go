@@ -13,8 +13,8 @@ import (
 
 // TestGuardsChangeNothing: the filter guards skip filters, never change
 // what they decide. An nginx corpus through the HTTP scenarios of both hub
-// snapshots gives the same alerts, in the same order, and the same
-// counters with guards and without.
+// snapshots, and through moat's shipped content, gives the same alerts,
+// in the same order, and the same counters with guards and without.
 func TestGuardsChangeNothing(t *testing.T) {
 	dir := shared(t)
 	out, year := corpus(t, dir, "--ssh-lines", "10", "--nginx-lines", "30k", "--seed", "3")
@@ -22,10 +22,11 @@ func TestGuardsChangeNothing(t *testing.T) {
 	sharedCfg := hubConfig(dir, append(nginxItems, "crowdsecurity/base-http-scenarios", "crowdsecurity/http-cve")...)
 	debianCfg := debianHub
 	debianCfg.Items, debianCfg.Replay = append([]string{"crowdsecurity/nginx", "crowdsecurity/whitelist-good-actors"}, baseItems...), true
+	shippedCfg := Config{HubDir: "../../packaging/hub", PatternDir: "../../packaging/patterns", Replay: true}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
-	}{{"shared", sharedCfg}, {"debian", debianCfg}} {
+	}{{"shared", sharedCfg}, {"debian", debianCfg}, {"shipped", shippedCfg}} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := os.Stat(tc.cfg.HubDir); err != nil {
 				t.Skipf("SKIP: %s is missing (Debian's crowdsec package installs it): %v", tc.cfg.HubDir, err)

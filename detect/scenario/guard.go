@@ -172,11 +172,19 @@ func (b *atomBuilder) atoms(n ast.Node) ([]pendingAtom, bool) {
 			if !ok {
 				return nil, false
 			}
-			lit, ok := requiredLiteral(rx)
-			if !ok {
+			lits := requiredLiterals(rx)
+			if lits == nil {
 				return nil, false
 			}
-			return b.atom(x.Left, lit, false)
+			var out []pendingAtom
+			for _, l := range lits {
+				a, ok := b.atom(x.Left, l, false)
+				if !ok {
+					return nil, false
+				}
+				out = append(out, a...)
+			}
+			return out, true
 		case "in":
 			arr, ok := x.Right.(*ast.ArrayNode)
 			if !ok {
@@ -266,24 +274,18 @@ func (b *atomBuilder) atom(term ast.Node, lit string, equal bool) ([]pendingAtom
 	return []pendingAtom{{term: t, lit: lit, equal: equal}}, true
 }
 
-// minRequired is the shortest literal a regexp's guard looks for: shorter
-// ones are in most fields anyway.
-const minRequired = 3
+// minRequired is the shortest literal a contains guard looks for: a
+// single byte is in most fields anyway.
+const minRequired = 2
 
-// requiredLiteral returns the longest literal every match of the regexp
-// rx holds, if it has one of minRequired bytes or more.
-func requiredLiteral(rx string) (string, bool) {
+// requiredLiterals returns literals one of which every match of the
+// regexp rx holds (see rxlit.OneOf), nil when it has none.
+func requiredLiterals(rx string) []string {
 	re, err := syntax.Parse(rx, syntax.Perl)
 	if err != nil {
-		return "", false
+		return nil
 	}
-	best := ""
-	rxlit.Required(re, func(lit string) {
-		if len(lit) > len(best) {
-			best = lit
-		}
-	})
-	return best, len(best) >= minRequired
+	return rxlit.OneOf(re, minRequired)
 }
 
 // guardState is a matcher's scratch for one event's guards.

@@ -14,8 +14,8 @@ import (
 	"github.com/moatsec/moat/detect/exprenv"
 )
 
-// hubHTTPSet loads every loadable scenario of the shared hub into env,
-// guards on or off.
+// hubHTTPSet loads every loadable scenario of the shared hub and moat's
+// shipped ones into env, guards on or off.
 func hubHTTPSet(t *testing.T, env *exprenv.Env, noGuards bool) *Set {
 	t.Helper()
 	var files []string
@@ -26,7 +26,11 @@ func hubHTTPSet(t *testing.T, env *exprenv.Env, noGuards bool) *Set {
 			files = append(files, f)
 		}
 	}
-	s, err := Load(files, Options{Env: env, NoGuards: noGuards})
+	shipped, err := filepath.Glob("../../packaging/hub/scenarios/moat/*.yaml")
+	if err != nil || len(shipped) == 0 {
+		t.Fatalf("shipped scenarios: %v", err)
+	}
+	s, err := Load(append(files, shipped...), Options{Env: env, NoGuards: noGuards})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +39,8 @@ func hubHTTPSet(t *testing.T, env *exprenv.Env, noGuards bool) *Set {
 
 // TestGuardsMatchFilters: on events made of the very literals the guards
 // look for (cut, joined, case-folded, among noise), every scenario of the
-// shared hub is matched the same with guards and without: guards only
-// skip filters that would be false.
+// shared hub and of moat's content is matched the same with guards and
+// without: guards only skip filters that would be false.
 func TestGuardsMatchFilters(t *testing.T) {
 	env := hubEnv(t)
 	guarded, plain := hubHTTPSet(t, env, false), hubHTTPSet(t, env, true)
@@ -195,25 +199,4 @@ func FuzzMultiAC(f *testing.F) {
 			acAgrees(t, ac, lits, s, fold)
 		}
 	})
-}
-
-func TestRequiredLiterals(t *testing.T) {
-	cases := []struct {
-		rx   string
-		want string // "": none
-	}{
-		{`/tmui/login.jsp/..;/tmui/[^.]+.jsp\?(fileName|command)=`, "/tmui/login"},
-		{`^http[s]?://`, "http"},
-		{`^[0-9]+$`, ""},
-		{`(?i)/wp-admin`, ""},
-		{`(foo|barbaz)x`, ""},
-		{`/admin/(foo|bar)\.php`, "/admin/"},
-		{`(/etc/passwd)+`, "/etc/passwd"},
-		{`(`, ""},
-	}
-	for _, c := range cases {
-		if got, ok := requiredLiteral(c.rx); ok != (c.want != "") || ok && got != c.want {
-			t.Errorf("requiredLiteral(%q) = %q %v, want %q", c.rx, got, ok, c.want)
-		}
-	}
 }
