@@ -61,6 +61,8 @@ type Config struct {
 type Overflow struct {
 	Alerts []model.Alert
 	View   *parse.OverflowEvent
+	// reprocess: the overflow asks to be poured again (see again).
+	reprocess bool
 }
 
 // Engine runs lines through parsers, scenarios and postoverflows. Not safe
@@ -310,15 +312,11 @@ func (e *Engine) postoverflow(ovs []scenario.Overflow) []Overflow {
 	out := make([]Overflow, 0, len(ovs))
 	for _, o := range ovs {
 		alerts := o.Alerts()
+		// An overflow poured again needs its view only when a scenario
+		// can take it back (see again).
 		if e.post == nil && !e.views && !(o.Reprocess && e.set.TakesOverflows()) {
-			if o.Reprocess && len(alerts) > 0 {
-				// No scenario takes it back (ssh-bf asks for it, with
-				// nothing that reads overflows loaded): the pour again
-				// is known to be a no-op, and no view is needed for it.
-				e.reprocessed.Add(1)
-			}
 			e.alerts.Add(uint64(len(alerts)))
-			out = append(out, Overflow{Alerts: alerts})
+			out = append(out, Overflow{Alerts: alerts, reprocess: o.Reprocess})
 			continue
 		}
 		v := View(o)
@@ -339,7 +337,7 @@ func (e *Engine) postoverflow(ovs []scenario.Overflow) []Overflow {
 			setSource(&alerts[0], src.Scope, src.Value)
 		}
 		e.alerts.Add(uint64(len(alerts)))
-		out = append(out, Overflow{Alerts: alerts, View: v})
+		out = append(out, Overflow{Alerts: alerts, View: v, reprocess: v.Overflow.Reprocess})
 	}
 	return out
 }

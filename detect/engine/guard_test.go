@@ -33,7 +33,9 @@ func TestGuardsChangeNothing(t *testing.T) {
 			}
 			cfg := tc.cfg
 			cfg.Year = year
-			want, wst := serialRun(t, withoutGuards(cfg), lines)
+			off := cfg
+			off.NoGuards = true
+			want, wst := serialRun(t, off, lines)
 			got, gst := serialRun(t, cfg, lines)
 			if len(want) == 0 {
 				t.Fatal("no alerts: the corpus does not exercise the scenarios")
@@ -46,9 +48,4 @@ func TestGuardsChangeNothing(t *testing.T) {
 			}
 		})
 	}
-}
-
-func withoutGuards(cfg Config) Config {
-	cfg.NoGuards = true
-	return cfg
 }

@@ -37,7 +37,7 @@ func (e *Engine) again(out []Overflow) []Overflow {
 	for depth := 1; len(level) > 0; depth++ {
 		var next []Overflow
 		for _, o := range level {
-			if o.View == nil || !o.View.Overflow.Reprocess || len(o.Alerts) == 0 {
+			if !o.reprocess || len(o.Alerts) == 0 {
 				continue
 			}
 			if depth > maxReprocessDepth {
@@ -46,6 +46,9 @@ func (e *Engine) again(out []Overflow) []Overflow {
 			}
 			e.reprocessed.Add(1)
 			if !e.set.TakesOverflows() {
+				// No scenario takes it back (ssh-bf asks for it, with
+				// nothing that reads overflows loaded): the pour is
+				// known to change nothing, and it has no view.
 				continue
 			}
 			evt := reprocessEvent(o)

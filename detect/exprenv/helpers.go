@@ -147,9 +147,7 @@ func (e *Env) matchHelpers() []helper {
 			if err := arity("File", p, 1); err != nil {
 				return nil, err
 			}
-			e.mu.RLock()
-			defer e.mu.RUnlock()
-			if l, ok := e.strs[ToString(p[0])]; ok {
+			if l, ok := e.Strings(ToString(p[0])); ok {
 				return l, nil
 			}
 			return []string{}, nil
