@@ -105,6 +105,7 @@ func (e *Engine) run(ctx context.Context, in <-chan detect.Line, o runOpts) erro
 			defer close(done[i])
 			for b := range work[i] {
 				w.parse(b)
+				w.pipe.FlushCounts()
 				done[i] <- b
 			}
 		}()

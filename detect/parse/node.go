@@ -126,7 +126,13 @@ type node struct {
 	wl       *whitelist
 	stash    []stashEntry
 
+	// hits and ok total the counts of the top-level node over the
+	// pipeline and its workers; each pipeline counts in its own slot (see
+	// Pipeline.counts) and adds to them on flush, so workers never share
+	// a cache line per event. slot is -1 for child nodes, which no one
+	// reads counts of.
 	hits, ok atomic.Uint64
+	slot     int
 	// pureMiss: when its grok fails the node writes nothing to the event
 	// (no filter, whitelist, stash, children or hand-written matcher), so
 	// a run of such siblings can share one read of their grok's input.
@@ -208,7 +214,7 @@ func (n *node) process(r *run) (bool, error) {
 	if n.filter != nil && !r.filterOK(n) {
 		return false, nil
 	}
-	n.hits.Add(1)
+	r.p.count(n.slot, true)
 
 	whitelisted := false
 	if !n.wl.empty() {
@@ -307,7 +313,7 @@ func (n *node) process(r *run) (bool, error) {
 	if !state {
 		return false, nil
 	}
-	n.ok.Add(1)
+	r.p.count(n.slot, false)
 	if len(n.statics) > 0 && (whitelisted || n.wl.empty()) {
 		if err := n.applyStatics(r, n.statics); err != nil {
 			return false, err

@@ -88,7 +88,18 @@ type Pipeline struct {
 	crossEvent bool
 	// proxy is the trusted-proxy rewrite, nil when off.
 	proxy *proxyRule
+
+	// counts are this pipeline's node counts not yet added to the nodes'
+	// totals, by node slot; touched lists the slots that have some.
+	counts  []nodeCount
+	touched []int
+	top     []*node // by slot
+	// batched: counts wait for FlushCounts instead of going to the
+	// totals after each event.
+	batched bool
 }
+
+type nodeCount struct{ hits, ok uint64 }
 
 // ErrUnknownField is wrapped by errors for keys a parser file must not have.
 var ErrUnknownField = errors.New("unknown field")
@@ -132,18 +143,61 @@ func Load(files []File, opts Options) (*Pipeline, error) {
 		}
 		p.nodes[si] = append(p.nodes[si], ns...)
 	}
+	for _, ns := range p.nodes {
+		p.top = append(p.top, ns...)
+	}
+	for i, n := range p.top {
+		n.slot = i
+	}
+	p.counts = make([]nodeCount, len(p.top))
 	p.vars = p.typeVars()
 	return p, nil
 }
 
+// count counts a hit (or a success) of the node in slot, if it has one.
+func (p *Pipeline) count(slot int, hit bool) {
+	if slot < 0 {
+		return
+	}
+	c := &p.counts[slot]
+	if c.hits == 0 && c.ok == 0 {
+		p.touched = append(p.touched, slot)
+	}
+	if hit {
+		c.hits++
+	} else {
+		c.ok++
+	}
+}
+
+// FlushCounts adds the node counts of the events parsed since the last
+// flush to the totals Stats reads. A pipeline from Worker counts in
+// batches and needs it called; others flush after each event.
+func (p *Pipeline) FlushCounts() {
+	for _, slot := range p.touched {
+		c := &p.counts[slot]
+		n := p.top[slot]
+		if c.hits > 0 {
+			n.hits.Add(c.hits)
+		}
+		if c.ok > 0 {
+			n.ok.Add(c.ok)
+		}
+		*c = nodeCount{}
+	}
+	p.touched = p.touched[:0]
+}
+
 // Worker returns a pipeline for another goroutine: it shares p's compiled
 // nodes, grok patterns (safe for concurrent use), expression environment
-// (guarded) and counters, and has its own per-event scratch (expression
-// variables, fold memo, run state, date memo). Events parsed by workers
+// (guarded) and counter totals, and has its own per-event scratch
+// (expression variables, fold memo, run state, date memo) and node counts,
+// which reach the totals when the worker calls FlushCounts. Events parsed by workers
 // come out as p would make them unless CrossEvent.
 func (p *Pipeline) Worker() *Pipeline {
 	w := &Pipeline{env: p.env, opts: p.opts, stages: p.stages, nodes: p.nodes, grok: p.grok,
-		unavailable: p.unavailable, missing: p.missing, crossEvent: p.crossEvent, proxy: p.proxy}
+		unavailable: p.unavailable, missing: p.missing, crossEvent: p.crossEvent, proxy: p.proxy,
+		top: p.top, counts: make([]nodeCount, len(p.top)), batched: true}
 	w.vars = w.typeVars()
 	return w
 }
@@ -241,7 +295,7 @@ func (p *Pipeline) typeVars() map[string]any {
 }
 
 func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) {
-	n := &node{name: name, stage: f.Stage, file: f.Path, onSuccess: s.OnSuccess}
+	n := &node{name: name, stage: f.Stage, file: f.Path, onSuccess: s.OnSuccess, slot: -1}
 	if s.Name != "" {
 		n.name = s.Name
 	}

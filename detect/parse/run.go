@@ -98,6 +98,9 @@ func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
 	p.vars["evt"] = evt
 	ok := p.runStages(r, tr)
 	p.vars["evt"] = nil
+	if !p.batched {
+		p.FlushCounts()
+	}
 	return ok
 }
 
@@ -111,6 +114,9 @@ func (p *Pipeline) ProcessOverflow(o *OverflowEvent, tr *Trace) bool {
 	p.vars["evt"] = o
 	ok := p.runStages(r, tr)
 	p.vars["evt"] = nil
+	if !p.batched {
+		p.FlushCounts()
+	}
 	return ok
 }
 

@@ -298,10 +298,34 @@ type guardState struct {
 	termUnknown []bool
 	clauseGen   []uint32
 	hits        []int
+	// seen caches, per term with contains atoms, what the automaton made
+	// of a value: log fields repeat (a handful of user agents, the same
+	// paths), and a lookup costs a hash where a scan costs a table step
+	// per byte.
+	seen []scanCache
+	// seenBytes bounds the value bytes each scanCache keeps.
+	seenBytes int
 }
 
+// scanCache maps a term's values to the clauses their contains atoms
+// satisfy, nil for a value that decides nothing (see guardTerm.fold). It
+// keeps values of at most maxSeenLen bytes, seenBytes in all counting
+// seenEntryCost for each, and starts over when full: values are
+// attacker-chosen, the memory is not (a few hundred KiB per term).
+type scanCache struct {
+	m     map[string][]int32
+	bytes int
+}
+
+const (
+	maxSeenLen    = 512
+	maxSeenBytes  = 256 << 10
+	seenEntryCost = 64 // the map slot, string header and clause slice
+)
+
 func newGuardState(g *guards) *guardState {
-	return &guardState{termGen: make([]uint32, len(g.terms)), termUnknown: make([]bool, len(g.terms)), clauseGen: make([]uint32, g.clauses)}
+	return &guardState{termGen: make([]uint32, len(g.terms)), termUnknown: make([]bool, len(g.terms)), clauseGen: make([]uint32, g.clauses),
+		seen: make([]scanCache, len(g.terms)), seenBytes: maxSeenBytes}
 }
 
 // next starts a new event.
@@ -343,15 +367,44 @@ func (g *guards) eval(st *guardState, t int, evt *detect.Event, memo *exprenv.Me
 	for _, c := range gt.equal[v] {
 		st.clauseGen[c] = st.gen
 	}
-	if gt.contains != nil {
-		var ascii bool
-		st.hits, ascii = gt.contains.find(v, st.hits[:0])
-		if gt.fold && !ascii {
-			st.termUnknown[t] = true
-			return
-		}
-		for _, i := range st.hits {
-			st.clauseGen[gt.containsClause[i]] = st.gen
+	if gt.contains == nil {
+		return
+	}
+	c := &st.seen[t]
+	clauses, ok := c.m[v]
+	if !ok {
+		clauses = st.scan(gt, v)
+		if len(v) <= maxSeenLen {
+			if c.m == nil || c.bytes+len(v)+seenEntryCost > st.seenBytes {
+				c.m, c.bytes = make(map[string][]int32, len(c.m)), 0
+			}
+			// A clone: the key must not pin the line it came from.
+			c.m[strings.Clone(v)] = clauses
+			c.bytes += len(v) + seenEntryCost
 		}
 	}
+	if clauses == nil {
+		st.termUnknown[t] = true
+		return
+	}
+	for _, cl := range clauses {
+		st.clauseGen[cl] = st.gen
+	}
+}
+
+// scan runs gt's automaton on v and returns the clauses its contains
+// atoms satisfy, without repeats, or nil when v decides nothing.
+func (st *guardState) scan(gt *guardTerm, v string) []int32 {
+	var ascii bool
+	st.hits, ascii = gt.contains.find(v, st.hits[:0])
+	if gt.fold && !ascii {
+		return nil
+	}
+	clauses := make([]int32, 0, len(st.hits))
+	for _, i := range st.hits {
+		if cl := int32(gt.containsClause[i]); !slices.Contains(clauses, cl) {
+			clauses = append(clauses, cl)
+		}
+	}
+	return clauses
 }

@@ -97,10 +97,8 @@ func TestGuardsMatchFilters(t *testing.T) {
 		}
 		return b.String()
 	}
-	mg, mp := guarded.NewMatcher(), plain.NewMatcher()
-	var got, want Matches
-	hits := 0
-	for i := range 4000 {
+	evts := make([]*detect.Event, 4000)
+	for i := range evts {
 		evt := detect.NewEvent(detect.Line{Raw: "x"})
 		evt.Meta["service"] = "http"
 		evt.Meta["log_type"] = []string{"http_access-log", "http_error-log"}[rng.IntN(2)]
@@ -115,16 +113,45 @@ func TestGuardsMatchFilters(t *testing.T) {
 				evt.Parsed[k] = value()
 			}
 		}
-		mg.Match(evt, &got)
-		mp.Match(evt, &want)
-		if g, w := describe(&got), describe(&want); g != w {
-			t.Fatalf("event %d (meta %v, parsed %v):\nwith guards    %s\nwithout guards %s", i, evt.Meta, evt.Parsed, g, w)
-		}
-		hits += len(want.hits)
+		evts[i] = evt
 	}
-	t.Logf("%d scenario hits over the events", hits)
-	if hits < 1000 {
-		t.Errorf("%d scenario hits over the events: too few to tell guards from filters", hits)
+	// Each event twice, so that the second is served by the scan caches,
+	// and again with caches so small that they start over all the time.
+	small := guarded.NewMatcher()
+	small.guard.seenBytes = 2 * seenEntryCost
+	for _, pass := range []struct {
+		name string
+		m    *Matcher
+	}{{"first", guarded.NewMatcher()}, {"second", nil}, {"small caches", small}} {
+		mg := pass.m
+		if mg == nil {
+			mg = guarded.NewMatcher()
+			for _, evt := range evts {
+				mg.Match(evt, &Matches{})
+			}
+		}
+		mp := plain.NewMatcher()
+		var got, want Matches
+		hits := 0
+		for i, evt := range evts {
+			mg.Match(evt, &got)
+			mp.Match(evt, &want)
+			if g, w := describe(&got), describe(&want); g != w {
+				t.Fatalf("%s pass, event %d (meta %v, parsed %v):\nwith guards    %s\nwithout guards %s", pass.name, i, evt.Meta, evt.Parsed, g, w)
+			}
+			hits += len(want.hits)
+		}
+		cached := 0
+		for _, c := range mg.guard.seen {
+			cached += len(c.m)
+		}
+		t.Logf("%s pass: %d scenario hits over the events, %d values cached", pass.name, hits, cached)
+		if cached == 0 {
+			t.Errorf("%s pass: no value cached", pass.name)
+		}
+		if hits < 1000 {
+			t.Errorf("%s pass: %d scenario hits over the events: too few to tell guards from filters", pass.name, hits)
+		}
 	}
 }
 
