@@ -9,6 +9,7 @@ import (
 
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
+	"github.com/moatsec/moat/detect/internal/litscan"
 	"github.com/moatsec/moat/detect/internal/rxlit"
 )
 
@@ -34,7 +35,7 @@ type guardTerm struct {
 	// contains finds the literals of contains atoms, lits by index;
 	// containsClause is the clause of each. equal maps a value to the
 	// clauses an atom "term == value" of which it satisfies.
-	contains       *multiAC
+	contains       *litscan.Scanner
 	lits           []string
 	containsClause []int
 	equal          map[string][]int
@@ -106,7 +107,7 @@ func buildGuards(scs []*scenario, env *exprenv.Env) *guards {
 	for t, lits := range b.cont {
 		if len(lits) > 0 {
 			gt := b.g.terms[t]
-			gt.contains, gt.lits = newMultiAC(lits, gt.fold), lits
+			gt.contains, gt.lits = litscan.New(lits, gt.fold), lits
 			gt.unbounded = gt.contains == nil
 		}
 	}
@@ -396,7 +397,7 @@ func (g *guards) eval(st *guardState, t int, evt *detect.Event, memo *exprenv.Me
 // atoms satisfy, without repeats, or nil when v decides nothing.
 func (st *guardState) scan(gt *guardTerm, v string) []int32 {
 	var ascii bool
-	st.hits, ascii = gt.contains.find(v, st.hits[:0])
+	st.hits, ascii = gt.contains.Find(v, st.hits[:0])
 	if gt.fold && !ascii {
 		return nil
 	}

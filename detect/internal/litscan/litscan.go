@@ -1,28 +1,30 @@
-package scenario
+// Package litscan finds which of a set of literals a string contains, in
+// one pass: Aho-Corasick over byte classes, with a full transition table
+// so that a scan never follows failure links. Log fields are scanned for
+// the literals of many filters or grok patterns at once.
+package litscan
 
-// multiAC finds which of a set of literals a string contains, in one pass
-// (Aho-Corasick over byte classes, with a full transition table so that a
-// scan never follows failure links).
-type multiAC struct {
+// Scanner is the automaton of a set of literals; safe for concurrent use.
+type Scanner struct {
 	class [256]uint16
 	ncls  int
-	// delta is the transition table, state*ncls + class -> state: 16
-	// bits a state keep it half as many cache lines as 32 would.
-	delta []uint16
+	// delta is the transition table: at row*ncls + class, the next
+	// state's row times ncls, shifted left by one, with the low bit set
+	// when literals end in it. Rows premultiplied and the flag in the
+	// entry keep a step to two dependent loads.
+	delta []uint32
 	// out lists, per state, the literals (by index) that end there,
 	// through failure links too.
 	out [][]int
 }
 
-// maxACBytes bounds the literal bytes of one automaton, and so its
-// states below 1<<16; a term with more is not guarded by its contains
-// atoms (see guardTerm.unbounded).
-const maxACBytes = 1<<16 - 1
+// MaxBytes bounds the literal bytes of one automaton: its states, times
+// its classes and the flag bit, fit a table entry.
+const MaxBytes = 1<<16 - 1
 
-// newMultiAC returns the automaton for lits, nil when they are too many
-// bytes (maxACBytes) or one is empty. With fold, ASCII letters match
-// either case.
-func newMultiAC(lits []string, fold bool) *multiAC {
+// New returns the automaton for lits, nil when they are too many bytes
+// (MaxBytes) or one is empty. With fold, ASCII letters match either case.
+func New(lits []string, fold bool) *Scanner {
 	total := 0
 	for _, l := range lits {
 		if l == "" {
@@ -30,15 +32,15 @@ func newMultiAC(lits []string, fold bool) *multiAC {
 		}
 		total += len(l)
 	}
-	if total > maxACBytes {
+	if total > MaxBytes {
 		return nil
 	}
-	m := &multiAC{}
+	m := &Scanner{}
 	for _, l := range lits {
 		for i := 0; i < len(l); i++ {
 			c := l[i]
 			if fold {
-				c = lowerASCII(c)
+				c = LowerASCII(c)
 			}
 			if m.class[c] == 0 {
 				m.ncls++
@@ -100,29 +102,36 @@ func newMultiAC(lits []string, fold bool) *multiAC {
 			queue = append(queue, trie[i])
 		}
 	}
-	m.delta = make([]uint16, len(trie))
+	m.delta = make([]uint32, len(trie))
 	for i, st := range trie {
-		m.delta[i] = uint16(st)
+		e := uint32(st) * uint32(m.ncls) << 1
+		if len(m.out[st]) > 0 {
+			e |= 1
+		}
+		m.delta[i] = e
 	}
 	return m
 }
 
-// find appends to dst the index of every literal s contains, once per
+// Find appends to dst the index of every literal s contains, once per
 // occurrence, and reports whether s is all ASCII.
-func (m *multiAC) find(s string, dst []int) ([]int, bool) {
-	st := uint16(0)
+func (m *Scanner) Find(s string, dst []int) ([]int, bool) {
+	row := uint32(0)
 	var or byte
 	for i := 0; i < len(s); i++ {
-		or |= s[i]
-		st = m.delta[int(st)*m.ncls+int(m.class[s[i]])]
-		if o := m.out[st]; len(o) > 0 {
-			dst = append(dst, o...)
+		c := s[i]
+		or |= c
+		e := m.delta[row+uint32(m.class[c])]
+		row = e >> 1
+		if e&1 != 0 {
+			dst = append(dst, m.out[row/uint32(m.ncls)]...)
 		}
 	}
 	return dst, or < 0x80
 }
 
-func lowerASCII(c byte) byte {
+// LowerASCII is c, or its lower case if an ASCII capital.
+func LowerASCII(c byte) byte {
 	if 'A' <= c && c <= 'Z' {
 		return c + 'a' - 'A'
 	}
