@@ -168,4 +168,3 @@ func describe(m *Matches) string {
 	}
 	return b.String()
 }
-
