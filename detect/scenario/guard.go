@@ -31,6 +31,7 @@ import (
 // guardTerm is a string term of the filters (a field, or a fold of one)
 // and the literals guards look for in it.
 type guardTerm struct {
+	text string // the term as written, "fold:" before a folded one
 	prog *exprenv.Program
 	// contains finds the literals of contains atoms, lits by index;
 	// containsClause is the clause of each. equal maps a value to the
@@ -45,6 +46,108 @@ type guardTerm struct {
 	// fold: the term's value is scanned without regard to ASCII case,
 	// and a value that is not all ASCII decides nothing.
 	fold bool
+	// field reads the one event field the term is a pure function of
+	// (QueryUnescape(evt.Meta.http_path), the field itself), nil when it
+	// reads more or calls anything else; derived: the term is not the
+	// field itself. Verdicts are then cached by the field's value, which
+	// spares computing the term.
+	field    func(*detect.Event) string
+	fieldKey string // "Meta.X" or "Parsed.X"
+	derived  bool
+	// group is the term's termGroup, -1 when its verdicts are not cached.
+	group int
+}
+
+// cached reports whether the term's verdicts are worth caching: a scan,
+// or a value to compute, costs more than a lookup.
+func (gt *guardTerm) cached() bool { return gt.contains != nil || gt.derived }
+
+// pureHelpers are the helpers a term may call and still be a function of
+// its field alone.
+var pureHelpers = map[string]bool{"Upper": true, "Lower": true, "QueryUnescape": true, "PathUnescape": true, "upper": true, "lower": true, "trim": true}
+
+// soleField returns a reader of the one event field (evt.Meta.X or
+// evt.Parsed.X) n is a pure function of, its name, and whether n is that
+// field itself; nil when n reads anything else or calls an impure helper.
+func soleField(n ast.Node) (func(*detect.Event) string, string, bool) {
+	var kind, name string
+	pure := true
+	var walk func(ast.Node)
+	walk = func(n ast.Node) {
+		switch x := n.(type) {
+		case *ast.StringNode:
+		case *ast.MemberNode:
+			obj, ok1 := x.Node.(*ast.MemberNode)
+			prop, ok2 := x.Property.(*ast.StringNode)
+			if !ok1 || !ok2 || x.Optional {
+				pure = false
+				return
+			}
+			root, ok3 := obj.Node.(*ast.IdentifierNode)
+			k, ok4 := obj.Property.(*ast.StringNode)
+			if !ok3 || !ok4 || root.Value != "evt" || (k.Value != "Meta" && k.Value != "Parsed") || (kind != "" && (kind != k.Value || name != prop.Value)) {
+				pure = false
+				return
+			}
+			kind, name = k.Value, prop.Value
+		case *ast.CallNode:
+			id, ok := x.Callee.(*ast.IdentifierNode)
+			if !ok || !pureHelpers[id.Value] {
+				pure = false
+				return
+			}
+			for _, a := range x.Arguments {
+				walk(a)
+			}
+		case *ast.BinaryNode:
+			if x.Operator != "+" {
+				pure = false
+				return
+			}
+			walk(x.Left)
+			walk(x.Right)
+		default:
+			pure = false
+		}
+	}
+	walk(n)
+	if !pure || kind == "" {
+		return nil, "", false
+	}
+	_, plain := n.(*ast.MemberNode)
+	if kind == "Meta" {
+		return func(e *detect.Event) string { return e.Meta[name] }, kind + "." + name, plain
+	}
+	return func(e *detect.Event) string { return e.Parsed[name] }, kind + "." + name, plain
+}
+
+// termGroup is the cached terms that read one field, or a cached term
+// that reads several (field nil): one lookup of the field's value gives
+// the verdicts of all.
+type termGroup struct {
+	field func(*detect.Event) string
+	terms []int
+}
+
+// groupTerms puts each cached term in the group of its field.
+func (g *guards) groupTerms() {
+	byField := map[string]int{}
+	for t, gt := range g.terms {
+		gt.group = -1
+		if gt.unbounded || !gt.cached() {
+			continue
+		}
+		k, ok := byField[gt.fieldKey]
+		if gt.field == nil || !ok {
+			k = len(g.groups)
+			g.groups = append(g.groups, &termGroup{field: gt.field})
+			if gt.field != nil {
+				byField[gt.fieldKey] = k
+			}
+		}
+		gt.group = k
+		g.groups[k].terms = append(g.groups[k].terms, t)
+	}
 }
 
 // guardClause holds when one of its atoms does; terms are those its
@@ -57,6 +160,7 @@ type guardClause struct {
 // guards are a set's guards, shared by its matchers.
 type guards struct {
 	terms   []*guardTerm
+	groups  []*termGroup
 	clauses int
 	// of is each scenario's clauses, by scenario index (nil: no guard).
 	of [][]guardClause
@@ -111,6 +215,7 @@ func buildGuards(scs []*scenario, env *exprenv.Env) *guards {
 			gt.unbounded = gt.contains == nil
 		}
 	}
+	b.g.groupTerms()
 	return b.g
 }
 
@@ -262,7 +367,11 @@ func (b *atomBuilder) atom(term ast.Node, lit string, equal bool) ([]pendingAtom
 		if err == nil {
 			if _, decided := prog.String(new(exprenv.Memo), detect.NewEvent(detect.Line{})); decided {
 				t = len(b.g.terms)
-				b.g.terms = append(b.g.terms, &guardTerm{prog: prog, fold: fold, equal: map[string][]int{}})
+				gt := &guardTerm{text: key, prog: prog, fold: fold, equal: map[string][]int{}}
+				var plain bool
+				gt.field, gt.fieldKey, plain = soleField(term)
+				gt.derived = gt.field != nil && !plain
+				b.g.terms = append(b.g.terms, gt)
 				b.cont = append(b.cont, nil)
 			}
 		}
@@ -299,34 +408,41 @@ type guardState struct {
 	termUnknown []bool
 	clauseGen   []uint32
 	hits        []int
-	// seen caches, per term with contains atoms, what the automaton made
-	// of a value: log fields repeat (a handful of user agents, the same
-	// paths), and a lookup costs a hash where a scan costs a table step
-	// per byte.
+	// seen caches, per termGroup, the verdicts of its terms by value:
+	// log fields repeat (a handful of user agents, the same paths), and
+	// a lookup costs a hash where a scan costs a table step per byte, and
+	// computing a term (an unescape) more.
 	seen []scanCache
 	// seenBytes bounds the value bytes each scanCache keeps.
 	seenBytes int
 }
 
-// scanCache maps a term's values to the clauses their contains atoms
-// satisfy, nil for a value that decides nothing (see guardTerm.fold). It
-// keeps values of at most maxSeenLen bytes, seenBytes in all counting
-// seenEntryCost for each, and starts over when full: values are
-// attacker-chosen, the memory is not (a few hundred KiB per term).
+// scanCache maps the values of a termGroup's field (of its term when
+// it has no field) to its terms' verdicts. It keeps values of at most
+// maxSeenLen bytes, seenBytes in all counting seenEntryCost for each, and
+// starts over when full: values are attacker-chosen, the memory is not
+// (a few hundred KiB per group).
 type scanCache struct {
-	m     map[string][]int32
+	m     map[string]verdict
 	bytes int
+}
+
+// verdict is what a value decides for the terms of a group: the clauses
+// their atoms satisfy, and the terms it decides nothing for.
+type verdict struct {
+	clauses []int32
+	unknown []int32
 }
 
 const (
 	maxSeenLen    = 512
 	maxSeenBytes  = 256 << 10
-	seenEntryCost = 64 // the map slot, string header and clause slice
+	seenEntryCost = 96 // the map slot, string header and verdict slices
 )
 
 func newGuardState(g *guards) *guardState {
 	return &guardState{termGen: make([]uint32, len(g.terms)), termUnknown: make([]bool, len(g.terms)), clauseGen: make([]uint32, g.clauses),
-		seen: make([]scanCache, len(g.terms)), seenBytes: maxSeenBytes}
+		seen: make([]scanCache, len(g.groups)), seenBytes: maxSeenBytes}
 }
 
 // next starts a new event.
@@ -356,56 +472,91 @@ func (g *guards) passes(st *guardState, sc *scenario, evt *detect.Event, memo *e
 	return true
 }
 
-// eval reads term t of evt and marks the clauses its atoms satisfy.
+// eval reads term t of evt, and the terms of its group, and marks the
+// clauses their atoms satisfy.
 func (g *guards) eval(st *guardState, t int, evt *detect.Event, memo *exprenv.Memo) {
-	st.termGen[t] = st.gen
 	gt := g.terms[t]
-	v, ok := gt.prog.String(memo, evt)
-	st.termUnknown[t] = !ok || gt.unbounded
-	if st.termUnknown[t] {
+	st.termGen[t] = st.gen
+	st.termUnknown[t] = true
+	if gt.unbounded {
 		return
 	}
-	for _, c := range gt.equal[v] {
-		st.clauseGen[c] = st.gen
-	}
-	if gt.contains == nil {
-		return
-	}
-	c := &st.seen[t]
-	clauses, ok := c.m[v]
-	if !ok {
-		clauses = st.scan(gt, v)
-		if len(v) <= maxSeenLen {
-			if c.m == nil || c.bytes+len(v)+seenEntryCost > st.seenBytes {
-				c.m, c.bytes = make(map[string][]int32, len(c.m)), 0
-			}
-			// A clone: the key must not pin the line it came from.
-			c.m[strings.Clone(v)] = clauses
-			c.bytes += len(v) + seenEntryCost
+	var key string
+	if gt.field != nil {
+		key = gt.field(evt)
+	} else {
+		var ok bool
+		if key, ok = gt.prog.String(memo, evt); !ok {
+			return
 		}
 	}
-	if clauses == nil {
-		st.termUnknown[t] = true
+	if gt.group < 0 {
+		st.termUnknown[t] = false
+		for _, c := range gt.equal[key] {
+			st.clauseGen[c] = st.gen
+		}
 		return
 	}
-	for _, cl := range clauses {
+	gr := g.groups[gt.group]
+	c := &st.seen[gt.group]
+	v, ok := c.m[key]
+	if !ok {
+		v = g.decide(st, gr, key, evt, memo)
+		if len(key) <= maxSeenLen {
+			if c.m == nil || c.bytes+len(key)+seenEntryCost > st.seenBytes {
+				c.m, c.bytes = make(map[string]verdict, len(c.m)), 0
+			}
+			// A clone: the key must not pin the line it came from.
+			c.m[strings.Clone(key)] = v
+			c.bytes += len(key) + seenEntryCost
+		}
+	}
+	for _, u := range gr.terms {
+		st.termGen[u] = st.gen
+		st.termUnknown[u] = false
+	}
+	for _, u := range v.unknown {
+		st.termUnknown[u] = true
+	}
+	for _, cl := range v.clauses {
 		st.clauseGen[cl] = st.gen
 	}
 }
 
-// scan runs gt's automaton on v and returns the clauses its contains
-// atoms satisfy, without repeats, or nil when v decides nothing.
-func (st *guardState) scan(gt *guardTerm, v string) []int32 {
-	var ascii bool
-	st.hits, ascii = gt.contains.Find(v, st.hits[:0])
-	if gt.fold && !ascii {
-		return nil
-	}
-	clauses := make([]int32, 0, len(st.hits))
-	for _, i := range st.hits {
-		if cl := int32(gt.containsClause[i]); !slices.Contains(clauses, cl) {
-			clauses = append(clauses, cl)
+// decide returns the verdicts of gr's terms on evt, whose group key
+// (see eval) is key.
+func (g *guards) decide(st *guardState, gr *termGroup, key string, evt *detect.Event, memo *exprenv.Memo) verdict {
+	var v verdict
+	add := func(cl int) {
+		if !slices.Contains(v.clauses, int32(cl)) {
+			v.clauses = append(v.clauses, int32(cl))
 		}
 	}
-	return clauses
+	for _, t := range gr.terms {
+		gt := g.terms[t]
+		val := key
+		if gt.derived {
+			var ok bool
+			if val, ok = gt.prog.String(memo, evt); !ok {
+				v.unknown = append(v.unknown, int32(t))
+				continue
+			}
+		}
+		if gt.contains != nil {
+			var ascii bool
+			st.hits, ascii = gt.contains.Find(val, st.hits[:0])
+			if gt.fold && !ascii {
+				v.unknown = append(v.unknown, int32(t))
+				continue
+			}
+			for _, i := range st.hits {
+				add(gt.containsClause[i])
+			}
+		}
+		for _, cl := range gt.equal[val] {
+			add(cl)
+		}
+	}
+	return v
 }
+
