@@ -559,4 +559,3 @@ func (g *guards) decide(st *guardState, gr *termGroup, key string, evt *detect.E
 	}
 	return v
 }
-
