@@ -56,69 +56,71 @@ type guardTerm struct {
 	derived  bool
 	// group is the term's termGroup, -1 when its verdicts are not cached.
 	group int
+	// pred: the term is a whole conjunct (see atomBuilder.predicate), true
+	// for the predClauses.
+	pred        bool
+	predClauses []int
 }
 
 // cached reports whether the term's verdicts are worth caching: a scan,
 // or a value to compute, costs more than a lookup.
-func (gt *guardTerm) cached() bool { return gt.contains != nil || gt.derived }
-
-// pureHelpers are the helpers a term may call and still be a function of
-// its field alone.
-var pureHelpers = map[string]bool{"Upper": true, "Lower": true, "QueryUnescape": true, "PathUnescape": true, "upper": true, "lower": true, "trim": true}
+func (gt *guardTerm) cached() bool { return gt.contains != nil || gt.derived || gt.pred }
 
 // soleField returns a reader of the one event field (evt.Meta.X or
-// evt.Parsed.X) n is a pure function of, its name, and whether n is that
-// field itself; nil when n reads anything else or calls an impure helper.
+// evt.Parsed.X) n is a pure function of (see pure), its name, and whether
+// n is that field itself; nil when n reads anything else.
 func soleField(n ast.Node) (func(*detect.Event) string, string, bool) {
-	var kind, name string
-	pure := true
-	var walk func(ast.Node)
-	walk = func(n ast.Node) {
-		switch x := n.(type) {
-		case *ast.StringNode:
-		case *ast.MemberNode:
-			obj, ok1 := x.Node.(*ast.MemberNode)
-			prop, ok2 := x.Property.(*ast.StringNode)
-			if !ok1 || !ok2 || x.Optional {
-				pure = false
-				return
-			}
-			root, ok3 := obj.Node.(*ast.IdentifierNode)
-			k, ok4 := obj.Property.(*ast.StringNode)
-			if !ok3 || !ok4 || root.Value != "evt" || (k.Value != "Meta" && k.Value != "Parsed") || (kind != "" && (kind != k.Value || name != prop.Value)) {
-				pure = false
-				return
-			}
-			kind, name = k.Value, prop.Value
-		case *ast.CallNode:
-			id, ok := x.Callee.(*ast.IdentifierNode)
-			if !ok || !pureHelpers[id.Value] {
-				pure = false
-				return
-			}
-			for _, a := range x.Arguments {
-				walk(a)
-			}
-		case *ast.BinaryNode:
-			if x.Operator != "+" {
-				pure = false
-				return
-			}
-			walk(x.Left)
-			walk(x.Right)
-		default:
-			pure = false
-		}
-	}
-	walk(n)
-	if !pure || kind == "" {
+	if !pure(n) {
 		return nil, "", false
 	}
+	v := &fieldVisitor{}
+	ast.Walk(&n, v)
+	if v.other || v.kind == "" || v.evts != v.fields {
+		return nil, "", false
+	}
+	kind, name := v.kind, v.name
 	_, plain := n.(*ast.MemberNode)
 	if kind == "Meta" {
 		return func(e *detect.Event) string { return e.Meta[name] }, kind + "." + name, plain
 	}
 	return func(e *detect.Event) string { return e.Parsed[name] }, kind + "." + name, plain
+}
+
+// fieldVisitor finds the event fields an expression reads: other is set
+// when it reads another part of the event, two fields, or a name that is
+// neither evt nor a helper (a let, whose value is elsewhere).
+type fieldVisitor struct {
+	kind, name   string
+	evts, fields int
+	other        bool
+}
+
+func (v *fieldVisitor) Visit(n *ast.Node) {
+	switch x := (*n).(type) {
+	case *ast.IdentifierNode:
+		if x.Value == "evt" {
+			v.evts++
+		} else if !pureCalls[x.Value] {
+			v.other = true
+		}
+	case *ast.MemberNode:
+		obj, ok := x.Node.(*ast.MemberNode)
+		if !ok {
+			return
+		}
+		root, ok := obj.Node.(*ast.IdentifierNode)
+		if !ok || root.Value != "evt" {
+			return
+		}
+		k, ok1 := obj.Property.(*ast.StringNode)
+		p, ok2 := x.Property.(*ast.StringNode)
+		if !ok1 || !ok2 || (k.Value != "Meta" && k.Value != "Parsed") || (v.kind != "" && (v.kind != k.Value || v.name != p.Value)) {
+			v.other = true
+			return
+		}
+		v.kind, v.name = k.Value, p.Value
+		v.fields++
+	}
 }
 
 // termGroup is the cached terms that read one field, or a cached term
@@ -174,6 +176,34 @@ type pendingAtom struct {
 	equal bool
 }
 
+// predicate makes a pure conjunct that reads one field an atom of its
+// own (RegexpInFile(evt.Parsed.http_user_agent, 'bad_user_agents.txt')):
+// not a literal test, but its verdicts are cached by the field's value
+// as other terms' are, so that it is computed once per value, not once
+// per event.
+func (b *atomBuilder) predicate(n ast.Node) (pendingAtom, bool) {
+	field, fieldKey, _ := soleField(n)
+	if field == nil {
+		return pendingAtom{}, false
+	}
+	text := n.String()
+	key := "pred:" + text
+	t, ok := b.byText[key]
+	if !ok {
+		t = -1
+		if prog, err := b.env.CompileEvt(text, map[string]any{"evt": &detect.Event{}}); err == nil {
+			t = len(b.g.terms)
+			b.g.terms = append(b.g.terms, &guardTerm{text: key, prog: prog, pred: true, field: field, fieldKey: fieldKey, equal: map[string][]int{}})
+			b.cont = append(b.cont, nil)
+		}
+		b.byText[key] = t
+	}
+	if t < 0 {
+		return pendingAtom{}, false
+	}
+	return pendingAtom{term: t}, true
+}
+
 // atomBuilder collects the atoms of one set's guards.
 type atomBuilder struct {
 	g *guards
@@ -202,6 +232,9 @@ func buildGuards(scs []*scenario, env *exprenv.Env) *guards {
 			if atoms, ok := b.clause(c); ok {
 				b.g.of[i] = append(b.g.of[i], b.add(atoms))
 				guarded = true
+			} else if atom, ok := b.predicate(c); ok {
+				b.g.of[i] = append(b.g.of[i], b.add([]pendingAtom{atom}))
+				guarded = true
 			}
 		}
 	}
@@ -227,6 +260,10 @@ func (b *atomBuilder) add(atoms []pendingAtom) guardClause {
 		gt := b.g.terms[a.term]
 		if !slices.Contains(cl.terms, a.term) {
 			cl.terms = append(cl.terms, a.term)
+		}
+		if gt.pred {
+			gt.predClauses = append(gt.predClauses, cl.id)
+			continue
 		}
 		if a.equal {
 			if !slices.Contains(gt.equal[a.lit], cl.id) {
@@ -534,6 +571,17 @@ func (g *guards) decide(st *guardState, gr *termGroup, key string, evt *detect.E
 	}
 	for _, t := range gr.terms {
 		gt := g.terms[t]
+		if gt.pred {
+			holds, ok := gt.prog.Bool(memo, evt)
+			if !ok {
+				v.unknown = append(v.unknown, int32(t))
+			} else if holds {
+				for _, cl := range gt.predClauses {
+					add(cl)
+				}
+			}
+			continue
+		}
 		val := key
 		if gt.derived {
 			var ok bool
