@@ -74,10 +74,37 @@ func leadingConjuncts(filter string) ([]ast.Node, map[string]ast.Node) {
 			return conj[:i], lets
 		}
 		if _, ok := metaTest(c); !ok && !pure(c) {
+			if d := sideEffectGate(c); d != nil {
+				return append(conj[:i], d), lets
+			}
 			return conj[:i], lets
 		}
 	}
 	return conj, lets
+}
+
+// sideEffectGate returns, for any(xs, {cond ? effect : false}), the
+// pure any(xs, {cond}): the effect runs only for an element cond holds
+// for, so where the gate fails the conjunct is false and did nothing
+// (the hub's CVE lists tag the event with evt.SetMeta this way). Nil for
+// any other conjunct.
+func sideEffectGate(n ast.Node) ast.Node {
+	b, ok := n.(*ast.BuiltinNode)
+	if !ok || b.Name != "any" || len(b.Arguments) != 2 || !pure(b.Arguments[0]) {
+		return nil
+	}
+	p, ok := b.Arguments[1].(*ast.PredicateNode)
+	if !ok {
+		return nil
+	}
+	c, ok := p.Node.(*ast.ConditionalNode)
+	if !ok {
+		return nil
+	}
+	if f, ok := c.Exp2.(*ast.BoolNode); !ok || f.Value || !pure(c.Cond) {
+		return nil
+	}
+	return &ast.BuiltinNode{Name: "any", Arguments: []ast.Node{b.Arguments[0], &ast.PredicateNode{Node: c.Cond}}}
 }
 
 // pureCalls are helpers without side effects a skipped conjunct may call.

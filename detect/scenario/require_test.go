@@ -54,6 +54,30 @@ func TestRequirements(t *testing.T) {
 	}
 }
 
+// A conjunct with a side effect ends the leading conjuncts, but its gate,
+// when the effect runs only where a pure condition holds, is one.
+func TestLeadingConjunctsGate(t *testing.T) {
+	cases := []struct{ filter, want string }{
+		{"evt.Meta.s == '404' && any(File('f'), {evt.Meta.p contains # ? evt.SetMeta('c', #) : false}) && evt.Meta.t == 'x'",
+			`evt.Meta.s == "404" | any(File("f"), evt.Meta.p contains #)`},
+		// The effect may run where the condition fails: no gate.
+		{"evt.Meta.s == '404' && any(File('f'), {evt.Meta.p contains # ? evt.SetMeta('c', #) : true})", `evt.Meta.s == "404"`},
+		{"evt.Meta.s == '404' && any(File('f'), {evt.SetMeta('c', #) ? true : false})", `evt.Meta.s == "404"`},
+		{"evt.Meta.s == '404' && all(File('f'), {evt.Meta.p contains # ? evt.SetMeta('c', #) : false})", `evt.Meta.s == "404"`},
+		{"evt.Meta.s == '404' && any(evt.SetMeta('c', 'd') ? ['a'] : [], {evt.Meta.p contains # ? evt.SetMeta('c', #) : false})", `evt.Meta.s == "404"`},
+	}
+	for _, c := range cases {
+		conj, _ := leadingConjuncts(c.filter)
+		var got []string
+		for _, n := range conj {
+			got = append(got, n.String())
+		}
+		if g := strings.Join(got, " | "); g != c.want {
+			t.Errorf("%q: leading conjuncts %q, want %q", c.filter, g, c.want)
+		}
+	}
+}
+
 // Candidates are the scenarios whose requirements hold, in load order,
 // whatever tuple of meta values came first.
 func TestCandidates(t *testing.T) {
