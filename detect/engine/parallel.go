@@ -22,9 +22,11 @@ func (e *Engine) Workers(want int) int {
 }
 
 // batchLines is how many lines a worker parses per hand-off: enough to
-// make the channel operations negligible, few enough that a worker's
-// batch stays in its cache.
-const batchLines = 256
+// make the channel operations negligible, few enough that the events of
+// the batches in flight, which workers reuse as they come back, stay in
+// cache (at 256, clearing a reused event's maps took 11 % of an nginx
+// replay with 2 workers, at 128 about 4 %).
+const batchLines = 128
 
 // lineState is what parsing made of a line, for the counters and buckets.
 type lineState uint8
