@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -88,6 +89,23 @@ func fieldGetter(src string) func(*detect.Event) string {
 		return func(e *detect.Event) string { return e.MarshaledTime }
 	}
 	return nil
+}
+
+// lenGetter is fieldGetter for len(field) (the hub's http_args_len): the
+// count of runes, as expr's len counts them in a string, in decimal.
+func lenGetter(src string) func(*detect.Event) string {
+	inner, ok := strings.CutPrefix(strings.TrimSpace(src), "len(")
+	if !ok {
+		return nil
+	}
+	if inner, ok = strings.CutSuffix(inner, ")"); !ok {
+		return nil
+	}
+	get := fieldGetter(inner)
+	if get == nil {
+		return nil
+	}
+	return func(e *detect.Event) string { return strconv.Itoa(utf8.RuneCountInString(get(e))) }
 }
 
 type whitelist struct {

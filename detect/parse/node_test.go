@@ -2,6 +2,7 @@ package parse
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
 )
 
 func testPipeline(t *testing.T) *Pipeline {
@@ -183,6 +185,45 @@ func TestDateparseRepeatsAndFallback(t *testing.T) {
 		want := at.UTC()
 		if evt.Time != want || evt.Enriched["MarshaledTime"] != want.Format(time.RFC3339Nano) {
 			t.Fatalf("line %d: Time %v, MarshaledTime %q; want %v", i, evt.Time, evt.Enriched["MarshaledTime"], want)
+		}
+	}
+}
+
+// Statics read without the VM give what the VM gives.
+func TestStaticGettersMatchVM(t *testing.T) {
+	env := exprenv.New("")
+	evt := detect.NewEvent(detect.Line{Raw: "x", Src: "a.log"})
+	evt.Parsed["args"] = "q=héllo&x=%00"
+	evt.Parsed["empty"] = ""
+	evt.Meta["path"] = "/wp-login.php"
+	vars := map[string]any{"evt": evt}
+	for _, src := range []string{
+		"evt.Parsed.args", "evt.Meta.path", "evt.Line.Src", "evt.Parsed.missing",
+		"len(evt.Parsed.args)", "len(evt.Parsed.empty)", "len(evt.Parsed.missing)", "len(evt.Meta.path)", " len(evt.Line.Raw) ",
+	} {
+		get := fieldGetter(src)
+		if get == nil {
+			get = lenGetter(src)
+		}
+		if get == nil {
+			t.Errorf("%q: no getter", src)
+			continue
+		}
+		prog, err := env.Compile(src, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := env.Run(prog, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := get(evt), fmt.Sprint(out); got != want {
+			t.Errorf("%q: getter %q, VM %q", src, got, want)
+		}
+	}
+	for _, src := range []string{"len(evt.Parsed)", "len(evt.Parsed.a) + len(evt.Parsed.b)", "len(evt.Parsed.a", "lenx(evt.Parsed.a)"} {
+		if lenGetter(src) != nil {
+			t.Errorf("%q: a len getter for what is not len of one field", src)
 		}
 	}
 }

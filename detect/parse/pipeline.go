@@ -457,6 +457,9 @@ func (p *Pipeline) compileStatics(specs []staticSpec, geo GeoIP) ([]static, erro
 			if !p.opts.Postoverflow {
 				st.get = fieldGetter(s.Expression)
 				if st.get == nil {
+					st.get = lenGetter(s.Expression)
+				}
+				if st.get == nil {
 					if st.fast, err = p.env.CompileEvt(s.Expression, p.typeVars()); err != nil {
 						return nil, yamlerr.AtKey(fmt.Errorf("static expression: %w", err), i, "expression")
 					}
