@@ -171,6 +171,17 @@ type run struct {
 	// tracing collects the groks that matched in hits.
 	tracing bool
 	hits    []GrokHit
+	// bound: vars hold the event for the VM (see vmVars).
+	bound bool
+}
+
+// vmVars returns the variables for a VM run on the event. The event is
+// put in them only then: most events never need the VM, and a map write
+// per event and per pipeline is not free.
+func (r *run) vmVars() map[string]any {
+	r.vars["evt"] = r.root
+	r.bound = true
+	return r.vars
 }
 
 type fieldRead struct {
@@ -221,7 +232,7 @@ func (r *run) filterOK(n *node) bool {
 }
 
 func (r *run) evalBool(p *vm.Program) bool {
-	ok, err := r.p.env.RunBool(p, r.vars)
+	ok, err := r.p.env.RunBool(p, r.vmVars())
 	return err == nil && ok
 }
 
@@ -263,7 +274,7 @@ func (n *node) process(r *run) (bool, error) {
 			}
 			in = v
 		case n.grokExpr != nil:
-			out, err := r.p.env.Run(n.grokExpr, r.vars)
+			out, err := r.p.env.Run(n.grokExpr, r.vmVars())
 			if err != nil {
 				state = false
 			}
@@ -292,12 +303,12 @@ func (n *node) process(r *run) (bool, error) {
 
 	if grokOK || n.grok == nil {
 		for _, s := range n.stash {
-			v, err := r.p.env.Run(s.value, r.vars)
+			v, err := r.p.env.Run(s.value, r.vmVars())
 			vs, ok := v.(string)
 			if err != nil || !ok {
 				continue
 			}
-			k, err := r.p.env.Run(s.key, r.vars)
+			k, err := r.p.env.Run(s.key, r.vmVars())
 			ks, ok := k.(string)
 			if err != nil || !ok {
 				continue
@@ -366,7 +377,7 @@ func (n *node) checkWhitelist(r *run) (bool, error) {
 		}
 	}
 	for _, e := range n.wl.exprs {
-		ok, err := r.p.env.RunBool(e, r.vars)
+		ok, err := r.p.env.RunBool(e, r.vmVars())
 		if err != nil {
 			return false, err
 		}
@@ -394,7 +405,7 @@ func (n *node) applyStatics(r *run, statics []static) error {
 		case s.get != nil:
 			value = s.get(evt)
 		case s.expr != nil:
-			out, err := r.p.env.Run(s.expr, r.vars)
+			out, err := r.p.env.Run(s.expr, r.vmVars())
 			if err != nil {
 				continue
 			}

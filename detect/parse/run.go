@@ -95,9 +95,10 @@ func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
 	r := &p.run
 	*r = run{p: p, evt: evt, root: evt, vars: p.vars, tracing: tr != nil}
 	defer func() { *r = run{} }()
-	p.vars["evt"] = evt
 	ok := p.runStages(r, tr)
-	p.vars["evt"] = nil
+	if r.bound {
+		p.vars["evt"] = nil
+	}
 	if !p.batched {
 		p.FlushCounts()
 	}
@@ -111,9 +112,10 @@ func (p *Pipeline) ProcessOverflow(o *OverflowEvent, tr *Trace) bool {
 	r := &p.run
 	*r = run{p: p, evt: &o.Event, root: o, vars: p.vars, ov: o, tracing: tr != nil}
 	defer func() { *r = run{} }()
-	p.vars["evt"] = o
 	ok := p.runStages(r, tr)
-	p.vars["evt"] = nil
+	if r.bound {
+		p.vars["evt"] = nil
+	}
 	if !p.batched {
 		p.FlushCounts()
 	}

@@ -23,7 +23,9 @@ import (
 type Matcher struct {
 	set  *Set
 	vars map[string]any
-	memo exprenv.Memo
+	// bound: vars hold an event (see bind).
+	bound bool
+	memo  exprenv.Memo
 	// byTuple caches, per tuple of the values of the set's reqKeys, the
 	// scenarios whose requirements hold: most filters are rejected
 	// without running.
@@ -76,8 +78,7 @@ func (m *Matcher) Match(evt *detect.Event, out *Matches) {
 	}
 	s := m.set
 	untimed := s.replay && evt.MarshaledTime == ""
-	m.vars["evt"] = evt
-	defer func() { m.vars["evt"] = (*detect.Event)(nil) }()
+	defer m.unbind()
 	m.forget()
 	g := m.guards
 	for _, sc := range m.candidates(evt) {
@@ -143,11 +144,28 @@ func (m *Matcher) forget() {
 	}
 }
 
+// bind puts evt in the VM's variables, for a filter the native evaluator
+// could not decide: only then, since most events never need the VM and a
+// map write per event is not free. unbind takes it out again, when it
+// was put there, so that no event outlives its match in them.
+func (m *Matcher) bind(evt *detect.Event) map[string]any {
+	m.vars["evt"] = evt
+	m.bound = true
+	return m.vars
+}
+
+func (m *Matcher) unbind() {
+	if m.bound {
+		m.vars["evt"] = (*detect.Event)(nil)
+		m.bound = false
+	}
+}
+
 func (m *Matcher) runBool(p *exprenv.Program, evt *detect.Event) (bool, error) {
 	if v, ok := p.Bool(&m.memo, evt); ok {
 		return v, nil
 	}
-	v, err := m.set.env.RunBool(p.VM, m.vars)
+	v, err := m.set.env.RunBool(p.VM, m.bind(evt))
 	m.forget()
 	return v, err
 }
@@ -156,7 +174,7 @@ func (m *Matcher) runString(p *exprenv.Program, evt *detect.Event) (string, erro
 	if v, ok := p.String(&m.memo, evt); ok {
 		return v, nil
 	}
-	out, err := m.set.env.Run(p.VM, m.vars)
+	out, err := m.set.env.Run(p.VM, m.bind(evt))
 	m.forget()
 	if err != nil {
 		return "", err
@@ -190,8 +208,7 @@ func (s *Set) fill(evt *detect.Event, ms *Matches) {
 	if len(ms.hits) == 0 {
 		return
 	}
-	s.vars["evt"] = evt
-	defer func() { s.vars["evt"] = (*detect.Event)(nil) }()
+	defer s.unbind()
 	s.memo.Reset()
 	for _, h := range ms.hits {
 		s.pourInto(h.sc, h.key, evt, t)
