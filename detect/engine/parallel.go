@@ -316,8 +316,9 @@ func (w *parseWorker) event(l detect.Line) (*detect.Event, bool) {
 // line of a parsed batch, then hands the events no one holds back to the
 // batch for a worker to reuse.
 func (e *Engine) consume(b *batch, emit func(detect.Line, []model.Alert)) {
+	// Counted per batch: scrapes read the counters, not each line.
+	var unparsed, parsed, whitelisted, poured uint64
 	for i, l := range b.lines {
-		e.lines.Add(1)
 		evt := b.evts[i]
 		b.evts[i] = nil
 		var ovs []Overflow
@@ -327,17 +328,17 @@ func (e *Engine) consume(b *batch, emit func(detect.Line, []model.Alert)) {
 			continue
 		case lineUnparsed:
 			// The worker kept the event (see parseWorker.parse).
-			e.unparsed.Add(1)
+			unparsed++
 			emit(l, nil)
 			continue
 		case lineWhitelisted:
-			e.parsed.Add(1)
-			e.whitelisted.Add(1)
+			parsed++
+			whitelisted++
 			emit(l, nil)
 			continue
 		case linePoured:
-			e.parsed.Add(1)
-			e.poured.Add(1)
+			parsed++
+			poured++
 			if b.matched {
 				ovs = e.postprocess(e.set.PourMatchedOverflows(evt, &b.matches[i]))
 			} else {
@@ -351,6 +352,11 @@ func (e *Engine) consume(b *batch, emit func(detect.Line, []model.Alert)) {
 		}
 		emit(l, alertsOf(ovs))
 	}
+	e.lines.Add(uint64(len(b.lines)))
+	e.unparsed.Add(unparsed)
+	e.parsed.Add(parsed)
+	e.whitelisted.Add(whitelisted)
+	e.poured.Add(poured)
 	// The events buckets released go back with the batch: one per line
 	// at most, so no worker hoards them.
 	k := min(len(e.free), len(b.lines))
