@@ -1,16 +1,21 @@
 package exprenv
 
-import "strings"
+import (
+	"slices"
+	"strings"
+
+	"github.com/moatsec/moat/detect/internal/litscan"
+)
 
 // acMatcher answers "does s contain any of these literals" in one pass
-// over s (Aho-Corasick with a full transition table over byte classes).
-// Hub scenarios test a field against every line of a data file; the
-// expression VM would scan the field once per line.
+// over s (see litscan). Hub scenarios test a field against every line of
+// a data file; the expression VM would scan the field once per line.
 type acMatcher struct {
-	class [256]uint16
-	ncls  int
-	delta []int32 // state*ncls + class -> state, -1 for a final state
-	final []bool
+	scan *litscan.Scanner
+	// lits are searched one by one when they are too many bytes for an
+	// automaton (litscan.MaxBytes): slower, but no table of hundreds of
+	// MiB for a data file of a few.
+	lits  []string
 	empty bool // an empty literal matches everything
 	// stops are up to three bytes one of which every literal holds, rare
 	// ones first; maxLen is the longest literal. A field without them is
@@ -23,85 +28,16 @@ type acMatcher struct {
 }
 
 func newACMatcher(lits []string) *acMatcher {
-	m := &acMatcher{}
-	// Class 0 is every byte no literal uses.
+	m := &acMatcher{empty: slices.Contains(lits, "")}
+	if m.empty {
+		return m
+	}
+	if m.scan = litscan.New(lits, false); m.scan == nil {
+		m.lits = lits
+	}
+	m.stops = hittingBytes(lits, 3)
 	for _, l := range lits {
-		if l == "" {
-			m.empty = true
-		}
-		for i := 0; i < len(l); i++ {
-			if m.class[l[i]] == 0 {
-				m.ncls++
-				m.class[l[i]] = uint16(m.ncls)
-			}
-		}
-	}
-	m.ncls++
-	// Trie with -1 for missing edges.
-	trie := []int32{}
-	newState := func() int32 {
-		for range m.ncls {
-			trie = append(trie, -1)
-		}
-		m.final = append(m.final, false)
-		return int32(len(m.final) - 1)
-	}
-	newState()
-	for _, l := range lits {
-		st := int32(0)
-		for i := 0; i < len(l); i++ {
-			c := int(m.class[l[i]])
-			nx := trie[int(st)*m.ncls+c]
-			if nx < 0 {
-				nx = newState()
-				trie[int(st)*m.ncls+c] = nx
-			}
-			st = nx
-		}
-		m.final[st] = true
-	}
-	// Breadth-first: fill missing edges from the failure state, so
-	// matching never follows failure links.
-	fail := make([]int32, len(m.final))
-	queue := make([]int32, 0, len(m.final))
-	for c := 0; c < m.ncls; c++ {
-		nx := trie[c]
-		if nx < 0 {
-			trie[c] = 0
-			continue
-		}
-		fail[nx] = 0
-		queue = append(queue, nx)
-	}
-	for len(queue) > 0 {
-		st := queue[0]
-		queue = queue[1:]
-		if m.final[fail[st]] {
-			m.final[st] = true
-		}
-		for c := 0; c < m.ncls; c++ {
-			nx := trie[int(st)*m.ncls+c]
-			if nx < 0 {
-				trie[int(st)*m.ncls+c] = trie[int(fail[st])*m.ncls+c]
-				continue
-			}
-			fail[nx] = trie[int(fail[st])*m.ncls+c]
-			queue = append(queue, nx)
-		}
-	}
-	// A transition into a final state is stored negated, so matching
-	// reads one table entry per byte.
-	for i, nx := range trie {
-		if m.final[nx] {
-			trie[i] = -1
-		}
-	}
-	m.delta = trie
-	if !m.empty {
-		m.stops = hittingBytes(lits, 3)
-		for _, l := range lits {
-			m.maxLen = max(m.maxLen, len(l))
-		}
+		m.maxLen = max(m.maxLen, len(l))
 	}
 	return m
 }
@@ -180,10 +116,6 @@ func (m *acMatcher) match(s string) bool {
 	if m.empty {
 		return true
 	}
-	if len(m.final) == 1 {
-		return false
-	}
-	from := 0
 	if len(m.stops) > 0 {
 		first := -1
 		for _, c := range m.stops {
@@ -194,13 +126,13 @@ func (m *acMatcher) match(s string) bool {
 		if first < 0 {
 			return false
 		}
-		from = max(0, first-(m.maxLen-1))
+		s = s[max(0, first-(m.maxLen-1)):]
 	}
-	st := int32(0)
-	n := m.ncls
-	for i := from; i < len(s); i++ {
-		st = m.delta[int(st)*n+int(m.class[s[i]])]
-		if st < 0 {
+	if m.scan != nil {
+		return m.scan.Any(s)
+	}
+	for _, l := range m.lits {
+		if strings.Contains(s, l) {
 			return true
 		}
 	}

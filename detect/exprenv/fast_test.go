@@ -1,6 +1,7 @@
 package exprenv
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -113,6 +114,20 @@ func TestACMatcher(t *testing.T) {
 	}
 	if newACMatcher(nil).match("anything") {
 		t.Error("empty list matched")
+	}
+	// Too many bytes for an automaton: the literals are searched one by one.
+	var big []string
+	for i := range 20000 {
+		big = append(big, fmt.Sprintf("/p%05d/", i))
+	}
+	m = newACMatcher(big)
+	if m.scan != nil {
+		t.Fatalf("%d literals of %d bytes got an automaton", len(big), 8*len(big))
+	}
+	for s, want := range map[string]bool{"/x/p19999/y": true, "/p1999/": false, "": false} {
+		if got := m.match(s); got != want {
+			t.Errorf("big list: match(%q) = %v, want %v", s, got, want)
+		}
 	}
 }
 

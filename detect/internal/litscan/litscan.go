@@ -137,3 +137,17 @@ func LowerASCII(c byte) byte {
 	}
 	return c
 }
+
+// Any reports whether s contains one of the literals; it reads s only up
+// to the end of the first it finds.
+func (m *Scanner) Any(s string) bool {
+	row := uint32(0)
+	for i := 0; i < len(s); i++ {
+		e := m.delta[row+uint32(m.class[s[i]])]
+		if e&1 != 0 {
+			return true
+		}
+		row = e >> 1
+	}
+	return false
+}

@@ -13,6 +13,9 @@ func acAgrees(t *testing.T, ac *Scanner, lits []string, s string, fold bool) {
 	if fold && !ascii {
 		return
 	}
+	if !fold && ac.Any(s) != (len(hits) > 0) {
+		t.Errorf("%q: Any says %v, Find found %d", s, ac.Any(s), len(hits))
+	}
 	found := map[int]bool{}
 	for _, i := range hits {
 		found[i] = true
