@@ -22,10 +22,8 @@ import (
 // concurrent use: each worker takes its own from NewMatcher.
 type Matcher struct {
 	set  *Set
-	vars map[string]any
-	// bound: vars hold an event (see bind).
-	bound bool
-	memo  exprenv.Memo
+	vars evtVars
+	memo exprenv.Memo
 	// byTuple caches, per tuple of the values of the set's reqKeys, the
 	// scenarios whose requirements hold: most filters are rejected
 	// without running.
@@ -57,7 +55,7 @@ func (m *Matches) reset() {
 
 // NewMatcher returns a matcher for s's scenarios.
 func (s *Set) NewMatcher() *Matcher {
-	m := &Matcher{set: s, vars: map[string]any{"evt": (*detect.Event)(nil)}, byTuple: map[string][]*scenario{}}
+	m := &Matcher{set: s, vars: newEvtVars(), byTuple: map[string][]*scenario{}}
 	if s.guards != nil {
 		m.guards, m.guard = s.guards, newGuardState(s.guards)
 	}
@@ -78,7 +76,7 @@ func (m *Matcher) Match(evt *detect.Event, out *Matches) {
 	}
 	s := m.set
 	untimed := s.replay && evt.MarshaledTime == ""
-	defer m.unbind()
+	defer m.vars.unbind()
 	m.forget()
 	g := m.guards
 	for _, sc := range m.candidates(evt) {
@@ -107,6 +105,31 @@ func (m *Matcher) Match(evt *detect.Event, out *Matches) {
 			key = k
 		}
 		out.hits = append(out.hits, hit{sc: sc, key: key})
+	}
+}
+
+// evtVars are the variables of VM runs on an event. The event goes in
+// only when a run needs it (an expression the native evaluator could not
+// decide): most events never do, and a map write per event is not free.
+// unbind takes it out again, when it went in, so that no event outlives
+// its match or pour in them.
+type evtVars struct {
+	m     map[string]any
+	bound bool
+}
+
+func newEvtVars() evtVars { return evtVars{m: map[string]any{"evt": (*detect.Event)(nil)}} }
+
+func (v *evtVars) bind(evt *detect.Event) map[string]any {
+	v.m["evt"] = evt
+	v.bound = true
+	return v.m
+}
+
+func (v *evtVars) unbind() {
+	if v.bound {
+		v.m["evt"] = (*detect.Event)(nil)
+		v.bound = false
 	}
 }
 
@@ -144,28 +167,11 @@ func (m *Matcher) forget() {
 	}
 }
 
-// bind puts evt in the VM's variables, for a filter the native evaluator
-// could not decide: only then, since most events never need the VM and a
-// map write per event is not free. unbind takes it out again, when it
-// was put there, so that no event outlives its match in them.
-func (m *Matcher) bind(evt *detect.Event) map[string]any {
-	m.vars["evt"] = evt
-	m.bound = true
-	return m.vars
-}
-
-func (m *Matcher) unbind() {
-	if m.bound {
-		m.vars["evt"] = (*detect.Event)(nil)
-		m.bound = false
-	}
-}
-
 func (m *Matcher) runBool(p *exprenv.Program, evt *detect.Event) (bool, error) {
 	if v, ok := p.Bool(&m.memo, evt); ok {
 		return v, nil
 	}
-	v, err := m.set.env.RunBool(p.VM, m.bind(evt))
+	v, err := m.set.env.RunBool(p.VM, m.vars.bind(evt))
 	m.forget()
 	return v, err
 }
@@ -174,7 +180,7 @@ func (m *Matcher) runString(p *exprenv.Program, evt *detect.Event) (string, erro
 	if v, ok := p.String(&m.memo, evt); ok {
 		return v, nil
 	}
-	out, err := m.set.env.Run(p.VM, m.bind(evt))
+	out, err := m.set.env.Run(p.VM, m.vars.bind(evt))
 	m.forget()
 	if err != nil {
 		return "", err
@@ -208,7 +214,7 @@ func (s *Set) fill(evt *detect.Event, ms *Matches) {
 	if len(ms.hits) == 0 {
 		return
 	}
-	defer s.unbind()
+	defer s.vars.unbind()
 	s.memo.Reset()
 	for _, h := range ms.hits {
 		s.pourInto(h.sc, h.key, evt, t)

@@ -337,10 +337,10 @@ func (s *Set) sourceOf(sc *scenario, e *detect.Event) (Source, error) {
 // runScope runs sc's scope expression over e, one of the events a bucket
 // holds, leaving evt to the event being poured.
 func (s *Set) runScope(sc *scenario, e *detect.Event) (any, error) {
-	prev := s.vars["evt"]
-	s.vars["evt"] = e
-	defer func() { s.vars["evt"] = prev }()
-	return s.env.Run(sc.scopeExpr, s.vars)
+	prev := s.vars.m["evt"]
+	s.vars.m["evt"] = e
+	defer func() { s.vars.m["evt"] = prev }()
+	return s.env.Run(sc.scopeExpr, s.vars.m)
 }
 
 // schedule puts a bucket on the timer at its next deadline, or drops it

@@ -94,8 +94,7 @@ type Set struct {
 	warnings []error
 	infos    []Info
 
-	vars     map[string]any
-	bound    bool // vars hold an event (see bind)
+	vars     evtVars
 	cvars    map[string]any
 	ovars    map[string]any
 	outs     []Overflow
@@ -121,7 +120,7 @@ func Load(files []string, opts Options) (*Set, error) {
 		replay:   opts.Replay,
 		released: opts.Released,
 		ctx:      opts.Context,
-		vars:     map[string]any{"evt": (*detect.Event)(nil)},
+		vars:     newEvtVars(),
 		cvars:    map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
 		ovars:    map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
 		// Victim sampling need not be unpredictable, only cheap; a fixed
@@ -457,25 +456,11 @@ func (s *Set) keep(b *bucket, evt *detect.Event) {
 
 // runBool runs p natively when it can decide, else in the VM; a VM run
 // may change the event (SetMeta), so it forgets the memoized folds.
-// bind and unbind are Matcher's, for the expressions buckets run.
-func (s *Set) bind(evt *detect.Event) map[string]any {
-	s.vars["evt"] = evt
-	s.bound = true
-	return s.vars
-}
-
-func (s *Set) unbind() {
-	if s.bound {
-		s.vars["evt"] = (*detect.Event)(nil)
-		s.bound = false
-	}
-}
-
 func (s *Set) runBool(p *exprenv.Program, evt *detect.Event) (bool, error) {
 	if v, ok := p.Bool(&s.memo, evt); ok {
 		return v, nil
 	}
-	v, err := s.env.RunBool(p.VM, s.bind(evt))
+	v, err := s.env.RunBool(p.VM, s.vars.bind(evt))
 	s.memo.Reset()
 	return v, err
 }
@@ -485,7 +470,7 @@ func (s *Set) runString(p *exprenv.Program, evt *detect.Event) (string, error) {
 	if v, ok := p.String(&s.memo, evt); ok {
 		return v, nil
 	}
-	out, err := s.env.Run(p.VM, s.bind(evt))
+	out, err := s.env.Run(p.VM, s.vars.bind(evt))
 	s.memo.Reset()
 	if err != nil {
 		return "", err
