@@ -31,7 +31,6 @@ import (
 // guardTerm is a string term of the filters (a field, or a fold of one)
 // and the literals guards look for in it.
 type guardTerm struct {
-	text string // the term as written, "fold:" before a folded one
 	prog *exprenv.Program
 	// contains finds the literals of contains atoms, lits by index;
 	// containsClause is the clause of each. equal maps a value to the
@@ -193,7 +192,7 @@ func (b *atomBuilder) predicate(n ast.Node) (pendingAtom, bool) {
 		t = -1
 		if prog, err := b.env.CompileEvt(text, map[string]any{"evt": &detect.Event{}}); err == nil {
 			t = len(b.g.terms)
-			b.g.terms = append(b.g.terms, &guardTerm{text: key, prog: prog, pred: true, field: field, fieldKey: fieldKey, equal: map[string][]int{}})
+			b.g.terms = append(b.g.terms, &guardTerm{prog: prog, pred: true, field: field, fieldKey: fieldKey, equal: map[string][]int{}})
 			b.cont = append(b.cont, nil)
 		}
 		b.byText[key] = t
@@ -404,7 +403,7 @@ func (b *atomBuilder) atom(term ast.Node, lit string, equal bool) ([]pendingAtom
 		if err == nil {
 			if _, decided := prog.String(new(exprenv.Memo), detect.NewEvent(detect.Line{})); decided {
 				t = len(b.g.terms)
-				gt := &guardTerm{text: key, prog: prog, fold: fold, equal: map[string][]int{}}
+				gt := &guardTerm{prog: prog, fold: fold, equal: map[string][]int{}}
 				var plain bool
 				gt.field, gt.fieldKey, plain = soleField(term)
 				gt.derived = gt.field != nil && !plain
