@@ -337,7 +337,7 @@ func (e *Engine) postoverflow(ovs []scenario.Overflow) []Overflow {
 			setSource(&alerts[0], src.Scope, src.Value)
 		}
 		e.alerts.Add(uint64(len(alerts)))
-		out = append(out, Overflow{Alerts: alerts, View: v, reprocess: v.Overflow.Reprocess})
+		out = append(out, Overflow{Alerts: alerts, View: v, reprocess: o.Reprocess})
 	}
 	return out
 }

@@ -144,9 +144,9 @@ type node struct {
 	wl       *whitelist
 	stash    []stashEntry
 
-	// hits and ok total the counts of the top-level node over the
-	// pipeline and its workers; each pipeline counts in its own slot (see
-	// Pipeline.counts) and adds to them on flush, so workers never share
+	// hits and ok total the counts of a top-level node over the pipeline
+	// and its workers; a worker counts in its own slot (see
+	// Pipeline.counts) and adds to them per batch, so workers never share
 	// a cache line per event. slot is -1 for child nodes, which no one
 	// reads counts of.
 	hits, ok atomic.Uint64
@@ -162,7 +162,7 @@ type run struct {
 	p    *Pipeline
 	evt  *detect.Event
 	root any // *detect.Event or *OverflowEvent: what expressions see as evt
-	vars map[string]any
+	vars *exprenv.EvtVars
 	// ov is the overflow postoverflows run on, nil for log events.
 	ov *OverflowEvent
 	// input is the last grok input a pureMiss node read, valid while only
@@ -171,18 +171,11 @@ type run struct {
 	// tracing collects the groks that matched in hits.
 	tracing bool
 	hits    []GrokHit
-	// bound: vars hold the event for the VM (see vmVars).
-	bound bool
 }
 
-// vmVars returns the variables for a VM run on the event. The event is
-// put in them only then: most events never need the VM, and a map write
-// per event and per pipeline is not free.
-func (r *run) vmVars() map[string]any {
-	r.vars["evt"] = r.root
-	r.bound = true
-	return r.vars
-}
+// vmVars returns the variables for a VM run on the event (see
+// exprenv.EvtVars).
+func (r *run) vmVars() map[string]any { return r.vars.Bind(r.root) }
 
 type fieldRead struct {
 	key, val  string
@@ -243,7 +236,7 @@ func (n *node) process(r *run) (bool, error) {
 	if n.filter != nil && !r.filterOK(n) {
 		return false, nil
 	}
-	r.p.count(n.slot, true)
+	r.p.count(n, true)
 
 	whitelisted := false
 	if !n.wl.empty() {
@@ -342,7 +335,7 @@ func (n *node) process(r *run) (bool, error) {
 	if !state {
 		return false, nil
 	}
-	r.p.count(n.slot, false)
+	r.p.count(n, false)
 	if len(n.statics) > 0 && (whitelisted || n.wl.empty()) {
 		if err := n.applyStatics(r, n.statics); err != nil {
 			return false, err

@@ -73,7 +73,7 @@ type Pipeline struct {
 	stages []string
 	nodes  [][]*node // per stage, in file order
 	grok   *grok.Library
-	vars   map[string]any
+	vars   exprenv.EvtVars
 	memo   exprenv.Memo
 	run    run // the state of the event being parsed, reused
 	// lastDate spares dateparse the lines that repeat the timestamp before.
@@ -89,13 +89,10 @@ type Pipeline struct {
 	// proxy is the trusted-proxy rewrite, nil when off.
 	proxy *proxyRule
 
-	// counts are this pipeline's node counts not yet added to the nodes'
-	// totals, by node slot; touched lists the slots that have some.
+	// top are the top-level nodes, by slot. A worker (batched) counts
+	// their hits in counts until FlushCounts; others add to the totals.
+	top     []*node
 	counts  []nodeCount
-	touched []int
-	top     []*node // by slot
-	// batched: counts wait for FlushCounts instead of going to the
-	// totals after each event.
 	batched bool
 }
 
@@ -149,34 +146,32 @@ func Load(files []File, opts Options) (*Pipeline, error) {
 	for i, n := range p.top {
 		n.slot = i
 	}
-	p.counts = make([]nodeCount, len(p.top))
-	p.vars = p.typeVars()
+	p.vars = p.runVars()
 	return p, nil
 }
 
-// count counts a hit (or a success) of the node in slot, if it has one.
-func (p *Pipeline) count(slot int, hit bool) {
-	if slot < 0 {
+// count counts a hit (or a success) of n when it is a top-level node.
+func (p *Pipeline) count(n *node, hit bool) {
+	if n.slot < 0 {
 		return
 	}
-	c := &p.counts[slot]
-	if c.hits == 0 && c.ok == 0 {
-		p.touched = append(p.touched, slot)
-	}
-	if hit {
-		c.hits++
-	} else {
-		c.ok++
+	switch {
+	case !p.batched && hit:
+		n.hits.Add(1)
+	case !p.batched:
+		n.ok.Add(1)
+	case hit:
+		p.counts[n.slot].hits++
+	default:
+		p.counts[n.slot].ok++
 	}
 }
 
-// FlushCounts adds the node counts of the events parsed since the last
-// flush to the totals Stats reads. A pipeline from Worker counts in
-// batches and needs it called; others flush after each event.
+// FlushCounts adds a worker's node counts since the last flush to the
+// totals Stats reads; other pipelines have none waiting.
 func (p *Pipeline) FlushCounts() {
-	for _, slot := range p.touched {
-		c := &p.counts[slot]
-		n := p.top[slot]
+	for i := range p.counts {
+		c, n := &p.counts[i], p.top[i]
 		if c.hits > 0 {
 			n.hits.Add(c.hits)
 		}
@@ -185,20 +180,20 @@ func (p *Pipeline) FlushCounts() {
 		}
 		*c = nodeCount{}
 	}
-	p.touched = p.touched[:0]
 }
 
 // Worker returns a pipeline for another goroutine: it shares p's compiled
 // nodes, grok patterns (safe for concurrent use), expression environment
 // (guarded) and counter totals, and has its own per-event scratch
-// (expression variables, fold memo, run state, date memo) and node counts,
-// which reach the totals when the worker calls FlushCounts. Events parsed by workers
-// come out as p would make them unless CrossEvent.
+// (expression variables, fold memo, run state, date memo) and node
+// counts, which reach the totals when the worker calls FlushCounts.
+// Events parsed by workers come out as p would make them unless
+// CrossEvent.
 func (p *Pipeline) Worker() *Pipeline {
 	w := &Pipeline{env: p.env, opts: p.opts, stages: p.stages, nodes: p.nodes, grok: p.grok,
 		unavailable: p.unavailable, missing: p.missing, crossEvent: p.crossEvent, proxy: p.proxy,
 		top: p.top, counts: make([]nodeCount, len(p.top)), batched: true}
-	w.vars = w.typeVars()
+	w.vars = w.runVars()
 	return w
 }
 
@@ -285,6 +280,14 @@ func (p *Pipeline) compile(src string) (*vm.Program, error) {
 		p.crossEvent = true
 	}
 	return p.env.Compile(src, p.typeVars())
+}
+
+// runVars are the variables of the VM runs on the event being parsed.
+func (p *Pipeline) runVars() exprenv.EvtVars {
+	if p.opts.Postoverflow {
+		return exprenv.NewEvtVars((*OverflowEvent)(nil))
+	}
+	return exprenv.NewEvtVars((*detect.Event)(nil))
 }
 
 func (p *Pipeline) typeVars() map[string]any {

@@ -92,34 +92,27 @@ func (p *Pipeline) Parse(evt *detect.Event) bool {
 
 // ParseTrace is Parse that records each node's result in tr.
 func (p *Pipeline) ParseTrace(evt *detect.Event, tr *Trace) bool {
-	r := &p.run
-	*r = run{p: p, evt: evt, root: evt, vars: p.vars, tracing: tr != nil}
-	defer func() { *r = run{} }()
-	ok := p.runStages(r, tr)
-	if r.bound {
-		p.vars["evt"] = nil
-	}
-	if !p.batched {
-		p.FlushCounts()
-	}
-	return ok
+	return p.runOn(run{evt: evt, root: evt}, tr)
 }
 
 // ProcessOverflow runs postoverflow stages on an overflow. It returns
 // false when a stage had no successful node; whitelisting shows in
 // o.Overflow.Whitelisted.
 func (p *Pipeline) ProcessOverflow(o *OverflowEvent, tr *Trace) bool {
+	return p.runOn(run{evt: &o.Event, root: o, ov: o}, tr)
+}
+
+// runOn runs the stages on the event of start in the pipeline's reused
+// run state.
+func (p *Pipeline) runOn(start run, tr *Trace) bool {
 	r := &p.run
-	*r = run{p: p, evt: &o.Event, root: o, vars: p.vars, ov: o, tracing: tr != nil}
-	defer func() { *r = run{} }()
-	ok := p.runStages(r, tr)
-	if r.bound {
-		p.vars["evt"] = nil
-	}
-	if !p.batched {
-		p.FlushCounts()
-	}
-	return ok
+	*r = start
+	r.p, r.vars, r.tracing = p, &p.vars, tr != nil
+	defer func() {
+		p.vars.Unbind()
+		*r = run{}
+	}()
+	return p.runStages(r, tr)
 }
 
 func (p *Pipeline) runStages(r *run, tr *Trace) bool {

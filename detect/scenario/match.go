@@ -22,7 +22,7 @@ import (
 // concurrent use: each worker takes its own from NewMatcher.
 type Matcher struct {
 	set  *Set
-	vars evtVars
+	vars exprenv.EvtVars
 	memo exprenv.Memo
 	// byTuple caches, per tuple of the values of the set's reqKeys, the
 	// scenarios whose requirements hold: most filters are rejected
@@ -55,7 +55,7 @@ func (m *Matches) reset() {
 
 // NewMatcher returns a matcher for s's scenarios.
 func (s *Set) NewMatcher() *Matcher {
-	m := &Matcher{set: s, vars: newEvtVars(), byTuple: map[string][]*scenario{}}
+	m := &Matcher{set: s, vars: exprenv.NewEvtVars((*detect.Event)(nil)), byTuple: map[string][]*scenario{}}
 	if s.guards != nil {
 		m.guards, m.guard = s.guards, newGuardState(s.guards)
 	}
@@ -76,7 +76,7 @@ func (m *Matcher) Match(evt *detect.Event, out *Matches) {
 	}
 	s := m.set
 	untimed := s.replay && evt.MarshaledTime == ""
-	defer m.vars.unbind()
+	defer m.vars.Unbind()
 	m.forget()
 	g := m.guards
 	for _, sc := range m.candidates(evt) {
@@ -105,31 +105,6 @@ func (m *Matcher) Match(evt *detect.Event, out *Matches) {
 			key = k
 		}
 		out.hits = append(out.hits, hit{sc: sc, key: key})
-	}
-}
-
-// evtVars are the variables of VM runs on an event. The event goes in
-// only when a run needs it (an expression the native evaluator could not
-// decide): most events never do, and a map write per event is not free.
-// unbind takes it out again, when it went in, so that no event outlives
-// its match or pour in them.
-type evtVars struct {
-	m     map[string]any
-	bound bool
-}
-
-func newEvtVars() evtVars { return evtVars{m: map[string]any{"evt": (*detect.Event)(nil)}} }
-
-func (v *evtVars) bind(evt *detect.Event) map[string]any {
-	v.m["evt"] = evt
-	v.bound = true
-	return v.m
-}
-
-func (v *evtVars) unbind() {
-	if v.bound {
-		v.m["evt"] = (*detect.Event)(nil)
-		v.bound = false
 	}
 }
 
@@ -171,7 +146,7 @@ func (m *Matcher) runBool(p *exprenv.Program, evt *detect.Event) (bool, error) {
 	if v, ok := p.Bool(&m.memo, evt); ok {
 		return v, nil
 	}
-	v, err := m.set.env.RunBool(p.VM, m.vars.bind(evt))
+	v, err := m.set.env.RunBool(p.VM, m.vars.Bind(evt))
 	m.forget()
 	return v, err
 }
@@ -180,7 +155,7 @@ func (m *Matcher) runString(p *exprenv.Program, evt *detect.Event) (string, erro
 	if v, ok := p.String(&m.memo, evt); ok {
 		return v, nil
 	}
-	out, err := m.set.env.Run(p.VM, m.vars.bind(evt))
+	out, err := m.set.env.Run(p.VM, m.vars.Bind(evt))
 	m.forget()
 	if err != nil {
 		return "", err
@@ -214,7 +189,7 @@ func (s *Set) fill(evt *detect.Event, ms *Matches) {
 	if len(ms.hits) == 0 {
 		return
 	}
-	defer s.vars.unbind()
+	defer s.vars.Unbind()
 	s.memo.Reset()
 	for _, h := range ms.hits {
 		s.pourInto(h.sc, h.key, evt, t)

@@ -335,12 +335,11 @@ func (s *Set) sourceOf(sc *scenario, e *detect.Event) (Source, error) {
 }
 
 // runScope runs sc's scope expression over e, one of the events a bucket
-// holds, leaving evt to the event being poured.
+// holds. Every VM run binds its own event: e need not give way to the one
+// being poured afterwards.
 func (s *Set) runScope(sc *scenario, e *detect.Event) (any, error) {
-	prev := s.vars.m["evt"]
-	s.vars.m["evt"] = e
-	defer func() { s.vars.m["evt"] = prev }()
-	return s.env.Run(sc.scopeExpr, s.vars.m)
+	defer s.vars.Unbind()
+	return s.env.Run(sc.scopeExpr, s.vars.Bind(e))
 }
 
 // schedule puts a bucket on the timer at its next deadline, or drops it

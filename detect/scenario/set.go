@@ -94,7 +94,7 @@ type Set struct {
 	warnings []error
 	infos    []Info
 
-	vars     evtVars
+	vars     exprenv.EvtVars
 	cvars    map[string]any
 	ovars    map[string]any
 	outs     []Overflow
@@ -120,7 +120,7 @@ func Load(files []string, opts Options) (*Set, error) {
 		replay:   opts.Replay,
 		released: opts.Released,
 		ctx:      opts.Context,
-		vars:     newEvtVars(),
+		vars:     exprenv.NewEvtVars((*detect.Event)(nil)),
 		cvars:    map[string]any{"evt": (*detect.Event)(nil), "queue": (*Queue)(nil), "leaky": (*Leaky)(nil)},
 		ovars:    map[string]any{"queue": (*Queue)(nil), "signal": (*model.Alert)(nil), "leaky": (*Leaky)(nil)},
 		// Victim sampling need not be unpredictable, only cheap; a fixed
@@ -460,7 +460,7 @@ func (s *Set) runBool(p *exprenv.Program, evt *detect.Event) (bool, error) {
 	if v, ok := p.Bool(&s.memo, evt); ok {
 		return v, nil
 	}
-	v, err := s.env.RunBool(p.VM, s.vars.bind(evt))
+	v, err := s.env.RunBool(p.VM, s.vars.Bind(evt))
 	s.memo.Reset()
 	return v, err
 }
@@ -470,7 +470,7 @@ func (s *Set) runString(p *exprenv.Program, evt *detect.Event) (string, error) {
 	if v, ok := p.String(&s.memo, evt); ok {
 		return v, nil
 	}
-	out, err := s.env.Run(p.VM, s.vars.bind(evt))
+	out, err := s.env.Run(p.VM, s.vars.Bind(evt))
 	s.memo.Reset()
 	if err != nil {
 		return "", err
