@@ -192,7 +192,7 @@ func (b *atomBuilder) predicate(n ast.Node) (pendingAtom, bool) {
 		t = -1
 		if prog, err := b.env.CompileEvt(text, map[string]any{"evt": &detect.Event{}}); err == nil {
 			t = len(b.g.terms)
-			b.g.terms = append(b.g.terms, &guardTerm{prog: prog, pred: true, field: field, fieldKey: fieldKey, equal: map[string][]int{}})
+			b.g.terms = append(b.g.terms, &guardTerm{prog: prog, pred: true, field: field, fieldKey: fieldKey})
 			b.cont = append(b.cont, nil)
 		}
 		b.byText[key] = t
