@@ -114,6 +114,10 @@ func (c *Pattern) String() string { return c.src }
 // Tier returns the tier that serves the pattern first.
 func (c *Pattern) Tier() Tier { return c.tiers[0] }
 
+// Literals returns substrings every match contains (not necessarily all
+// of them); Match looks for them before running anything else.
+func (c *Pattern) Literals() []string { return slices.Clone(c.lits) }
+
 // Tiers returns the tiers the pattern has, in the order they are tried.
 func (c *Pattern) Tiers() []Tier { return slices.Clone(c.tiers) }
 

@@ -155,10 +155,8 @@ func fastSyslogLine(s string, parsed map[string]string) (matched, ok bool) {
 		return false, false
 	}
 	msg := s[i:]
-	for k := 0; k < len(msg); k++ {
-		if msg[k] == '\n' || msg[k] >= 0x80 {
-			return false, false
-		}
+	if !asciiLine(msg) {
+		return false, false
 	}
 	parsed["timestamp"] = timestamp
 	parsed["timestamp8601"] = ""
@@ -169,4 +167,25 @@ func fastSyslogLine(s string, parsed map[string]string) (matched, ok bool) {
 	parsed["pid"] = pid
 	parsed["message"] = msg
 	return true, true
+}
+
+// asciiLine reports whether s is ASCII without a newline, eight bytes at
+// a time: the test every syslog message takes.
+func asciiLine(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		nl := w ^ ones*'\n' // a zero byte where s has a newline
+		if (w|(nl-ones)&^nl)&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] == '\n' || s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

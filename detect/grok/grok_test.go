@@ -87,6 +87,7 @@ func FuzzShapeOf(f *testing.F) {
 	for _, s := range []string{
 		"", "from 198.18.0.1 port 22", "from 2001:db8::1 port 22", "a:b:c:d:e:f:0", "a:b:c:d:e:f",
 		"1:2:3 x 4:5:6:7", "fe80::1%eth0", strings.Repeat("a", 63) + ".b", strings.Repeat("a-1", 22), "::", ":x:",
+		strings.Repeat("a", 64), "x " + strings.Repeat("b", 63) + " " + strings.Repeat("c", 64), strings.Repeat("d", 63) + " " + strings.Repeat("e", 63),
 	} {
 		f.Add(s)
 	}
@@ -129,4 +130,32 @@ func TestLazyRegexpConcurrent(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
+}
+
+// asciiLine agrees with a byte loop wherever the newline or the high
+// byte sits in the words it reads.
+func TestASCIILine(t *testing.T) {
+	naive := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] == '\n' || s[i] >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	base := []byte("Failed password for root from 198.18.0.1 port 22")
+	for _, bad := range []byte{'\n', 0x80, 0xff, '\t', 0x0b, 0x09, 0x7f, 0x01} {
+		for n := range len(base) + 1 {
+			for at := range n {
+				b := append([]byte(nil), base[:n]...)
+				b[at] = bad
+				if s := string(b); asciiLine(s) != naive(s) {
+					t.Fatalf("%q: asciiLine %v, byte loop %v", s, asciiLine(s), naive(s))
+				}
+			}
+			if s := string(base[:n]); !asciiLine(s) {
+				t.Fatalf("%q: asciiLine rejects a plain line", s)
+			}
+		}
+	}
 }

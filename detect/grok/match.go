@@ -154,6 +154,9 @@ func dupEarlierSet(names []string, i int) bool {
 // label characters ([0-9A-Za-z-]), and a run of [0-9A-Fa-f:.] holding
 // "::" or six colons, inside which every IPV6 match lies.
 func shapeOf(s string) (longLabel, ipv6Run bool) {
+	if strings.IndexByte(s, ':') < 0 {
+		return labelRun(s, 64), false
+	}
 	label, colons := 0, 0
 	prevColon := false
 	for i := 0; i < len(s); i++ {
@@ -184,6 +187,23 @@ func shapeOf(s string) (longLabel, ipv6Run bool) {
 		prevColon = false
 	}
 	return false, ipv6Run
+}
+
+// labelRun reports whether s has n label characters in a row. It tests
+// the last byte of each window of n first: a window holding a byte of
+// another kind is skipped whole, so text with spaces is read sparsely.
+func labelRun(s string, n int) bool {
+	for end := n - 1; end < len(s); {
+		j := end
+		for j > end-n && byteKinds[s[j]]&labelByte != 0 {
+			j--
+		}
+		if j == end-n {
+			return true
+		}
+		end = j + n
+	}
+	return false
 }
 
 const (

@@ -15,6 +15,7 @@ import (
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
 	"github.com/moatsec/moat/detect/grok"
+	"github.com/moatsec/moat/detect/internal/litscan"
 )
 
 const (
@@ -155,6 +156,51 @@ type node struct {
 	// (no filter, whitelist, stash, children or hand-written matcher), so
 	// a run of such siblings can share one read of their grok's input.
 	pureMiss bool
+	// runs are the runs of children one scan of their input rules out
+	// together.
+	runs []siblingRun
+}
+
+// siblingRun is a run of children, children[from:to], each a pureMiss
+// node with a grok on the same input: one scan of the input for their
+// patterns' literals tells which of them cannot match, and those are not
+// tried. Skipping one is failing as it would have: its miss writes
+// nothing.
+type siblingRun struct {
+	from, to int
+	scan     *litscan.Pairs
+}
+
+// minSiblingRun is the shortest run worth a scan: for fewer children,
+// looking for each one's literals in turn costs less.
+const minSiblingRun = 8
+
+// siblingRuns finds the runs of children worth a scan.
+func siblingRuns(children []*node) []siblingRun {
+	var runs []siblingRun
+	for i := 0; i < len(children); {
+		j := i
+		var required [][]string
+		for j < len(children) && len(required) < litscan.MaxPairs {
+			c := children[j]
+			if !c.pureMiss || c.grokApply != children[i].grokApply {
+				break
+			}
+			lits := c.grok.Literals()
+			if len(lits) == 0 {
+				break
+			}
+			required = append(required, lits)
+			j++
+		}
+		if j-i >= minSiblingRun {
+			if scan := litscan.NewPairs(required); scan != nil {
+				runs = append(runs, siblingRun{from: i, to: j, scan: scan})
+			}
+		}
+		i = max(j, i+1)
+	}
+	return runs
 }
 
 // run is the state of one event going through the pipeline.
@@ -311,9 +357,30 @@ func (n *node) process(r *run) (bool, error) {
 	}
 
 	sharing := false
-	for _, c := range n.children {
+	runs := n.runs
+	var may uint64
+	for i, c := range n.children {
 		if !sharing {
 			r.input.valid = false
+		}
+		if len(runs) > 0 && i >= runs[0].from {
+			run := runs[0]
+			if i == run.from {
+				may = ^uint64(0)
+				if in, ok := r.grokInput(c); ok {
+					may = run.scan.Find(in)
+				}
+			}
+			if i+1 == run.to {
+				runs = runs[1:]
+			}
+			if may&(1<<(i-run.from)) == 0 {
+				sharing = true
+				if !grokOK {
+					state = false
+				}
+				continue
+			}
 		}
 		ok, err := c.process(r)
 		if err != nil {

@@ -425,6 +425,7 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 	}
 	n.pureMiss = n.grok != nil && n.grok.Tier() != grok.Fast && n.grokExpr == nil && n.grokApply != "" && n.grokApply != "Line.Raw" &&
 		n.filter == nil && n.wl.empty() && len(n.stash) == 0 && len(n.children) == 0
+	n.runs = siblingRuns(n.children)
 	return n, nil
 }
 
