@@ -3,6 +3,7 @@ package parse
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -225,5 +226,78 @@ func TestStaticGettersMatchVM(t *testing.T) {
 		if lenGetter(src) != nil {
 			t.Errorf("%q: a len getter for what is not len of one field", src)
 		}
+	}
+}
+
+// withoutRuns clears the sibling runs of ns and their children, so that
+// every child is tried in turn.
+func withoutRuns(ns []*node) {
+	for _, n := range ns {
+		n.runs = nil
+		withoutRuns(n.children)
+	}
+}
+
+// Skipping the sibling groks a scan rules out changes no event: the
+// hub's sshd parser, on the hub's sshd test logs and on messages made of
+// its patterns' literals in every pairing, gives the same verdicts,
+// fields and stages with the scan and without.
+func TestSiblingRunsChangeNothing(t *testing.T) {
+	root := sharedHub(t)
+	load := func() *Pipeline {
+		p, err := Load([]File{
+			{Path: filepath.Join(root, "hub/parsers/s00-raw/crowdsecurity/syslog-logs.yaml"), Stage: "s00-raw"},
+			{Path: filepath.Join(root, "hub/parsers/s01-parse/crowdsecurity/sshd-logs.yaml"), Stage: "s01-parse"},
+		}, Options{PatternDir: filepath.Join(root, "patterns"), DataDir: filepath.Join(root, "data")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	scan, plain := load(), load()
+	for _, ns := range plain.nodes {
+		withoutRuns(ns)
+	}
+	sshd := scan.nodes[1][0]
+	if len(sshd.runs) == 0 {
+		t.Fatal("the sshd parser's sibling groks get no scan")
+	}
+	var lines []string
+	logs, _ := filepath.Glob(filepath.Join(root, "hub/.tests/ssh*/*.log"))
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.Split(string(b), "\n")...)
+	}
+	var lits []string
+	for _, c := range sshd.children {
+		lits = append(lits, c.grok.Literals()...)
+	}
+	const prefix = "Dec  7 03:14:15 host sshd[42]: "
+	for _, a := range lits {
+		for _, b := range lits {
+			lines = append(lines, prefix+a+"bob"+b+"198.18.0.1 port 22", prefix+b+" "+a+" 198.18.0.2")
+		}
+	}
+	if len(logs) == 0 || len(lines) < 1000 {
+		t.Fatalf("%d test logs, %d lines: too little to compare on", len(logs), len(lines))
+	}
+	parsed := 0
+	for _, l := range lines {
+		line := detect.Line{Raw: l, Labels: map[string]string{"type": "syslog"}}
+		a, b := detect.NewEvent(line), detect.NewEvent(line)
+		okA, okB := scan.Parse(a), plain.Parse(b)
+		if okA != okB || a.Stage != b.Stage || !maps.Equal(a.Parsed, b.Parsed) || !maps.Equal(a.Meta, b.Meta) {
+			t.Fatalf("%q:\nwith the scan    %v %s %v %v\nwithout the scan %v %s %v %v", l, okA, a.Stage, a.Parsed, a.Meta, okB, b.Stage, b.Parsed, b.Meta)
+		}
+		if okA && a.Meta["log_type"] != "" {
+			parsed++
+		}
+	}
+	t.Logf("%d lines, %d of them sshd events", len(lines), parsed)
+	if parsed == 0 {
+		t.Error("no line parsed as an sshd event: the comparison saw no match")
 	}
 }
