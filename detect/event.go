@@ -149,17 +149,17 @@ func (e *Event) LendMeta() map[string]string {
 // its Meta.
 func (e *Event) NeedWhole() { e.whole = true }
 
-// TakeParsed empties the parsed fields of an event whose holders only
-// read Meta, and returns their map for another event; nil when a holder
-// needs them. A bucket can hold an event for minutes, its parsed fields
-// are most of its size.
+// TakeParsed takes the parsed fields from an event whose holders only
+// read Meta, and returns their map for another event, not emptied: the
+// next user clears it, on the core that is about to write it. It returns
+// nil when a holder needs them. A bucket can hold an event for minutes,
+// its parsed fields are most of its size.
 func (e *Event) TakeParsed() map[string]string {
 	if e.whole || e.Parsed == nil {
 		return nil
 	}
 	p := e.Parsed
 	e.Parsed = nil
-	clear(p)
 	return p
 }
 

@@ -218,6 +218,7 @@ func (e *Engine) parsedMap() map[string]string {
 	if n := len(e.freeParsed); n > 0 {
 		p := e.freeParsed[n-1]
 		e.freeParsed = e.freeParsed[:n-1]
+		clear(p)
 		return p
 	}
 	return make(map[string]string, e.parsedFields)

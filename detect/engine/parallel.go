@@ -303,6 +303,7 @@ func (w *parseWorker) event(l detect.Line) (*detect.Event, bool) {
 				evt.Parsed = w.freeParsed[m-1]
 				w.freeParsed[m-1] = nil
 				w.freeParsed = w.freeParsed[:m-1]
+				clear(evt.Parsed)
 			} else {
 				evt.Parsed = make(map[string]string, w.parsedFields)
 			}
