@@ -183,16 +183,12 @@ func (e *Engine) Process(l detect.Line) []model.Alert {
 		e.free = e.free[:n-1]
 		evt.Reuse(l)
 		if evt.Parsed == nil {
-			evt.Parsed = e.parsedMap()
+			evt.Parsed = emptyParsed(&e.freeParsed, e.parsedFields)
 		}
 	}
 	evt, ovs := e.process(l, nil, evt)
 	if evt != nil {
-		if evt.Release() {
-			e.recycle(evt)
-		} else if p := evt.TakeParsed(); p != nil && len(e.freeParsed) < maxFree {
-			e.freeParsed = append(e.freeParsed, p)
-		}
+		e.release(evt)
 	}
 	return alertsOf(ovs)
 }
@@ -213,15 +209,29 @@ func (e *Engine) recycle(evt *detect.Event) {
 	}
 }
 
-// parsedMap returns an empty map for an event's parsed fields.
-func (e *Engine) parsedMap() map[string]string {
-	if n := len(e.freeParsed); n > 0 {
-		p := e.freeParsed[n-1]
-		e.freeParsed = e.freeParsed[:n-1]
-		clear(p)
-		return p
+// release drops the engine's hold on evt: the event is recycled when no
+// bucket keeps it, else its parsed fields are, when no bucket reads them.
+func (e *Engine) release(evt *detect.Event) {
+	if evt.Release() {
+		e.recycle(evt)
+	} else if p := evt.TakeParsed(); p != nil && len(e.freeParsed) < maxFree {
+		e.freeParsed = append(e.freeParsed, p)
 	}
-	return make(map[string]string, e.parsedFields)
+}
+
+// emptyParsed returns an empty map for an event's parsed fields: the last
+// of free, cleared (TakeParsed leaves that to the core about to write it),
+// or a new one sized for size fields.
+func emptyParsed(free *[]map[string]string, size int) map[string]string {
+	n := len(*free)
+	if n == 0 {
+		return make(map[string]string, size)
+	}
+	p := (*free)[n-1]
+	(*free)[n-1] = nil
+	*free = (*free)[:n-1]
+	clear(p)
+	return p
 }
 
 // maxFree bounds the events (and maps) kept for reuse; a flush that drops

@@ -299,14 +299,7 @@ func (w *parseWorker) event(l detect.Line) (*detect.Event, bool) {
 		w.free = w.free[:n-1]
 		evt.Reuse(l)
 		if evt.Parsed == nil {
-			if m := len(w.freeParsed); m > 0 {
-				evt.Parsed = w.freeParsed[m-1]
-				w.freeParsed[m-1] = nil
-				w.freeParsed = w.freeParsed[:m-1]
-				clear(evt.Parsed)
-			} else {
-				evt.Parsed = make(map[string]string, w.parsedFields)
-			}
+			evt.Parsed = emptyParsed(&w.freeParsed, w.parsedFields)
 		}
 		return evt, false
 	}
@@ -346,11 +339,7 @@ func (e *Engine) consume(b *batch, emit func(detect.Line, []model.Alert)) {
 				ovs = e.postprocess(e.set.PourOverflows(evt))
 			}
 		}
-		if evt.Release() {
-			e.recycle(evt)
-		} else if p := evt.TakeParsed(); p != nil && len(e.freeParsed) < maxFree {
-			e.freeParsed = append(e.freeParsed, p)
-		}
+		e.release(evt)
 		emit(l, alertsOf(ovs))
 	}
 	e.lines.Add(uint64(len(b.lines)))
