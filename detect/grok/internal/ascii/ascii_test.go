@@ -52,6 +52,15 @@ var patterns = []string{
 	// Backtracks past the first search's budget with group 1 set, then
 	// matches without it.
 	`(?:(a)(?:a+a+)+b|a+c)`,
+	// Greedy runs given back to where what follows can start (follow),
+	// and those whose follower can match empty or asserts first.
+	`^Failed (?:password|none) for (?:invalid user )?(.*) from (\S+)(?: port (\d+))?\s*$`,
+	`(.*) (\d+)`,
+	`(.*)(?:ab|cd)x`,
+	`a(.*)(b?)c`,
+	`(.*)\bx`,
+	`(.*)(?:x|$)`,
+	`(?:(.*),)+;`,
 }
 
 var inputs = []string{
@@ -60,6 +69,8 @@ var inputs = []string{
 	"1.2.3.4", "192.168.001.255 and 256.1.1.1", "10.0.0.1x2x3x4xy",
 	"abab", "ababab", "foo@example.com bar@x.org", "@h",
 	"Failed password for invalid user admin from 203.0.113.7 port 22 ssh2",
+	"Failed none for invalid user x from y from 203.0.113.7 port 22  ",
+	"a b 1 2 3", "zzabxcdxq cdx", "abbc ac", "a,b,;c,;",
 	"Failed publickey for root from 2001:db8::1",
 	"word1 123", "word1 123\nword2 45", "line\nnext\n",
 	`1.2.3.4 "GET / HTTP/1.1" 200 512`, `x "" 404 -`,
@@ -205,4 +216,33 @@ func FuzzFind(f *testing.F) {
 		i := int(k) % len(patterns)
 		agree(t, res[i], progs[i], m, s)
 	})
+}
+
+func TestFollow(t *testing.T) {
+	for _, tc := range []struct {
+		pat    string
+		follow string // the bytes of the first greedy run's follow set; "-" for none
+	}{
+		{`(.*) from (\S+)`, " "},
+		{`(.*)(?:ab|cd)x`, "ac"},
+		{`a(.*)(b?)c`, "bc"},
+		{`(.*)$`, "-"},
+		{`(.*)(?:x|$)`, "-"},
+		{`(.*)\bx`, "-"},
+	} {
+		_, p := compileBoth(t, tc.pat)
+		i := slices.IndexFunc(p.insts, func(in inst) bool { return in.op == opRun })
+		got := "-"
+		if f := p.insts[i].follow; f != nil {
+			got = ""
+			for c := range 128 {
+				if f.has(byte(c)) {
+					got += string(rune(c))
+				}
+			}
+		}
+		if got != tc.follow {
+			t.Errorf("%s: follow %q, want %q", tc.pat, got, tc.follow)
+		}
+	}
 }

@@ -52,6 +52,12 @@ type inst struct {
 	n      int // save slot, or the least bytes a run takes
 	max    int // the most bytes a run takes; -1 for no bound
 	x, y   int
+	// follow, on a greedy run, holds the bytes what comes after the run
+	// must start with, when it cannot go on without one: giving back a
+	// byte only to stop where the next one is not in follow fails at once,
+	// so the backtracker gives back up to the next byte in follow instead.
+	// nil when the rest can match empty or assert first.
+	follow *byteSet
 }
 
 // byteSet is a set of ASCII bytes.
@@ -108,6 +114,7 @@ func Compile(re *syntax.Regexp) (*Prog, error) {
 	if memoLen > maxInsts {
 		return nil, fmt.Errorf("%w: %d instructions unrolled", ErrUnsupported, memoLen)
 	}
+	setFollow(insts)
 	p := &Prog{insts: insts, memoLen: memoLen, ncap: 2 * (re.MaxCap() + 1)}
 	p.first, p.nullable = firstBytes(re)
 	p.prefix = literalPrefix(re)
@@ -326,6 +333,73 @@ func unrolledLen(insts []inst) int {
 		n += unrolledSize(in)
 	}
 	return n
+}
+
+// setFollow sets follow on each greedy run of insts.
+func setFollow(insts []inst) {
+	const (
+		unknown = iota
+		busy
+		known
+	)
+	state := make([]uint8, len(insts))
+	sets := make([]byteSet, len(insts))
+	bounded := make([]bool, len(insts))
+	// first returns the bytes a match from pc can start with, and false
+	// when it can get past pc without consuming one (an assertion, the
+	// end, a way round a loop that consumes nothing).
+	var first func(pc int) (byteSet, bool)
+	first = func(pc int) (byteSet, bool) {
+		switch state[pc] {
+		case busy:
+			return byteSet{}, false
+		case known:
+			return sets[pc], bounded[pc]
+		}
+		state[pc] = busy
+		var set byteSet
+		ok := true
+		switch in := &insts[pc]; in.op {
+		case opFail:
+		case opByte:
+			set = *in.set
+		case opLit:
+			if in.lit == "" {
+				ok = false
+				break
+			}
+			set.add(rune(in.lit[0]))
+		case opRun, opRunLazy:
+			set = *in.set
+			if in.n == 0 {
+				rest, rok := first(pc + 1)
+				set.union(&rest)
+				ok = rok
+			}
+		case opSplit:
+			a, aok := first(in.x)
+			b, bok := first(in.y)
+			set = a
+			set.union(&b)
+			ok = aok && bok
+		case opJmp:
+			set, ok = first(in.x)
+		case opSave:
+			set, ok = first(pc + 1)
+		default: // opMatch, opAssert
+			ok = false
+		}
+		state[pc], sets[pc], bounded[pc] = known, set, ok
+		return set, ok
+	}
+	for pc := range insts {
+		if insts[pc].op != opRun {
+			continue
+		}
+		if set, ok := first(pc + 1); ok {
+			insts[pc].follow = &set
+		}
+	}
 }
 
 // memoInsts returns the memo program, building it on first use.

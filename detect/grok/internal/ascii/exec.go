@@ -240,6 +240,14 @@ func run(m *Machine, insts []inst, s string, start int, caps []int, budget int, 
 				stack = stack[:len(stack)-1]
 			case frameRun:
 				f.pos--
+				if follow := insts[f.pc].follow; follow != nil {
+					p := f.pos
+					for p > f.lo && !follow.has(s[p]) {
+						p--
+					}
+					steps += int(f.pos - p)
+					f.pos = p
+				}
 				pc, pos = int(f.pc)+1, int(f.pos)
 				if f.pos <= f.lo {
 					stack = stack[:len(stack)-1]
