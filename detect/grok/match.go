@@ -15,6 +15,50 @@ func (c *Pattern) Match(s string, parsed map[string]string) bool {
 
 // MatchTier is Match that also tells which tier answered.
 func (c *Pattern) MatchTier(s string, parsed map[string]string) (bool, Tier) {
+	t := Text{s: s}
+	return c.MatchText(&t, parsed)
+}
+
+// Text is an input patterns are tried on in turn (the children of a
+// parser node all read the same field): what one pattern learns of it to
+// pick its variant is kept for the next.
+type Text struct {
+	s     string
+	shape uint8
+}
+
+// The bits of Text.shape.
+const (
+	shapeKnown = 1 << iota
+	shapeLongLabel
+	shapeIPv6Run
+)
+
+// Set makes t stand for s, keeping what it knows if s is the same text.
+func (t *Text) Set(s string) {
+	if t.s != s {
+		*t = Text{s: s}
+	}
+}
+
+// shapeOf is shapeOf(t.s), scanned once.
+func (t *Text) shapeOf() (longLabel, ipv6Run bool) {
+	if t.shape&shapeKnown == 0 {
+		t.shape = shapeKnown
+		long, v6 := shapeOf(t.s)
+		if long {
+			t.shape |= shapeLongLabel
+		}
+		if v6 {
+			t.shape |= shapeIPv6Run
+		}
+	}
+	return t.shape&shapeLongLabel != 0, t.shape&shapeIPv6Run != 0
+}
+
+// MatchText is MatchTier on a Text.
+func (c *Pattern) MatchText(t *Text, parsed map[string]string) (bool, Tier) {
+	s := t.s
 	for _, l := range c.lits {
 		if !strings.Contains(s, l) {
 			return false, c.tiers[0]
@@ -30,7 +74,7 @@ func (c *Pattern) MatchTier(s string, parsed map[string]string) (bool, Tier) {
 		sc = &scratch{}
 	}
 	defer c.lib.scratch.Put(sc)
-	v := c.variantFor(s)
+	v := c.variantFor(t)
 	idx, tier := c.find(s, v, sc)
 	if v == c.v6 && idx != nil {
 		// The runs taken for addresses must be addresses; if one is not,
@@ -74,11 +118,12 @@ func (c *Pattern) MatchTier(s string, parsed map[string]string) (bool, Tier) {
 }
 
 // variantFor picks the variant that matches s as the full pattern does.
-func (c *Pattern) variantFor(s string) *variant {
+func (c *Pattern) variantFor(t *Text) *variant {
 	if c.v4 == nil {
 		return &c.full
 	}
-	switch long, ipv6Run := shapeOf(s); {
+	s := t.s
+	switch long, ipv6Run := t.shapeOf(); {
 	case long:
 	case !ipv6Run:
 		return c.v4

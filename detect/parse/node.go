@@ -214,6 +214,8 @@ type run struct {
 	// input is the last grok input a pureMiss node read, valid while only
 	// such nodes failed since.
 	input fieldRead
+	// text is the last grok input, with what patterns learnt of it.
+	text grok.Text
 	// tracing collects the groks that matched in hits.
 	tracing bool
 	hits    []GrokHit
@@ -326,7 +328,8 @@ func (n *node) process(r *run) (bool, error) {
 				in = strconv.FormatFloat(v, 'f', 6, 64)
 			}
 		}
-		matched, tier := n.grok.MatchTier(in, evt.Parsed)
+		r.text.Set(in)
+		matched, tier := n.grok.MatchText(&r.text, evt.Parsed)
 		if matched && r.tracing {
 			r.hits = append(r.hits, GrokHit{Pattern: n.grok.String(), Tier: n.grok.Tier(), Served: tier})
 		}
