@@ -134,6 +134,10 @@ type node struct {
 	filter    *vm.Program
 	// fastFilter is filter with closures (not in postoverflows).
 	fastFilter *exprenv.Program
+	// filterGroup is the Pipeline.filterGroups entry of a filter that
+	// is a pure function of one field, and filterSlot its verdict's
+	// index there; filterGroup is -1 for other filters.
+	filterGroup, filterSlot int
 
 	grok        *grok.Pattern
 	grokApply   string // "Line.Raw" or a Parsed key
@@ -260,9 +264,30 @@ func (r *run) sources() []string {
 	return out
 }
 
-// filterOK runs a node's filter, natively when the closures decide. The
-// event changes from node to node, so folds are not kept between them.
+// filterOK runs a node's filter, or takes its verdict from those kept
+// for the value of the one field it reads.
 func (r *run) filterOK(n *node) bool {
+	if n.filterGroup < 0 || r.ov != nil {
+		return r.runFilter(n)
+	}
+	vs := r.p.verdicts[n.filterGroup].verdicts(r.evt)
+	switch vs[n.filterSlot] {
+	case verdictTrue:
+		return true
+	case verdictFalse:
+		return false
+	}
+	ok := r.runFilter(n)
+	vs[n.filterSlot] = verdictFalse
+	if ok {
+		vs[n.filterSlot] = verdictTrue
+	}
+	return ok
+}
+
+// runFilter evaluates a node's filter, natively when the closures decide.
+// The event changes from node to node, so folds are not kept between them.
+func (r *run) runFilter(n *node) bool {
 	if n.fastFilter != nil {
 		r.p.memo.Reset()
 		if v, ok := n.fastFilter.Bool(&r.p.memo, r.evt); ok {

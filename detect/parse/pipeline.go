@@ -94,6 +94,12 @@ type Pipeline struct {
 	top     []*node
 	counts  []nodeCount
 	batched bool
+
+	// filterGroups are the filters whose verdicts are kept by the value
+	// of the one field they read; verdicts is this pipeline's cache of
+	// them (see verdicts.go).
+	filterGroups []filterGroup
+	verdicts     []verdictCache
 }
 
 type nodeCount struct{ hits, ok uint64 }
@@ -147,6 +153,7 @@ func Load(files []File, opts Options) (*Pipeline, error) {
 		n.slot = i
 	}
 	p.vars = p.runVars()
+	p.verdicts = p.newVerdicts()
 	return p, nil
 }
 
@@ -194,6 +201,8 @@ func (p *Pipeline) Worker() *Pipeline {
 		unavailable: p.unavailable, missing: p.missing, crossEvent: p.crossEvent, proxy: p.proxy,
 		top: p.top, counts: make([]nodeCount, len(p.top)), batched: true}
 	w.vars = w.runVars()
+	w.filterGroups = p.filterGroups
+	w.verdicts = w.newVerdicts()
 	return w
 }
 
@@ -298,7 +307,7 @@ func (p *Pipeline) typeVars() map[string]any {
 }
 
 func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) {
-	n := &node{name: name, stage: f.Stage, file: f.Path, onSuccess: s.OnSuccess, slot: -1}
+	n := &node{name: name, stage: f.Stage, file: f.Path, onSuccess: s.OnSuccess, slot: -1, filterGroup: -1}
 	if s.Name != "" {
 		n.name = s.Name
 	}
@@ -331,6 +340,7 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 			if n.fastFilter, err = p.env.CompileEvt(s.Filter, p.typeVars()); err != nil {
 				return nil, yamlerr.AtKey(fmt.Errorf("filter: %w", err), "filter")
 			}
+			p.groupFilter(n, s.Filter)
 		}
 	}
 	for k, v := range s.PatternSyntax {

@@ -66,60 +66,14 @@ type guardTerm struct {
 func (gt *guardTerm) cached() bool { return gt.contains != nil || gt.derived || gt.pred }
 
 // soleField returns a reader of the one event field (evt.Meta.X or
-// evt.Parsed.X) n is a pure function of (see pure), its name, and whether
-// n is that field itself; nil when n reads anything else.
+// evt.Parsed.X) n is a pure function of, its name, and whether n is that
+// field itself; nil when n reads anything else.
 func soleField(n ast.Node) (func(*detect.Event) string, string, bool) {
-	if !pure(n) {
+	f, plain, ok := exprenv.SoleField(n)
+	if !ok {
 		return nil, "", false
 	}
-	v := &fieldVisitor{}
-	ast.Walk(&n, v)
-	if v.other || v.kind == "" || v.evts != v.fields {
-		return nil, "", false
-	}
-	kind, name := v.kind, v.name
-	_, plain := n.(*ast.MemberNode)
-	if kind == "Meta" {
-		return func(e *detect.Event) string { return e.Meta[name] }, kind + "." + name, plain
-	}
-	return func(e *detect.Event) string { return e.Parsed[name] }, kind + "." + name, plain
-}
-
-// fieldVisitor finds the event fields an expression reads: other is set
-// when it reads another part of the event, two fields, or a name that is
-// neither evt nor a helper (a let, whose value is elsewhere).
-type fieldVisitor struct {
-	kind, name   string
-	evts, fields int
-	other        bool
-}
-
-func (v *fieldVisitor) Visit(n *ast.Node) {
-	switch x := (*n).(type) {
-	case *ast.IdentifierNode:
-		if x.Value == "evt" {
-			v.evts++
-		} else if !pureCalls[x.Value] {
-			v.other = true
-		}
-	case *ast.MemberNode:
-		obj, ok := x.Node.(*ast.MemberNode)
-		if !ok {
-			return
-		}
-		root, ok := obj.Node.(*ast.IdentifierNode)
-		if !ok || root.Value != "evt" {
-			return
-		}
-		k, ok1 := obj.Property.(*ast.StringNode)
-		p, ok2 := x.Property.(*ast.StringNode)
-		if !ok1 || !ok2 || (k.Value != "Meta" && k.Value != "Parsed") || (v.kind != "" && (v.kind != k.Value || v.name != p.Value)) {
-			v.other = true
-			return
-		}
-		v.kind, v.name = k.Value, p.Value
-		v.fields++
-	}
+	return f.Reader(), f.Kind + "." + f.Name, plain
 }
 
 // termGroup is the cached terms that read one field, or a cached term

@@ -5,6 +5,7 @@ import (
 	"github.com/expr-lang/expr/parser"
 
 	"github.com/moatsec/moat/detect"
+	"github.com/moatsec/moat/detect/exprenv"
 )
 
 // requirement is a leading conjunct of a filter that tests one meta value
@@ -52,7 +53,7 @@ func leadingConjuncts(filter string) ([]ast.Node, map[string]ast.Node) {
 				return
 			}
 		case *ast.VariableDeclaratorNode:
-			if x.Name != "evt" && pure(x.Value) {
+			if x.Name != "evt" && exprenv.Pure(x.Value) {
 				lets[x.Name] = x.Value
 				flatten(x.Expr)
 				return
@@ -73,7 +74,7 @@ func leadingConjuncts(filter string) ([]ast.Node, map[string]ast.Node) {
 		if c == nil {
 			return conj[:i], lets
 		}
-		if _, ok := metaTest(c); !ok && !pure(c) {
+		if _, ok := metaTest(c); !ok && !exprenv.Pure(c) {
 			if d := sideEffectGate(c); d != nil {
 				return append(conj[:i], d), lets
 			}
@@ -90,7 +91,7 @@ func leadingConjuncts(filter string) ([]ast.Node, map[string]ast.Node) {
 // any other conjunct.
 func sideEffectGate(n ast.Node) ast.Node {
 	b, ok := n.(*ast.BuiltinNode)
-	if !ok || b.Name != "any" || len(b.Arguments) != 2 || !pure(b.Arguments[0]) {
+	if !ok || b.Name != "any" || len(b.Arguments) != 2 || !exprenv.Pure(b.Arguments[0]) {
 		return nil
 	}
 	p, ok := b.Arguments[1].(*ast.PredicateNode)
@@ -101,54 +102,10 @@ func sideEffectGate(n ast.Node) ast.Node {
 	if !ok {
 		return nil
 	}
-	if f, ok := c.Exp2.(*ast.BoolNode); !ok || f.Value || !pure(c.Cond) {
+	if f, ok := c.Exp2.(*ast.BoolNode); !ok || f.Value || !exprenv.Pure(c.Cond) {
 		return nil
 	}
 	return &ast.BuiltinNode{Name: "any", Arguments: []ast.Node{b.Arguments[0], &ast.PredicateNode{Node: c.Cond}}}
-}
-
-// pureCalls are helpers without side effects a skipped conjunct may call.
-var pureCalls = map[string]bool{
-	"Upper": true, "Lower": true, "TrimSpace": true, "QueryUnescape": true, "PathUnescape": true,
-	"File": true, "RegexpInFile": true, "LookupFile": true, "JsonExtract": true, "IpInRange": true,
-	"IsIP": true, "IsIPV4": true, "IsIPV6": true,
-}
-
-// pure reports whether evaluating n cannot change the event or the stash:
-// field reads, literals, operators and pureCalls only.
-func pure(n ast.Node) bool {
-	ok := true
-	var v pureVisitor
-	v.ok = &ok
-	ast.Walk(&n, v)
-	return ok
-}
-
-type pureVisitor struct{ ok *bool }
-
-func (v pureVisitor) Visit(n *ast.Node) {
-	switch x := (*n).(type) {
-	case *ast.StringNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.NilNode,
-		*ast.IdentifierNode, *ast.ArrayNode, *ast.BinaryNode, *ast.UnaryNode, *ast.ChainNode,
-		*ast.PointerNode, *ast.PredicateNode, *ast.ConditionalNode:
-	case *ast.MemberNode:
-		if x.Method {
-			*v.ok = false
-		}
-	case *ast.CallNode:
-		id, isID := x.Callee.(*ast.IdentifierNode)
-		if !isID || !pureCalls[id.Value] {
-			*v.ok = false
-		}
-	case *ast.BuiltinNode:
-		switch x.Name {
-		case "any", "all", "none", "one", "len", "lower", "upper", "trim":
-		default:
-			*v.ok = false
-		}
-	default:
-		*v.ok = false
-	}
 }
 
 // typeKey is the requirement key of a test of the event's type
