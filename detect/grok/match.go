@@ -199,7 +199,9 @@ func dupEarlierSet(names []string, i int) bool {
 // label characters ([0-9A-Za-z-]), and a run of [0-9A-Fa-f:.] holding
 // "::" or six colons, inside which every IPV6 match lies.
 func shapeOf(s string) (longLabel, ipv6Run bool) {
-	if strings.IndexByte(s, ':') < 0 {
+	// An IPv6 run holds "::" or six colons: most text with a colon has
+	// neither, which two vector searches tell.
+	if strings.IndexByte(s, ':') < 0 || strings.Count(s, ":") < 6 && !strings.Contains(s, "::") {
 		return labelRun(s, 64), false
 	}
 	label, colons := 0, 0
