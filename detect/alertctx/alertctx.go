@@ -20,7 +20,6 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
-	"github.com/expr-lang/expr/vm"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/moatsec/moat/detect"
@@ -65,7 +64,7 @@ type file struct {
 type key struct {
 	name  string
 	srcs  []string
-	progs []*vm.Program
+	progs []*exprenv.Program
 }
 
 // Contexts are compiled context files. Eval is not safe for concurrent
@@ -75,7 +74,10 @@ type Contexts struct {
 	keys  []key
 	whole bool
 	vars  map[string]any
-	errs  atomic.Uint64
+	// memo is the closures' scratch: most context expressions read a
+	// field, which they do without the VM.
+	memo exprenv.Memo
+	errs atomic.Uint64
 }
 
 // validKey is what a key may be: templates address it as
@@ -153,7 +155,7 @@ func (c *Contexts) loadFile(path string, byName map[string]int) error {
 			if slices.Contains(k.srcs, src) {
 				continue // two files asking for the same value
 			}
-			p, err := c.env.Compile(src, c.vars)
+			p, err := c.env.CompileEvt(src, c.vars)
 			if err != nil {
 				return bad(fmt.Errorf("context key %s: %w", n, err), append(at, j)...)
 			}
@@ -242,7 +244,12 @@ func (c *Contexts) Eval(events []*detect.Event) map[string][]string {
 			}
 			c.vars["evt"] = evt
 			for _, p := range k.progs {
-				res, err := c.env.Run(p, c.vars)
+				c.memo.Reset()
+				if v, ok := p.String(&c.memo, evt); ok {
+					vals = appendValue(vals, v)
+					continue
+				}
+				res, err := c.env.Run(p.VM, c.vars)
 				if err != nil {
 					c.errs.Add(1)
 					continue
