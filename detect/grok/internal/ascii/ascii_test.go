@@ -61,6 +61,13 @@ var patterns = []string{
 	`(.*)\bx`,
 	`(.*)(?:x|$)`,
 	`(?:(.*),)+;`,
+	// Loops over an alternation with one-byte alternatives, run as runs.
+	`"((?:[^"\\]|\\.)*)" "((?:\\.|[^"\\])*)"`,
+	`(?:[ab]|c[ab])*c`,
+	`(?:a|[bc]d|e|f)*(d)`,
+	`((?:[0-9]|x[0-9]+)*)(x?)`,
+	`(?:[ab]|a[cd])*d`,
+	`((?:a[cd]|[ab])*)(.*)`,
 }
 
 var inputs = []string{
@@ -71,6 +78,7 @@ var inputs = []string{
 	"Failed password for invalid user admin from 203.0.113.7 port 22 ssh2",
 	"Failed none for invalid user x from y from 203.0.113.7 port 22  ",
 	"a b 1 2 3", "zzabxcdxq cdx", "abbc ac", "a,b,;c,;",
+	`"a\"b" "c\\" d"`, `"x" "y\`, "abcacbcc", "abecbdfd", "12x345x", "12x", "aadad", "acd",
 	"Failed publickey for root from 2001:db8::1",
 	"word1 123", "word1 123\nword2 45", "line\nnext\n",
 	`1.2.3.4 "GET / HTTP/1.1" 200 512`, `x "" 404 -`,

@@ -277,6 +277,22 @@ func (c *compiler) repeat(r, body *syntax.Regexp, min, max int) error {
 		}
 	}
 	switch {
+	case max < 0 && !lazy:
+		if a, rest, ok := runAlternative(body); ok {
+			// (?:A|B)* as A*(?:BA*)*: a run of A is one instruction, not
+			// a loop pushing a choice per byte; B cannot start where A
+			// matches, so the order of tries is the loop's.
+			c.add(inst{op: opRun, set: a, max: -1})
+			loop := c.add(inst{op: opSplit})
+			if err := c.emit(rest); err != nil {
+				return err
+			}
+			c.add(inst{op: opRun, set: a, max: -1})
+			c.add(inst{op: opJmp, x: loop})
+			c.branch(loop, loop+1, len(c.insts), false)
+			return nil
+		}
+		fallthrough
 	case max < 0:
 		loop := c.add(inst{op: opSplit})
 		if err := c.emit(body); err != nil {
@@ -297,6 +313,37 @@ func (c *compiler) repeat(r, body *syntax.Regexp, min, max int) error {
 		}
 	}
 	return nil
+}
+
+// runAlternative splits an alternation without captures into the one-byte
+// alternatives (their union a) and the rest, when no other alternative
+// can start with a byte of a or match empty (the quoted strings of log
+// formats: [^"\\]|\\.).
+func runAlternative(r *syntax.Regexp) (a *byteSet, rest *syntax.Regexp, ok bool) {
+	if r.Op != syntax.OpAlternate || r.MaxCap() > 0 {
+		return nil, nil, false
+	}
+	a = &byteSet{}
+	var others []*syntax.Regexp
+	for _, sub := range r.Sub {
+		if set := oneByte(sub); set != nil {
+			a.union(set)
+		} else {
+			others = append(others, sub)
+		}
+	}
+	if a.empty() || len(others) == 0 {
+		return nil, nil, false
+	}
+	rest = others[0]
+	if len(others) > 1 {
+		rest = &syntax.Regexp{Op: syntax.OpAlternate, Flags: r.Flags, Sub: others}
+	}
+	first, empty := firstBytes(rest)
+	if empty || first[0]&a[0] != 0 || first[1]&a[1] != 0 {
+		return nil, nil, false
+	}
+	return a, rest, true
 }
 
 // branch makes split try body before skipping it, or after when lazy.
