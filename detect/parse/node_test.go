@@ -244,17 +244,12 @@ func withoutRuns(ns []*node) {
 // fields and stages with the scan and without.
 func TestSiblingRunsChangeNothing(t *testing.T) {
 	root := sharedHub(t)
-	load := func() *Pipeline {
-		p, err := Load([]File{
-			{Path: filepath.Join(root, "hub/parsers/s00-raw/crowdsecurity/syslog-logs.yaml"), Stage: "s00-raw"},
-			{Path: filepath.Join(root, "hub/parsers/s01-parse/crowdsecurity/sshd-logs.yaml"), Stage: "s01-parse"},
-		}, Options{PatternDir: filepath.Join(root, "patterns"), DataDir: filepath.Join(root, "data")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+	files := []File{
+		{Path: filepath.Join(root, "hub/parsers/s00-raw/crowdsecurity/syslog-logs.yaml"), Stage: "s00-raw"},
+		{Path: filepath.Join(root, "hub/parsers/s01-parse/crowdsecurity/sshd-logs.yaml"), Stage: "s01-parse"},
 	}
-	scan, plain := load(), load()
+	opts := Options{PatternDir: filepath.Join(root, "patterns"), DataDir: filepath.Join(root, "data")}
+	scan, plain := mustLoad(t, files, opts), mustLoad(t, files, opts)
 	for _, ns := range plain.nodes {
 		withoutRuns(ns)
 	}
@@ -262,15 +257,7 @@ func TestSiblingRunsChangeNothing(t *testing.T) {
 	if len(sshd.runs) == 0 {
 		t.Fatal("the sshd parser's sibling groks get no scan")
 	}
-	var lines []string
-	logs, _ := filepath.Glob(filepath.Join(root, "hub/.tests/ssh*/*.log"))
-	for _, f := range logs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, strings.Split(string(b), "\n")...)
-	}
+	logs, lines := readLogs(t, filepath.Join(root, "hub/.tests/ssh*/*.log"))
 	var lits []string
 	for _, c := range sshd.children {
 		lits = append(lits, c.grok.Literals()...)
@@ -281,23 +268,55 @@ func TestSiblingRunsChangeNothing(t *testing.T) {
 			lines = append(lines, prefix+a+"bob"+b+"198.18.0.1 port 22", prefix+b+" "+a+" 198.18.0.2")
 		}
 	}
-	if len(logs) == 0 || len(lines) < 1000 {
-		t.Fatalf("%d test logs, %d lines: too little to compare on", len(logs), len(lines))
+	if logs == 0 || len(lines) < 1000 {
+		t.Fatalf("%d test logs, %d lines: too little to compare on", logs, len(lines))
 	}
+	sameEvents(t, "the scan", scan, plain, "syslog", lines)
+}
+
+// readLogs returns how many files match pattern and their lines.
+func readLogs(t *testing.T, pattern string) (files int, lines []string) {
+	t.Helper()
+	logs, _ := filepath.Glob(pattern)
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+	}
+	return len(logs), lines
+}
+
+func mustLoad(t *testing.T, files []File, opts Options) *Pipeline {
+	t.Helper()
+	p, err := Load(files, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// sameEvents parses each line with a pipeline that has what (an
+// optimisation) and one without, and fails at the first line on which
+// their verdicts, stages, parsed or meta fields differ, or when no line
+// became an event with a log_type (a comparison without a match).
+func sameEvents(t *testing.T, what string, with, without *Pipeline, typ string, lines []string) {
+	t.Helper()
 	parsed := 0
 	for _, l := range lines {
-		line := detect.Line{Raw: l, Labels: map[string]string{"type": "syslog"}}
+		line := detect.Line{Raw: l, Labels: map[string]string{"type": typ}}
 		a, b := detect.NewEvent(line), detect.NewEvent(line)
-		okA, okB := scan.Parse(a), plain.Parse(b)
+		okA, okB := with.Parse(a), without.Parse(b)
 		if okA != okB || a.Stage != b.Stage || !maps.Equal(a.Parsed, b.Parsed) || !maps.Equal(a.Meta, b.Meta) {
-			t.Fatalf("%q:\nwith the scan    %v %s %v %v\nwithout the scan %v %s %v %v", l, okA, a.Stage, a.Parsed, a.Meta, okB, b.Stage, b.Parsed, b.Meta)
+			t.Fatalf("%s %q:\nwith %s    %v %s %v %v\nwithout %s %v %s %v %v", typ, l, what, okA, a.Stage, a.Parsed, a.Meta, what, okB, b.Stage, b.Parsed, b.Meta)
 		}
 		if okA && a.Meta["log_type"] != "" {
 			parsed++
 		}
 	}
-	t.Logf("%d lines, %d of them sshd events", len(lines), parsed)
+	t.Logf("%s: %d lines, %d events with a log_type", typ, len(lines), parsed)
 	if parsed == 0 {
-		t.Error("no line parsed as an sshd event: the comparison saw no match")
+		t.Errorf("%s: no line parsed as an event with a log_type: the comparison saw no match", typ)
 	}
 }

@@ -2,13 +2,9 @@ package parse
 
 import (
 	"fmt"
-	"maps"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/moatsec/moat/detect"
 )
 
 func withoutVerdictCache(ns []*node) {
@@ -30,14 +26,8 @@ func TestFilterVerdictsChangeNothing(t *testing.T) {
 	for _, f := range files {
 		specs = append(specs, File{Path: f, Stage: filepath.Base(filepath.Dir(filepath.Dir(f)))})
 	}
-	load := func() *Pipeline {
-		p, err := Load(specs, Options{PatternDir: filepath.Join(root, "patterns")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	cached, plain := load(), load()
+	opts := Options{PatternDir: filepath.Join(root, "patterns")}
+	cached, plain := mustLoad(t, specs, opts), mustLoad(t, specs, opts)
 	for _, ns := range plain.nodes {
 		withoutVerdictCache(ns)
 	}
@@ -51,17 +41,9 @@ func TestFilterVerdictsChangeNothing(t *testing.T) {
 		t.Fatalf("%d filters on evt.Parsed.program keep their verdicts, want the shipped s01 parsers' (over 10)", programFilters)
 	}
 
-	var lines []string
-	logs, _ := filepath.Glob(filepath.Join(root, "testdata/content/*.log"))
-	for _, f := range logs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, strings.Split(strings.TrimSpace(string(b)), "\n")...)
-	}
-	if len(logs) == 0 || len(lines) < 100 {
-		t.Fatalf("%d test logs, %d lines: too little to compare on", len(logs), len(lines))
+	logs, lines := readLogs(t, filepath.Join(root, "testdata/content/*.log"))
+	if logs == 0 || len(lines) < 100 {
+		t.Fatalf("%d test logs, %d lines: too little to compare on", logs, len(lines))
 	}
 	// Neighbours of one length with other verdicts, then names enough to
 	// fill the cache and start it over.
@@ -77,22 +59,7 @@ func TestFilterVerdictsChangeNothing(t *testing.T) {
 		lines = append(lines, "Dec  7 03:14:15 host "+prog+"[42]: Failed password for root from 198.18.0.1 port 22 ssh2")
 	}
 
-	parsed := 0
 	for _, typ := range []string{"syslog", "nginx"} {
-		for _, l := range lines {
-			line := detect.Line{Raw: l, Labels: map[string]string{"type": typ}}
-			a, b := detect.NewEvent(line), detect.NewEvent(line)
-			okA, okB := cached.Parse(a), plain.Parse(b)
-			if okA != okB || a.Stage != b.Stage || !maps.Equal(a.Parsed, b.Parsed) || !maps.Equal(a.Meta, b.Meta) {
-				t.Fatalf("%s %q:\nwith the cache    %v %s %v %v\nwithout the cache %v %s %v %v", typ, l, okA, a.Stage, a.Parsed, a.Meta, okB, b.Stage, b.Parsed, b.Meta)
-			}
-			if okA && a.Meta["log_type"] != "" {
-				parsed++
-			}
-		}
-	}
-	t.Logf("%d lines, %d events with a log_type", 2*len(lines), parsed)
-	if parsed == 0 {
-		t.Error("no line parsed as an event with a log_type: the comparison saw no match")
+		sameEvents(t, "the cache", cached, plain, typ, lines)
 	}
 }
