@@ -26,6 +26,10 @@ type Program struct {
 	native nfn
 	kind   kind
 	nvars  int
+	// sole is the one field the expression is a pure function of, when
+	// soleOK (see SoleField).
+	sole   Field
+	soleOK bool
 }
 
 type kind uint8
@@ -151,6 +155,7 @@ func (e *Env) CompileEvt(src string, vars map[string]any) (*Program, error) {
 	if err != nil {
 		return prog, nil
 	}
+	prog.sole, _, prog.soleOK = SoleField(tree.Node)
 	ast.Walk(&tree.Node, e.newFolder(src, false))
 	c := &fcomp{e: e, scope: map[string]int{}}
 	fn, k := c.node(tree.Node)
@@ -159,6 +164,11 @@ func (e *Env) CompileEvt(src string, vars map[string]any) (*Program, error) {
 	}
 	return prog, nil
 }
+
+// SoleField returns the one event field the expression is a pure
+// function of (see the function SoleField); ok is false when it reads
+// anything else.
+func (p *Program) SoleField() (f Field, ok bool) { return p.sole, p.soleOK }
 
 // Native reports whether some of the program runs without the VM.
 func (p *Program) Native() bool { return p.native != nil }

@@ -340,7 +340,7 @@ func (p *Pipeline) compileNode(s *nodeSpec, name string, f File) (*node, error) 
 			if n.fastFilter, err = p.env.CompileEvt(s.Filter, p.typeVars()); err != nil {
 				return nil, yamlerr.AtKey(fmt.Errorf("filter: %w", err), "filter")
 			}
-			p.groupFilter(n, s.Filter)
+			p.groupFilter(n)
 		}
 	}
 	for k, v := range s.PatternSyntax {

@@ -3,8 +3,6 @@ package parse
 import (
 	"strings"
 
-	"github.com/expr-lang/expr/parser"
-
 	"github.com/moatsec/moat/detect"
 	"github.com/moatsec/moat/detect/exprenv"
 )
@@ -25,12 +23,8 @@ type filterGroup struct {
 
 // groupFilter puts n's filter in the group of the field it is a pure
 // function of, if it is one.
-func (p *Pipeline) groupFilter(n *node, src string) {
-	tree, err := parser.Parse(src)
-	if err != nil {
-		return
-	}
-	f, _, ok := exprenv.SoleField(tree.Node)
+func (p *Pipeline) groupFilter(n *node) {
+	f, ok := n.fastFilter.SoleField()
 	if !ok {
 		return
 	}

@@ -276,23 +276,10 @@ func (c *compiler) repeat(r, body *syntax.Regexp, min, max int) error {
 			return err
 		}
 	}
+	if a, rest, ok := runAlternative(body); ok && max < 0 && !lazy {
+		return c.runLoop(a, rest)
+	}
 	switch {
-	case max < 0 && !lazy:
-		if a, rest, ok := runAlternative(body); ok {
-			// (?:A|B)* as A*(?:BA*)*: a run of A is one instruction, not
-			// a loop pushing a choice per byte; B cannot start where A
-			// matches, so the order of tries is the loop's.
-			c.add(inst{op: opRun, set: a, max: -1})
-			loop := c.add(inst{op: opSplit})
-			if err := c.emit(rest); err != nil {
-				return err
-			}
-			c.add(inst{op: opRun, set: a, max: -1})
-			c.add(inst{op: opJmp, x: loop})
-			c.branch(loop, loop+1, len(c.insts), false)
-			return nil
-		}
-		fallthrough
 	case max < 0:
 		loop := c.add(inst{op: opSplit})
 		if err := c.emit(body); err != nil {
@@ -312,6 +299,22 @@ func (c *compiler) repeat(r, body *syntax.Regexp, min, max int) error {
 			c.branch(s, s+1, len(c.insts), lazy)
 		}
 	}
+	return nil
+}
+
+// runLoop emits (?:A|B)* as A*(?:BA*)*, for a and rest from
+// runAlternative: a run of A is one instruction, not a loop pushing a
+// choice per byte; B cannot start where A matches, so the order of tries
+// is the loop's.
+func (c *compiler) runLoop(a *byteSet, rest *syntax.Regexp) error {
+	c.add(inst{op: opRun, set: a, max: -1})
+	loop := c.add(inst{op: opSplit})
+	if err := c.emit(rest); err != nil {
+		return err
+	}
+	c.add(inst{op: opRun, set: a, max: -1})
+	c.add(inst{op: opJmp, x: loop})
+	c.branch(loop, loop+1, len(c.insts), false)
 	return nil
 }
 
